@@ -1,0 +1,1 @@
+//! Livepeer wire messages, signatures, probabilistic-micropayment tickets and TicketBroker bindings.

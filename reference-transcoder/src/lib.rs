@@ -1,0 +1,1 @@
+//! The media engine: stamped synthetic sources, decode → scale → encode ladders, hardware benchmark.

@@ -1,0 +1,1 @@
+//! Records journal, Polars aggregation, plots and report writers (HTML, JUnit, Markdown, JSON).
