@@ -1,0 +1,1 @@
+//! Quality scoring: VMAF and PSNR on libvmaf, with frames paired by their stamps.
