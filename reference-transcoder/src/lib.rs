@@ -1,1 +1,23 @@
 //! The media engine: stamped synthetic sources, decode → scale → encode ladders, hardware benchmark.
+//!
+//! Everything is built on FFmpeg's libraries through `ffmpeg-next`: the stack's transcoder, the
+//! quality probe and `lpt bench` all share this one implementation so that their numbers agree.
+
+pub mod h264;
+pub mod memio;
+pub mod source;
+pub mod stamp;
+
+pub use source::{
+    EncodedSource, FlvPacket, MediaKind, SourceConfig, SourceError, TsSegment, generate,
+};
+pub use stamp::{BAND_HEIGHT_FRACTION, FrameStamp, read_stamp, write_stamp};
+
+/// Initialises FFmpeg once per process and keeps its logging to errors only.
+pub fn init_ffmpeg() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = ffmpeg_next::init();
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
+    });
+}
