@@ -1,1 +1,5 @@
-fn main() {}
+//! The `lpt` binary: everything is in the library; see `tester::cli`.
+
+fn main() {
+    std::process::exit(tester::cli::main());
+}

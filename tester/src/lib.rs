@@ -1,0 +1,17 @@
+//! `lpt`: the stream tester and network benchmarking suite for the Livepeer video network.
+//!
+//! This crate is the thin top of the workspace: the command line, scenario files, metrics and
+//! thresholds, the run pipeline, the summary and exit codes. Media, protocol, node stack, probes
+//! and reports live in their own crates; `main` only calls [`cli::main`].
+
+pub mod cli;
+pub mod duration;
+pub mod exit_code;
+mod hint;
+pub mod logging;
+pub mod metrics;
+pub mod output;
+pub mod run;
+pub mod scenario;
+pub mod summary;
+pub mod thresholds;

@@ -1,0 +1,213 @@
+//! A one-paragraph, plain-language account of what a scenario would run (`lpt validate`).
+
+use super::model::*;
+use crate::duration::format_duration;
+
+pub fn describe(scenario: &Scenario) -> String {
+    let mut parts = Vec::new();
+    let title = match &scenario.description {
+        Some(d) => format!(
+            "Scenario `{}` ({}): {}",
+            scenario.name,
+            scenario.path.display(),
+            d.trim()
+        ),
+        None => format!(
+            "Scenario `{}` ({}).",
+            scenario.name,
+            scenario.path.display()
+        ),
+    };
+    parts.push(ensure_period(title));
+
+    parts.push(match &scenario.target {
+        Target::Embedded {
+            orchestrators,
+            transcoders_per_orchestrator,
+            offline,
+            price_per_unit,
+            pixels_per_unit,
+        } => format!(
+            "It starts the embedded stack: {orchestrators} orchestrator{} with {transcoders_per_orchestrator} transcoder{} each and a broadcaster{}.",
+            plural(*orchestrators),
+            plural(*transcoders_per_orchestrator),
+            if *offline {
+                ", off-chain (price 0, no tickets)".to_owned()
+            } else {
+                format!(", paying {price_per_unit} wei per {pixels_per_unit} pixel{} with tickets on a local anvil chain", plural(*pixels_per_unit as u32))
+            }
+        ),
+        Target::External {
+            rtmp_url,
+            playback_url,
+            chain_rpc,
+            ..
+        } => format!(
+            "It targets an external stack: publishing to {rtmp_url}, playing back {playback_url}{}.",
+            chain_rpc.as_ref().map(|r| format!(", chain at {r}")).unwrap_or_default()
+        ),
+    });
+
+    parts.push(match &scenario.source {
+        Source::Synthetic {
+            width,
+            height,
+            fps,
+            gop,
+            clip,
+        } => format!(
+            "The source is a synthetic stamped {width}×{height} {fps} fps clip of {} with {} GOPs, encoded once and looped.",
+            format_duration(*clip),
+            format_duration(*gop)
+        ),
+        Source::File { path, gop } => format!(
+            "The source is {}, stamped and re-encoded with {} GOPs.",
+            path.display(),
+            format_duration(*gop)
+        ),
+    });
+
+    let ladder: Vec<String> = scenario
+        .ladder
+        .iter()
+        .map(|p| {
+            format!(
+                "{} ({}×{}, {} kbps)",
+                p.name,
+                p.width,
+                p.height,
+                p.bitrate_bps / 1000
+            )
+        })
+        .collect();
+    parts.push(format!("Ladder: {}.", ladder.join(", ")));
+
+    for w in &scenario.workloads {
+        let start = if w.start_after.is_zero() {
+            String::new()
+        } else {
+            format!(" after {}", format_duration(w.start_after))
+        };
+        let what = match &w.executor {
+            Executor::ConstantStreams { streams, duration } => {
+                format!(
+                    "{streams} stream{} for {}",
+                    plural(*streams),
+                    format_duration(*duration)
+                )
+            }
+            Executor::Soak { streams, duration } => {
+                format!(
+                    "a soak of {streams} stream{} for {}",
+                    plural(*streams),
+                    format_duration(*duration)
+                )
+            }
+            Executor::RampingStreams {
+                start_streams,
+                stages,
+            } => {
+                let steps: Vec<String> = stages
+                    .iter()
+                    .map(|s| format!("{} over {}", s.target, format_duration(s.duration)))
+                    .collect();
+                format!(
+                    "streams ramping from {start_streams} to {}",
+                    steps.join(", then ")
+                )
+            }
+            Executor::Capacity {
+                start_streams,
+                step,
+                step_duration,
+                max_streams,
+                until,
+            } => format!(
+                "a capacity search from {start_streams} streams adding {step} every {} up to {max_streams}, until `{until}` breaks",
+                format_duration(*step_duration)
+            ),
+            Executor::DirectOrchestrator {
+                orchestrators,
+                price_cap_wei_per_pixel,
+                duration,
+                region,
+                ..
+            } => {
+                let who = match orchestrators {
+                    OrchestratorList::Embedded => "every embedded orchestrator".to_owned(),
+                    OrchestratorList::Uris(uris) => {
+                        format!("{} orchestrator{}", uris.len(), plural(uris.len() as u32))
+                    }
+                    OrchestratorList::Chain { rpc, .. } => {
+                        format!("orchestrators registered on {rpc}")
+                    }
+                };
+                let cap = price_cap_wei_per_pixel
+                    .map(|c| format!(", price cap {c} wei/pixel"))
+                    .unwrap_or_default();
+                format!(
+                    "direct tests of {who} for {} each from region {region}{cap}",
+                    format_duration(*duration)
+                )
+            }
+        };
+        parts.push(format!(
+            "Workload `{}` ({}){start}: {what}.",
+            w.name,
+            w.executor.name()
+        ));
+    }
+
+    let q = &scenario.quality;
+    if q.enabled {
+        let sampling = match q.sampling {
+            Sampling::Auto => "a sample of segments sized to this machine".to_owned(),
+            Sampling::Fraction(f) => format!("{:.0}% of segments", f * 100.0),
+        };
+        parts.push(format!(
+            "Quality: VMAF ({}) and PSNR on {sampling}{}.",
+            q.model,
+            if q.reference {
+                ", beside the reference transcoder's rendition"
+            } else {
+                ""
+            }
+        ));
+    }
+    if scenario.payments.enabled {
+        parts.push("Payments: tickets, redemptions and fees are reconciled on chain.".into());
+    }
+    let thresholds: Vec<String> = scenario
+        .thresholds
+        .iter()
+        .map(|t| {
+            format!(
+                "{} {}{}",
+                t.selector_text,
+                t.expression.text,
+                if t.abort_on_fail { " (aborts)" } else { "" }
+            )
+        })
+        .collect();
+    parts.push(if thresholds.is_empty() {
+        "No thresholds: the run passes whenever it completes.".into()
+    } else {
+        format!(
+            "Thresholds ({}): {}.",
+            thresholds.len(),
+            thresholds.join("; ")
+        )
+    });
+    parts.join(" ")
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn ensure_period(mut s: String) -> String {
+    if !s.ends_with('.') {
+        s.push('.');
+    }
+    s
+}

@@ -1,0 +1,204 @@
+//! The typed scenario: what a validated scenario file says to run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::thresholds::Threshold;
+
+/// A validated scenario, ready to run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub description: Option<String>,
+    /// Where it was loaded from (`<embedded>` for the built-in default).
+    pub path: PathBuf,
+    /// The TOML text as written, kept for reports.
+    pub text: String,
+    pub target: Target,
+    pub source: Source,
+    pub ladder: Vec<Profile>,
+    pub workloads: Vec<Workload>,
+    pub quality: Quality,
+    pub payments: Payments,
+    pub thresholds: Vec<Threshold>,
+}
+
+/// What the probes exercise.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// The node stack shipped in this workspace, started for the run on loopback ports.
+    Embedded {
+        orchestrators: u32,
+        transcoders_per_orchestrator: u32,
+        /// No chain, price 0, no signatures (go-livepeer's off-chain mode).
+        offline: bool,
+        /// The orchestrators' price: wei per `pixels_per_unit` output pixels.
+        price_per_unit: u64,
+        pixels_per_unit: u64,
+    },
+    /// A running stack reached by URL templates, where `{stream}` is replaced by the stream key.
+    External {
+        rtmp_url: String,
+        playback_url: String,
+        chain_rpc: Option<String>,
+        ticket_broker: Option<String>,
+    },
+}
+
+/// The video the publishers send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Generated, stamped, encoded once and replayed to every stream.
+    Synthetic {
+        width: u32,
+        height: u32,
+        fps: u32,
+        gop: Duration,
+        /// Length of the encoded clip that publishers loop.
+        clip: Duration,
+    },
+    /// A user's file, stamped by re-encoding.
+    File { path: PathBuf, gop: Duration },
+}
+
+/// One rendition of the ladder (a preset from PROTOCOL.md §6 or a custom entry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub bitrate_bps: u64,
+    /// Frames per second as `fps / fps_den`; `fps = 0` keeps the source rate.
+    pub fps: u32,
+    pub fps_den: u32,
+    pub gop: Option<Duration>,
+    pub h264_profile: H264Profile,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum H264Profile {
+    EncoderDefault,
+    Baseline,
+    Main,
+    High,
+    ConstrainedHigh,
+}
+
+/// A named piece of load with its executor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    pub name: String,
+    /// Delay from the run's start before this workload begins.
+    pub start_after: Duration,
+    pub executor: Executor,
+}
+
+/// How a workload drives streams (k6's "executor").
+#[derive(Debug, Clone, PartialEq)]
+pub enum Executor {
+    /// N streams for a duration.
+    ConstantStreams { streams: u32, duration: Duration },
+    /// Stream count moves linearly to each stage's target over the stage's duration.
+    RampingStreams {
+        start_streams: u32,
+        stages: Vec<Stage>,
+    },
+    /// Add streams step by step until the named threshold breaks; report the last count that held.
+    Capacity {
+        start_streams: u32,
+        step: u32,
+        step_duration: Duration,
+        max_streams: u32,
+        until: String,
+    },
+    /// The tester acts as a broadcaster and tests each orchestrator directly.
+    DirectOrchestrator {
+        orchestrators: OrchestratorList,
+        price_cap_wei_per_pixel: Option<f64>,
+        duration: Duration,
+        region: String,
+        concurrency: u32,
+    },
+    /// Long constant load; the reports watch for drift over time.
+    Soak { streams: u32, duration: Duration },
+}
+
+impl Executor {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Executor::ConstantStreams { .. } => "constant-streams",
+            Executor::RampingStreams { .. } => "ramping-streams",
+            Executor::Capacity { .. } => "capacity",
+            Executor::DirectOrchestrator { .. } => "direct-orchestrator",
+            Executor::Soak { .. } => "soak",
+        }
+    }
+
+    /// The longest this executor runs (capacity: every step up to `max_streams`).
+    pub fn max_duration(&self) -> Duration {
+        match self {
+            Executor::ConstantStreams { duration, .. }
+            | Executor::Soak { duration, .. }
+            | Executor::DirectOrchestrator { duration, .. } => *duration,
+            Executor::RampingStreams { stages, .. } => stages.iter().map(|s| s.duration).sum(),
+            Executor::Capacity {
+                start_streams,
+                step,
+                step_duration,
+                max_streams,
+                ..
+            } => {
+                let steps =
+                    (max_streams.saturating_sub(*start_streams)).div_ceil((*step).max(1)) + 1;
+                *step_duration * steps
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub duration: Duration,
+    pub target: u32,
+}
+
+/// Which orchestrators a direct-to-orchestrator workload tests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrchestratorList {
+    /// Every orchestrator of the embedded stack.
+    Embedded,
+    /// Service URIs, e.g. `https://127.0.0.1:8935`.
+    Uris(Vec<String>),
+    /// Discovered on a chain from the ServiceRegistry's `ServiceURIUpdate` events.
+    Chain {
+        rpc: String,
+        service_registry: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quality {
+    pub enabled: bool,
+    pub sampling: Sampling,
+    pub model: String,
+    /// Also score the local reference transcoder's rendition of each sampled segment.
+    pub reference: bool,
+    pub threads: u32,
+    /// Score every Nth frame of a sampled segment.
+    pub subsample: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    /// Chosen from the measured scoring capacity of this machine.
+    Auto,
+    /// This fraction of segments (0..=1).
+    Fraction(f64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payments {
+    pub enabled: bool,
+    pub deposit_wei: u128,
+    pub reserve_wei: u128,
+}
