@@ -1,0 +1,224 @@
+//! Decoding any container FFmpeg reads into frames, on a thread per input.
+//!
+//! Each input is demuxed and decoded on its own thread and handed over through a bounded channel,
+//! so decoding both inputs overlaps with scoring while only a few decoded frames per input exist
+//! at any moment. Stamps are read on the decoding thread too, keeping that work off the scoring
+//! thread. A corrupt packet is counted and skipped (the decoder resynchronises), so a damaged
+//! segment still yields the frames that can be decoded.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use ffmpeg::frame::Video;
+use ffmpeg_next as ffmpeg;
+
+use crate::QualityError;
+use crate::stamp::{Stamp, StampReader};
+
+/// How many consecutive demuxer errors (other than end of file) mean the input is unreadable.
+const MAX_CONSECUTIVE_READ_ERRORS: u32 = 64;
+
+/// Frames decoded ahead of the scorer per input: enough to keep both decoders busy, small
+/// enough to bound memory (a 1080p frame is ~3 MB).
+const DECODE_AHEAD: usize = 4;
+
+/// A demuxer plus decoder for the best video stream of one file.
+pub struct VideoReader {
+    path: PathBuf,
+    input: ffmpeg::format::context::Input,
+    decoder: ffmpeg::decoder::Video,
+    stream_index: usize,
+    draining: bool,
+    /// Packets the decoder rejected and frames it failed to produce.
+    pub decode_errors: u64,
+}
+
+impl VideoReader {
+    pub fn open(path: &Path) -> Result<Self, QualityError> {
+        ffmpeg::init().map_err(|source| QualityError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let input = ffmpeg::format::input(path).map_err(|source| QualityError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let stream = input
+            .streams()
+            .best(ffmpeg::media::Type::Video)
+            .ok_or_else(|| QualityError::NoVideoStream {
+                path: path.to_owned(),
+            })?;
+        let stream_index = stream.index();
+        let decoder = ffmpeg::codec::Context::from_parameters(stream.parameters())
+            .and_then(|context| context.decoder().video())
+            .map_err(|source| QualityError::Decoder {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(VideoReader {
+            path: path.to_owned(),
+            input,
+            decoder,
+            stream_index,
+            draining: false,
+            decode_errors: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The next frame in presentation order, or `None` at the end of the stream.
+    pub fn next_frame(&mut self) -> Result<Option<Video>, QualityError> {
+        let mut frame = Video::empty();
+        let mut read_errors = 0;
+        loop {
+            match self.decoder.receive_frame(&mut frame) {
+                Ok(()) => return Ok(Some(frame)),
+                Err(ffmpeg::Error::Eof) => return Ok(None),
+                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {}
+                Err(_) => {
+                    self.decode_errors += 1;
+                    if self.draining {
+                        return Ok(None);
+                    }
+                }
+            }
+            if self.draining {
+                return Ok(None);
+            }
+            let mut packet = ffmpeg::Packet::empty();
+            match packet.read(&mut self.input) {
+                Ok(()) => {
+                    read_errors = 0;
+                    if packet.stream() == self.stream_index
+                        && self.decoder.send_packet(&packet).is_err()
+                    {
+                        self.decode_errors += 1;
+                    }
+                }
+                Err(ffmpeg::Error::Eof) => {
+                    // A decoder that already failed may refuse EOF; it then has nothing to drain.
+                    if self.decoder.send_eof().is_err() {
+                        return Ok(None);
+                    }
+                    self.draining = true;
+                }
+                Err(source) => {
+                    read_errors += 1;
+                    if read_errors >= MAX_CONSECUTIVE_READ_ERRORS {
+                        return Err(QualityError::Read {
+                            path: self.path.clone(),
+                            source,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A decoded frame, its stamp (when a reader was given and found one) and its position in the
+/// file's presentation order.
+pub struct DecodedFrame {
+    pub frame: Video,
+    pub stamp: Option<Stamp>,
+    pub order: u64,
+}
+
+/// What a decoding thread reports when its input is exhausted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecodeStats {
+    pub decode_errors: u64,
+}
+
+/// Frames of one input decoded on a background thread.
+pub struct FrameSource {
+    path: PathBuf,
+    receiver: Option<Receiver<Result<DecodedFrame, QualityError>>>,
+    thread: Option<JoinHandle<DecodeStats>>,
+}
+
+impl FrameSource {
+    /// Opens `path` (errors surface here, synchronously) and starts decoding it.
+    pub fn spawn(path: &Path, stamps: Option<Arc<dyn StampReader>>) -> Result<Self, QualityError> {
+        let reader = VideoReader::open(path)?;
+        let (sender, receiver) = sync_channel(DECODE_AHEAD);
+        let thread = std::thread::Builder::new()
+            .name("quality-decode".into())
+            .spawn(move || decode_loop(reader, stamps, sender))
+            .map_err(|_| QualityError::DecoderThread {
+                path: path.to_owned(),
+            })?;
+        Ok(FrameSource {
+            path: path.to_owned(),
+            receiver: Some(receiver),
+            thread: Some(thread),
+        })
+    }
+
+    /// The next decoded frame, `None` at the end.
+    pub fn next_frame(&mut self) -> Result<Option<DecodedFrame>, QualityError> {
+        match self.receiver.as_ref().map(Receiver::recv) {
+            Some(Ok(item)) => item.map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Stops decoding (if not finished) and returns what the thread counted.
+    pub fn finish(mut self) -> Result<DecodeStats, QualityError> {
+        self.receiver = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(stats)) => Ok(stats),
+            _ => Err(QualityError::DecoderThread {
+                path: self.path.clone(),
+            }),
+        }
+    }
+}
+
+impl Drop for FrameSource {
+    fn drop(&mut self) {
+        // Dropping the receiver makes the thread's next send fail, so it exits promptly.
+        self.receiver = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn decode_loop(
+    mut reader: VideoReader,
+    stamps: Option<Arc<dyn StampReader>>,
+    sender: SyncSender<Result<DecodedFrame, QualityError>>,
+) -> DecodeStats {
+    let mut order = 0;
+    loop {
+        match reader.next_frame() {
+            Ok(Some(frame)) => {
+                let stamp = stamps.as_ref().and_then(|reader| reader.read(&frame));
+                let item = DecodedFrame {
+                    frame,
+                    stamp,
+                    order,
+                };
+                order += 1;
+                if sender.send(Ok(item)).is_err() {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(error) => {
+                let _ = sender.send(Err(error));
+                break;
+            }
+        }
+    }
+    DecodeStats {
+        decode_errors: reader.decode_errors,
+    }
+}
