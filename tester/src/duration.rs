@@ -59,7 +59,7 @@ pub fn format_duration(duration: Duration) -> String {
     if millis == 0 {
         return "0s".into();
     }
-    if millis % 1000 != 0 {
+    if !millis.is_multiple_of(1000) {
         return if millis < 1000 {
             format!("{millis}ms")
         } else {

@@ -141,6 +141,9 @@ async fn execute(scenario: &Scenario, _registry: &Arc<Registry>) -> anyhow::Resu
              built yet, so there is nothing to run the probes against; this build validates the \
              scenario and writes summary.json (thresholds report \"no data\")"
         )),
+        Target::Direct => Err(anyhow!(
+            "the direct-to-orchestrator client is not built yet; no orchestrator was contacted"
+        )),
         Target::External {
             rtmp_url,
             playback_url,

@@ -37,6 +37,7 @@ pub fn describe(scenario: &Scenario) -> String {
                 format!(", paying {price_per_unit} wei per {pixels_per_unit} pixel{} with tickets on a local anvil chain", plural(*pixels_per_unit as u32))
             }
         ),
+        Target::Direct => "It starts no stack: the tester acts as a broadcaster itself.".to_owned(),
         Target::External {
             rtmp_url,
             playback_url,

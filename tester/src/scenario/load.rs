@@ -183,7 +183,7 @@ fn sub_table<'a>(
 }
 
 fn read_target(reader: &mut Reader<'_>, t: &Table<'_>) -> Option<Target> {
-    let kind = reader.choice(t, "kind", &["embedded", "external"]);
+    let kind = reader.choice(t, "kind", &["embedded", "external", "direct"]);
     let kind = reader.require(t, "kind", "\"embedded\"", kind)?;
     match kind {
         "embedded" => {
@@ -211,6 +211,10 @@ fn read_target(reader: &mut Reader<'_>, t: &Table<'_>) -> Option<Target> {
                     .integer(t, "pixels_per_unit", 1, i64::MAX)
                     .unwrap_or(1) as u64,
             })
+        }
+        "direct" => {
+            reader.deny_unknown(t, &["kind"]);
+            Some(Target::Direct)
         }
         _ => {
             reader.deny_unknown(
@@ -330,7 +334,7 @@ fn read_source(reader: &mut Reader<'_>, t: &Table<'_>) -> Option<Source> {
     reader.deny_unknown(t, &["kind", "width", "height", "fps", "gop", "clip"]);
     let width = reader.integer(t, "width", 64, 7680).unwrap_or(1280) as u32;
     let height = reader.integer(t, "height", 64, 4320).unwrap_or(720) as u32;
-    if width % 2 != 0 || height % 2 != 0 {
+    if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
         reader.error_at(
             t,
             "width",
@@ -451,10 +455,10 @@ fn read_custom_profile(reader: &mut Reader<'_>, c: &Table<'_>) -> Option<Profile
 /// `600000`, `"600k"`, `"1.5M"` → bits per second.
 fn bitrate(reader: &mut Reader<'_>, t: &Table<'_>, key: &str) -> Option<u64> {
     let item = reader.item(t, key)?;
-    if let Some(n) = item.as_integer() {
-        if n > 0 {
-            return Some(n as u64);
-        }
+    if let Some(n) = item.as_integer()
+        && n > 0
+    {
+        return Some(n as u64);
     }
     let parsed = item.as_str().and_then(|text| {
         let text = text.trim();
@@ -537,10 +541,10 @@ fn read_payments(reader: &mut Reader<'_>, t: &Table<'_>) -> Option<Payments> {
 /// `"1 ETH"`, `"2.5 gwei"`, `"1000 wei"` or an integer number of wei.
 fn amount(reader: &mut Reader<'_>, t: &Table<'_>, key: &str) -> Option<u128> {
     let item = reader.item(t, key)?;
-    if let Some(n) = item.as_integer() {
-        if n >= 0 {
-            return Some(n as u128);
-        }
+    if let Some(n) = item.as_integer()
+        && n >= 0
+    {
+        return Some(n as u128);
     }
     let parsed = item.as_str().and_then(|text| {
         let (number, unit) = text.trim().split_once(' ').unwrap_or((text.trim(), "wei"));
@@ -551,7 +555,9 @@ fn amount(reader: &mut Reader<'_>, t: &Table<'_>, key: &str) -> Option<u128> {
             _ => return None,
         };
         let value = number.parse::<f64>().ok()? * scale;
-        (value >= 0.0 && value < 1e38).then_some(value.round() as u128)
+        (0.0..1e38)
+            .contains(&value)
+            .then_some(value.round() as u128)
     });
     if parsed.is_none() {
         reader.error_at(
@@ -689,6 +695,14 @@ fn read_workloads(
             continue;
         };
         let start_after = reader.duration(&w, "start_after").unwrap_or(Duration::ZERO);
+        if executor != "direct-orchestrator" && matches!(target, Some(Target::Direct)) {
+            reader.error_at(
+                &w,
+                "executor",
+                format!("`{executor}` publishes streams, which needs a stack: target.kind = \"direct\" has none"),
+                Some("use target.kind = \"embedded\" or \"external\"".into()),
+            );
+        }
         let executor = match executor {
             "constant-streams" | "soak" => {
                 reader.deny_unknown(&w, &["executor", "start_after", "streams", "duration"]);
@@ -752,18 +766,18 @@ fn read_workloads(
                 );
                 let until = reader.string(&w, "until");
                 let until = reader.require(&w, "until", "\"segment_success\"", until);
-                if let Some(until) = &until {
-                    if !threshold_names.contains(until.as_str()) {
-                        let hint = closest(until, threshold_names.iter().copied())
-                            .map(|h| format!("did you mean `{h}`?"))
-                            .or_else(|| Some("add it under [thresholds]".into()));
-                        reader.error_at(
-                            &w,
-                            "until",
-                            format!("`{until}` names no threshold of this scenario"),
-                            hint,
-                        );
-                    }
+                if let Some(until) = &until
+                    && !threshold_names.contains(until.as_str())
+                {
+                    let hint = closest(until, threshold_names.iter().copied())
+                        .map(|h| format!("did you mean `{h}`?"))
+                        .or_else(|| Some("add it under [thresholds]".into()));
+                    reader.error_at(
+                        &w,
+                        "until",
+                        format!("`{until}` names no threshold of this scenario"),
+                        hint,
+                    );
                 }
                 let start_streams =
                     reader.integer(&w, "start_streams", 1, 100_000).unwrap_or(1) as u32;
@@ -844,7 +858,7 @@ fn read_orchestrator_list(
     let item = reader.item(w, "orchestrators");
     let list = match item.and_then(|i| i.as_str()) {
         Some("embedded") => {
-            if matches!(target, Some(Target::External { .. })) {
+            if matches!(target, Some(Target::External { .. } | Target::Direct)) {
                 reader.error_at(
                     w,
                     "orchestrators",

@@ -36,6 +36,8 @@ pub enum Target {
         price_per_unit: u64,
         pixels_per_unit: u64,
     },
+    /// Nothing to start: direct-to-orchestrator workloads name the orchestrators they test.
+    Direct,
     /// A running stack reached by URL templates, where `{stream}` is replaced by the stream key.
     External {
         rtmp_url: String,

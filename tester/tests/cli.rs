@@ -1,0 +1,287 @@
+//! The `lpt` binary as users and CI scripts see it: exit codes, messages, summary.json.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+
+fn lpt() -> Command {
+    let mut command = Command::cargo_bin("lpt").expect("the lpt binary is built");
+    command.env_remove("NO_COLOR").env_remove("LPT_LOG");
+    command
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn write_scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn schema_validator() -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("tester/schema/summary.schema.json")).unwrap(),
+    )
+    .unwrap();
+    jsonschema::validator_for(&schema).expect("the checked-in schema is valid")
+}
+
+fn read_summary(run_dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn version_exits_zero() {
+    lpt()
+        .arg("version")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::starts_with(format!(
+            "lpt {}",
+            env!("CARGO_PKG_VERSION")
+        )));
+}
+
+#[test]
+fn every_shipped_scenario_validates_with_a_description() {
+    let scenarios: Vec<PathBuf> = std::fs::read_dir(repo_root().join("scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    assert!(!scenarios.is_empty());
+    let output = lpt().arg("validate").args(&scenarios).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("✓ Scenario"))
+            .count(),
+        scenarios.len()
+    );
+    assert!(stdout.contains("Workload `smoke` (constant-streams): 2 streams for 30s."));
+    assert!(
+        !stdout.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
+}
+
+#[test]
+fn three_mistakes_are_all_reported_with_lines_and_exit_104() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_scenario(
+        dir.path(),
+        "three.toml",
+        r#"name = "three mistakes"
+
+[target]
+kind = "embedded"
+orchestrator = 2
+
+[ladder]
+profiles = ["P240p30fps16x9", "P360p30fps19x9"]
+
+[workloads.main]
+executor = "constant-streams"
+streams = 2
+duration = "30s"
+
+[thresholds]
+"latency" = ["p(95) < 4 parsecs"]
+"#,
+    );
+    let output = lpt().arg("validate").arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(104));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("3 errors in the scenario"), "{stderr}");
+    let file = path.display().to_string();
+    for expected in [
+        format!(
+            "{file}:5:1: `target.orchestrator`: unknown key `orchestrator` (hint: did you mean `orchestrators`?)"
+        ),
+        format!(
+            "{file}:8:31: `ladder.profiles`: unknown preset `P360p30fps19x9` (hint: did you mean `P360p30fps16x9`?)"
+        ),
+        format!(
+            "{file}:16:14: `thresholds.latency[0]`: `p(95) < 4 parsecs`: unknown time unit `parsecs`"
+        ),
+    ] {
+        assert!(
+            stderr.contains(&expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn type_errors_and_cross_references_are_caught_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_scenario(
+        dir.path(),
+        "refs.toml",
+        r#"[target]
+kind = "external"
+rtmp_url = "rtmp://127.0.0.1:1935/live"
+playback_url = "http://127.0.0.1:8935/stream/{stream}.m3u8"
+
+[ladder]
+profiles = ["P240p30fps16x9"]
+
+[workloads.ramp]
+executor = "ramping-streams"
+stages = [{ duration = 30, target = 4 }]
+
+[workloads.cap]
+executor = "capacity"
+until = "latency"
+
+[thresholds]
+"latency{rendition=P360p30fps16x9}" = ["p(95) < 4s"]
+"vmaf" = ["rate > 0.5"]
+"#,
+    );
+    let output = lpt().arg("validate").arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(104));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "`target.rtmp_url`: `rtmp://127.0.0.1:1935/live` has no `{stream}` placeholder",
+        "`workloads.ramp.stages[0].duration`: expected a duration string such as \"30s\", found an integer (hint: write it with a unit, e.g. \"30s\")",
+        "`workloads.cap.until`: `latency` names no threshold of this scenario (hint: did you mean `latency{rendition=P360p30fps16x9}`?)",
+        "rendition `P360p30fps16x9` is not in the ladder",
+        "`rate` does not apply to `vmaf`, a trend metric",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_scenario_file_is_a_configuration_error() {
+    lpt()
+        .args(["validate", "/nonexistent/scenario.toml"])
+        .assert()
+        .code(104)
+        .stderr(predicate::str::contains(
+            "cannot read scenario /nonexistent/scenario.toml",
+        ));
+    lpt()
+        .args(["run", "/nonexistent/scenario.toml"])
+        .assert()
+        .code(104);
+}
+
+#[test]
+fn run_without_a_stack_exits_107_and_still_writes_a_valid_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    lpt()
+        .args(["run", "--out"])
+        .arg(&run_dir)
+        .assert()
+        .code(107)
+        .stdout(predicate::str::contains("smoke — not_run (exit 107)"))
+        .stdout(predicate::str::contains(
+            "✗ latency p(95) < 8s  (observed no data)",
+        ));
+
+    let summary = read_summary(&run_dir);
+    let validator = schema_validator();
+    let errors: Vec<String> = validator
+        .iter_errors(&summary)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "summary.json breaks its schema: {errors:?}"
+    );
+    assert_eq!(summary["outcome"]["exit_code"], 107);
+    assert_eq!(summary["scenario"]["name"], "smoke");
+    let thresholds = summary["thresholds"].as_array().unwrap();
+    assert_eq!(thresholds.len(), 5);
+    for t in thresholds {
+        assert_eq!(t["passed"], false);
+        assert_eq!(t["reason"], "no data");
+        assert!(t["observed"].is_null());
+    }
+}
+
+#[test]
+fn an_unreachable_external_target_exits_107_naming_it() {
+    // Bind and drop a listener to find a loopback port that nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_scenario(
+        dir.path(),
+        "external.toml",
+        &format!(
+            r#"[target]
+kind = "external"
+rtmp_url = "rtmp://127.0.0.1:{port}/live/{{stream}}"
+playback_url = "http://127.0.0.1:{port}/hls/{{stream}}.m3u8"
+
+[ladder]
+profiles = ["P240p30fps16x9"]
+
+[workloads.one]
+executor = "constant-streams"
+streams = 1
+duration = "10s"
+"#
+        ),
+    );
+    let run_dir = dir.path().join("run");
+    lpt()
+        .arg("--quiet")
+        .arg("run")
+        .arg(&path)
+        .arg("--out")
+        .arg(&run_dir)
+        .assert()
+        .code(107)
+        .stdout(predicate::str::contains("not_run (exit 107)"));
+    let summary = read_summary(&run_dir);
+    let message = summary["outcome"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("RTMP ingest at 127.0.0.1:{port}"))
+            && message.contains("unreachable"),
+        "{message}"
+    );
+    assert_eq!(summary["workloads"][0]["status"], "not_run");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = lpt()
+        .args(["--log-format", "json", "run", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(107));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let log_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(!log_lines.is_empty(), "{stderr}");
+    for line in log_lines {
+        let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(value["level"].is_string());
+    }
+}
