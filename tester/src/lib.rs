@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod duration;
+pub mod executors;
 pub mod exit_code;
 mod hint;
 pub mod logging;
