@@ -1,0 +1,215 @@
+//! Scoring throughput: `quality::compare_files` on two H.264 files (decoding included) against
+//! Netflix's `vmaf` tool on the same pair as raw y4m, with equal thread counts, in one run; then
+//! CPU cost per scored frame, which gives how many 720p30 renditions one core scores in real time
+//! with and without subsampling.
+//!
+//! Run: `cargo bench -p quality --profile ci --bench score_vs_vmaf_tool`
+//! Environment: `BENCH_FRAMES` (default 300), `BENCH_THREADS` (default 2).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use quality::{QualityOptions, compare_files};
+
+fn env_or(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn ffmpeg(args: &[&str]) {
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-y"])
+        .args(args)
+        .status()
+        .expect("the ffmpeg tool runs");
+    assert!(status.success(), "ffmpeg {args:?} failed");
+}
+
+fn vmaf_tool() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let build = exe.parent().and_then(Path::parent).unwrap().join("build");
+    std::fs::read_dir(&build)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("out/build/tools/vmaf"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no vmaf tool under {}/libvmaf-sys-*/out/build/tools",
+                build.display()
+            )
+        })
+}
+
+/// Peak resident memory of this process so far, in MiB.
+fn peak_rss_mib() -> f64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+/// User + system CPU time of this process, or of its waited-for children.
+fn cpu_time(who: i32) -> Duration {
+    // SAFETY: getrusage fills the struct we pass.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(who, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+struct Measured {
+    wall: Duration,
+    cpu: Duration,
+    frames: usize,
+}
+
+impl Measured {
+    fn fps(&self) -> f64 {
+        self.frames as f64 / self.wall.as_secs_f64()
+    }
+    fn frames_per_cpu_second(&self) -> f64 {
+        self.frames as f64 / self.cpu.as_secs_f64()
+    }
+}
+
+fn run_ours(reference: &Path, distorted: &Path, options: &QualityOptions) -> (Measured, f64) {
+    let (cpu0, start) = (cpu_time(libc::RUSAGE_SELF), Instant::now());
+    let report = compare_files(reference, distorted, options).expect("scoring works");
+    let measured = Measured {
+        wall: start.elapsed(),
+        cpu: cpu_time(libc::RUSAGE_SELF) - cpu0,
+        frames: report.counts.paired as usize,
+    };
+    (measured, report.pooled.vmaf.mean)
+}
+
+fn main() {
+    let frames = env_or("BENCH_FRAMES", 300);
+    let threads = env_or("BENCH_THREADS", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let s = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    let (ref_mp4, dist_mp4, ref_y4m, dist_y4m) = (
+        path("ref.mp4"),
+        path("dist.mp4"),
+        path("ref.y4m"),
+        path("dist.y4m"),
+    );
+    eprintln!("preparing {frames} frames of 1280x720 testsrc2 …");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1280x720:rate=30",
+        "-frames:v",
+        &frames.to_string(),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "16",
+        "-pix_fmt",
+        "yuv420p",
+        &s(&ref_mp4),
+    ]);
+    ffmpeg(&[
+        "-i",
+        &s(&ref_mp4),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-b:v",
+        "1500k",
+        &s(&dist_mp4),
+    ]);
+    ffmpeg(&["-i", &s(&ref_mp4), "-pix_fmt", "yuv420p", &s(&ref_y4m)]);
+    ffmpeg(&["-i", &s(&dist_mp4), "-pix_fmt", "yuv420p", &s(&dist_y4m)]);
+
+    // The vmaf tool on raw y4m (no decoding), VMAF only, like ours below.
+    let children0 = cpu_time(libc::RUSAGE_CHILDREN);
+    let start = Instant::now();
+    let status = Command::new(vmaf_tool())
+        .args([
+            "-r",
+            &s(&ref_y4m),
+            "-d",
+            &s(&dist_y4m),
+            "--threads",
+            &threads.to_string(),
+        ])
+        .args(["--json", "-q", "-o", &s(&path("tool.json"))])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let tool = Measured {
+        wall: start.elapsed(),
+        cpu: cpu_time(libc::RUSAGE_CHILDREN) - children0,
+        frames: frames as usize,
+    };
+    let tool_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path("tool.json")).unwrap()).unwrap();
+    let tool_mean = tool_json["pooled_metrics"]["vmaf"]["mean"]
+        .as_f64()
+        .unwrap();
+
+    let vmaf_only = QualityOptions {
+        threads,
+        psnr: false,
+        ..QualityOptions::default()
+    };
+    let (ours, ours_mean) = run_ours(&ref_mp4, &dist_mp4, &vmaf_only);
+    println!("720p, {frames} frames, {threads} libvmaf threads, VMAF only");
+    println!(
+        "vmaf tool (y4m):        {:7.1} fps  ({:.2} s wall, {:.2} s CPU)  mean {tool_mean:.4}",
+        tool.fps(),
+        tool.wall.as_secs_f64(),
+        tool.cpu.as_secs_f64()
+    );
+    println!(
+        "quality (H.264 decode): {:7.1} fps  ({:.2} s wall, {:.2} s CPU)  mean {ours_mean:.4}",
+        ours.fps(),
+        ours.wall.as_secs_f64(),
+        ours.cpu.as_secs_f64()
+    );
+    println!(
+        "ratio ours/tool: {:.3} by wall clock (goal >= 0.9), {:.3} by CPU time",
+        ours.fps() / tool.fps(),
+        ours.frames_per_cpu_second() / tool.frames_per_cpu_second()
+    );
+    println!(
+        "peak RSS of this process: {:.0} MiB (the {frames} decoded frames of both inputs would be {:.0} MiB)",
+        peak_rss_mib(),
+        2.0 * frames as f64 * 1280.0 * 720.0 * 1.5 / (1024.0 * 1024.0)
+    );
+
+    println!("CPU cost per core, 720p30 renditions scored in real time per core:");
+    for (subsample, psnr) in [(1, false), (1, true), (5, true), (10, true)] {
+        let options = QualityOptions {
+            threads,
+            subsample,
+            psnr,
+            ..QualityOptions::default()
+        };
+        let (m, _) = run_ours(&ref_mp4, &dist_mp4, &options);
+        println!(
+            "  subsample {subsample:2}{}: {:7.1} frames per CPU-second -> {:5.2} renditions per core",
+            if psnr { " +psnr" } else { "      " },
+            m.frames_per_cpu_second(),
+            m.frames_per_cpu_second() / 30.0
+        );
+    }
+}
