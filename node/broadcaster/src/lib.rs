@@ -1,0 +1,1 @@
+//! The broadcaster node: RTMP ingest, segmenter, orchestrator sessions with payments, HLS output.

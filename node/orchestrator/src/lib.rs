@@ -1,0 +1,1 @@
+//! The orchestrator and transcoder nodes, wire-compatible with go-livepeer.
