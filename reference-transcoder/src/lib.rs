@@ -4,10 +4,18 @@
 //! quality probe and `lpt bench` all share this one implementation so that their numbers agree.
 
 pub mod h264;
+pub mod ladder;
 pub mod memio;
+pub mod probe;
 pub mod source;
 pub mod stamp;
 
+pub use ladder::{
+    LadderOptions, LadderOutput, LadderTranscoder, Profile, RenditionOutput, TranscodeError,
+};
+pub use probe::{
+    DecodeError, DecodedFrame, MediaInfo, decode_bytes, decode_file, probe_bytes, probe_file,
+};
 pub use source::{
     EncodedSource, FlvPacket, MediaKind, SourceConfig, SourceError, TsSegment, generate,
 };

@@ -151,6 +151,32 @@ impl Drop for MemoryInput {
     }
 }
 
+/// Why segment bytes could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the input is empty (0 bytes)")]
+    Empty,
+    #[error(
+        "the MPEG-TS input is truncated: {len} bytes is not a whole number of 188-byte packets"
+    )]
+    Truncated { len: usize },
+    #[error("not a readable media container: {0}")]
+    Demux(FfError),
+}
+
+/// Opens container bytes: MPEG-TS when they start with TS sync bytes (a length that is not a
+/// multiple of 188 then means truncation), otherwise whatever FFmpeg's probe recognises.
+pub fn open_container(data: Vec<u8>) -> Result<MemoryInput, OpenError> {
+    if data.is_empty() {
+        return Err(OpenError::Empty);
+    }
+    let is_ts = data[0] == 0x47 && data.len() >= 188 && data.get(188).is_none_or(|&b| b == 0x47);
+    if is_ts && !data.len().is_multiple_of(188) {
+        return Err(OpenError::Truncated { len: data.len() });
+    }
+    MemoryInput::open(data, is_ts.then_some("mpegts")).map_err(OpenError::Demux)
+}
+
 unsafe extern "C" fn write_packet(opaque: *mut c_void, buf: *mut u8, buf_size: c_int) -> c_int {
     // SAFETY: opaque is the `Vec<u8>` boxed by `MemoryMuxer`.
     let sink = unsafe { &mut *(opaque as *mut Vec<u8>) };

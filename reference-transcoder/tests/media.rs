@@ -1,0 +1,445 @@
+//! Integration tests for the media engine, checked against the `ffprobe` tool as an independent
+//! peer. One shared 4 s 720p30 stamped source keeps the suite quick.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use reference_transcoder::ladder::{
+    LadderOptions, LadderTranscoder, Profile, ProfileError, TranscodeError, parse_ladder,
+};
+use reference_transcoder::probe::{DecodeError, decode_bytes};
+use reference_transcoder::source::{EncodedSource, MediaKind, SourceConfig, TsSegment, generate};
+use reference_transcoder::stamp::{
+    BAND_HEIGHT_FRACTION, STAMP_COLUMNS, STAMP_ROWS, read_stamp, read_stamp_luma,
+};
+
+const STREAM_ID: u32 = 0x5EED_0001;
+
+struct Shared {
+    source: EncodedSource,
+    segments: Vec<TsSegment>,
+}
+
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let source = generate(&SourceConfig {
+            duration_secs: 4.0,
+            stream_id: STREAM_ID,
+            ..Default::default()
+        })
+        .expect("source");
+        let segments = source.ts_segments(2.0).expect("segments");
+        Shared { source, segments }
+    })
+}
+
+/// Runs ffprobe on bytes written to a temporary file and returns its JSON.
+fn ffprobe(data: &[u8], suffix: &str, args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("probe.{suffix}"));
+    std::fs::write(&path, data).unwrap();
+    ffprobe_path(&path, args)
+}
+
+fn ffprobe_path(path: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json"])
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn video_stream(data: &[u8], suffix: &str) -> serde_json::Value {
+    let j = ffprobe(
+        data,
+        suffix,
+        &[
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames,r_frame_rate,start_time",
+        ],
+    );
+    j["streams"][0].clone()
+}
+
+fn num(v: &serde_json::Value) -> f64 {
+    v.as_str()
+        .map(|s| s.parse().unwrap())
+        .or(v.as_f64())
+        .unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn stamps_read_back_exactly_after_144p_at_400kbps() {
+    let s = shared();
+    let mut transcoder = LadderTranscoder::new(
+        parse_ladder("P144p30fps16x9").unwrap(),
+        LadderOptions::default(),
+    )
+    .unwrap();
+    let (mut frames, mut read, mut wrong) = (0u32, 0u32, Vec::new());
+    let mut flipped_checks = 0;
+    for seg in &s.segments {
+        let out = transcoder.transcode(&seg.data).unwrap();
+        let r = &out.renditions[0];
+        assert_eq!((r.width, r.height, r.frames), (256, 144, seg.frames as u64));
+        let first_pts = seg.first_pts as f64 / 90_000.0;
+        let info = decode_bytes(r.data.clone(), |f| {
+            frames += 1;
+            let expected =
+                seg.first_frame + ((f.pts_secs.unwrap() - first_pts) * 30.0).round() as u32;
+            match f.stamp {
+                Some(st) if st.stream_id == STREAM_ID && st.frame_number == expected => read += 1,
+                Some(st) => wrong.push((expected, st)),
+                None => {}
+            }
+            // Damage one data cell at a time in a copy of the band: the checksum must refuse it.
+            if f.index == 7 {
+                let (w, h, stride) = (
+                    f.picture.width() as usize,
+                    f.picture.height() as usize,
+                    f.picture.stride(0),
+                );
+                let top = h - (h as f64 * BAND_HEIGHT_FRACTION).round() as usize;
+                for row in 0..STAMP_ROWS {
+                    for col in 2..STAMP_COLUMNS - 2 {
+                        let mut luma = f.picture.data(0).to_vec();
+                        let band = h - top;
+                        for y in top + row * band / STAMP_ROWS..top + (row + 1) * band / STAMP_ROWS
+                        {
+                            for x in col * w / STAMP_COLUMNS..(col + 1) * w / STAMP_COLUMNS {
+                                luma[y * stride + x] = 255 - luma[y * stride + x];
+                            }
+                        }
+                        assert_eq!(
+                            read_stamp_luma(&luma, stride, w, h),
+                            None,
+                            "flipped cell {row},{col}"
+                        );
+                        flipped_checks += 1;
+                    }
+                }
+            }
+        })
+        .unwrap();
+        assert_eq!(info.codec, "h264");
+    }
+    assert_eq!(frames, 120);
+    assert!(wrong.is_empty(), "wrong stamps read: {wrong:?}");
+    assert!(
+        read as f64 >= 0.99 * frames as f64,
+        "only {read}/{frames} stamps read back"
+    );
+    assert_eq!(flipped_checks, 2 * STAMP_ROWS * (STAMP_COLUMNS - 4));
+}
+
+#[test]
+fn renditions_match_their_profiles_according_to_ffprobe() {
+    let s = shared();
+    let ladder = parse_ladder("P144p30fps16x9,P240p25fps16x9,P360p30fps16x9").unwrap();
+    let mut transcoder = LadderTranscoder::new(ladder.clone(), LadderOptions::default()).unwrap();
+    for seg in &s.segments {
+        let out = transcoder.transcode(&seg.data).unwrap();
+        assert_eq!(out.source_frames, 60);
+        assert!((out.source_duration_secs - 2.0).abs() < 1e-6);
+        for (r, p) in out.renditions.iter().zip(&ladder) {
+            let v = video_stream(&r.data, "ts");
+            assert_eq!(v["codec_name"], "h264", "{}", p.name);
+            assert_eq!(
+                (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap()),
+                (p.width as u64, p.height as u64)
+            );
+            assert_eq!(v["r_frame_rate"], format!("{}/1", p.fps_num), "{}", p.name);
+            let probed_frames = num(&v["nb_read_frames"]) as u64;
+            assert_eq!(probed_frames, 2 * p.fps_num as u64, "{} frames", p.name);
+            assert_eq!(r.frames, probed_frames);
+            assert_eq!(r.pixels, probed_frames * p.width as u64 * p.height as u64);
+            // Source timestamps are kept: the rendition starts where the segment starts.
+            let start = num(&v["start_time"]);
+            assert!(
+                (start - seg.first_pts as f64 / 90_000.0).abs() <= 1.0 / p.fps_num as f64,
+                "{} start {start}",
+                p.name
+            );
+        }
+    }
+}
+
+#[test]
+fn segments_are_cut_at_key_frames_and_last_two_seconds() {
+    let s = shared();
+    assert_eq!(s.segments.len(), 2);
+    let frame = 1.0 / 30.0;
+    for seg in &s.segments {
+        assert!(
+            (seg.duration_secs - 2.0).abs() <= frame + 1e-9,
+            "segment {} lasts {}",
+            seg.seq,
+            seg.duration_secs
+        );
+        let j = ffprobe(
+            &seg.data,
+            "ts",
+            &[
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "frame=key_frame,pict_type,pts",
+                "-read_intervals",
+                "%+#1",
+            ],
+        );
+        let first = &j["frames"][0];
+        assert_eq!(
+            first["key_frame"], 1,
+            "segment {} starts with {first}",
+            seg.seq
+        );
+        assert_eq!(first["pict_type"], "I");
+        assert_eq!(first["pts"].as_i64().unwrap(), seg.first_pts);
+        let v = video_stream(&seg.data, "ts");
+        assert_eq!(num(&v["nb_read_frames"]) as u32, seg.frames);
+        assert_eq!(seg.first_frame, seg.seq * 60);
+    }
+}
+
+#[test]
+fn flv_packets_make_a_stream_ffprobe_reads() {
+    let s = shared();
+    let packets = s.source.flv_packets();
+    assert!(
+        packets[0].is_sequence_header
+            && packets[0].kind == MediaKind::Video
+            && packets[0].data[0] == 1
+    );
+    assert!(packets[1].is_sequence_header && packets[1].kind == MediaKind::Audio);
+    assert!(packets[2].is_key && packets[2].kind == MediaKind::Video);
+    let mut last = 0;
+    let mut flv = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00".to_vec();
+    for p in &packets {
+        assert!(p.dts_ms >= last, "DTS goes back");
+        last = p.dts_ms;
+        if p.kind == MediaKind::Video && !p.is_sequence_header {
+            // AVCC: NAL lengths tile the payload exactly.
+            let mut i = 0;
+            while i < p.data.len() {
+                i += 4 + u32::from_be_bytes(p.data[i..i + 4].try_into().unwrap()) as usize;
+            }
+            assert_eq!(i, p.data.len());
+        }
+        let body = p.tag_body();
+        let ts = p.dts_ms.to_be_bytes();
+        flv.push(if p.kind == MediaKind::Video { 9 } else { 8 });
+        flv.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        flv.extend_from_slice(&[ts[1], ts[2], ts[3], ts[0], 0, 0, 0]);
+        flv.extend_from_slice(&body);
+        flv.extend_from_slice(&(body.len() as u32 + 11).to_be_bytes());
+    }
+    let v = video_stream(&flv, "flv");
+    assert_eq!(v["codec_name"], "h264");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
+    assert_eq!(num(&v["nb_read_frames"]) as usize, s.source.frame_count());
+    // And our own decoder reads every stamp back from it, in order.
+    let mut expected = 0;
+    decode_bytes(flv, |f| {
+        assert_eq!(f.stamp.map(|s| s.frame_number), Some(expected));
+        expected += 1;
+    })
+    .unwrap();
+    assert_eq!(expected as usize, s.source.frame_count());
+}
+
+#[test]
+fn bad_segments_give_typed_errors_and_the_session_survives() {
+    let s = shared();
+    let good = &s.segments[0].data;
+    let mut transcoder = LadderTranscoder::new(
+        parse_ladder("P144p30fps16x9").unwrap(),
+        LadderOptions::default(),
+    )
+    .unwrap();
+    assert!(matches!(
+        transcoder.transcode(&[]),
+        Err(TranscodeError::EmptySegment)
+    ));
+    let cut = good.len() / 2 / 188 * 188 + 100;
+    match transcoder.transcode(&good[..cut]) {
+        Err(TranscodeError::TruncatedSegment { len }) => assert_eq!(len, cut),
+        other => panic!("truncated segment gave {other:?}"),
+    }
+    let garbage: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 1)
+        .collect();
+    let err = transcoder.transcode(&garbage).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TranscodeError::Demux(_) | TranscodeError::NoVideoStream
+        ),
+        "garbage gave {err:?}"
+    );
+    // Flip bits in the middle third of the segment (packet headers intact, as a bad link would):
+    // the decoder flags the damaged frames and the segment is refused.
+    let mut corrupt = good.clone();
+    let third = corrupt.len() / 3 / 188 * 188;
+    for i in (third..2 * third).step_by(3 * 188) {
+        corrupt[i + 150..i + 180]
+            .iter_mut()
+            .for_each(|b| *b ^= 0xA5);
+    }
+    let err = transcoder.transcode(&corrupt).unwrap_err();
+    assert!(
+        matches!(err, TranscodeError::CorruptSegment { decode_errors, .. } if decode_errors > 0),
+        "corrupt segment gave {err:?}"
+    );
+    // The session still transcodes good segments after all that.
+    let out = transcoder.transcode(good).unwrap();
+    assert_eq!(out.renditions[0].frames, 60);
+    assert!(matches!(
+        decode_bytes(Vec::new(), |_| {}),
+        Err(DecodeError::Empty)
+    ));
+}
+
+#[test]
+fn unknown_profile_names_suggest_the_closest() {
+    match parse_ladder("P240p30fps16x9,P720p30fps16:9") {
+        Err(ProfileError::UnknownName { name, closest }) => {
+            assert_eq!(name, "P720p30fps16:9");
+            assert_eq!(closest.as_deref(), Some("P720p30fps16x9"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        Profile::preset("P720p30fps16x9").unwrap().bitrate,
+        4_000_000
+    );
+}
+
+/// Makes a test clip with the ffmpeg tool.
+fn ffmpeg_clip(dir: &Path, name: &str, args: &[&str]) -> Vec<u8> {
+    let path = dir.join(name);
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .arg(&path)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(path).unwrap()
+}
+
+#[test]
+fn odd_sized_and_variable_frame_rate_sources_transcode() {
+    let dir = tempfile::tempdir().unwrap();
+    // 853x480 (odd width) MPEG-2 in TS (testsrc2 itself rounds to even sizes).
+    let odd = ffmpeg_clip(
+        dir.path(),
+        "odd.ts",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=854x480:r=30",
+            "-vf",
+            "scale=853:480",
+            "-frames:v",
+            "30",
+            "-c:v",
+            "mpeg2video",
+            "-f",
+            "mpegts",
+        ],
+    );
+    let mut transcoder = LadderTranscoder::new(
+        parse_ladder("P240p30fps16x9").unwrap(),
+        LadderOptions::default(),
+    )
+    .unwrap();
+    let out = transcoder.transcode(&odd).unwrap();
+    assert_eq!((out.source_width, out.source_height), (853, 480));
+    let v = video_stream(&out.renditions[0].data, "ts");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(426), Some(240))
+    );
+    assert_eq!(num(&v["nb_read_frames"]) as u64, 30);
+
+    // Variable frame rate: 30 frames 1/30 s apart, then 30 frames 2/30 s apart = 3 s of video,
+    // which a 30 fps rendition must fill with exactly 90 frames.
+    let vfr = ffmpeg_clip(
+        dir.path(),
+        "vfr.ts",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x180:r=30",
+            "-frames:v",
+            "60",
+            "-vf",
+            "setpts='if(lt(N,30),N,30+2*(N-30))/30/TB'",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-f",
+            "mpegts",
+        ],
+    );
+    let mut transcoder = LadderTranscoder::new(
+        parse_ladder("P144p30fps16x9").unwrap(),
+        LadderOptions::default(),
+    )
+    .unwrap();
+    let out = transcoder.transcode(&vfr).unwrap();
+    assert_eq!(out.source_frames, 60);
+    let r = &out.renditions[0];
+    let v = video_stream(&r.data, "ts");
+    assert_eq!(num(&v["nb_read_frames"]) as u64, 90);
+    assert_eq!(r.frames, 90);
+    assert_eq!(r.pixels, 90 * 256 * 144);
+}
+
+#[test]
+fn stamp_reader_ignores_unstamped_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = ffmpeg_clip(
+        dir.path(),
+        "plain.ts",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=640x360:r=30",
+            "-frames:v",
+            "30",
+            "-c:v",
+            "libx264",
+            "-f",
+            "mpegts",
+        ],
+    );
+    let info = decode_bytes(plain, |f| assert_eq!(read_stamp(f.picture), None)).unwrap();
+    assert_eq!((info.frames, info.stamped_frames), (30, 0));
+}
