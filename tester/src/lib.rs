@@ -12,6 +12,7 @@ mod hint;
 pub mod logging;
 pub mod metrics;
 pub mod output;
+pub mod progress;
 pub mod run;
 pub mod scenario;
 pub mod summary;

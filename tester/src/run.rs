@@ -52,6 +52,7 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
     let started = SystemTime::now();
     let started_instant = Instant::now();
 
+    let progress = crate::progress::Progress::start(registry.clone(), options.terminal.quiet);
     let stop = tokio::select! {
         result = execute(&scenario, &registry) => match result {
             Ok(()) => Stop::Completed,
@@ -60,6 +61,7 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
         verdict = watch_abort_thresholds(&scenario.thresholds, &registry, started_instant) => Stop::Aborted(verdict),
         () = shutdown_signal() => Stop::Interrupted,
     };
+    drop(progress);
 
     let verdicts: Vec<Verdict> = scenario
         .thresholds
