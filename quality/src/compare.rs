@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::align::{AlignmentCounts, Pairing, StampAligner};
-use crate::decode::{DecodedFrame, FrameSource};
+use crate::decode::{DecodedFrame, FrameSource, MediaInput};
 use crate::engine::ScoringEngine;
 use crate::options::{PairingMode, QualityOptions};
 use crate::picture::{PicturePreparer, ScoredGeometry};
@@ -97,10 +97,23 @@ pub fn compare_files_with(
     options: &QualityOptions,
     stamps: Option<Arc<dyn StampReader>>,
 ) -> Result<QualityReport, QualityError> {
+    compare_inputs(reference.into(), distorted.into(), options, stamps)
+}
+
+/// [`compare_files_with`] for inputs that may be in memory (e.g. a source segment and a
+/// rendition segment just downloaded); pass `Some(Arc::new(LptStamps))` for the project's stamp.
+pub fn compare_inputs(
+    reference: MediaInput,
+    distorted: MediaInput,
+    options: &QualityOptions,
+    stamps: Option<Arc<dyn StampReader>>,
+) -> Result<QualityReport, QualityError> {
+    let (reference_label, distorted_label) = (reference.label(), distorted.label());
     options.validate()?;
     let mut engine = ScoringEngine::new(options)?;
     let mut reference_frames = PeekableSource::new(FrameSource::spawn(reference, stamps.clone())?);
     let mut distorted_frames = PeekableSource::new(FrameSource::spawn(distorted, stamps.clone())?);
+    let (reference, distorted) = (reference_label.as_path(), distorted_label.as_path());
 
     let reference_stamped = stamps.is_some() && reference_frames.any_stamped(STAMP_PEEK_FRAMES)?;
     let distorted_stamped = stamps.is_some() && distorted_frames.any_stamped(STAMP_PEEK_FRAMES)?;

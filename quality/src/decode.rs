@@ -24,10 +24,53 @@ const MAX_CONSECUTIVE_READ_ERRORS: u32 = 64;
 /// enough to bound memory (a 1080p frame is ~3 MB).
 const DECODE_AHEAD: usize = 4;
 
-/// A demuxer plus decoder for the best video stream of one file.
+/// Where a video comes from: a file in any container FFmpeg reads, or bytes already in memory
+/// (a downloaded segment), which are demuxed without touching the file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaInput {
+    File(PathBuf),
+    Memory {
+        /// Names the input in reports and errors (e.g. `"segment 12 of P360p30fps16x9"`).
+        label: String,
+        data: Vec<u8>,
+    },
+}
+
+impl MediaInput {
+    /// The path, or the label of an in-memory input, as reports and errors show it.
+    pub fn label(&self) -> PathBuf {
+        match self {
+            MediaInput::File(path) => path.clone(),
+            MediaInput::Memory { label, .. } => PathBuf::from(label),
+        }
+    }
+}
+
+impl From<&Path> for MediaInput {
+    fn from(path: &Path) -> Self {
+        MediaInput::File(path.to_owned())
+    }
+}
+
+/// The demuxer of a file or of an in-memory buffer.
+enum Demuxer {
+    File(ffmpeg::format::context::Input),
+    Memory(reference_transcoder::memio::MemoryInput),
+}
+
+impl Demuxer {
+    fn input(&mut self) -> &mut ffmpeg::format::context::Input {
+        match self {
+            Demuxer::File(input) => input,
+            Demuxer::Memory(memory) => memory.input(),
+        }
+    }
+}
+
+/// A demuxer plus decoder for the best video stream of one input.
 pub struct VideoReader {
     path: PathBuf,
-    input: ffmpeg::format::context::Input,
+    demuxer: Demuxer,
     decoder: ffmpeg::decoder::Video,
     stream_index: usize,
     draining: bool,
@@ -36,15 +79,23 @@ pub struct VideoReader {
 }
 
 impl VideoReader {
-    pub fn open(path: &Path) -> Result<Self, QualityError> {
-        ffmpeg::init().map_err(|source| QualityError::Open {
-            path: path.to_owned(),
+    pub fn open(media: MediaInput) -> Result<Self, QualityError> {
+        let path = media.label();
+        let open_error = |source| QualityError::Open {
+            path: path.clone(),
             source,
-        })?;
-        let input = ffmpeg::format::input(path).map_err(|source| QualityError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        };
+        ffmpeg::init().map_err(open_error)?;
+        let mut demuxer = match media {
+            MediaInput::File(file) => {
+                Demuxer::File(ffmpeg::format::input(&file).map_err(open_error)?)
+            }
+            MediaInput::Memory { data, .. } => Demuxer::Memory(
+                reference_transcoder::memio::MemoryInput::open(data, None).map_err(open_error)?,
+            ),
+        };
+        let path = path.as_path();
+        let input = demuxer.input();
         let stream = input
             .streams()
             .best(ffmpeg::media::Type::Video)
@@ -60,7 +111,7 @@ impl VideoReader {
             })?;
         Ok(VideoReader {
             path: path.to_owned(),
-            input,
+            demuxer,
             decoder,
             stream_index,
             draining: false,
@@ -92,7 +143,7 @@ impl VideoReader {
                 return Ok(None);
             }
             let mut packet = ffmpeg::Packet::empty();
-            match packet.read(&mut self.input) {
+            match packet.read(self.demuxer.input()) {
                 Ok(()) => {
                     read_errors = 0;
                     if packet.stream() == self.stream_index
@@ -144,9 +195,14 @@ pub struct FrameSource {
 }
 
 impl FrameSource {
-    /// Opens `path` (errors surface here, synchronously) and starts decoding it.
-    pub fn spawn(path: &Path, stamps: Option<Arc<dyn StampReader>>) -> Result<Self, QualityError> {
-        let reader = VideoReader::open(path)?;
+    /// Opens `media` (errors surface here, synchronously) and starts decoding it.
+    pub fn spawn(
+        media: MediaInput,
+        stamps: Option<Arc<dyn StampReader>>,
+    ) -> Result<Self, QualityError> {
+        let path = media.label();
+        let path = path.as_path();
+        let reader = VideoReader::open(media)?;
         let (sender, receiver) = sync_channel(DECODE_AHEAD);
         let thread = std::thread::Builder::new()
             .name("quality-decode".into())

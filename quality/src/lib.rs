@@ -25,8 +25,8 @@ mod stamp;
 pub mod vmaf;
 
 pub use align::{AlignmentCounts, Pairing, StampAligner};
-pub use compare::{LptStamps, compare_files, compare_files_with};
-pub use decode::VideoReader;
+pub use compare::{LptStamps, compare_files, compare_files_with, compare_inputs};
+pub use decode::{MediaInput, VideoReader};
 pub use engine::{IndexScores, ScoringEngine};
 pub use error::QualityError;
 pub use options::{PairingMode, QualityOptions, VmafModelVersion};
