@@ -3,13 +3,17 @@
 //! Everything is built on FFmpeg's libraries through `ffmpeg-next`: the stack's transcoder, the
 //! quality probe and `lpt bench` all share this one implementation so that their numbers agree.
 
+pub mod bench;
 pub mod h264;
+pub mod input;
 pub mod ladder;
 pub mod memio;
 pub mod probe;
 pub mod source;
 pub mod stamp;
 
+pub use bench::{BenchMode, BenchOptions, BenchSummary, SegmentRecord, run_bench};
+pub use input::BenchInput;
 pub use ladder::{
     LadderOptions, LadderOutput, LadderTranscoder, Profile, RenditionOutput, TranscodeError,
 };

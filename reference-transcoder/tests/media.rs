@@ -443,3 +443,175 @@ fn stamp_reader_ignores_unstamped_video() {
     let info = decode_bytes(plain, |f| assert_eq!(read_stamp(f.picture), None)).unwrap();
     assert_eq!((info.frames, info.stamped_frames), (30, 0));
 }
+
+#[test]
+fn bench_with_one_session_reports_a_realtime_fraction() {
+    use reference_transcoder::bench::{BenchMode, BenchOptions, run_bench};
+    use reference_transcoder::input::BenchInput;
+    use reference_transcoder::ladder::EncoderPath;
+
+    let input = BenchInput::Synthetic(SourceConfig {
+        width: 640,
+        height: 360,
+        duration_secs: 4.0,
+        ..Default::default()
+    });
+    let options = BenchOptions::new(
+        input,
+        parse_ladder("P144p30fps16x9").unwrap(),
+        BenchMode::Sessions(1),
+    );
+    let mut records = Vec::new();
+    let summary = run_bench(&options, |r| records.push(r.clone())).unwrap();
+    assert_eq!(summary.encoder_path, EncoderPath::CpuX264);
+    assert_eq!(summary.input_segments, 2);
+    let load = summary.last_load().unwrap();
+    assert_eq!(
+        (load.sessions, load.segments, load.failed_segments),
+        (1, 2, 0)
+    );
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        assert_eq!(r.error, None);
+        assert_eq!(r.pixels, 60 * 256 * 144);
+        assert_eq!(r.renditions[0].frames, 60);
+        assert!((r.source_duration_secs - 2.0).abs() < 1e-9);
+        assert!((r.realtime_ratio - r.transcode_secs / 2.0).abs() < 1e-9);
+    }
+    // Paced at real time: the second segment is not handed over before its stream time.
+    assert!(
+        records[1].started_secs >= 2.0,
+        "second segment started at {}",
+        records[1].started_secs
+    );
+    let realtime = records.iter().filter(|r| r.realtime).count() as f64;
+    assert_eq!(load.realtime_segment_fraction, realtime / 2.0);
+    assert!(load.ratio_p50 <= load.ratio_p99 && load.ratio_p99 > 0.0);
+    assert!(load.cpu_utilisation > 0.0 && load.cpu_utilisation <= 1.0);
+    assert!(load.output_pixels_per_sec > 0.0);
+    let json = serde_json::to_value(&summary).unwrap();
+    assert!(json["loads"][0]["realtime_segment_fraction"].is_number());
+}
+
+/// Serves files from `dir` over HTTP/1.1 on a loopback port for `requests` requests.
+fn serve_dir(dir: std::path::PathBuf, requests: usize) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests) {
+            let mut stream = stream.unwrap();
+            let mut line = String::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            reader.read_line(&mut line).unwrap();
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h == "\r\n" || h.is_empty() {
+                    break;
+                }
+            }
+            let path = line
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .trim_start_matches('/');
+            match std::fs::read(dir.join(path)) {
+                Ok(body) => {
+                    write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .unwrap();
+                    stream.write_all(&body).unwrap();
+                }
+                Err(_) => write!(
+                    stream,
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+                )
+                .unwrap(),
+            }
+        }
+    });
+    (base, handle)
+}
+
+#[test]
+fn file_and_hls_inputs_become_key_frame_segments() {
+    use reference_transcoder::input::{BenchInput, load_segments};
+    let dir = tempfile::tempdir().unwrap();
+    // A 5 s MP4 with a key frame every second: cut at ≥ 2 s gives 2 s, 2 s, 1 s.
+    ffmpeg_clip(
+        dir.path(),
+        "clip.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x180:r=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=300",
+            "-t",
+            "5",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ],
+    );
+    let segments = load_segments(&BenchInput::File {
+        path: dir.path().join("clip.mp4"),
+        segment_secs: 2.0,
+    })
+    .unwrap();
+    let durations: Vec<f64> = segments
+        .iter()
+        .map(|s| (s.duration_secs * 30.0).round() / 30.0)
+        .collect();
+    assert_eq!(durations, vec![2.0, 2.0, 1.0]);
+    let mut transcoder = LadderTranscoder::new(
+        parse_ladder("P144p30fps16x9").unwrap(),
+        LadderOptions::default(),
+    )
+    .unwrap();
+    for s in &segments {
+        let out = transcoder.transcode(&s.data).unwrap();
+        assert_eq!(
+            out.renditions[0].frames as f64,
+            (s.duration_secs * 30.0).round()
+        );
+        let v = video_stream(&s.data, "ts");
+        assert_eq!(v["codec_name"], "h264");
+    }
+    // The same segments as an HLS playlist, read from disk and over HTTP.
+    let mut playlist = String::from("#EXTM3U\n#EXT-X-TARGETDURATION:2\n");
+    for s in &segments {
+        std::fs::write(dir.path().join(format!("s{}.ts", s.seq)), &s.data).unwrap();
+        playlist += &format!("#EXTINF:{:.3},\ns{}.ts\n", s.duration_secs, s.seq);
+    }
+    playlist += "#EXT-X-ENDLIST\n";
+    std::fs::write(dir.path().join("index.m3u8"), &playlist).unwrap();
+    let local = load_segments(&BenchInput::Hls(
+        dir.path().join("index.m3u8").display().to_string(),
+    ))
+    .unwrap();
+    assert_eq!(local.len(), 3);
+    assert!(local.iter().zip(&segments).all(|(a, b)| a.data == b.data));
+    let (base, server) = serve_dir(dir.path().to_path_buf(), 4);
+    let remote = load_segments(&BenchInput::Hls(format!("{base}/index.m3u8"))).unwrap();
+    assert!(
+        remote
+            .iter()
+            .zip(&segments)
+            .all(|(a, b)| a.data == b.data && (a.duration_secs - b.duration_secs).abs() < 1e-3)
+    );
+    server.join().unwrap();
+}
