@@ -15,5 +15,6 @@ pub mod output;
 pub mod progress;
 pub mod run;
 pub mod scenario;
+pub mod stack;
 pub mod summary;
 pub mod thresholds;

@@ -1,0 +1,6 @@
+//! The embedded stack: a local chain, orchestrators, transcoders and a broadcaster, each a child
+//! process of `lpt`, on loopback ports of their own choosing.
+
+pub mod supervisor;
+
+pub use supervisor::Child;
