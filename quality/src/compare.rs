@@ -156,13 +156,7 @@ pub fn compare_inputs(
             run.by_presentation_order(&mut reference_frames, &mut distorted_frames)?
         }
     };
-    let Run {
-        reference_preparer,
-        distorted_preparer,
-        pairs,
-        ..
-    } = run;
-    let _ = reference_preparer;
+    let (pairs, distorted_scaled) = (run.pairs, run.distorted_preparer.scaled_any);
     let reference_stats = reference_frames.source.finish()?;
     let distorted_stats = distorted_frames.source.finish()?;
     if pairs.is_empty() {
@@ -200,7 +194,7 @@ pub fn compare_inputs(
         scored_width: geometry.width,
         scored_height: geometry.scored_height,
         excluded_rows: geometry.height - geometry.scored_height,
-        distorted_scaled: distorted_preparer.scaled_any,
+        distorted_scaled,
         subsample: options.subsample,
         frames,
         pooled,

@@ -74,6 +74,16 @@ pub enum QualityError {
         distorted: PathBuf,
         counts: AlignmentCounts,
     },
+    #[error("the reference transcoder failed{}: {source}", segment.as_ref().map(|s| format!(" on {s}")).unwrap_or_default())]
+    ReferenceTranscode {
+        segment: Option<String>,
+        source: reference_transcoder::TranscodeError,
+    },
+    #[error("rendition profile {profile} is not in the reference ladder {ladder:?}")]
+    ProfileNotInLadder {
+        profile: String,
+        ladder: Vec<String>,
+    },
     #[error("writing {path}: {source}")]
     Write {
         path: PathBuf,

@@ -8,9 +8,10 @@
 //! renditions to the source size, and comparing a network's rendition with a local reference
 //! transcode of the same source. Memory is bounded by a few frames per input, never a segment.
 //!
-//! Entry points: [`compare_files`] (the `lpt quality` command), [`compare_with_reference`]
-//! (network rendition vs. reference rendition), and [`ScoringEngine`] for callers that already
-//! hold pictures.
+//! Entry points: [`compare_files`] (the `lpt quality` command) and [`compare_inputs`] (segments in
+//! memory); [`ReferenceLadder`] and [`compare_with_reference`] (a network rendition beside the
+//! local reference transcoder's rendition); [`ScoringEngine`] for callers that already hold
+//! pictures.
 
 mod align;
 mod compare;
@@ -31,6 +32,9 @@ pub use engine::{IndexScores, ScoringEngine};
 pub use error::QualityError;
 pub use options::{PairingMode, QualityOptions, VmafModelVersion};
 pub use picture::{PicturePreparer, ScoredGeometry};
-pub use reference::{ReferenceComparison, compare_with_reference};
+pub use reference::{
+    NetworkRendition, ReferenceComparison, ReferenceLadder, RenditionComparison,
+    compare_inputs_with_reference, compare_with_reference,
+};
 pub use report::{FrameScore, Pooled, PooledScores, QualityReport};
 pub use stamp::{Stamp, StampReader};

@@ -746,3 +746,85 @@ fn bad_inputs_give_counts_or_typed_errors() {
         })
     ));
 }
+
+#[test]
+fn reference_ladder_scores_a_starved_network_rendition_below_its_own_transcode() {
+    use quality::{NetworkRendition, ReferenceLadder};
+    use reference_transcoder::{LadderOptions, Profile, SourceConfig, generate};
+
+    let source = generate(&SourceConfig {
+        width: 640,
+        height: 360,
+        duration_secs: 2.0,
+        audio: false,
+        stream_id: 77,
+        ..SourceConfig::default()
+    })
+    .unwrap();
+    let segment = source.ts_segments(2.0).unwrap().remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let source_ts = dir.path().join("source.ts");
+    let network_ts = dir.path().join("network.ts");
+    std::fs::write(&source_ts, &segment.data).unwrap();
+    // The "orchestrator": the right size and rate, but starved of bits.
+    ffmpeg(&[
+        "-i",
+        source_ts.to_str().unwrap(),
+        "-s",
+        "426x240",
+        "-c:v",
+        "libx264",
+        "-b:v",
+        "30k",
+        "-maxrate",
+        "30k",
+        "-bufsize",
+        "30k",
+        "-f",
+        "mpegts",
+        network_ts.to_str().unwrap(),
+    ]);
+
+    let profile = Profile::preset("P240p30fps16x9").unwrap();
+    let ladder_options = LadderOptions {
+        hardware: reference_transcoder::ladder::HardwarePreference::Cpu,
+        ..LadderOptions::default()
+    };
+    let mut ladder = ReferenceLadder::new(vec![profile], ladder_options, options()).unwrap();
+    let network = NetworkRendition {
+        profile: "P240p30fps16x9".into(),
+        data: std::fs::read(&network_ts).unwrap(),
+    };
+    let results = ladder
+        .score_segment("segment 0", &segment.data, vec![network.clone()])
+        .unwrap();
+    assert_eq!(results.len(), 1);
+    let result = &results[0].comparison;
+    assert_eq!(result.reference.pairing, Pairing::Stamp);
+    assert_eq!(result.reference.counts.paired, segment.frames as u64);
+    assert_eq!(result.reference.counts.unmatched_reference, 0);
+    assert!(
+        result.reference.distorted_scaled,
+        "240p is scaled up to the 360p source"
+    );
+    assert!(
+        result.vmaf_reference > 60.0,
+        "reference rendition scores {}",
+        result.vmaf_reference
+    );
+    assert!(
+        result.difference < -10.0,
+        "network {} vs reference {}",
+        result.vmaf,
+        result.vmaf_reference
+    );
+
+    let wrong = NetworkRendition {
+        profile: "P720p30fps16x9".into(),
+        data: network.data,
+    };
+    assert!(matches!(
+        ladder.score_segment("segment 0", &segment.data, vec![wrong]),
+        Err(QualityError::ProfileNotInLadder { profile, .. }) if profile == "P720p30fps16x9"
+    ));
+}
