@@ -314,3 +314,70 @@ impl Drop for VmafContext {
         unsafe { sys::vmaf_close(self.raw) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(width: u32, height: u32, level: u8) -> VmafPicture {
+        let mut picture = VmafPicture::alloc(ChromaLayout::Yuv420, 8, width, height).unwrap();
+        for plane in 0..3 {
+            for y in 0..picture.height(plane) {
+                picture.row_mut(plane, y).fill(level);
+            }
+        }
+        picture
+    }
+
+    #[test]
+    fn pictures_of_different_sizes_are_an_invalid_argument() {
+        let model = VmafModel::load_built_in("vmaf_v0.6.1").unwrap();
+        let mut context = VmafContext::new(ContextConfig {
+            threads: 0,
+            subsample: 1,
+        })
+        .unwrap();
+        context.use_model_features(&model).unwrap();
+        let error = context
+            .read_pictures(filled(64, 64, 16), filled(32, 32, 16), 0)
+            .unwrap_err();
+        assert_eq!(error.call, "vmaf_read_pictures");
+        assert_eq!(error.kind, VmafErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn unknown_models_and_features_are_errors_and_a_missing_score_too() {
+        let error = VmafModel::load_built_in("vmaf_v9").err().unwrap();
+        assert_eq!(
+            (error.call, error.kind),
+            ("vmaf_model_load", VmafErrorKind::InvalidArgument)
+        );
+        let mut context = VmafContext::new(ContextConfig {
+            threads: 0,
+            subsample: 1,
+        })
+        .unwrap();
+        assert_eq!(
+            context.use_feature("no_such_feature").unwrap_err().call,
+            "vmaf_use_feature"
+        );
+
+        context.use_feature("psnr").unwrap();
+        context
+            .read_pictures(filled(64, 64, 100), filled(64, 64, 110), 0)
+            .unwrap();
+        context.flush().unwrap();
+        let psnr = context.feature_score_at_index(c"psnr_y", 0).unwrap();
+        // MSE 100 on 8 bits: 10 log10(255² / 100) = 28.13 dB.
+        assert!((psnr - 28.1308).abs() < 1e-3, "{psnr}");
+        assert!(
+            context.feature_score_at_index(c"psnr_y", 1).is_err(),
+            "no frame 1 was read"
+        );
+    }
+
+    #[test]
+    fn version_is_the_vendored_one() {
+        assert_eq!(version(), "2.3.1");
+    }
+}
