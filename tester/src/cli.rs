@@ -45,8 +45,66 @@ pub enum Command {
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
     },
+    /// Benchmark live transcoding on this machine (go-livepeer's livepeer_bench, and more).
+    Bench(BenchArgs),
     /// Print the version of lpt and of the libraries it was built with.
     Version,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// A video file or an HLS playlist (path or http(s) URL); default: the synthetic source.
+    pub input: Option<String>,
+    /// Ladder of preset names, comma-separated.
+    #[arg(long, default_value = reference_transcoder::ladder::BENCH_LADDER)]
+    pub profiles: String,
+    /// go-livepeer JSON profiles instead of preset names.
+    #[arg(long, conflicts_with = "profiles")]
+    pub profiles_json: Option<PathBuf>,
+    /// Concurrent live sessions (with --find-capacity: the first count tried).
+    #[arg(long, default_value_t = 1)]
+    pub sessions: u32,
+    /// Add sessions until fewer than --realtime-target of segments finish within their duration.
+    #[arg(long)]
+    pub find_capacity: bool,
+    /// Highest session count --find-capacity tries.
+    #[arg(long, default_value_t = 32)]
+    pub max_sessions: u32,
+    /// Sessions added per --find-capacity step.
+    #[arg(long, default_value_t = 1)]
+    pub step: u32,
+    /// Segments each session transcodes (looping over the input); default: the input once.
+    #[arg(long)]
+    pub segments: Option<u32>,
+    /// Length of the synthetic source.
+    #[arg(long, default_value = "20s", value_parser = parse_duration_arg)]
+    pub duration: std::time::Duration,
+    /// Synthetic source size and rate.
+    #[arg(long, default_value_t = 1280)]
+    pub width: u32,
+    #[arg(long, default_value_t = 720)]
+    pub height: u32,
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    /// libx264 preset.
+    #[arg(long, default_value = "veryfast")]
+    pub preset: String,
+    /// Never use a GPU even when one is present.
+    #[arg(long)]
+    pub cpu_only: bool,
+    /// Transcode as fast as possible instead of pacing segments at real time.
+    #[arg(long)]
+    pub no_pace: bool,
+    /// Fraction of segments that must finish within their own duration for a load to hold.
+    #[arg(long, default_value_t = 0.99)]
+    pub realtime_target: f64,
+    /// Directory for results (default: runs/bench-<time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::duration::parse_duration(text)
 }
 
 /// Parses arguments, runs the command, and returns the process exit code.
@@ -65,6 +123,29 @@ pub fn main() -> i32 {
                 }))
             }),
         Command::Validate { scenarios } => validate(&scenarios, terminal),
+        Command::Bench(args) => crate::bench::bench(
+            &crate::bench::BenchCommand {
+                input: args.input,
+                profiles: args.profiles,
+                profiles_json: args.profiles_json,
+                sessions: args.sessions,
+                find_capacity: args.find_capacity,
+                max_sessions: args.max_sessions,
+                step: args.step,
+                segments: args.segments,
+                synthetic_seconds: args.duration.as_secs_f64(),
+                width: args.width,
+                height: args.height,
+                fps: args.fps,
+                preset: args.preset,
+                cpu_only: args.cpu_only,
+                no_pace: args.no_pace,
+                realtime_target: args.realtime_target,
+                out: args.out,
+                command_line: std::env::args().collect::<Vec<_>>().join(" "),
+            },
+            terminal,
+        ),
         Command::Version => {
             println!("lpt {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::Passed)

@@ -4,6 +4,7 @@
 //! thresholds, the run pipeline, the summary and exit codes. Media, protocol, node stack, probes
 //! and reports live in their own crates; `main` only calls [`cli::main`].
 
+pub mod bench;
 pub mod cli;
 pub mod duration;
 pub mod executors;

@@ -106,7 +106,7 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
         })
         .collect();
     let summary = Summary::new(
-        &scenario,
+        (&scenario).into(),
         started,
         SystemTime::now(),
         code,

@@ -31,6 +31,9 @@ pub struct Summary {
     pub workloads: Vec<WorkloadOutcome>,
     pub metrics: BTreeMap<String, MetricSummary>,
     pub thresholds: Vec<Verdict>,
+    /// `lpt bench` only: the benchmark's own summary (loads, real-time fractions, capacity).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bench: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,7 +131,7 @@ pub fn metric_summaries(registry: &Registry) -> BTreeMap<String, MetricSummary> 
 impl Summary {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        scenario: &Scenario,
+        scenario: ScenarioInfo,
         started: SystemTime,
         ended: SystemTime,
         code: ExitCode,
@@ -143,12 +146,7 @@ impl Summary {
                 name: "lpt",
                 version: env!("CARGO_PKG_VERSION"),
             },
-            scenario: ScenarioInfo {
-                name: scenario.name.clone(),
-                path: scenario.path.display().to_string(),
-                description: scenario.description.clone(),
-                source: scenario.text.clone(),
-            },
+            scenario,
             started_at: timestamp(started),
             ended_at: timestamp(ended),
             duration_s: ended
@@ -164,6 +162,7 @@ impl Summary {
             workloads,
             metrics: metric_summaries(registry),
             thresholds,
+            bench: None,
         }
     }
 
@@ -174,6 +173,17 @@ impl Summary {
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(&temporary, json)?;
         std::fs::rename(temporary, path)
+    }
+}
+
+impl From<&Scenario> for ScenarioInfo {
+    fn from(scenario: &Scenario) -> Self {
+        ScenarioInfo {
+            name: scenario.name.clone(),
+            path: scenario.path.display().to_string(),
+            description: scenario.description.clone(),
+            source: scenario.text.clone(),
+        }
     }
 }
 

@@ -285,3 +285,74 @@ fn json_logs_are_one_object_per_line() {
         assert!(value["level"].is_string());
     }
 }
+
+#[test]
+fn bench_with_one_session_reports_a_real_time_fraction() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("bench");
+    let output = lpt()
+        .args([
+            "bench",
+            "--sessions",
+            "1",
+            "--duration",
+            "4s",
+            "--width",
+            "320",
+            "--height",
+            "180",
+            "--profiles",
+            "P144p30fps16x9",
+            "--no-pace",
+            "--out",
+        ])
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("1 session: "), "{stdout}");
+    assert!(stdout.contains("of segments in real time"), "{stdout}");
+
+    let summary = read_summary(&run_dir);
+    let errors: Vec<String> = schema_validator()
+        .iter_errors(&summary)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let load = &summary["bench"]["loads"][0];
+    assert_eq!(load["sessions"], 1);
+    assert_eq!(
+        load["segments"], 2,
+        "a 4 s source with 2 s GOPs is two segments"
+    );
+    let fraction = load["realtime_segment_fraction"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&fraction));
+    assert_eq!(
+        summary["metrics"]["realtime_segments"]["values"]["count"],
+        2.0
+    );
+    assert!(
+        summary["metrics"]["transcode_realtime_ratio"]["values"]["p(50)"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
+
+#[test]
+fn bench_with_an_unknown_profile_is_a_configuration_error() {
+    lpt()
+        .args(["bench", "--profiles", "P240p30fps19x9"])
+        .assert()
+        .code(104)
+        .stderr(predicate::str::contains(
+            "unknown profile name `P240p30fps19x9`",
+        ))
+        .stderr(predicate::str::contains("P240p30fps16x9"));
+}

@@ -46,7 +46,7 @@ duration = "1s"
         .map(|t| t.evaluate(&registry))
         .collect();
     let summary = Summary::new(
-        &scenario,
+        (&scenario).into(),
         SystemTime::now(),
         SystemTime::now(),
         ExitCode::ThresholdsFailed,

@@ -77,7 +77,7 @@ pub fn describe(scenario: &Scenario) -> String {
                 p.name,
                 p.width,
                 p.height,
-                p.bitrate_bps / 1000
+                p.bitrate / 1000
             )
         })
         .collect();

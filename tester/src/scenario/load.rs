@@ -8,7 +8,6 @@ use toml_edit::{Document, TableLike};
 
 use super::diagnostics::{Collector, Diagnostics};
 use super::model::*;
-use super::presets;
 use super::reader::{Reader, Table, join};
 use crate::hint::closest;
 use crate::thresholds::Threshold;
@@ -366,10 +365,10 @@ fn read_ladder(reader: &mut Reader<'_>, t: &Table<'_>) -> Option<Vec<Profile>> {
     reader.deny_unknown(t, &["profiles", "custom"]);
     let mut ladder = Vec::new();
     for (name, span) in reader.strings(t, "profiles").unwrap_or_default() {
-        match presets::preset(&name) {
-            Some(profile) => ladder.push(profile),
-            None => {
-                let hint = closest(&name, presets::names())
+        match Profile::preset(&name) {
+            Ok(profile) => ladder.push(profile),
+            Err(_) => {
+                let hint = closest(&name, Profile::preset_names())
                     .map(|h| format!("did you mean `{h}`?"))
                     .or_else(|| Some("define it under [[ladder.custom]]".into()));
                 reader.errors.error(
@@ -438,16 +437,18 @@ fn read_custom_profile(reader: &mut Reader<'_>, c: &Table<'_>) -> Option<Profile
         Some("main") => H264Profile::Main,
         Some("high") => H264Profile::High,
         Some("constrained-high") => H264Profile::ConstrainedHigh,
-        _ => H264Profile::EncoderDefault,
+        _ => H264Profile::None,
     };
     Some(Profile {
         name: name?,
         width: width? as u32,
         height: height? as u32,
-        bitrate_bps: bitrate?,
-        fps: reader.integer(c, "fps", 0, 240).unwrap_or(0) as u32,
+        bitrate: bitrate?,
+        fps_num: reader.integer(c, "fps", 0, 240).unwrap_or(0) as u32,
         fps_den: reader.integer(c, "fps_den", 1, 1001).unwrap_or(1) as u32,
-        gop: reader.duration(c, "gop"),
+        gop: reader
+            .duration(c, "gop")
+            .map_or(Gop::Default, |d| Gop::Seconds(d.as_secs_f64())),
         h264_profile,
     })
 }

@@ -8,7 +8,6 @@ mod describe;
 mod diagnostics;
 mod load;
 mod model;
-mod presets;
 mod reader;
 
 pub use describe::describe;

@@ -63,28 +63,9 @@ pub enum Source {
     File { path: PathBuf, gop: Duration },
 }
 
-/// One rendition of the ladder (a preset from PROTOCOL.md §6 or a custom entry).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Profile {
-    pub name: String,
-    pub width: u32,
-    pub height: u32,
-    pub bitrate_bps: u64,
-    /// Frames per second as `fps / fps_den`; `fps = 0` keeps the source rate.
-    pub fps: u32,
-    pub fps_den: u32,
-    pub gop: Option<Duration>,
-    pub h264_profile: H264Profile,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum H264Profile {
-    EncoderDefault,
-    Baseline,
-    Main,
-    High,
-    ConstrainedHigh,
-}
+/// One rendition of the ladder: the media engine's own profile type, so a scenario's ladder is
+/// exactly what the reference transcoder and the bench run.
+pub use reference_transcoder::ladder::{Gop, H264Profile, Profile};
 
 /// A named piece of load with its executor.
 #[derive(Debug, Clone, PartialEq)]
