@@ -243,7 +243,7 @@ fn print_table(summary: &BenchSummary, terminal: Terminal) {
         summary.profiles.join(",")
     );
     println!(
-        "{:>8} {:>9} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8} {:>12} {:>6}  {}",
+        "{:>8} {:>9} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8} {:>12} {:>6}  held",
         "sessions",
         "segments",
         "failed",
@@ -254,7 +254,6 @@ fn print_table(summary: &BenchSummary, terminal: Terminal) {
         "p99",
         "Mpixel/s",
         "cpu",
-        "held"
     );
     for load in &summary.loads {
         let held = if load.held {
