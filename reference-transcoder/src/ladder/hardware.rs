@@ -67,6 +67,9 @@ fn probe() -> &'static (HardwareProbe, Option<CudaDevice>) {
     PROBE.get_or_init(|| {
         crate::init_ffmpeg();
         let mut device: *mut AVBufferRef = ptr::null_mut();
+        // A machine without NVIDIA is the normal case: keep FFmpeg from logging it as an error.
+        let level = ffmpeg_next::util::log::get_level();
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Quiet);
         let ret = unsafe {
             av_hwdevice_ctx_create(
                 &mut device,
@@ -76,6 +79,10 @@ fn probe() -> &'static (HardwareProbe, Option<CudaDevice>) {
                 0,
             )
         };
+        let nvenc = (ret >= 0 && !device.is_null()).then(nvenc_opens);
+        if let Ok(level) = level {
+            ffmpeg_next::util::log::set_level(level);
+        }
         if ret < 0 || device.is_null() {
             let why = ffmpeg_next::Error::from(ret);
             return (
@@ -87,7 +94,7 @@ fn probe() -> &'static (HardwareProbe, Option<CudaDevice>) {
                 None,
             );
         }
-        let nvenc = nvenc_opens();
+        let nvenc = nvenc.unwrap_or(Err("not probed".into()));
         let reason = match &nvenc {
             Ok(()) => "CUDA device and h264_nvenc available".to_string(),
             Err(why) => format!(

@@ -1,0 +1,139 @@
+//! Throughput of our ladder transcoder against the `ffmpeg` tool doing the same job, side by
+//! side in one run: a 1080p30 source, one decode, split, scale to 240p/360p/720p, libx264
+//! `veryfast` at the preset bit rates, no output (ffmpeg: null muxer; ours: TS in memory).
+//!
+//! Run: `cargo bench -p reference-transcoder --bench ladder_vs_ffmpeg`
+//! Environment: `LPT_BENCH_SECS` (clip length, default 20), `LPT_BENCH_ROUNDS` (default 3).
+
+use std::process::Command;
+use std::time::Instant;
+
+use reference_transcoder::ladder::{BENCH_LADDER, LadderOptions, LadderTranscoder, parse_ladder};
+use reference_transcoder::source::{SourceConfig, generate};
+
+fn env_or(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// User + system CPU seconds of this process, or of its waited-for children.
+fn cpu_secs(who: i32) -> f64 {
+    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    unsafe { libc::getrusage(who, u.as_mut_ptr()) };
+    let u = unsafe { u.assume_init() };
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    s(u.ru_utime) + s(u.ru_stime)
+}
+
+fn main() {
+    let secs = env_or("LPT_BENCH_SECS", 20.0);
+    let rounds = env_or("LPT_BENCH_ROUNDS", 3.0) as usize;
+    let ladder = parse_ladder(BENCH_LADDER).expect("bench ladder");
+    println!("making a {secs} s 1920x1080 30 fps source (2 s GOP)...");
+    let source = generate(&SourceConfig {
+        width: 1920,
+        height: 1080,
+        duration_secs: secs,
+        audio: false,
+        ..Default::default()
+    })
+    .expect("source");
+    let frames = source.frame_count() as f64;
+    let segments = source.ts_segments(2.0).expect("segments");
+    let whole = source.ts_segments(secs * 2.0).expect("whole clip");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = dir.path().join("clip.ts");
+    std::fs::write(&clip, &whole[0].data).expect("write clip");
+
+    let mut filter = format!("[0:v]split={}", ladder.len());
+    for i in 0..ladder.len() {
+        filter += &format!("[s{i}]");
+    }
+    for (i, p) in ladder.iter().enumerate() {
+        filter += &format!(";[s{i}]scale={}:{}[o{i}]", p.width, p.height);
+    }
+    let mut ffmpeg_args: Vec<String> = ["-hide_banner", "-nostats", "-loglevel", "error", "-i"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    ffmpeg_args.push(clip.display().to_string());
+    ffmpeg_args.extend(["-filter_complex".to_string(), filter]);
+    for i in 0..ladder.len() {
+        ffmpeg_args.extend(["-map".to_string(), format!("[o{i}]")]);
+    }
+    // Every rendition segment starts with an IDR frame in ours; ask ffmpeg for the same.
+    ffmpeg_args.extend(
+        [
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-force_key_frames",
+            "expr:gte(t,n_forced*2)",
+            "-an",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    for (i, p) in ladder.iter().enumerate() {
+        ffmpeg_args.extend([format!("-b:v:{i}"), p.bitrate.to_string()]);
+    }
+    ffmpeg_args.extend(["-f", "null", "-"].iter().map(|s| s.to_string()));
+
+    let options = LadderOptions {
+        copy_audio: false,
+        ..Default::default()
+    };
+    let (mut ffmpeg_fps, mut ours_fps, mut ffmpeg_cpu, mut ours_cpu) =
+        (vec![], vec![], vec![], vec![]);
+    for round in 1..=rounds {
+        let (t, c) = (Instant::now(), cpu_secs(libc::RUSAGE_CHILDREN));
+        let status = Command::new("ffmpeg")
+            .args(&ffmpeg_args)
+            .status()
+            .expect("ffmpeg runs");
+        assert!(status.success(), "ffmpeg failed");
+        let f = frames / t.elapsed().as_secs_f64();
+        let fc = frames / (cpu_secs(libc::RUSAGE_CHILDREN) - c);
+        ffmpeg_fps.push(f);
+        ffmpeg_cpu.push(fc);
+
+        let mut transcoder =
+            LadderTranscoder::new(ladder.clone(), options.clone()).expect("session");
+        let (t, c) = (Instant::now(), cpu_secs(libc::RUSAGE_SELF));
+        let mut out_frames = 0;
+        for s in &segments {
+            let out = transcoder.transcode(&s.data).expect("transcode");
+            out_frames += out.source_frames;
+        }
+        let o = out_frames as f64 / t.elapsed().as_secs_f64();
+        let oc = out_frames as f64 / (cpu_secs(libc::RUSAGE_SELF) - c);
+        assert_eq!(out_frames as f64, frames);
+        ours_fps.push(o);
+        ours_cpu.push(oc);
+        println!(
+            "round {round}: ffmpeg {f:.1} fps ({fc:.1} frames/CPU-s), ours {o:.1} fps ({oc:.1} frames/CPU-s), ratio {:.3} wall, {:.3} CPU",
+            o / f,
+            oc / fc
+        );
+    }
+    let (fc, oc) = (median(ffmpeg_cpu), median(ours_cpu));
+    println!(
+        "CPU efficiency: ffmpeg {fc:.1}, ours {oc:.1} frames per CPU-second, ours/ffmpeg = {:.3}",
+        oc / fc
+    );
+    let (f, o) = (median(ffmpeg_fps), median(ours_fps));
+    println!(
+        "ladder {BENCH_LADDER} from 1080p30, {} frames, {} segments: ffmpeg {f:.1} fps, ours {o:.1} fps, ours/ffmpeg = {:.3} (median of {rounds})",
+        frames,
+        segments.len(),
+        o / f
+    );
+}
