@@ -20,7 +20,7 @@ use crate::stamp::StampReader;
 use crate::{QualityError, vmaf};
 
 /// Frames decoded up front from each input to find out whether it carries stamps.
-const STAMP_PEEK_FRAMES: usize = 6;
+const STAMP_PEEK_FRAMES: usize = 12;
 /// Reference frames kept for stamp alignment (repeats and small reorders within this distance
 /// still pair).
 const STAMP_WINDOW: usize = 16;
