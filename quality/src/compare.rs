@@ -23,7 +23,7 @@ use crate::{QualityError, vmaf};
 const STAMP_PEEK_FRAMES: usize = 12;
 /// Reference frames kept for stamp alignment (repeats and small reorders within this distance
 /// still pair).
-const STAMP_WINDOW: usize = 16;
+const STAMP_WINDOW: usize = 8;
 
 /// A frame source with a small look-ahead buffer.
 struct PeekableSource {
@@ -46,15 +46,21 @@ impl PeekableSource {
         }
     }
 
-    /// Whether any of the first `count` frames carries a stamp.
+    /// Whether any of the first `count` frames carries a stamp; decodes only as far as the first
+    /// stamped frame, so stamped inputs buffer a single frame here.
     fn any_stamped(&mut self, count: usize) -> Result<bool, QualityError> {
-        while self.buffer.len() < count {
+        loop {
+            if self.buffer.iter().any(|frame| frame.stamp.is_some()) {
+                return Ok(true);
+            }
+            if self.buffer.len() >= count {
+                return Ok(false);
+            }
             match self.source.next_frame()? {
                 Some(frame) => self.buffer.push_back(frame),
-                None => break,
+                None => return Ok(false),
             }
         }
-        Ok(self.buffer.iter().any(|frame| frame.stamp.is_some()))
     }
 
     fn first(&self) -> Option<&DecodedFrame> {
@@ -115,10 +121,10 @@ pub fn compare_inputs(
     let mut distorted_frames = PeekableSource::new(FrameSource::spawn(distorted, stamps.clone())?);
     let (reference, distorted) = (reference_label.as_path(), distorted_label.as_path());
 
+    // Buffer the first reference frame (it fixes the geometry), then look for stamps.
+    reference_frames.any_stamped(1)?;
     let reference_stamped = stamps.is_some() && reference_frames.any_stamped(STAMP_PEEK_FRAMES)?;
     let distorted_stamped = stamps.is_some() && distorted_frames.any_stamped(STAMP_PEEK_FRAMES)?;
-    // Make sure the first reference frame is buffered even without stamps: it fixes the geometry.
-    reference_frames.any_stamped(1)?;
     let pairing = match options.pairing {
         PairingMode::Auto if reference_stamped && distorted_stamped => Pairing::Stamp,
         PairingMode::Auto | PairingMode::PresentationOrder => Pairing::PresentationOrder,
