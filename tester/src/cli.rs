@@ -47,8 +47,42 @@ pub enum Command {
     },
     /// Benchmark live transcoding on this machine (go-livepeer's livepeer_bench, and more).
     Bench(BenchArgs),
+    /// Score a distorted video against a reference with VMAF and PSNR (any container FFmpeg reads).
+    Quality(QualityArgs),
     /// Print the version of lpt and of the libraries it was built with.
     Version,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct QualityArgs {
+    /// The reference (source) video.
+    pub reference: PathBuf,
+    /// The distorted (transcoded) video.
+    pub distorted: PathBuf,
+    /// VMAF model: vmaf_v0.6.1 or vmaf_4k_v0.6.1.
+    #[arg(long, default_value = "vmaf_v0.6.1")]
+    pub model: String,
+    /// libvmaf threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Score every Nth paired frame.
+    #[arg(long, default_value_t = 1)]
+    pub subsample: u32,
+    /// Also compute SSIM.
+    #[arg(long)]
+    pub ssim: bool,
+    /// Pair frames by `stamp`, by presentation `order`, or `auto` (stamps when both carry them).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "stamp", "order"])]
+    pub pairing: String,
+    /// Score the stamp band too (by default it is left out of the scored area).
+    #[arg(long)]
+    pub keep_stamp_band: bool,
+    /// Write per-frame scores as CSV.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Write per-frame scores and pooled results as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,6 +180,7 @@ pub fn main() -> i32 {
             },
             terminal,
         ),
+        Command::Quality(args) => quality(args, terminal),
         Command::Version => {
             println!("lpt {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::Passed)
@@ -186,4 +221,46 @@ fn validate(paths: &[PathBuf], terminal: Terminal) -> Result<ExitCode, Failure> 
     } else {
         Ok(ExitCode::Passed)
     }
+}
+
+fn quality(args: QualityArgs, terminal: Terminal) -> Result<ExitCode, Failure> {
+    let mut options = quality::QualityOptions {
+        model: args
+            .model
+            .parse()
+            .map_err(|e| Failure::new(ExitCode::InvalidScenario, e))?,
+        subsample: args.subsample,
+        ssim: args.ssim,
+        crop_stamp_band: !args.keep_stamp_band,
+        pairing: match args.pairing.as_str() {
+            "stamp" => quality::PairingMode::Stamp,
+            "order" => quality::PairingMode::PresentationOrder,
+            _ => quality::PairingMode::Auto,
+        },
+        ..Default::default()
+    };
+    if let Some(threads) = args.threads {
+        options.threads = threads;
+    }
+    options
+        .validate()
+        .map_err(|e| Failure::new(ExitCode::InvalidScenario, e))?;
+    let report = quality::compare_files(&args.reference, &args.distorted, &options)
+        .map_err(|e| Failure::new(ExitCode::NotRun, e))?;
+    if let Some(path) = &args.csv {
+        report
+            .write_csv_file(path)
+            .map_err(|e| Failure::new(ExitCode::NotRun, e))?;
+    }
+    if let Some(path) = &args.json {
+        report
+            .write_json_file(path)
+            .map_err(|e| Failure::new(ExitCode::NotRun, e))?;
+    }
+    if terminal.quiet {
+        println!("{}", report.summary().lines().next().unwrap_or_default());
+    } else {
+        println!("{}", report.summary());
+    }
+    Ok(ExitCode::Passed)
 }

@@ -356,3 +356,90 @@ fn bench_with_an_unknown_profile_is_a_configuration_error() {
         ))
         .stderr(predicate::str::contains("P240p30fps16x9"));
 }
+
+fn ffmpeg(args: &[&str]) {
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y"])
+        .args(args)
+        .status()
+        .expect("the ffmpeg tool is installed by ci/setup");
+    assert!(status.success(), "ffmpeg {args:?}");
+}
+
+#[test]
+fn quality_scores_two_files_and_writes_per_frame_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = dir.path().join("ref.mp4");
+    let degraded = dir.path().join("degraded.mp4");
+    let csv = dir.path().join("frames.csv");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=30",
+        "-t",
+        "1",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "12",
+        reference.to_str().unwrap(),
+    ]);
+    ffmpeg(&[
+        "-i",
+        reference.to_str().unwrap(),
+        "-c:v",
+        "libx264",
+        "-b:v",
+        "30k",
+        degraded.to_str().unwrap(),
+    ]);
+
+    let same = lpt()
+        .args(["quality", "--threads", "1"])
+        .arg(&reference)
+        .arg(&reference)
+        .output()
+        .unwrap();
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    let same = String::from_utf8_lossy(&same.stdout).to_string();
+    assert!(same.contains("paired by presentation order"), "{same}");
+    let vmaf_mean = |text: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("vmaf "))
+            .unwrap_or_else(|| panic!("{text}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    assert!(vmaf_mean(&same) >= 99.0, "{same}");
+
+    let worse = lpt()
+        .args(["quality", "--csv"])
+        .arg(&csv)
+        .arg(&reference)
+        .arg(&degraded)
+        .output()
+        .unwrap();
+    assert_eq!(worse.status.code(), Some(0));
+    let worse = String::from_utf8_lossy(&worse.stdout).to_string();
+    assert!(vmaf_mean(&worse) < 80.0, "{worse}");
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        rows.starts_with("index,reference_frame,distorted_frame,vmaf"),
+        "{rows}"
+    );
+    assert_eq!(rows.lines().count(), 31, "a header and 30 frames");
+}
+
+#[test]
+fn quality_with_an_unknown_model_is_a_configuration_error() {
+    lpt()
+        .args(["quality", "--model", "vmaf_9", "a.mp4", "b.mp4"])
+        .assert()
+        .code(104);
+}
