@@ -51,12 +51,13 @@ fn version_exits_zero() {
 
 #[test]
 fn every_shipped_scenario_validates_with_a_description() {
-    let scenarios: Vec<PathBuf> = std::fs::read_dir(repo_root().join("scenarios"))
-        .unwrap()
+    let scenarios: Vec<PathBuf> = ["scenarios", "scenarios/faults"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(repo_root().join(dir)).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
-    assert!(!scenarios.is_empty());
+    assert!(scenarios.len() >= 15, "{scenarios:?}");
     let output = lpt().arg("validate").args(&scenarios).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
@@ -73,6 +74,7 @@ fn every_shipped_scenario_validates_with_a_description() {
         scenarios.len()
     );
     assert!(stdout.contains("Workload `smoke` (constant-streams): 2 streams for 30s."));
+    assert!(stdout.contains("Fault injected: Every orchestrator bills 3× the pixels it produced."));
     assert!(
         !stdout.contains('\x1b'),
         "no colour when stdout is not a terminal"

@@ -27,6 +27,7 @@ pub fn describe(scenario: &Scenario) -> String {
             offline,
             price_per_unit,
             pixels_per_unit,
+            faults,
         } => format!(
             "It starts the embedded stack: {orchestrators} orchestrator{} with {transcoders_per_orchestrator} transcoder{} each and a broadcaster{}.",
             plural(*orchestrators),
@@ -36,7 +37,7 @@ pub fn describe(scenario: &Scenario) -> String {
             } else {
                 format!(", paying {price_per_unit} wei per {pixels_per_unit} pixel{} with tickets on a local anvil chain", plural(*pixels_per_unit as u32))
             }
-        ),
+        ) + &faults.as_ref().map(describe_faults).unwrap_or_default(),
         Target::Direct => "It starts no stack: the tester acts as a broadcaster itself.".to_owned(),
         Target::External {
             rtmp_url,
@@ -200,6 +201,54 @@ pub fn describe(scenario: &Scenario) -> String {
         )
     });
     parts.join(" ")
+}
+
+fn describe_faults(faults: &Faults) -> String {
+    let mut what = Vec::new();
+    if faults.drop_segments > 0.0 {
+        what.push(format!(
+            "drops {:.0}% of segments",
+            faults.drop_segments * 100.0
+        ));
+    }
+    if let Some(delay) = faults.delay {
+        what.push(format!("delays each segment by {}", format_duration(delay)));
+    }
+    if faults.corrupt_renditions > 0.0 {
+        what.push(format!(
+            "corrupts {:.0}% of renditions",
+            faults.corrupt_renditions * 100.0
+        ));
+    }
+    if let Some(fraction) = faults.degrade_bitrate {
+        what.push(format!(
+            "encodes at {:.0}% of the profile bitrate",
+            fraction * 100.0
+        ));
+    }
+    if faults.wrong_resolution {
+        what.push("encodes at the wrong resolution".into());
+    }
+    if let Some(factor) = faults.overcharge {
+        what.push(format!("bills {factor}× the pixels it produced"));
+    }
+    if faults.stop_redeeming {
+        what.push("never redeems its tickets".into());
+    }
+    if let Some(n) = faults.crash_after_segments {
+        what.push(format!("crashes after {n} segments"));
+    }
+    let who = if faults.orchestrators.is_empty() {
+        "Every orchestrator".to_owned()
+    } else {
+        let list: Vec<String> = faults.orchestrators.iter().map(u32::to_string).collect();
+        format!("Orchestrator {}", list.join(", "))
+    };
+    if what.is_empty() {
+        String::new()
+    } else {
+        format!(" Fault injected: {who} {}.", what.join(", "))
+    }
 }
 
 fn plural(n: u32) -> &'static str {

@@ -195,10 +195,15 @@ fn read_target(reader: &mut Reader<'_>, t: &Table<'_>) -> Option<Target> {
                     "offline",
                     "price_per_unit",
                     "pixels_per_unit",
+                    "faults",
                 ],
             );
+            let orchestrators = reader.integer(t, "orchestrators", 1, 64).unwrap_or(2) as u32;
+            let faults =
+                section(reader, t, "faults").map(|f| read_faults(reader, &f, orchestrators));
             Some(Target::Embedded {
-                orchestrators: reader.integer(t, "orchestrators", 1, 64).unwrap_or(2) as u32,
+                faults,
+                orchestrators,
                 transcoders_per_orchestrator: reader
                     .integer(t, "transcoders_per_orchestrator", 0, 16)
                     .unwrap_or(1) as u32,
@@ -257,6 +262,55 @@ fn read_target(reader: &mut Reader<'_>, t: &Table<'_>) -> Option<Target> {
                 ticket_broker,
             })
         }
+    }
+}
+
+fn read_faults(reader: &mut Reader<'_>, f: &Table<'_>, orchestrators: u32) -> Faults {
+    reader.deny_unknown(
+        f,
+        &[
+            "orchestrators",
+            "drop_segments",
+            "delay",
+            "corrupt_renditions",
+            "degrade_bitrate",
+            "wrong_resolution",
+            "overcharge",
+            "stop_redeeming",
+            "crash_after_segments",
+        ],
+    );
+    let mut which = Vec::new();
+    if let Some(values) = reader.array(f, "orchestrators") {
+        for value in values {
+            match value.as_integer() {
+                Some(i) if (0..i64::from(orchestrators)).contains(&i) => which.push(i as u32),
+                _ => reader.errors.error(
+                    value.span(),
+                    &join(f.path(), "orchestrators"),
+                    format!(
+                        "expected an orchestrator index from 0 to {}",
+                        orchestrators.saturating_sub(1)
+                    ),
+                    None,
+                ),
+            }
+        }
+    }
+    Faults {
+        orchestrators: which,
+        drop_segments: reader.number(f, "drop_segments", 0.0, 1.0).unwrap_or(0.0),
+        delay: reader.duration(f, "delay"),
+        corrupt_renditions: reader
+            .number(f, "corrupt_renditions", 0.0, 1.0)
+            .unwrap_or(0.0),
+        degrade_bitrate: reader.number(f, "degrade_bitrate", 0.001, 1.0),
+        wrong_resolution: reader.boolean(f, "wrong_resolution").unwrap_or(false),
+        overcharge: reader.number(f, "overcharge", 1.0, 1000.0),
+        stop_redeeming: reader.boolean(f, "stop_redeeming").unwrap_or(false),
+        crash_after_segments: reader
+            .integer(f, "crash_after_segments", 0, i64::from(u32::MAX))
+            .map(|n| n as u32),
     }
 }
 

@@ -35,6 +35,8 @@ pub enum Target {
         /// The orchestrators' price: wei per `pixels_per_unit` output pixels.
         price_per_unit: u64,
         pixels_per_unit: u64,
+        /// Faults injected into some orchestrators, so a scenario can prove a probe catches them.
+        faults: Option<Faults>,
     },
     /// Nothing to start: direct-to-orchestrator workloads name the orchestrators they test.
     Direct,
@@ -45,6 +47,29 @@ pub enum Target {
         chain_rpc: Option<String>,
         ticket_broker: Option<String>,
     },
+}
+
+/// The orchestrator fault switches (issue 6): each makes one kind of misbehaviour observable.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Faults {
+    /// 0-based indices of the orchestrators that misbehave; empty means all.
+    pub orchestrators: Vec<u32>,
+    /// Fraction of segments answered with an error instead of renditions.
+    pub drop_segments: f64,
+    /// Extra delay before answering each segment.
+    pub delay: Option<Duration>,
+    /// Fraction of renditions whose bytes are corrupted.
+    pub corrupt_renditions: f64,
+    /// Encode at this fraction of each profile's bitrate (e.g. 0.05).
+    pub degrade_bitrate: Option<f64>,
+    /// Encode at a size other than the profile's.
+    pub wrong_resolution: bool,
+    /// Bill this multiple of the pixels actually produced.
+    pub overcharge: Option<f64>,
+    /// Never redeem winning tickets.
+    pub stop_redeeming: bool,
+    /// Exit abruptly after this many segments.
+    pub crash_after_segments: Option<u32>,
 }
 
 /// The video the publishers send.
