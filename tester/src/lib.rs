@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod output;
 pub mod progress;
+pub mod reconcile;
 pub mod run;
 pub mod scenario;
 pub mod stack;
