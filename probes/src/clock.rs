@@ -1,0 +1,45 @@
+//! Wall-clock time for observations, derived from one monotonic clock.
+//!
+//! Design: every timestamp the probes record (frame sent, segment first seen, download finished)
+//! is a Unix time in milliseconds so records from publisher, puller and journal line up, but
+//! they are all computed as `process anchor + Instant::elapsed`, so a wall-clock step (NTP) in
+//! the middle of a run cannot make a latency negative.
+
+use std::sync::OnceLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch.
+pub type UnixMs = i64;
+
+fn anchor() -> &'static (Instant, f64) {
+    static ANCHOR: OnceLock<(Instant, f64)> = OnceLock::new();
+    ANCHOR.get_or_init(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0);
+        (Instant::now(), wall)
+    })
+}
+
+/// Now, as Unix milliseconds (fractional), on the monotonic timeline.
+pub fn now_unix_ms_f64() -> f64 {
+    let (at, wall) = anchor();
+    wall + at.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Now, as whole Unix milliseconds, on the monotonic timeline.
+pub fn now_unix_ms() -> UnixMs {
+    now_unix_ms_f64() as UnixMs
+}
+
+/// The Unix time of a monotonic instant (instants before the anchor map before it).
+pub fn instant_to_unix_ms(instant: Instant) -> UnixMs {
+    let (at, wall) = anchor();
+    let delta = if instant >= *at {
+        instant.duration_since(*at).as_secs_f64()
+    } else {
+        -(at.duration_since(instant).as_secs_f64())
+    };
+    (wall + delta * 1000.0) as UnixMs
+}

@@ -1,0 +1,26 @@
+//! Black-box probes: what a real user of a Livepeer network (or any RTMP-in/HLS-out server)
+//! sees, measured.
+//!
+//! The probes know only URLs: an RTMP ingest URL to publish the stamped source to, an HLS
+//! playback URL to pull renditions from. They never link the node stack, so the same probe
+//! tests our stack, go-livepeer or nginx-rtmp. Pieces:
+//! - [`replay`] and [`publisher`]: the pre-encoded source replayed over RTMP in real time by
+//!   many cheap publishers, each keeping a [`sendlog::SendLog`] of when every frame went out;
+//! - [`hls`]: the HLS puller (master → renditions → every segment once, stalls, failures);
+//! - [`checks`]: per-segment decode and named checks; [`latency`]: glass-to-glass and segment
+//!   latency from the frame stamps and the send log;
+//! - [`stream`]: one stream end to end, reporting through [`observe::ProbeObserver`].
+
+pub mod clock;
+pub mod observe;
+pub mod publisher;
+pub mod replay;
+pub mod sendlog;
+
+pub use observe::{
+    CheckObservation, NullObserver, ProbeObserver, PublishObservation, PublishPhase,
+    SegmentLatency, SegmentMedia, SegmentObservation, StallObservation,
+};
+pub use publisher::{PublishError, PublishOptions, PublishSummary, RtmpPublisher, RtmpTarget};
+pub use replay::{ReplayError, ReplayPacket, ReplaySource};
+pub use sendlog::{SendLog, SentFrame};

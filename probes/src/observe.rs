@@ -1,0 +1,167 @@
+//! What the probes report: plain, serialisable observation records and the observer trait the
+//! tester implements to turn them into metrics and journal rows.
+//!
+//! Design: every record is self-describing (stream key, rendition, sequence number, Unix-ms
+//! timestamps, sizes, verdicts with reasons) so a journal line stands on its own, and the
+//! observer is called synchronously from probe tasks: implementations must be cheap and never
+//! block (push to a channel or bump a histogram).
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixMs;
+
+/// Receives everything a probe observes. Called from many tasks at once.
+pub trait ProbeObserver: Send + Sync {
+    /// One rendition segment: downloaded (or failed / missed), decoded, timed.
+    fn segment(&self, s: &SegmentObservation);
+    /// One named check verdict.
+    fn check(&self, c: &CheckObservation);
+    /// A rendition stopped producing segments (once when detected, once when it ended).
+    fn stall(&self, s: &StallObservation);
+    /// Publisher progress: connected, periodic progress, finished or failed.
+    fn publish_progress(&self, p: &PublishObservation);
+}
+
+/// An observer that drops everything (for load where only the summary matters).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullObserver;
+
+impl ProbeObserver for NullObserver {
+    fn segment(&self, _: &SegmentObservation) {}
+    fn check(&self, _: &CheckObservation) {}
+    fn stall(&self, _: &StallObservation) {}
+    fn publish_progress(&self, _: &PublishObservation) {}
+}
+
+/// One segment of one rendition as a viewer got it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentObservation {
+    pub stream_key: String,
+    pub rendition: String,
+    /// Media sequence number.
+    pub seq: u64,
+    /// Absolute segment URL (`None` for a segment that left the playlist before it was seen).
+    pub url: Option<String>,
+    /// True when the segment was downloaded and decodes to at least one frame.
+    pub success: bool,
+    /// Why `success` is false.
+    pub failure: Option<String>,
+    /// `EXTINF` duration in seconds.
+    pub extinf_secs: Option<f64>,
+    /// Whether `EXT-X-DISCONTINUITY` preceded this segment.
+    pub discontinuity: bool,
+    pub first_seen_unix_ms: Option<UnixMs>,
+    pub download_started_unix_ms: Option<UnixMs>,
+    pub download_finished_unix_ms: Option<UnixMs>,
+    /// Download time (first byte requested to last byte received).
+    pub download_ms: Option<f64>,
+    pub bytes: u64,
+    pub http_status: Option<u16>,
+    pub content_type: Option<String>,
+    /// Decoded facts (`None` when not decoded).
+    pub media: Option<SegmentMedia>,
+    pub latency: SegmentLatency,
+}
+
+/// What decoding a segment found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentMedia {
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub frames: u64,
+    /// Last PTS − first PTS + one frame.
+    pub duration_secs: f64,
+    pub first_pts_secs: Option<f64>,
+    pub last_pts_secs: Option<f64>,
+    pub fps: Option<f64>,
+    pub audio_codec: Option<String>,
+    pub decode_errors: u32,
+    /// Frames whose stamp read back.
+    pub stamped_frames: u64,
+    /// Stamp of the first frame in presentation order that had one.
+    pub first_stamp_frame: Option<u32>,
+    pub last_stamp_frame: Option<u32>,
+    /// The stream id read from the stamps (the first one found).
+    pub stamp_stream_id: Option<u32>,
+}
+
+/// Latency figures of one segment (`None` when they could not be computed, e.g. no stamp).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SegmentLatency {
+    /// Glass to glass: first seen in the playlist − send time of its first stamped frame.
+    pub glass_to_glass_ms: Option<f64>,
+    /// stream-tester's definition: download finished − send time of the last frame of the
+    /// source segment (the latest-sent frame among those the segment carries).
+    pub segment_latency_ms: Option<f64>,
+    /// The send time the glass-to-glass figure is measured from.
+    pub first_frame_sent_unix_ms: Option<UnixMs>,
+    pub last_frame_sent_unix_ms: Option<UnixMs>,
+}
+
+/// A named pass/fail verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckObservation {
+    pub stream_key: String,
+    pub rendition: String,
+    /// The segment it concerns (`None` for playlist-level checks).
+    pub seq: Option<u64>,
+    /// Check name: see [`crate::checks::CHECK_NAMES`].
+    pub check: String,
+    pub passed: bool,
+    /// Why it failed, or what was measured when it passed.
+    pub reason: String,
+    pub at_unix_ms: UnixMs,
+}
+
+/// A rendition that produced no new segment for `stall_factor × target duration`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StallObservation {
+    pub stream_key: String,
+    pub rendition: String,
+    /// False when the stall is first detected, true when it ends (new segment or deadline).
+    pub ended: bool,
+    /// When the last new segment had appeared (or polling started).
+    pub last_new_segment_unix_ms: UnixMs,
+    pub detected_unix_ms: UnixMs,
+    pub ended_unix_ms: Option<UnixMs>,
+    /// Time without a new segment, up to detection or to the end.
+    pub stalled_ms: f64,
+    pub target_duration_secs: f64,
+    /// Highest sequence number seen before the stall.
+    pub last_seq: Option<u64>,
+}
+
+/// Where a publisher is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishPhase {
+    /// Handshake, connect and publish accepted; media starts now.
+    Started,
+    Progress,
+    Finished,
+    Failed,
+}
+
+/// Publisher progress and lag behind the wall clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishObservation {
+    pub stream_key: String,
+    pub url: String,
+    pub phase: PublishPhase,
+    pub at_unix_ms: UnixMs,
+    /// When media started (publish accepted).
+    pub started_unix_ms: Option<UnixMs>,
+    /// Media time sent so far (timestamp of the last packet written).
+    pub media_ms: f64,
+    pub frames_sent: u64,
+    pub packets_sent: u64,
+    /// Bytes written to the socket (RTMP chunks, headers included).
+    pub bytes_sent: u64,
+    /// Completed passes over the clip.
+    pub loops: u64,
+    /// How late the latest batch went out relative to its wall-clock due time.
+    pub lag_ms: f64,
+    pub max_lag_ms: f64,
+    pub error: Option<String>,
+}

@@ -1,0 +1,6 @@
+//! Probes against real peers: nginx with its RTMP module, the ffmpeg/ffprobe tools, and small
+//! misbehaving HTTP servers written here.
+
+mod support;
+
+mod nginx_publish;

@@ -1,0 +1,65 @@
+//! Test support: a real nginx with the RTMP module on free loopback ports, the shared stamped
+//! source, and small helpers to wait for events with deadlines.
+
+#![allow(dead_code)]
+
+pub mod nginx;
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use probes::ReplaySource;
+use reference_transcoder::{EncodedSource, SourceConfig};
+
+/// A free loopback TCP port (bound then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Waits until `addr` accepts TCP connections, or panics after `timeout`.
+pub fn wait_for_port(addr: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr} did not accept connections within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The stamped 640×360 source shared by every test of this binary (encoded once).
+pub fn encoded_source() -> &'static (EncodedSource, Arc<ReplaySource>) {
+    static SOURCE: OnceLock<(EncodedSource, Arc<ReplaySource>)> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    SOURCE.get_or_init(|| {
+        let config = SourceConfig {
+            width: 640,
+            height: 360,
+            duration_secs: 12.0,
+            gop_secs: 2.0,
+            stream_id: 0x5EED_0001,
+            video_bitrate: Some(900_000),
+            x264_preset: "ultrafast".into(),
+            noise: 0,
+            ..Default::default()
+        };
+        let encoded = reference_transcoder::generate(&config).expect("generate the stamped source");
+        let replay = Arc::new(ReplaySource::new(&encoded).expect("replayable source"));
+        (encoded, replay)
+    })
+}
+
+/// A multi-thread runtime for one test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
