@@ -68,6 +68,12 @@ pub enum QualityError {
         height: u32,
         band_top: u32,
     },
+    #[error("{path} is {width}x{height}: too small to score (at least 32x32)")]
+    PictureTooSmall {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+    },
     #[error("no frame of {distorted} could be paired with {reference} ({counts})")]
     NothingPaired {
         reference: PathBuf,

@@ -31,6 +31,10 @@ fn direct_layout(format: Pixel) -> Option<(ChromaLayout, u32)> {
     })
 }
 
+/// The smallest width and scored height accepted: libvmaf 2.3.1 (and its `vmaf` tool) crashes
+/// on pictures 16 pixels wide or high, and scores of tinier pictures mean nothing anyway.
+const MIN_SCORED_SIZE: u32 = crate::vmaf::MIN_PICTURE_SIZE as u32;
+
 /// The geometry every scored picture pair shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScoredGeometry {
@@ -62,12 +66,21 @@ impl ScoredGeometry {
             Some(top) => top.min(height) / chroma_rows * chroma_rows,
             None => height,
         };
-        // libvmaf's filters need a few rows; a band that leaves almost nothing is an input error.
-        if scored_height < 16 {
-            return Err(QualityError::NoAreaAboveBand {
-                path: path.to_owned(),
-                height,
-                band_top: band_top.unwrap_or(height),
+        // libvmaf's filters need a few rows and columns to work on.
+        if scored_height < MIN_SCORED_SIZE || width < MIN_SCORED_SIZE {
+            return Err(match band_top {
+                Some(band_top) if height >= MIN_SCORED_SIZE && width >= MIN_SCORED_SIZE => {
+                    QualityError::NoAreaAboveBand {
+                        path: path.to_owned(),
+                        height,
+                        band_top,
+                    }
+                }
+                _ => QualityError::PictureTooSmall {
+                    path: path.to_owned(),
+                    width,
+                    height,
+                },
             });
         }
         Ok(ScoredGeometry {

@@ -46,6 +46,9 @@ impl VmafError {
     }
 }
 
+/// Pictures smaller than this in either dimension are refused before they reach libvmaf.
+pub const MIN_PICTURE_SIZE: usize = 32;
+
 /// The two errno values libvmaf uses, without pulling in `libc` for them.
 mod libc_errno {
     pub const ENOMEM: i32 = 12;
@@ -266,6 +269,15 @@ impl VmafContext {
         mut distorted: VmafPicture,
         index: u32,
     ) -> Result<(), VmafError> {
+        // libvmaf 2.3.1 crashes (rather than failing) on pictures 16 pixels wide or high.
+        let too_small =
+            |p: &VmafPicture| p.width(0) < MIN_PICTURE_SIZE || p.height(0) < MIN_PICTURE_SIZE;
+        if too_small(&reference) || too_small(&distorted) {
+            return Err(VmafError::from_code(
+                "vmaf_read_pictures",
+                -libc_errno::EINVAL,
+            ));
+        }
         // SAFETY: live context and pictures; on success libvmaf unrefs and zeroes both structs,
         // so their Drop does nothing; on failure they still own their buffers.
         let code = unsafe {

@@ -730,6 +730,32 @@ fn bad_inputs_give_counts_or_typed_errors() {
         20 - partial.counts.paired
     );
 
+    // Pictures libvmaf cannot score are refused before they reach it (libvmaf 2.3.1 crashes on
+    // 16-pixel pictures); 32x32 is the smallest accepted.
+    for (size, accepted) in [("16x16", false), ("320x16", false), ("32x32", true)] {
+        let tiny = dir.path().join(format!("tiny-{size}.y4m"));
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=30"),
+            "-frames:v",
+            "3",
+            "-pix_fmt",
+            "yuv420p",
+            tiny.to_str().unwrap(),
+        ]);
+        let all_metrics = QualityOptions {
+            ssim: true,
+            ..options()
+        };
+        match compare_files(&tiny, &tiny, &all_metrics) {
+            Ok(report) => assert!(accepted && report.pooled.vmaf.frames == 3, "{size}"),
+            Err(QualityError::PictureTooSmall { path, .. }) => assert!(!accepted && path == tiny),
+            Err(other) => panic!("{size}: {other:?}"),
+        }
+    }
+
     // Invalid options are named.
     assert!(matches!(
         compare_files(
