@@ -3,12 +3,15 @@
 //! `veryfast` at the preset bit rates, no output (ffmpeg: null muxer; ours: TS in memory).
 //!
 //! Run: `cargo bench -p reference-transcoder --bench ladder_vs_ffmpeg`
-//! Environment: `LPT_BENCH_SECS` (clip length, default 20), `LPT_BENCH_ROUNDS` (default 3).
+//! Environment: `LPT_BENCH_SECS` (clip length, default 20), `LPT_BENCH_ROUNDS` (default 3),
+//! `LPT_BENCH_SCALE`, `LPT_BENCH_ENCODER_THREADS` (see below).
 
 use std::process::Command;
 use std::time::Instant;
 
-use reference_transcoder::ladder::{BENCH_LADDER, LadderOptions, LadderTranscoder, parse_ladder};
+use reference_transcoder::ladder::{
+    BENCH_LADDER, LadderOptions, LadderTranscoder, ScaleAlgorithm, parse_ladder,
+};
 use reference_transcoder::source::{SourceConfig, generate};
 
 fn env_or(name: &str, default: f64) -> f64 {
@@ -87,10 +90,24 @@ fn main() {
     }
     ffmpeg_args.extend(["-f", "null", "-"].iter().map(|s| s.to_string()));
 
+    // Our knobs, to profile: LPT_BENCH_SCALE (fast_bilinear|bilinear|bicubic|lanczos, default
+    // bicubic = ffmpeg's `scale` default) and LPT_BENCH_ENCODER_THREADS (0 = auto).
+    let scale = match std::env::var("LPT_BENCH_SCALE").as_deref() {
+        Ok("fast_bilinear") => ScaleAlgorithm::FastBilinear,
+        Ok("bilinear") => ScaleAlgorithm::Bilinear,
+        Ok("lanczos") => ScaleAlgorithm::Lanczos,
+        _ => ScaleAlgorithm::Bicubic,
+    };
     let options = LadderOptions {
         copy_audio: false,
+        scale,
+        encoder_threads: env_or("LPT_BENCH_ENCODER_THREADS", 0.0) as usize,
         ..Default::default()
     };
+    println!(
+        "ours: scale {:?}, encoder threads {}",
+        options.scale, options.encoder_threads
+    );
     let (mut ffmpeg_fps, mut ours_fps, mut ffmpeg_cpu, mut ours_cpu) =
         (vec![], vec![], vec![], vec![]);
     for round in 1..=rounds {

@@ -615,3 +615,98 @@ fn file_and_hls_inputs_become_key_frame_segments() {
     );
     server.join().unwrap();
 }
+
+#[test]
+fn a_user_file_is_stamped_by_re_encoding_and_looped_to_length() {
+    let dir = tempfile::tempdir().unwrap();
+    ffmpeg_clip(
+        dir.path(),
+        "user.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x180:r=25",
+            "-t",
+            "1",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ],
+    );
+    let source = generate(&SourceConfig {
+        width: 640,
+        height: 360,
+        duration_secs: 3.0,
+        gop_secs: 1.0,
+        stream_id: 77,
+        audio: false,
+        input_file: Some(dir.path().join("user.mp4")),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(source.frame_count(), 90);
+    let segments = source.ts_segments(1.0).unwrap();
+    assert_eq!(segments.len(), 3);
+    let mut next = 0;
+    for s in &segments {
+        let info = decode_bytes(s.data.clone(), |f| {
+            assert_eq!(
+                f.stamp.map(|st| (st.stream_id, st.frame_number)),
+                Some((77, next))
+            );
+            next += 1;
+        })
+        .unwrap();
+        assert_eq!(
+            (info.width, info.height, info.frames, info.key_frames),
+            (640, 360, 30, 1)
+        );
+    }
+    assert_eq!(next, 90);
+}
+
+#[test]
+fn capacity_search_reports_the_last_load_that_held() {
+    use reference_transcoder::bench::{BenchMode, BenchOptions, run_bench};
+    use reference_transcoder::input::BenchInput;
+
+    let input = BenchInput::Synthetic(SourceConfig {
+        width: 320,
+        height: 180,
+        duration_secs: 2.0,
+        audio: false,
+        ..Default::default()
+    });
+    let mut options = BenchOptions::new(
+        input,
+        parse_ladder("P144p30fps16x9").unwrap(),
+        BenchMode::FindCapacity {
+            start: 1,
+            step: 1,
+            max: 2,
+        },
+    );
+    options.segments_per_session = Some(2);
+    let mut per_load = std::collections::BTreeMap::<u32, u32>::new();
+    let summary = run_bench(&options, |r| *per_load.entry(r.load).or_default() += 1).unwrap();
+    // Each load ran every session's two segments.
+    for load in &summary.loads {
+        assert_eq!(per_load[&load.sessions], 2 * load.sessions);
+        assert_eq!(load.segments, 2 * load.sessions as u64);
+        assert_eq!(load.held, load.realtime_segment_fraction >= 0.99);
+    }
+    let held: Vec<u32> = summary
+        .loads
+        .iter()
+        .take_while(|l| l.held)
+        .map(|l| l.sessions)
+        .collect();
+    assert_eq!(
+        summary.capacity_sessions,
+        Some(held.last().copied().unwrap_or(0))
+    );
+    // The ramp stops at the first load that did not hold, or at max.
+    assert_eq!(summary.loads.len(), (held.len() + 1).min(2));
+}

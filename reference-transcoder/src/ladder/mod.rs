@@ -315,14 +315,18 @@ impl LadderTranscoder {
             audio.as_ref().map(|a| a.0),
         );
         // Always close the segment in every worker so the session stays usable after a failure.
+        // All workers are told first so their encoders drain in parallel, then collected.
+        let told: Vec<bool> = self
+            .workers
+            .iter()
+            .map(|w| w.jobs.send(Job::End).is_ok())
+            .collect();
         let mut renditions = Vec::with_capacity(self.workers.len());
         let mut worker_error = None;
-        for w in &self.workers {
-            let out = w
-                .jobs
-                .send(Job::End)
-                .ok()
-                .and_then(|_| w.done.recv().ok())
+        for (w, told) in self.workers.iter().zip(told) {
+            let out = told
+                .then(|| w.done.recv().ok())
+                .flatten()
                 .unwrap_or_else(|| {
                     Err(TranscodeError::WorkerGone {
                         profile: w.profile.clone(),
