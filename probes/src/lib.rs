@@ -11,12 +11,24 @@
 //!   latency from the frame stamps and the send log;
 //! - [`stream`]: one stream end to end, reporting through [`observe::ProbeObserver`].
 
+pub mod checks;
 pub mod clock;
+pub mod decode;
+pub mod hls;
+pub mod latency;
 pub mod observe;
 pub mod publisher;
 pub mod replay;
 pub mod sendlog;
+pub mod stream;
 
+pub use checks::{CHECK_NAMES, CheckOptions, CheckedSegment, SegmentChecker};
+pub use decode::{DecodeError, DecodedSegment, FrameFacts, decode_segment};
+pub use hls::{
+    HlsOptions, HlsPuller, PlaylistPoll, PullError, PullEvent, PullSink, PullSummary,
+    PulledSegment, RenditionInfo, http_client,
+};
+pub use latency::segment_latency;
 pub use observe::{
     CheckObservation, NullObserver, ProbeObserver, PublishObservation, PublishPhase,
     SegmentLatency, SegmentMedia, SegmentObservation, StallObservation,
@@ -24,3 +36,4 @@ pub use observe::{
 pub use publisher::{PublishError, PublishOptions, PublishSummary, RtmpPublisher, RtmpTarget};
 pub use replay::{ReplayError, ReplayPacket, ReplaySource};
 pub use sendlog::{SendLog, SentFrame};
+pub use stream::{StreamProbe, StreamProbeConfig, StreamProbeError, StreamReport};

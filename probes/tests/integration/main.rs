@@ -3,4 +3,5 @@
 
 mod support;
 
+mod nginx_probe;
 mod nginx_publish;

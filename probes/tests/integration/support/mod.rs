@@ -63,3 +63,48 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("tokio runtime")
 }
+
+/// An observer that keeps everything, for assertions.
+#[derive(Default)]
+pub struct Recorder {
+    pub segments: Mutex<Vec<probes::SegmentObservation>>,
+    pub checks: Mutex<Vec<probes::CheckObservation>>,
+    pub stalls: Mutex<Vec<probes::StallObservation>>,
+    pub publishes: Mutex<Vec<probes::PublishObservation>>,
+}
+
+impl probes::ProbeObserver for Recorder {
+    fn segment(&self, s: &probes::SegmentObservation) {
+        self.segments.lock().unwrap().push(s.clone());
+    }
+    fn check(&self, c: &probes::CheckObservation) {
+        self.checks.lock().unwrap().push(c.clone());
+    }
+    fn stall(&self, s: &probes::StallObservation) {
+        self.stalls.lock().unwrap().push(s.clone());
+    }
+    fn publish_progress(&self, p: &probes::PublishObservation) {
+        self.publishes.lock().unwrap().push(p.clone());
+    }
+}
+
+impl Recorder {
+    pub fn failed_checks(&self) -> Vec<probes::CheckObservation> {
+        self.checks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| !c.passed)
+            .cloned()
+            .collect()
+    }
+    pub fn checks_named(&self, name: &str) -> Vec<probes::CheckObservation> {
+        self.checks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.check == name)
+            .cloned()
+            .collect()
+    }
+}

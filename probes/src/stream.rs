@@ -1,0 +1,287 @@
+//! One stream end to end: publish the stamped source to an RTMP URL, pull the playback URL,
+//! check every segment and time it, and report everything through a [`ProbeObserver`].
+//!
+//! Design: the publisher and the puller run concurrently on the caller's runtime; the puller's
+//! events go through an unbounded channel to one consumer per stream, which decodes segments
+//! on the blocking pool one at a time, in download order, so the stateful checks (continuity,
+//! drift) see them in order and decoding never stalls polling. Pulling goes on for a drain
+//! period after publishing ends so the last segments are fetched; if publishing fails, pulling
+//! stops a drain period later.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::checks::{CheckOptions, SegmentChecker};
+use crate::decode::decode_segment;
+use crate::hls::{HlsOptions, HlsPuller, PullError, PullEvent, PullSink};
+use crate::observe::{ProbeObserver, PublishObservation};
+use crate::publisher::{PublishOptions, PublishSummary, RtmpPublisher, RtmpTarget, RtmpUrlError};
+use crate::replay::ReplaySource;
+
+/// What one stream probe does.
+#[derive(Debug, Clone)]
+pub struct StreamProbeConfig {
+    /// Name used in every observation (unique per stream in a run).
+    pub stream_key: String,
+    /// Where to publish, e.g. `rtmp://host:1935/live/<key>`.
+    pub rtmp_url: String,
+    /// Where to play, e.g. `http://host:8935/stream/<key>.m3u8` (master or media playlist).
+    pub playback_url: String,
+    /// Publishing options (`duration`, `start_frame`, timeouts).
+    pub publish: PublishOptions,
+    /// Keep pulling this long after publishing ends.
+    pub drain: Duration,
+    pub hls: HlsOptions,
+    pub checks: CheckOptions,
+    /// Decode segments (codec, resolution, duration, continuity, drift, stamps, latency).
+    pub decode: bool,
+}
+
+impl StreamProbeConfig {
+    /// Defaults for a stream publishing to `rtmp_url` and playing `playback_url`.
+    pub fn new(stream_key: &str, rtmp_url: &str, playback_url: &str, duration: Duration) -> Self {
+        StreamProbeConfig {
+            stream_key: stream_key.to_string(),
+            rtmp_url: rtmp_url.to_string(),
+            playback_url: playback_url.to_string(),
+            publish: PublishOptions {
+                duration,
+                ..Default::default()
+            },
+            drain: Duration::from_secs(10),
+            hls: HlsOptions::default(),
+            checks: CheckOptions::default(),
+            decode: true,
+        }
+    }
+}
+
+/// Why a stream probe could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamProbeError {
+    #[error(transparent)]
+    RtmpUrl(#[from] RtmpUrlError),
+    #[error(transparent)]
+    PlaybackUrl(#[from] PullError),
+}
+
+/// Totals of one stream probe.
+#[derive(Debug, Clone, Default)]
+pub struct StreamReport {
+    pub stream_key: String,
+    pub publish: Option<PublishSummary>,
+    pub publish_error: Option<String>,
+    /// Set when the playback URL never produced a playlist.
+    pub pull_error: Option<String>,
+    pub renditions: Vec<String>,
+    pub segments_ok: u64,
+    pub segments_failed: u64,
+    pub checks_passed: u64,
+    pub checks_failed: u64,
+    pub stalls: u64,
+    /// Glass-to-glass latency of every segment that had one, milliseconds.
+    pub glass_to_glass_ms: Vec<f64>,
+    pub segment_latency_ms: Vec<f64>,
+}
+
+/// One stream, end to end.
+pub struct StreamProbe {
+    config: StreamProbeConfig,
+    source: Arc<ReplaySource>,
+    client: reqwest::Client,
+    target: RtmpTarget,
+    puller: HlsPuller,
+}
+
+impl StreamProbe {
+    /// Validates the URLs; `client` is the HTTP client shared by all pullers of the run.
+    pub fn new(
+        config: StreamProbeConfig,
+        source: Arc<ReplaySource>,
+        client: reqwest::Client,
+    ) -> Result<StreamProbe, StreamProbeError> {
+        let target = RtmpTarget::parse(&config.rtmp_url)?;
+        let puller = HlsPuller::new(
+            client.clone(),
+            &config.playback_url,
+            &config.stream_key,
+            config.hls.clone(),
+        )?;
+        Ok(StreamProbe {
+            config,
+            source,
+            client,
+            target,
+            puller,
+        })
+    }
+
+    pub fn config(&self) -> &StreamProbeConfig {
+        &self.config
+    }
+
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Publishes, pulls, checks and times the stream; returns when pulling has drained.
+    pub async fn run(&self, observer: Arc<dyn ProbeObserver>) -> StreamReport {
+        let publisher = RtmpPublisher::new(
+            self.target.clone(),
+            self.source.clone(),
+            self.config.publish.clone(),
+        );
+        let log = publisher.send_log();
+        let mut checks = self.config.checks.clone();
+        checks
+            .source_frame_secs
+            .get_or_insert(self.source.frame_ms() / 1000.0);
+        let checker = Arc::new(SegmentChecker::new(
+            &self.config.stream_key,
+            Some(log.clone()),
+            checks,
+        ));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sink: Arc<dyn PullSink> = Arc::new(ChannelSink(tx));
+        let consumer = tokio::spawn(consume(
+            rx,
+            checker,
+            observer.clone(),
+            self.config.decode,
+            self.config.stream_key.clone(),
+        ));
+
+        let deadline = Instant::now()
+            + self.config.publish.setup_timeout
+            + self.config.publish.duration
+            + self.config.drain;
+        let publish_done = tokio::sync::Notify::new();
+        let publish = async {
+            let obs = observer.clone();
+            let mut progress = move |p: &PublishObservation| obs.publish_progress(p);
+            let result = publisher.run(&mut progress).await;
+            publish_done.notify_one();
+            result
+        };
+        let drain = self.config.drain;
+        let pull = async {
+            tokio::select! {
+                summary = self.puller.run(deadline, sink) => Some(summary),
+                _ = async {
+                    publish_done.notified().await;
+                    tokio::time::sleep(drain).await;
+                } => None,
+            }
+        };
+        let (published, pulled) = tokio::join!(publish, pull);
+        let mut report = consumer.await.unwrap_or_default();
+        match published {
+            Ok(s) => report.publish = Some(s),
+            Err(e) => report.publish_error = Some(e.to_string()),
+        }
+        if let Some(summary) = pulled {
+            report.pull_error = summary.error.map(|e| e.to_string());
+        }
+        report
+    }
+}
+
+struct ChannelSink(mpsc::UnboundedSender<PullEvent>);
+
+impl PullSink for ChannelSink {
+    fn event(&self, event: PullEvent) {
+        // The consumer outlives the puller; a send error means the probe is being torn down.
+        let _ = self.0.send(event);
+    }
+}
+
+async fn consume(
+    mut rx: mpsc::UnboundedReceiver<PullEvent>,
+    checker: Arc<SegmentChecker>,
+    observer: Arc<dyn ProbeObserver>,
+    decode: bool,
+    stream_key: String,
+) -> StreamReport {
+    let mut report = StreamReport {
+        stream_key,
+        ..Default::default()
+    };
+    while let Some(event) = rx.recv().await {
+        match event {
+            PullEvent::Renditions(list) => {
+                for r in list {
+                    if let Some(size) = r.resolution {
+                        checker.announce_resolution(&r.name, size);
+                    }
+                    if !report.renditions.contains(&r.name) {
+                        report.renditions.push(r.name);
+                    }
+                }
+            }
+            PullEvent::Playlist(poll) => {
+                for c in checker.playlist(&poll) {
+                    count_check(&mut report, c.passed);
+                    observer.check(&c);
+                }
+            }
+            PullEvent::Missed {
+                rendition,
+                seq,
+                at_unix_ms,
+            } => {
+                let checked = checker.missed(&rendition, seq, at_unix_ms);
+                report.segments_failed += 1;
+                observer.segment(&checked.observation);
+                for c in &checked.checks {
+                    count_check(&mut report, c.passed);
+                    observer.check(c);
+                }
+            }
+            PullEvent::Segment(pulled) => {
+                let checker2 = checker.clone();
+                let checked = tokio::task::spawn_blocking(move || {
+                    let decoded = match (&pulled.body, decode) {
+                        (Ok(body), true) => Some(decode_segment(body)),
+                        _ => None,
+                    };
+                    checker2.check(&pulled, decoded.as_ref())
+                })
+                .await;
+                let Ok(checked) = checked else { continue };
+                let o = &checked.observation;
+                if o.success {
+                    report.segments_ok += 1;
+                } else {
+                    report.segments_failed += 1;
+                }
+                if let Some(l) = o.latency.glass_to_glass_ms {
+                    report.glass_to_glass_ms.push(l);
+                }
+                if let Some(l) = o.latency.segment_latency_ms {
+                    report.segment_latency_ms.push(l);
+                }
+                observer.segment(o);
+                for c in &checked.checks {
+                    count_check(&mut report, c.passed);
+                    observer.check(c);
+                }
+            }
+            PullEvent::Stall(s) => {
+                report.stalls += (!s.ended) as u64;
+                observer.stall(&s);
+            }
+        }
+    }
+    report
+}
+
+fn count_check(report: &mut StreamReport, passed: bool) {
+    if passed {
+        report.checks_passed += 1;
+    } else {
+        report.checks_failed += 1;
+    }
+}
