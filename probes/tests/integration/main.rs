@@ -3,5 +3,7 @@
 
 mod support;
 
+mod bad_targets;
+mod nginx_peers;
 mod nginx_probe;
 mod nginx_publish;
