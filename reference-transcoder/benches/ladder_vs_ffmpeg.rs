@@ -49,7 +49,10 @@ fn main() {
     })
     .expect("source");
     let frames = source.frame_count() as f64;
-    let segments = source.ts_segments(2.0).expect("segments");
+    // LPT_BENCH_SEGMENT_SECS (default 2) shows what per-segment drains and restarts cost.
+    let segments = source
+        .ts_segments(env_or("LPT_BENCH_SEGMENT_SECS", 2.0))
+        .expect("segments");
     let whole = source.ts_segments(secs * 2.0).expect("whole clip");
     let dir = tempfile::tempdir().expect("tempdir");
     let clip = dir.path().join("clip.ts");

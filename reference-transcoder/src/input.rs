@@ -122,7 +122,6 @@ pub fn cut_file(path: &Path, segment_secs: f64) -> Result<Vec<InputSegment>, Inp
     let mut current: Option<(MemoryMuxer, i64, i64)> = None; // muxer, first pts, last pts
     let mut frame_ticks = 0i64;
     let target = (segment_secs / f64::from(vtb)).round() as i64;
-    let mut packet = Packet::empty();
     let finish =
         |mux: MemoryMuxer, first: i64, last: i64, ticks: i64, segments: &mut Vec<InputSegment>| {
             mux.finish().map(|data| {
@@ -134,6 +133,8 @@ pub fn cut_file(path: &Path, segment_secs: f64) -> Result<Vec<InputSegment>, Inp
             })
         };
     loop {
+        // av_read_frame does not unref its target: a fresh packet per read avoids leaking the last.
+        let mut packet = Packet::empty();
         match packet.read(&mut input) {
             Ok(()) => {}
             Err(ffmpeg_next::Error::Eof) => break,

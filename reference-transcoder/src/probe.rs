@@ -190,8 +190,9 @@ fn decode_input<F: FnMut(&DecodedFrame)>(
         converted: None,
         scaler: None,
     };
-    let mut packet = Packet::empty();
     loop {
+        // av_read_frame does not unref its target: a fresh packet per read avoids leaking the last.
+        let mut packet = Packet::empty();
         match packet.read(input) {
             Ok(()) => {}
             Err(ffmpeg_next::Error::Eof) => break,

@@ -479,8 +479,9 @@ impl LadderTranscoder {
                 }
             }
         };
-        let mut packet = Packet::empty();
         loop {
+            // av_read_frame does not unref its target: a fresh packet per read avoids leaking the last.
+            let mut packet = Packet::empty();
             match packet.read(input.input()) {
                 Ok(()) => {}
                 Err(ffmpeg_next::Error::Eof) => break,
