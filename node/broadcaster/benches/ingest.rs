@@ -1,0 +1,231 @@
+//! The broadcaster's own cost at 20 concurrent 2 Mbps RTMP streams: CPU-ms per stream-second
+//! and resident memory per stream, with HLS playlists and segments pulled as a player would.
+//!
+//! The broadcaster runs in a child process (this binary re-executed with `LPT_BENCH_CHILD=1`) so
+//! its CPU time and RSS are read from `/proc` free of the publishers' and pullers' cost. It runs
+//! source-only (empty ladder): transcoding is the orchestrator's cost, not the broadcaster's.
+//! Goals: < 5 CPU-ms per stream-second, < 8 MiB per stream.
+//!
+//! `cargo bench -p node-broadcaster --bench ingest` (env `STREAMS`, `SECS` override 20 / 30).
+
+#[path = "../tests/integration/rtmp_client.rs"]
+#[allow(dead_code)]
+mod rtmp_client;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reference_transcoder::{MediaKind, SourceConfig};
+
+/// (kind, is sequence header, dts ms, FLV tag body).
+type ReplayPacket = (MediaKind, bool, u32, Vec<u8>);
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if std::env::var_os("LPT_BENCH_CHILD").is_some() {
+        rt.block_on(child());
+    } else {
+        rt.block_on(parent());
+    }
+}
+
+async fn child() {
+    let config = node_broadcaster::BroadcasterConfig {
+        rtmp_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        ladder: String::new(),
+        ..Default::default()
+    };
+    let b = node_broadcaster::start(config).await.unwrap();
+    println!("READY {} {}", b.rtmp_addr, b.http_addr);
+    // Run until the parent closes stdin.
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        while std::io::stdin()
+            .read_line(&mut line)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {}
+    })
+    .await
+    .unwrap();
+    b.shutdown().await;
+}
+
+fn proc_cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    let hz = unsafe_free_clock_ticks();
+    ticks * 1000.0 / hz
+}
+
+fn unsafe_free_clock_ticks() -> f64 {
+    // getconf is the portable way to read CLK_TCK without libc bindings.
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn rss_kib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+async fn parent() {
+    let streams: usize = std::env::var("STREAMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let secs: u64 = std::env::var("SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    eprintln!("encoding a 10 s 1280x720 2 Mbps source once…");
+    let source = reference_transcoder::generate(&SourceConfig {
+        width: 1280,
+        height: 720,
+        duration_secs: 10.0,
+        gop_secs: 2.0,
+        video_bitrate: Some(1_900_000),
+        x264_preset: "ultrafast".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let packets: Arc<Vec<ReplayPacket>> = Arc::new(
+        source
+            .flv_packets()
+            .into_iter()
+            .map(|p| (p.kind, p.is_sequence_header, p.dts_ms, p.tag_body()))
+            .collect(),
+    );
+    let bytes: usize = packets.iter().map(|p| p.3.len()).sum();
+    let loop_ms = (source.duration_secs() * 1000.0).round() as u32;
+    eprintln!(
+        "source: {:.2} Mbps",
+        bytes as f64 * 8.0 / source.duration_secs() / 1e6
+    );
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env("LPT_BENCH_CHILD", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mut parts = line.split_whitespace().skip(1);
+    let rtmp: std::net::SocketAddr = parts.next().unwrap().parse().unwrap();
+    let http = parts.next().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_base = rss_kib(pid);
+
+    let run_for = Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for i in 0..streams {
+        let packets = packets.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut p = rtmp_client::Publisher::connect(rtmp, "live", &format!("bench{i}"))
+                .await
+                .unwrap();
+            let start = Instant::now();
+            let mut pass = 0u32;
+            'outer: loop {
+                for (kind, header, dts, body) in packets.iter() {
+                    if *header && pass > 0 {
+                        continue;
+                    }
+                    let ts = dts + pass * loop_ms;
+                    let due = start + Duration::from_millis(u64::from(ts));
+                    if due > Instant::now() {
+                        p.flush().await.unwrap();
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    if start.elapsed() >= run_for {
+                        break 'outer;
+                    }
+                    match kind {
+                        MediaKind::Video => p.video(body.clone(), ts),
+                        MediaKind::Audio => p.audio(body.clone(), ts),
+                    }
+                }
+                pass += 1;
+            }
+            p.finish().await;
+        }));
+        let http = http.clone();
+        tasks.push(tokio::spawn(async move {
+            // A player: poll the media playlist every second, fetch each new segment once.
+            let client = reqwest::Client::new();
+            let url = format!("http://{http}/stream/bench{i}/source.m3u8");
+            let start = Instant::now();
+            let mut seen = std::collections::HashSet::new();
+            while start.elapsed() < run_for {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Ok(resp) = client.get(&url).send().await else {
+                    continue;
+                };
+                let Ok(text) = resp.text().await else {
+                    continue;
+                };
+                for seg in text.lines().filter(|l| l.ends_with(".ts")) {
+                    if seen.insert(seg.to_string()) {
+                        let _ = client
+                            .get(format!("http://{http}/stream/bench{i}/{seg}"))
+                            .send()
+                            .await
+                            .map(|r| r.bytes());
+                    }
+                }
+            }
+        }));
+    }
+    // Measure after a warm-up, so connection setup and the first segments' allocation settle.
+    let warmup = Duration::from_secs(6.min(secs / 3));
+    tokio::time::sleep(warmup).await;
+    let (cpu0, t0) = (proc_cpu_ms(pid), Instant::now());
+    tokio::time::sleep(run_for - warmup - Duration::from_secs(1)).await;
+    let (cpu1, elapsed) = (proc_cpu_ms(pid), t0.elapsed().as_secs_f64());
+    let rss_peak = rss_kib(pid);
+    for t in tasks {
+        let _ = t.await;
+    }
+    drop(child.stdin.take());
+    let _ = child.wait();
+
+    let stream_secs = streams as f64 * elapsed;
+    println!("streams: {streams}, measured {elapsed:.1} s after {warmup:?} warm-up");
+    println!(
+        "broadcaster CPU: {:.0} ms → {:.2} CPU-ms per stream-second (goal < 5)",
+        cpu1 - cpu0,
+        (cpu1 - cpu0) / stream_secs
+    );
+    println!(
+        "broadcaster RSS: base {:.1} MiB, loaded {:.1} MiB → {:.2} MiB per stream (goal < 8)",
+        rss_base / 1024.0,
+        rss_peak / 1024.0,
+        (rss_peak - rss_base) / 1024.0 / streams as f64
+    );
+}

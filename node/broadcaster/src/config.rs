@@ -1,0 +1,243 @@
+//! The broadcaster's configuration: a TOML file decoded strictly into [`BroadcasterConfig`].
+//!
+//! Every field has a go-livepeer-like default so a minimal file names only the orchestrators.
+//! Unknown keys are rejected (a typo must not silently fall back to a default) and
+//! [`BroadcasterConfig::validate`] checks values together and reports the offending key. The
+//! broadcaster's private key never appears in the file: the file names an environment variable or
+//! a key file holding it, so a config can be shared and logged safely.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use reference_transcoder::ladder::{Profile, parse_ladder};
+use serde::Deserialize;
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax or a type/unknown-key error.
+    #[error("invalid broadcaster config: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A value is out of range or inconsistent.
+    #[error("broadcaster config key `{key}`: {why}")]
+    Invalid {
+        /// Offending key.
+        key: &'static str,
+        /// Explanation including the value.
+        why: String,
+    },
+    /// The key could not be loaded.
+    #[error("broadcaster key: {0}")]
+    Key(String),
+}
+
+/// How the broadcaster pays orchestrators.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentConfig {
+    /// JSON-RPC URL of the chain; absent means off-chain mode (no tickets, empty signatures).
+    pub eth_url: Option<String>,
+    /// TicketBroker address (`0x…`).
+    pub ticket_broker: Option<String>,
+    /// Name of an environment variable holding the hex private key.
+    pub key_env: Option<String>,
+    /// A file holding the hex private key (one line).
+    pub key_file: Option<PathBuf>,
+    /// Tickets cover the fee estimate times this factor (default 1.2).
+    pub fee_margin: Option<f64>,
+}
+
+/// The broadcaster's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BroadcasterConfig {
+    /// RTMP listen address (port 0 picks a free port).
+    pub rtmp_addr: SocketAddr,
+    /// HTTP listen address for HLS, push ingest, `/status`, `/metrics`, `/healthz`.
+    pub http_addr: SocketAddr,
+    /// Aimed-at segment duration, ms (go-livepeer: 2000).
+    pub segment_duration_ms: u64,
+    /// Cut a segment at this duration even without a key frame, ms.
+    pub max_segment_duration_ms: u64,
+    /// Comma-separated lpms preset names of the transcoding ladder; empty = source only.
+    pub ladder: String,
+    /// Orchestrator service URIs (`https://host:port`), discovered with `GetOrchestrator`.
+    pub orchestrators: Vec<String>,
+    /// Highest acceptable price: wei per `pixels_per_unit` pixels (absent = any price).
+    pub max_price_per_unit: Option<u64>,
+    /// Pixels per unit of `max_price_per_unit`.
+    pub pixels_per_unit: u64,
+    /// Most orchestrators tried for one segment before it is declared failed.
+    pub max_attempts: u32,
+    /// Segments kept in each media playlist.
+    pub hls_window: usize,
+    /// Segment outcome records kept for `/status`.
+    pub records_kept: usize,
+    /// Seconds an orchestrator stays out of rotation after a failure.
+    pub failure_cooldown_secs: u64,
+    /// Seconds an ended stream stays playable before it is forgotten.
+    pub ended_stream_retention_secs: u64,
+    /// Payments; absent = off-chain.
+    pub payment: PaymentConfig,
+}
+
+impl Default for BroadcasterConfig {
+    fn default() -> Self {
+        Self {
+            rtmp_addr: "127.0.0.1:1935".parse().expect("literal"),
+            http_addr: "127.0.0.1:8935".parse().expect("literal"),
+            segment_duration_ms: 2000,
+            max_segment_duration_ms: 300_000,
+            ladder: reference_transcoder::ladder::DEFAULT_LADDER.to_string(),
+            orchestrators: Vec::new(),
+            max_price_per_unit: None,
+            pixels_per_unit: 1,
+            max_attempts: 3,
+            hls_window: 6,
+            records_kept: 2000,
+            failure_cooldown_secs: 30,
+            ended_stream_retention_secs: 600,
+            payment: PaymentConfig::default(),
+        }
+    }
+}
+
+impl BroadcasterConfig {
+    /// Parses and validates a TOML document.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text)
+    }
+
+    /// The ladder's profiles.
+    pub fn profiles(&self) -> Result<Vec<Profile>, ConfigError> {
+        if self.ladder.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        parse_ladder(&self.ladder).map_err(|e| ConfigError::Invalid {
+            key: "ladder",
+            why: e.to_string(),
+        })
+    }
+
+    /// Checks values together; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, why: String| Err(ConfigError::Invalid { key, why });
+        if !(200..=60_000).contains(&self.segment_duration_ms) {
+            return invalid(
+                "segment_duration_ms",
+                format!("{} is outside 200..=60000", self.segment_duration_ms),
+            );
+        }
+        if self.max_segment_duration_ms < self.segment_duration_ms {
+            return invalid(
+                "max_segment_duration_ms",
+                format!(
+                    "{} is below segment_duration_ms {}",
+                    self.max_segment_duration_ms, self.segment_duration_ms
+                ),
+            );
+        }
+        self.profiles()?;
+        for uri in &self.orchestrators {
+            if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+                return invalid("orchestrators", format!("`{uri}` is not an http(s) URI"));
+            }
+        }
+        if self.pixels_per_unit == 0 {
+            return invalid("pixels_per_unit", "must be positive".into());
+        }
+        if self.max_attempts == 0 {
+            return invalid("max_attempts", "must be at least 1".into());
+        }
+        if self.hls_window < 3 {
+            return invalid("hls_window", format!("{} is below 3", self.hls_window));
+        }
+        let p = &self.payment;
+        if let Some(margin) = p.fee_margin
+            && !(1.0..=10.0).contains(&margin)
+        {
+            return invalid("payment.fee_margin", format!("{margin} is outside 1..=10"));
+        }
+        if p.eth_url.is_some() {
+            if p.ticket_broker
+                .as_deref()
+                .and_then(|a| a.parse::<protocol::Address>().ok())
+                .is_none()
+            {
+                return invalid(
+                    "payment.ticket_broker",
+                    format!(
+                        "{:?} is not a 0x address (required with eth_url)",
+                        p.ticket_broker
+                    ),
+                );
+            }
+            if p.key_env.is_none() && p.key_file.is_none() {
+                return invalid(
+                    "payment.key_env",
+                    "eth_url needs key_env or key_file".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loads the broadcaster's signer from the configured environment variable or key file.
+pub fn load_signer(
+    p: &PaymentConfig,
+) -> Result<alloy::signers::local::PrivateKeySigner, ConfigError> {
+    let hex = if let Some(var) = &p.key_env {
+        std::env::var(var)
+            .map_err(|_| ConfigError::Key(format!("environment variable {var} is not set")))?
+    } else if let Some(path) = &p.key_file {
+        std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::Key(format!("cannot read key file {}: {e}", path.display()))
+        })?
+    } else {
+        return Err(ConfigError::Key("no key_env or key_file".into()));
+    };
+    // The error deliberately omits the value: it is a secret.
+    hex.trim()
+        .parse()
+        .map_err(|_| ConfigError::Key("the key is not a 32-byte hex private key".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_file_gets_defaults_and_unknown_keys_fail() {
+        let c = BroadcasterConfig::from_toml_str("orchestrators = [\"https://127.0.0.1:8935\"]")
+            .unwrap();
+        assert_eq!(c.segment_duration_ms, 2000);
+        assert_eq!(c.profiles().unwrap().len(), 2);
+        let err = BroadcasterConfig::from_toml_str("segment_duraton_ms = 5").unwrap_err();
+        assert!(err.to_string().contains("segment_duraton_ms"), "{err}");
+        let err = BroadcasterConfig::from_toml_str("ladder = \"P360p30fps16x8\"").unwrap_err();
+        assert!(err.to_string().contains("ladder"), "{err}");
+        let err =
+            BroadcasterConfig::from_toml_str("[payment]\neth_url = \"http://x\"").unwrap_err();
+        assert!(err.to_string().contains("payment.ticket_broker"), "{err}");
+    }
+}

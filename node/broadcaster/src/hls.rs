@@ -1,0 +1,203 @@
+//! HLS output: per-stream renditions with sliding-window media playlists and a master playlist.
+//!
+//! Segments are kept in memory as `Bytes` (shared, never copied on serving) and only for the
+//! window, so memory per stream is bounded by `window × renditions × segment size`. Playlists are
+//! rendered on request from the window: EXT-X-MEDIA-SEQUENCE counts the segments that slid out,
+//! EXT-X-DISCONTINUITY-SEQUENCE the discontinuities that slid out, and EXT-X-TARGETDURATION is
+//! the largest duration ever listed, rounded up, so it never shrinks during a stream (RFC 8216
+//! forbids changing it). An ended stream gets EXT-X-ENDLIST so players read it to the end.
+
+use std::collections::VecDeque;
+use std::fmt::Write;
+
+use bytes::Bytes;
+
+/// Name of the source rendition.
+pub const SOURCE: &str = "source";
+
+/// One segment in a rendition's window.
+#[derive(Debug, Clone)]
+pub struct HlsSegment {
+    /// Stream sequence number (also the file name).
+    pub seq: u64,
+    /// Duration, ms.
+    pub duration_ms: i64,
+    /// MPEG-TS bytes.
+    pub data: Bytes,
+    /// Preceded by `#EXT-X-DISCONTINUITY`.
+    pub discontinuity: bool,
+}
+
+/// One rendition of a stream.
+#[derive(Debug, Clone)]
+pub struct Rendition {
+    /// Name (`source` or the profile name).
+    pub name: String,
+    /// Picture size, if known.
+    pub size: Option<(u32, u32)>,
+    /// Nominal bandwidth, bits/s (0: measured from the window).
+    pub bandwidth: u64,
+    window: VecDeque<HlsSegment>,
+    removed: u64,
+    removed_discontinuities: u64,
+    target_duration_s: u64,
+}
+
+impl Rendition {
+    /// An empty rendition.
+    pub fn new(name: &str, size: Option<(u32, u32)>, bandwidth: u64, target_ms: u64) -> Self {
+        Self {
+            name: name.to_string(),
+            size,
+            bandwidth,
+            window: VecDeque::new(),
+            removed: 0,
+            removed_discontinuities: 0,
+            target_duration_s: target_ms.div_ceil(1000).max(1),
+        }
+    }
+
+    /// Adds a segment in sequence order (a late one is inserted at its place) and slides the
+    /// window to `capacity`.
+    pub fn push(&mut self, segment: HlsSegment, capacity: usize) {
+        let secs = (segment.duration_ms.max(0) as u64).div_ceil(1000);
+        self.target_duration_s = self.target_duration_s.max(secs);
+        let at = self.window.partition_point(|s| s.seq < segment.seq);
+        if self.window.get(at).is_some_and(|s| s.seq == segment.seq) {
+            self.window[at] = segment;
+        } else if at == 0 && self.removed > 0 && self.window.len() >= capacity {
+            return; // Older than everything kept: it already slid out.
+        } else {
+            self.window.insert(at, segment);
+        }
+        while self.window.len() > capacity {
+            if let Some(old) = self.window.pop_front() {
+                self.removed += 1;
+                if old.discontinuity {
+                    self.removed_discontinuities += 1;
+                }
+            }
+        }
+    }
+
+    /// The segment `seq`, if still in the window.
+    pub fn segment(&self, seq: u64) -> Option<&HlsSegment> {
+        self.window.iter().find(|s| s.seq == seq)
+    }
+
+    /// Segments in the window.
+    pub fn segments(&self) -> impl Iterator<Item = &HlsSegment> {
+        self.window.iter()
+    }
+
+    /// Bits per second: nominal, or the peak measured in the window.
+    pub fn effective_bandwidth(&self) -> u64 {
+        if self.bandwidth > 0 {
+            return self.bandwidth;
+        }
+        self.window
+            .iter()
+            .map(|s| s.data.len() as u64 * 8 * 1000 / s.duration_ms.max(1) as u64)
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// The media playlist; segment URIs are `<name>/<seq>.ts` relative to `/stream/<id>/`.
+    pub fn media_playlist(&self, ended: bool) -> String {
+        let mut out = String::with_capacity(128 + self.window.len() * 48);
+        out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
+        let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", self.target_duration_s);
+        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", self.removed);
+        if self.removed_discontinuities > 0 {
+            let _ = writeln!(
+                out,
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                self.removed_discontinuities
+            );
+        }
+        for (i, s) in self.window.iter().enumerate() {
+            // A discontinuity on the first listed segment is still emitted: it marks the format
+            // change relative to whatever a player played before.
+            if s.discontinuity && (i > 0 || self.removed > 0) {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            let _ = writeln!(
+                out,
+                "#EXTINF:{:.3},\n{}/{}.ts",
+                s.duration_ms as f64 / 1000.0,
+                self.name,
+                s.seq
+            );
+        }
+        if ended {
+            out.push_str("#EXT-X-ENDLIST\n");
+        }
+        out
+    }
+}
+
+/// The master playlist listing `renditions` (media playlists at `<id>/<name>.m3u8`).
+pub fn master_playlist(manifest_id: &str, renditions: &[&Rendition]) -> String {
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
+    for r in renditions {
+        let _ = write!(
+            out,
+            "#EXT-X-STREAM-INF:PROGRAM-ID=1,BANDWIDTH={}",
+            r.effective_bandwidth()
+        );
+        if let Some((w, h)) = r.size {
+            let _ = write!(out, ",RESOLUTION={w}x{h}");
+        }
+        let _ = writeln!(out, "\n{manifest_id}/{}.m3u8", r.name);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(seq: u64, ms: i64, disc: bool) -> HlsSegment {
+        HlsSegment {
+            seq,
+            duration_ms: ms,
+            data: Bytes::from_static(b"x"),
+            discontinuity: disc,
+        }
+    }
+
+    #[test]
+    fn window_slides_and_counts_what_left() {
+        let mut r = Rendition::new("source", Some((640, 360)), 0, 2000);
+        for seq in 0..5 {
+            r.push(seg(seq, 2000, seq == 2), 3);
+        }
+        let p = r.media_playlist(false);
+        assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:2\n"), "{p}");
+        assert!(p.contains("#EXT-X-TARGETDURATION:2\n"));
+        assert!(
+            p.contains("#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\nsource/2.ts"),
+            "{p}"
+        );
+        assert!(!p.contains("ENDLIST"));
+        r.push(seg(5, 2500, false), 3);
+        let p = r.media_playlist(true);
+        assert!(p.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{p}");
+        assert!(p.contains("#EXT-X-TARGETDURATION:3\n"));
+        assert!(p.ends_with("source/5.ts\n#EXT-X-ENDLIST\n"));
+    }
+
+    #[test]
+    fn late_segments_are_inserted_in_order() {
+        let mut r = Rendition::new("P240p30fps16x9", None, 600_000, 2000);
+        r.push(seg(1, 2000, false), 6);
+        r.push(seg(0, 2000, false), 6);
+        let seqs: Vec<u64> = r.segments().map(|s| s.seq).collect();
+        assert_eq!(seqs, vec![0, 1]);
+        let m = master_playlist("abc", &[&r]);
+        assert_eq!(
+            m,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-STREAM-INF:PROGRAM-ID=1,BANDWIDTH=600000\nabc/P240p30fps16x9.m3u8\n"
+        );
+    }
+}

@@ -1,0 +1,441 @@
+//! Orchestrator sessions: discovery, selection, payment, submission and failover.
+//!
+//! The pool knows every configured orchestrator. Discovery is a signed `GetOrchestrator` over TLS
+//! without certificate checks (go-livepeer's behaviour); its round trip seeds the latency
+//! estimate, which every segment then updates (EWMA). A segment goes to the cheapest-latency
+//! orchestrator under the price cap; on any failure (timeout, HTTP error, garbage, transcode
+//! error) that orchestrator is put in cooldown and the same segment is retried on the next one,
+//! up to `max_attempts`. An orchestrator in cooldown is rediscovered lazily when it expires, so a
+//! restarted node rejoins without operator action.
+
+pub mod payment;
+pub mod submit;
+pub mod tls;
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use protocol::capabilities::{Capability, CapabilitySet};
+use protocol::net;
+use protocol::sig::{self, NodeKey};
+use protocol::ticket::{PricePerPixel, TicketParams};
+use serde::Serialize;
+
+pub use payment::Payer;
+pub use submit::{SubmitError, SubmitOutcome, Transcoded};
+
+/// go-livepeer's gRPC connect timeout for discovery.
+pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why an orchestrator could not be discovered.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// Connecting or the RPC failed.
+    #[error("GetOrchestrator {uri}: {reason}")]
+    Rpc {
+        /// Orchestrator URI.
+        uri: String,
+        /// Cause.
+        reason: String,
+    },
+    /// No answer within [`DISCOVERY_TIMEOUT`].
+    #[error("GetOrchestrator {uri}: no answer within {0:?}", DISCOVERY_TIMEOUT)]
+    Timeout {
+        /// Orchestrator URI.
+        uri: String,
+    },
+    /// The answer is unusable.
+    #[error("GetOrchestrator {uri}: invalid OrchestratorInfo: {reason}")]
+    Invalid {
+        /// Orchestrator URI.
+        uri: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A live session with one orchestrator.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Configured URI (the pool's key).
+    pub uri: String,
+    /// Where segments are posted (`OrchestratorInfo.transcoder`, else `uri`).
+    pub transcoder: String,
+    /// The discovery answer (auth token, capabilities).
+    pub info: net::OrchestratorInfo,
+    /// Ticket params, absent off-chain or when free.
+    pub params: Option<TicketParams>,
+    /// Price per pixel.
+    pub price: PricePerPixel,
+    /// O's address, when it has one.
+    pub address: Option<protocol::Address>,
+}
+
+/// A pool entry's public state, for `/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrchestratorStatus {
+    /// Configured URI.
+    pub uri: String,
+    /// `ready`, `cooldown`, `undiscovered` or `too_expensive`.
+    pub state: String,
+    /// Latency estimate, ms.
+    pub latency_ms: Option<f64>,
+    /// Price, wei per pixel as `num/den`.
+    pub price: Option<String>,
+    /// O's address.
+    pub address: Option<String>,
+    /// Last failure.
+    pub last_error: Option<String>,
+    /// Segments delivered.
+    pub segments_ok: u64,
+    /// Segment attempts that failed.
+    pub segments_failed: u64,
+}
+
+struct Entry {
+    uri: String,
+    session: Option<Session>,
+    latency_ms: Option<f64>,
+    cooldown_until: Option<Instant>,
+    last_error: Option<String>,
+    too_expensive: bool,
+    ok: u64,
+    failed: u64,
+}
+
+/// Every configured orchestrator and how each is doing.
+pub struct OrchestratorPool {
+    entries: Mutex<Vec<Entry>>,
+    key: NodeKey,
+    capabilities: CapabilitySet,
+    max_price: Option<(u64, u64)>,
+    cooldown: Duration,
+    /// Shared HTTPS client for segment upload and rendition download.
+    pub(crate) http: reqwest::Client,
+    discovery_lock: tokio::sync::Mutex<()>,
+}
+
+impl OrchestratorPool {
+    /// A pool over `uris`, signing as `key`, accepting prices up to `max_price`
+    /// (`price_per_unit`, `pixels_per_unit`).
+    pub fn new(
+        uris: &[String],
+        key: NodeKey,
+        max_price: Option<(u64, u64)>,
+        cooldown: Duration,
+    ) -> Arc<Self> {
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .expect("static reqwest configuration");
+        Arc::new(Self {
+            entries: Mutex::new(
+                uris.iter()
+                    .map(|uri| Entry {
+                        uri: uri.trim_end_matches('/').to_string(),
+                        session: None,
+                        latency_ms: None,
+                        cooldown_until: None,
+                        last_error: None,
+                        too_expensive: false,
+                        ok: 0,
+                        failed: 0,
+                    })
+                    .collect(),
+            ),
+            key,
+            capabilities: [Capability::H264, Capability::Mpegts].into_iter().collect(),
+            max_price,
+            cooldown,
+            http,
+            discovery_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The broadcaster's signing identity.
+    pub fn key(&self) -> &NodeKey {
+        &self.key
+    }
+
+    /// Capabilities the broadcaster asks for.
+    pub fn capabilities(&self) -> &CapabilitySet {
+        &self.capabilities
+    }
+
+    /// Whether any orchestrator is configured.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Discovers every orchestrator without a session whose cooldown is over.
+    pub async fn discover_due(&self) {
+        let _one_at_a_time = self.discovery_lock.lock().await;
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|e| e.session.as_ref().is_none_or(|s| token_expiring(&s.info)))
+            .filter(|e| e.cooldown_until.is_none_or(|t| t <= now))
+            .map(|e| e.uri.clone())
+            .collect();
+        let results = futures::future::join_all(due.iter().map(|uri| self.discover_one(uri))).await;
+        for (uri, (result, rtt)) in due.iter().zip(results) {
+            let mut entries = self.lock();
+            let Some(e) = entries.iter_mut().find(|e| &e.uri == uri) else {
+                continue;
+            };
+            match result {
+                Ok(session) => {
+                    e.too_expensive = !self.price_ok(&session.price);
+                    e.latency_ms = Some(e.latency_ms.unwrap_or(rtt.as_secs_f64() * 1000.0));
+                    e.session = Some(session);
+                    e.cooldown_until = None;
+                }
+                Err(err) => {
+                    tracing::warn!("{err}");
+                    e.session = None;
+                    e.last_error = Some(err.to_string());
+                    e.cooldown_until = Some(Instant::now() + self.cooldown);
+                }
+            }
+        }
+    }
+
+    async fn discover_one(&self, uri: &str) -> (Result<Session, DiscoveryError>, Duration) {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(DISCOVERY_TIMEOUT, self.get_orchestrator(uri)).await
+        {
+            Ok(r) => r,
+            Err(_) => Err(DiscoveryError::Timeout {
+                uri: uri.to_string(),
+            }),
+        };
+        (result, started.elapsed())
+    }
+
+    async fn get_orchestrator(&self, uri: &str) -> Result<Session, DiscoveryError> {
+        let rpc = |reason: String| DiscoveryError::Rpc {
+            uri: uri.to_string(),
+            reason,
+        };
+        // The connector does TLS, so tonic sees plain `http` and needs no TLS support itself.
+        let authority = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{authority}"))
+            .map_err(|e| rpc(e.to_string()))?
+            // Our own deadline (DISCOVERY_TIMEOUT) fires first, so its error is the one reported.
+            .connect_timeout(DISCOVERY_TIMEOUT + Duration::from_secs(1))
+            .timeout(DISCOVERY_TIMEOUT + Duration::from_secs(1));
+        let channel = endpoint
+            .connect_with_connector(tls::grpc_connector())
+            .await
+            .map_err(|e| rpc(format!("{e}: {}", source_chain(&e))))?;
+        let mut client = net::orchestrator_client::OrchestratorClient::new(channel);
+        let address = self.key.address().map(|a| a.to_vec()).unwrap_or_default();
+        let sig = sig::sign_orchestrator_request(&self.key).map_err(|e| rpc(e.to_string()))?;
+        let info = client
+            .get_orchestrator(net::OrchestratorRequest {
+                address,
+                sig,
+                capabilities: Some(self.capabilities.to_message()),
+                ignore_capacity_check: false,
+            })
+            .await
+            .map_err(|status| rpc(format!("{}: {}", status.code(), status.message())))?
+            .into_inner();
+        session_from_info(uri, info, &self.key)
+    }
+
+    fn price_ok(&self, price: &PricePerPixel) -> bool {
+        match self.max_price {
+            None => true,
+            Some((max, ppu)) => {
+                u128::from(price.price_per_unit) * u128::from(ppu)
+                    <= u128::from(max) * u128::from(price.pixels_per_unit)
+            }
+        }
+    }
+
+    /// The best ready orchestrator not in `exclude`: under the price cap, lowest latency.
+    pub async fn select(&self, exclude: &[String]) -> Option<Session> {
+        if let Some(s) = self.pick(exclude) {
+            return Some(s);
+        }
+        self.discover_due().await;
+        self.pick(exclude)
+    }
+
+    fn pick(&self, exclude: &[String]) -> Option<Session> {
+        let now = Instant::now();
+        self.lock()
+            .iter()
+            .filter(|e| !exclude.contains(&e.uri) && !e.too_expensive)
+            .filter(|e| e.cooldown_until.is_none_or(|t| t <= now))
+            .filter_map(|e| Some((e.session.as_ref()?, e.latency_ms.unwrap_or(f64::MAX))))
+            .filter(|(s, _)| !token_expiring(&s.info))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(s, _)| s.clone())
+    }
+
+    /// Records a delivered segment: updates latency and the refreshed params from `info`.
+    pub fn succeeded(&self, uri: &str, round_trip: Duration, info: Option<net::OrchestratorInfo>) {
+        let mut entries = self.lock();
+        let Some(e) = entries.iter_mut().find(|e| e.uri == uri) else {
+            return;
+        };
+        let ms = round_trip.as_secs_f64() * 1000.0;
+        e.latency_ms = Some(e.latency_ms.map_or(ms, |old| old * 0.8 + ms * 0.2));
+        e.ok += 1;
+        if let (Some(info), Some(session)) = (info, e.session.as_mut())
+            && let Ok(fresh) = session_from_info(uri, merge_info(&session.info, info), &self.key)
+        {
+            e.too_expensive = !self.price_ok(&fresh.price);
+            *session = fresh;
+        }
+    }
+
+    /// Records a failed attempt: the orchestrator leaves rotation for the cooldown and its
+    /// session is dropped (it is rediscovered afterwards).
+    pub fn failed(&self, uri: &str, error: &str) {
+        let mut entries = self.lock();
+        let Some(e) = entries.iter_mut().find(|e| e.uri == uri) else {
+            return;
+        };
+        e.failed += 1;
+        e.last_error = Some(error.to_string());
+        e.session = None;
+        e.cooldown_until = Some(Instant::now() + self.cooldown);
+    }
+
+    /// Every orchestrator's state.
+    pub fn status(&self) -> Vec<OrchestratorStatus> {
+        let now = Instant::now();
+        self.lock()
+            .iter()
+            .map(|e| OrchestratorStatus {
+                uri: e.uri.clone(),
+                state: if e.cooldown_until.is_some_and(|t| t > now) {
+                    "cooldown"
+                } else if e.session.is_none() {
+                    "undiscovered"
+                } else if e.too_expensive {
+                    "too_expensive"
+                } else {
+                    "ready"
+                }
+                .to_string(),
+                latency_ms: e.latency_ms,
+                price: e
+                    .session
+                    .as_ref()
+                    .map(|s| format!("{}/{}", s.price.price_per_unit, s.price.pixels_per_unit)),
+                address: e
+                    .session
+                    .as_ref()
+                    .and_then(|s| s.address)
+                    .map(|a| a.to_checksum(None)),
+                last_error: e.last_error.clone(),
+                segments_ok: e.ok,
+                segments_failed: e.failed,
+            })
+            .collect()
+    }
+}
+
+fn token_expiring(info: &net::OrchestratorInfo) -> bool {
+    let Some(token) = &info.auth_token else {
+        return false;
+    };
+    if token.expiration <= 0 {
+        return false;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    token.expiration - now < 60
+}
+
+/// A result's `info` refreshes params and price; fields it leaves empty keep the old values.
+fn merge_info(
+    old: &net::OrchestratorInfo,
+    mut fresh: net::OrchestratorInfo,
+) -> net::OrchestratorInfo {
+    if fresh.transcoder.is_empty() {
+        fresh.transcoder = old.transcoder.clone();
+    }
+    if fresh.auth_token.is_none() {
+        fresh.auth_token = old.auth_token.clone();
+    }
+    if fresh.address.is_empty() {
+        fresh.address = old.address.clone();
+    }
+    if fresh.price_info.is_none() {
+        fresh.price_info = old.price_info.clone();
+    }
+    if fresh.capabilities.is_none() {
+        fresh.capabilities = old.capabilities.clone();
+    }
+    fresh
+}
+
+fn session_from_info(
+    uri: &str,
+    info: net::OrchestratorInfo,
+    key: &NodeKey,
+) -> Result<Session, DiscoveryError> {
+    let invalid = |reason: String| DiscoveryError::Invalid {
+        uri: uri.to_string(),
+        reason,
+    };
+    let price =
+        PricePerPixel::from_message(info.price_info.as_ref(), "OrchestratorInfo.price_info")
+            .map_err(|e| invalid(e.to_string()))?;
+    let address = if info.address.is_empty() {
+        None
+    } else {
+        Some(
+            protocol::fields::address("OrchestratorInfo.address", &info.address)
+                .map_err(|e| invalid(e.to_string()))?,
+        )
+    };
+    let params = match (&info.ticket_params, key) {
+        (Some(_), NodeKey::Account(_)) => {
+            Some(TicketParams::from_orchestrator_info(&info).map_err(|e| invalid(e.to_string()))?)
+        }
+        _ => None,
+    };
+    if matches!(key, NodeKey::Account(_)) && price.price_per_unit > 0 && params.is_none() {
+        return Err(invalid(
+            "a priced orchestrator sent no ticket params".into(),
+        ));
+    }
+    let transcoder = if info.transcoder.is_empty() {
+        uri.to_string()
+    } else {
+        info.transcoder.trim_end_matches('/').to_string()
+    };
+    Ok(Session {
+        uri: uri.to_string(),
+        transcoder,
+        info,
+        params,
+        price,
+        address,
+    })
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.join(": ")
+}

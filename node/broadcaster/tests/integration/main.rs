@@ -1,0 +1,6 @@
+//! Integration tests of the broadcaster with real sockets and the real `ffmpeg`/`ffprobe` tools.
+
+mod bad_input;
+mod ingest;
+mod rtmp_client;
+mod support;
