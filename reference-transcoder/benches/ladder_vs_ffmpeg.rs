@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench -p reference-transcoder --bench ladder_vs_ffmpeg`
 //! Environment: `LPT_BENCH_SECS` (clip length, default 20), `LPT_BENCH_ROUNDS` (default 3),
-//! `LPT_BENCH_SCALE`, `LPT_BENCH_ENCODER_THREADS` (see below).
+//! `LPT_BENCH_SCALE`, `LPT_BENCH_ENCODER_THREADS` (see below), `LPT_BENCH_TUNE_ALLOCATOR=1`
+//! (calls `tune_allocator_for_transcoding`).
 
 use std::process::Command;
 use std::time::Instant;
@@ -36,6 +37,12 @@ fn cpu_secs(who: i32) -> f64 {
 }
 
 fn main() {
+    if std::env::var("LPT_BENCH_TUNE_ALLOCATOR").as_deref() == Ok("1") {
+        println!(
+            "allocator tuned: {}",
+            reference_transcoder::tune_allocator_for_transcoding()
+        );
+    }
     let secs = env_or("LPT_BENCH_SECS", 20.0);
     let rounds = env_or("LPT_BENCH_ROUNDS", 3.0) as usize;
     let ladder = parse_ladder(BENCH_LADDER).expect("bench ladder");

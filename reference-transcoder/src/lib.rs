@@ -2,6 +2,18 @@
 //!
 //! Everything is built on FFmpeg's libraries through `ffmpeg-next`: the stack's transcoder, the
 //! quality probe and `lpt bench` all share this one implementation so that their numbers agree.
+//!
+//! Entry points:
+//! - [`source::generate`] makes the stamped source once; [`source::EncodedSource::flv_packets`]
+//!   feeds an RTMP publisher, [`source::EncodedSource::ts_segments`] gives key-frame-cut
+//!   MPEG-TS segments.
+//! - [`stamp::read_stamp`] reads a frame's stamp back; [`stamp::BAND_HEIGHT_FRACTION`] is the
+//!   bottom band quality scoring should leave out.
+//! - [`ladder::LadderTranscoder`] is one stream's transcoding session
+//!   ([`ladder::parse_ladder`], [`ladder::parse_json_profiles`] build its ladder).
+//! - [`probe::decode_bytes`] / [`probe::decode_file`] stream decoded frames (with stamps) to a
+//!   callback and summarise the segment.
+//! - [`bench::run_bench`] runs `lpt bench` over an [`input::BenchInput`].
 
 pub mod bench;
 pub mod h264;
@@ -32,4 +44,17 @@ pub fn init_ffmpeg() {
         let _ = ffmpeg_next::init();
         ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
     });
+}
+
+/// Tunes glibc's allocator for a long-running transcoding process: large blocks (encoder frame
+/// pools, which libx264 reallocates whenever an encoder is reopened at a segment boundary) stay
+/// in the heap for reuse instead of being unmapped and faulted back in, zeroed, next segment.
+/// Process-wide, so it is the binary's choice (`lpt bench`, the node's transcoder), not done
+/// implicitly by this library. Returns whether glibc accepted the settings.
+pub fn tune_allocator_for_transcoding() -> bool {
+    // SAFETY: mallopt only changes allocator parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20) == 1
+    }
 }

@@ -115,6 +115,8 @@ pub enum TranscodeError {
     CorruptSegment { decode_errors: u32, frames: u64 },
     #[error("FFmpeg has no {0} encoder")]
     EncoderMissing(&'static str),
+    #[error("the ladder has no profiles")]
+    EmptyLadder,
     #[error("rendition {profile}: {stage} failed: {source}")]
     Encoder {
         profile: String,
@@ -209,7 +211,7 @@ impl LadderTranscoder {
     pub fn new(profiles: Vec<Profile>, options: LadderOptions) -> Result<Self, TranscodeError> {
         crate::init_ffmpeg();
         if profiles.is_empty() {
-            return Err(TranscodeError::EncoderMissing("(empty ladder)"));
+            return Err(TranscodeError::EmptyLadder);
         }
         let (path, path_reason) = choose_path(options.hardware);
         let encoder_name = path.encoder_name();

@@ -207,8 +207,8 @@ impl State {
     fn open_encoder(&self, fps: Rational) -> Result<OpenEncoder, TranscodeError> {
         let p = &self.config.profile;
         let name = self.config.path.encoder_name();
-        let codec = ffmpeg_next::encoder::find_by_name(name)
-            .ok_or(TranscodeError::EncoderMissing("libx264"))?;
+        let codec =
+            ffmpeg_next::encoder::find_by_name(name).ok_or(TranscodeError::EncoderMissing(name))?;
         let mut ctx = codec::context::Context::new_with_codec(codec);
         if self.config.options.encoder_threads > 0 {
             ctx.set_threading(codec::threading::Config {
