@@ -18,5 +18,6 @@ pub mod reconcile;
 pub mod run;
 pub mod scenario;
 pub mod stack;
+pub mod streams;
 pub mod summary;
 pub mod thresholds;

@@ -12,12 +12,17 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, anyhow};
 use tracing::{info, warn};
 
+use crate::executors::{LiveLoad, WorkloadResult, run_workload};
 use crate::exit_code::{ExitCode, Failure, WithExitCode};
 use crate::metrics::Registry;
 use crate::output::Terminal;
-use crate::scenario::{self, Scenario, Target};
+use crate::scenario::{self, Executor, Scenario, Source, Target};
+use crate::streams::{ProbeRunner, StreamTarget};
 use crate::summary::{Summary, WorkloadOutcome};
 use crate::thresholds::{Threshold, Verdict};
+use probes::ReplaySource;
+use reference_transcoder::source::SourceConfig;
+use tokio_util::sync::CancellationToken;
 
 pub struct RunOptions {
     /// The scenario file; `None` runs the built-in default (`scenarios/smoke.toml`).
@@ -29,7 +34,7 @@ pub struct RunOptions {
 
 /// How the execution phase ended, before thresholds are judged.
 enum Stop {
-    Completed,
+    Completed(Vec<WorkloadResult>),
     Interrupted,
     Aborted(Verdict),
     CouldNotRun(anyhow::Error),
@@ -51,17 +56,37 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
     let registry = Arc::new(Registry::new());
     let started = SystemTime::now();
     let started_instant = Instant::now();
-
     let progress = crate::progress::Progress::start(registry.clone(), options.terminal.quiet);
-    let stop = tokio::select! {
-        result = execute(&scenario, &registry) => match result {
-            Ok(()) => Stop::Completed,
-            Err(error) => Stop::CouldNotRun(error),
-        },
-        verdict = watch_abort_thresholds(&scenario.thresholds, &registry, started_instant) => Stop::Aborted(verdict),
-        () = shutdown_signal() => Stop::Interrupted,
+
+    // Ctrl-C and abort thresholds cancel the workloads, which then wind down (streams drain)
+    // and report; only the workloads' own end finishes the loop.
+    let cancel = CancellationToken::new();
+    let execution = execute(&scenario, &registry, cancel.clone());
+    tokio::pin!(execution);
+    let mut interrupted = false;
+    let mut aborted: Option<Verdict> = None;
+    let executed = loop {
+        tokio::select! {
+            result = &mut execution => break result,
+            verdict = watch_abort_thresholds(&scenario.thresholds, &registry, started_instant), if aborted.is_none() && !interrupted => {
+                warn!("aborting: threshold {verdict}");
+                aborted = Some(verdict);
+                cancel.cancel();
+            }
+            () = shutdown_signal(), if !interrupted => {
+                warn!("interrupted: stopping streams and writing results");
+                interrupted = true;
+                cancel.cancel();
+            }
+        }
     };
     drop(progress);
+    let stop = match (executed, aborted, interrupted) {
+        (Err(error), _, _) => Stop::CouldNotRun(error),
+        (Ok(_), Some(verdict), _) => Stop::Aborted(verdict),
+        (Ok(_), None, true) => Stop::Interrupted,
+        (Ok(results), None, false) => Stop::Completed(results),
+    };
 
     let verdicts: Vec<Verdict> = scenario
         .thresholds
@@ -69,13 +94,17 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
         .map(|t| t.evaluate(&registry))
         .collect();
     let all_passed = verdicts.iter().all(|v| v.passed);
+    let results = match &stop {
+        Stop::Completed(results) => results.clone(),
+        _ => Vec::new(),
+    };
     let (code, message, workload_status) = match stop {
-        Stop::Completed if all_passed => (
+        Stop::Completed(_) if all_passed => (
             ExitCode::Passed,
             "every threshold held".to_owned(),
             "completed",
         ),
-        Stop::Completed => {
+        Stop::Completed(_) => {
             let failed = verdicts.iter().filter(|v| !v.passed).count();
             (
                 ExitCode::ThresholdsFailed,
@@ -98,11 +127,15 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
     let workloads = scenario
         .workloads
         .iter()
-        .map(|w| WorkloadOutcome {
+        .enumerate()
+        .map(|(i, w)| WorkloadOutcome {
             name: w.name.clone(),
             executor: w.executor.name(),
             status: workload_status,
-            message: (workload_status != "completed").then(|| message.clone()),
+            message: match results.get(i) {
+                Some(result) => result.message.clone(),
+                None => (workload_status != "completed").then(|| message.clone()),
+            },
         })
         .collect();
     let summary = Summary::new(
@@ -135,17 +168,25 @@ fn default_run_dir(scenario: &Scenario) -> PathBuf {
     Path::new("runs").join(format!("{}-{stamp}", scenario.name))
 }
 
-/// Brings up the target and runs the workloads against it.
-async fn execute(scenario: &Scenario, _registry: &Arc<Registry>) -> anyhow::Result<()> {
-    match &scenario.target {
-        Target::Embedded { .. } => Err(anyhow!(
-            "the embedded node stack (anvil chain, orchestrators, transcoders, broadcaster) is not \
-             built yet, so there is nothing to run the probes against; this build validates the \
-             scenario and writes summary.json (thresholds report \"no data\")"
-        )),
-        Target::Direct => Err(anyhow!(
-            "the direct-to-orchestrator client is not built yet; no orchestrator was contacted"
-        )),
+/// Brings up the target and runs every workload against it, each from its own start time.
+async fn execute(
+    scenario: &Scenario,
+    registry: &Arc<Registry>,
+    cancel: CancellationToken,
+) -> anyhow::Result<Vec<WorkloadResult>> {
+    let target = match &scenario.target {
+        Target::Embedded { .. } => {
+            return Err(anyhow!(
+                "the embedded node stack (anvil chain, orchestrators, transcoders, broadcaster) is \
+                 not built yet, so there is nothing to run the probes against; this build \
+                 validates the scenario and writes summary.json (thresholds report \"no data\")"
+            ));
+        }
+        Target::Direct => {
+            return Err(anyhow!(
+                "the direct-to-orchestrator client is not built yet; no orchestrator was contacted"
+            ));
+        }
         Target::External {
             rtmp_url,
             playback_url,
@@ -153,12 +194,99 @@ async fn execute(scenario: &Scenario, _registry: &Arc<Registry>) -> anyhow::Resu
         } => {
             check_reachable("RTMP ingest", rtmp_url, 1935).await?;
             check_reachable("HLS playback", playback_url, 80).await?;
-            Err(anyhow!(
-                "the target is reachable, but the probes (RTMP publisher, HLS puller, checks) are \
-                 not built yet; nothing was published"
-            ))
+            StreamTarget {
+                rtmp_url: rtmp_url.clone(),
+                playback_url: playback_url.clone(),
+            }
         }
+    };
+    if let Some(w) = scenario
+        .workloads
+        .iter()
+        .find(|w| matches!(w.executor, Executor::DirectOrchestrator { .. }))
+    {
+        return Err(anyhow!(
+            "workload `{}`: the direct-to-orchestrator executor is not built yet",
+            w.name
+        ));
     }
+
+    let source = prepare_source(&scenario.source).await?;
+    let client = probes::http_client().context("cannot build the HTTP client")?;
+    let run_id = format!(
+        "lpt{}",
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+    );
+    let workloads = scenario.workloads.iter().map(|workload| {
+        let load = Arc::new(LiveLoad::default());
+        let capacity = matches!(workload.executor, Executor::Capacity { .. });
+        let runner = Arc::new(ProbeRunner {
+            target: target.clone(),
+            source: source.clone(),
+            client: client.clone(),
+            registry: registry.clone(),
+            ladder: scenario.ladder.clone(),
+            duration: workload.executor.max_duration(),
+            load: capacity.then(|| load.clone()),
+        });
+        let run_id = run_id.clone();
+        let cancel = cancel.clone();
+        let registry = registry.clone();
+        async move {
+            run_workload(
+                workload,
+                &run_id,
+                runner,
+                registry,
+                load,
+                &scenario.thresholds,
+                cancel,
+            )
+            .await
+        }
+    });
+    Ok(futures_util::future::join_all(workloads).await)
+}
+
+/// Generates (or stamps) the source once, on a blocking thread, in its replayable form.
+async fn prepare_source(source: &Source) -> anyhow::Result<Arc<ReplaySource>> {
+    let config = match source {
+        Source::Synthetic {
+            width,
+            height,
+            fps,
+            gop,
+            clip,
+        } => SourceConfig {
+            width: *width,
+            height: *height,
+            fps_num: *fps,
+            fps_den: 1,
+            duration_secs: clip.as_secs_f64(),
+            gop_secs: gop.as_secs_f64(),
+            ..SourceConfig::default()
+        },
+        Source::File { path, gop } => SourceConfig {
+            gop_secs: gop.as_secs_f64(),
+            input_file: Some(path.clone()),
+            ..SourceConfig::default()
+        },
+    };
+    info!(
+        "encoding the {}×{} source once",
+        config.width, config.height
+    );
+    let encoded =
+        tokio::task::spawn_blocking(move || reference_transcoder::source::generate(&config))
+            .await
+            .context("the source encoder panicked")?
+            .context("cannot make the source")?;
+    Ok(Arc::new(
+        ReplaySource::new(&encoded).context("cannot replay the source")?,
+    ))
 }
 
 /// Opens (and closes) a TCP connection to the host and port of a URL template.

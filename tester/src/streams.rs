@@ -1,0 +1,159 @@
+//! Streams through a target: the probes driven by the executors, observations turned into metrics.
+//!
+//! [`ProbeRunner`] is the [`StreamRunner`] the executors use for stream workloads: each stream is a
+//! `probes::StreamProbe` publishing the shared stamped source to the target's RTMP URL and pulling
+//! its HLS back. [`MetricsObserver`] is where probe observations become the catalogue's metrics,
+//! tagged with workload, stream and rendition (and, in a capacity search, the stream count at the
+//! time, so each step can be judged alone).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use probes::{
+    CheckObservation, CheckOptions, ProbeObserver, PublishObservation, PublishPhase, ReplaySource,
+    SegmentObservation, StallObservation, StreamProbe, StreamProbeConfig,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::executors::{LiveLoad, StreamFuture, StreamRunner, StreamSpec};
+use crate::metrics::{Registry, Tags};
+use crate::scenario::Profile;
+
+/// Turns probe observations into metrics.
+pub struct MetricsObserver {
+    pub registry: Arc<Registry>,
+    pub workload: String,
+    /// When set (capacity search), samples also carry `sessions=<live streams>`.
+    pub load: Option<Arc<LiveLoad>>,
+}
+
+impl MetricsObserver {
+    fn tags(&self, stream: &str, rendition: Option<&str>) -> Tags {
+        let mut tags = Tags::new();
+        tags.insert("workload".into(), self.workload.clone());
+        tags.insert("stream".into(), stream.to_owned());
+        if let Some(rendition) = rendition {
+            tags.insert("rendition".into(), rendition.to_owned());
+        }
+        if let Some(load) = &self.load {
+            tags.insert("sessions".into(), load.get().to_string());
+        }
+        tags
+    }
+}
+
+impl ProbeObserver for MetricsObserver {
+    fn segment(&self, s: &SegmentObservation) {
+        let tags = self.tags(&s.stream_key, Some(&s.rendition));
+        self.registry.add_bool("segment_success", &tags, s.success);
+        if s.success {
+            self.registry.add("segments", &tags, 1.0);
+        }
+        if let Some(ms) = s.latency.glass_to_glass_ms {
+            self.registry.add("latency", &tags, ms);
+        }
+        if let Some(ms) = s.latency.segment_latency_ms {
+            self.registry.add("segment_latency", &tags, ms);
+        }
+        if let Some(ms) = s.download_ms {
+            self.registry.add("download_time", &tags, ms);
+        }
+    }
+
+    fn check(&self, c: &CheckObservation) {
+        let mut tags = self.tags(&c.stream_key, Some(&c.rendition));
+        tags.insert("check".into(), c.check.clone());
+        self.registry.add_bool("checks", &tags, c.passed);
+    }
+
+    fn stall(&self, s: &StallObservation) {
+        if !s.ended {
+            self.registry
+                .add("stalls", &self.tags(&s.stream_key, Some(&s.rendition)), 1.0);
+        }
+    }
+
+    fn publish_progress(&self, p: &PublishObservation) {
+        let mut tags = self.tags(&p.stream_key, None);
+        match p.phase {
+            PublishPhase::Progress => self.registry.add("publish_lag", &tags, p.lag_ms),
+            PublishPhase::Started | PublishPhase::Failed => {
+                tags.insert("check".into(), "publish".into());
+                self.registry
+                    .add_bool("checks", &tags, p.phase == PublishPhase::Started);
+                if let Some(error) = &p.error {
+                    warn!(stream = %p.stream_key, "publishing failed: {error}");
+                }
+            }
+            PublishPhase::Finished => {}
+        }
+    }
+}
+
+/// Where streams go: URL templates with `{stream}` for the stream key.
+#[derive(Debug, Clone)]
+pub struct StreamTarget {
+    pub rtmp_url: String,
+    pub playback_url: String,
+}
+
+/// Runs each stream as a `StreamProbe` against a target.
+pub struct ProbeRunner {
+    pub target: StreamTarget,
+    pub source: Arc<ReplaySource>,
+    pub client: reqwest::Client,
+    pub registry: Arc<Registry>,
+    pub ladder: Vec<Profile>,
+    /// How long a stream publishes when nothing stops it earlier (the workload's length).
+    pub duration: Duration,
+    /// Set for capacity searches (see [`MetricsObserver::load`]).
+    pub load: Option<Arc<LiveLoad>>,
+}
+
+/// How long a stopped stream keeps pulling for its last segments.
+const DRAIN: Duration = Duration::from_secs(10);
+
+impl StreamRunner for ProbeRunner {
+    fn run(&self, spec: StreamSpec, stop: CancellationToken) -> StreamFuture {
+        let rtmp_url = self.target.rtmp_url.replace("{stream}", &spec.key);
+        let playback_url = self.target.playback_url.replace("{stream}", &spec.key);
+        let mut config = StreamProbeConfig::new(&spec.key, &rtmp_url, &playback_url, self.duration);
+        config.publish.start_frame = self.source.start_frame_for_stream(spec.index);
+        config.drain = DRAIN;
+        config.checks = CheckOptions {
+            resolutions: self
+                .ladder
+                .iter()
+                .map(|p| (p.name.clone(), (p.width, p.height)))
+                .collect(),
+            ..config.checks
+        };
+        let observer = Arc::new(MetricsObserver {
+            registry: self.registry.clone(),
+            workload: spec.workload.clone(),
+            load: self.load.clone(),
+        });
+        let probe = StreamProbe::new(config, self.source.clone(), self.client.clone());
+        Box::pin(async move {
+            let probe = match probe {
+                Ok(probe) => probe,
+                Err(error) => {
+                    warn!(stream = %spec.key, "cannot probe this stream: {error}");
+                    let mut tags = observer.tags(&spec.key, None);
+                    tags.insert("check".into(), "publish".into());
+                    observer.registry.add_bool("checks", &tags, false);
+                    return;
+                }
+            };
+            // A stream stopped early (ramp-down, Ctrl-C) still drains its last segments.
+            tokio::select! {
+                _ = probe.run(observer) => {}
+                () = async {
+                    stop.cancelled().await;
+                    tokio::time::sleep(DRAIN).await;
+                } => {}
+            }
+        })
+    }
+}

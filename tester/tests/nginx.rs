@@ -1,0 +1,277 @@
+//! `lpt run` against an external stack: nginx with its RTMP module packaging HLS, a real
+//! third-party peer, started here on loopback ports of its own. Exercises the exit codes a real
+//! run produces: 99 (a threshold failed), 105 (interrupted), 108 (aborted by a threshold).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Nginx {
+    child: Child,
+    dir: tempfile::TempDir,
+    rtmp_port: u16,
+    http_port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_until(what: &str, deadline: Duration, mut ready: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !ready() {
+        assert!(
+            Instant::now() < end,
+            "{what} did not happen within {deadline:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Nginx {
+    fn start() -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let (rtmp_port, http_port) = (free_port(), free_port());
+        let root = dir.path().display().to_string();
+        std::fs::create_dir_all(dir.path().join("hls")).unwrap();
+        let config = format!(
+            r#"load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+daemon off;
+master_process off;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 1024; }}
+rtmp {{ server {{ listen 127.0.0.1:{rtmp_port};
+    application live {{ live on; record off; hls on; hls_path {root}/hls; hls_fragment 2s; hls_playlist_length 12s; }} }} }}
+http {{ access_log off; client_body_temp_path {root}/body; proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fcgi; uwsgi_temp_path {root}/uwsgi; scgi_temp_path {root}/scgi;
+    types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}
+    server {{ listen 127.0.0.1:{http_port}; location /hls/ {{ alias {root}/hls/; }} }} }}
+"#
+        );
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(&conf, config).unwrap();
+        let child = Command::new("nginx")
+            .args(["-p", &root, "-e", &format!("{root}/error.log"), "-c"])
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx is installed by ci/setup");
+        for port in [rtmp_port, http_port] {
+            wait_until("nginx listening", Duration::from_secs(10), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+        }
+        Nginx {
+            child,
+            dir,
+            rtmp_port,
+            http_port,
+        }
+    }
+
+    fn scenario(&self, duration: &str, thresholds: &str) -> PathBuf {
+        let path = self.dir.path().join("scenario.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"name = "nginx"
+[target]
+kind = "external"
+rtmp_url = "rtmp://127.0.0.1:{}/live/{{stream}}"
+playback_url = "http://127.0.0.1:{}/hls/{{stream}}.m3u8"
+
+[source]
+width = 640
+height = 360
+clip = "6s"
+
+[ladder]
+profiles = ["P360p30fps16x9"]
+
+[workloads.one]
+executor = "constant-streams"
+streams = 1
+duration = "{duration}"
+
+[thresholds]
+{thresholds}
+"#,
+                self.rtmp_port, self.http_port
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    fn playlist_exists(&self) -> bool {
+        std::fs::read_dir(self.dir.path().join("hls"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "m3u8"))
+            })
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lpt() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lpt"));
+    command.env_remove("NO_COLOR").env("LPT_LOG", "warn");
+    command
+}
+
+fn summary(run_dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap()).unwrap()
+}
+
+fn verdict<'a>(summary: &'a Value, metric: &str) -> &'a Value {
+    summary["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["metric"] == metric)
+        .unwrap_or_else(|| panic!("no threshold on {metric}: {summary}"))
+}
+
+#[test]
+fn a_run_through_nginx_measures_everything_and_fails_only_the_impossible_threshold() {
+    let nginx = Nginx::start();
+    let scenario = nginx.scenario(
+        "12s",
+        r#""segment_success" = ["rate >= 0.9"]
+"checks{check=stamps}" = ["rate >= 0.9"]
+"latency" = ["p(95) < 20s", "max < 1ms"]
+"#,
+    );
+    let run_dir = nginx.dir.path().join("run");
+    let output = lpt()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(99),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let summary = summary(&run_dir);
+    assert_eq!(summary["outcome"]["status"], "thresholds_failed");
+    assert_eq!(summary["outcome"]["message"], "1 of 4 thresholds failed");
+    let segments = summary["metrics"]["segment_success"]["values"]["count"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        segments >= 4.0,
+        "a 12 s stream in 2 s segments: {segments} segments"
+    );
+    let latency = &summary["metrics"]["latency"]["values"];
+    let p50 = latency["p(50)"].as_f64().unwrap();
+    assert!(
+        (100.0..20_000.0).contains(&p50),
+        "glass-to-glass p50 {p50} ms"
+    );
+    assert_eq!(verdict(&summary, "segment_success")["passed"], true);
+    assert_eq!(verdict(&summary, "checks{check=stamps}")["passed"], true);
+    let thresholds = summary["thresholds"].as_array().unwrap();
+    let impossible = thresholds
+        .iter()
+        .find(|t| t["expression"] == "max < 1ms")
+        .unwrap();
+    assert_eq!(impossible["passed"], false);
+    assert!(impossible["observed"].as_f64().unwrap() > 1.0);
+    assert!(stdout.contains("✗ latency max < 1ms"), "{stdout}");
+    let publish_checks = summary["metrics"]["checks"]["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["tags"]["check"] == "publish")
+        .count();
+    assert_eq!(publish_checks, 1, "one publisher, one publish check series");
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_keeps_its_results() {
+    let nginx = Nginx::start();
+    let scenario = nginx.scenario("10m", r#""segment_success" = ["rate >= 0.9"]"#);
+    let run_dir = nginx.dir.path().join("run");
+    let mut child = lpt()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&run_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("publishing to nginx", Duration::from_secs(60), || {
+        nginx.playlist_exists()
+    });
+    let interrupted_at = Instant::now();
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(105));
+    assert!(
+        interrupted_at.elapsed() < Duration::from_secs(40),
+        "stopped within the drain period"
+    );
+    let summary = summary(&run_dir);
+    assert_eq!(summary["outcome"]["status"], "interrupted");
+    assert_eq!(summary["workloads"][0]["status"], "interrupted");
+}
+
+#[test]
+fn an_abort_on_fail_threshold_ends_the_run_early_with_108() {
+    let nginx = Nginx::start();
+    let scenario = nginx.scenario(
+        "10m",
+        r#""latency" = [{ threshold = "max < 1ms", abort_on_fail = true }]"#,
+    );
+    let run_dir = nginx.dir.path().join("run");
+    let started = Instant::now();
+    let output = lpt()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(108),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(120));
+    let summary = summary(&run_dir);
+    assert_eq!(summary["outcome"]["status"], "aborted_by_threshold");
+    assert!(
+        summary["outcome"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("latency max < 1ms")
+    );
+}
