@@ -12,6 +12,7 @@
 //! - [`stream`]: one stream end to end, reporting through [`observe::ProbeObserver`].
 
 pub mod checks;
+pub mod chunk;
 pub mod clock;
 pub mod decode;
 pub mod hls;

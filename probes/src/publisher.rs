@@ -5,8 +5,9 @@
 //! createStream/publish) and then loops: serialise every packet that is due into one reusable
 //! write buffer, write it with a single syscall, log the video frames' send time, and sleep
 //! until the next packet is due only when ahead of the wall clock, reading (and answering) the
-//! server's control messages while it waits. Nothing is allocated per packet on our side except
-//! what `rml_rtmp`'s serialiser allocates for its chunk output.
+//! server's control messages while it waits. Packets due within `send_ahead` (100 ms) go out
+//! together, so a publisher wakes about ten times a second. Media chunks are written straight
+//! into the reused buffer by [`crate::chunk`]: nothing is allocated per packet.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 
+use crate::chunk;
 use crate::clock::now_unix_ms;
 use crate::observe::{PublishObservation, PublishPhase};
 use crate::replay::ReplaySource;
@@ -113,6 +115,9 @@ pub struct PublishOptions {
     pub progress_interval: Duration,
     /// If the server is so slow that media falls this far behind the wall clock, give up.
     pub max_lag: Duration,
+    /// Packets due within this window are sent together: the publisher wakes at most about
+    /// once per window instead of once per packet (the send log keeps the true send times).
+    pub send_ahead: Duration,
 }
 
 impl Default for PublishOptions {
@@ -123,6 +128,7 @@ impl Default for PublishOptions {
             setup_timeout: Duration::from_secs(10),
             progress_interval: Duration::from_secs(1),
             max_lag: Duration::from_secs(10),
+            send_ahead: Duration::from_millis(100),
         }
     }
 }
@@ -264,6 +270,7 @@ impl RtmpPublisher {
 
         let mut config = ClientSessionConfig::new();
         config.tc_url = Some(self.target.tc_url());
+        config.chunk_size = chunk::CHUNK_SIZE as u32;
         config.flash_version = "FMLE/3.0 (compatible; lpt)".into();
         let (mut session, _) = ClientSession::new(config).map_err(sess)?;
         let mut wbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -332,11 +339,24 @@ impl RtmpPublisher {
         }
         metadata.encoder = Some("lpt probes".into());
         push(session.publish_metadata(&metadata), &mut wbuf).map_err(sess)?;
-        push(
-            session.publish_video_data(source.video_header.clone(), RtmpTimestamp::new(0), false),
-            &mut wbuf,
-        )
-        .map_err(sess)?;
+        // The session serialises the video sequence header with a full chunk header, which is
+        // where the stream id from createStream can be read for the media chunks written below.
+        let header = session
+            .publish_video_data(source.video_header.clone(), RtmpTimestamp::new(0), false)
+            .map_err(sess)?;
+        let ClientSessionResult::OutboundResponse(header) = header else {
+            return Err(PublishError::Session {
+                url: url.clone(),
+                reason: "the session produced no video header packet".into(),
+            });
+        };
+        let msid = chunk::message_stream_id_of_full_chunk(&header.bytes).ok_or_else(|| {
+            PublishError::Session {
+                url: url.clone(),
+                reason: "cannot read the message stream id of the video header".into(),
+            }
+        })?;
+        wbuf.extend_from_slice(&header.bytes);
         if let Some(audio) = &source.audio_header {
             push(
                 session.publish_audio_data(audio.clone(), RtmpTimestamp::new(0), false),
@@ -354,6 +374,7 @@ impl RtmpPublisher {
         let base_dts = packets[start_index].dts_ms as f64;
         let duration_ms = self.options.duration.as_secs_f64() * 1000.0;
         let max_lag_ms = self.options.max_lag.as_secs_f64() * 1000.0;
+        let ahead = self.options.send_ahead;
         let mut index = start_index;
         let mut pass: u64 = 0;
         let mut positions: Vec<u64> = Vec::with_capacity(64);
@@ -370,7 +391,7 @@ impl RtmpPublisher {
             }
             let now = Instant::now();
             let due = start + Duration::from_secs_f64(ts / 1000.0);
-            if due > now {
+            if due > now + ahead {
                 if !wbuf.is_empty() {
                     writer.write_all(&wbuf).await.map_err(io)?;
                     state.bytes_sent += wbuf.len() as u64;
@@ -382,7 +403,7 @@ impl RtmpPublisher {
                     progress(&state.observation(PublishPhase::Progress, None));
                     next_progress = now + self.options.progress_interval;
                 }
-                let wake = tokio::time::Instant::from_std(due);
+                let wake = tokio::time::Instant::from_std(due - ahead);
                 tokio::select! {
                     _ = tokio::time::sleep_until(wake) => {}
                     read = reader.read(&mut rbuf) => {
@@ -396,7 +417,7 @@ impl RtmpPublisher {
                 }
                 continue;
             }
-            let lag = now.duration_since(due).as_secs_f64() * 1000.0;
+            let lag = now.saturating_duration_since(due).as_secs_f64() * 1000.0;
             state.lag_ms = lag;
             state.max_lag_ms = state.max_lag_ms.max(lag);
             if lag > max_lag_ms {
@@ -406,20 +427,31 @@ impl RtmpPublisher {
                 });
             }
             let packet = &packets[index];
-            let timestamp = RtmpTimestamp::new(ts.round() as u32);
-            let result = match packet.kind {
+            let timestamp = ts.round() as u32;
+            match packet.kind {
                 MediaKind::Video => {
                     if let Some(frame) = packet.frame {
                         positions.push(self.log.position(pass, frame));
                         state.frames_sent += 1;
                     }
-                    session.publish_video_data(packet.body.clone(), timestamp, false)
+                    chunk::write_message(
+                        &mut wbuf,
+                        chunk::VIDEO_CSID,
+                        chunk::VIDEO_TYPE,
+                        timestamp,
+                        msid,
+                        &packet.body,
+                    );
                 }
-                MediaKind::Audio => {
-                    session.publish_audio_data(packet.body.clone(), timestamp, false)
-                }
-            };
-            push(result, &mut wbuf).map_err(sess)?;
+                MediaKind::Audio => chunk::write_message(
+                    &mut wbuf,
+                    chunk::AUDIO_CSID,
+                    chunk::AUDIO_TYPE,
+                    timestamp,
+                    msid,
+                    &packet.body,
+                ),
+            }
             state.packets_sent += 1;
             state.media_ms = ts;
             index += 1;

@@ -24,7 +24,7 @@ fn publisher_feeds_nginx_which_cuts_hls() {
     let mut phases = Vec::new();
     let summary = runtime()
         .block_on(publisher.run(&mut |o| phases.push(o.phase)))
-        .expect("publish");
+        .unwrap_or_else(|e| panic!("{e}\n{}", nginx.error_log()));
     assert_eq!(phases.first(), Some(&PublishPhase::Started));
     assert_eq!(phases.last(), Some(&PublishPhase::Finished));
     assert!(summary.frames_sent >= 148, "{summary:?}");

@@ -22,15 +22,17 @@ impl Nginx {
         let root = dir.path();
         let hls = root.join("hls");
         std::fs::create_dir_all(&hls).expect("hls dir");
+        std::fs::create_dir_all(root.join("static")).expect("static dir");
         let p = |name: &str| root.join(name).display().to_string();
         let config = format!(
             r#"load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
 daemon off;
 master_process off;
 worker_processes 1;
+worker_rlimit_nofile 65536;
 pid {pid};
 error_log {err} warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections 16384; }}
 rtmp {{
     server {{
         listen 127.0.0.1:{rtmp_port};
@@ -42,6 +44,11 @@ rtmp {{
             hls_path {hls};
             hls_fragment 2s;
             hls_playlist_length 10s;
+        }}
+        # Relay only (no HLS): for publisher load, where nginx's own work must stay small.
+        application bench {{
+            live on;
+            record off;
         }}
     }}
 }}
@@ -62,12 +69,17 @@ http {{
             alias {hls}/;
             add_header Cache-Control no-cache;
         }}
+        location /static/ {{
+            alias {static_dir}/;
+            add_header Cache-Control no-cache;
+        }}
     }}
 }}
 "#,
             pid = p("nginx.pid"),
             err = p("error.log"),
             hls = hls.display(),
+            static_dir = root.join("static").display(),
             body = p("body"),
             proxy = p("proxy"),
             fcgi = p("fastcgi"),
@@ -105,6 +117,20 @@ http {{
 
     pub fn hls_url(&self, key: &str) -> String {
         format!("http://127.0.0.1:{}/hls/{key}.m3u8", self.http_port)
+    }
+
+    /// RTMP URL in the relay-only application.
+    pub fn bench_rtmp_url(&self, key: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/bench/{key}", self.rtmp_port)
+    }
+
+    /// Files put here are served at [`Nginx::static_url`].
+    pub fn static_dir(&self) -> PathBuf {
+        self.dir.path().join("static")
+    }
+
+    pub fn static_url(&self, file: &str) -> String {
+        format!("http://127.0.0.1:{}/static/{file}", self.http_port)
     }
 
     pub fn hls_dir(&self) -> PathBuf {
