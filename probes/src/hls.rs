@@ -53,6 +53,9 @@ pub struct HlsOptions {
     pub master_refresh: Duration,
     /// Hand segment bytes to the sink (off for pure load).
     pub keep_bytes: bool,
+    /// On the first poll of a rendition, take only the newest `n` segments (as a player
+    /// joining a live stream does); `None` downloads the whole window.
+    pub live_edge: Option<usize>,
 }
 
 impl Default for HlsOptions {
@@ -65,6 +68,7 @@ impl Default for HlsOptions {
             retry_interval: Duration::from_millis(250),
             master_refresh: Duration::from_secs(5),
             keep_bytes: true,
+            live_edge: None,
         }
     }
 }
@@ -94,7 +98,7 @@ pub enum PullError {
     },
     #[error("{url}: media sequence went back from {from} to {to}")]
     SequenceWentBack { url: String, from: u64, to: u64 },
-    #[error("the deadline passed before {url} could be read")]
+    #[error("the run's deadline passed before {url} was read")]
     Deadline { url: String },
 }
 
@@ -290,6 +294,12 @@ impl HlsPuller {
                     started = true;
                     break;
                 }
+                Err(e @ PullError::Deadline { .. }) => {
+                    if !started {
+                        first_error = Some(first_error.unwrap_or(e));
+                    }
+                    break;
+                }
                 Err(e) => {
                     // Before the stream is up, "not there yet" answers (404, refused, slow)
                     // are expected: they are reported once, only if the wait runs out.
@@ -431,6 +441,12 @@ impl RenditionFollower {
                         }));
                         highest = media.media_sequence.checked_sub(1);
                     }
+                    if highest.is_none()
+                        && let Some(n) = self.options.live_edge
+                    {
+                        let skip = media.segments.len().saturating_sub(n.max(1)) as u64;
+                        highest = (media.media_sequence + skip).checked_sub(1);
+                    }
                     for (i, segment) in media.segments.iter().enumerate() {
                         let seq = media.media_sequence + i as u64;
                         if highest.is_some_and(|h| seq <= h) {
@@ -465,6 +481,9 @@ impl RenditionFollower {
                         last_new = Instant::now();
                         last_new_unix = at;
                         let pulled = self.download(segment, seq, at, target, deadline).await;
+                        if matches!(pulled.body, Err(PullError::Deadline { .. })) {
+                            break;
+                        }
                         self.sink.event(PullEvent::Segment(Box::new(pulled)));
                         if Instant::now() >= deadline {
                             break;
@@ -472,6 +491,7 @@ impl RenditionFollower {
                     }
                     ended = media.end_list;
                 }
+                Err(PullError::Deadline { .. }) => break,
                 Err(e) => {
                     self.sink.event(PullEvent::Playlist(PlaylistPoll {
                         rendition: Some(self.name.clone()),
@@ -628,10 +648,20 @@ async fn fetch(
     deadline: Instant,
     keep: bool,
 ) -> Result<Fetched, PullError> {
-    let until = deadline.min(Instant::now() + timeout);
-    let timeout_err = || PullError::Timeout {
-        url: url.to_string(),
-        timeout_ms: timeout.as_millis() as u64,
+    let own_limit = Instant::now() + timeout;
+    let until = deadline.min(own_limit);
+    // Cut by the run's end rather than by the server's slowness: not the target's fault.
+    let timeout_err = || {
+        if deadline < own_limit {
+            PullError::Deadline {
+                url: url.to_string(),
+            }
+        } else {
+            PullError::Timeout {
+                url: url.to_string(),
+                timeout_ms: timeout.as_millis() as u64,
+            }
+        }
     };
     let response = tokio::time::timeout_at(until, client.get(url.clone()).send())
         .await

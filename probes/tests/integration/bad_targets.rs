@@ -2,6 +2,7 @@
 //! servers that never answer. Every failure must be a recorded event with a reason, and no
 //! puller may outlive its deadline.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,12 +20,14 @@ use crate::support::{Recorder, encoded_source, free_port, runtime};
 async fn bad_server(segment: Arc<Vec<u8>>, extinf: f64) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let sliding_polls = Arc::new(AtomicU32::new(0));
     tokio::spawn(async move {
         loop {
             let Ok((mut conn, _)) = listener.accept().await else {
                 return;
             };
             let segment = segment.clone();
+            let sliding_polls = sliding_polls.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 let mut got = 0;
@@ -51,7 +54,33 @@ async fn bad_server(segment: Arc<Vec<u8>>, extinf: f64) -> u16 {
                     r.extend_from_slice(body);
                     r
                 };
+                // First poll: segments 0..=2; later: the window has slid to 10..=12 after a
+                // discontinuity (segments 3..=9 were never listed to this client).
+                let sliding = if sliding_polls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    (0..3)
+                        .map(|i| format!("#EXTINF:{extinf:.3},\nseg{i}.ts\n"))
+                        .collect::<String>()
+                } else {
+                    "#EXT-X-DISCONTINUITY\n".to_string()
+                        + &(10..13)
+                            .map(|i| format!("#EXTINF:{extinf:.3},\nseg{i}.ts\n"))
+                            .collect::<String>()
+                };
+                let first_seq = if sliding.starts_with("#EXT-X-DISCONTINUITY") {
+                    10
+                } else {
+                    0
+                };
+                let sliding = format!(
+                    "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:{first_seq}\n{sliding}"
+                );
                 let reply = match path.as_str() {
+                    "/sliding/index.m3u8" => respond(
+                        "200 OK",
+                        "application/vnd.apple.mpegurl",
+                        sliding.as_bytes(),
+                    ),
+                    p if p.starts_with("/sliding/seg") => respond("200 OK", "video/mp2t", &segment),
                     "/garbage/index.m3u8" => {
                         respond("200 OK", "text/html", b"<html>not a playlist</html>")
                     }
@@ -280,7 +309,7 @@ fn a_server_that_never_answers_cannot_hold_the_puller_past_its_deadline() {
         "{took:?}"
     );
     assert!(
-        matches!(summary.error, Some(PullError::Timeout { .. })),
+        matches!(summary.error, Some(PullError::Deadline { .. })),
         "{:?}",
         summary.error
     );
@@ -348,4 +377,63 @@ fn invalid_urls_are_refused_naming_them() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("ftp://h/x.m3u8"), "{err}");
+}
+
+#[test]
+fn a_window_that_slid_past_unseen_segments_records_them_missed_and_discontinuity_resets_continuity()
+{
+    let (segment, extinf) = first_segment();
+    let (_, source) = encoded_source();
+    let rt = runtime();
+    let (events, sink) = collect();
+    let deadline = Instant::now() + Duration::from_millis(2500);
+    let summary = rt.block_on(async {
+        // The sliding route answers its first poll differently from later ones, so this test
+        // gets a server of its own.
+        let port = bad_server(segment, extinf).await;
+        let url = format!("http://127.0.0.1:{port}/sliding/index.m3u8");
+        HlsPuller::new(http_client().unwrap(), &url, "slide", HlsOptions::default())
+            .unwrap()
+            .run(deadline, sink)
+            .await
+    });
+    assert_eq!(
+        (summary.segments_ok, summary.segments_missed),
+        (6, 7),
+        "{summary:?}"
+    );
+    let checker = SegmentChecker::new("slide", None, CheckOptions::default())
+        .expect_stream_id(source.stream_id);
+    let mut missed = Vec::new();
+    let mut checked = std::collections::BTreeMap::new();
+    for e in events.lock().unwrap().iter() {
+        match e {
+            PullEvent::Missed { seq, .. } => missed.push(*seq),
+            PullEvent::Segment(s) => {
+                let decoded = decode_segment(s.body.as_ref().unwrap());
+                checked.insert(s.seq, checker.check(s, Some(&decoded)));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(missed, (3..10).collect::<Vec<u64>>());
+    assert_eq!(
+        checked.keys().copied().collect::<Vec<_>>(),
+        vec![0, 1, 2, 10, 11, 12]
+    );
+    assert!(checked[&10].observation.discontinuity);
+    // Every segment here is the same clip segment, so time goes backwards between neighbours:
+    // continuity catches it, except across the announced discontinuity, where it is not judged.
+    let c1 = checked[&1]
+        .verdict("continuity")
+        .expect("continuity judged for seq 1");
+    assert!(
+        !c1.passed && c1.reason.contains("previous one ended"),
+        "{c1:?}"
+    );
+    assert!(checked[&10].verdict("continuity").is_none());
+    assert!(!checked[&11].verdict("continuity").unwrap().passed);
+    let missed_record = checker.missed("slide", 3, 0);
+    assert!(!missed_record.observation.success);
+    assert_eq!(missed_record.checks[0].check, "download");
 }
