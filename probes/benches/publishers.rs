@@ -6,7 +6,8 @@
 //! `getrusage(RUSAGE_SELF)`; the ffmpeg processes are children, measured with
 //! `getrusage(RUSAGE_CHILDREN)` after they are reaped (nginx, also a child, is reaped only at
 //! the very end). Environment: `LPT_BENCH_OURS` (default 200 streams), `LPT_BENCH_FFMPEG`
-//! (default 10), `LPT_BENCH_SECS` (default 20).
+//! (default 10), `LPT_BENCH_SECS` (default 20), `LPT_BENCH_SEND_AHEAD_MS` (publisher batching
+//! window, default 250 like `PublishOptions`).
 
 #[path = "../tests/integration/support/mod.rs"]
 mod support;
@@ -69,6 +70,7 @@ fn main() {
                     duration: Duration::from_secs(secs),
                     start_frame: source.start_frame_for_stream(i),
                     progress_interval: Duration::from_secs(3600),
+                    send_ahead: Duration::from_millis(env("LPT_BENCH_SEND_AHEAD_MS", 250)),
                     ..Default::default()
                 },
             );

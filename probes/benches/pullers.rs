@@ -4,10 +4,11 @@
 //!
 //! A plain thread here publishes the "live" playlist: a new 2 s segment (hard link to one real
 //! segment of the stamped clip) every 2 s, a 5-segment window. All pullers run on one
-//! current-thread runtime (one core at most) with one shared HTTP client, starts spread over
-//! the first second, each joining at the live edge; this process's CPU time (`getrusage(RUSAGE_SELF)`) over the run gives the
-//! fraction of a core used, hence pullers per core. Environment: `LPT_BENCH_PULLERS` (default
-//! 2000), `LPT_BENCH_SECS` (default 30).
+//! current-thread runtime (one core at most) with one shared HTTP client and the probes'
+//! default options (each first poll downloads the whole window), starts spread over the first
+//! second; this process's CPU time (`getrusage(RUSAGE_SELF)`) over the run gives the fraction
+//! of a core used, hence pullers per core. Segment bodies are counted, not kept.
+//! Environment: `LPT_BENCH_PULLERS` (default 2000), `LPT_BENCH_SECS` (default 30).
 
 #[path = "../tests/integration/support/mod.rs"]
 mod support;

@@ -43,3 +43,31 @@ pub fn instant_to_unix_ms(instant: Instant) -> UnixMs {
     };
     (wall + delta * 1000.0) as UnixMs
 }
+
+/// The first instant at or after `t` on a process-wide grid of `step`: tasks that round their
+/// wake-ups to it wake together, so the runtime sleeps and wakes once per step, not once per
+/// task.
+pub fn align_up(t: Instant, step: std::time::Duration) -> Instant {
+    let (at, _) = anchor();
+    let step = step.as_nanos().max(1);
+    let since = t.saturating_duration_since(*at).as_nanos();
+    let aligned = since.div_ceil(step) * step;
+    *at + std::time::Duration::from_nanos(aligned.min(u64::MAX as u128) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn aligned_wakeups_are_on_the_grid_and_never_early() {
+        let step = Duration::from_millis(20);
+        let t = Instant::now() + Duration::from_millis(7);
+        let a = align_up(t, step);
+        assert!(a >= t && a - t < step);
+        assert_eq!(align_up(a, step), a);
+        let b = align_up(t + Duration::from_millis(3), step);
+        assert!(b == a || b - a == step);
+    }
+}
