@@ -4,8 +4,8 @@
 //!
 //! Run: `cargo bench -p reference-transcoder --bench ladder_vs_ffmpeg`
 //! Environment: `LPT_BENCH_SECS` (clip length, default 20), `LPT_BENCH_ROUNDS` (default 3),
-//! `LPT_BENCH_SCALE`, `LPT_BENCH_ENCODER_THREADS` (see below), `LPT_BENCH_TUNE_ALLOCATOR=1`
-//! (calls `tune_allocator_for_transcoding`).
+//! `LPT_BENCH_SCALE`, `LPT_BENCH_ENCODER_THREADS` (see below), `LPT_BENCH_TUNE_ALLOCATOR=0`
+//! (skips `tune_allocator_for_transcoding`).
 
 use std::process::Command;
 use std::time::Instant;
@@ -37,7 +37,8 @@ fn cpu_secs(who: i32) -> f64 {
 }
 
 fn main() {
-    if std::env::var("LPT_BENCH_TUNE_ALLOCATOR").as_deref() == Ok("1") {
+    // As `lpt bench` does (BenchOptions::tune_allocator); LPT_BENCH_TUNE_ALLOCATOR=0 turns it off.
+    if std::env::var("LPT_BENCH_TUNE_ALLOCATOR").as_deref() != Ok("0") {
         println!(
             "allocator tuned: {}",
             reference_transcoder::tune_allocator_for_transcoding()
@@ -101,7 +102,7 @@ fn main() {
     ffmpeg_args.extend(["-f", "null", "-"].iter().map(|s| s.to_string()));
 
     // Our knobs, to profile: LPT_BENCH_SCALE (fast_bilinear|bilinear|bicubic|lanczos, default
-    // bicubic = ffmpeg's `scale` default) and LPT_BENCH_ENCODER_THREADS (0 = auto).
+    // bicubic = ffmpeg's `scale` default) and LPT_BENCH_ENCODER_THREADS (0 = the library's automatic choice).
     let scale = match std::env::var("LPT_BENCH_SCALE").as_deref() {
         Ok("fast_bilinear") => ScaleAlgorithm::FastBilinear,
         Ok("bilinear") => ScaleAlgorithm::Bilinear,

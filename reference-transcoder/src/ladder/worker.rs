@@ -209,14 +209,7 @@ impl State {
         let name = self.config.path.encoder_name();
         let codec =
             ffmpeg_next::encoder::find_by_name(name).ok_or(TranscodeError::EncoderMissing(name))?;
-        let mut ctx = codec::context::Context::new_with_codec(codec);
-        if self.config.options.encoder_threads > 0 {
-            ctx.set_threading(codec::threading::Config {
-                kind: codec::threading::Type::Frame,
-                count: self.config.options.encoder_threads,
-                ..Default::default()
-            });
-        }
+        let ctx = codec::context::Context::new_with_codec(codec);
         let mut enc = ctx
             .encoder()
             .video()
@@ -237,9 +230,10 @@ impl State {
             enc.set_gop(k);
         }
         let mut opts = Dictionary::new();
-        if self.config.options.encoder_threads == 0 {
-            opts.set("threads", "auto");
-        }
+        opts.set(
+            "threads",
+            &encoder_threads(self.config.options.encoder_threads).to_string(),
+        );
         opts.set("forced-idr", "1");
         if let Some(profile) = p.h264_profile.x264_name() {
             opts.set("profile", profile);
@@ -434,4 +428,15 @@ impl State {
             data,
         })
     }
+}
+
+/// Threads for one encoder: the configured count, or 3 × cores (at most 16).
+fn encoder_threads(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    (3 * cores).min(16)
 }
