@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_targets;
+mod nginx_master;
 mod nginx_peers;
 mod nginx_probe;
 mod nginx_publish;
