@@ -1,0 +1,369 @@
+//! The plain-HTTP routes of the orchestrator's port: segments, payments, rendition downloads,
+//! remote-transcoder hand-back, metrics, status, health and the admin fault switches.
+//!
+//! Design: handlers take the raw body and read it themselves under a size cap and a deadline, so
+//! an oversized or trickled upload ends in a 413/408 with a reason and releases its memory,
+//! whatever the route. A segment's 200 is sent as soon as the body checks out; the
+//! `TranscodeResult` follows on the same response body when transcoding is done (go-livepeer's
+//! "write 200 and flush" contract, which lets a broadcaster time upload and transcode apart).
+
+// Helpers return the ready `Response` as their error: it is what the handler sends, once.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use prost::Message;
+use protocol::headers::{PAYMENT_HEADER, SEGMENT_HEADER};
+use protocol::net;
+use serde_json::json;
+
+use crate::faults::FaultConfig;
+use crate::metrics::FailureReason;
+use crate::multipart;
+use crate::node::{Node, Refusal};
+use crate::transcode::{Rendition, Transcoded};
+
+/// `PaymentResult{info=16}`, the reply to `POST /payment` (not in the shared proto file yet).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PaymentResult {
+    /// Refreshed orchestrator info.
+    #[prost(message, optional, tag = "16")]
+    pub info: Option<net::OrchestratorInfo>,
+}
+
+/// Header carrying a remote transcoder's task id on `/transcodeResults`.
+pub const TASK_ID_HEADER: &str = "TaskId";
+/// Content type of a remote transcoder's error report.
+pub const TRANSCODE_ERROR_TYPE: &str = "application/vnd+livepeer.transcode-error";
+
+/// The HTTP router over `node`.
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/segment", post(segment))
+        .route("/payment", post(payment))
+        .route("/stream/{*path}", get(stored))
+        .route("/task/{*path}", get(task_source))
+        .route("/transcodeResults", post(transcode_results))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/admin/faults", get(get_faults).put(put_faults))
+        .with_state(node)
+}
+
+fn text(status: StatusCode, reason: impl Into<String>) -> Response {
+    (status, reason.into()).into_response()
+}
+
+fn refusal(r: Refusal) -> Response {
+    text(r.status, r.reason)
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Reads a body under `limit` bytes within `deadline`; the error is the response to send.
+///
+/// Past the limit the rest of the upload is read and discarded (bounded by the same deadline and
+/// 16 × the limit) before answering: closing a socket with unread data makes the kernel reset the
+/// connection, and the client would lose the 413 that explains why.
+async fn read_body(mut body: Body, limit: usize, deadline: Duration) -> Result<Bytes, Response> {
+    let read = async {
+        let mut kept = BytesMut::new();
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| text(StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                seen = seen.saturating_add(data.len());
+                if seen <= limit {
+                    kept.extend_from_slice(&data);
+                } else if seen > limit.saturating_mul(16) {
+                    break;
+                }
+            }
+        }
+        if seen > limit {
+            return Err(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {limit} bytes"),
+            ));
+        }
+        Ok(kept.freeze())
+    };
+    match tokio::time::timeout(deadline, read).await {
+        Ok(result) => result,
+        Err(_) => Err(text(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("body not received within {deadline:?}"),
+        )),
+    }
+}
+
+async fn segment(State(node): State<Arc<Node>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let checked = match node.check_headers(
+        header_str(&parts.headers, SEGMENT_HEADER),
+        header_str(&parts.headers, PAYMENT_HEADER),
+    ) {
+        Ok(checked) => checked,
+        Err(r) => return refusal(r),
+    };
+    let limits = &node.config.limits;
+    let body = match read_body(
+        body,
+        limits.max_segment_bytes,
+        Duration::from_millis(limits.upload_timeout_ms),
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(response) => {
+            node.metrics.fail(FailureReason::BadBody);
+            return response;
+        }
+    };
+    let accepted = match node.accept_body(checked, body) {
+        Ok(accepted) => accepted,
+        Err(r) => return refusal(r),
+    };
+    let dropped = node.should_drop(&accepted);
+    // The 200 goes out now; the result follows on the body once transcoding is done.
+    let result = async move {
+        if dropped {
+            return Err(std::io::Error::other("segment dropped"));
+        }
+        Ok::<_, std::io::Error>(Bytes::from(node.transcode(accepted).await.encode_to_vec()))
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/vnd+livepeer.uri")
+        .body(Body::from_stream(futures_util::stream::once(result)))
+        .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+async fn payment(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
+    match node.check_headers(
+        header_str(&headers, SEGMENT_HEADER),
+        header_str(&headers, PAYMENT_HEADER),
+    ) {
+        Ok((_, sender, session, _)) => {
+            let reply = PaymentResult {
+                info: Some(node.info(sender, &session)),
+            };
+            (StatusCode::OK, reply.encode_to_vec()).into_response()
+        }
+        Err(r) => refusal(r),
+    }
+}
+
+async fn stored(State(node): State<Arc<Node>>, Path(path): Path<String>) -> Response {
+    match node.store.get(&format!("stream/{path}")) {
+        Some(data) => ([(header::CONTENT_TYPE, "video/mp2t")], data).into_response(),
+        None => text(
+            StatusCode::NOT_FOUND,
+            format!("no rendition at /stream/{path}"),
+        ),
+    }
+}
+
+fn transcoder_authorized(node: &Node, headers: &HeaderMap) -> bool {
+    match (
+        &node.config.transcoder_secret,
+        header_str(headers, "authorization"),
+    ) {
+        (Some(secret), Some(given)) => secret == given,
+        _ => false,
+    }
+}
+
+async fn task_source(
+    State(node): State<Arc<Node>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !transcoder_authorized(&node, &headers) {
+        return text(StatusCode::UNAUTHORIZED, "invalid transcoder secret");
+    }
+    match node.store.get(&format!("task/{path}")) {
+        Some(data) => ([(header::CONTENT_TYPE, "video/mp2t")], data).into_response(),
+        None => text(
+            StatusCode::NOT_FOUND,
+            format!("no task source at /task/{path}"),
+        ),
+    }
+}
+
+async fn transcode_results(State(node): State<Arc<Node>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if !transcoder_authorized(&node, &parts.headers) {
+        return text(StatusCode::UNAUTHORIZED, "invalid transcoder secret");
+    }
+    let Some(task) = header_str(&parts.headers, TASK_ID_HEADER).and_then(|v| v.parse::<i64>().ok())
+    else {
+        return text(StatusCode::BAD_REQUEST, "missing or invalid TaskId header");
+    };
+    let limits = &node.config.limits;
+    let body = match read_body(
+        body,
+        limits.max_segment_bytes.saturating_mul(4),
+        Duration::from_millis(limits.upload_timeout_ms),
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let content_type = header_str(&parts.headers, "content-type").unwrap_or("");
+    let result = if content_type.starts_with(TRANSCODE_ERROR_TYPE) {
+        Err(String::from_utf8_lossy(&body).into_owned())
+    } else {
+        match parse_renditions(content_type, &body) {
+            Ok(transcoded) => Ok(transcoded),
+            Err(reason) => return text(StatusCode::BAD_REQUEST, reason),
+        }
+    };
+    if node.remote.complete(task, result) {
+        text(StatusCode::OK, "ok")
+    } else {
+        text(StatusCode::NOT_FOUND, format!("no task {task} is waiting"))
+    }
+}
+
+fn parse_renditions(content_type: &str, body: &Bytes) -> Result<Transcoded, String> {
+    let boundary = multipart::boundary(content_type).map_err(|e| e.to_string())?;
+    let parts = multipart::decode(&boundary, body).map_err(|e| e.to_string())?;
+    let number = |part: &multipart::Part, name: &str| -> Result<u64, String> {
+        part.header(name)
+            .ok_or_else(|| format!("part without {name} header"))?
+            .parse::<u64>()
+            .map_err(|e| format!("{name} header: {e}"))
+    };
+    let renditions = parts
+        .iter()
+        .map(|part| {
+            Ok(Rendition {
+                profile: part
+                    .header("Rendition-Name")
+                    .ok_or("part without Rendition-Name header")?
+                    .to_string(),
+                width: number(part, "Width")? as u32,
+                height: number(part, "Height")? as u32,
+                frames: number(part, "Frames")?,
+                pixels: number(part, "Pixels")?,
+                data: part.body.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Transcoded {
+        renditions,
+        elapsed: Duration::ZERO,
+        by: String::new(),
+    })
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    let balance = node
+        .payments
+        .total_balance()
+        .to_string()
+        .parse::<f64>()
+        .unwrap_or(0.0);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        node.metrics
+            .render(balance, node.session_count(), node.remote.len()),
+    )
+        .into_response()
+}
+
+async fn status(State(node): State<Arc<Node>>) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = &node.metrics;
+    let view = node.payments.view();
+    let (objects, bytes) = node.store.usage();
+    axum::Json(json!({
+        "address": node.address(),
+        "service_uri": node.service_uri,
+        "offchain": node.config.offchain,
+        "price": {
+            "price_per_unit": node.payments.price().price_per_unit,
+            "pixels_per_unit": node.payments.price().pixels_per_unit,
+        },
+        "chain": { "block": view.block, "round": view.round },
+        "sessions": node.session_count(),
+        "segments": {
+            "received": m.segments_received.load(Relaxed),
+            "transcoded": m.segments_transcoded.load(Relaxed),
+            "failures": m.failures(),
+        },
+        "pixels_billed": m.pixels_billed.load(Relaxed),
+        "tickets": {
+            "received": m.tickets_received.load(Relaxed),
+            "accepted": m.tickets_accepted.load(Relaxed),
+            "won": m.tickets_won.load(Relaxed),
+            "redeemed": m.tickets_redeemed.load(Relaxed),
+        },
+        "pending_redemptions": node.payments.pending_redemptions(),
+        "redemption_passes": node.payments.redemption_passes(),
+        "redemptions": node.payments.redemptions(),
+        "balances": node.payments.balances().into_iter().map(|(sender, session, balance)| json!({
+            "sender": sender, "session": session, "balance_wei": balance.to_string(),
+        })).collect::<Vec<_>>(),
+        "transcoders": node.remote.status(),
+        "store": { "objects": objects, "bytes": bytes },
+        "faults": node.faults.snapshot(),
+    }))
+    .into_response()
+}
+
+fn admin_authorized(node: &Node, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = &node.config.admin_token else {
+        return Err(text(StatusCode::NOT_FOUND, "admin endpoint disabled"));
+    };
+    let given = header_str(headers, "authorization").and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(token.as_str()) {
+        Ok(())
+    } else {
+        Err(text(StatusCode::UNAUTHORIZED, "invalid admin bearer token"))
+    }
+}
+
+async fn get_faults(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
+    if let Err(response) = admin_authorized(&node, &headers) {
+        return response;
+    }
+    axum::Json(node.faults.snapshot()).into_response()
+}
+
+async fn put_faults(State(node): State<Arc<Node>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if let Err(response) = admin_authorized(&node, &parts.headers) {
+        return response;
+    }
+    let body = match read_body(body, 64 * 1024, Duration::from_secs(10)).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let config: FaultConfig = match serde_json::from_slice(&body) {
+        Ok(config) => config,
+        Err(err) => return text(StatusCode::BAD_REQUEST, format!("fault switches: {err}")),
+    };
+    match node.faults.set(config) {
+        Ok(()) => {
+            tracing::warn!(faults = ?node.faults.snapshot(), "fault switches changed");
+            axum::Json(node.faults.snapshot()).into_response()
+        }
+        Err(err) => text(StatusCode::BAD_REQUEST, err.to_string()),
+    }
+}

@@ -1,0 +1,651 @@
+//! The orchestrator's shared state and the segment pipeline.
+//!
+//! Design: one [`Node`] behind an `Arc` is the whole orchestrator; the gRPC services and HTTP
+//! routes are thin adapters over its methods. The segment pipeline follows go-livepeer's
+//! `ServeSegment` order — payment header, segment credentials (signature, capabilities, auth
+//! token, capacity), payment, balance, body and hash — and each refusal is a [`Refusal`] carrying
+//! the documented status code and reason text, so the rejection contract lives in one place.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, keccak256};
+use bytes::Bytes;
+use http::StatusCode;
+use protocol::capabilities::{Capability, CapabilitySet};
+use protocol::net::{self, OrchestratorInfo, SegData, TranscodeResult};
+use protocol::sig::{self, NodeKey, SigPolicy};
+use protocol::{fields, headers};
+use reference_transcoder::Profile;
+use tokio::sync::watch;
+
+use crate::auth::AuthTokens;
+use crate::config::{OrchestratorConfig, TranscodeMode};
+use crate::faults::{self, FaultConfig, Faults};
+use crate::metrics::{FailureReason, Metrics};
+use crate::payments::Payments;
+use crate::profiles;
+use crate::remote::{RemoteError, RemotePool};
+use crate::store::ObjectStore;
+use crate::transcode::{self, LocalTranscoders, Transcoded};
+
+/// A refused request: HTTP status, reason text and the metric label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Body text.
+    pub reason: String,
+    /// Failure label.
+    pub label: FailureReason,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, label: FailureReason, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason: reason.into(),
+            label,
+        }
+    }
+}
+
+/// A segment that passed every check and is ready to transcode.
+#[derive(Debug)]
+pub struct AcceptedSegment {
+    seg: SegData,
+    sender: Address,
+    session: String,
+    profiles: Vec<Profile>,
+    body: Bytes,
+    faults: FaultConfig,
+}
+
+/// The orchestrator.
+#[derive(Debug)]
+pub struct Node {
+    pub(crate) config: OrchestratorConfig,
+    pub(crate) service_uri: String,
+    key: NodeKey,
+    policy: SigPolicy,
+    capabilities: CapabilitySet,
+    auth: AuthTokens,
+    pub(crate) payments: Arc<Payments>,
+    pub(crate) faults: Faults,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) store: ObjectStore,
+    sessions: Mutex<HashMap<String, Instant>>,
+    local: LocalTranscoders,
+    pub(crate) remote: RemotePool,
+    transcoded: AtomicU64,
+    crash: watch::Sender<bool>,
+}
+
+/// Capabilities this orchestrator offers.
+pub fn offered_capabilities() -> CapabilitySet {
+    [
+        Capability::H264,
+        Capability::Mpegts,
+        Capability::FractionalFramerates,
+        Capability::StorageDirect,
+        Capability::ProfileH264Baseline,
+        Capability::ProfileH264Main,
+        Capability::ProfileH264High,
+        Capability::ProfileH264ConstrainedHigh,
+        Capability::Gop,
+        Capability::AuthToken,
+    ]
+    .into_iter()
+    .collect()
+}
+
+impl Node {
+    pub(crate) fn new(
+        config: OrchestratorConfig,
+        service_uri: String,
+        key: NodeKey,
+        payments: Arc<Payments>,
+        metrics: Arc<Metrics>,
+        crash: watch::Sender<bool>,
+    ) -> Self {
+        let policy = if config.offchain {
+            SigPolicy::OffChain
+        } else {
+            SigPolicy::OnChain
+        };
+        Self {
+            service_uri,
+            key,
+            policy,
+            capabilities: offered_capabilities(),
+            auth: AuthTokens::new(Duration::from_secs(config.limits.auth_token_secs)),
+            payments,
+            faults: Faults::new(config.faults.clone()),
+            metrics,
+            store: ObjectStore::new(
+                config.limits.store_bytes,
+                Duration::from_secs(config.limits.store_secs),
+            ),
+            sessions: Mutex::new(HashMap::new()),
+            local: LocalTranscoders::new(
+                &config.transcode.x264_preset,
+                config.transcode.encoder_threads,
+            ),
+            remote: RemotePool::new(Duration::from_millis(config.limits.remote_task_timeout_ms)),
+            transcoded: AtomicU64::new(0),
+            crash,
+            config,
+        }
+    }
+
+    /// The node's Ethereum address (none off-chain).
+    pub fn address(&self) -> Option<Address> {
+        self.key.address()
+    }
+
+    /// `OrchestratorInfo` for `sender`'s session `session_id`, with fresh ticket params.
+    pub fn info(&self, sender: Address, session_id: &str) -> OrchestratorInfo {
+        let priced = self.payments.priced();
+        OrchestratorInfo {
+            transcoder: self.service_uri.clone(),
+            ticket_params: self.payments.ticket_params(sender),
+            price_info: priced.then(|| self.payments.price().to_message()),
+            address: self.address().map(|a| a.to_vec()).unwrap_or_default(),
+            capabilities: Some(self.capabilities.to_message()),
+            auth_token: Some(self.auth.issue(session_id)),
+            ..Default::default()
+        }
+    }
+
+    /// Handles `GetOrchestrator`: checks B's signature and capabilities, opens a session id.
+    pub fn discover(
+        &self,
+        req: &net::OrchestratorRequest,
+    ) -> Result<OrchestratorInfo, tonic::Status> {
+        let sender = if req.address.is_empty() && self.policy == SigPolicy::OffChain {
+            Address::ZERO
+        } else {
+            fields::address("OrchestratorRequest.address", &req.address)
+                .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
+        };
+        sig::verify_orchestrator_request(self.policy, sender, &req.sig).map_err(|e| {
+            tonic::Status::permission_denied(format!("invalid orchestrator request signature: {e}"))
+        })?;
+        if let Some(caps) = &req.capabilities
+            && !CapabilitySet::from(caps).compatible_with(&self.capabilities)
+        {
+            return Err(tonic::Status::invalid_argument("incompatible capabilities"));
+        }
+        Ok(self.info(sender, &AuthTokens::new_session_id()))
+    }
+
+    /// Handles `EndTranscodingSession`.
+    pub fn end_session(&self, token: Option<&net::AuthToken>) -> Result<(), tonic::Status> {
+        let session = self
+            .auth
+            .verify(token)
+            .map_err(|e| tonic::Status::permission_denied(e.to_string()))?
+            .to_string();
+        self.close_session(&session);
+        Ok(())
+    }
+
+    fn close_session(&self, session: &str) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(session);
+        self.local.close(session);
+        self.payments.forget_session(session);
+    }
+
+    /// Open sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Closes sessions idle for longer than the configured limit.
+    pub fn reap_idle_sessions(&self) {
+        let idle = Duration::from_secs(self.config.limits.session_idle_secs);
+        let stale: Vec<String> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, seen)| seen.elapsed() > idle)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for session in stale {
+            tracing::info!(session, "closing idle session");
+            self.close_session(&session);
+        }
+    }
+
+    fn refuse(&self, refusal: Refusal) -> Refusal {
+        self.metrics.fail(refusal.label);
+        refusal
+    }
+
+    /// Every check before the body is read: headers, credentials, payment, balance. Returns the
+    /// decoded segment, its sender and session.
+    pub fn check_headers(
+        &self,
+        segment_header: Option<&str>,
+        payment_header: Option<&str>,
+    ) -> Result<(SegData, Address, String, Vec<Profile>), Refusal> {
+        use FailureReason as F;
+        self.metrics
+            .segments_received
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(limit) = self.faults.snapshot().crash_after_segments
+            && self.transcoded.load(Ordering::Relaxed) >= limit
+        {
+            tracing::error!(limit, "crash fault switch: stopping the node");
+            let _ = self.crash.send(true);
+            return Err(Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                F::Transcode,
+                "crashed",
+            ));
+        }
+        let payment = match payment_header {
+            Some(value) => headers::decode_payment(value).map_err(|e| {
+                self.refuse(Refusal::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    F::BadPaymentHeader,
+                    e.to_string(),
+                ))
+            })?,
+            None => net::Payment::default(),
+        };
+        let sender = if payment.sender.is_empty() {
+            Address::ZERO
+        } else {
+            fields::address("Payment.sender", &payment.sender).map_err(|e| {
+                self.refuse(Refusal::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    F::BadPaymentHeader,
+                    e.to_string(),
+                ))
+            })?
+        };
+        let Some(segment_header) = segment_header else {
+            return Err(self.refuse(Refusal::new(
+                StatusCode::FORBIDDEN,
+                F::BadSegmentHeader,
+                "missing Livepeer-Segment header",
+            )));
+        };
+        let seg = headers::decode_segment(segment_header).map_err(|e| {
+            self.refuse(Refusal::new(
+                StatusCode::FORBIDDEN,
+                F::BadSegmentHeader,
+                e.to_string(),
+            ))
+        })?;
+        sig::verify_segment(self.policy, sender, &seg).map_err(|e| {
+            self.refuse(Refusal::new(
+                StatusCode::FORBIDDEN,
+                F::BadSignature,
+                format!("invalid segment signature: {e}"),
+            ))
+        })?;
+        if let Some(caps) = &seg.capabilities
+            && !CapabilitySet::from(caps).compatible_with(&self.capabilities)
+        {
+            return Err(self.refuse(Refusal::new(
+                StatusCode::FORBIDDEN,
+                F::Capability,
+                "incompatible capabilities",
+            )));
+        }
+        let profiles = profiles::requested(&seg).map_err(|e| {
+            self.refuse(Refusal::new(
+                StatusCode::FORBIDDEN,
+                F::Capability,
+                e.to_string(),
+            ))
+        })?;
+        let session = self
+            .auth
+            .verify(seg.auth_token.as_ref())
+            .map_err(|e| {
+                self.refuse(Refusal::new(
+                    StatusCode::FORBIDDEN,
+                    F::AuthToken,
+                    e.to_string(),
+                ))
+            })?
+            .to_string();
+        self.check_capacity(&session)?;
+        if self.payments.priced() {
+            if payment.ticket_params.is_some() {
+                self.payments.process(&payment, &session).map_err(|e| {
+                    self.refuse(Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        F::PaymentRejected,
+                        e.to_string(),
+                    ))
+                })?;
+            }
+            if !self.payments.sufficient_balance(sender, &session) {
+                return Err(self.refuse(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    F::InsufficientBalance,
+                    "Insufficient balance",
+                )));
+            }
+        }
+        Ok((seg, sender, session, profiles))
+    }
+
+    fn check_capacity(&self, session: &str) -> Result<(), Refusal> {
+        if self.config.transcode.mode == TranscodeMode::Remote && !self.remote.has_capacity() {
+            return Err(self.refuse(Refusal::new(
+                StatusCode::FORBIDDEN,
+                FailureReason::Busy,
+                "OrchestratorBusy",
+            )));
+        }
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if !sessions.contains_key(session) && sessions.len() >= self.config.limits.max_sessions {
+            drop(sessions);
+            return Err(self.refuse(Refusal::new(
+                StatusCode::FORBIDDEN,
+                FailureReason::Capped,
+                "OrchestratorCapped",
+            )));
+        }
+        sessions.insert(session.to_string(), Instant::now());
+        Ok(())
+    }
+
+    /// Checks the body against `SegData.hash`.
+    pub fn accept_body(
+        &self,
+        (seg, sender, session, profiles): (SegData, Address, String, Vec<Profile>),
+        body: Bytes,
+    ) -> Result<AcceptedSegment, Refusal> {
+        if keccak256(&body).as_slice() != seg.hash.as_slice() {
+            return Err(self.refuse(Refusal::new(
+                StatusCode::FORBIDDEN,
+                FailureReason::HashMismatch,
+                "segment hash mismatch",
+            )));
+        }
+        Ok(AcceptedSegment {
+            seg,
+            sender,
+            session,
+            profiles,
+            body,
+            faults: self.faults.snapshot(),
+        })
+    }
+
+    /// Whether the drop switch eats this segment.
+    pub fn should_drop(&self, accepted: &AcceptedSegment) -> bool {
+        let drop = self.faults.should_drop(accepted.faults.drop_fraction);
+        if drop {
+            self.metrics.fail(FailureReason::FaultDrop);
+            tracing::warn!(seq = accepted.seg.seq, "drop fault switch: segment dropped");
+        }
+        drop
+    }
+
+    /// Transcodes an accepted segment, stores the renditions, bills and signs the result.
+    pub async fn transcode(&self, accepted: AcceptedSegment) -> TranscodeResult {
+        let AcceptedSegment {
+            seg,
+            sender,
+            session,
+            profiles,
+            body,
+            faults,
+        } = accepted;
+        let seq = seg.seq;
+        let encoded = transcode::effective_profiles(&profiles, &faults);
+        let outcome = match self.config.transcode.mode {
+            TranscodeMode::Local => self.local.transcode(&session, encoded, body).await,
+            TranscodeMode::PassThrough => Ok(transcode::pass_through(
+                &encoded,
+                &body,
+                u64::try_from(seg.duration).unwrap_or(0),
+            )),
+            TranscodeMode::Remote => self.transcode_remote(&seg, encoded, body).await,
+        };
+        if faults.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(faults.delay_ms)).await;
+        }
+        let info = Some(self.info(sender, &session));
+        let done = match outcome {
+            Ok(done) => done,
+            Err(error) => {
+                self.metrics.fail(FailureReason::Transcode);
+                tracing::warn!(seq, %error, "transcode failed");
+                return TranscodeResult {
+                    seq,
+                    result: Some(net::transcode_result::Result::Error(error)),
+                    info,
+                };
+            }
+        };
+        let result = self.finish(&session, sender, seq, done, &faults);
+        if let Some(session_seen) = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&session)
+        {
+            *session_seen = Instant::now();
+        }
+        TranscodeResult {
+            seq,
+            result: Some(result),
+            info,
+        }
+    }
+
+    async fn transcode_remote(
+        &self,
+        seg: &SegData,
+        profiles: Vec<Profile>,
+        body: Bytes,
+    ) -> Result<Transcoded, String> {
+        let task = self.remote.next_task_id();
+        let name = RemotePool::source_name(task);
+        self.store.put(name.clone(), body);
+        let mut seg = seg.clone();
+        seg.full_profiles3 = profiles.iter().map(profiles::to_wire).collect();
+        let url = format!("{}/{name}", self.service_uri);
+        let orch_id = self.address().map(|a| a.to_string()).unwrap_or_default();
+        let outcome = self.remote.run(task, url, seg, orch_id).await;
+        self.store.remove(&name);
+        outcome.map_err(|e| match e {
+            RemoteError::Busy => "OrchestratorBusy".to_string(),
+            RemoteError::Failed(reason) => reason,
+        })
+    }
+
+    fn finish(
+        &self,
+        session: &str,
+        sender: Address,
+        seq: i64,
+        done: Transcoded,
+        faults: &FaultConfig,
+    ) -> net::transcode_result::Result {
+        let signature =
+            sig::sign_transcode_result(&self.key, done.renditions.iter().map(|r| r.data.as_ref()))
+                .unwrap_or_default();
+        let mut segments = Vec::with_capacity(done.renditions.len());
+        let mut billed = 0u64;
+        for rendition in done.renditions {
+            let name = format!("stream/{session}/{}/{seq}.ts", url_safe(&rendition.profile));
+            let data = if faults.corrupt_renditions {
+                let mut damaged = rendition.data.to_vec();
+                faults::corrupt(&mut damaged);
+                Bytes::from(damaged)
+            } else {
+                rendition.data
+            };
+            self.store.put(name.clone(), data);
+            let pixels = (rendition.pixels as f64 * faults.overcharge_factor).round() as u64;
+            billed += pixels;
+            segments.push(net::TranscodedSegmentData {
+                url: format!("{}/{name}", self.service_uri),
+                pixels: pixels as i64,
+                ..Default::default()
+            });
+        }
+        self.payments.debit_pixels(sender, session, billed);
+        self.metrics
+            .pixels_billed
+            .fetch_add(billed, Ordering::Relaxed);
+        self.metrics
+            .transcode_micros
+            .fetch_add(done.elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.metrics
+            .segments_transcoded
+            .fetch_add(1, Ordering::Relaxed);
+        self.transcoded.fetch_add(1, Ordering::Relaxed);
+        net::transcode_result::Result::Data(net::TranscodeData {
+            segments,
+            sig: signature,
+        })
+    }
+}
+
+/// Keeps a profile name usable as one URL path segment.
+fn url_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use proptest::prelude::*;
+    use protocol::ticket::{ChainView, PricePerPixel, RecipientConfig, TicketRecipient};
+
+    use super::*;
+
+    fn node(priced: bool) -> Node {
+        let mut config = OrchestratorConfig::offchain();
+        let metrics = Arc::new(Metrics::default());
+        let (key, payments) = if priced {
+            config.offchain = false;
+            let signer = alloy::signers::local::PrivateKeySigner::random();
+            let recipient = TicketRecipient::new(signer.address(), RecipientConfig::default());
+            let price = PricePerPixel {
+                price_per_unit: 1,
+                pixels_per_unit: 1,
+            };
+            let payments = Payments::new(
+                price,
+                Some(recipient),
+                None,
+                ChainView::default(),
+                1,
+                metrics.clone(),
+            );
+            (NodeKey::Account(signer), payments)
+        } else {
+            let payments = Payments::new(
+                PricePerPixel::default(),
+                None,
+                None,
+                ChainView::default(),
+                1,
+                metrics.clone(),
+            );
+            (NodeKey::OffChain, payments)
+        };
+        let (crash, _) = watch::channel(false);
+        Node::new(
+            config,
+            "https://127.0.0.1:1".into(),
+            key,
+            Arc::new(payments),
+            metrics,
+            crash,
+        )
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    fn assert_client_error(result: Result<(SegData, Address, String, Vec<Profile>), Refusal>) {
+        if let Err(refusal) = result {
+            assert!(
+                refusal.status.is_client_error(),
+                "{} {}",
+                refusal.status,
+                refusal.reason
+            );
+            assert!(!refusal.reason.is_empty());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_header_text_is_a_4xx(seg in ".{0,200}", pay in proptest::option::of(".{0,200}")) {
+            for priced in [false, true] {
+                assert_client_error(node(priced).check_headers(Some(&seg), pay.as_deref()));
+            }
+        }
+
+        #[test]
+        fn arbitrary_protobuf_bytes_are_a_4xx(
+            seg in proptest::collection::vec(any::<u8>(), 0..300),
+            pay in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            for priced in [false, true] {
+                assert_client_error(node(priced).check_headers(Some(&b64(&seg)), Some(&b64(&pay))));
+            }
+        }
+
+        #[test]
+        fn mutated_valid_segments_are_a_4xx(flip in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let n = node(false);
+            let info = n.info(Address::ZERO, "s");
+            let ladder = reference_transcoder::ladder::parse_ladder("P144p30fps16x9").unwrap();
+            let seg = crate::client::segment_data(&NodeKey::OffChain, &info, b"m", 1, b"body", 1000, &ladder).unwrap();
+            let mut bytes = prost::Message::encode_to_vec(&seg);
+            let i = flip.index(bytes.len());
+            bytes[i] = byte;
+            assert_client_error(n.check_headers(Some(&b64(&bytes)), None));
+        }
+    }
+
+    #[test]
+    fn a_valid_offchain_segment_passes_the_header_checks() {
+        let n = node(false);
+        let info = n.info(Address::ZERO, "session-1");
+        let ladder = reference_transcoder::ladder::parse_ladder("P144p30fps16x9").unwrap();
+        let seg =
+            crate::client::segment_data(&NodeKey::OffChain, &info, b"m", 1, b"body", 1000, &ladder)
+                .unwrap();
+        let (_, _, session, profiles) = n
+            .check_headers(Some(&headers::encode_segment(&seg)), None)
+            .unwrap();
+        assert_eq!(session, "session-1");
+        assert_eq!(profiles, ladder);
+        assert_eq!(n.session_count(), 1);
+    }
+}

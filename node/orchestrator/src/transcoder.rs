@@ -1,0 +1,220 @@
+//! The remote transcoder node (`lpt node transcoder --orchestrator URL --secret S`): registers
+//! with an orchestrator, takes `NotifySegment` work, fetches each source segment, transcodes it
+//! with the reference transcoder and posts the renditions back to `/transcodeResults`.
+//!
+//! Design: the work stream is read by one task; each segment runs as its own task in a
+//! [`JoinSet`] bounded by the declared capacity, so dropping the node (or killing it in a test)
+//! cancels every in-flight segment with it — exactly what the orchestrator must survive. Results
+//! use go-livepeer's multipart shape: one part per rendition with `Rendition-Name` and `Pixels`
+//! headers (plus `Width`, `Height`, `Frames`), or an error body with a dedicated content type.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use protocol::net::transcoder_client::TranscoderClient;
+use protocol::net::{NotifySegment, RegisterRequest};
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::client::{grpc_channel, http_client};
+use crate::http::{TASK_ID_HEADER, TRANSCODE_ERROR_TYPE};
+use crate::multipart::{self, Part};
+use crate::profiles;
+use crate::transcode::LocalTranscoders;
+
+/// A remote transcoder's settings.
+#[derive(Debug, Clone)]
+pub struct TranscoderConfig {
+    /// Orchestrator service URI (`https://host:port`).
+    pub orchestrator: String,
+    /// Shared secret.
+    pub secret: String,
+    /// Segments transcoded at once.
+    pub capacity: usize,
+    /// libx264 preset.
+    pub x264_preset: String,
+}
+
+impl TranscoderConfig {
+    /// A transcoder for `orchestrator` with `secret`, capacity 1, preset `veryfast`.
+    pub fn new(orchestrator: &str, secret: &str) -> Self {
+        Self {
+            orchestrator: orchestrator.trim_end_matches('/').to_string(),
+            secret: secret.to_string(),
+            capacity: 1,
+            x264_preset: "veryfast".into(),
+        }
+    }
+}
+
+/// A transcoder running as a task.
+#[derive(Debug)]
+pub struct RunningTranscoder {
+    task: JoinHandle<anyhow::Result<()>>,
+    completed: Arc<AtomicU64>,
+}
+
+impl RunningTranscoder {
+    /// Segments transcoded and posted back so far.
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
+    }
+
+    /// Stops at once, abandoning segments in flight (as a killed process would).
+    pub fn kill(self) {
+        self.task.abort();
+    }
+
+    /// Waits until the session with the orchestrator ends.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("transcoder task")?
+    }
+}
+
+/// Registers with the orchestrator and serves one work stream as a background task.
+pub fn start_transcoder(config: TranscoderConfig) -> RunningTranscoder {
+    let completed = Arc::new(AtomicU64::new(0));
+    let task = tokio::spawn(serve_stream(config, completed.clone()));
+    RunningTranscoder { task, completed }
+}
+
+/// `lpt node transcoder`: serves the orchestrator until Ctrl-C/SIGTERM, re-registering (after a
+/// second) when the stream ends.
+pub async fn run_transcoder(config: TranscoderConfig) -> anyhow::Result<()> {
+    let completed = Arc::new(AtomicU64::new(0));
+    let work = async {
+        loop {
+            if let Err(err) = serve_stream(config.clone(), completed.clone()).await {
+                tracing::warn!(%err, "transcoder session ended; registering again");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    tokio::select! {
+        _ = work => Ok(()),
+        _ = crate::shutdown_signal() => Ok(()),
+    }
+}
+
+async fn serve_stream(config: TranscoderConfig, completed: Arc<AtomicU64>) -> anyhow::Result<()> {
+    let channel = grpc_channel(&config.orchestrator)?;
+    let mut stream = TranscoderClient::new(channel)
+        .register_transcoder(RegisterRequest {
+            secret: config.secret.clone(),
+            capacity: config.capacity as i64,
+            capabilities: Some(crate::node::offered_capabilities().to_message()),
+        })
+        .await
+        .with_context(|| format!("registering with {}", config.orchestrator))?
+        .into_inner();
+    tracing::info!(orchestrator = %config.orchestrator, "registered as a remote transcoder");
+    let http = http_client();
+    let transcoders = Arc::new(LocalTranscoders::new(&config.x264_preset, 0));
+    let slots = Arc::new(Semaphore::new(config.capacity.max(1)));
+    let mut tasks = JoinSet::new();
+    loop {
+        let message = tokio::select! {
+            message = stream.message() => message,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        let Some(notify) = message.context("reading the work stream")? else {
+            anyhow::bail!("the orchestrator closed the work stream");
+        };
+        let permit = slots.clone().acquire_owned().await?;
+        let http = http.clone();
+        let transcoders = transcoders.clone();
+        let config = config.clone();
+        let completed = completed.clone();
+        tasks.spawn(async move {
+            let task = notify.task_id;
+            match work(&http, &transcoders, &config, notify).await {
+                Ok(()) => {
+                    completed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => tracing::warn!(task, %err, "remote task failed"),
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn work(
+    http: &reqwest::Client,
+    transcoders: &LocalTranscoders,
+    config: &TranscoderConfig,
+    notify: NotifySegment,
+) -> anyhow::Result<()> {
+    let outcome = transcode(http, transcoders, config, &notify).await;
+    let request = http
+        .post(format!("{}/transcodeResults", config.orchestrator))
+        .header("Authorization", &config.secret)
+        .header(TASK_ID_HEADER, notify.task_id.to_string());
+    let request = match &outcome {
+        Ok(parts) => {
+            let (content_type, body) = multipart::encode(parts);
+            request.header("Content-Type", content_type).body(body)
+        }
+        Err(err) => request
+            .header("Content-Type", TRANSCODE_ERROR_TYPE)
+            .body(err.to_string()),
+    };
+    let response = request.send().await.context("posting results")?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "orchestrator refused results: {}",
+        response.status()
+    );
+    outcome.map(drop)
+}
+
+async fn transcode(
+    http: &reqwest::Client,
+    transcoders: &LocalTranscoders,
+    config: &TranscoderConfig,
+    notify: &NotifySegment,
+) -> anyhow::Result<Vec<Part>> {
+    let seg = notify
+        .seg_data
+        .as_ref()
+        .context("NotifySegment without segData")?;
+    let ladder = profiles::requested(seg)?;
+    let response = http
+        .get(&notify.url)
+        .header("Authorization", &config.secret)
+        .send()
+        .await
+        .context("fetching the segment")?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "fetching the segment: {}",
+        response.status()
+    );
+    let source: Bytes = response.bytes().await.context("fetching the segment")?;
+    let session = seg
+        .auth_token
+        .as_ref()
+        .map(|t| t.session_id.clone())
+        .unwrap_or_else(|| hex::encode(&seg.manifest_id));
+    let done = transcoders
+        .transcode(&session, ladder, source)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(done
+        .renditions
+        .into_iter()
+        .map(|r| Part {
+            headers: vec![
+                ("Content-Type".into(), "video/MP2T".into()),
+                ("Rendition-Name".into(), r.profile),
+                ("Pixels".into(), r.pixels.to_string()),
+                ("Width".into(), r.width.to_string()),
+                ("Height".into(), r.height.to_string()),
+                ("Frames".into(), r.frames.to_string()),
+            ],
+            body: r.data,
+        })
+        .collect())
+}

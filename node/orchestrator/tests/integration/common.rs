@@ -1,0 +1,294 @@
+//! Shared fixtures: a synthetic source cut into short low-resolution segments (made once per
+//! test binary), an anvil chain with the contracts and a funded broadcaster, orchestrator configs,
+//! a broadcaster session helper, ffprobe as an independent pixel counter, and waiting on
+//! `/status` with a deadline.
+
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::U256;
+use alloy::signers::local::PrivateKeySigner;
+use bytes::Bytes;
+use node_orchestrator::client::{
+    ClientError, OrchestratorClient, SegmentReply, SegmentRequest, segment_data,
+};
+use node_orchestrator::config::{ChainConfig, OrchestratorConfig};
+use protocol::chain::{Contracts, DeployConfig, LocalChain, TicketBrokerClient};
+use protocol::net::OrchestratorInfo;
+use protocol::sig::NodeKey;
+use protocol::ticket::{SenderLimits, TicketParams, TicketSender};
+use reference_transcoder::{Profile, SourceConfig};
+use tokio::io::AsyncWriteExt;
+
+pub const SEGMENT_MS: u64 = 1000;
+pub const ETH: u64 = 1_000_000_000_000_000_000;
+
+/// 40 one-second 256×144 segments of the stamped synthetic source.
+pub fn segments() -> &'static [Bytes] {
+    static SEGMENTS: OnceLock<Vec<Bytes>> = OnceLock::new();
+    SEGMENTS.get_or_init(|| {
+        let source = reference_transcoder::generate(&SourceConfig {
+            width: 256,
+            height: 144,
+            duration_secs: 40.0,
+            gop_secs: 1.0,
+            audio: false,
+            ..SourceConfig::default()
+        })
+        .expect("synthetic source");
+        source
+            .ts_segments(1.0)
+            .expect("segments")
+            .into_iter()
+            .map(|s| Bytes::from(s.data))
+            .collect()
+    })
+}
+
+/// The test ladder: two small renditions.
+pub fn ladder() -> Vec<Profile> {
+    reference_transcoder::ladder::parse_ladder("P144p30fps16x9,P240p30fps16x9").unwrap()
+}
+
+/// An off-chain orchestrator config on a free loopback port, with an admin token.
+pub fn offchain_config() -> OrchestratorConfig {
+    let mut config = OrchestratorConfig::offchain();
+    config.admin_token = Some("admin-secret".into());
+    config.transcode.encoder_threads = 1;
+    config
+}
+
+/// A chain with the contracts deployed and the broadcaster (account 1) funded.
+pub struct Chain {
+    pub chain: LocalChain,
+    pub contracts: Contracts,
+    pub broadcaster: PrivateKeySigner,
+    pub orchestrator: PrivateKeySigner,
+}
+
+impl Chain {
+    pub async fn start() -> Self {
+        let chain = LocalChain::start().expect("anvil (run `npm ci` in ci/chain)");
+        let deployer = chain.provider(chain.signer(0));
+        let contracts = Contracts::deploy(
+            &deployer,
+            DeployConfig {
+                round_length: 10_000,
+                ..DeployConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        let broadcaster = chain.signer(1);
+        contracts
+            .ticket_broker(chain.provider(broadcaster.clone()))
+            .fund_deposit_and_reserve(U256::from(ETH), U256::from(ETH / 2))
+            .await
+            .unwrap();
+        let orchestrator = chain.signer(2);
+        Self {
+            chain,
+            contracts,
+            broadcaster,
+            orchestrator,
+        }
+    }
+
+    /// An on-chain orchestrator charging 1 wei per pixel, tickets of face value 1e12 winning
+    /// with probability 1/2 and expiring 5 blocks after issue.
+    pub fn config(&self) -> OrchestratorConfig {
+        let mut config = offchain_config();
+        config.offchain = false;
+        config.payments.price_per_unit = 1;
+        config.payments.pixels_per_unit = 1;
+        config.payments.face_value = Some("1000000000000".into());
+        config.payments.ticket_ev = "500000000000".into();
+        config.payments.expiration_blocks = 5;
+        config.chain = Some(ChainConfig {
+            rpc_url: self.chain.url().to_string(),
+            private_key: alloy::hex::encode_prefixed(self.orchestrator.to_bytes()),
+            ticket_broker: self.contracts.ticket_broker.to_string(),
+            rounds_manager: self.contracts.rounds_manager.to_string(),
+            poll_ms: 100,
+        });
+        config
+    }
+
+    pub fn broker(&self) -> TicketBrokerClient {
+        self.contracts.ticket_broker(self.chain.reader())
+    }
+}
+
+/// A broadcaster session with one orchestrator.
+pub struct Session {
+    pub client: OrchestratorClient,
+    pub key: NodeKey,
+    pub info: OrchestratorInfo,
+    pub sender: Option<TicketSender>,
+    pub manifest: Vec<u8>,
+    pub ladder: Vec<Profile>,
+    /// Overrides go-livepeer's total timeout for slow test ladders.
+    pub total_timeout: Option<Duration>,
+}
+
+impl Session {
+    pub async fn offchain(uri: &str) -> Self {
+        let client = OrchestratorClient::connect(uri).unwrap();
+        let key = NodeKey::OffChain;
+        let info = client.get_orchestrator(&key, None).await.unwrap();
+        Self {
+            client,
+            key,
+            info,
+            sender: None,
+            manifest: b"manifest-offchain".to_vec(),
+            ladder: ladder(),
+            total_timeout: None,
+        }
+    }
+
+    pub async fn onchain(uri: &str, broadcaster: PrivateKeySigner) -> Self {
+        let client = OrchestratorClient::connect(uri).unwrap();
+        let key = NodeKey::Account(broadcaster.clone());
+        let info = client.get_orchestrator(&key, None).await.unwrap();
+        Self {
+            client,
+            key,
+            info,
+            sender: Some(TicketSender::new(broadcaster, SenderLimits::default())),
+            manifest: b"manifest-onchain".to_vec(),
+            ladder: ladder(),
+            total_timeout: None,
+        }
+    }
+
+    /// Sends segment `seq` (paying one fee estimate of tickets when on chain), keeping the
+    /// refreshed info.
+    pub async fn send(&mut self, seq: usize) -> Result<SegmentReply, ClientError> {
+        let body = segments()[seq % segments().len()].clone();
+        let seg = segment_data(
+            &self.key,
+            &self.info,
+            &self.manifest,
+            seq as i64,
+            &body,
+            SEGMENT_MS as i32,
+            &self.ladder,
+        )?;
+        let payment = match &mut self.sender {
+            Some(sender) => {
+                let params = TicketParams::from_orchestrator_info(&self.info).unwrap();
+                // Fee estimate: the ladder's pixels for one second, at the advertised price.
+                let pixels: u64 = self
+                    .ladder
+                    .iter()
+                    .map(|p| u64::from(p.width * p.height) * 30)
+                    .sum();
+                let fee = params.price.fee(pixels);
+                let block = params.expiration_block - 5;
+                Some(
+                    sender
+                        .payment(&params, fee, block, U256::from(ETH))
+                        .unwrap(),
+                )
+            }
+            None => None,
+        };
+        let mut request = SegmentRequest::new(&seg, payment.as_ref(), body, SEGMENT_MS);
+        if let Some(timeout) = self.total_timeout {
+            request.total_timeout = timeout;
+        }
+        let reply = self.client.submit_segment(request).await?;
+        if let Some(info) = reply.info() {
+            self.info = info.clone();
+        }
+        Ok(reply)
+    }
+}
+
+/// (width, height, frames) of a rendition counted by ffprobe, an independent decoder.
+pub async fn ffprobe(data: &[u8]) -> (u32, u32, u64) {
+    let mut child = tokio::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+            "-i",
+            "pipe:0",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ffprobe runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let data = data.to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(&data).await;
+    });
+    let out = child.wait_with_output().await.unwrap();
+    writer.await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // MPEG-TS lists the stream under its program too: the first line is enough.
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let fields: Vec<&str> = line.trim().split(',').collect();
+    assert_eq!(fields.len(), 3, "ffprobe output {text:?}");
+    (
+        fields[0].parse().unwrap(),
+        fields[1].parse().unwrap(),
+        fields[2].parse().unwrap(),
+    )
+}
+
+/// `/status` of an orchestrator.
+pub async fn status(client: &OrchestratorClient) -> serde_json::Value {
+    client
+        .http()
+        .get(format!("{}/status", client.uri()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls `/status` until `done` holds, failing after `deadline`.
+pub async fn wait_status(
+    client: &OrchestratorClient,
+    deadline: Duration,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let s = status(client).await;
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out waiting for {what}; status: {s:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sets every fault switch through the admin endpoint.
+pub async fn set_faults(client: &OrchestratorClient, faults: serde_json::Value) {
+    let response = client
+        .http()
+        .put(format!("{}/admin/faults", client.uri()))
+        .bearer_auth("admin-secret")
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the orchestrator and transcoder nodes with real parts: TLS on loopback
+//! ports picked at run time, FFmpeg transcoding, ffprobe as an independent pixel counter and a
+//! real anvil chain for payments.
+
+mod bad_input;
+mod common;
+mod faults;
+mod payments;
+mod rejections;
+mod remote;
