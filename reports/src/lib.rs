@@ -1,1 +1,273 @@
 //! Records journal, Polars aggregation, plots and report writers (HTML, JUnit, Markdown, JSON).
+//!
+//! The pipeline is visible in the module list: a run appends typed [`records`] to a crash-safe
+//! [`journal`]; at the end (or later, from `lpt report DIR`) [`finalize_run`] reads the journal into
+//! Polars tables ([`frames`]), [`aggregate`]s them, draws the [`plots`], and writes every output
+//! ([`render`], [`summary`], [`leaderboard`]). [`compare()`] puts two runs side by side.
+//!
+//! Design decision: one entry point renders every artifact from the run directory alone, so a run
+//! that finished, one that crashed, and one re-rendered a month later go through the same code.
+//! Content problems (a torn journal line, a missing `summary.json`, a run with no records) never
+//! stop the report: they are listed in it under "missing".
+
+pub mod aggregate;
+pub mod compare;
+pub mod error;
+pub mod frames;
+pub mod journal;
+pub mod leaderboard;
+pub mod plots;
+pub mod records;
+pub mod render;
+pub mod summary;
+pub mod util;
+
+use std::path::{Path, PathBuf};
+
+pub use aggregate::{AggregateOptions, Aggregates};
+pub use compare::{CompareOptions, Comparison, compare};
+pub use error::ReportError;
+pub use journal::{JOURNAL_FILE, JournalReader, JournalStats, JournalWriter};
+pub use records::{
+    BenchSegmentRecord, CheckRecord, QualitySample, Record, RecordKind, RedemptionRecord,
+    SegmentRecord, TicketRecord,
+};
+pub use summary::{SUMMARY_FILE, SummarySource, Verdict};
+
+/// File names written into a run directory.
+pub mod files {
+    /// The journal (input).
+    pub const JOURNAL: &str = crate::journal::JOURNAL_FILE;
+    /// The extended summary.
+    pub const SUMMARY: &str = crate::summary::SUMMARY_FILE;
+    /// All records, one table with a `type` column.
+    pub const PARQUET: &str = "records.parquet";
+    /// The HTML report.
+    pub const HTML: &str = "report.html";
+    /// JUnit XML.
+    pub const JUNIT: &str = "junit.xml";
+    /// Markdown summary.
+    pub const MARKDOWN: &str = "summary.md";
+    /// Leaderboard records (only when the run tested orchestrators).
+    pub const LEADERBOARD: &str = crate::leaderboard::LEADERBOARD_FILE;
+    /// Plot directory.
+    pub const PLOTS_DIR: &str = "plots";
+}
+
+/// Options of [`finalize_run`].
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// Aggregation options (plot bucket width).
+    pub aggregate: AggregateOptions,
+    /// Also write PNG copies of the plots.
+    pub png: bool,
+    /// Region to put on leaderboard records whose segments carry none; `None` writes `unknown`.
+    pub default_region: Option<String>,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            aggregate: AggregateOptions::default(),
+            png: true,
+            default_region: None,
+        }
+    }
+}
+
+/// What [`finalize_run`] did.
+#[derive(Debug, Clone)]
+pub struct ReportOutcome {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The headline verdict (from the tester's outcome; unknown when summary.json was missing).
+    pub verdict: Verdict,
+    /// Where the base summary came from.
+    pub summary_source: SummarySource,
+    /// What the journal reader found.
+    pub journal: JournalStats,
+    /// Rows written to `records.parquet` (= usable journal records).
+    pub records: usize,
+    /// Everything missing or skipped, as sentences (also shown in every report).
+    pub missing: Vec<String>,
+    /// Every file written.
+    pub artifacts: Vec<PathBuf>,
+    /// Leaderboard records written (0 when the run tested no orchestrator).
+    pub leaderboard_records: usize,
+    /// The aggregates, for the terminal summary.
+    pub aggregates: Aggregates,
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    // Write then rename, so a reader (or a crash) never sees half a file.
+    let tmp = path.with_extension("tmp-write");
+    let io = |source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn to_json<T: serde::Serialize>(what: &str, v: &T) -> Result<Vec<u8>, ReportError> {
+    let mut bytes = serde_json::to_vec_pretty(v).map_err(|source| ReportError::Serialize {
+        what: what.to_string(),
+        source,
+    })?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Reads a run directory's journal and summary and writes every report artifact into it:
+/// `records.parquet`, `plots/*.svg|png`, `report.html`, `junit.xml`, `summary.md`,
+/// `leaderboard.json` (when orchestrators were tested) and the extended `summary.json`.
+///
+/// Works on a finished run, a crashed run (no `summary.json`, torn journal) and an empty directory;
+/// what is missing is said in the outputs and in [`ReportOutcome::missing`].
+pub fn finalize_run(run_dir: &Path, options: &ReportOptions) -> Result<ReportOutcome, ReportError> {
+    if !run_dir.is_dir() {
+        return Err(ReportError::NotARunDirectory {
+            path: run_dir.to_path_buf(),
+            why: if run_dir.exists() {
+                "not a directory".into()
+            } else {
+                "no such directory".into()
+            },
+        });
+    }
+    let summary = summary::LoadedSummary::load(run_dir)?;
+    let mut missing = Vec::new();
+    if let Some(p) = &summary.problem {
+        missing.push(p.clone());
+    }
+
+    let journal_path = run_dir.join(JOURNAL_FILE);
+    let journal_present = journal_path.is_file();
+    let (frames, journal_stats) = if journal_present {
+        frames::RecordFrames::read_journal(&journal_path)?
+    } else {
+        missing.push("records.jsonl is missing: there are no records to aggregate".to_string());
+        (frames::RecordFrames::empty()?, JournalStats::default())
+    };
+    missing.extend(journal_stats.describe_problems());
+    if journal_present && journal_stats.total_records() == 0 {
+        missing.push("the journal holds no usable records (empty run)".to_string());
+    } else if journal_present && frames.segments.height() == 0 {
+        missing.push("no segment records: segment success and latency are unknown".to_string());
+    }
+
+    let aggregates = aggregate::aggregate(&frames, options.aggregate)?;
+    let mut artifacts = Vec::new();
+
+    let parquet = run_dir.join(files::PARQUET);
+    let records = frames.write_parquet(&parquet)?;
+    artifacts.push(parquet);
+
+    let run_name = if summary.view.scenario.name.is_empty() {
+        run_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into())
+    } else {
+        summary.view.scenario.name.clone()
+    };
+    let when = summary
+        .view
+        .started_at
+        .as_deref()
+        .map(|s| s.get(..16).unwrap_or(s).replace('T', " ") + " UTC")
+        .or_else(|| aggregates.first_record_ms.map(util::human_utc))
+        .unwrap_or_else(|| "time unknown".to_string());
+    let ctx = plots::PlotContext {
+        run_name: run_name.clone(),
+        when: when.clone(),
+    };
+    let (plots, skipped) = plots::draw_all(
+        &run_dir.join(files::PLOTS_DIR),
+        &aggregates,
+        &ctx,
+        options.png,
+    )?;
+    for p in &plots {
+        artifacts.push(p.svg_path.clone());
+        artifacts.extend(p.png_path.clone());
+    }
+
+    let timestamp_s = aggregates.last_record_ms.unwrap_or_else(util::now_ms) / 1000;
+    let mut segments_for_board = frames.segments.clone();
+    if let Some(region) = &options.default_region {
+        use polars::prelude::*;
+        segments_for_board = segments_for_board
+            .lazy()
+            .with_column(col("region").fill_null(lit(region.as_str())))
+            .collect()
+            .map_err(ReportError::polars("default region"))?;
+    }
+    let board = leaderboard::build(&segments_for_board, timestamp_s)?;
+    if let Some(board) = &board {
+        let path = run_dir.join(files::LEADERBOARD);
+        write_file(&path, &to_json("leaderboard.json", board)?)?;
+        artifacts.push(path);
+    }
+
+    let verdict = summary.verdict();
+    let generated_at = util::iso_utc(util::now_ms());
+    let rctx = render::ReportContext {
+        summary: &summary,
+        verdict: &verdict,
+        aggregates: &aggregates,
+        journal: &journal_stats,
+        journal_present,
+        missing: &missing,
+        plots: &plots,
+        skipped_plots: &skipped,
+        leaderboard: board.as_ref(),
+        run_name,
+        when,
+        generated_at: generated_at.clone(),
+    };
+    for (name, text) in [
+        (files::HTML, render::html::render(&rctx)),
+        (files::JUNIT, render::junit::render(&rctx)),
+        (files::MARKDOWN, render::markdown::render(&rctx)),
+    ] {
+        let path = run_dir.join(name);
+        write_file(&path, text.as_bytes())?;
+        artifacts.push(path);
+    }
+
+    let summary_path = run_dir.join(files::SUMMARY);
+    artifacts.push(summary_path.clone());
+    let meta = summary::ReportMeta {
+        schema_version: summary::REPORT_SCHEMA_VERSION,
+        generated_at,
+        generated_by: format!("reports {}", env!("CARGO_PKG_VERSION")),
+        summary_source: summary.source.clone(),
+        journal: journal_stats.clone(),
+        journal_present,
+        missing: missing.clone(),
+        artifacts: artifacts
+            .iter()
+            .map(|p| {
+                p.strip_prefix(run_dir)
+                    .unwrap_or(p)
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect(),
+    };
+    let extended = summary.extended(&meta, &aggregates)?;
+    write_file(&summary_path, &to_json("summary.json", &extended)?)?;
+
+    Ok(ReportOutcome {
+        run_dir: run_dir.to_path_buf(),
+        verdict,
+        summary_source: summary.source.clone(),
+        journal: journal_stats,
+        records,
+        missing,
+        artifacts,
+        leaderboard_records: board.map_or(0, |b| b.records.len()),
+        aggregates,
+    })
+}

@@ -1,0 +1,851 @@
+//! Aggregation of the record tables with Polars lazy queries: the breakdowns that go into
+//! `summary.json` and every report, and the time-bucketed series the plots draw.
+//!
+//! Design decisions:
+//! - Percentiles use **linear interpolation between the closest ranks** (Polars
+//!   `QuantileMethod::Linear`, numpy's default): for sorted values `x[0..n]`, `p(q)` is
+//!   `x[floor(h)] + (h - floor(h)) * (x[floor(h)+1] - x[floor(h)])` with `h = q * (n - 1)`.
+//! - Every breakdown is the same query over different key columns, so per-workload, per-rendition,
+//!   per-stream, per-orchestrator and per-region numbers are computed identically. Rows whose key
+//!   is null (e.g. no orchestrator known) are left out of that key's breakdown, never lumped into a
+//!   fake group; in two-key breakdowns a missing region is shown as `unknown`.
+//! - Results come back as plain serializable structs (`Option` where no sample exists), which is
+//!   what the JSON, HTML, Markdown and JUnit writers render.
+
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ReportError;
+use crate::frames::RecordFrames;
+
+/// Region name used when records carry none.
+pub const UNKNOWN_REGION: &str = "unknown";
+
+/// Count, mean, extremes and percentiles of one numeric column (`None` when there is no sample).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    /// Non-null samples.
+    pub count: u64,
+    /// Arithmetic mean.
+    pub mean: Option<f64>,
+    /// Smallest sample.
+    pub min: Option<f64>,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+    /// 95th percentile.
+    pub p95: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// Largest sample.
+    pub max: Option<f64>,
+}
+
+/// Segment × rendition statistics of one group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SegmentStats {
+    /// Segment × rendition records.
+    pub segments: u64,
+    /// Records with `ok`.
+    pub ok: u64,
+    /// Records without `ok`.
+    pub failed: u64,
+    /// `ok / segments`, `None` without records.
+    pub success_rate: Option<f64>,
+    /// Glass-to-glass latency (ms).
+    pub latency_ms: Distribution,
+    /// Upload → transcode → download round trip (ms).
+    pub round_trip_ms: Distribution,
+    /// Mean rendition download time (ms).
+    pub download_ms_mean: Option<f64>,
+    /// Mean measured bitrate (kbit/s).
+    pub bitrate_kbps_mean: Option<f64>,
+    /// Bytes received.
+    pub bytes_total: u64,
+    /// Mean segment duration (s).
+    pub duration_s_mean: Option<f64>,
+}
+
+/// Quality statistics of one group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QualityStats {
+    /// Samples with a VMAF score.
+    pub samples: u64,
+    /// Mean VMAF.
+    pub vmaf_mean: Option<f64>,
+    /// 5th percentile VMAF.
+    pub vmaf_p5: Option<f64>,
+    /// 25th percentile VMAF.
+    pub vmaf_p25: Option<f64>,
+    /// Median VMAF.
+    pub vmaf_p50: Option<f64>,
+    /// 75th percentile VMAF.
+    pub vmaf_p75: Option<f64>,
+    /// 95th percentile VMAF.
+    pub vmaf_p95: Option<f64>,
+    /// Lowest VMAF.
+    pub vmaf_min: Option<f64>,
+    /// Highest VMAF.
+    pub vmaf_max: Option<f64>,
+    /// Mean PSNR (dB).
+    pub psnr_mean: Option<f64>,
+    /// Lowest PSNR (dB).
+    pub psnr_min: Option<f64>,
+}
+
+/// One group of a breakdown: its key values and its statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group<T> {
+    /// Key column → value, e.g. `{"rendition": "P360p30fps16x9"}`.
+    pub key: BTreeMap<String, String>,
+    /// The group's statistics.
+    #[serde(flatten)]
+    pub stats: T,
+}
+
+impl<T> Group<T> {
+    /// The value of one key column.
+    pub fn key(&self, name: &str) -> &str {
+        self.key.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// Segment statistics overall and per tag.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SegmentBreakdowns {
+    /// All records.
+    pub overall: SegmentStats,
+    /// Per workload.
+    pub by_workload: Vec<Group<SegmentStats>>,
+    /// Per rendition.
+    pub by_rendition: Vec<Group<SegmentStats>>,
+    /// Per workload and rendition.
+    pub by_workload_rendition: Vec<Group<SegmentStats>>,
+    /// Per stream.
+    pub by_stream: Vec<Group<SegmentStats>>,
+    /// Per orchestrator.
+    pub by_orchestrator: Vec<Group<SegmentStats>>,
+    /// Per region.
+    pub by_region: Vec<Group<SegmentStats>>,
+    /// Per orchestrator and region.
+    pub by_orchestrator_region: Vec<Group<SegmentStats>>,
+}
+
+/// Quality statistics per tag; every group is also split by `origin` (network / reference).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QualityBreakdowns {
+    /// Per origin.
+    pub by_origin: Vec<Group<QualityStats>>,
+    /// Per rendition and origin.
+    pub by_rendition: Vec<Group<QualityStats>>,
+    /// Per orchestrator and origin.
+    pub by_orchestrator: Vec<Group<QualityStats>>,
+}
+
+/// Outcome counts of one check name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckGroupStats {
+    /// Check name.
+    pub check: String,
+    /// Times it ran.
+    pub total: u64,
+    /// Times it held.
+    pub passed: u64,
+    /// Times it did not.
+    pub failed: u64,
+    /// `passed / total`.
+    pub pass_rate: Option<f64>,
+    /// The first failure's message.
+    pub first_failure: Option<String>,
+}
+
+/// Ticket and redemption totals of one group (wei as `f64`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PaymentStats {
+    /// Tickets sent.
+    pub tickets: u64,
+    /// Winning tickets.
+    pub winning_tickets: u64,
+    /// Sum of face values sent.
+    pub face_value_total_wei: f64,
+    /// Sum of expected values sent.
+    pub ev_total_wei: f64,
+    /// Sum of winning tickets' face values.
+    pub won_face_value_wei: f64,
+    /// Pixels paid for.
+    pub pixels_total: u64,
+    /// Redemptions observed.
+    pub redemptions: u64,
+    /// Successful redemptions.
+    pub redemptions_ok: u64,
+    /// Face value redeemed successfully.
+    pub redeemed_wei: f64,
+}
+
+/// Payment totals overall and per orchestrator.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PaymentBreakdowns {
+    /// All tickets and redemptions.
+    pub overall: PaymentStats,
+    /// Per orchestrator.
+    pub by_orchestrator: Vec<Group<PaymentStats>>,
+}
+
+/// One concurrency step of `lpt bench`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BenchStep {
+    /// Concurrent sessions.
+    pub sessions: u32,
+    /// Encoder path of this step (the first segment's).
+    pub encoder: String,
+    /// Segments transcoded (attempts).
+    pub segments: u64,
+    /// Successful transcodes.
+    pub ok: u64,
+    /// Fraction of successful segments transcoded in no more than their own duration.
+    pub real_time_fraction: Option<f64>,
+    /// Transcode time ÷ segment duration over successful segments.
+    pub transcode_ratio: Distribution,
+}
+
+/// A time bucket of one rendition's segments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketPoint {
+    /// Bucket start, seconds since the run's first record.
+    pub t_s: f64,
+    /// Rendition, or `all`.
+    pub rendition: String,
+    /// Records in the bucket.
+    pub segments: u64,
+    /// `ok / segments`.
+    pub success_rate: f64,
+    /// Median latency (ms).
+    pub latency_p50_ms: Option<f64>,
+    /// 95th percentile latency (ms).
+    pub latency_p95_ms: Option<f64>,
+}
+
+/// Plot data that is too bulky for `summary.json`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlotData {
+    /// Bucket width (s).
+    pub bucket_s: f64,
+    /// Per rendition and bucket, plus rendition `all`.
+    pub buckets: Vec<BucketPoint>,
+    /// Latency CDF points per rendition: (latency ms, cumulative fraction 0–1), at most
+    /// `CDF_POINTS` + 1 per rendition.
+    pub latency_cdf: BTreeMap<String, Vec<(f64, f64)>>,
+}
+
+/// Points kept per latency CDF line.
+pub const CDF_POINTS: usize = 400;
+
+/// Everything computed from the records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Aggregates {
+    /// First record time (unix ms).
+    pub first_record_ms: Option<i64>,
+    /// Last record time (unix ms).
+    pub last_record_ms: Option<i64>,
+    /// Segment statistics.
+    pub segments: SegmentBreakdowns,
+    /// Quality statistics.
+    pub quality: QualityBreakdowns,
+    /// Check outcomes per check name.
+    pub checks: Vec<CheckGroupStats>,
+    /// Payments.
+    pub payments: PaymentBreakdowns,
+    /// Bench steps, by sessions ascending.
+    pub bench: Vec<BenchStep>,
+    /// Plot series (not serialized).
+    #[serde(skip)]
+    pub plot: PlotData,
+}
+
+type Res<T> = Result<T, ReportError>;
+
+fn f64c(name: &str) -> Expr {
+    col(name).cast(DataType::Float64)
+}
+
+fn dist_exprs(column: &str, prefix: &str) -> Vec<Expr> {
+    let c = f64c(column);
+    let q = |p: f64, n: &str| {
+        c.clone()
+            .quantile(lit(p), QuantileMethod::Linear)
+            .alias(format!("{prefix}{n}"))
+    };
+    vec![
+        c.clone()
+            .count()
+            .cast(DataType::Float64)
+            .alias(format!("{prefix}count")),
+        c.clone().mean().alias(format!("{prefix}mean")),
+        c.clone().min().alias(format!("{prefix}min")),
+        q(0.5, "p50"),
+        q(0.9, "p90"),
+        q(0.95, "p95"),
+        q(0.99, "p99"),
+        c.max().alias(format!("{prefix}max")),
+    ]
+}
+
+/// Reads a numeric cell as `f64` whatever its Polars type.
+fn num(df: &DataFrame, name: &str, row: usize) -> Option<f64> {
+    let column = df.column(name).ok()?;
+    let cast = column.cast(&DataType::Float64).ok()?;
+    let value = cast.f64().ok()?.get(row)?;
+    value.is_finite().then_some(value)
+}
+
+fn count(df: &DataFrame, name: &str, row: usize) -> u64 {
+    num(df, name, row)
+        .map(|v| v.max(0.0).round() as u64)
+        .unwrap_or(0)
+}
+
+fn text(df: &DataFrame, name: &str, row: usize) -> Option<String> {
+    let column = df.column(name).ok()?;
+    let cast = column.cast(&DataType::String).ok()?;
+    cast.str().ok()?.get(row).map(str::to_string)
+}
+
+fn read_dist(df: &DataFrame, row: usize, prefix: &str) -> Distribution {
+    let get = |n: &str| num(df, &format!("{prefix}{n}"), row);
+    Distribution {
+        count: count(df, &format!("{prefix}count"), row),
+        mean: get("mean"),
+        min: get("min"),
+        p50: get("p50"),
+        p90: get("p90"),
+        p95: get("p95"),
+        p99: get("p99"),
+        max: get("max"),
+    }
+}
+
+/// A query family: the aggregation expressions and how to read one result row.
+trait StatsQuery: Sized {
+    fn exprs() -> Vec<Expr>;
+    fn read(df: &DataFrame, row: usize) -> Self;
+}
+
+impl StatsQuery for SegmentStats {
+    fn exprs() -> Vec<Expr> {
+        let mut e = vec![
+            len().cast(DataType::Float64).alias("segments"),
+            f64c("ok").sum().alias("ok"),
+            f64c("download_ms").mean().alias("download_ms_mean"),
+            f64c("bitrate_kbps").mean().alias("bitrate_kbps_mean"),
+            f64c("bytes").sum().alias("bytes_total"),
+            f64c("duration_s").mean().alias("duration_s_mean"),
+        ];
+        e.extend(dist_exprs("latency_ms", "latency_"));
+        e.extend(dist_exprs("round_trip_ms", "round_trip_"));
+        e
+    }
+    fn read(df: &DataFrame, row: usize) -> Self {
+        let segments = count(df, "segments", row);
+        let ok = count(df, "ok", row);
+        SegmentStats {
+            segments,
+            ok,
+            failed: segments - ok.min(segments),
+            success_rate: (segments > 0).then(|| ok as f64 / segments as f64),
+            latency_ms: read_dist(df, row, "latency_"),
+            round_trip_ms: read_dist(df, row, "round_trip_"),
+            download_ms_mean: num(df, "download_ms_mean", row),
+            bitrate_kbps_mean: num(df, "bitrate_kbps_mean", row),
+            bytes_total: count(df, "bytes_total", row),
+            duration_s_mean: num(df, "duration_s_mean", row),
+        }
+    }
+}
+
+impl StatsQuery for QualityStats {
+    fn exprs() -> Vec<Expr> {
+        let v = f64c("vmaf");
+        let q = |p: f64, n: &str| v.clone().quantile(lit(p), QuantileMethod::Linear).alias(n);
+        vec![
+            v.clone().count().cast(DataType::Float64).alias("samples"),
+            v.clone().mean().alias("vmaf_mean"),
+            q(0.05, "vmaf_p5"),
+            q(0.25, "vmaf_p25"),
+            q(0.5, "vmaf_p50"),
+            q(0.75, "vmaf_p75"),
+            q(0.95, "vmaf_p95"),
+            v.clone().min().alias("vmaf_min"),
+            v.max().alias("vmaf_max"),
+            f64c("psnr").mean().alias("psnr_mean"),
+            f64c("psnr").min().alias("psnr_min"),
+        ]
+    }
+    fn read(df: &DataFrame, row: usize) -> Self {
+        QualityStats {
+            samples: count(df, "samples", row),
+            vmaf_mean: num(df, "vmaf_mean", row),
+            vmaf_p5: num(df, "vmaf_p5", row),
+            vmaf_p25: num(df, "vmaf_p25", row),
+            vmaf_p50: num(df, "vmaf_p50", row),
+            vmaf_p75: num(df, "vmaf_p75", row),
+            vmaf_p95: num(df, "vmaf_p95", row),
+            vmaf_min: num(df, "vmaf_min", row),
+            vmaf_max: num(df, "vmaf_max", row),
+            psnr_mean: num(df, "psnr_mean", row),
+            psnr_min: num(df, "psnr_min", row),
+        }
+    }
+}
+
+fn overall<T: StatsQuery>(df: &DataFrame, step: &str) -> Res<T> {
+    let out = df
+        .clone()
+        .lazy()
+        .select(T::exprs())
+        .collect()
+        .map_err(ReportError::polars(step))?;
+    Ok(T::read(&out, 0))
+}
+
+/// Groups `df` by `keys` (the first key must be non-null; later null keys read `unknown`).
+fn grouped<T: StatsQuery>(df: &DataFrame, keys: &[&str], step: &str) -> Res<Vec<Group<T>>> {
+    if df.height() == 0 {
+        return Ok(Vec::new());
+    }
+    let mut lf = df.clone().lazy().filter(col(keys[0]).is_not_null());
+    for k in &keys[1..] {
+        lf = lf.with_column(col(*k).fill_null(lit(UNKNOWN_REGION)));
+    }
+    let key_exprs: Vec<Expr> = keys.iter().map(|k| col(*k)).collect();
+    let out = lf
+        .group_by(key_exprs)
+        .agg(T::exprs())
+        .sort(
+            keys.iter()
+                .map(|k| PlSmallStr::from(*k))
+                .collect::<Vec<_>>(),
+            SortMultipleOptions::default(),
+        )
+        .collect()
+        .map_err(ReportError::polars(step))?;
+    Ok((0..out.height())
+        .map(|row| Group {
+            key: keys
+                .iter()
+                .map(|k| (k.to_string(), text(&out, k, row).unwrap_or_default()))
+                .collect(),
+            stats: T::read(&out, row),
+        })
+        .collect())
+}
+
+/// Options for aggregation.
+#[derive(Debug, Clone, Copy)]
+pub struct AggregateOptions {
+    /// Width of the time buckets in the plot series; `None` picks 10 s, widened so that a run
+    /// never has more than 1 000 buckets.
+    pub bucket_s: Option<f64>,
+}
+
+impl Default for AggregateOptions {
+    fn default() -> Self {
+        AggregateOptions { bucket_s: None }
+    }
+}
+
+/// Computes every aggregate of a run.
+pub fn aggregate(frames: &RecordFrames, options: AggregateOptions) -> Res<Aggregates> {
+    let seg = &frames.segments;
+    let (first, last) = time_range(frames)?;
+    let segments = SegmentBreakdowns {
+        overall: overall(seg, "segments overall")?,
+        by_workload: grouped(seg, &["workload"], "segments by workload")?,
+        by_rendition: grouped(seg, &["rendition"], "segments by rendition")?,
+        by_workload_rendition: grouped(
+            seg,
+            &["workload", "rendition"],
+            "segments by workload and rendition",
+        )?,
+        by_stream: grouped(seg, &["stream"], "segments by stream")?,
+        by_orchestrator: grouped(seg, &["orchestrator"], "segments by orchestrator")?,
+        by_region: grouped(seg, &["region"], "segments by region")?,
+        by_orchestrator_region: grouped(
+            seg,
+            &["orchestrator", "region"],
+            "segments by orchestrator and region",
+        )?,
+    };
+    let q = &frames.quality;
+    let quality = QualityBreakdowns {
+        by_origin: grouped(q, &["origin"], "quality by origin")?,
+        by_rendition: grouped(q, &["rendition", "origin"], "quality by rendition")?,
+        by_orchestrator: grouped(q, &["orchestrator", "origin"], "quality by orchestrator")?,
+    };
+    let bucket_s = match options.bucket_s {
+        Some(b) if b.is_finite() && b > 0.0 => b,
+        Some(b) => {
+            return Err(ReportError::InvalidOption {
+                name: "bucket_s",
+                value: b.to_string(),
+                why: "must be a positive number of seconds".into(),
+            });
+        }
+        None => {
+            let span_s = match (first, last) {
+                (Some(a), Some(b)) => (b - a) as f64 / 1000.0,
+                _ => 0.0,
+            };
+            (span_s / 1000.0).ceil().max(10.0)
+        }
+    };
+    Ok(Aggregates {
+        first_record_ms: first,
+        last_record_ms: last,
+        segments,
+        quality,
+        checks: checks(&frames.checks)?,
+        payments: payments(frames)?,
+        bench: bench(&frames.bench)?,
+        plot: PlotData {
+            bucket_s,
+            buckets: buckets(seg, first.unwrap_or(0), bucket_s)?,
+            latency_cdf: latency_cdf(seg)?,
+        },
+    })
+}
+
+fn time_range(frames: &RecordFrames) -> Res<(Option<i64>, Option<i64>)> {
+    let mut first: Option<i64> = None;
+    let mut last: Option<i64> = None;
+    for (kind, df) in frames.tables() {
+        if df.height() == 0 {
+            continue;
+        }
+        let t = df
+            .column("t_ms")
+            .and_then(|c| c.i64().cloned())
+            .map_err(ReportError::polars(format!("{kind} t_ms")))?;
+        if let Some(m) = t.min() {
+            first = Some(first.map_or(m, |f| f.min(m)));
+        }
+        if let Some(m) = t.max() {
+            last = Some(last.map_or(m, |l| l.max(m)));
+        }
+    }
+    Ok((first, last))
+}
+
+fn checks(df: &DataFrame) -> Res<Vec<CheckGroupStats>> {
+    if df.height() == 0 {
+        return Ok(Vec::new());
+    }
+    let out = df
+        .clone()
+        .lazy()
+        .group_by([col("check")])
+        .agg([
+            len().cast(DataType::Float64).alias("total"),
+            f64c("ok").sum().alias("passed"),
+            col("message")
+                .filter(col("ok").not())
+                .first()
+                .alias("first_failure"),
+        ])
+        .sort(["check"], SortMultipleOptions::default())
+        .collect()
+        .map_err(ReportError::polars("checks by name"))?;
+    Ok((0..out.height())
+        .map(|row| {
+            let total = count(&out, "total", row);
+            let passed = count(&out, "passed", row);
+            let failed = total - passed.min(total);
+            CheckGroupStats {
+                check: text(&out, "check", row).unwrap_or_default(),
+                total,
+                passed,
+                failed,
+                pass_rate: (total > 0).then(|| passed as f64 / total as f64),
+                first_failure: text(&out, "first_failure", row)
+                    .or_else(|| (failed > 0).then(|| "failed (no message recorded)".to_string())),
+            }
+        })
+        .collect())
+}
+
+fn ticket_exprs() -> Vec<Expr> {
+    vec![
+        len().cast(DataType::Float64).alias("tickets"),
+        f64c("won").sum().alias("winning_tickets"),
+        f64c("face_value_wei").sum().alias("face_value_total_wei"),
+        f64c("ev_wei").sum().alias("ev_total_wei"),
+        f64c("face_value_wei")
+            .filter(col("won"))
+            .sum()
+            .alias("won_face_value_wei"),
+        f64c("pixels").sum().alias("pixels_total"),
+    ]
+}
+
+fn redemption_exprs() -> Vec<Expr> {
+    vec![
+        len().cast(DataType::Float64).alias("redemptions"),
+        f64c("ok").sum().alias("redemptions_ok"),
+        f64c("face_value_wei")
+            .filter(col("ok"))
+            .sum()
+            .alias("redeemed_wei"),
+    ]
+}
+
+fn fill_tickets(s: &mut PaymentStats, df: &DataFrame, row: usize) {
+    s.tickets = count(df, "tickets", row);
+    s.winning_tickets = count(df, "winning_tickets", row);
+    s.face_value_total_wei = num(df, "face_value_total_wei", row).unwrap_or(0.0);
+    s.ev_total_wei = num(df, "ev_total_wei", row).unwrap_or(0.0);
+    s.won_face_value_wei = num(df, "won_face_value_wei", row).unwrap_or(0.0);
+    s.pixels_total = count(df, "pixels_total", row);
+}
+
+fn fill_redemptions(s: &mut PaymentStats, df: &DataFrame, row: usize) {
+    s.redemptions = count(df, "redemptions", row);
+    s.redemptions_ok = count(df, "redemptions_ok", row);
+    s.redeemed_wei = num(df, "redeemed_wei", row).unwrap_or(0.0);
+}
+
+fn payments(frames: &RecordFrames) -> Res<PaymentBreakdowns> {
+    let mut overall = PaymentStats::default();
+    let mut by_orch: BTreeMap<String, PaymentStats> = BTreeMap::new();
+    let run = |df: &DataFrame, exprs: Vec<Expr>, by: bool, step: &str| -> Res<DataFrame> {
+        let lf = df.clone().lazy();
+        let lf = if by {
+            lf.group_by([col("orchestrator")]).agg(exprs)
+        } else {
+            lf.select(exprs)
+        };
+        lf.collect().map_err(ReportError::polars(step))
+    };
+    if frames.tickets.height() > 0 {
+        let all = run(&frames.tickets, ticket_exprs(), false, "tickets overall")?;
+        fill_tickets(&mut overall, &all, 0);
+        let by = run(
+            &frames.tickets,
+            ticket_exprs(),
+            true,
+            "tickets by orchestrator",
+        )?;
+        for row in 0..by.height() {
+            let o = text(&by, "orchestrator", row).unwrap_or_default();
+            fill_tickets(by_orch.entry(o).or_default(), &by, row);
+        }
+    }
+    if frames.redemptions.height() > 0 {
+        let all = run(
+            &frames.redemptions,
+            redemption_exprs(),
+            false,
+            "redemptions overall",
+        )?;
+        fill_redemptions(&mut overall, &all, 0);
+        let by = run(
+            &frames.redemptions,
+            redemption_exprs(),
+            true,
+            "redemptions by orchestrator",
+        )?;
+        for row in 0..by.height() {
+            let o = text(&by, "orchestrator", row).unwrap_or_default();
+            fill_redemptions(by_orch.entry(o).or_default(), &by, row);
+        }
+    }
+    Ok(PaymentBreakdowns {
+        overall,
+        by_orchestrator: by_orch
+            .into_iter()
+            .map(|(o, stats)| Group {
+                key: BTreeMap::from([("orchestrator".to_string(), o)]),
+                stats,
+            })
+            .collect(),
+    })
+}
+
+fn bench(df: &DataFrame) -> Res<Vec<BenchStep>> {
+    if df.height() == 0 {
+        return Ok(Vec::new());
+    }
+    let ratio = (f64c("transcode_ms") / lit(1000.0)) / f64c("duration_s");
+    let mut exprs = vec![
+        len().cast(DataType::Float64).alias("segments"),
+        f64c("ok").sum().alias("ok"),
+        ratio
+            .clone()
+            .filter(col("ok"))
+            .lt_eq(lit(1.0))
+            .cast(DataType::Float64)
+            .mean()
+            .alias("real_time_fraction"),
+        col("encoder").first().alias("encoder"),
+    ];
+    let okratio = ratio.filter(col("ok"));
+    let q = |p: f64, n: &str| {
+        okratio
+            .clone()
+            .quantile(lit(p), QuantileMethod::Linear)
+            .alias(format!("ratio_{n}"))
+    };
+    exprs.extend([
+        okratio
+            .clone()
+            .count()
+            .cast(DataType::Float64)
+            .alias("ratio_count"),
+        okratio.clone().mean().alias("ratio_mean"),
+        okratio.clone().min().alias("ratio_min"),
+        q(0.5, "p50"),
+        q(0.9, "p90"),
+        q(0.95, "p95"),
+        q(0.99, "p99"),
+        okratio.max().alias("ratio_max"),
+    ]);
+    let out = df
+        .clone()
+        .lazy()
+        .group_by([col("sessions")])
+        .agg(exprs)
+        .sort(["sessions"], SortMultipleOptions::default())
+        .collect()
+        .map_err(ReportError::polars("bench by sessions"))?;
+    Ok((0..out.height())
+        .map(|row| BenchStep {
+            sessions: count(&out, "sessions", row) as u32,
+            encoder: text(&out, "encoder", row).unwrap_or_default(),
+            segments: count(&out, "segments", row),
+            ok: count(&out, "ok", row),
+            real_time_fraction: num(&out, "real_time_fraction", row),
+            transcode_ratio: read_dist(&out, row, "ratio_"),
+        })
+        .collect())
+}
+
+fn buckets(seg: &DataFrame, t0: i64, bucket_s: f64) -> Res<Vec<BucketPoint>> {
+    if seg.height() == 0 {
+        return Ok(Vec::new());
+    }
+    let bucket_ms = (bucket_s * 1000.0).round().max(1.0) as i64;
+    let lf = seg.clone().lazy().with_column(
+        // t_ms ≥ t0, so truncating the quotient is flooring it (Polars' integer floor
+        // division needs the `round_series` feature).
+        ((col("t_ms") - lit(t0)).cast(DataType::Float64) / lit(bucket_ms as f64))
+            .cast(DataType::Int64)
+            .alias("bucket"),
+    );
+    let exprs = || {
+        vec![
+            len().cast(DataType::Float64).alias("segments"),
+            f64c("ok").mean().alias("success_rate"),
+            f64c("latency_ms")
+                .quantile(lit(0.5), QuantileMethod::Linear)
+                .alias("p50"),
+            f64c("latency_ms")
+                .quantile(lit(0.95), QuantileMethod::Linear)
+                .alias("p95"),
+        ]
+    };
+    let per_rendition = lf
+        .clone()
+        .group_by([col("rendition"), col("bucket")])
+        .agg(exprs())
+        .collect()
+        .map_err(ReportError::polars("buckets by rendition"))?;
+    let all = lf
+        .group_by([col("bucket")])
+        .agg(exprs())
+        .with_column(lit("all").alias("rendition"))
+        .collect()
+        .map_err(ReportError::polars("buckets overall"))?;
+    let mut points = Vec::with_capacity(per_rendition.height() + all.height());
+    for df in [&per_rendition, &all] {
+        // Cast each column once: there can be thousands of buckets.
+        let f = |name: &str| -> Res<Float64Chunked> {
+            df.column(name)
+                .and_then(|c| c.cast(&DataType::Float64))
+                .and_then(|c| c.f64().cloned())
+                .map_err(ReportError::polars(format!("bucket column {name}")))
+        };
+        let rendition = df
+            .column("rendition")
+            .and_then(|c| c.str().cloned())
+            .map_err(ReportError::polars("bucket column rendition"))?;
+        let (bucket, segments, success, p50, p95) = (
+            f("bucket")?,
+            f("segments")?,
+            f("success_rate")?,
+            f("p50")?,
+            f("p95")?,
+        );
+        for row in 0..df.height() {
+            points.push(BucketPoint {
+                t_s: bucket.get(row).unwrap_or(0.0) * bucket_ms as f64 / 1000.0,
+                rendition: rendition.get(row).unwrap_or_default().to_string(),
+                segments: segments.get(row).unwrap_or(0.0) as u64,
+                success_rate: success.get(row).unwrap_or(0.0),
+                latency_p50_ms: p50.get(row).filter(|v| v.is_finite()),
+                latency_p95_ms: p95.get(row).filter(|v| v.is_finite()),
+            });
+        }
+    }
+    points.sort_by(|a, b| a.rendition.cmp(&b.rendition).then(a.t_s.total_cmp(&b.t_s)));
+    Ok(points)
+}
+
+fn latency_cdf(seg: &DataFrame) -> Res<BTreeMap<String, Vec<(f64, f64)>>> {
+    let mut per: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    if seg.height() == 0 {
+        return Ok(BTreeMap::new());
+    }
+    let err = ReportError::polars("latency CDF");
+    let r = seg.column("rendition").and_then(|c| c.str().cloned());
+    let l = seg.column("latency_ms").and_then(|c| c.f64().cloned());
+    let (r, l) = match (r, l) {
+        (Ok(r), Ok(l)) => (r, l),
+        (Err(e), _) | (_, Err(e)) => return Err(err(e)),
+    };
+    for (rendition, latency) in r.iter().zip(l.iter()) {
+        if let (Some(rendition), Some(latency)) = (rendition, latency)
+            && latency.is_finite()
+        {
+            match per.get_mut(rendition) {
+                Some(v) => v.push(latency),
+                None => {
+                    per.insert(rendition.to_string(), vec![latency]);
+                }
+            }
+        }
+    }
+    Ok(per
+        .into_iter()
+        .map(|(rendition, mut v)| {
+            v.sort_by(f64::total_cmp);
+            (rendition, cdf_points(&v))
+        })
+        .collect())
+}
+
+/// At most `CDF_POINTS` + 1 points of the empirical CDF of sorted `v`.
+fn cdf_points(v: &[f64]) -> Vec<(f64, f64)> {
+    let n = v.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let steps = CDF_POINTS.min(n);
+    let mut out = Vec::with_capacity(steps + 1);
+    out.push((v[0], 1.0 / n as f64));
+    for i in 1..=steps {
+        let idx = (i * n).div_ceil(steps) - 1;
+        out.push((v[idx], (idx + 1) as f64 / n as f64));
+    }
+    out
+}

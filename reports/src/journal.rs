@@ -1,0 +1,424 @@
+//! The run journal: records appended as JSON Lines while a run happens (`records.jsonl`), and a
+//! tolerant reader for it.
+//!
+//! Design decisions:
+//! - **JSON Lines**, not Arrow IPC: a line is either complete or the torn tail of a killed process,
+//!   so recovery is "read whole lines"; a human can `tail -f` it; appends from many tasks need no
+//!   schema negotiation.
+//! - The writer is a cheap cloneable handle (`Arc` inside) usable from any thread or tokio task.
+//!   Records are serialized into an in-memory buffer under a mutex and the buffer is written with
+//!   one `write_all` of whole lines when it passes 256 KiB, by a background thread at least every
+//!   500 ms, on `flush`, and when the last handle drops. A killed process therefore loses at most
+//!   the last half second, and every line on disk except possibly the last is complete.
+//! - The reader never fails on content: a torn last line, a malformed line, an unknown record kind
+//!   or an unknown version is counted in [`JournalStats`] (with the first few line numbers) and
+//!   skipped, so `lpt report` can always say what it could not use.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ReportError;
+use crate::records::*;
+
+/// File name of the journal inside a run directory.
+pub const JOURNAL_FILE: &str = "records.jsonl";
+
+/// Buffered bytes that trigger an immediate write.
+const FLUSH_BYTES: usize = 256 * 1024;
+/// Longest time a record waits in memory.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Appends records to a journal file; clone it freely, it is one shared writer.
+#[derive(Clone)]
+pub struct JournalWriter {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    path: PathBuf,
+    state: Mutex<WriterState>,
+}
+
+struct WriterState {
+    file: File,
+    buf: Vec<u8>,
+    records: u64,
+    /// An error met by the background flusher, returned by the next call.
+    deferred: Option<std::io::Error>,
+}
+
+impl std::fmt::Debug for JournalWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalWriter")
+            .field("path", &self.shared.path)
+            .finish()
+    }
+}
+
+impl JournalWriter {
+    /// Opens (creating if needed) the journal at `path` for appending. If a previous process left
+    /// a torn last line, a newline is written first so the new records start on a line of their
+    /// own.
+    pub fn create(path: impl Into<PathBuf>) -> Result<Self, ReportError> {
+        let path = path.into();
+        let io = |source| ReportError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if len > 0 {
+            file.seek(SeekFrom::Start(len - 1)).map_err(io)?;
+            let mut last = [0u8; 1];
+            file.read_exact(&mut last).map_err(io)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n").map_err(io)?;
+            }
+        }
+        let shared = Arc::new(Shared {
+            path,
+            state: Mutex::new(WriterState {
+                file,
+                buf: Vec::with_capacity(FLUSH_BYTES + 4096),
+                records: 0,
+                deferred: None,
+            }),
+        });
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("journal-flush".into())
+            .spawn(move || periodic_flush(weak))
+            .map_err(|source| ReportError::Io {
+                path: shared.path.clone(),
+                source,
+            })?;
+        Ok(JournalWriter { shared })
+    }
+
+    /// Opens `<run_dir>/records.jsonl`.
+    pub fn in_run_dir(run_dir: &Path) -> Result<Self, ReportError> {
+        Self::create(run_dir.join(JOURNAL_FILE))
+    }
+
+    /// The journal's path.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Appends one record. Cheap: it serializes into memory; the disk write happens in batches.
+    pub fn append(&self, record: impl Into<Record>) -> Result<(), ReportError> {
+        let record = record.into();
+        let mut state = self.shared.lock();
+        if let Some(e) = state.deferred.take() {
+            return Err(self.shared.io_error(e));
+        }
+        let before = state.buf.len();
+        if let Err(e) = record.write_json_line(&mut state.buf) {
+            state.buf.truncate(before);
+            return Err(ReportError::Serialize {
+                what: record.type_name().to_string(),
+                source: e,
+            });
+        }
+        state.records += 1;
+        if state.buf.len() >= FLUSH_BYTES {
+            state.write_out().map_err(|e| self.shared.io_error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes every buffered record to the file now.
+    pub fn flush(&self) -> Result<(), ReportError> {
+        let mut state = self.shared.lock();
+        if let Some(e) = state.deferred.take() {
+            return Err(self.shared.io_error(e));
+        }
+        state.write_out().map_err(|e| self.shared.io_error(e))
+    }
+
+    /// Flushes and asks the OS to put the data on disk (use at the end of a run).
+    pub fn sync(&self) -> Result<(), ReportError> {
+        self.flush()?;
+        let state = self.shared.lock();
+        state.file.sync_data().map_err(|e| self.shared.io_error(e))
+    }
+
+    /// Records appended through this writer (all clones) so far.
+    pub fn records_written(&self) -> u64 {
+        self.shared.lock().records
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WriterState> {
+        // A panic while holding the lock leaves whole lines in the buffer: keep using it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn io_error(&self, source: std::io::Error) -> ReportError {
+        ReportError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+impl WriterState {
+    fn write_out(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let result = self.file.write_all(&self.buf);
+        self.buf.clear();
+        result
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        // Nobody is left to report an error to; the reader will see a short journal.
+        let _ = state.write_out();
+    }
+}
+
+fn periodic_flush(weak: Weak<Shared>) {
+    loop {
+        std::thread::sleep(FLUSH_INTERVAL);
+        let Some(shared) = weak.upgrade() else { return };
+        let mut state = shared.lock();
+        if let Err(e) = state.write_out() {
+            state.deferred = Some(e);
+        }
+    }
+}
+
+/// What the reader found in a journal besides usable records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JournalStats {
+    /// Non-empty lines read.
+    pub lines: u64,
+    /// Usable records per record kind.
+    pub records: BTreeMap<String, u64>,
+    /// Whether the last line was torn (no newline and not valid JSON) — a killed writer.
+    pub truncated_last_line: bool,
+    /// Lines that are not a JSON object with `type` and `v`, or do not fit their kind's fields.
+    pub malformed_lines: u64,
+    /// Lines of a known kind with a version this build cannot read, per `kind vN`.
+    pub unknown_versions: BTreeMap<String, u64>,
+    /// Lines of a kind this build does not know, per kind.
+    pub unknown_types: BTreeMap<String, u64>,
+    /// The first problems, as `line N: what` (at most 20).
+    pub problems: Vec<String>,
+}
+
+impl JournalStats {
+    /// Total usable records.
+    pub fn total_records(&self) -> u64 {
+        self.records.values().sum()
+    }
+
+    /// Whether some lines could not be used.
+    pub fn has_problems(&self) -> bool {
+        self.truncated_last_line
+            || self.malformed_lines > 0
+            || !self.unknown_versions.is_empty()
+            || !self.unknown_types.is_empty()
+    }
+
+    /// One sentence per kind of problem, for reports.
+    pub fn describe_problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.truncated_last_line {
+            out.push(
+                "the journal's last line is truncated (the run was probably killed while writing); it was skipped"
+                    .to_string(),
+            );
+        }
+        if self.malformed_lines > 0 {
+            out.push(format!(
+                "{} malformed journal line(s) were skipped",
+                self.malformed_lines
+            ));
+        }
+        for (kind, n) in &self.unknown_versions {
+            out.push(format!(
+                "{n} record(s) of {kind} have a version this build cannot read; they were skipped"
+            ));
+        }
+        for (kind, n) in &self.unknown_types {
+            out.push(format!(
+                "{n} record(s) of unknown type \"{kind}\" were skipped"
+            ));
+        }
+        out
+    }
+
+    fn problem(&mut self, line: u64, what: String) {
+        if self.problems.len() < 20 {
+            self.problems.push(format!("line {line}: {what}"));
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    v: u32,
+}
+
+/// Reads records back from a journal, skipping and counting what it cannot use.
+pub struct JournalReader<R> {
+    input: R,
+    line: Vec<u8>,
+    line_no: u64,
+    stats: JournalStats,
+    path: PathBuf,
+}
+
+impl JournalReader<BufReader<File>> {
+    /// Opens a journal file.
+    pub fn open(path: &Path) -> Result<Self, ReportError> {
+        let file = File::open(path).map_err(|source| ReportError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self::new(
+            BufReader::with_capacity(1 << 20, file),
+            path.to_path_buf(),
+        ))
+    }
+}
+
+impl<R: BufRead> JournalReader<R> {
+    /// Reads from any buffered input; `path` names it in errors.
+    pub fn new(input: R, path: PathBuf) -> Self {
+        JournalReader {
+            input,
+            line: Vec::with_capacity(1024),
+            line_no: 0,
+            stats: JournalStats::default(),
+            path,
+        }
+    }
+
+    /// What was found so far (complete once `next_record` returned `Ok(None)`).
+    pub fn stats(&self) -> &JournalStats {
+        &self.stats
+    }
+
+    /// Consumes the reader, returning its statistics.
+    pub fn into_stats(self) -> JournalStats {
+        self.stats
+    }
+
+    /// The next usable record; `Ok(None)` at the end. Only I/O errors are errors.
+    pub fn next_record(&mut self) -> Result<Option<Record>, ReportError> {
+        loop {
+            self.line.clear();
+            let n = self
+                .input
+                .read_until(b'\n', &mut self.line)
+                .map_err(|source| ReportError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line_no += 1;
+            let complete = self.line.last() == Some(&b'\n');
+            let text = trim_ascii(&self.line);
+            if text.is_empty() {
+                continue;
+            }
+            self.stats.lines += 1;
+            match parse_line(text) {
+                Ok(record) => {
+                    *self
+                        .stats
+                        .records
+                        .entry(record.type_name().to_string())
+                        .or_default() += 1;
+                    return Ok(Some(record));
+                }
+                Err(problem) => {
+                    let line_no = self.line_no;
+                    match problem {
+                        LineProblem::Malformed(_) if !complete => {
+                            self.stats.truncated_last_line = true;
+                            self.stats
+                                .problem(line_no, "truncated last line".to_string());
+                        }
+                        LineProblem::Malformed(e) => {
+                            self.stats.malformed_lines += 1;
+                            self.stats.problem(line_no, format!("malformed: {e}"));
+                        }
+                        LineProblem::UnknownVersion(kind, v) => {
+                            let key = format!("{kind} v{v}");
+                            self.stats
+                                .problem(line_no, format!("unknown version {key}"));
+                            *self.stats.unknown_versions.entry(key).or_default() += 1;
+                        }
+                        LineProblem::UnknownType(kind) => {
+                            self.stats
+                                .problem(line_no, format!("unknown record type \"{kind}\""));
+                            *self.stats.unknown_types.entry(kind).or_default() += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for JournalReader<R> {
+    type Item = Result<Record, ReportError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_record().transpose()
+    }
+}
+
+enum LineProblem {
+    Malformed(String),
+    UnknownVersion(String, u32),
+    UnknownType(String),
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+fn parse_line(text: &[u8]) -> Result<Record, LineProblem> {
+    let header: Header<'_> =
+        serde_json::from_slice(text).map_err(|e| LineProblem::Malformed(e.to_string()))?;
+    fn typed<K: RecordKind>(text: &[u8], v: u32) -> Result<K, LineProblem> {
+        if v != K::VERSION {
+            return Err(LineProblem::UnknownVersion(K::TYPE.to_string(), v));
+        }
+        serde_json::from_slice(text)
+            .map_err(|e| LineProblem::Malformed(format!("{}: {e}", K::TYPE)))
+    }
+    let v = header.v;
+    Ok(match header.kind.as_ref() {
+        SegmentRecord::TYPE => Record::Segment(typed(text, v)?),
+        CheckRecord::TYPE => Record::Check(typed(text, v)?),
+        QualitySample::TYPE => Record::Quality(typed(text, v)?),
+        TicketRecord::TYPE => Record::Ticket(typed(text, v)?),
+        RedemptionRecord::TYPE => Record::Redemption(typed(text, v)?),
+        BenchSegmentRecord::TYPE => Record::BenchSegment(typed(text, v)?),
+        other => return Err(LineProblem::UnknownType(other.to_string())),
+    })
+}

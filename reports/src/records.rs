@@ -1,0 +1,522 @@
+//! The typed records a run writes as it happens, one Rust type per record kind, and the Polars
+//! schema of each.
+//!
+//! Design decisions:
+//! - **Timestamps are `t_ms: i64`, unix epoch milliseconds (UTC)**: integral, exact, sortable, and
+//!   cheap to bucket in Polars; sub-millisecond precision belongs in duration fields, which are
+//!   `f64` with their unit in the name (`latency_ms`, `duration_s`).
+//! - **Wei amounts are `f64`**: reports aggregate payments (totals, expected-value errors); the exact
+//!   integers live on chain and in the payment probe.
+//! - The `type` tag and the `v` version are written by the journal, not stored in the structs, so a
+//!   record cannot carry a stale version: on the wire every line is
+//!   `{"type":"segment","v":1, ...fields}`. A reader that meets a version it does not know counts
+//!   the line and skips it (see `journal`).
+//! - One macro declares each record's struct, its Polars schema and a column builder, so the three
+//!   can never drift apart; a field of the same name has the same Polars type in every record kind
+//!   (checked by a test), which lets `records.parquet` hold all kinds in one table with a `type`
+//!   column.
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// A record kind: its wire tag, its current version, its schema and its column builder.
+pub trait RecordKind: Serialize + for<'de> Deserialize<'de> + Sized {
+    /// The value of the `type` field on the wire and in `records.parquet`.
+    const TYPE: &'static str;
+    /// The version this build writes and reads.
+    const VERSION: u32;
+    /// Accumulates records of this kind into Polars columns.
+    type Columns: RecordColumns<Self>;
+    /// The Polars schema of this kind's table, including the `type` and `v` columns.
+    fn schema() -> Schema;
+}
+
+/// Column-wise accumulation of one record kind, finished into a `DataFrame`.
+pub trait RecordColumns<R>: Default {
+    /// Appends one record.
+    fn push(&mut self, record: &R);
+    /// Number of records appended so far.
+    fn len(&self) -> usize;
+    /// Whether nothing was appended.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The table, with the columns of `RecordKind::schema` in order.
+    fn finish(self) -> PolarsResult<DataFrame>;
+}
+
+/// A Rust field type that maps to one Polars column.
+pub trait Cell {
+    /// The column accumulator.
+    type Acc: Default;
+    /// The Polars type of the column.
+    fn dtype() -> DataType;
+    /// Appends one value.
+    fn push(acc: &mut Self::Acc, value: &Self);
+    /// Turns the accumulator into a named column.
+    fn finish(acc: Self::Acc, name: &str) -> Column;
+}
+
+macro_rules! primitive_cell {
+    ($t:ty, $dtype:expr) => {
+        impl Cell for $t {
+            type Acc = Vec<$t>;
+            fn dtype() -> DataType {
+                $dtype
+            }
+            fn push(acc: &mut Self::Acc, value: &Self) {
+                acc.push(*value);
+            }
+            fn finish(acc: Self::Acc, name: &str) -> Column {
+                Column::new(name.into(), acc)
+            }
+        }
+        impl Cell for Option<$t> {
+            type Acc = Vec<Option<$t>>;
+            fn dtype() -> DataType {
+                $dtype
+            }
+            fn push(acc: &mut Self::Acc, value: &Self) {
+                acc.push(*value);
+            }
+            fn finish(acc: Self::Acc, name: &str) -> Column {
+                Column::new(name.into(), acc)
+            }
+        }
+    };
+}
+
+primitive_cell!(i64, DataType::Int64);
+primitive_cell!(u32, DataType::UInt32);
+primitive_cell!(u64, DataType::UInt64);
+primitive_cell!(f64, DataType::Float64);
+primitive_cell!(bool, DataType::Boolean);
+
+/// Accumulates strings straight into Arrow buffers, so millions of rows do not hold millions of
+/// small heap strings.
+pub struct StringAcc(Option<StringChunkedBuilder>);
+
+impl Default for StringAcc {
+    fn default() -> Self {
+        StringAcc(None)
+    }
+}
+
+impl StringAcc {
+    fn builder(&mut self) -> &mut StringChunkedBuilder {
+        self.0
+            .get_or_insert_with(|| StringChunkedBuilder::new(PlSmallStr::EMPTY, 1024))
+    }
+    fn finish(self, name: &str) -> Column {
+        match self.0 {
+            Some(b) => b.finish().with_name(name.into()).into_column(),
+            None => Column::new_empty(name.into(), &DataType::String),
+        }
+    }
+}
+
+impl Cell for String {
+    type Acc = StringAcc;
+    fn dtype() -> DataType {
+        DataType::String
+    }
+    fn push(acc: &mut Self::Acc, value: &Self) {
+        acc.builder().append_value(value);
+    }
+    fn finish(acc: Self::Acc, name: &str) -> Column {
+        acc.finish(name)
+    }
+}
+
+impl Cell for Option<String> {
+    type Acc = StringAcc;
+    fn dtype() -> DataType {
+        DataType::String
+    }
+    fn push(acc: &mut Self::Acc, value: &Self) {
+        acc.builder().append_option(value.as_deref());
+    }
+    fn finish(acc: Self::Acc, name: &str) -> Column {
+        acc.finish(name)
+    }
+}
+
+macro_rules! record_kind {
+    (
+        $(#[$meta:meta])*
+        $name:ident, $cols:ident, tag = $tag:literal, version = $ver:literal,
+        { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),+ $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: $ty, )+
+        }
+
+        impl RecordKind for $name {
+            const TYPE: &'static str = $tag;
+            const VERSION: u32 = $ver;
+            type Columns = $cols;
+            fn schema() -> Schema {
+                Schema::from_iter([
+                    Field::new("type".into(), DataType::String),
+                    Field::new("v".into(), DataType::UInt32),
+                    $( Field::new(stringify!($field).into(), <$ty as Cell>::dtype()), )+
+                ])
+            }
+        }
+
+        #[doc = concat!("Column builder for [`", stringify!($name), "`].")]
+        #[derive(Default)]
+        pub struct $cols {
+            rows: usize,
+            $( $field: <$ty as Cell>::Acc, )+
+        }
+
+        impl RecordColumns<$name> for $cols {
+            fn push(&mut self, record: &$name) {
+                self.rows += 1;
+                $( <$ty as Cell>::push(&mut self.$field, &record.$field); )+
+            }
+            fn len(&self) -> usize {
+                self.rows
+            }
+            fn finish(self) -> PolarsResult<DataFrame> {
+                let rows = self.rows;
+                DataFrame::new(rows, vec![
+                    StringChunked::full("type".into(), $tag, rows).into_column(),
+                    UInt32Chunked::full("v".into(), $ver, rows).into_column(),
+                    $( <$ty as Cell>::finish(self.$field, stringify!($field)), )+
+                ])
+            }
+        }
+    };
+}
+
+record_kind! {
+    /// One rendition of one segment of one stream, as the HLS puller (or the direct-to-orchestrator
+    /// client) received it — or failed to.
+    SegmentRecord, SegmentColumns, tag = "segment", version = 1, {
+        /// When the rendition segment arrived or the attempt failed (unix ms).
+        t_ms: i64,
+        /// Workload name from the scenario.
+        workload: String,
+        /// Stream key.
+        stream: String,
+        /// Rendition name, e.g. `P360p30fps16x9`.
+        rendition: String,
+        /// Source segment sequence number.
+        seq: u64,
+        /// Orchestrator address or URL that transcoded it, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        orchestrator: Option<String>,
+        /// Region the probe ran from, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// Whether the segment arrived and passed its blocking checks.
+        ok: bool,
+        /// Machine-readable failure code (`timeout`, `http_404`, …) when `ok` is false.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// Human-readable failure detail.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// Media duration of the segment (s).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_s: Option<f64>,
+        /// Glass-to-glass latency from frame stamps (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        latency_ms: Option<f64>,
+        /// Time to upload the source segment (ms), direct-to-orchestrator only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upload_ms: Option<f64>,
+        /// Orchestrator-side transcode time (ms), when reported.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        transcode_ms: Option<f64>,
+        /// Time to download this rendition (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        download_ms: Option<f64>,
+        /// Upload → transcode → download round trip (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        round_trip_ms: Option<f64>,
+        /// Size of the rendition segment (bytes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bytes: Option<u64>,
+        /// Measured bitrate (kbit/s).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bitrate_kbps: Option<f64>,
+        /// Decoded width (px).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        width: Option<u32>,
+        /// Decoded height (px).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        height: Option<u32>,
+    }
+}
+
+record_kind! {
+    /// The outcome of one named check (duration, resolution, continuity, drift, …) on one segment
+    /// or stream. Checks never fail a run by themselves; JUnit shows one test case per check name.
+    CheckRecord, CheckColumns, tag = "check", version = 1, {
+        /// When the check ran (unix ms).
+        t_ms: i64,
+        /// Workload name.
+        workload: String,
+        /// Stream key.
+        stream: String,
+        /// Rendition, when the check is per rendition.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rendition: Option<String>,
+        /// Segment sequence number, when the check is per segment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+        /// Check name; also the check group in JUnit.
+        check: String,
+        /// Whether it held.
+        ok: bool,
+        /// What was wrong, when it did not hold.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// The measured value, when numeric.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        observed: Option<f64>,
+        /// The expected value, when numeric.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected: Option<f64>,
+    }
+}
+
+record_kind! {
+    /// A quality score of one sampled rendition segment against the source; `origin` says whose
+    /// rendition was scored: the network's (`network`) or the local reference transcoder's
+    /// (`reference`).
+    QualitySample, QualityColumns, tag = "quality", version = 1, {
+        /// When the score was computed (unix ms).
+        t_ms: i64,
+        /// Workload name.
+        workload: String,
+        /// Stream key.
+        stream: String,
+        /// Rendition name.
+        rendition: String,
+        /// Segment sequence number.
+        seq: u64,
+        /// `network` or `reference`.
+        origin: String,
+        /// Orchestrator that produced the network rendition, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        orchestrator: Option<String>,
+        /// Region the probe ran from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// Mean VMAF over the segment's frames (0–100).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vmaf: Option<f64>,
+        /// Mean PSNR (dB).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        psnr: Option<f64>,
+        /// Frames scored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        frames: Option<u32>,
+    }
+}
+
+record_kind! {
+    /// One probabilistic-micropayment ticket the broadcaster sent.
+    TicketRecord, TicketColumns, tag = "ticket", version = 1, {
+        /// When the ticket was sent (unix ms).
+        t_ms: i64,
+        /// Workload name, when the ticket belongs to one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workload: Option<String>,
+        /// Stream key, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream: Option<String>,
+        /// Recipient orchestrator address.
+        orchestrator: String,
+        /// Region the probe ran from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// Face value (wei).
+        face_value_wei: f64,
+        /// Winning probability (0–1).
+        win_prob: f64,
+        /// Expected value = face value × winning probability (wei).
+        ev_wei: f64,
+        /// Whether the ticket won.
+        won: bool,
+        /// Pixels this ticket paid for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pixels: Option<u64>,
+        /// Price the orchestrator quoted (wei per pixel).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        price_wei_per_pixel: Option<f64>,
+        /// Recipient random hash (hex), to match redemptions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recipient_rand_hash: Option<String>,
+        /// Sender nonce.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sender_nonce: Option<u32>,
+    }
+}
+
+record_kind! {
+    /// One on-chain redemption of a winning ticket, as observed on the chain.
+    RedemptionRecord, RedemptionColumns, tag = "redemption", version = 1, {
+        /// When the redemption was observed (unix ms).
+        t_ms: i64,
+        /// Redeeming orchestrator address.
+        orchestrator: String,
+        /// Region the probe ran from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// Whether the transaction succeeded.
+        ok: bool,
+        /// Face value paid out (wei).
+        face_value_wei: f64,
+        /// Transaction hash (hex).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tx_hash: Option<String>,
+        /// Gas used.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gas_used: Option<u64>,
+        /// Failure code when `ok` is false.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// Failure detail.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    }
+}
+
+record_kind! {
+    /// One segment transcoded by `lpt bench` with `sessions` concurrent sessions running.
+    BenchSegmentRecord, BenchSegmentColumns, tag = "bench_segment", version = 1, {
+        /// When the transcode finished (unix ms).
+        t_ms: i64,
+        /// Concurrent sessions during this step of the bench.
+        sessions: u32,
+        /// Index of the session that transcoded it.
+        session: u32,
+        /// Segment sequence number within the session.
+        seq: u64,
+        /// Encoder path (`libx264`, `h264_nvenc`, …).
+        encoder: String,
+        /// Renditions in the ladder.
+        renditions: u32,
+        /// Media duration of the segment (s).
+        duration_s: f64,
+        /// Wall time to transcode the whole ladder (ms).
+        transcode_ms: f64,
+        /// Whether the transcode succeeded.
+        ok: bool,
+        /// Failure code when `ok` is false.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    }
+}
+
+/// Any record, as read back from a journal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A segment × rendition observation.
+    Segment(SegmentRecord),
+    /// A check outcome.
+    Check(CheckRecord),
+    /// A quality score.
+    Quality(QualitySample),
+    /// A ticket sent.
+    Ticket(TicketRecord),
+    /// A redemption observed.
+    Redemption(RedemptionRecord),
+    /// A bench transcode.
+    BenchSegment(BenchSegmentRecord),
+}
+
+macro_rules! record_from {
+    ($($variant:ident($t:ty)),+) => {$(
+        impl From<$t> for Record {
+            fn from(r: $t) -> Self {
+                Record::$variant(r)
+            }
+        }
+    )+};
+}
+record_from!(
+    Segment(SegmentRecord),
+    Check(CheckRecord),
+    Quality(QualitySample),
+    Ticket(TicketRecord),
+    Redemption(RedemptionRecord),
+    BenchSegment(BenchSegmentRecord)
+);
+
+/// Every record kind's wire tag, in the order `records.parquet` stacks them.
+pub const RECORD_TYPES: [&str; 6] = [
+    SegmentRecord::TYPE,
+    CheckRecord::TYPE,
+    QualitySample::TYPE,
+    TicketRecord::TYPE,
+    RedemptionRecord::TYPE,
+    BenchSegmentRecord::TYPE,
+];
+
+impl Record {
+    /// The wire tag of this record's kind.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Record::Segment(_) => SegmentRecord::TYPE,
+            Record::Check(_) => CheckRecord::TYPE,
+            Record::Quality(_) => QualitySample::TYPE,
+            Record::Ticket(_) => TicketRecord::TYPE,
+            Record::Redemption(_) => RedemptionRecord::TYPE,
+            Record::BenchSegment(_) => BenchSegmentRecord::TYPE,
+        }
+    }
+
+    /// Appends this record as one JSON line (`{"type":..,"v":..,fields}\n`) to `out`.
+    pub fn write_json_line(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        match self {
+            Record::Segment(r) => write_line(r, out),
+            Record::Check(r) => write_line(r, out),
+            Record::Quality(r) => write_line(r, out),
+            Record::Ticket(r) => write_line(r, out),
+            Record::Redemption(r) => write_line(r, out),
+            Record::BenchSegment(r) => write_line(r, out),
+        }
+    }
+}
+
+/// Writes `{"type":TYPE,"v":VERSION,<the struct's fields>}\n`: the struct is serialized in place
+/// and its opening brace replaced by the tag prefix, so no intermediate `Value` is built.
+fn write_line<R: RecordKind>(record: &R, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    let start = out.len();
+    serde_json::to_writer(&mut *out, record)?;
+    // Every record kind has at least one required field, so the object is never `{}`.
+    debug_assert_eq!(out.get(start), Some(&b'{'));
+    let prefix = format!("{{\"type\":\"{}\",\"v\":{},", R::TYPE, R::VERSION);
+    out.splice(start..start + 1, prefix.into_bytes());
+    out.push(b'\n');
+    Ok(())
+}
+
+/// The schema of `records.parquet`: the union of every kind's columns, `type` and `v` first, then
+/// each column in the order it first appears. Columns a kind lacks are null in its rows.
+pub fn union_schema() -> Schema {
+    let mut union = Schema::default();
+    for schema in [
+        SegmentRecord::schema(),
+        CheckRecord::schema(),
+        QualitySample::schema(),
+        TicketRecord::schema(),
+        RedemptionRecord::schema(),
+        BenchSegmentRecord::schema(),
+    ] {
+        for (name, dtype) in schema.iter() {
+            if !union.contains(name) {
+                union.with_column(name.clone(), dtype.clone());
+            }
+        }
+    }
+    union
+}

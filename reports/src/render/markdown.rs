@@ -1,0 +1,131 @@
+//! `summary.md`: the headline, thresholds and per-rendition numbers as GitHub-flavoured Markdown,
+//! short enough for a CI job summary (`$GITHUB_STEP_SUMMARY`).
+
+use std::fmt::Write;
+
+use super::ReportContext;
+use crate::util::{escape_md_cell as cell, fmt_num, fmt_pct};
+
+/// Renders the document.
+pub fn render(ctx: &ReportContext<'_>) -> String {
+    let mut m = String::new();
+    let icon = match ctx.verdict.passed {
+        Some(true) => "✅",
+        Some(false) => "❌",
+        None => "❔",
+    };
+    let _ = writeln!(m, "# lpt report — {}\n", ctx.run_name);
+    let _ = writeln!(m, "{icon} **{}**\n", ctx.verdict.headline);
+    if let Some(msg) = &ctx.verdict.message {
+        let _ = writeln!(m, "{msg}\n");
+    }
+    if !ctx.missing.is_empty() {
+        m.push_str("**Missing or skipped:**\n\n");
+        for x in ctx.missing {
+            let _ = writeln!(m, "- {x}");
+        }
+        m.push('\n');
+    }
+    let ts = &ctx.summary.view.thresholds;
+    if !ts.is_empty() {
+        m.push_str(
+            "## Thresholds\n\n| Metric | Expression | Observed | Verdict |\n|---|---|---:|---|\n",
+        );
+        for t in ts {
+            let _ = writeln!(
+                m,
+                "| `{}` | `{}` | {} | {} |",
+                cell(&t.metric),
+                cell(&t.expression),
+                cell(&ctx.observed(t)),
+                if t.passed { "pass" } else { "**FAIL**" }
+            );
+        }
+        m.push('\n');
+    }
+    let o = &ctx.aggregates.segments.overall;
+    let _ = writeln!(
+        m,
+        "## Segments\n\n{} segment × rendition records, {} OK ({}), latency p50 {} s, p95 {} s, p99 {} s.\n",
+        o.segments,
+        o.ok,
+        fmt_pct(o.success_rate),
+        fmt_num(o.latency_ms.p50.map(|v| v / 1000.0)),
+        fmt_num(o.latency_ms.p95.map(|v| v / 1000.0)),
+        fmt_num(o.latency_ms.p99.map(|v| v / 1000.0)),
+    );
+    let by = &ctx.aggregates.segments.by_rendition;
+    if !by.is_empty() {
+        m.push_str("| Rendition | Records | Success | p50 (s) | p95 (s) | p99 (s) | VMAF mean | Reference VMAF mean |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        for g in by {
+            let r = g.key("rendition");
+            let q = |origin: &str| {
+                ctx.aggregates
+                    .quality
+                    .by_rendition
+                    .iter()
+                    .find(|q| q.key("rendition") == r && q.key("origin") == origin)
+                    .and_then(|q| q.stats.vmaf_mean)
+            };
+            let s = |v: Option<f64>| fmt_num(v.map(|v| v / 1000.0));
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                cell(r),
+                g.stats.segments,
+                fmt_pct(g.stats.success_rate),
+                s(g.stats.latency_ms.p50),
+                s(g.stats.latency_ms.p95),
+                s(g.stats.latency_ms.p99),
+                fmt_num(q("network")),
+                fmt_num(q("reference")),
+            );
+        }
+        m.push('\n');
+    }
+    let failing: Vec<_> = ctx
+        .aggregates
+        .checks
+        .iter()
+        .filter(|c| c.failed > 0)
+        .collect();
+    if !ctx.aggregates.checks.is_empty() {
+        let _ = writeln!(
+            m,
+            "## Checks\n\n{} check(s), {} with failures.\n",
+            ctx.aggregates.checks.len(),
+            failing.len()
+        );
+        for c in failing {
+            let _ = writeln!(
+                m,
+                "- `{}`: {} of {} failed — {}",
+                c.check,
+                c.failed,
+                c.total,
+                c.first_failure.as_deref().unwrap_or("")
+            );
+        }
+        m.push('\n');
+    }
+    if !ctx.aggregates.bench.is_empty() {
+        m.push_str("## Hardware benchmark\n\n| Sessions | Real-time fraction | Transcode ÷ duration (mean) | p95 |\n|---:|---:|---:|---:|\n");
+        for b in &ctx.aggregates.bench {
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {} |",
+                b.sessions,
+                fmt_pct(b.real_time_fraction),
+                fmt_num(b.transcode_ratio.mean),
+                fmt_num(b.transcode_ratio.p95)
+            );
+        }
+        m.push('\n');
+    }
+    let _ = writeln!(
+        m,
+        "Full report: `report.html` · data: `summary.json`, `records.parquet` · generated {}",
+        ctx.generated_at
+    );
+    m
+}

@@ -1,0 +1,855 @@
+//! Integration tests of the reports crate: journal round trip and crash tolerance, aggregates
+//! against hand-computed values, every artifact of `finalize_run` parsed back, comparison
+//! verdicts, and bad input (torn journal, unknown versions, empty run, different scenarios).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use polars::prelude::*;
+use reports::aggregate::{AggregateOptions, aggregate};
+use reports::compare::{ChangeVerdict, CompareOptions, compare};
+use reports::frames::RecordFrames;
+use reports::plots::PLOT_STEMS;
+use reports::records::union_schema;
+use reports::*;
+use serde_json::{Value, json};
+
+const T0: i64 = 1_795_309_323_000;
+
+fn seg(
+    stream: &str,
+    rendition: &str,
+    seq: u64,
+    latency: Option<f64>,
+    ok: bool,
+    orch: &str,
+    region: Option<&str>,
+) -> SegmentRecord {
+    SegmentRecord {
+        t_ms: T0 + seq as i64 * 2000,
+        workload: "steady".into(),
+        stream: stream.into(),
+        rendition: rendition.into(),
+        seq,
+        orchestrator: Some(orch.into()),
+        region: region.map(str::to_string),
+        ok,
+        error: (!ok).then(|| "timeout".to_string()),
+        message: (!ok).then(|| "segment did not arrive within 8 s".to_string()),
+        duration_s: Some(2.0),
+        latency_ms: latency,
+        upload_ms: None,
+        transcode_ms: None,
+        download_ms: Some(40.0),
+        round_trip_ms: None,
+        bytes: Some(100_000),
+        bitrate_kbps: Some(400.0),
+        width: Some(426),
+        height: Some(240),
+    }
+}
+
+fn quality(rendition: &str, origin: &str, seq: u64, vmaf: f64) -> QualitySample {
+    QualitySample {
+        t_ms: T0 + seq as i64 * 2000 + 500,
+        workload: "steady".into(),
+        stream: "s1".into(),
+        rendition: rendition.into(),
+        seq,
+        origin: origin.into(),
+        orchestrator: Some("0xaaa".into()),
+        region: Some("FRA".into()),
+        vmaf: Some(vmaf),
+        psnr: Some(vmaf / 2.0),
+        frames: Some(60),
+    }
+}
+
+fn check(name: &str, seq: u64, ok: bool) -> CheckRecord {
+    CheckRecord {
+        t_ms: T0 + seq as i64 * 2000,
+        workload: "steady".into(),
+        stream: "s1".into(),
+        rendition: Some("P240p30fps16x9".into()),
+        seq: Some(seq),
+        check: name.into(),
+        ok,
+        message: (!ok).then(|| "duration 1.2 s, expected 2 s".to_string()),
+        observed: Some(if ok { 2.0 } else { 1.2 }),
+        expected: Some(2.0),
+    }
+}
+
+fn bench(sessions: u32, seq: u64, transcode_ms: f64) -> BenchSegmentRecord {
+    BenchSegmentRecord {
+        t_ms: T0 + seq as i64 * 100,
+        sessions,
+        session: 0,
+        seq,
+        encoder: "libx264".into(),
+        renditions: 3,
+        duration_s: 2.0,
+        transcode_ms,
+        ok: true,
+        error: None,
+    }
+}
+
+const R240: &str = "P240p30fps16x9";
+const R360: &str = "P360p30fps16x9";
+
+/// The fixed record set whose aggregates are computed by hand below.
+fn fixed_records() -> Vec<Record> {
+    let mut r: Vec<Record> = vec![
+        // s1 on orchestrator 0xaaa in FRA: all OK.
+        seg("s1", R240, 1, Some(1000.0), true, "0xaaa", Some("FRA")).into(),
+        seg("s1", R240, 2, Some(2000.0), true, "0xaaa", Some("FRA")).into(),
+        seg("s1", R360, 1, Some(1500.0), true, "0xaaa", Some("FRA")).into(),
+        seg("s1", R360, 2, Some(2500.0), true, "0xaaa", Some("FRA")).into(),
+        // s2 on 0xbbb, region unknown: one failure without latency.
+        seg("s2", R240, 1, Some(3000.0), true, "0xbbb", None).into(),
+        seg("s2", R240, 2, Some(4000.0), true, "0xbbb", None).into(),
+        seg("s2", R360, 1, Some(3500.0), true, "0xbbb", None).into(),
+        seg("s2", R360, 2, Some(5500.0), true, "0xbbb", None).into(),
+        seg("s2", R360, 3, None, false, "0xbbb", None).into(),
+        quality(R240, "network", 1, 80.0).into(),
+        quality(R240, "network", 2, 90.0).into(),
+        quality(R240, "reference", 1, 85.0).into(),
+        quality(R240, "reference", 2, 95.0).into(),
+        check("duration", 1, true).into(),
+        check("duration", 2, true).into(),
+        check("duration", 3, true).into(),
+        check("duration", 4, false).into(),
+        check("resolution", 1, true).into(),
+        check("resolution", 2, true).into(),
+    ];
+    for i in 0..4 {
+        r.push(
+            TicketRecord {
+                t_ms: T0 + i * 1000,
+                workload: Some("steady".into()),
+                stream: Some("s1".into()),
+                orchestrator: "0xaaa".into(),
+                region: Some("FRA".into()),
+                face_value_wei: 1e15,
+                win_prob: 0.25,
+                ev_wei: 2.5e14,
+                won: i == 2,
+                pixels: Some(1_000_000),
+                price_wei_per_pixel: Some(250.0),
+                recipient_rand_hash: Some(format!("0x{i:064x}")),
+                sender_nonce: Some(i as u32),
+            }
+            .into(),
+        );
+    }
+    r.push(
+        RedemptionRecord {
+            t_ms: T0 + 9000,
+            orchestrator: "0xaaa".into(),
+            region: Some("FRA".into()),
+            ok: true,
+            face_value_wei: 1e15,
+            tx_hash: Some("0xabc".into()),
+            gas_used: Some(120_000),
+            error: None,
+            message: None,
+        }
+        .into(),
+    );
+    r.extend([
+        bench(1, 1, 1000.0).into(),
+        bench(1, 2, 1500.0).into(),
+        bench(4, 3, 1800.0).into(),
+        bench(4, 4, 2600.0).into(),
+    ]);
+    r
+}
+
+fn base_summary(scenario: &str) -> Value {
+    json!({
+        "schema_version": 1,
+        "tool": {"name": "lpt", "version": "0.1.0"},
+        "scenario": {
+            "name": scenario,
+            "path": format!("scenarios/{scenario}.toml"),
+            "description": "Synthetic run for the reports tests",
+            "source": "[target]\nkind = \"embedded\"\n\n[thresholds]\n\"segment_success\" = [\"rate >= 0.99\"]\n"
+        },
+        "started_at": "2026-11-22T01:02:03.456Z",
+        "ended_at": "2026-11-22T01:02:34.656Z",
+        "duration_s": 31.2,
+        "outcome": {"exit_code": 99, "status": "thresholds_failed", "message": "1 threshold failed"},
+        "environment": {"os": "Debian 12", "cpu": "test CPU", "cores": 2, "encoder": "libx264"},
+        "metrics": {
+            "latency": {"type": "trend", "unit": "ms",
+                "values": {"count": 8, "mean": 2875.0, "p(95)": 4975.0},
+                "series": [{"tags": {"rendition": R360}, "values": {"p(95)": 5200.0}}]},
+            "segment_success": {"type": "rate", "unit": "none", "values": {"rate": 0.8889, "passes": 8, "fails": 1}}
+        },
+        "thresholds": [
+            {"metric": "segment_success", "expression": "rate >= 0.99", "observed": 0.8889,
+             "passed": false, "reason": null, "abort_on_fail": false},
+            {"metric": format!("latency{{rendition={R360}}}"), "expression": "p(95) < 6s", "observed": 5200.0,
+             "passed": true, "reason": null, "abort_on_fail": false},
+            {"metric": "vmaf{rendition=P720p30fps16x9}", "expression": "mean > 60", "observed": null,
+             "passed": false, "reason": "no data", "abort_on_fail": false}
+        ],
+        "x_tester_extra": {"kept": true}
+    })
+}
+
+fn write_journal(dir: &Path, records: &[Record]) {
+    let w = JournalWriter::in_run_dir(dir).unwrap();
+    for r in records {
+        w.append(r.clone()).unwrap();
+    }
+    w.sync().unwrap();
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn schema_validator() -> jsonschema::Validator {
+    let schema =
+        read_json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/summary.schema.json"));
+    jsonschema::validator_for(&schema).expect("the checked-in schema is valid")
+}
+
+fn assert_valid_summary(summary: &Value) {
+    let v = schema_validator();
+    let errors: Vec<String> = v
+        .iter_errors(summary)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "summary.json violates its schema: {errors:#?}"
+    );
+}
+
+fn close(a: Option<f64>, b: f64) {
+    let a = a.unwrap_or_else(|| panic!("expected {b}, got None"));
+    assert!((a - b).abs() < 1e-9, "expected {b}, got {a}");
+}
+
+#[test]
+fn records_round_trip_through_a_journal_line() {
+    for r in fixed_records() {
+        let mut line = Vec::new();
+        r.write_json_line(&mut line).unwrap();
+        let text = String::from_utf8(line.clone()).unwrap();
+        assert!(
+            text.starts_with(&format!("{{\"type\":\"{}\",\"v\":1,", r.type_name())),
+            "{text}"
+        );
+        assert!(text.ends_with('\n'));
+        let mut reader = JournalReader::new(&line[..], "mem".into());
+        assert_eq!(reader.next_record().unwrap(), Some(r));
+    }
+}
+
+#[test]
+fn same_column_name_has_same_type_in_every_record_kind() {
+    let union = union_schema();
+    for schema in [
+        SegmentRecord::schema(),
+        CheckRecord::schema(),
+        QualitySample::schema(),
+        TicketRecord::schema(),
+        RedemptionRecord::schema(),
+        BenchSegmentRecord::schema(),
+    ] {
+        for (name, dtype) in schema.iter() {
+            assert_eq!(union.get(name), Some(dtype), "column {name}");
+        }
+    }
+}
+
+#[test]
+fn journal_writer_flushes_within_a_second_without_being_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = JournalWriter::in_run_dir(dir.path()).unwrap();
+    w.append(seg("s1", R240, 1, Some(1.0), true, "0xaaa", None))
+        .unwrap();
+    let path = dir.path().join(JOURNAL_FILE);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap();
+        if text.ends_with('\n') && text.lines().count() == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "record not on disk after 2 s: {text:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(w);
+}
+
+#[test]
+fn journal_writer_keeps_every_line_whole_under_concurrent_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = JournalWriter::in_run_dir(dir.path()).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                for i in 0..2000u64 {
+                    w.append(seg(
+                        &format!("s{t}"),
+                        R240,
+                        i,
+                        Some(i as f64),
+                        true,
+                        "0xaaa",
+                        None,
+                    ))
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(w.records_written(), 16_000);
+    drop(w);
+    let mut reader = JournalReader::open(&dir.path().join(JOURNAL_FILE)).unwrap();
+    let mut per_stream: BTreeMap<String, u64> = BTreeMap::new();
+    while let Some(Record::Segment(s)) = reader.next_record().unwrap() {
+        *per_stream.entry(s.stream).or_default() += 1;
+    }
+    let stats = reader.into_stats();
+    assert!(!stats.has_problems(), "{stats:?}");
+    assert_eq!(stats.total_records(), 16_000);
+    assert_eq!(per_stream.len(), 8);
+    assert!(per_stream.values().all(|n| *n == 2000));
+}
+
+#[test]
+fn journal_writer_starts_a_fresh_line_after_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(JOURNAL_FILE);
+    std::fs::write(&path, "{\"type\":\"segment\",\"v\":1,\"t_ms\":1").unwrap();
+    write_journal(
+        dir.path(),
+        &[seg("s1", R240, 1, Some(5.0), true, "0xaaa", None).into()],
+    );
+    let mut reader = JournalReader::open(&path).unwrap();
+    assert!(matches!(
+        reader.next_record().unwrap(),
+        Some(Record::Segment(_))
+    ));
+    assert_eq!(reader.next_record().unwrap(), None);
+    let stats = reader.into_stats();
+    assert_eq!(stats.malformed_lines, 1, "{stats:?}");
+    assert_eq!(stats.total_records(), 1);
+}
+
+#[test]
+fn aggregates_equal_hand_computed_values() {
+    let records = fixed_records();
+    let frames = RecordFrames::from_records(&records).unwrap();
+    let a = aggregate(&frames, AggregateOptions::default()).unwrap();
+    let o = &a.segments.overall;
+    assert_eq!((o.segments, o.ok, o.failed), (9, 8, 1));
+    close(o.success_rate, 8.0 / 9.0);
+    // Overall latencies sorted: 1000 1500 2000 2500 3000 3500 4000 5500 (n = 8).
+    assert_eq!(o.latency_ms.count, 8);
+    close(o.latency_ms.mean, 23000.0 / 8.0);
+    close(o.latency_ms.p50, 2750.0); // h = 3.5
+    close(o.latency_ms.p95, 4975.0); // h = 6.65 → 4000 + 0.65 × 1500
+    close(o.latency_ms.min, 1000.0);
+    close(o.latency_ms.max, 5500.0);
+    assert_eq!(o.bytes_total, 900_000);
+
+    let by_r: BTreeMap<&str, _> = a
+        .segments
+        .by_rendition
+        .iter()
+        .map(|g| (g.key("rendition"), &g.stats))
+        .collect();
+    let r240 = by_r[R240];
+    assert_eq!((r240.segments, r240.ok), (4, 4));
+    close(r240.success_rate, 1.0);
+    close(r240.latency_ms.p50, 2500.0);
+    close(r240.latency_ms.p90, 3700.0); // h = 2.7
+    close(r240.latency_ms.p95, 3850.0); // h = 2.85
+    close(r240.latency_ms.p99, 3970.0); // h = 2.97
+    let r360 = by_r[R360];
+    assert_eq!((r360.segments, r360.ok, r360.failed), (5, 4, 1));
+    close(r360.success_rate, 0.8);
+    close(r360.latency_ms.mean, 3250.0);
+    close(r360.latency_ms.p50, 3000.0);
+    close(r360.latency_ms.p95, 5200.0); // h = 2.85 → 3500 + 0.85 × 2000
+
+    let by_s: BTreeMap<&str, _> = a
+        .segments
+        .by_stream
+        .iter()
+        .map(|g| (g.key("stream"), &g.stats))
+        .collect();
+    close(by_s["s1"].latency_ms.p50, 1750.0);
+    close(by_s["s1"].success_rate, 1.0);
+    close(by_s["s2"].latency_ms.p50, 3750.0);
+    close(by_s["s2"].success_rate, 0.8);
+
+    let regions: Vec<&str> = a
+        .segments
+        .by_region
+        .iter()
+        .map(|g| g.key("region"))
+        .collect();
+    assert_eq!(
+        regions,
+        ["FRA"],
+        "records without a region are not a region"
+    );
+    let pairs: Vec<(&str, &str, u64)> = a
+        .segments
+        .by_orchestrator_region
+        .iter()
+        .map(|g| (g.key("orchestrator"), g.key("region"), g.stats.segments))
+        .collect();
+    assert_eq!(pairs, [("0xaaa", "FRA", 4), ("0xbbb", "unknown", 5)]);
+    assert_eq!(a.segments.by_workload.len(), 1);
+    assert_eq!(a.segments.by_workload[0].stats.segments, 9);
+
+    let q: BTreeMap<(&str, &str), _> = a
+        .quality
+        .by_rendition
+        .iter()
+        .map(|g| ((g.key("rendition"), g.key("origin")), &g.stats))
+        .collect();
+    let net = q[&(R240, "network")];
+    assert_eq!(net.samples, 2);
+    close(net.vmaf_mean, 85.0);
+    close(net.vmaf_p5, 80.5);
+    close(net.vmaf_min, 80.0);
+    close(net.psnr_mean, 42.5);
+    close(q[&(R240, "reference")].vmaf_mean, 90.0);
+
+    assert_eq!(a.checks.len(), 2);
+    let d = &a.checks[0];
+    assert_eq!(
+        (d.check.as_str(), d.total, d.passed, d.failed),
+        ("duration", 4, 3, 1)
+    );
+    close(d.pass_rate, 0.75);
+    assert_eq!(
+        d.first_failure.as_deref(),
+        Some("duration 1.2 s, expected 2 s")
+    );
+    assert_eq!(
+        (a.checks[1].check.as_str(), a.checks[1].failed),
+        ("resolution", 0)
+    );
+
+    let p = &a.payments.overall;
+    assert_eq!(
+        (
+            p.tickets,
+            p.winning_tickets,
+            p.redemptions,
+            p.redemptions_ok
+        ),
+        (4, 1, 1, 1)
+    );
+    assert!((p.face_value_total_wei - 4e15).abs() < 1.0);
+    assert!((p.ev_total_wei - 1e15).abs() < 1.0);
+    assert!((p.won_face_value_wei - 1e15).abs() < 1.0);
+    assert_eq!(p.pixels_total, 4_000_000);
+
+    assert_eq!(a.bench.len(), 2);
+    assert_eq!(a.bench[0].sessions, 1);
+    close(a.bench[0].real_time_fraction, 1.0);
+    close(a.bench[0].transcode_ratio.mean, 0.625);
+    assert_eq!(a.bench[1].sessions, 4);
+    close(a.bench[1].real_time_fraction, 0.5);
+    close(a.bench[1].transcode_ratio.mean, 1.1);
+    assert_eq!(a.bench[1].encoder, "libx264");
+
+    assert_eq!(a.first_record_ms, Some(T0)); // the first ticket
+    assert_eq!(a.last_record_ms, Some(T0 + 9000));
+    // CDF of R360: 4 latencies, last point at 100 %.
+    let cdf = &a.plot.latency_cdf[R360];
+    assert_eq!(cdf.last(), Some(&(5500.0, 1.0)));
+}
+
+#[test]
+fn every_artifact_exists_and_parses_after_finalize() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = fixed_records();
+    write_journal(dir.path(), &records);
+    std::fs::write(
+        dir.path().join(SUMMARY_FILE),
+        serde_json::to_vec_pretty(&base_summary("smoke")).unwrap(),
+    )
+    .unwrap();
+    let out = finalize_run(dir.path(), &ReportOptions::default()).unwrap();
+    assert_eq!(out.summary_source, SummarySource::Tester);
+    assert_eq!(out.records, records.len());
+    assert_eq!(out.verdict.passed, Some(false));
+    assert!(out.missing.is_empty(), "{:?}", out.missing);
+
+    // summary.json: valid against the schema, every base key kept, breakdowns present.
+    let summary = read_json(&dir.path().join(SUMMARY_FILE));
+    assert_valid_summary(&summary);
+    let base = base_summary("smoke");
+    for (k, v) in base.as_object().unwrap() {
+        assert_eq!(&summary[k], v, "base key {k} changed");
+    }
+    assert_eq!(summary["breakdowns"]["segments"]["overall"]["segments"], 9);
+    assert_eq!(summary["report"]["summary_source"], "tester");
+
+    // records.parquet: same row count as the journal, per type too.
+    let df = ParquetReader::new(std::fs::File::open(dir.path().join("records.parquet")).unwrap())
+        .finish()
+        .unwrap();
+    assert_eq!(df.height(), records.len());
+    let types = df.column("type").unwrap().str().unwrap().clone();
+    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    for t in types.iter().flatten() {
+        *per.entry(t.to_string()).or_default() += 1;
+    }
+    let mut expect: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &records {
+        *expect.entry(r.type_name().to_string()).or_default() += 1;
+    }
+    assert_eq!(per, expect);
+    assert_eq!(df.schema().len(), union_schema().len());
+
+    // Plots: every SVG parses, every PNG is a PNG, the HTML embeds each.
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    for stem in PLOT_STEMS {
+        let svg = std::fs::read_to_string(dir.path().join(format!("plots/{stem}.svg"))).unwrap();
+        let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{stem}.svg: {e}"));
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        assert!(
+            doc.descendants().filter(|n| n.has_tag_name("text")).count() > 5,
+            "{stem}: no labels"
+        );
+        let png = std::fs::read(dir.path().join(format!("plots/{stem}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{stem}.png");
+        let start = html
+            .find(&format!("<figure id=\"plot-{stem}\">"))
+            .unwrap_or_else(|| panic!("{stem} not in HTML"));
+        assert!(
+            html[start..].starts_with(&format!("<figure id=\"plot-{stem}\"><svg"))
+                || html[start..start + 400].contains("<svg")
+        );
+    }
+    assert!(
+        !html.contains("<script"),
+        "the report must not need scripts"
+    );
+    assert!(html.contains("FAILED — 2 of 3 threshold(s) did not hold"));
+    assert!(html.contains("no data"));
+    assert!(html.contains("[thresholds]"), "scenario TOML is shown");
+    assert!(html.contains("Debian 12"), "environment is shown");
+    assert!(html.contains(R360));
+
+    // JUnit: the common structure, one case per threshold and per check name.
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&junit).unwrap();
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    let suites: Vec<_> = root
+        .children()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
+    let names: Vec<_> = suites
+        .iter()
+        .map(|s| s.attribute("name").unwrap())
+        .collect();
+    assert_eq!(names, ["run", "thresholds", "checks"]);
+    for s in &suites {
+        let cases = s.children().filter(|n| n.has_tag_name("testcase")).count();
+        assert_eq!(
+            s.attribute("tests").unwrap().parse::<usize>().unwrap(),
+            cases
+        );
+        let failures = s
+            .children()
+            .filter(|n| n.has_tag_name("testcase"))
+            .filter(|c| c.children().any(|x| x.has_tag_name("failure")))
+            .count();
+        assert_eq!(
+            s.attribute("failures").unwrap().parse::<usize>().unwrap(),
+            failures
+        );
+        for c in s.children().filter(|n| n.has_tag_name("testcase")) {
+            assert!(c.attribute("name").is_some() && c.attribute("classname").is_some());
+        }
+    }
+    assert_eq!(suites[1].attribute("tests"), Some("3"));
+    assert_eq!(suites[1].attribute("failures"), Some("2"));
+    assert_eq!(suites[2].attribute("tests"), Some("2"));
+    assert_eq!(suites[2].attribute("failures"), Some("1"));
+    assert_eq!(root.attribute("tests"), Some("6"));
+
+    // Markdown and leaderboard.
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        md.contains("| `segment_success` | `rate >= 0.99` | 0.889 | **FAIL** |"),
+        "{md}"
+    );
+    let board = read_json(&dir.path().join("leaderboard.json"));
+    let recs = board["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 2);
+    let a = &recs[0];
+    assert_eq!(a["orchestrator"], "0xaaa");
+    assert_eq!(a["region"], "FRA");
+    assert_eq!(
+        a["segments_sent"], 2,
+        "two source segments, each with two renditions"
+    );
+    assert_eq!(a["success_rate"], 1.0);
+    // Round trip = latency of the slowest rendition: mean(1.5, 2.5) = 2 s.
+    assert_eq!(a["round_trip_time"], 2.0);
+    let expected_score = 1.0 - (-2.0f64 / 2.0).exp();
+    let s = board["aggregated"]["0xaaa"]["FRA"]["score"]
+        .as_f64()
+        .unwrap();
+    assert!((s - expected_score).abs() < 1e-12);
+    let b = &recs[1];
+    assert_eq!(
+        (b["segments_sent"].as_u64(), b["segments_received"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(b["errors"][0]["error_code"], "timeout");
+    assert_eq!(b["errors"][0]["count"], 1);
+    for key in [
+        "region",
+        "orchestrator",
+        "success_rate",
+        "round_trip_time",
+        "seg_duration",
+        "segments_sent",
+        "segments_received",
+        "upload_time",
+        "download_time",
+        "transcode_time",
+        "errors",
+        "timestamp",
+    ] {
+        assert!(a.get(key).is_some(), "leaderboard record lacks {key}");
+    }
+
+    // Re-rendering is idempotent on the base keys.
+    finalize_run(dir.path(), &ReportOptions::default()).unwrap();
+    let again = read_json(&dir.path().join(SUMMARY_FILE));
+    assert_eq!(again["thresholds"], summary["thresholds"]);
+    assert_eq!(again["report"]["summary_source"], "tester");
+}
+
+#[test]
+fn torn_last_line_and_unknown_versions_are_reported_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let good: Vec<Record> = fixed_records().into_iter().take(5).collect();
+    write_journal(dir.path(), &good);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join(JOURNAL_FILE))
+        .unwrap();
+    writeln!(
+        f,
+        r#"{{"type":"segment","v":99,"t_ms":1,"future":"shape"}}"#
+    )
+    .unwrap();
+    writeln!(f, r#"{{"type":"stall","v":1,"t_ms":1}}"#).unwrap();
+    writeln!(f, "not json at all").unwrap();
+    write!(f, r#"{{"type":"segment","v":1,"t_ms":17953093"#).unwrap();
+    drop(f);
+
+    let out = finalize_run(dir.path(), &ReportOptions::default()).unwrap();
+    assert_eq!(out.records, 5);
+    let j = &out.journal;
+    assert!(j.truncated_last_line);
+    assert_eq!(j.malformed_lines, 1);
+    assert_eq!(j.unknown_versions.get("segment v99"), Some(&1));
+    assert_eq!(j.unknown_types.get("stall"), Some(&1));
+    assert_eq!(j.lines, 9);
+    let missing = out.missing.join("\n");
+    assert!(missing.contains("summary.json is missing"), "{missing}");
+    assert!(missing.contains("last line is truncated"), "{missing}");
+    assert!(missing.contains("segment v99"), "{missing}");
+    assert!(missing.contains("unknown type \"stall\""), "{missing}");
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("last line is truncated"));
+    assert!(html.contains("UNKNOWN — summary.json missing"));
+    let summary = read_json(&dir.path().join(SUMMARY_FILE));
+    assert_valid_summary(&summary);
+    assert_eq!(summary["report"]["summary_source"], "journal");
+    assert_eq!(summary["report"]["journal"]["truncated_last_line"], true);
+    assert_eq!(out.verdict.passed, None);
+
+    // A second `lpt report` still knows the summary came from the journal.
+    let again = finalize_run(dir.path(), &ReportOptions::default()).unwrap();
+    assert_eq!(again.summary_source, SummarySource::Journal);
+}
+
+#[test]
+fn empty_run_directory_gives_a_report_that_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = finalize_run(dir.path(), &ReportOptions::default()).unwrap();
+    assert_eq!(out.records, 0);
+    let missing = out.missing.join("\n");
+    assert!(missing.contains("summary.json is missing"), "{missing}");
+    assert!(missing.contains("records.jsonl is missing"), "{missing}");
+    for f in [
+        "report.html",
+        "junit.xml",
+        "summary.md",
+        "summary.json",
+        "records.parquet",
+    ] {
+        assert!(dir.path().join(f).is_file(), "{f} not written");
+    }
+    assert!(!dir.path().join("leaderboard.json").exists());
+    assert_valid_summary(&read_json(&dir.path().join(SUMMARY_FILE)));
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("records.jsonl is missing"));
+    assert!(
+        html.contains("Latency CDF per rendition") || html.contains("latency CDF per rendition")
+    );
+    assert!(html.contains("no segment record carries a latency"));
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&junit).unwrap();
+    assert_eq!(doc.root_element().attribute("errors"), Some("2"));
+    let df = ParquetReader::new(std::fs::File::open(dir.path().join("records.parquet")).unwrap())
+        .finish()
+        .unwrap();
+    assert_eq!(df.height(), 0);
+
+    // A journal that exists but is empty is named as such.
+    std::fs::write(dir.path().join(JOURNAL_FILE), "").unwrap();
+    let out = finalize_run(dir.path(), &ReportOptions::default()).unwrap();
+    assert!(
+        out.missing.iter().any(|m| m.contains("no usable records")),
+        "{:?}",
+        out.missing
+    );
+}
+
+#[test]
+fn finalize_on_a_missing_directory_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = finalize_run(&dir.path().join("nope"), &ReportOptions::default()).unwrap_err();
+    assert!(matches!(err, ReportError::NotARunDirectory { .. }), "{err}");
+    assert!(err.to_string().contains("nope"));
+}
+
+/// A run of `n` segments whose latencies spread over 1.5–2.5 s, scaled by `factor`.
+fn latency_run(dir: &Path, scenario: &str, factor: f64, n: u64) {
+    let records: Vec<Record> = (0..n)
+        .map(|i| {
+            let spread = ((i * 7919) % 1000) as f64;
+            seg(
+                "s1",
+                R240,
+                i,
+                Some((1500.0 + spread) * factor),
+                true,
+                "0xaaa",
+                Some("FRA"),
+            )
+            .into()
+        })
+        .collect();
+    write_journal(dir, &records);
+    std::fs::write(
+        dir.join(SUMMARY_FILE),
+        serde_json::to_vec(&base_summary(scenario)).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn compare_flags_a_10_percent_latency_regression_and_not_a_half_percent_change() {
+    let base = tempfile::tempdir().unwrap();
+    let slower = tempfile::tempdir().unwrap();
+    let same = tempfile::tempdir().unwrap();
+    latency_run(base.path(), "smoke", 1.0, 3000);
+    latency_run(slower.path(), "smoke", 1.10, 3000);
+    latency_run(same.path(), "smoke", 1.005, 3000);
+
+    let c = compare(base.path(), slower.path(), &CompareOptions::default()).unwrap();
+    assert!(c.comparable);
+    assert!(c.has_regression());
+    let mean = c
+        .metrics
+        .iter()
+        .find(|m| m.metric == "latency_mean")
+        .unwrap();
+    assert_eq!(mean.verdict, ChangeVerdict::Regression);
+    assert!((mean.change.unwrap() - 0.10).abs() < 1e-9);
+    assert!(
+        mean.ci_low.unwrap() > 0.02 && mean.ci_high.unwrap() < 0.2,
+        "{mean:?}"
+    );
+    let success = c
+        .metrics
+        .iter()
+        .find(|m| m.metric == "segment_success_rate")
+        .unwrap();
+    assert_eq!(success.verdict, ChangeVerdict::WithinNoise);
+    let written: Comparison =
+        serde_json::from_slice(&std::fs::read(slower.path().join("compare.json")).unwrap())
+            .unwrap();
+    // serde_json may round the last bit of a float, so compare what matters.
+    assert_eq!(written.metrics.len(), c.metrics.len());
+    for (w, m) in written.metrics.iter().zip(&c.metrics) {
+        assert_eq!((&w.metric, w.verdict), (&m.metric, m.verdict));
+    }
+    assert_eq!(written.regressions, c.regressions);
+    assert!(c.render_table().contains("Regression"));
+
+    let c = compare(base.path(), same.path(), &CompareOptions::default()).unwrap();
+    assert!(!c.has_regression(), "{}", c.render_table());
+    let mean = c
+        .metrics
+        .iter()
+        .find(|m| m.metric == "latency_mean")
+        .unwrap();
+    assert_eq!(mean.verdict, ChangeVerdict::WithinNoise, "{mean:?}");
+    let p95 = c
+        .metrics
+        .iter()
+        .find(|m| m.metric == format!("latency_p95{{rendition={R240}}}"))
+        .unwrap();
+    assert_ne!(p95.verdict, ChangeVerdict::Regression);
+}
+
+#[test]
+fn compare_explains_why_runs_of_different_scenarios_cannot_be_compared() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    latency_run(a.path(), "smoke", 1.0, 50);
+    latency_run(b.path(), "soak", 1.5, 50);
+    let c = compare(a.path(), b.path(), &CompareOptions::default()).unwrap();
+    assert!(!c.comparable);
+    assert!(!c.has_regression());
+    assert!(c.metrics.is_empty());
+    let reason = c.reason.unwrap();
+    assert!(
+        reason.contains("\"smoke\"") && reason.contains("\"soak\""),
+        "{reason}"
+    );
+    let err = compare(
+        a.path(),
+        b.path(),
+        &CompareOptions {
+            noise: -1.0,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("noise"), "{err}");
+}
