@@ -646,3 +646,154 @@ impl SegmentChecker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::FrameFacts;
+    use bytes::Bytes;
+    use reference_transcoder::FrameStamp;
+
+    const FPS_MS: i64 = 33;
+
+    /// A log of a stream that started at `start_frame` and sent one frame every 33 ms from `t0`.
+    fn log(key: &str, start_frame: u32, t0: UnixMs, frames: u64) -> Arc<SendLog> {
+        let log = Arc::new(SendLog::new(key, 7, 360, start_frame));
+        for p in 0..frames {
+            log.record(&[p], t0 + p as i64 * FPS_MS);
+        }
+        log
+    }
+
+    fn segment(
+        first_frame: u32,
+        frames: u32,
+        first_seen: UnixMs,
+    ) -> (PulledSegment, DecodedSegment) {
+        let pulled = PulledSegment {
+            rendition: "r".into(),
+            seq: 3,
+            url: "http://h/r/3.ts".into(),
+            extinf_secs: frames as f64 / 30.0,
+            discontinuity: false,
+            target_duration_secs: 2.0,
+            first_seen_unix_ms: first_seen,
+            download_started_unix_ms: first_seen + 5,
+            download_finished_unix_ms: first_seen + 20,
+            http_status: Some(200),
+            content_type: Some("video/MP2T".into()),
+            size: 1000,
+            body: Ok(Bytes::new()),
+        };
+        let decoded = DecodedSegment {
+            container: "mpegts".into(),
+            codec: "h264".into(),
+            width: 640,
+            height: 360,
+            fps: Some(30.0),
+            audio_codec: None,
+            frames: (0..frames)
+                .map(|i| FrameFacts {
+                    pts_secs: Some(10.0 + i as f64 / 30.0),
+                    is_key: i == 0,
+                    stamp: Some(FrameStamp {
+                        stream_id: 7,
+                        frame_number: first_frame + i,
+                    }),
+                })
+                .collect(),
+            decode_errors: 0,
+        };
+        (pulled, decoded)
+    }
+
+    #[test]
+    fn stamps_of_another_stream_ahead_in_the_clip_are_caught_by_the_send_log() {
+        let t0 = now_unix_ms() + 1000;
+        // Stream B started 60 frames into the clip, stream A at frame 0, at the same moment.
+        let (a, b) = (log("a", 0, t0, 300), log("b", 60, t0, 300));
+        // B's first segment (frames 60..=119) appears 2.2 s after both started.
+        let (pulled, decoded) = segment(60, 60, t0 + 2200);
+        let own = SegmentChecker::new("b", Some(b), CheckOptions::default())
+            .check(&pulled, Some(&Ok(decoded.clone())));
+        let stamps = own.verdict("stamps").unwrap();
+        assert!(stamps.passed, "{stamps:?}");
+        assert_eq!(own.observation.latency.glass_to_glass_ms, Some(2200.0));
+        assert_eq!(
+            own.observation.latency.segment_latency_ms,
+            Some((2220 - 59 * FPS_MS) as f64)
+        );
+
+        let wrong = SegmentChecker::new("a", Some(a), CheckOptions::default())
+            .check(&pulled, Some(&Ok(decoded)));
+        let stamps = wrong.verdict("stamps").unwrap();
+        assert!(!stamps.passed);
+        assert!(
+            stamps.reason.contains("had not been sent by stream a"),
+            "{}",
+            stamps.reason
+        );
+    }
+
+    #[test]
+    fn a_foreign_stream_id_or_a_stale_segment_fails_the_stamp_check() {
+        let t0 = now_unix_ms() + 1000;
+        let (pulled, mut decoded) = segment(0, 60, t0 + 2200);
+        decoded.frames[5].stamp = Some(FrameStamp {
+            stream_id: 9,
+            frame_number: 5,
+        });
+        let c = SegmentChecker::new("k", Some(log("k", 0, t0, 300)), CheckOptions::default())
+            .check(&pulled, Some(&Ok(decoded)));
+        assert!(
+            c.verdict("stamps")
+                .unwrap()
+                .reason
+                .contains("stream id 0x9"),
+            "{:?}",
+            c.verdict("stamps")
+        );
+
+        let (mut pulled, decoded) = segment(0, 60, t0 + 2200);
+        pulled.first_seen_unix_ms = t0 + 120_000;
+        let c = SegmentChecker::new("k", Some(log("k", 0, t0, 300)), CheckOptions::default())
+            .check(&pulled, Some(&Ok(decoded)));
+        assert!(
+            c.verdict("stamps")
+                .unwrap()
+                .reason
+                .contains("more than 60000 ms"),
+            "{:?}",
+            c.verdict("stamps")
+        );
+    }
+
+    #[test]
+    fn duration_resolution_and_codec_are_judged_against_expectations() {
+        let t0 = now_unix_ms() + 1000;
+        let (mut pulled, mut decoded) = segment(0, 60, t0 + 2200);
+        pulled.extinf_secs = 2.5;
+        decoded.codec = "hevc".into();
+        let mut options = CheckOptions::default();
+        options.resolutions.insert("r".into(), (426, 240));
+        let c = SegmentChecker::new("k", Some(log("k", 0, t0, 300)), options)
+            .check(&pulled, Some(&Ok(decoded)));
+        for name in ["duration", "resolution", "codec"] {
+            assert!(
+                !c.verdict(name).unwrap().passed,
+                "{name}: {:?}",
+                c.verdict(name)
+            );
+        }
+        assert!(
+            c.verdict("resolution")
+                .unwrap()
+                .reason
+                .contains("640x360 (expected 426x240)")
+        );
+        assert!(
+            c.verdict("content_type").unwrap().passed,
+            "video/MP2T is accepted whatever its case"
+        );
+    }
+}
