@@ -1,0 +1,9 @@
+//! Integration tests of the `protocol` crate: wire bytes, signatures and tickets off chain, and
+//! settlement on a real anvil chain with the committed contracts.
+
+mod abi;
+mod artifacts;
+mod chain;
+mod grpc;
+mod tickets;
+mod wire;
