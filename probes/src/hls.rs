@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use m3u8_rs::{MasterPlaylist, MediaPlaylist, Playlist};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use url::Url;
@@ -222,6 +223,18 @@ impl HlsPuller {
 
     /// Pulls until `deadline`, reporting to `sink`.
     pub async fn run(&self, deadline: Instant, sink: Arc<dyn PullSink>) -> PullSummary {
+        let (_handle, stop) = pull_stop();
+        self.run_until(deadline, sink, stop).await
+    }
+
+    /// Pulls until `deadline` or until `stop` is signalled, whichever comes first; either way
+    /// open stalls are closed and the summary is complete.
+    pub async fn run_until(
+        &self,
+        deadline: Instant,
+        sink: Arc<dyn PullSink>,
+        stop: PullStop,
+    ) -> PullSummary {
         let counting = Arc::new(CountingSink::new(sink));
         let sink: Arc<dyn PullSink> = counting.clone();
         let mut tasks = JoinSet::new();
@@ -230,7 +243,10 @@ impl HlsPuller {
         let mut first_error = None;
         let mut started = false;
         loop {
-            let fetched = self.fetch_text(&self.url, deadline).await;
+            if stop.is_set() {
+                break;
+            }
+            let fetched = self.fetch_text(&self.url, deadline, &stop).await;
             let at = now_unix_ms();
             let outcome = fetched.and_then(|(body, ct)| {
                 parse_playlist(&self.url, &body).map(|p| (p, ct, body.len()))
@@ -251,7 +267,9 @@ impl HlsPuller {
                             if !started && Instant::now() >= wait_until {
                                 break;
                             }
-                            if !sleep_or_deadline(self.options.retry_interval, deadline).await {
+                            if !sleep_or_deadline(self.options.retry_interval, deadline, &stop)
+                                .await
+                            {
                                 break;
                             }
                             continue;
@@ -273,11 +291,11 @@ impl HlsPuller {
                     }
                     for r in new {
                         known.push(r.url.clone());
-                        let follower = self.follower(&r, sink.clone());
+                        let follower = self.follower(&r, sink.clone(), stop.clone());
                         tasks.spawn(async move { follower.follow(deadline, None).await });
                     }
                     started = true;
-                    if !sleep_or_deadline(self.options.master_refresh, deadline).await {
+                    if !sleep_or_deadline(self.options.master_refresh, deadline, &stop).await {
                         break;
                     }
                 }
@@ -289,7 +307,7 @@ impl HlsPuller {
                         resolution: None,
                     };
                     sink.event(PullEvent::Renditions(vec![info.clone()]));
-                    let follower = self.follower(&info, sink.clone());
+                    let follower = self.follower(&info, sink.clone(), stop.clone());
                     follower.follow(deadline, Some((media, ct, at))).await;
                     started = true;
                     break;
@@ -330,7 +348,7 @@ impl HlsPuller {
                     } else {
                         self.options.retry_interval
                     };
-                    if !sleep_or_deadline(pause, deadline).await {
+                    if !sleep_or_deadline(pause, deadline, &stop).await {
                         break;
                     }
                 }
@@ -347,7 +365,12 @@ impl HlsPuller {
         summary
     }
 
-    fn follower(&self, r: &RenditionInfo, sink: Arc<dyn PullSink>) -> RenditionFollower {
+    fn follower(
+        &self,
+        r: &RenditionInfo,
+        sink: Arc<dyn PullSink>,
+        stop: PullStop,
+    ) -> RenditionFollower {
         RenditionFollower {
             client: self.client.clone(),
             url: Url::parse(&r.url).unwrap_or_else(|_| self.url.clone()),
@@ -355,6 +378,7 @@ impl HlsPuller {
             stream_key: self.stream_key.clone(),
             options: self.options.clone(),
             sink,
+            stop,
         }
     }
 
@@ -362,6 +386,7 @@ impl HlsPuller {
         &self,
         url: &Url,
         deadline: Instant,
+        stop: &PullStop,
     ) -> Result<(Bytes, Option<String>), PullError> {
         fetch(
             &self.client,
@@ -369,6 +394,7 @@ impl HlsPuller {
             self.options.request_timeout,
             deadline,
             true,
+            stop,
         )
         .await
         .and_then(|f| f.body.map(|b| (b, f.content_type)))
@@ -383,6 +409,7 @@ struct RenditionFollower {
     stream_key: String,
     options: HlsOptions,
     sink: Arc<dyn PullSink>,
+    stop: PullStop,
 }
 
 struct StallState {
@@ -403,7 +430,7 @@ impl RenditionFollower {
         let mut stall: Option<StallState> = None;
         loop {
             let poll_started = Instant::now();
-            if poll_started >= deadline {
+            if poll_started >= deadline || self.stop.is_set() {
                 break;
             }
             let polled = match first.take() {
@@ -534,7 +561,11 @@ impl RenditionFollower {
             if next >= deadline {
                 break;
             }
-            tokio::time::sleep_until(next).await;
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = stop.wait() => break,
+            }
         }
         if let Some(s) = stall {
             let now = now_unix_ms();
@@ -562,6 +593,7 @@ impl RenditionFollower {
             self.options.request_timeout,
             deadline,
             true,
+            &self.stop,
         )
         .await?;
         let at = now_unix_ms();
@@ -616,6 +648,7 @@ impl RenditionFollower {
             self.options.request_timeout,
             deadline,
             self.options.keep_bytes,
+            &self.stop,
         )
         .await;
         pulled.download_finished_unix_ms = now_unix_ms();
@@ -640,8 +673,24 @@ struct Fetched {
     body: Result<Bytes, PullError>,
 }
 
-/// GETs `url` with a timeout that never runs past `deadline`. Non-2xx statuses are errors.
+/// GETs `url` with a timeout that never runs past `deadline` nor a stop. Non-2xx statuses
+/// are errors.
 async fn fetch(
+    client: &reqwest::Client,
+    url: &Url,
+    timeout: Duration,
+    deadline: Instant,
+    keep: bool,
+    stop: &PullStop,
+) -> Result<Fetched, PullError> {
+    let mut stop = stop.clone();
+    tokio::select! {
+        fetched = fetch_inner(client, url, timeout, deadline, keep) => fetched,
+        _ = stop.wait() => Err(PullError::Deadline { url: url.to_string() }),
+    }
+}
+
+async fn fetch_inner(
     client: &reqwest::Client,
     url: &Url,
     timeout: Duration,
@@ -804,15 +853,47 @@ pub fn rendition_name(url: &Url) -> String {
     }
 }
 
-/// Sleeps `pause` unless the deadline comes first; false when the deadline was reached.
-async fn sleep_or_deadline(pause: Duration, deadline: Instant) -> bool {
+/// Sleeps `pause` unless the deadline or a stop comes first; false when either did.
+async fn sleep_or_deadline(pause: Duration, deadline: Instant, stop: &PullStop) -> bool {
     let wake = Instant::now() + pause;
-    if wake >= deadline {
-        tokio::time::sleep_until(deadline).await;
-        return false;
+    let mut stop = stop.clone();
+    tokio::select! {
+        _ = tokio::time::sleep_until(wake.min(deadline)) => wake < deadline,
+        _ = stop.wait() => false,
     }
-    tokio::time::sleep_until(wake).await;
-    true
+}
+
+/// Ends a pull early: every task of the puller stops at its next wait or request (an
+/// interrupted request is not reported as a failure) and the summary is still complete.
+#[derive(Clone)]
+pub struct PullStop(watch::Receiver<bool>);
+
+/// The sending side of a [`PullStop`].
+pub struct PullStopHandle(watch::Sender<bool>);
+
+/// A stop signal for [`HlsPuller::run_until`].
+pub fn pull_stop() -> (PullStopHandle, PullStop) {
+    let (tx, rx) = watch::channel(false);
+    (PullStopHandle(tx), PullStop(rx))
+}
+
+impl PullStopHandle {
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl PullStop {
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    async fn wait(&mut self) {
+        // A dropped handle means nobody can stop this pull any more: wait forever.
+        if self.0.wait_for(|stopped| *stopped).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Counts what passes through to build the summary.

@@ -26,8 +26,8 @@ pub mod stream;
 pub use checks::{CHECK_NAMES, CheckOptions, CheckedSegment, SegmentChecker};
 pub use decode::{DecodeError, DecodedSegment, FrameFacts, decode_segment};
 pub use hls::{
-    HlsOptions, HlsPuller, PlaylistPoll, PullError, PullEvent, PullSink, PullSummary,
-    PulledSegment, RenditionInfo, http_client,
+    HlsOptions, HlsPuller, PlaylistPoll, PullError, PullEvent, PullSink, PullStop, PullStopHandle,
+    PullSummary, PulledSegment, RenditionInfo, http_client, pull_stop,
 };
 pub use latency::segment_latency;
 pub use observe::{

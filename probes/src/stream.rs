@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::checks::{CheckOptions, SegmentChecker};
 use crate::decode::decode_segment;
-use crate::hls::{HlsOptions, HlsPuller, PullError, PullEvent, PullSink};
+use crate::hls::{HlsOptions, HlsPuller, PullError, PullEvent, PullSink, pull_stop};
 use crate::observe::{ProbeObserver, PublishObservation};
 use crate::publisher::{PublishOptions, PublishSummary, RtmpPublisher, RtmpTarget, RtmpUrlError};
 use crate::replay::ReplaySource;
@@ -158,33 +158,24 @@ impl StreamProbe {
             + self.config.publish.setup_timeout
             + self.config.publish.duration
             + self.config.drain;
-        let publish_done = tokio::sync::Notify::new();
+        let (stop_handle, stop) = pull_stop();
+        let drain = self.config.drain;
         let publish = async {
             let obs = observer.clone();
             let mut progress = move |p: &PublishObservation| obs.publish_progress(p);
             let result = publisher.run(&mut progress).await;
-            publish_done.notify_one();
+            tokio::time::sleep(drain).await;
+            stop_handle.stop();
             result
         };
-        let drain = self.config.drain;
-        let pull = async {
-            tokio::select! {
-                summary = self.puller.run(deadline, sink) => Some(summary),
-                _ = async {
-                    publish_done.notified().await;
-                    tokio::time::sleep(drain).await;
-                } => None,
-            }
-        };
+        let pull = self.puller.run_until(deadline, sink, stop);
         let (published, pulled) = tokio::join!(publish, pull);
         let mut report = consumer.await.unwrap_or_default();
         match published {
             Ok(s) => report.publish = Some(s),
             Err(e) => report.publish_error = Some(e.to_string()),
         }
-        if let Some(summary) = pulled {
-            report.pull_error = summary.error.map(|e| e.to_string());
-        }
+        report.pull_error = pulled.error.map(|e| e.to_string());
         report
     }
 }

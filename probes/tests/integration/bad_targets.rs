@@ -437,3 +437,55 @@ fn a_window_that_slid_past_unseen_segments_records_them_missed_and_discontinuity
     assert!(!missed_record.observation.success);
     assert_eq!(missed_record.checks[0].check, "download");
 }
+
+#[test]
+fn a_stop_ends_the_pull_at_once_even_mid_download_without_blaming_the_target() {
+    let (segment, extinf) = first_segment();
+    let rt = runtime();
+    let (events, sink) = collect();
+    let (summary, stopped_after) = rt.block_on(async {
+        let port = bad_server(segment, extinf).await;
+        let url = format!("http://127.0.0.1:{port}/live/index.m3u8");
+        let puller =
+            HlsPuller::new(http_client().unwrap(), &url, "stop", HlsOptions::default()).unwrap();
+        let (handle, stop) = probes::pull_stop();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let pull = puller.run_until(deadline, sink, stop);
+        tokio::pin!(pull);
+        // seg4 never answers and the request timeout is 10 s: the stop must cut it.
+        let stop_at = Instant::now() + Duration::from_secs(2);
+        tokio::select! {
+            s = &mut pull => panic!("ended before the stop: {s:?}"),
+            _ = tokio::time::sleep_until(stop_at) => {}
+        }
+        handle.stop();
+        let summary = pull.await;
+        (summary, stop_at.elapsed())
+    });
+    assert!(
+        stopped_after < Duration::from_millis(500),
+        "took {stopped_after:?} to stop"
+    );
+    assert_eq!(
+        (summary.segments_ok, summary.segments_failed),
+        (2, 2),
+        "{summary:?}"
+    );
+    let seqs: Vec<u64> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            if let PullEvent::Segment(s) = e {
+                Some(s.seq)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(
+        seqs,
+        vec![0, 1, 2, 3],
+        "the interrupted seg4 must not be reported"
+    );
+}
