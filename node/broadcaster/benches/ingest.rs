@@ -106,7 +106,7 @@ async fn parent() {
         height: 720,
         duration_secs: 10.0,
         gop_secs: 2.0,
-        video_bitrate: Some(1_900_000),
+        video_bitrate: Some(2_300_000),
         x264_preset: "ultrafast".into(),
         ..Default::default()
     })

@@ -24,6 +24,8 @@ pub struct Attempt {
     pub download_ms: Option<u64>,
     /// Tickets sent with the segment.
     pub tickets: u64,
+    /// Output pixels the orchestrator reported (what it bills).
+    pub pixels: u64,
     /// Failure kind (`upload_timeout`, `http_status`, `transcode_error`, …), none on success.
     pub error_kind: Option<String>,
     /// Failure message.

@@ -293,11 +293,13 @@ impl Broadcaster {
                 transcode_ms: out.transcode_ms,
                 download_ms: out.download_ms,
                 tickets: out.tickets,
+                pixels: 0,
                 error_kind: None,
                 error: None,
             };
             match out.result {
                 Ok(t) => {
+                    attempt.pixels = t.pixels;
                     self.pool.succeeded(&session.uri, out.round_trip, t.info);
                     record.attempts.push(attempt);
                     record.orchestrator = Some(session.uri);

@@ -2,5 +2,6 @@
 
 mod bad_input;
 mod ingest;
+mod network;
 mod rtmp_client;
 mod support;
