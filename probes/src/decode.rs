@@ -182,8 +182,10 @@ pub fn decode_segment(data: &[u8]) -> Result<DecodedSegment, DecodeError> {
             });
         }
     };
-    let mut packet = Packet::empty();
     loop {
+        // av_read_frame does not unref its target: a fresh packet per read (dropped, hence
+        // unreferenced, at the end of each turn) keeps a reused one from leaking every payload.
+        let mut packet = Packet::empty();
         match packet.read(input) {
             Ok(()) => {}
             Err(ffmpeg_next::Error::Eof) => break,
