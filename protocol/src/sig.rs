@@ -97,9 +97,51 @@ pub fn recover_personal(msg: &[u8], sig: &[u8]) -> Result<Address, SigError> {
 
 /// The signer of an already EIP-191-prefixed digest.
 pub fn recover_prehash(digest: &B256, sig: &[u8]) -> Result<Address, SigError> {
-    parse_strict(sig)?
-        .recover_address_from_prehash(digest)
-        .map_err(|_| SigError::Unrecoverable)
+    let parsed = parse_strict(sig)?;
+    recover_point(digest, parsed.r(), parsed.s(), parsed.v())
+}
+
+/// Public-key recovery `Q = r⁻¹(s·R − z·G)` on k256, as `ecrecover` does it.
+///
+/// alloy's (ecdsa's) recovery verifies the signature against the recovered key afterwards, which
+/// doubles the cost and proves nothing new: a key recovered from (r, s, z) always verifies. O
+/// recovers one key per received ticket, so this is its hot path (see `benches/tickets.rs`).
+fn recover_point(digest: &B256, r: U256, s: U256, y_odd: bool) -> Result<Address, SigError> {
+    use k256::elliptic_curve::ff::PrimeField;
+    use k256::elliptic_curve::ops::{LinearCombination, Reduce};
+    use k256::elliptic_curve::point::DecompressPoint;
+    use k256::elliptic_curve::sec1::ToEncodedPoint;
+    use k256::elliptic_curve::subtle::Choice;
+    use k256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar};
+
+    let r_bytes = FieldBytes::from(r.to_be_bytes::<32>());
+    let scalar = |bytes: FieldBytes| -> Result<Scalar, SigError> {
+        let value: Option<Scalar> = Scalar::from_repr(bytes).into();
+        value
+            .filter(|v| !bool::from(v.is_zero()))
+            .ok_or(SigError::Unrecoverable)
+    };
+    let r_scalar = scalar(r_bytes)?;
+    let s_scalar = scalar(FieldBytes::from(s.to_be_bytes::<32>()))?;
+    let big_r: Option<AffinePoint> =
+        AffinePoint::decompress(&r_bytes, Choice::from(u8::from(y_odd))).into();
+    let big_r = big_r.ok_or(SigError::Unrecoverable)?;
+    let z = <Scalar as Reduce<k256::U256>>::reduce_bytes(&FieldBytes::from(digest.0));
+    let r_inv: Option<Scalar> = r_scalar.invert().into();
+    let r_inv = r_inv.ok_or(SigError::Unrecoverable)?;
+    let u1 = -(r_inv * z);
+    let u2 = r_inv * s_scalar;
+    let q = ProjectivePoint::lincomb(
+        &ProjectivePoint::GENERATOR,
+        &u1,
+        &ProjectivePoint::from(big_r),
+        &u2,
+    );
+    if q == ProjectivePoint::IDENTITY {
+        return Err(SigError::Unrecoverable);
+    }
+    let encoded = q.to_affine().to_encoded_point(false);
+    Ok(Address::from_raw_public_key(&encoded.as_bytes()[1..]))
 }
 
 /// Checks that `sig` is `expected`'s personal_sign over `msg`.
@@ -306,6 +348,46 @@ mod tests {
                     expected: other,
                     recovered: signer.address()
                 })
+            );
+        }
+    }
+
+    #[test]
+    fn fast_recovery_agrees_with_alloy() {
+        for i in 1..=64u8 {
+            let signer = key(i);
+            let digest = keccak256([i; 3]);
+            let sig = sign_prehash(&signer, &digest).unwrap();
+            let alloy_sig = Signature::from_raw(&sig).unwrap();
+            let expected = alloy_sig.recover_address_from_prehash(&digest).unwrap();
+            assert_eq!(expected, signer.address());
+            assert_eq!(recover_prehash(&digest, &sig).unwrap(), expected);
+            // A different digest recovers some other key, exactly as alloy does.
+            let other = keccak256([i; 4]);
+            assert_eq!(
+                recover_prehash(&other, &sig).ok(),
+                alloy_sig.recover_address_from_prehash(&other).ok()
+            );
+        }
+        // r = s = 0 does not recover; small r values agree with alloy whether or not x is on the curve.
+        let mut zero = [0u8; 65];
+        zero[64] = 27;
+        assert_eq!(
+            recover_prehash(&B256::ZERO, &zero),
+            Err(SigError::Unrecoverable)
+        );
+        for x in 1..=8u8 {
+            let mut small = zero;
+            small[31] = x;
+            small[63] = 1;
+            let alloy_result = Signature::from_raw(&small)
+                .unwrap()
+                .recover_address_from_prehash(&B256::ZERO)
+                .ok();
+            assert_eq!(
+                recover_prehash(&B256::ZERO, &small).ok(),
+                alloy_result,
+                "r = {x}"
             );
         }
     }
