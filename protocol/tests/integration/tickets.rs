@@ -483,6 +483,7 @@ fn win_rate_at_one_percent_is_binomial() {
         (60..=75).contains(&lo) && (125..=140).contains(&hi),
         "interval [{lo}, {hi}]"
     );
+    eprintln!("{winners} winners of {N} tickets at p = {p}; binomial 99.9 % interval [{lo}, {hi}]");
     assert!(
         (lo..=hi).contains(&winners),
         "{winners} winners outside the 99.9 % interval [{lo}, {hi}]"
