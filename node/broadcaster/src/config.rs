@@ -5,6 +5,22 @@
 //! [`BroadcasterConfig::validate`] checks values together and reports the offending key. The
 //! broadcaster's private key never appears in the file: the file names an environment variable or
 //! a key file holding it, so a config can be shared and logged safely.
+//!
+//! ```toml
+//! rtmp_addr = "0.0.0.0:1935"
+//! http_addr = "0.0.0.0:8935"
+//! segment_duration_ms = 2000
+//! ladder = "P240p30fps16x9,P360p30fps16x9"   # "" = source only
+//! orchestrators = ["https://127.0.0.1:8936", "https://127.0.0.1:8937"]
+//! max_price_per_unit = 1200                  # wei per pixels_per_unit pixels
+//! pixels_per_unit = 1
+//!
+//! [payment]                                  # omit for off-chain mode
+//! eth_url = "http://127.0.0.1:8545"
+//! ticket_broker = "0x…"
+//! key_env = "LPT_BROADCASTER_KEY"            # or key_file = "/path/to/hex.key"
+//! fee_margin = 1.2
+//! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -149,7 +149,7 @@ async fn push(
         }
     };
     let stream = b.stream_or_create(&id);
-    stream.set_push_live(true);
+    stream.mark_pushed();
     let seg = SourceSegment {
         seq,
         size: None,

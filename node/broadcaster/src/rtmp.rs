@@ -24,7 +24,7 @@ use crate::segmenter::Segmenter;
 use crate::stream::{Broadcaster, Stream};
 
 /// How long a handshake or a silent publisher may take before the connection is dropped.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Unparseable tags tolerated from one publisher before it is disconnected.
 const MAX_BAD_TAGS: u32 = 100;
 

@@ -83,7 +83,12 @@ struct StreamInner {
     next_seq: u64,
     publishes: u32,
     stats: SegmenterStats,
+    /// Last HTTP push; a push stream has no connection whose close would end it.
+    last_push: Option<Instant>,
 }
+
+/// A push-ingest stream with no push for this long is ended (its playlists get ENDLIST).
+const PUSH_IDLE_END: Duration = Duration::from_secs(30);
 
 /// A stream's state for `/status`.
 #[derive(Debug, Clone, Serialize)]
@@ -199,6 +204,7 @@ impl Broadcaster {
                 next_seq: 0,
                 publishes: 0,
                 stats: SegmenterStats::default(),
+                last_push: None,
             }),
             pending: AtomicUsize::new(0),
             queue: tx,
@@ -239,9 +245,17 @@ impl Broadcaster {
         inner.stats = stats;
     }
 
-    /// Forgets streams that ended longer than the retention ago.
+    /// Ends idle push streams and forgets streams that ended longer than the retention ago.
     pub fn forget_ended(&self) {
         let keep = Duration::from_secs(self.config.ended_stream_retention_secs);
+        for s in self.streams().values() {
+            let mut inner = s.lock();
+            if inner.live && inner.last_push.is_some_and(|t| t.elapsed() > PUSH_IDLE_END) {
+                inner.live = false;
+                inner.last_push = None;
+                inner.ended_at = Some(Instant::now());
+            }
+        }
         self.streams().retain(|_, s| {
             let inner = s.lock();
             inner.live
@@ -420,13 +434,12 @@ impl Stream {
         r.segment(seq).map(|s| s.data.clone())
     }
 
-    /// Marks a push-ingest stream live or not (push has no connection to end it).
-    pub(crate) fn set_push_live(&self, live: bool) {
+    /// Marks a push-ingest stream live; the janitor ends it after [`PUSH_IDLE_END`] without pushes.
+    pub(crate) fn mark_pushed(&self) {
         let mut inner = self.lock();
-        inner.live = live;
-        if !live {
-            inner.ended_at = Some(Instant::now());
-        }
+        inner.live = true;
+        inner.ended_at = None;
+        inner.last_push = Some(Instant::now());
     }
 
     /// Adds a pushed segment to the source rendition and counts it as pending.
