@@ -5,7 +5,7 @@
 //!
 //! Goal (issue 9): under 60 s and under 2 GiB on the project's 2-core machine.
 //! Run: `CARGO_TARGET_DIR=$HOME/.cache/lpt-target-reports cargo bench -p reports --bench soak_report`
-//! Optional: `SOAK_STREAMS=5` shrinks the run for a quick look.
+//! Optional: `SOAK_STREAMS=5` shrinks the run for a quick look; `SOAK_KEEP=1` keeps the run dir.
 
 use std::time::Instant;
 
@@ -196,6 +196,10 @@ fn main() -> Result<(), ReportError> {
         cmp.metrics.len(),
         cmp.regressions
     );
-    std::fs::remove_dir_all(&dir).ok();
+    if std::env::var_os("SOAK_KEEP").is_some() {
+        println!("kept {}", dir.display());
+    } else {
+        std::fs::remove_dir_all(&dir).ok();
+    }
     Ok(())
 }

@@ -443,17 +443,11 @@ fn grouped<T: StatsQuery>(df: &DataFrame, keys: &[&str], step: &str) -> Res<Vec<
 }
 
 /// Options for aggregation.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct AggregateOptions {
     /// Width of the time buckets in the plot series; `None` picks 10 s, widened so that a run
     /// never has more than 1 000 buckets.
     pub bucket_s: Option<f64>,
-}
-
-impl Default for AggregateOptions {
-    fn default() -> Self {
-        AggregateOptions { bucket_s: None }
-    }
 }
 
 /// Computes every aggregate of a run.

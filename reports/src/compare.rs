@@ -164,13 +164,12 @@ impl Comparison {
         }
         let _ = writeln!(
             out,
-            "{:<48} {:>12} {:>12} {:>9}  {:<21} {}",
+            "{:<48} {:>12} {:>12} {:>9}  {:<21} verdict",
             "metric",
             "base",
             "new",
             "change",
-            format!("{:.0} % CI", self.confidence * 100.0),
-            "verdict"
+            format!("{:.0} % CI", self.confidence * 100.0)
         );
         let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:+.2} %", v * 100.0));
         for m in &self.metrics {

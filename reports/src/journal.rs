@@ -401,9 +401,34 @@ fn trim_ascii(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
 }
 
+/// Reads `{"type":"<kind>","v":<n>,` — the prefix `JournalWriter` always writes — without a JSON
+/// parse; `None` for anything else (then the full header parse decides).
+fn fast_header(text: &[u8]) -> Option<(&str, u32)> {
+    let rest = text.strip_prefix(b"{\"type\":\"")?;
+    let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+    if rest[end] != b'"' {
+        return None;
+    }
+    let kind = std::str::from_utf8(&rest[..end]).ok()?;
+    let rest = rest[end..].strip_prefix(b"\",\"v\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 9 || rest.get(digits) != Some(&b',') {
+        return None;
+    }
+    let v = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    Some((kind, v))
+}
+
 fn parse_line(text: &[u8]) -> Result<Record, LineProblem> {
+    if let Some((kind, v)) = fast_header(text) {
+        return parse_kind(text, kind, v);
+    }
     let header: Header<'_> =
         serde_json::from_slice(text).map_err(|e| LineProblem::Malformed(e.to_string()))?;
+    parse_kind(text, &header.kind, header.v)
+}
+
+fn parse_kind(text: &[u8], kind: &str, v: u32) -> Result<Record, LineProblem> {
     fn typed<K: RecordKind>(text: &[u8], v: u32) -> Result<K, LineProblem> {
         if v != K::VERSION {
             return Err(LineProblem::UnknownVersion(K::TYPE.to_string(), v));
@@ -411,8 +436,7 @@ fn parse_line(text: &[u8]) -> Result<Record, LineProblem> {
         serde_json::from_slice(text)
             .map_err(|e| LineProblem::Malformed(format!("{}: {e}", K::TYPE)))
     }
-    let v = header.v;
-    Ok(match header.kind.as_ref() {
+    Ok(match kind {
         SegmentRecord::TYPE => Record::Segment(typed(text, v)?),
         CheckRecord::TYPE => Record::Check(typed(text, v)?),
         QualitySample::TYPE => Record::Quality(typed(text, v)?),

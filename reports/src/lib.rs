@@ -98,6 +98,27 @@ pub struct ReportOutcome {
     pub aggregates: Aggregates,
 }
 
+/// Prints phase timings to stderr when `LPT_REPORT_TIMINGS` is set (for the soak benchmark).
+struct PhaseTimer {
+    enabled: bool,
+    last: std::time::Instant,
+}
+
+impl PhaseTimer {
+    fn new() -> Self {
+        PhaseTimer {
+            enabled: std::env::var_os("LPT_REPORT_TIMINGS").is_some(),
+            last: std::time::Instant::now(),
+        }
+    }
+    fn done(&mut self, phase: &str) {
+        if self.enabled {
+            eprintln!("  {phase}: {:.2} s", self.last.elapsed().as_secs_f64());
+        }
+        self.last = std::time::Instant::now();
+    }
+}
+
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     // Write then rename, so a reader (or a crash) never sees half a file.
     let tmp = path.with_extension("tmp-write");
@@ -135,6 +156,7 @@ pub fn finalize_run(run_dir: &Path, options: &ReportOptions) -> Result<ReportOut
             },
         });
     }
+    let mut timer = PhaseTimer::new();
     let summary = summary::LoadedSummary::load(run_dir)?;
     let mut missing = Vec::new();
     if let Some(p) = &summary.problem {
@@ -156,12 +178,15 @@ pub fn finalize_run(run_dir: &Path, options: &ReportOptions) -> Result<ReportOut
         missing.push("no segment records: segment success and latency are unknown".to_string());
     }
 
+    timer.done("read journal");
     let aggregates = aggregate::aggregate(&frames, options.aggregate)?;
+    timer.done("aggregate");
     let mut artifacts = Vec::new();
 
     let parquet = run_dir.join(files::PARQUET);
     let records = frames.write_parquet(&parquet)?;
     artifacts.push(parquet);
+    timer.done("write records.parquet");
 
     let run_name = if summary.view.scenario.name.is_empty() {
         run_dir
@@ -192,6 +217,7 @@ pub fn finalize_run(run_dir: &Path, options: &ReportOptions) -> Result<ReportOut
         artifacts.push(p.svg_path.clone());
         artifacts.extend(p.png_path.clone());
     }
+    timer.done("plots");
 
     let timestamp_s = aggregates.last_record_ms.unwrap_or_else(util::now_ms) / 1000;
     let mut segments_for_board = frames.segments.clone();
@@ -210,6 +236,7 @@ pub fn finalize_run(run_dir: &Path, options: &ReportOptions) -> Result<ReportOut
         artifacts.push(path);
     }
 
+    timer.done("leaderboard");
     let verdict = summary.verdict();
     let generated_at = util::iso_utc(util::now_ms());
     let rctx = render::ReportContext {
@@ -258,6 +285,7 @@ pub fn finalize_run(run_dir: &Path, options: &ReportOptions) -> Result<ReportOut
     };
     let extended = summary.extended(&meta, &aggregates)?;
     write_file(&summary_path, &to_json("summary.json", &extended)?)?;
+    timer.done("html, junit, markdown, summary.json");
 
     Ok(ReportOutcome {
         run_dir: run_dir.to_path_buf(),

@@ -269,7 +269,7 @@ macro_rules! mesh {
             .x_desc($x)
             .y_desc($y)
             .axis_desc_style((FONT, 20))
-            .label_style((FONT, 16))
+            .label_style((FONT, 18))
             .light_line_style(RGBColor(235, 235, 235))
     };
 }
@@ -290,6 +290,24 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
 
 fn legend_line(c: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
     move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3))
+}
+
+/// Few points make a line hard to see (one point makes none): mark them.
+fn markers<DB: DrawingBackend>(
+    chart: &mut ChartContext<
+        '_,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    points: &[(f64, f64)],
+    c: RGBColor,
+) -> DrawResult {
+    if points.len() <= 60 {
+        chart
+            .draw_series(points.iter().map(|p| Circle::new(*p, 4, c.filled())))
+            .map_err(e)?;
+    }
+    Ok(())
 }
 
 fn latency_cdf<DB: DrawingBackend>(
@@ -382,30 +400,29 @@ fn latency_over_time<DB: DrawingBackend>(
         }
         let c = color(i);
         i += 1;
+        let line: Vec<(f64, f64)> = points
+            .iter()
+            .filter_map(|b| Some((b.t_s / div, b.latency_p95_ms? / 1000.0)))
+            .collect();
         chart
-            .draw_series(LineSeries::new(
-                points
-                    .iter()
-                    .filter_map(|b| Some((b.t_s / div, b.latency_p95_ms? / 1000.0))),
-                c.stroke_width(2),
-            ))
+            .draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))
             .map_err(e)?
             .label(format!("{rendition} p95"))
             .legend(legend_line(c));
+        markers(&mut chart, &line, c)?;
     }
     if let Some(all) = series.get("all") {
         let c = RGBColor(30, 30, 30);
+        let line: Vec<(f64, f64)> = all
+            .iter()
+            .filter_map(|b| Some((b.t_s / div, b.latency_p50_ms? / 1000.0)))
+            .collect();
         chart
-            .draw_series(DashedLineSeries::new(
-                all.iter()
-                    .filter_map(|b| Some((b.t_s / div, b.latency_p50_ms? / 1000.0))),
-                8,
-                5,
-                c.stroke_width(2),
-            ))
+            .draw_series(DashedLineSeries::new(line.clone(), 8, 5, c.stroke_width(2)))
             .map_err(e)?
             .label("all renditions p50")
             .legend(legend_line(c));
+        markers(&mut chart, &line, c)?;
     }
     legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
@@ -446,30 +463,29 @@ fn success_over_time<DB: DrawingBackend>(
         }
         let c = color(i);
         i += 1;
+        let line: Vec<(f64, f64)> = points
+            .iter()
+            .map(|b| (b.t_s / div, (b.success_rate * 100.0).max(y_lo)))
+            .collect();
         chart
-            .draw_series(LineSeries::new(
-                points
-                    .iter()
-                    .map(|b| (b.t_s / div, (b.success_rate * 100.0).max(y_lo))),
-                c.stroke_width(2),
-            ))
+            .draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))
             .map_err(e)?
             .label(*rendition)
             .legend(legend_line(c));
+        markers(&mut chart, &line, c)?;
     }
     if let Some(all) = series.get("all") {
         let c = RGBColor(30, 30, 30);
+        let line: Vec<(f64, f64)> = all
+            .iter()
+            .map(|b| (b.t_s / div, (b.success_rate * 100.0).max(y_lo)))
+            .collect();
         chart
-            .draw_series(DashedLineSeries::new(
-                all.iter()
-                    .map(|b| (b.t_s / div, (b.success_rate * 100.0).max(y_lo))),
-                8,
-                5,
-                c.stroke_width(2),
-            ))
+            .draw_series(DashedLineSeries::new(line.clone(), 8, 5, c.stroke_width(2)))
             .map_err(e)?
             .label("all renditions")
             .legend(legend_line(c));
+        markers(&mut chart, &line, c)?;
     }
     legend(&mut chart, SeriesLabelPosition::LowerRight)
 }

@@ -94,13 +94,8 @@ primitive_cell!(bool, DataType::Boolean);
 
 /// Accumulates strings straight into Arrow buffers, so millions of rows do not hold millions of
 /// small heap strings.
+#[derive(Default)]
 pub struct StringAcc(Option<StringChunkedBuilder>);
-
-impl Default for StringAcc {
-    fn default() -> Self {
-        StringAcc(None)
-    }
-}
 
 impl StringAcc {
     fn builder(&mut self) -> &mut StringChunkedBuilder {

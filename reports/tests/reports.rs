@@ -642,6 +642,19 @@ fn every_artifact_exists_and_parses_after_finalize() {
         assert!(a.get(key).is_some(), "leaderboard record lacks {key}");
     }
 
+    // For the documented manual screenshot check (README.md): render the same run elsewhere.
+    if let Some(sample) = std::env::var_os("LPT_REPORT_SAMPLE_DIR") {
+        let sample = Path::new(&sample);
+        std::fs::create_dir_all(sample).unwrap();
+        std::fs::copy(dir.path().join(JOURNAL_FILE), sample.join(JOURNAL_FILE)).unwrap();
+        std::fs::write(
+            sample.join(SUMMARY_FILE),
+            serde_json::to_vec(&base_summary("smoke")).unwrap(),
+        )
+        .unwrap();
+        finalize_run(sample, &ReportOptions::default()).unwrap();
+    }
+
     // Re-rendering is idempotent on the base keys.
     finalize_run(dir.path(), &ReportOptions::default()).unwrap();
     let again = read_json(&dir.path().join(SUMMARY_FILE));

@@ -49,9 +49,9 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
     if !view.scenario.description.is_empty() {
         let _ = write!(h, "{}<br>", esc(&view.scenario.description));
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "Run: {} → {} ({} s) · report generated {}</div>\n",
+        "Run: {} → {} ({} s) · report generated {}</div>",
         esc(view.started_at.as_deref().unwrap_or(&ctx.when)),
         esc(view.ended_at.as_deref().unwrap_or("?")),
         fmt_num(view.duration_s),
@@ -62,13 +62,13 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
         Some(false) => "fail",
         None => "unknown",
     };
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<div class=\"verdict {class}\" id=\"verdict\">{}</div>\n",
+        "<div class=\"verdict {class}\" id=\"verdict\">{}</div>",
         esc(&ctx.verdict.headline)
     );
     if let Some(m) = &ctx.verdict.message {
-        let _ = write!(h, "<p>{}</p>\n", esc(m));
+        let _ = writeln!(h, "<p>{}</p>", esc(m));
     }
     if !ctx.missing.is_empty() {
         h.push_str("<div class=\"missing\" id=\"missing\"><b>Missing or skipped</b><ul>");
@@ -89,9 +89,9 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
             .strip_prefix("<?xml")
             .and_then(|rest| rest.split_once("?>").map(|(_, s)| s))
             .unwrap_or(&p.svg);
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<figure id=\"plot-{}\">{}<figcaption>{}</figcaption></figure>\n",
+            "<figure id=\"plot-{}\">{}<figcaption>{}</figcaption></figure>",
             esc(&p.stem),
             svg,
             esc(&p.title)
@@ -152,9 +152,9 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
     if view.scenario.source.is_empty() {
         h.push_str("<p>The scenario text is not available (summary.json missing).</p>\n");
     } else {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<p>{} ({})</p><pre>{}</pre>\n",
+            "<p>{} ({})</p><pre>{}</pre>",
             esc(&view.scenario.name),
             esc(&view.scenario.path),
             esc(&view.scenario.source)
@@ -235,11 +235,11 @@ fn dist_cells(d: &Distribution, scale: f64) -> String {
 fn overall(h: &mut String, ctx: &ReportContext<'_>) {
     let o = &ctx.aggregates.segments.overall;
     h.push_str("<h2 id=\"overall\">Segments overall</h2>\n");
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<table><tr><th>Segment × rendition records</th><th>OK</th><th>Failed</th><th>Success rate</th>\
          <th>Latency p50 (s)</th><th>p90 (s)</th><th>p95 (s)</th><th>p99 (s)</th><th>max (s)</th></tr>\
-         <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr></table>\n",
+         <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr></table>",
         o.segments,
         o.ok,
         o.failed,
@@ -516,9 +516,9 @@ fn journal(h: &mut String, ctx: &ReportContext<'_>) {
         .map(|(k, n)| format!("{k}: {n}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<p>{} lines; usable records: {}.</p>\n",
+        "<p>{} lines; usable records: {}.</p>",
         j.lines,
         esc(if kinds.is_empty() { "none" } else { &kinds })
     );
