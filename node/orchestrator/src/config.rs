@@ -270,3 +270,36 @@ impl OrchestratorConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("orchestrator.example.toml");
+        let config = OrchestratorConfig::from_file(&path).unwrap();
+        assert_eq!(config.payments.price_per_unit, 1200);
+        assert_eq!(config.transcode.mode, TranscodeMode::Local);
+        assert_eq!(config.chain.unwrap().poll_ms, 1000);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = OrchestratorConfig::from_toml("offchain = true\nprice = 3\n", "o.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("o.toml") && err.contains("price"), "{err}");
+        let err = OrchestratorConfig::from_toml("offchain = false\n", "o.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("chain"), "{err}");
+        let err = OrchestratorConfig::from_toml(
+            "offchain = true\n[faults]\ndrop_fraction = 3.0\n",
+            "o.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("faults.drop_fraction"), "{err}");
+    }
+}
