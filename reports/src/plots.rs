@@ -402,7 +402,12 @@ fn latency_over_time<DB: DrawingBackend>(
         i += 1;
         let line: Vec<(f64, f64)> = points
             .iter()
-            .filter_map(|b| Some((b.t_s / div, b.latency_p95_ms? / 1000.0)))
+            .filter_map(|b| {
+                Some((
+                    (b.t_s + a.plot.bucket_s / 2.0) / div,
+                    b.latency_p95_ms? / 1000.0,
+                ))
+            })
             .collect();
         chart
             .draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))
@@ -415,7 +420,12 @@ fn latency_over_time<DB: DrawingBackend>(
         let c = RGBColor(30, 30, 30);
         let line: Vec<(f64, f64)> = all
             .iter()
-            .filter_map(|b| Some((b.t_s / div, b.latency_p50_ms? / 1000.0)))
+            .filter_map(|b| {
+                Some((
+                    (b.t_s + a.plot.bucket_s / 2.0) / div,
+                    b.latency_p50_ms? / 1000.0,
+                ))
+            })
             .collect();
         chart
             .draw_series(DashedLineSeries::new(line.clone(), 8, 5, c.stroke_width(2)))
@@ -465,7 +475,12 @@ fn success_over_time<DB: DrawingBackend>(
         i += 1;
         let line: Vec<(f64, f64)> = points
             .iter()
-            .map(|b| (b.t_s / div, (b.success_rate * 100.0).max(y_lo)))
+            .map(|b| {
+                (
+                    (b.t_s + a.plot.bucket_s / 2.0) / div,
+                    (b.success_rate * 100.0).max(y_lo),
+                )
+            })
             .collect();
         chart
             .draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))
@@ -478,7 +493,12 @@ fn success_over_time<DB: DrawingBackend>(
         let c = RGBColor(30, 30, 30);
         let line: Vec<(f64, f64)> = all
             .iter()
-            .map(|b| (b.t_s / div, (b.success_rate * 100.0).max(y_lo)))
+            .map(|b| {
+                (
+                    (b.t_s + a.plot.bucket_s / 2.0) / div,
+                    (b.success_rate * 100.0).max(y_lo),
+                )
+            })
             .collect();
         chart
             .draw_series(DashedLineSeries::new(line.clone(), 8, 5, c.stroke_width(2)))
