@@ -19,6 +19,7 @@ pub mod hls;
 pub mod latency;
 pub mod observe;
 pub mod publisher;
+pub mod reconcile;
 pub mod replay;
 pub mod sendlog;
 pub mod stream;

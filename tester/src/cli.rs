@@ -49,8 +49,21 @@ pub enum Command {
     Bench(BenchArgs),
     /// Score a distorted video against a reference with VMAF and PSNR (any container FFmpeg reads).
     Quality(QualityArgs),
+    /// Run one node of the stack in the foreground (used by the embedded stack, and by operators).
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Print the version of lpt and of the libraries it was built with.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// The broadcaster: RTMP ingest, segmenting, paid orchestrator sessions, HLS output.
+    Broadcaster {
+        /// Its TOML config (see node/broadcaster/src/config.rs).
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -181,6 +194,20 @@ pub fn main() -> i32 {
             terminal,
         ),
         Command::Quality(args) => quality(args, terminal),
+        Command::Node(node) => tokio::runtime::Runtime::new()
+            .map_err(|e| Failure::new(ExitCode::NotRun, e))
+            .and_then(|runtime| {
+                runtime
+                    .block_on(async {
+                        match node {
+                            NodeCommand::Broadcaster { config } => {
+                                crate::node_cmd::broadcaster(&config).await
+                            }
+                        }
+                    })
+                    .map(|()| ExitCode::Passed)
+                    .map_err(|e| Failure::new(ExitCode::NotRun, e))
+            }),
         Command::Version => {
             println!("lpt {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::Passed)

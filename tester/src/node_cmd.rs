@@ -1,0 +1,48 @@
+//! `lpt node …`: run one node of the stack in the foreground.
+//!
+//! Each command starts its node from a config file, then prints exactly one JSON line on stdout,
+//! `{"event":"ready", …}`, naming the addresses it bound (ports may be 0 in the config, so only
+//! the node knows them). The embedded stack launcher waits for that line; people read the same
+//! facts in the log on stderr. The node runs until Ctrl-C or SIGTERM.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::json;
+use tracing::info;
+
+/// Prints the ready line and flushes it at once (stdout is a pipe under the launcher).
+pub fn announce_ready(ready: serde_json::Value) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{ready}").context("cannot write the ready line")?;
+    stdout.flush().context("cannot flush the ready line")
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn until_stopped() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+pub async fn broadcaster(config_path: &Path) -> anyhow::Result<()> {
+    let config = node_broadcaster::BroadcasterConfig::load(config_path)
+        .with_context(|| format!("broadcaster config {}", config_path.display()))?;
+    let running = node_broadcaster::start(config).await?;
+    info!(rtmp = %running.rtmp_addr, http = %running.http_addr, "broadcaster ready");
+    announce_ready(json!({
+        "event": "ready",
+        "role": "broadcaster",
+        "rtmp_url": format!("rtmp://{}/live/{{stream}}", running.rtmp_addr),
+        "playback_url": format!("http://{}/stream/{{stream}}.m3u8", running.http_addr),
+        "status_url": format!("http://{}/status", running.http_addr),
+        "eth_address": running.eth_address.map(|a| a.to_string()),
+    }))?;
+    until_stopped().await?;
+    running.shutdown().await;
+    Ok(())
+}
