@@ -1,9 +1,10 @@
 //! Orchestrator sessions: discovery, selection, payment, submission and failover.
 //!
 //! The pool knows every configured orchestrator. Discovery is a signed `GetOrchestrator` over TLS
-//! without certificate checks (go-livepeer's behaviour); its round trip seeds the latency
-//! estimate, which every segment then updates (EWMA). A segment goes to the cheapest-latency
-//! orchestrator under the price cap; on any failure (timeout, HTTP error, garbage, transcode
+//! without certificate checks (go-livepeer's behaviour) and its round trip is the orchestrator's
+//! observed latency. A segment goes to the lowest-latency orchestrator under the price cap, and
+//! keeps going there while it works (sticky, like go-livepeer's per-stream sessions: segment round
+//! trips are recorded for `/status` but do not reshuffle a healthy choice); on any failure (timeout, HTTP error, garbage, transcode
 //! error) that orchestrator is put in cooldown and the same segment is retried on the next one,
 //! up to `max_attempts`. An orchestrator in cooldown is rediscovered lazily when it expires, so a
 //! restarted node rejoins without operator action.
@@ -79,8 +80,10 @@ pub struct OrchestratorStatus {
     pub uri: String,
     /// `ready`, `cooldown`, `undiscovered` or `too_expensive`.
     pub state: String,
-    /// Latency estimate, ms.
+    /// Discovery round trip, ms (the selection key).
     pub latency_ms: Option<f64>,
+    /// Segment round trip (upload + transcode + download), EWMA, ms.
+    pub segment_round_trip_ms: Option<f64>,
     /// Price, wei per pixel as `num/den`.
     pub price: Option<String>,
     /// O's address.
@@ -97,6 +100,7 @@ struct Entry {
     uri: String,
     session: Option<Session>,
     latency_ms: Option<f64>,
+    round_trip_ms: Option<f64>,
     cooldown_until: Option<Instant>,
     last_error: Option<String>,
     too_expensive: bool,
@@ -137,6 +141,7 @@ impl OrchestratorPool {
                         uri: uri.trim_end_matches('/').to_string(),
                         session: None,
                         latency_ms: None,
+                        round_trip_ms: None,
                         cooldown_until: None,
                         last_error: None,
                         too_expensive: false,
@@ -193,7 +198,7 @@ impl OrchestratorPool {
             match result {
                 Ok(session) => {
                     e.too_expensive = !self.price_ok(&session.price);
-                    e.latency_ms = Some(e.latency_ms.unwrap_or(rtt.as_secs_f64() * 1000.0));
+                    e.latency_ms = Some(rtt.as_secs_f64() * 1000.0);
                     e.session = Some(session);
                     e.cooldown_until = None;
                 }
@@ -282,14 +287,14 @@ impl OrchestratorPool {
             .map(|(s, _)| s.clone())
     }
 
-    /// Records a delivered segment: updates latency and the refreshed params from `info`.
+    /// Records a delivered segment: its round trip and the refreshed params from `info`.
     pub fn succeeded(&self, uri: &str, round_trip: Duration, info: Option<net::OrchestratorInfo>) {
         let mut entries = self.lock();
         let Some(e) = entries.iter_mut().find(|e| e.uri == uri) else {
             return;
         };
         let ms = round_trip.as_secs_f64() * 1000.0;
-        e.latency_ms = Some(e.latency_ms.map_or(ms, |old| old * 0.8 + ms * 0.2));
+        e.round_trip_ms = Some(e.round_trip_ms.map_or(ms, |old| old * 0.8 + ms * 0.2));
         e.ok += 1;
         if let (Some(info), Some(session)) = (info, e.session.as_mut())
             && let Ok(fresh) = session_from_info(uri, merge_info(&session.info, info), &self.key)
@@ -330,6 +335,7 @@ impl OrchestratorPool {
                 }
                 .to_string(),
                 latency_ms: e.latency_ms,
+                segment_round_trip_ms: e.round_trip_ms,
                 price: e
                     .session
                     .as_ref()

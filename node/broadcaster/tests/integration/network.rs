@@ -128,6 +128,13 @@ async fn killing_the_serving_orchestrator_moves_the_stream_to_the_other() {
             "{r:#?}"
         );
     }
+    // The choice is sticky: everything before the move went to the orchestrator that died.
+    for r in records
+        .iter()
+        .take_while(|r| r.attempts.len() == 1 && r.outcome == "ok")
+    {
+        assert_eq!(r.orchestrator.as_deref(), Some(serving.as_str()), "{r:#?}");
+    }
     let after = records.iter().skip_while(|r| r.attempts.len() == 1).skip(1);
     for r in after {
         assert_eq!(
