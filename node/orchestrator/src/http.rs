@@ -77,7 +77,18 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// Past the limit the rest of the upload is read and discarded (bounded by the same deadline and
 /// 16 × the limit) before answering: closing a socket with unread data makes the kernel reset the
 /// connection, and the client would lose the 413 that explains why.
-async fn read_body(mut body: Body, limit: usize, deadline: Duration) -> Result<Bytes, Response> {
+async fn read_body(body: Body, limit: usize, deadline: Duration) -> Result<Bytes, Response> {
+    read_hashed_body(body, limit, deadline, None).await
+}
+
+/// [`read_body`], also feeding `hasher` as the bytes arrive, so hashing a segment overlaps with
+/// receiving it instead of adding to the latency after it.
+async fn read_hashed_body(
+    mut body: Body,
+    limit: usize,
+    deadline: Duration,
+    mut hasher: Option<&mut alloy::primitives::Keccak256>,
+) -> Result<Bytes, Response> {
     let read = async {
         let mut kept = BytesMut::new();
         let mut seen = 0usize;
@@ -87,6 +98,9 @@ async fn read_body(mut body: Body, limit: usize, deadline: Duration) -> Result<B
             if let Ok(data) = frame.into_data() {
                 seen = seen.saturating_add(data.len());
                 if seen <= limit {
+                    if let Some(h) = hasher.as_deref_mut() {
+                        h.update(&data);
+                    }
                     kept.extend_from_slice(&data);
                 } else if seen > limit.saturating_mul(16) {
                     break;
@@ -120,10 +134,12 @@ async fn segment(State(node): State<Arc<Node>>, request: Request) -> Response {
         Err(r) => return refusal(r),
     };
     let limits = &node.config.limits;
-    let body = match read_body(
+    let mut hasher = alloy::primitives::Keccak256::new();
+    let body = match read_hashed_body(
         body,
         limits.max_segment_bytes,
         Duration::from_millis(limits.upload_timeout_ms),
+        Some(&mut hasher),
     )
     .await
     {
@@ -133,7 +149,7 @@ async fn segment(State(node): State<Arc<Node>>, request: Request) -> Response {
             return response;
         }
     };
-    let accepted = match node.accept_body(checked, body) {
+    let accepted = match node.accept_body(checked, body, hasher.finalize()) {
         Ok(accepted) => accepted,
         Err(r) => return refusal(r),
     };

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, keccak256};
+use alloy::primitives::{Address, B256, keccak256};
 use bytes::Bytes;
 use http::StatusCode;
 use protocol::capabilities::{Capability, CapabilitySet};
@@ -365,13 +365,15 @@ impl Node {
         Ok(())
     }
 
-    /// Checks the body against `SegData.hash`.
+    /// Checks the body against `SegData.hash`; `body_hash` is keccak256(body), computed while the
+    /// body was read.
     pub fn accept_body(
         &self,
         (seg, sender, session, profiles): (SegData, Address, String, Vec<Profile>),
         body: Bytes,
+        body_hash: B256,
     ) -> Result<AcceptedSegment, Refusal> {
-        if keccak256(&body).as_slice() != seg.hash.as_slice() {
+        if body_hash.as_slice() != seg.hash.as_slice() {
             return Err(self.refuse(Refusal::new(
                 StatusCode::FORBIDDEN,
                 FailureReason::HashMismatch,
@@ -480,9 +482,10 @@ impl Node {
         done: Transcoded,
         faults: &FaultConfig,
     ) -> net::transcode_result::Result {
-        let signature =
-            sig::sign_transcode_result(&self.key, done.renditions.iter().map(|r| r.data.as_ref()))
-                .unwrap_or_default();
+        let signature = self
+            .key
+            .sign(transcode_result_message(&done.renditions).as_slice())
+            .unwrap_or_default();
         let mut segments = Vec::with_capacity(done.renditions.len());
         let mut billed = 0u64;
         for rendition in done.renditions {
@@ -519,6 +522,29 @@ impl Node {
             sig: signature,
         })
     }
+}
+
+/// `keccak256(keccak256(rendition₁) ‖ … ‖ keccak256(renditionₙ))`, the message of
+/// `TranscodeData.sig` (as `protocol::sig::transcode_result_message`), with the rendition hashes
+/// computed on parallel threads: hashing megabytes of video is most of the node's own latency.
+fn transcode_result_message(renditions: &[transcode::Rendition]) -> B256 {
+    let hashes: Vec<B256> = if renditions.len() > 1
+        && renditions.iter().map(|r| r.data.len()).sum::<usize>() > 256 * 1024
+    {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = renditions
+                .iter()
+                .map(|r| scope.spawn(|| keccak256(&r.data)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    } else {
+        renditions.iter().map(|r| keccak256(&r.data)).collect()
+    };
+    keccak256(hashes.concat())
 }
 
 /// Keeps a profile name usable as one URL path segment.
@@ -631,6 +657,28 @@ mod tests {
             bytes[i] = byte;
             assert_client_error(n.check_headers(Some(&b64(&bytes)), None));
         }
+    }
+
+    #[test]
+    fn parallel_result_message_equals_the_protocol_one() {
+        let renditions: Vec<transcode::Rendition> = (0..3u8)
+            .map(|i| transcode::Rendition {
+                profile: format!("p{i}"),
+                width: 2,
+                height: 2,
+                frames: 1,
+                pixels: 4,
+                data: Bytes::from(vec![i; 200_000]),
+            })
+            .collect();
+        assert_eq!(
+            transcode_result_message(&renditions),
+            sig::transcode_result_message(renditions.iter().map(|r| r.data.as_ref()))
+        );
+        assert_eq!(
+            transcode_result_message(&renditions[..1]),
+            sig::transcode_result_message([renditions[0].data.as_ref()])
+        );
     }
 
     #[test]
