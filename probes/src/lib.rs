@@ -9,7 +9,9 @@
 //! - [`hls`]: the HLS puller (master → renditions → every segment once, stalls, failures);
 //! - [`checks`]: per-segment decode and named checks; [`latency`]: glass-to-glass and segment
 //!   latency from the frame stamps and the send log;
-//! - [`stream`]: one stream end to end, reporting through [`observe::ProbeObserver`].
+//! - [`stream`]: one stream end to end, reporting through [`observe::ProbeObserver`];
+//! - [`quality`]: VMAF of sampled segments against the source and the reference transcoder;
+//! - [`payments`] and [`reconcile`]: on-chain redemptions reconciled with the work delivered.
 
 pub mod checks;
 pub mod chunk;
@@ -18,7 +20,9 @@ pub mod decode;
 pub mod hls;
 pub mod latency;
 pub mod observe;
+pub mod payments;
 pub mod publisher;
+pub mod quality;
 pub mod reconcile;
 pub mod replay;
 pub mod sendlog;
@@ -35,7 +39,15 @@ pub use observe::{
     CheckObservation, NullObserver, ProbeObserver, PublishObservation, PublishPhase,
     SegmentLatency, SegmentMedia, SegmentObservation, StallObservation,
 };
+pub use payments::{
+    ChainActivity, OrchestratorPrice, PaymentError, PaymentProbe, PaymentProbeConfig,
+    PaymentReport, RedeemedTicket,
+};
 pub use publisher::{PublishError, PublishOptions, PublishSummary, RtmpPublisher, RtmpTarget};
+pub use quality::{
+    QualityObservation, QualityProbeError, QualitySample, QualitySampler, QualitySamplerConfig,
+    QualitySamplerStats, Sampling, Submission,
+};
 pub use replay::{ReplayError, ReplayPacket, ReplaySource};
 pub use sendlog::{SendLog, SentFrame};
 pub use stream::{StreamProbe, StreamProbeConfig, StreamProbeError, StreamReport};

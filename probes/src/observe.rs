@@ -20,6 +20,9 @@ pub trait ProbeObserver: Send + Sync {
     fn stall(&self, s: &StallObservation);
     /// Publisher progress: connected, periodic progress, finished or failed.
     fn publish_progress(&self, p: &PublishObservation);
+    /// One sampled segment scored by the quality probe (or why it could not be). Called from a
+    /// blocking-pool thread. Default: ignored.
+    fn quality(&self, _q: &crate::quality::QualityObservation) {}
 }
 
 /// An observer that drops everything (for load where only the summary matters).

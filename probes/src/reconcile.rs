@@ -9,7 +9,7 @@
 //! redemptions; a recipient nobody paid for is flagged on its own. Everything here is pure
 //! arithmetic on what the chain and the probes observed, so it is tested on its own.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What is known of one orchestrator after a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +31,7 @@ pub struct Redemption {
 }
 
 /// The verdict for one recipient.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reconciliation {
     pub recipient: String,
     /// Fees owed for the pixels delivered, in wei.
@@ -48,7 +48,7 @@ pub struct Reconciliation {
     pub verdict: Verdict,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Redeemed value is inside the interval chance allows.

@@ -6,7 +6,9 @@
 //! on the blocking pool one at a time, in download order, so the stateful checks (continuity,
 //! drift) see them in order and decoding never stalls polling. Pulling goes on for a drain
 //! period after publishing ends so the last segments are fetched; if publishing fails, pulling
-//! stops a drain period later.
+//! stops a drain period later. Sampled segments go on to the run's shared
+//! [`crate::quality::QualitySampler`], which scores them beside the stream without holding up
+//! the checks; the report waits for the scores in flight.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use crate::decode::decode_segment;
 use crate::hls::{HlsOptions, HlsPuller, PullError, PullEvent, PullSink, pull_stop};
 use crate::observe::{ProbeObserver, PublishObservation};
 use crate::publisher::{PublishOptions, PublishSummary, RtmpPublisher, RtmpTarget, RtmpUrlError};
+use crate::quality::{QualitySample, QualitySampler, Submission};
 use crate::replay::ReplaySource;
 
 /// What one stream probe does.
@@ -38,6 +41,9 @@ pub struct StreamProbeConfig {
     pub checks: CheckOptions,
     /// Decode segments (codec, resolution, duration, continuity, drift, stamps, latency).
     pub decode: bool,
+    /// Score sampled segments (needs `decode` for the stamps and `hls.keep_bytes`); one
+    /// sampler is shared by every stream of a run so its concurrency bound is global.
+    pub quality: Option<Arc<QualitySampler>>,
 }
 
 impl StreamProbeConfig {
@@ -55,6 +61,7 @@ impl StreamProbeConfig {
             hls: HlsOptions::default(),
             checks: CheckOptions::default(),
             decode: true,
+            quality: None,
         }
     }
 }
@@ -85,6 +92,10 @@ pub struct StreamReport {
     /// Glass-to-glass latency of every segment that had one, milliseconds.
     pub glass_to_glass_ms: Vec<f64>,
     pub segment_latency_ms: Vec<f64>,
+    /// Sampled segments scored, failed to score, and dropped because every slot was busy.
+    pub quality_scored: u64,
+    pub quality_failed: u64,
+    pub quality_dropped: u64,
 }
 
 /// One stream, end to end.
@@ -152,6 +163,7 @@ impl StreamProbe {
             observer.clone(),
             self.config.decode,
             self.config.stream_key.clone(),
+            self.config.quality.clone(),
         ));
 
         let deadline = Instant::now()
@@ -195,11 +207,13 @@ async fn consume(
     observer: Arc<dyn ProbeObserver>,
     decode: bool,
     stream_key: String,
+    quality: Option<Arc<QualitySampler>>,
 ) -> StreamReport {
     let mut report = StreamReport {
         stream_key,
         ..Default::default()
     };
+    let mut scoring = Vec::new();
     while let Some(event) = rx.recv().await {
         match event {
             PullEvent::Renditions(list) => {
@@ -232,6 +246,7 @@ async fn consume(
                 }
             }
             PullEvent::Segment(pulled) => {
+                let body = pulled.body.as_ref().ok().cloned();
                 let checker2 = checker.clone();
                 let checked = tokio::task::spawn_blocking(move || {
                     let decoded = match (&pulled.body, decode) {
@@ -259,6 +274,25 @@ async fn consume(
                     count_check(&mut report, c.passed);
                     observer.check(c);
                 }
+                if let (Some(sampler), Some(data), true) = (&quality, body, o.success) {
+                    let media = o.media.as_ref();
+                    let sample = QualitySample {
+                        stream_key: o.stream_key.clone(),
+                        rendition: o.rendition.clone(),
+                        seq: o.seq,
+                        first_stamp_frame: media.and_then(|m| m.first_stamp_frame),
+                        last_stamp_frame: media.and_then(|m| m.last_stamp_frame),
+                        data,
+                    };
+                    match sampler.submit(sample, observer.clone()) {
+                        Submission::Scheduled(job) => {
+                            collect_finished(&mut scoring, &mut report).await;
+                            scoring.push(job);
+                        }
+                        Submission::Dropped => report.quality_dropped += 1,
+                        Submission::NotSampled => {}
+                    }
+                }
             }
             PullEvent::Stall(s) => {
                 report.stalls += (!s.ended) as u64;
@@ -266,7 +300,37 @@ async fn consume(
             }
         }
     }
+    // Scores finish before the report, so a run's summary includes every sample it took.
+    for job in scoring {
+        count_score(&mut report, job.await);
+    }
     report
+}
+
+type ScoringJob = tokio::task::JoinHandle<crate::quality::QualityObservation>;
+
+/// Counts the scoring jobs that have finished and forgets them (a long run keeps only the few
+/// in flight).
+async fn collect_finished(scoring: &mut Vec<ScoringJob>, report: &mut StreamReport) {
+    let mut i = 0;
+    while i < scoring.len() {
+        if scoring[i].is_finished() {
+            let job = scoring.swap_remove(i);
+            count_score(report, job.await);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+fn count_score(
+    report: &mut StreamReport,
+    result: Result<crate::quality::QualityObservation, tokio::task::JoinError>,
+) {
+    match result {
+        Ok(q) if q.error.is_none() => report.quality_scored += 1,
+        _ => report.quality_failed += 1,
+    }
 }
 
 fn count_check(report: &mut StreamReport, passed: bool) {

@@ -1,0 +1,454 @@
+//! The quality probe: scores sampled rendition segments during a run against the source, and
+//! against a local reference transcode of the same profile.
+//!
+//! Design: every stream publishes the same stamped clip, so the source side of a comparison is
+//! never downloaded: it is the run's [`EncodedSource`] cut into stand-alone TS segments once.
+//! A rendition segment whose first decoded stamp is frame `F` belongs to the source segment whose
+//! `first_frame == F` (GOPs are 2 s and segments are cut at key frames, so they line up); when
+//! a rendition segment spans several source segments they are concatenated up to its last
+//! stamp. Scoring is CPU-heavy, so it runs on the blocking pool behind a semaphore: a sample
+//! that arrives while every permit is taken is dropped and counted, never queued, so a slow
+//! scorer cannot grow memory or delay the rest of the probe. A rendition named after an lpms
+//! preset is also scored beside the reference transcoder's rendition of that preset (one
+//! reusable [`ReferenceLadder`] session per profile, pooled); any other rendition (nginx's
+//! pass-through, a custom ladder) is scored against the source only.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use quality::{
+    MediaInput, NetworkRendition, QualityOptions, QualityReport, ReferenceLadder, VmafModelVersion,
+    compare_inputs,
+};
+use reference_transcoder::{EncodedSource, LadderOptions, Profile, TsSegment};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::clock::{UnixMs, now_unix_ms};
+use crate::observe::ProbeObserver;
+
+/// Source segments are cut at this target length (the source's 2 s GOP).
+const SOURCE_SEGMENT_SECS: f64 = 2.0;
+/// A rendition segment longer than this many source segments is scored on its first ones only.
+const MAX_SOURCE_SEGMENTS_PER_SAMPLE: usize = 8;
+
+/// Which segments are scored.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// This fraction of each rendition's sequence numbers (0..=1), spread evenly.
+    Fraction(f64),
+    /// Every n-th sequence number (`seq % n == 0`).
+    EveryNth(u64),
+}
+
+impl Sampling {
+    /// Whether segment `seq` is sampled. Deterministic, and the same for every rendition, so the
+    /// renditions of one sequence number are scored together.
+    pub fn samples(&self, seq: u64) -> bool {
+        match *self {
+            Sampling::Fraction(f) if f >= 1.0 => true,
+            Sampling::Fraction(f) if f <= 0.0 => false,
+            // Sampled when the running count `floor(seq × f)` steps up at this seq.
+            Sampling::Fraction(f) => ((seq + 1) as f64 * f).floor() > (seq as f64 * f).floor(),
+            Sampling::EveryNth(n) => n > 0 && seq.is_multiple_of(n),
+        }
+    }
+}
+
+/// What the quality probe scores and how.
+#[derive(Debug, Clone)]
+pub struct QualitySamplerConfig {
+    pub sampling: Sampling,
+    pub model: VmafModelVersion,
+    /// libvmaf threads per scoring job.
+    pub threads: u32,
+    /// Score every n-th frame pair (1 = all).
+    pub subsample: u32,
+    /// Also transcode the source with the reference transcoder and score that rendition.
+    pub score_reference: bool,
+    /// Scoring jobs at once; samples beyond it are dropped and counted.
+    pub max_in_flight: usize,
+    /// Reference transcoder options (libx264 preset, threads).
+    pub ladder: LadderOptions,
+}
+
+impl Default for QualitySamplerConfig {
+    fn default() -> Self {
+        QualitySamplerConfig {
+            sampling: Sampling::Fraction(0.25),
+            model: VmafModelVersion::V061,
+            threads: 1,
+            subsample: 1,
+            score_reference: true,
+            max_in_flight: 1,
+            ladder: LadderOptions {
+                encoder_threads: 1,
+                decoder_threads: 1,
+                copy_audio: false,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Why a quality sampler could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum QualityProbeError {
+    #[error("quality sample fraction {0} is outside 0..=1")]
+    Fraction(f64),
+    #[error("quality sampling every_nth must be at least 1")]
+    EveryNth,
+    #[error("quality max_in_flight must be at least 1")]
+    MaxInFlight,
+    #[error("cutting the source into segments: {0}")]
+    Source(#[from] reference_transcoder::SourceError),
+    #[error(transparent)]
+    Options(#[from] quality::QualityError),
+}
+
+/// One scored rendition segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityObservation {
+    pub stream_key: String,
+    pub rendition: String,
+    pub seq: u64,
+    /// Clip frame of the source segment the rendition segment was matched to.
+    pub source_first_frame: Option<u32>,
+    /// Pooled mean VMAF of the rendition against the source.
+    pub vmaf: Option<f64>,
+    pub vmaf_min: Option<f64>,
+    pub vmaf_p5: Option<f64>,
+    /// Mean luma PSNR, dB.
+    pub psnr_y: Option<f64>,
+    /// Pooled mean VMAF of the reference transcoder's rendition of the same profile.
+    pub vmaf_reference: Option<f64>,
+    /// `vmaf − vmaf_reference` (negative: worse than the reference).
+    pub difference: Option<f64>,
+    pub frames_paired: u64,
+    /// Source frames the rendition did not show.
+    pub unmatched_source: u64,
+    /// Rendition frames with no source partner (no stamp, foreign stamp, beyond the source).
+    pub unmatched_rendition: u64,
+    /// Wall time of the scoring job.
+    pub scoring_ms: f64,
+    pub scored_at_unix_ms: UnixMs,
+    /// Why the segment could not be scored.
+    pub error: Option<String>,
+}
+
+/// What happened to one offered sample.
+#[derive(Debug)]
+pub enum Submission {
+    /// Not selected by the sampling rule.
+    NotSampled,
+    /// Every scoring slot was busy: dropped and counted.
+    Dropped,
+    /// Scoring on the blocking pool; the observation goes to the observer when done.
+    Scheduled(tokio::task::JoinHandle<QualityObservation>),
+}
+
+/// Counters of a sampler, for the run summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QualitySamplerStats {
+    /// Offered through [`QualitySampler::submit`] and selected by the sampling rule.
+    pub sampled: u64,
+    pub scored: u64,
+    pub failed: u64,
+    pub dropped: u64,
+}
+
+/// One rendition segment to score.
+#[derive(Debug, Clone)]
+pub struct QualitySample {
+    pub stream_key: String,
+    pub rendition: String,
+    pub seq: u64,
+    /// First and last decoded stamp frame (from the segment checks).
+    pub first_stamp_frame: Option<u32>,
+    pub last_stamp_frame: Option<u32>,
+    pub data: Bytes,
+}
+
+/// Scores sampled segments of every stream of a run (share one behind an `Arc`).
+pub struct QualitySampler {
+    config: QualitySamplerConfig,
+    options: QualityOptions,
+    segments: Vec<TsSegment>,
+    permits: Arc<Semaphore>,
+    /// Idle reference sessions per profile name.
+    ladders: Mutex<HashMap<String, Vec<ReferenceLadder>>>,
+    sampled: AtomicU64,
+    scored: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for QualitySampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QualitySampler")
+            .field("config", &self.config)
+            .field("source_segments", &self.segments.len())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl QualitySampler {
+    /// Validates `config` and cuts `source` (the clip every stream publishes) into segments.
+    pub fn new(
+        source: &EncodedSource,
+        config: QualitySamplerConfig,
+    ) -> Result<QualitySampler, QualityProbeError> {
+        match config.sampling {
+            Sampling::Fraction(f) if !(0.0..=1.0).contains(&f) => {
+                return Err(QualityProbeError::Fraction(f));
+            }
+            Sampling::EveryNth(0) => return Err(QualityProbeError::EveryNth),
+            _ => {}
+        }
+        if config.max_in_flight == 0 {
+            return Err(QualityProbeError::MaxInFlight);
+        }
+        let options = QualityOptions {
+            model: config.model,
+            threads: config.threads,
+            subsample: config.subsample,
+            psnr: true,
+            ..Default::default()
+        };
+        options.validate()?;
+        Ok(QualitySampler {
+            segments: source.ts_segments(SOURCE_SEGMENT_SECS)?,
+            permits: Arc::new(Semaphore::new(config.max_in_flight)),
+            options,
+            config,
+            ladders: Mutex::new(HashMap::new()),
+            sampled: AtomicU64::new(0),
+            scored: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    pub fn config(&self) -> &QualitySamplerConfig {
+        &self.config
+    }
+
+    pub fn samples(&self, seq: u64) -> bool {
+        self.config.sampling.samples(seq)
+    }
+
+    pub fn stats(&self) -> QualitySamplerStats {
+        QualitySamplerStats {
+            sampled: self.sampled.load(Ordering::Relaxed),
+            scored: self.scored.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Offers a downloaded segment: if sampled and a scoring slot is free, scores it on the
+    /// blocking pool and reports the result to `observer`. Must be called inside a Tokio runtime.
+    pub fn submit(
+        self: &Arc<Self>,
+        sample: QualitySample,
+        observer: Arc<dyn ProbeObserver>,
+    ) -> Submission {
+        if !self.samples(sample.seq) {
+            return Submission::NotSampled;
+        }
+        self.sampled.fetch_add(1, Ordering::Relaxed);
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return Submission::Dropped;
+        };
+        let sampler = self.clone();
+        Submission::Scheduled(tokio::task::spawn_blocking(move || {
+            let observation = sampler.score(&sample);
+            drop(permit);
+            observer.quality(&observation);
+            observation
+        }))
+    }
+
+    /// Scores one segment now, on this thread (the blocking half of [`Self::submit`]).
+    pub fn score(&self, sample: &QualitySample) -> QualityObservation {
+        let started = Instant::now();
+        let mut observation = QualityObservation {
+            stream_key: sample.stream_key.clone(),
+            rendition: sample.rendition.clone(),
+            seq: sample.seq,
+            source_first_frame: sample.first_stamp_frame,
+            vmaf: None,
+            vmaf_min: None,
+            vmaf_p5: None,
+            psnr_y: None,
+            vmaf_reference: None,
+            difference: None,
+            frames_paired: 0,
+            unmatched_source: 0,
+            unmatched_rendition: 0,
+            scoring_ms: 0.0,
+            scored_at_unix_ms: 0,
+            error: None,
+        };
+        if let Err(e) = self.score_into(sample, &mut observation) {
+            observation.error = Some(e);
+        }
+        if observation.error.is_some() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.scored.fetch_add(1, Ordering::Relaxed);
+        }
+        observation.scoring_ms = started.elapsed().as_secs_f64() * 1000.0;
+        observation.scored_at_unix_ms = now_unix_ms();
+        observation
+    }
+
+    fn score_into(&self, sample: &QualitySample, o: &mut QualityObservation) -> Result<(), String> {
+        let first = sample
+            .first_stamp_frame
+            .ok_or("the segment has no readable frame stamp to match a source segment")?;
+        let source = self.source_for(first, sample.last_stamp_frame)?;
+        let label = format!("{}/{}/{}", sample.stream_key, sample.rendition, sample.seq);
+        let profile = Profile::preset(&sample.rendition).ok();
+        match profile {
+            Some(profile) if self.config.score_reference => {
+                let comparison = self.with_ladder(profile, |ladder| {
+                    ladder
+                        .score_segment(
+                            &label,
+                            &source,
+                            vec![NetworkRendition {
+                                profile: sample.rendition.clone(),
+                                data: sample.data.to_vec(),
+                            }],
+                        )
+                        .map_err(|e| e.to_string())
+                })?;
+                let c = comparison
+                    .into_iter()
+                    .next()
+                    .ok_or("the reference ladder returned no comparison")?
+                    .comparison;
+                fill(o, &c.network);
+                o.vmaf_reference = Some(c.vmaf_reference);
+                o.difference = Some(c.difference);
+            }
+            _ => {
+                let report = compare_inputs(
+                    MediaInput::Memory {
+                        label: format!("{label} (source)"),
+                        data: source,
+                    },
+                    MediaInput::Memory {
+                        label,
+                        data: sample.data.to_vec(),
+                    },
+                    &self.options,
+                    Some(Arc::new(quality::LptStamps)),
+                )
+                .map_err(|e| e.to_string())?;
+                fill(o, &report);
+            }
+        }
+        Ok(())
+    }
+
+    /// The source bytes covering clip frames `first..=last`: the segment starting at `first`,
+    /// followed by the next ones while they start at or before `last`.
+    fn source_for(&self, first: u32, last: Option<u32>) -> Result<Vec<u8>, String> {
+        let start = self
+            .segments
+            .iter()
+            .position(|s| s.first_frame == first)
+            .ok_or_else(|| format!("no source segment starts at clip frame {first}"))?;
+        let last = last.filter(|l| *l >= first).unwrap_or(first);
+        let mut data = Vec::new();
+        for s in self.segments[start..]
+            .iter()
+            .take_while(|s| s.first_frame <= last)
+            .take(MAX_SOURCE_SEGMENTS_PER_SAMPLE)
+        {
+            data.extend_from_slice(&s.data);
+        }
+        Ok(data)
+    }
+
+    /// Runs `f` with an idle reference session for `profile`, making one if none is idle.
+    fn with_ladder<T>(
+        &self,
+        profile: Profile,
+        f: impl FnOnce(&mut ReferenceLadder) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let name = profile.name.clone();
+        let idle = self
+            .ladders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&name)
+            .and_then(Vec::pop);
+        let mut ladder = match idle {
+            Some(l) => l,
+            None => ReferenceLadder::new(
+                vec![profile],
+                self.config.ladder.clone(),
+                self.options.clone(),
+            )
+            .map_err(|e| e.to_string())?,
+        };
+        let result = f(&mut ladder);
+        // A session that failed may hold a broken encoder: only successful ones go back.
+        if result.is_ok() {
+            self.ladders
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(name)
+                .or_default()
+                .push(ladder);
+        }
+        result
+    }
+}
+
+fn fill(o: &mut QualityObservation, report: &QualityReport) {
+    let pooled = &report.pooled;
+    o.vmaf = Some(pooled.vmaf.mean);
+    o.vmaf_min = Some(pooled.vmaf.min);
+    o.vmaf_p5 = Some(pooled.vmaf.p5);
+    o.psnr_y = pooled.psnr_y.as_ref().map(|p| p.mean);
+    o.frames_paired = report.counts.paired;
+    o.unmatched_source = report.counts.unmatched_reference;
+    o.unmatched_rendition = report.counts.unmatched_distorted;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fraction_sampling_is_even_and_exact() {
+        let quarter = (0..100)
+            .filter(|s| Sampling::Fraction(0.25).samples(*s))
+            .count();
+        assert_eq!(quarter, 25);
+        assert!((0..10).all(|s| Sampling::Fraction(1.0).samples(s)));
+        assert!((0..10).all(|s| !Sampling::Fraction(0.0).samples(s)));
+        let picked: Vec<u64> = (0..8)
+            .filter(|s| Sampling::Fraction(0.5).samples(*s))
+            .collect();
+        assert_eq!(picked, vec![1, 3, 5, 7]);
+    }
+
+    #[test]
+    fn every_nth_sampling() {
+        let picked: Vec<u64> = (0..10)
+            .filter(|s| Sampling::EveryNth(3).samples(*s))
+            .collect();
+        assert_eq!(picked, vec![0, 3, 6, 9]);
+    }
+}
