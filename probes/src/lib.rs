@@ -46,7 +46,7 @@ pub use payments::{
 pub use publisher::{PublishError, PublishOptions, PublishSummary, RtmpPublisher, RtmpTarget};
 pub use quality::{
     QualityObservation, QualityProbeError, QualitySample, QualitySampler, QualitySamplerConfig,
-    QualitySamplerStats, Sampling, Submission,
+    QualitySamplerStats, Sampling, Submission, sustainable_fraction,
 };
 pub use replay::{ReplayError, ReplayPacket, ReplaySource};
 pub use sendlog::{SendLog, SentFrame};

@@ -59,6 +59,22 @@ impl Sampling {
     }
 }
 
+/// The largest sample fraction a scorer keeps up with: each scoring job costs `cost_secs` of
+/// wall time, `slots` run at once, and `renditions` renditions in all (streams × ladder) each
+/// produce a segment every `segment_secs`. Measure `cost_secs` with the `quality_sampler`
+/// benchmark (or from [`QualityObservation::scoring_ms`]) on the machine that runs the probe.
+pub fn sustainable_fraction(
+    cost_secs: f64,
+    slots: usize,
+    renditions: usize,
+    segment_secs: f64,
+) -> f64 {
+    if cost_secs <= 0.0 || renditions == 0 {
+        return 1.0;
+    }
+    (slots as f64 * segment_secs / (renditions as f64 * cost_secs)).clamp(0.0, 1.0)
+}
+
 /// What the quality probe scores and how.
 #[derive(Debug, Clone)]
 pub struct QualitySamplerConfig {
@@ -442,6 +458,15 @@ mod tests {
             .filter(|s| Sampling::Fraction(0.5).samples(*s))
             .collect();
         assert_eq!(picked, vec![1, 3, 5, 7]);
+    }
+
+    #[test]
+    fn sustainable_fraction_follows_the_cost() {
+        // 1 s per job, one slot, 2 s segments: two renditions fit, eight need a quarter.
+        assert_eq!(sustainable_fraction(1.0, 1, 2, 2.0), 1.0);
+        assert_eq!(sustainable_fraction(1.0, 1, 8, 2.0), 0.25);
+        assert_eq!(sustainable_fraction(1.0, 2, 8, 2.0), 0.5);
+        assert_eq!(sustainable_fraction(0.0, 1, 8, 2.0), 1.0);
     }
 
     #[test]
