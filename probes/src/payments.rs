@@ -13,7 +13,9 @@
 //! counts the window settled when no orchestrator is still short of its interval's lower bound
 //! and the set of redemptions stayed unchanged for `quiet_polls` consecutive polls; each poll
 //! reads only the blocks it has not read yet. At the deadline the report is returned anyway,
-//! marked unsettled, and whatever is still short is reported as missing redemptions.
+//! marked unsettled, and whatever is still short is reported as missing redemptions. When the
+//! caller knows only the run's total pixels (which orchestrator did which segment is invisible
+//! from outside), [`PaymentProbe::settle_total`] reconciles the orchestrators as one pool.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -24,6 +26,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::reconcile::{Delivered, Reconciliation, Redemption, Verdict, reconcile};
+
+/// The recipient name of the pooled entry of [`PaymentProbe::settle_total`].
+pub const POOLED_RECIPIENT: &str = "all orchestrators";
 
 /// An orchestrator the run paid, with the price it advertised.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +94,12 @@ pub enum PaymentError {
     ZeroPixelsPerUnit(Address),
     #[error("pixels delivered by {0:#x}, which is not among the known orchestrators")]
     UnknownOrchestrator(Address),
+    #[error("no orchestrators given: pooled reconciliation needs their price")]
+    NoOrchestrators,
+    #[error(
+        "orchestrators {0:#x} and {1:#x} advertise different prices: pixels must be given per orchestrator"
+    )]
+    MixedPrices(Address, Address),
     #[error("reading TicketBroker events: {0}")]
     Chain(#[from] ChainError),
 }
@@ -239,6 +250,40 @@ impl PaymentProbe {
                 pixels_per_unit: o.pixels_per_unit,
             })
             .collect();
+        self.poll(delivered, false).await
+    }
+
+    /// [`Self::settle`] when only the run's total output pixels are known (a black-box probe
+    /// cannot tell which orchestrator transcoded which segment): every known orchestrator must
+    /// advertise the same price, and their redemptions are reconciled together as one entry
+    /// named [`POOLED_RECIPIENT`]. Redemptions to strangers are still flagged one by one.
+    pub async fn settle_total(&self, pixels: u128) -> Result<PaymentReport, PaymentError> {
+        let Some(first) = self.config.orchestrators.first() else {
+            return Err(PaymentError::NoOrchestrators);
+        };
+        let price = |o: &OrchestratorPrice| o.price_per_unit as f64 / o.pixels_per_unit as f64;
+        if let Some(o) = self
+            .config
+            .orchestrators
+            .iter()
+            .find(|o| price(o) != price(first))
+        {
+            return Err(PaymentError::MixedPrices(o.address, first.address));
+        }
+        let delivered = vec![Delivered {
+            recipient: POOLED_RECIPIENT.to_string(),
+            pixels,
+            price_per_unit: first.price_per_unit,
+            pixels_per_unit: first.pixels_per_unit,
+        }];
+        self.poll(delivered, true).await
+    }
+
+    async fn poll(
+        &self,
+        delivered: Vec<Delivered>,
+        pooled: bool,
+    ) -> Result<PaymentReport, PaymentError> {
         let started = Instant::now();
         let deadline = started + self.config.settle_timeout;
         let mut activity = ChainActivity::default();
@@ -251,7 +296,7 @@ impl PaymentProbe {
                 self.read_into(&mut activity, next_block, latest).await?;
                 next_block = latest + 1;
             }
-            let results = self.reconcile(&delivered, &activity);
+            let results = self.reconcile(&delivered, &activity, pooled);
             let short = results
                 .iter()
                 .any(|r| r.verdict == Verdict::MissingRedemptions);
@@ -276,12 +321,27 @@ impl PaymentProbe {
         }
     }
 
-    fn reconcile(&self, delivered: &[Delivered], activity: &ChainActivity) -> Vec<Reconciliation> {
+    fn reconcile(
+        &self,
+        delivered: &[Delivered],
+        activity: &ChainActivity,
+        pooled: bool,
+    ) -> Vec<Reconciliation> {
+        let known = |r: &str| {
+            self.config
+                .orchestrators
+                .iter()
+                .any(|o| hex(o.address) == r)
+        };
         let redemptions: Vec<Redemption> = activity
             .redemptions
             .iter()
             .map(|r| Redemption {
-                recipient: r.recipient.clone(),
+                recipient: if pooled && known(&r.recipient) {
+                    POOLED_RECIPIENT.to_string()
+                } else {
+                    r.recipient.clone()
+                },
                 face_value_wei: r.face_value_wei,
             })
             .collect();

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use alloy::signers::local::PrivateKeySigner;
+use probes::payments::POOLED_RECIPIENT;
 use probes::{OrchestratorPrice, PaymentProbe, PaymentProbeConfig, reconcile::Verdict};
 use protocol::chain::{Contracts, DeployConfig, LocalChain, TicketBrokerClient};
 use protocol::ticket::{
@@ -163,6 +164,26 @@ async fn payment_probe_reconciles_real_redemptions_and_flags_each_fault() {
     assert_eq!(r.expected_winners, Some(WINNERS as f64));
     assert!(report.payment_ev_error.unwrap() < 1e-9, "{report:?}");
     let honest_end = report.to_block;
+
+    // Pooled: only the run's total pixels known, two orchestrators at one price; the honest
+    // redemptions cover the total.
+    let pooled = PaymentProbe::new(world.config(broadcaster.address(), &[o, o2], from_block))
+        .unwrap()
+        .settle_total(WINNERS as u128 * PIXELS_PER_TICKET)
+        .await
+        .unwrap();
+    assert!(pooled.settled && pooled.consistent(), "{pooled:?}");
+    assert_eq!(pooled.orchestrators.len(), 1);
+    assert_eq!(pooled.orchestrators[0].recipient, POOLED_RECIPIENT);
+    assert_eq!(pooled.orchestrators[0].winners, WINNERS);
+    let mut mixed = world.config(broadcaster.address(), &[o, o2], from_block);
+    mixed.orchestrators[1].price_per_unit *= 2;
+    let err = PaymentProbe::new(mixed)
+        .unwrap()
+        .settle_total(1)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("different prices"), "{err}");
 
     // Overcharged: the same redemptions for a tenth of one ticket's worth of pixels.
     let few_pixels = HashMap::from([(o, PIXELS_PER_TICKET / 10)]);
