@@ -90,6 +90,10 @@ pub struct QualitySamplerConfig {
     pub max_in_flight: usize,
     /// Reference transcoder options (libx264 preset, threads).
     pub ladder: LadderOptions,
+    /// The profile of a rendition whose name is not an lpms preset name (e.g. a target that
+    /// names its playlists `360p.m3u8`). Renditions named neither here nor after a preset are
+    /// scored against the source only.
+    pub rendition_profiles: HashMap<String, Profile>,
 }
 
 impl Default for QualitySamplerConfig {
@@ -107,6 +111,7 @@ impl Default for QualitySamplerConfig {
                 copy_audio: false,
                 ..Default::default()
             },
+            rendition_profiles: HashMap::new(),
         }
     }
 }
@@ -331,16 +336,20 @@ impl QualitySampler {
             .ok_or("the segment has no readable frame stamp to match a source segment")?;
         let source = self.source_for(first, sample.last_stamp_frame)?;
         let label = format!("{}/{}/{}", sample.stream_key, sample.rendition, sample.seq);
-        let profile = Profile::preset(&sample.rendition).ok();
+        let profile = match self.config.rendition_profiles.get(&sample.rendition) {
+            Some(p) => Some(p.clone()),
+            None => Profile::preset(&sample.rendition).ok(),
+        };
         match profile {
             Some(profile) if self.config.score_reference => {
+                let profile_name = profile.name.clone();
                 let comparison = self.with_ladder(profile, |ladder| {
                     ladder
                         .score_segment(
                             &label,
                             &source,
                             vec![NetworkRendition {
-                                profile: sample.rendition.clone(),
+                                profile: profile_name,
                                 data: sample.data.to_vec(),
                             }],
                         )

@@ -182,6 +182,22 @@ fn a_degraded_rendition_scores_far_below_a_normal_one_and_the_reference() {
         (2, 3, 1, 0)
     );
 
+    // A rendition named outside the presets is given its profile in the config.
+    let mut named = config(Sampling::EveryNth(1), 1);
+    named.rendition_profiles.insert(
+        "360p".into(),
+        reference_transcoder::Profile::preset("P360p30fps16x9").unwrap(),
+    );
+    let named = QualitySampler::new(encoded, named).unwrap();
+    let mut custom = sample(ffmpeg_transcode(&segment.data, &["-b:v", "900k"]));
+    custom.rendition = "360p".into();
+    let q = named.score(&custom);
+    assert_eq!(q.error, None);
+    assert!(
+        q.vmaf_reference.unwrap() > 80.0 && q.difference.unwrap() > -10.0,
+        "{q:?}"
+    );
+
     // A segment whose stamp matches no source segment is reported, not panicked on.
     let mut stray = sample(segment.data.clone());
     stray.first_stamp_frame = Some(segment.first_frame + 1);
