@@ -37,6 +37,11 @@ pub struct ToolView {
     pub version: String,
 }
 
+/// Reads a string that may be `null` as the empty string.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 /// The scenario that ran.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -45,7 +50,8 @@ pub struct ScenarioView {
     pub name: String,
     /// Scenario file path.
     pub path: String,
-    /// Description.
+    /// Description (`null` in summary.json when the scenario has none).
+    #[serde(deserialize_with = "null_as_empty")]
     pub description: String,
     /// The TOML text.
     pub source: String,

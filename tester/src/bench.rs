@@ -135,9 +135,35 @@ pub fn bench(command: &BenchCommand, terminal: Terminal) -> Result<ExitCode, Fai
         .with_context(|| format!("cannot create {}", run_dir.display()))
         .exit_code(ExitCode::NotRun)?;
 
+    let journal = reports::JournalWriter::in_run_dir(&run_dir)
+        .context("cannot open the records journal")
+        .exit_code(ExitCode::NotRun)?;
     let registry = Registry::new();
     let started = SystemTime::now();
-    let result = run_bench(&options, |record| observe(&registry, record));
+    let encoder = reference_transcoder::ladder::choose_path(options.ladder.hardware)
+        .0
+        .encoder_name();
+    let result = run_bench(&options, |record| {
+        observe(&registry, record);
+        let appended = journal.append(reports::BenchSegmentRecord {
+            t_ms: unix_ms(started) + (record.started_secs * 1e3) as i64,
+            sessions: record.load,
+            session: record.session,
+            seq: u64::from(record.seq),
+            encoder: encoder.to_owned(),
+            renditions: record.renditions.len() as u32,
+            duration_s: record.source_duration_secs,
+            transcode_ms: record.transcode_secs * 1e3,
+            ok: record.error.is_none(),
+            error: record.error.clone(),
+        });
+        if let Err(error) = appended {
+            tracing::warn!("cannot append to the records journal: {error}");
+        }
+    });
+    if let Err(error) = journal.sync() {
+        tracing::warn!("the records journal could not be synced: {error}");
+    }
     let ended = SystemTime::now();
     let info = ScenarioInfo {
         name: "bench".into(),
@@ -184,13 +210,16 @@ pub fn bench(command: &BenchCommand, terminal: Terminal) -> Result<ExitCode, Fai
     match result {
         Ok(bench_summary) => {
             print_table(&bench_summary, terminal);
-            if !terminal.quiet {
-                println!("results in {}", run_dir.display());
-            }
+            crate::report::render(&run_dir, terminal);
             Ok(ExitCode::Passed)
         }
         Err(error) => Err(Failure::new(ExitCode::NotRun, error)),
     }
+}
+
+fn unix_ms(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn observe(registry: &Registry, record: &SegmentRecord) {

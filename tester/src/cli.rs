@@ -49,6 +49,16 @@ pub enum Command {
     Bench(BenchArgs),
     /// Score a distorted video against a reference with VMAF and PSNR (any container FFmpeg reads).
     Quality(QualityArgs),
+    /// Re-render every report of a run directory (also after a crash, from its journal).
+    Report { run_dir: PathBuf },
+    /// Compare two runs metric by metric; exit 99 when a change beyond noise is a regression.
+    Compare {
+        base: PathBuf,
+        new: PathBuf,
+        /// Changes smaller than this fraction are noise.
+        #[arg(long, default_value_t = 0.02)]
+        noise: f64,
+    },
     /// Run one node of the stack in the foreground (used by the embedded stack, and by operators).
     #[command(subcommand)]
     Node(NodeCommand),
@@ -194,6 +204,8 @@ pub fn main() -> i32 {
             terminal,
         ),
         Command::Quality(args) => quality(args, terminal),
+        Command::Report { run_dir } => crate::report::report(&run_dir, terminal),
+        Command::Compare { base, new, noise } => crate::report::compare(&base, &new, noise),
         Command::Node(node) => tokio::runtime::Runtime::new()
             .map_err(|e| Failure::new(ExitCode::NotRun, e))
             .and_then(|runtime| {

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod node_cmd;
 pub mod output;
 pub mod progress;
+pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod stack;

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, anyhow};
 use tracing::{info, warn};
 
+use reports::JournalWriter;
+
 use crate::executors::{LiveLoad, WorkloadResult, run_workload};
 use crate::exit_code::{ExitCode, Failure, WithExitCode};
 use crate::metrics::Registry;
@@ -53,6 +55,9 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
         .exit_code(ExitCode::NotRun)?;
     info!(scenario = %scenario.name, run_dir = %run_dir.display(), "run starting");
 
+    let journal = JournalWriter::in_run_dir(&run_dir)
+        .context("cannot open the records journal")
+        .exit_code(ExitCode::NotRun)?;
     let registry = Arc::new(Registry::new());
     let started = SystemTime::now();
     let started_instant = Instant::now();
@@ -61,7 +66,7 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
     // Ctrl-C and abort thresholds cancel the workloads, which then wind down (streams drain)
     // and report; only the workloads' own end finishes the loop.
     let cancel = CancellationToken::new();
-    let execution = execute(&scenario, &registry, cancel.clone());
+    let execution = execute(&scenario, &registry, &journal, cancel.clone());
     tokio::pin!(execution);
     let mut interrupted = false;
     let mut aborted: Option<Verdict> = None;
@@ -148,11 +153,15 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
         &registry,
         verdicts,
     );
+    if let Err(error) = journal.sync() {
+        warn!("the records journal could not be synced: {error}");
+    }
     summary
         .write(&run_dir)
         .with_context(|| format!("cannot write {}", run_dir.join("summary.json").display()))
         .exit_code(ExitCode::NotRun)?;
     options.terminal.print_summary(&summary, &run_dir);
+    crate::report::render(&run_dir, options.terminal);
     if code == ExitCode::NotRun {
         warn!("{}", summary.outcome.message);
     }
@@ -172,6 +181,7 @@ fn default_run_dir(scenario: &Scenario) -> PathBuf {
 async fn execute(
     scenario: &Scenario,
     registry: &Arc<Registry>,
+    journal: &JournalWriter,
     cancel: CancellationToken,
 ) -> anyhow::Result<Vec<WorkloadResult>> {
     let target = match &scenario.target {
@@ -228,6 +238,7 @@ async fn execute(
             source: source.clone(),
             client: client.clone(),
             registry: registry.clone(),
+            journal: Some(journal.clone()),
             ladder: scenario.ladder.clone(),
             duration: workload.executor.max_duration(),
             load: capacity.then(|| load.clone()),

@@ -13,6 +13,7 @@ use probes::{
     CheckObservation, CheckOptions, ProbeObserver, PublishObservation, PublishPhase, ReplaySource,
     SegmentObservation, StallObservation, StreamProbe, StreamProbeConfig,
 };
+use reports::{CheckRecord, JournalWriter, SegmentRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -20,9 +21,10 @@ use crate::executors::{LiveLoad, StreamFuture, StreamRunner, StreamSpec};
 use crate::metrics::{Registry, Tags};
 use crate::scenario::Profile;
 
-/// Turns probe observations into metrics.
+/// Turns probe observations into metrics and journal records.
 pub struct MetricsObserver {
     pub registry: Arc<Registry>,
+    pub journal: Option<JournalWriter>,
     pub workload: String,
     /// When set (capacity search), samples also carry `sessions=<live streams>`.
     pub load: Option<Arc<LiveLoad>>,
@@ -43,8 +45,46 @@ impl MetricsObserver {
     }
 }
 
+impl MetricsObserver {
+    fn record(&self, record: impl Into<reports::Record>) {
+        if let Some(journal) = &self.journal
+            && let Err(error) = journal.append(record)
+        {
+            warn!("cannot append to the records journal: {error}");
+        }
+    }
+}
+
 impl ProbeObserver for MetricsObserver {
     fn segment(&self, s: &SegmentObservation) {
+        let media = s.media.as_ref();
+        self.record(SegmentRecord {
+            t_ms: s
+                .download_finished_unix_ms
+                .or(s.first_seen_unix_ms)
+                .unwrap_or_else(probes::clock::now_unix_ms),
+            workload: self.workload.clone(),
+            stream: s.stream_key.clone(),
+            rendition: s.rendition.clone(),
+            seq: s.seq,
+            orchestrator: None,
+            region: None,
+            ok: s.success,
+            error: s.failure.clone(),
+            message: None,
+            duration_s: media.map(|m| m.duration_secs).or(s.extinf_secs),
+            latency_ms: s.latency.glass_to_glass_ms,
+            upload_ms: None,
+            transcode_ms: None,
+            download_ms: s.download_ms,
+            round_trip_ms: None,
+            bytes: Some(s.bytes),
+            bitrate_kbps: media
+                .filter(|m| m.duration_secs > 0.0)
+                .map(|m| s.bytes as f64 * 8.0 / m.duration_secs / 1000.0),
+            width: media.map(|m| m.width),
+            height: media.map(|m| m.height),
+        });
         let tags = self.tags(&s.stream_key, Some(&s.rendition));
         self.registry.add_bool("segment_success", &tags, s.success);
         if s.success {
@@ -62,6 +102,18 @@ impl ProbeObserver for MetricsObserver {
     }
 
     fn check(&self, c: &CheckObservation) {
+        self.record(CheckRecord {
+            t_ms: c.at_unix_ms,
+            workload: self.workload.clone(),
+            stream: c.stream_key.clone(),
+            rendition: Some(c.rendition.clone()),
+            seq: c.seq,
+            check: c.check.clone(),
+            ok: c.passed,
+            message: Some(c.reason.clone()),
+            observed: None,
+            expected: None,
+        });
         let mut tags = self.tags(&c.stream_key, Some(&c.rendition));
         tags.insert("check".into(), c.check.clone());
         self.registry.add_bool("checks", &tags, c.passed);
@@ -104,6 +156,7 @@ pub struct ProbeRunner {
     pub source: Arc<ReplaySource>,
     pub client: reqwest::Client,
     pub registry: Arc<Registry>,
+    pub journal: Option<JournalWriter>,
     pub ladder: Vec<Profile>,
     /// How long a stream publishes when nothing stops it earlier (the workload's length).
     pub duration: Duration,
@@ -131,6 +184,7 @@ impl StreamRunner for ProbeRunner {
         };
         let observer = Arc::new(MetricsObserver {
             registry: self.registry.clone(),
+            journal: self.journal.clone(),
             workload: spec.workload.clone(),
             load: self.load.clone(),
         });

@@ -208,6 +208,64 @@ fn a_run_through_nginx_measures_everything_and_fails_only_the_impossible_thresho
         .filter(|s| s["tags"]["check"] == "publish")
         .count();
     assert_eq!(publish_checks, 1, "one publisher, one publish check series");
+
+    // Every segment observation is in the journal, and the reports were rendered from it.
+    let journal = std::fs::read_to_string(run_dir.join("records.jsonl")).unwrap();
+    let segment_lines = journal
+        .lines()
+        .filter(|l| l.contains(r#""type":"segment""#))
+        .count();
+    assert_eq!(segment_lines as f64, segments);
+    for artifact in ["report.html", "junit.xml", "summary.md", "records.parquet"] {
+        assert!(run_dir.join(artifact).is_file(), "{artifact} missing");
+    }
+}
+
+#[test]
+fn a_run_killed_with_sigkill_leaves_a_readable_journal() {
+    let nginx = Nginx::start();
+    let scenario = nginx.scenario("10m", r#""segment_success" = ["rate >= 0.9"]"#);
+    let run_dir = nginx.dir.path().join("run");
+    let mut child = lpt()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&run_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = run_dir.join("records.jsonl");
+    wait_until(
+        "segment records in the journal",
+        Duration::from_secs(90),
+        || {
+            std::fs::read_to_string(&journal).is_ok_and(|j| {
+                j.lines()
+                    .filter(|l| l.contains(r#""type":"segment""#))
+                    .count()
+                    >= 2
+            })
+        },
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let complete: Vec<&str> = text.lines().collect();
+    assert!(complete.len() >= 2);
+    for line in &complete[..complete.len() - 1] {
+        let record: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(record["type"].is_string() && record["v"] == 1);
+    }
+    // `lpt report` renders what the killed run left, without its summary.json.
+    let output = lpt().arg("report").arg(&run_dir).output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(run_dir.join("report.html").is_file());
 }
 
 #[test]
