@@ -68,6 +68,24 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
+    /// The orchestrator: gRPC and HTTP on one TLS port, tickets, transcoding, redemption.
+    Orchestrator {
+        /// Its TOML config (see node/orchestrator/orchestrator.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// A remote transcoder attached to an orchestrator.
+    Transcoder {
+        /// The orchestrator's service URI (https://host:port).
+        #[arg(long)]
+        orchestrator: String,
+        /// Environment variable holding the shared secret (never a command-line argument).
+        #[arg(long, default_value = "LPT_TRANSCODER_SECRET")]
+        secret_env: String,
+        /// Segments transcoded at once.
+        #[arg(long, default_value_t = 1)]
+        capacity: usize,
+    },
     /// The broadcaster: RTMP ingest, segmenting, paid orchestrator sessions, HLS output.
     Broadcaster {
         /// Its TOML config (see node/broadcaster/src/config.rs).
@@ -214,6 +232,17 @@ pub fn main() -> i32 {
                         match node {
                             NodeCommand::Broadcaster { config } => {
                                 crate::node_cmd::broadcaster(&config).await
+                            }
+                            NodeCommand::Orchestrator { config } => {
+                                crate::node_cmd::orchestrator(&config).await
+                            }
+                            NodeCommand::Transcoder {
+                                orchestrator,
+                                secret_env,
+                                capacity,
+                            } => {
+                                crate::node_cmd::transcoder(&orchestrator, &secret_env, capacity)
+                                    .await
                             }
                         }
                     })

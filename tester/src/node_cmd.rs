@@ -46,3 +46,51 @@ pub async fn broadcaster(config_path: &Path) -> anyhow::Result<()> {
     running.shutdown().await;
     Ok(())
 }
+
+pub async fn orchestrator(config_path: &Path) -> anyhow::Result<()> {
+    let config = node_orchestrator::OrchestratorConfig::from_file(config_path)
+        .with_context(|| format!("orchestrator config {}", config_path.display()))?;
+    let mut running = node_orchestrator::start(config).await?;
+    info!(service_uri = running.service_uri(), "orchestrator ready");
+    announce_ready(json!({
+        "event": "ready",
+        "role": "orchestrator",
+        "service_uri": running.service_uri(),
+        "eth_address": running.eth_address().map(|a| a.to_string()),
+    }))?;
+    let ended = tokio::select! {
+        end = running.wait() => end,
+        result = until_stopped() => {
+            result?;
+            running.shutdown().await
+        }
+    };
+    match ended {
+        node_orchestrator::ServeEnd::Stopped => Ok(()),
+        node_orchestrator::ServeEnd::Crashed => {
+            anyhow::bail!("orchestrator crashed (crash_after_segments fault switch)")
+        }
+    }
+}
+
+pub async fn transcoder(
+    orchestrator: &str,
+    secret_env: &str,
+    capacity: usize,
+) -> anyhow::Result<()> {
+    let secret = std::env::var(secret_env).with_context(|| {
+        format!("the transcoder secret is read from ${secret_env}, which is not set")
+    })?;
+    reference_transcoder::tune_allocator_for_transcoding();
+    let config = node_orchestrator::TranscoderConfig {
+        capacity,
+        ..node_orchestrator::TranscoderConfig::new(orchestrator, &secret)
+    };
+    announce_ready(
+        json!({ "event": "ready", "role": "transcoder", "orchestrator": orchestrator }),
+    )?;
+    tokio::select! {
+        result = node_orchestrator::run_transcoder(config) => result,
+        result = until_stopped() => result,
+    }
+}

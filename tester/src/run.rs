@@ -17,12 +17,19 @@ use reports::JournalWriter;
 use crate::executors::{LiveLoad, WorkloadResult, run_workload};
 use crate::exit_code::{ExitCode, Failure, WithExitCode};
 use crate::metrics::Registry;
+use crate::metrics::Tags;
 use crate::output::Terminal;
+use crate::scenario::Sampling;
 use crate::scenario::{self, Executor, Scenario, Source, Target};
-use crate::streams::{ProbeRunner, StreamTarget};
+use crate::stack::embedded::{current_lpt, stack_dir};
+use crate::stack::{EmbeddedStack, StackOptions};
+use crate::streams::{DeliveredPixels, ProbeRunner, StreamTarget};
 use crate::summary::{Summary, WorkloadOutcome};
 use crate::thresholds::{Threshold, Verdict};
 use probes::ReplaySource;
+use probes::payments::{OrchestratorPrice, PaymentProbe, PaymentProbeConfig, PaymentReport};
+use probes::quality::{QualitySampler, QualitySamplerConfig, sustainable_fraction};
+use reference_transcoder::source::EncodedSource;
 use reference_transcoder::source::SourceConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -66,7 +73,7 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
     // Ctrl-C and abort thresholds cancel the workloads, which then wind down (streams drain)
     // and report; only the workloads' own end finishes the loop.
     let cancel = CancellationToken::new();
-    let execution = execute(&scenario, &registry, &journal, cancel.clone());
+    let execution = execute(&scenario, &registry, &journal, &run_dir, cancel.clone());
     tokio::pin!(execution);
     let mut interrupted = false;
     let mut aborted: Option<Verdict> = None;
@@ -182,15 +189,52 @@ async fn execute(
     scenario: &Scenario,
     registry: &Arc<Registry>,
     journal: &JournalWriter,
+    run_dir: &Path,
     cancel: CancellationToken,
 ) -> anyhow::Result<Vec<WorkloadResult>> {
+    if let Some(w) = scenario
+        .workloads
+        .iter()
+        .find(|w| matches!(w.executor, Executor::DirectOrchestrator { .. }))
+    {
+        return Err(anyhow!(
+            "workload `{}`: the direct-to-orchestrator executor is not built yet",
+            w.name
+        ));
+    }
+    let mut stack = None;
     let target = match &scenario.target {
-        Target::Embedded { .. } => {
-            return Err(anyhow!(
-                "the embedded node stack (anvil chain, orchestrators, transcoders, broadcaster) is \
-                 not built yet, so there is nothing to run the probes against; this build \
-                 validates the scenario and writes summary.json (thresholds report \"no data\")"
-            ));
+        Target::Embedded {
+            orchestrators,
+            transcoders_per_orchestrator,
+            offline,
+            price_per_unit,
+            pixels_per_unit,
+            faults,
+        } => {
+            let options = StackOptions {
+                orchestrators: *orchestrators,
+                transcoders_per_orchestrator: *transcoders_per_orchestrator,
+                offline: *offline,
+                price_per_unit: *price_per_unit,
+                pixels_per_unit: *pixels_per_unit,
+                faults: faults.clone(),
+                ladder: scenario.ladder.clone(),
+                deposit_wei: scenario.payments.deposit_wei,
+                reserve_wei: scenario.payments.reserve_wei,
+                dir: stack_dir(run_dir),
+                lpt: current_lpt()?,
+                ready_deadline: Duration::from_secs(60),
+            };
+            let started = EmbeddedStack::start(&options)
+                .await
+                .context("the embedded stack did not come up")?;
+            let target = StreamTarget {
+                rtmp_url: started.endpoints.rtmp_url.clone(),
+                playback_url: started.endpoints.playback_url.clone(),
+            };
+            stack = Some((started, *price_per_unit, *pixels_per_unit));
+            target
         }
         Target::Direct => {
             return Err(anyhow!(
@@ -210,18 +254,16 @@ async fn execute(
             }
         }
     };
-    if let Some(w) = scenario
-        .workloads
-        .iter()
-        .find(|w| matches!(w.executor, Executor::DirectOrchestrator { .. }))
-    {
-        return Err(anyhow!(
-            "workload `{}`: the direct-to-orchestrator executor is not built yet",
-            w.name
-        ));
-    }
 
-    let source = prepare_source(&scenario.source).await?;
+    let (encoded, source) = prepare_source(&scenario.source).await?;
+    let quality = quality_sampler(scenario, &encoded)?;
+    let payments = match &stack {
+        Some((stack, price, pixels_per_unit)) if scenario.payments.enabled => {
+            Some(payment_probe(&stack.endpoints, *price, *pixels_per_unit).await?)
+        }
+        _ => None,
+    };
+    let pixels = Arc::new(DeliveredPixels::default());
     let client = probes::http_client().context("cannot build the HTTP client")?;
     let run_id = format!(
         "lpt{}",
@@ -239,6 +281,8 @@ async fn execute(
             client: client.clone(),
             registry: registry.clone(),
             journal: Some(journal.clone()),
+            pixels: pixels.clone(),
+            quality: quality.clone(),
             ladder: scenario.ladder.clone(),
             duration: workload.executor.max_duration(),
             load: capacity.then(|| load.clone()),
@@ -259,11 +303,143 @@ async fn execute(
             .await
         }
     });
-    Ok(futures_util::future::join_all(workloads).await)
+    let results = futures_util::future::join_all(workloads).await;
+
+    if let Some(probe) = payments {
+        info!("waiting for the orchestrators' redemptions to settle on chain");
+        match probe.settle_total(u128::from(pixels.get())).await {
+            Ok(report) => record_payments(registry, &report, run_dir),
+            Err(error) => {
+                warn!("the payment probe failed: {error}");
+                registry.add_bool(
+                    "checks",
+                    &crate::metrics::tags([("check", "payments")]),
+                    false,
+                );
+            }
+        }
+    }
+    if let Some((stack, _, _)) = stack {
+        stack.stop().await;
+    }
+    Ok(results)
+}
+
+/// The quality probe's sampler, sized from the scenario (`sample = "auto"`: what one scoring
+/// slot keeps up with, from the cost measured in the `quality_sampler` bench).
+fn quality_sampler(
+    scenario: &Scenario,
+    encoded: &EncodedSource,
+) -> anyhow::Result<Option<Arc<QualitySampler>>> {
+    let q = &scenario.quality;
+    if !q.enabled {
+        return Ok(None);
+    }
+    let fraction = match q.sampling {
+        Sampling::Fraction(f) => f,
+        Sampling::Auto => {
+            let streams = scenario
+                .workloads
+                .iter()
+                .map(|w| match &w.executor {
+                    Executor::ConstantStreams { streams, .. } | Executor::Soak { streams, .. } => {
+                        *streams
+                    }
+                    Executor::RampingStreams { stages, .. } => {
+                        stages.iter().map(|s| s.target).max().unwrap_or(1)
+                    }
+                    Executor::Capacity { max_streams, .. } => *max_streams,
+                    Executor::DirectOrchestrator { .. } => 1,
+                })
+                .sum::<u32>()
+                .max(1);
+            // ≈1.7 s per 2 s 640×360 segment with the reference transcode, one slot.
+            sustainable_fraction(1.7, 1, streams as usize * (scenario.ladder.len() + 1), 2.0)
+        }
+    };
+    let config = QualitySamplerConfig {
+        sampling: probes::quality::Sampling::Fraction(fraction),
+        model: q.model.parse().map_err(|e| anyhow!("quality.model: {e}"))?,
+        threads: q.threads,
+        subsample: q.subsample,
+        score_reference: q.reference,
+        ..QualitySamplerConfig::default()
+    };
+    Ok(Some(Arc::new(
+        QualitySampler::new(encoded, config).context("cannot set up the quality probe")?,
+    )))
+}
+
+async fn payment_probe(
+    endpoints: &crate::stack::Endpoints,
+    price_per_unit: u64,
+    pixels_per_unit: u64,
+) -> anyhow::Result<PaymentProbe> {
+    let parse = |what: &str, text: Option<&String>| -> anyhow::Result<protocol::Address> {
+        text.ok_or_else(|| anyhow!("the stack announced no {what}"))?
+            .parse()
+            .with_context(|| format!("{what} is not an address"))
+    };
+    let rpc = endpoints
+        .chain_rpc
+        .clone()
+        .ok_or_else(|| anyhow!("the stack has no chain"))?;
+    let broker = parse("ticket broker", endpoints.ticket_broker.as_ref())?;
+    let sender = parse(
+        "broadcaster address",
+        endpoints.broadcaster_address.as_ref(),
+    )?;
+    let orchestrators = endpoints
+        .orchestrator_addresses
+        .iter()
+        .map(|address| {
+            Ok(OrchestratorPrice {
+                address: parse("orchestrator address", address.as_ref())?,
+                price_per_unit: u128::from(price_per_unit),
+                pixels_per_unit: u128::from(pixels_per_unit),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let probe = PaymentProbe::new(PaymentProbeConfig::new(
+        &rpc,
+        broker,
+        sender,
+        orchestrators,
+        0,
+    ))
+    .context("cannot set up the payment probe")?;
+    let from_block = probe
+        .latest_block()
+        .await
+        .context("cannot read the chain")?;
+    let mut config = probe.config().clone();
+    config.from_block = from_block;
+    PaymentProbe::new(config).context("cannot set up the payment probe")
+}
+
+fn record_payments(registry: &Registry, report: &PaymentReport, run_dir: &Path) {
+    let none = Tags::new();
+    if let Some(error) = report.payment_ev_error {
+        registry.add("payment_ev_error", &none, error);
+    }
+    registry.add("tickets_redeemed", &none, report.tickets_redeemed as f64);
+    registry.add_bool(
+        "checks",
+        &crate::metrics::tags([("check", "payments")]),
+        report.consistent(),
+    );
+    match serde_json::to_vec_pretty(report) {
+        Ok(json) => {
+            if let Err(error) = std::fs::write(run_dir.join("payments.json"), json) {
+                warn!("cannot write payments.json: {error}");
+            }
+        }
+        Err(error) => warn!("cannot serialise the payment report: {error}"),
+    }
 }
 
 /// Generates (or stamps) the source once, on a blocking thread, in its replayable form.
-async fn prepare_source(source: &Source) -> anyhow::Result<Arc<ReplaySource>> {
+async fn prepare_source(source: &Source) -> anyhow::Result<(EncodedSource, Arc<ReplaySource>)> {
     let config = match source {
         Source::Synthetic {
             width,
@@ -295,9 +471,8 @@ async fn prepare_source(source: &Source) -> anyhow::Result<Arc<ReplaySource>> {
             .await
             .context("the source encoder panicked")?
             .context("cannot make the source")?;
-    Ok(Arc::new(
-        ReplaySource::new(&encoded).context("cannot replay the source")?,
-    ))
+    let replay = Arc::new(ReplaySource::new(&encoded).context("cannot replay the source")?);
+    Ok((encoded, replay))
 }
 
 /// Opens (and closes) a TCP connection to the host and port of a URL template.

@@ -9,11 +9,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use probes::quality::{QualityObservation, QualitySampler};
 use probes::{
     CheckObservation, CheckOptions, ProbeObserver, PublishObservation, PublishPhase, ReplaySource,
     SegmentObservation, StallObservation, StreamProbe, StreamProbeConfig,
 };
-use reports::{CheckRecord, JournalWriter, SegmentRecord};
+use reports::{CheckRecord, JournalWriter, QualitySample, SegmentRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -21,10 +22,21 @@ use crate::executors::{LiveLoad, StreamFuture, StreamRunner, StreamSpec};
 use crate::metrics::{Registry, Tags};
 use crate::scenario::Profile;
 
+/// Output pixels delivered in transcoded renditions (not `source`): what orchestrators bill for.
+#[derive(Debug, Default)]
+pub struct DeliveredPixels(std::sync::atomic::AtomicU64);
+
+impl DeliveredPixels {
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Turns probe observations into metrics and journal records.
 pub struct MetricsObserver {
     pub registry: Arc<Registry>,
     pub journal: Option<JournalWriter>,
+    pub pixels: Arc<DeliveredPixels>,
     pub workload: String,
     /// When set (capacity search), samples also carry `sessions=<live streams>`.
     pub load: Option<Arc<LiveLoad>>,
@@ -87,6 +99,12 @@ impl ProbeObserver for MetricsObserver {
         });
         let tags = self.tags(&s.stream_key, Some(&s.rendition));
         self.registry.add_bool("segment_success", &tags, s.success);
+        if let (true, Some(m)) = (s.success && s.rendition != "source", media) {
+            let pixels = u64::from(m.width) * u64::from(m.height) * m.frames;
+            self.pixels
+                .0
+                .fetch_add(pixels, std::sync::atomic::Ordering::Relaxed);
+        }
         if s.success {
             self.registry.add("segments", &tags, 1.0);
         }
@@ -117,6 +135,43 @@ impl ProbeObserver for MetricsObserver {
         let mut tags = self.tags(&c.stream_key, Some(&c.rendition));
         tags.insert("check".into(), c.check.clone());
         self.registry.add_bool("checks", &tags, c.passed);
+    }
+
+    fn quality(&self, q: &QualityObservation) {
+        let tags = self.tags(&q.stream_key, Some(&q.rendition));
+        if let Some(vmaf) = q.vmaf {
+            self.registry.add("vmaf", &tags, vmaf);
+        }
+        if let Some(psnr) = q.psnr_y {
+            self.registry.add("psnr", &tags, psnr);
+        }
+        if let Some(reference) = q.vmaf_reference {
+            self.registry.add("vmaf_reference", &tags, reference);
+        }
+        if let Some(difference) = q.difference {
+            self.registry.add("vmaf_deficit", &tags, -difference);
+        }
+        let mut check = tags.clone();
+        check.insert("check".into(), "quality".into());
+        self.registry.add_bool("checks", &check, q.error.is_none());
+        for (origin, vmaf) in [("network", q.vmaf), ("reference", q.vmaf_reference)] {
+            if vmaf.is_none() && origin == "reference" {
+                continue;
+            }
+            self.record(QualitySample {
+                t_ms: q.scored_at_unix_ms,
+                workload: self.workload.clone(),
+                stream: q.stream_key.clone(),
+                rendition: q.rendition.clone(),
+                seq: q.seq,
+                origin: origin.into(),
+                orchestrator: None,
+                region: None,
+                vmaf,
+                psnr: if origin == "network" { q.psnr_y } else { None },
+                frames: Some(q.frames_paired as u32),
+            });
+        }
     }
 
     fn stall(&self, s: &StallObservation) {
@@ -157,6 +212,8 @@ pub struct ProbeRunner {
     pub client: reqwest::Client,
     pub registry: Arc<Registry>,
     pub journal: Option<JournalWriter>,
+    pub pixels: Arc<DeliveredPixels>,
+    pub quality: Option<Arc<QualitySampler>>,
     pub ladder: Vec<Profile>,
     /// How long a stream publishes when nothing stops it earlier (the workload's length).
     pub duration: Duration,
@@ -174,6 +231,7 @@ impl StreamRunner for ProbeRunner {
         let mut config = StreamProbeConfig::new(&spec.key, &rtmp_url, &playback_url, self.duration);
         config.publish.start_frame = self.source.start_frame_for_stream(spec.index);
         config.drain = DRAIN;
+        config.quality = self.quality.clone();
         config.checks = CheckOptions {
             resolutions: self
                 .ladder
@@ -185,6 +243,7 @@ impl StreamRunner for ProbeRunner {
         let observer = Arc::new(MetricsObserver {
             registry: self.registry.clone(),
             journal: self.journal.clone(),
+            pixels: self.pixels.clone(),
             workload: spec.workload.clone(),
             load: self.load.clone(),
         });

@@ -45,12 +45,30 @@ impl Child {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        Self::spawn_with_env(name, program, args, &[], log_dir, deadline).await
+    }
+
+    /// [`Child::spawn`] with extra environment variables (how secrets reach a child: never as
+    /// command-line arguments, which other users of the machine can read).
+    pub async fn spawn_with_env<I, S>(
+        name: &str,
+        program: &Path,
+        args: I,
+        env: &[(&str, String)],
+        log_dir: &Path,
+        deadline: Duration,
+    ) -> anyhow::Result<Child>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let log_path = log_dir.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let mut command = Command::new(program);
         command
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

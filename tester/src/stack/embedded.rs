@@ -1,0 +1,347 @@
+//! The embedded stack for `lpt run`: a local chain, orchestrators (each with its transcoders) and a
+//! broadcaster, every node a child process (`lpt node …`) on loopback ports of its own choosing.
+//!
+//! The chain lives in this process (anvil is itself a child of ours, killed with the stack): the
+//! contracts are deployed, the broadcaster's deposit and reserve funded, and a block ticker mines a
+//! block a second and initialises rounds, because ticket parameters expire by block and anvil only
+//! mines on demand. Keys are anvil's well-known test accounts (account 0 the broadcaster, 1… the
+//! orchestrators): for local use only. Node configs are written into the run directory, where the
+//! nodes' logs also go.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use super::Child;
+use crate::scenario::{Faults, Profile};
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub orchestrators: u32,
+    pub transcoders_per_orchestrator: u32,
+    pub offline: bool,
+    pub price_per_unit: u64,
+    pub pixels_per_unit: u64,
+    pub faults: Option<Faults>,
+    pub ladder: Vec<Profile>,
+    pub deposit_wei: u128,
+    pub reserve_wei: u128,
+    /// Where configs and logs go.
+    pub dir: PathBuf,
+    /// The `lpt` binary to start nodes with.
+    pub lpt: PathBuf,
+    /// How long each node may take to announce itself ready.
+    pub ready_deadline: Duration,
+}
+
+/// Where the probes find the stack.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub rtmp_url: String,
+    pub playback_url: String,
+    pub orchestrators: Vec<String>,
+    /// Each orchestrator's chain address (`None` off-chain).
+    pub orchestrator_addresses: Vec<Option<String>>,
+    pub chain_rpc: Option<String>,
+    pub ticket_broker: Option<String>,
+    pub broadcaster_address: Option<String>,
+}
+
+/// A running embedded stack; dropping it stops every part.
+pub struct EmbeddedStack {
+    pub endpoints: Endpoints,
+    broadcaster: Option<Child>,
+    transcoders: Vec<Child>,
+    orchestrators: Vec<Child>,
+    ticker: Option<JoinHandle<()>>,
+    chain: Option<protocol::chain::LocalChain>,
+}
+
+const TRANSCODER_SECRET_ENV: &str = "LPT_TRANSCODER_SECRET";
+const BROADCASTER_KEY_ENV: &str = "LPT_BROADCASTER_KEY";
+
+fn hex_key(signer: &alloy::signers::local::PrivateKeySigner) -> String {
+    format!("0x{}", alloy::hex::encode(signer.to_bytes()))
+}
+
+impl EmbeddedStack {
+    pub async fn start(options: &StackOptions) -> anyhow::Result<EmbeddedStack> {
+        std::fs::create_dir_all(&options.dir)
+            .with_context(|| format!("cannot create {}", options.dir.display()))?;
+        let mut stack = EmbeddedStack {
+            endpoints: Endpoints {
+                rtmp_url: String::new(),
+                playback_url: String::new(),
+                orchestrators: Vec::new(),
+                orchestrator_addresses: Vec::new(),
+                chain_rpc: None,
+                ticket_broker: None,
+                broadcaster_address: None,
+            },
+            broadcaster: None,
+            transcoders: Vec::new(),
+            orchestrators: Vec::new(),
+            ticker: None,
+            chain: None,
+        };
+
+        let contracts = if options.offline {
+            None
+        } else {
+            Some(stack.start_chain(options).await?)
+        };
+
+        let secret = format!("lpt-{}", std::process::id());
+        for index in 0..options.orchestrators {
+            let config = orchestrator_config(
+                options,
+                index,
+                contracts.as_ref(),
+                stack.chain.as_ref(),
+                &secret,
+            );
+            let path = options.dir.join(format!("orchestrator-{index}.toml"));
+            std::fs::write(&path, config)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            let name = format!("orchestrator-{index}");
+            let child = Child::spawn(
+                &name,
+                &options.lpt,
+                [
+                    std::ffi::OsStr::new("node"),
+                    "orchestrator".as_ref(),
+                    "--config".as_ref(),
+                    path.as_os_str(),
+                ],
+                &options.dir,
+                options.ready_deadline,
+            )
+            .await?;
+            let uri = child.ready_str("service_uri")?.to_owned();
+            for t in 0..options.transcoders_per_orchestrator {
+                let command_env = [(TRANSCODER_SECRET_ENV, secret.clone())];
+                let transcoder = Child::spawn_with_env(
+                    &format!("transcoder-{index}-{t}"),
+                    &options.lpt,
+                    ["node", "transcoder", "--orchestrator", uri.as_str()],
+                    &command_env,
+                    &options.dir,
+                    options.ready_deadline,
+                )
+                .await?;
+                stack.transcoders.push(transcoder);
+            }
+            stack.endpoints.orchestrators.push(uri);
+            stack
+                .endpoints
+                .orchestrator_addresses
+                .push(child.ready["eth_address"].as_str().map(str::to_owned));
+            stack.orchestrators.push(child);
+        }
+
+        let broadcaster_config = broadcaster_config(options, &stack.endpoints, contracts.as_ref());
+        let path = options.dir.join("broadcaster.toml");
+        std::fs::write(&path, broadcaster_config)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let key_env: Vec<(&str, String)> = match &stack.chain {
+            Some(chain) => vec![(BROADCASTER_KEY_ENV, hex_key(&chain.signer(0)))],
+            None => vec![],
+        };
+        let broadcaster = Child::spawn_with_env(
+            "broadcaster",
+            &options.lpt,
+            [
+                std::ffi::OsStr::new("node"),
+                "broadcaster".as_ref(),
+                "--config".as_ref(),
+                path.as_os_str(),
+            ],
+            &key_env,
+            &options.dir,
+            options.ready_deadline,
+        )
+        .await?;
+        stack.endpoints.rtmp_url = broadcaster.ready_str("rtmp_url")?.to_owned();
+        stack.endpoints.playback_url = broadcaster.ready_str("playback_url")?.to_owned();
+        stack.endpoints.broadcaster_address =
+            broadcaster.ready["eth_address"].as_str().map(str::to_owned);
+        stack.broadcaster = Some(broadcaster);
+        info!(
+            orchestrators = ?stack.endpoints.orchestrators,
+            rtmp = %stack.endpoints.rtmp_url,
+            playback = %stack.endpoints.playback_url,
+            chain = ?stack.endpoints.chain_rpc,
+            "embedded stack ready"
+        );
+        Ok(stack)
+    }
+
+    async fn start_chain(
+        &mut self,
+        options: &StackOptions,
+    ) -> anyhow::Result<protocol::chain::Contracts> {
+        use alloy::primitives::U256;
+        use protocol::chain::{Contracts, DeployConfig, LocalChain};
+        let chain = LocalChain::start().context("cannot start the local chain (anvil)")?;
+        if chain.accounts().len() <= options.orchestrators as usize {
+            return Err(anyhow!(
+                "anvil has {} test accounts; {} orchestrators and a broadcaster need {}",
+                chain.accounts().len(),
+                options.orchestrators,
+                options.orchestrators + 1
+            ));
+        }
+        let deployer = chain.provider(chain.signer(0));
+        let contracts = Contracts::deploy(&deployer, DeployConfig::default())
+            .await
+            .context("cannot deploy the contracts")?;
+        contracts
+            .ticket_broker(deployer.clone())
+            .fund_deposit_and_reserve(
+                U256::from(options.deposit_wei),
+                U256::from(options.reserve_wei),
+            )
+            .await
+            .context("cannot fund the broadcaster's deposit and reserve")?;
+        self.endpoints.chain_rpc = Some(chain.url().to_owned());
+        self.endpoints.ticket_broker = Some(contracts.ticket_broker.to_string());
+        // Parameters expire by block and rounds by blocks: keep blocks coming, one a second.
+        let url = chain.url().to_owned();
+        let rounds = contracts.rounds(chain.provider(chain.signer(0)));
+        use alloy::providers::Provider;
+        let miner = protocol::chain::read_provider(&url).context("cannot read the local chain")?;
+        self.ticker = Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let _ = miner
+                    .raw_request::<_, serde_json::Value>("anvil_mine".into(), (U256::from(1),))
+                    .await;
+                let _ = rounds.initialize_round_if_needed().await;
+            }
+        }));
+        self.chain = Some(chain);
+        Ok(contracts)
+    }
+
+    /// Stops every part, broadcaster first, gracefully.
+    pub async fn stop(mut self) {
+        if let Some(broadcaster) = self.broadcaster.take() {
+            broadcaster.stop().await;
+        }
+        for transcoder in self.transcoders.drain(..) {
+            transcoder.stop().await;
+        }
+        for orchestrator in self.orchestrators.drain(..) {
+            orchestrator.stop().await;
+        }
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+        }
+    }
+}
+
+impl Drop for EmbeddedStack {
+    fn drop(&mut self) {
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+        }
+    }
+}
+
+fn orchestrator_config(
+    options: &StackOptions,
+    index: u32,
+    contracts: Option<&protocol::chain::Contracts>,
+    chain: Option<&protocol::chain::LocalChain>,
+    secret: &str,
+) -> String {
+    // The transcoder secret is made fresh for each run and only guards loopback ports.
+    let mut text = format!(
+        "listen = \"127.0.0.1:0\"\noffchain = {}\ntranscoder_secret = \"{secret}\"\n",
+        options.offline
+    );
+    if let (Some(contracts), Some(chain)) = (contracts, chain) {
+        text.push_str(&format!(
+            "\n[chain]\nrpc_url = \"{}\"\nprivate_key = \"{}\"\nticket_broker = \"{}\"\nrounds_manager = \"{}\"\n",
+            chain.url(),
+            hex_key(&chain.signer(index as usize + 1)),
+            contracts.ticket_broker,
+            contracts.rounds_manager
+        ));
+    }
+    text.push_str(&format!(
+        "\n[payments]\nprice_per_unit = {}\npixels_per_unit = {}\n",
+        if options.offline {
+            0
+        } else {
+            options.price_per_unit
+        },
+        options.pixels_per_unit
+    ));
+    let mode = if options.transcoders_per_orchestrator > 0 {
+        "remote"
+    } else {
+        "local"
+    };
+    text.push_str(&format!("\n[transcode]\nmode = \"{mode}\"\n"));
+    if let Some(faults) = options
+        .faults
+        .as_ref()
+        .filter(|f| f.orchestrators.is_empty() || f.orchestrators.contains(&index))
+    {
+        text.push_str(&format!(
+            "\n[faults]\ndrop_fraction = {}\ndelay_ms = {}\ncorrupt_renditions = {}\ndegrade_quality = {}\nwrong_resolution = {}\novercharge_factor = {}\nstop_redeeming = {}\n",
+            faults.drop_segments,
+            faults.delay.map_or(0, |d| d.as_millis()),
+            faults.corrupt_renditions > 0.0,
+            faults.degrade_bitrate.is_some(),
+            faults.wrong_resolution,
+            faults.overcharge.unwrap_or(1.0),
+            faults.stop_redeeming,
+        ));
+        if let Some(n) = faults.crash_after_segments {
+            text.push_str(&format!("crash_after_segments = {n}\n"));
+        }
+    }
+    text
+}
+
+fn broadcaster_config(
+    options: &StackOptions,
+    endpoints: &Endpoints,
+    contracts: Option<&protocol::chain::Contracts>,
+) -> String {
+    let ladder: Vec<&str> = options.ladder.iter().map(|p| p.name.as_str()).collect();
+    let orchestrators: Vec<String> = endpoints
+        .orchestrators
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect();
+    let mut text = format!(
+        "rtmp_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\nladder = \"{}\"\norchestrators = [{}]\npixels_per_unit = {}\n",
+        ladder.join(","),
+        orchestrators.join(", "),
+        options.pixels_per_unit
+    );
+    if let (Some(contracts), Some(rpc)) = (contracts, &endpoints.chain_rpc) {
+        text.push_str(&format!(
+            "\n[payment]\neth_url = \"{rpc}\"\nticket_broker = \"{}\"\nkey_env = \"{BROADCASTER_KEY_ENV}\"\n",
+            contracts.ticket_broker
+        ));
+    }
+    text
+}
+
+/// The path of the running `lpt` binary, to start nodes with.
+pub fn current_lpt() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("cannot find the lpt binary to start the stack's nodes")
+}
+
+pub fn stack_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("stack")
+}
