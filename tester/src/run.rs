@@ -400,21 +400,20 @@ async fn payment_probe(
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let probe = PaymentProbe::new(PaymentProbeConfig::new(
+    // The run's window starts at the block the chain is at now.
+    let from_block = protocol::chain::EventReader::connect(&rpc, broker)
+        .context("cannot read the chain")?
+        .latest_block()
+        .await
+        .context("cannot read the chain")?;
+    PaymentProbe::new(PaymentProbeConfig::new(
         &rpc,
         broker,
         sender,
         orchestrators,
-        0,
+        from_block,
     ))
-    .context("cannot set up the payment probe")?;
-    let from_block = probe
-        .latest_block()
-        .await
-        .context("cannot read the chain")?;
-    let mut config = probe.config().clone();
-    config.from_block = from_block;
-    PaymentProbe::new(config).context("cannot set up the payment probe")
+    .context("cannot set up the payment probe")
 }
 
 fn record_payments(registry: &Registry, report: &PaymentReport, run_dir: &Path) {

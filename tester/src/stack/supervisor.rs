@@ -148,16 +148,6 @@ impl Child {
         })
     }
 
-    /// Whether the process has exited (and with what), without waiting.
-    pub fn try_exited(&mut self) -> Option<String> {
-        let process = self.process.as_mut()?;
-        match process.try_wait() {
-            Ok(Some(status)) => Some(status.to_string()),
-            Ok(None) => None,
-            Err(error) => Some(format!("unknown ({error})")),
-        }
-    }
-
     async fn wait_exit(&mut self, timeout: Duration) -> String {
         let Some(process) = self.process.as_mut() else {
             return "not running".into();
