@@ -62,8 +62,38 @@ pub enum Command {
     /// Run one node of the stack in the foreground (used by the embedded stack, and by operators).
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Start the embedded stack (chain, orchestrators, transcoders, broadcaster) until Ctrl-C.
+    #[command(subcommand)]
+    Stack(StackCommand),
     /// Print the version of lpt and of the libraries it was built with.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StackCommand {
+    /// Start every part, print the endpoints, and stop them all on Ctrl-C or SIGTERM.
+    Up {
+        #[arg(long, default_value_t = 2)]
+        orchestrators: u32,
+        /// Remote transcoders per orchestrator (0: each orchestrator transcodes itself).
+        #[arg(long, default_value_t = 1)]
+        transcoders_per_orchestrator: u32,
+        /// No chain: price 0, no tickets, as go-livepeer's `-network offchain`.
+        #[arg(long)]
+        offline: bool,
+        /// The broadcaster's ladder (lpms preset names, comma-separated).
+        #[arg(long, default_value = "P240p30fps16x9,P360p30fps16x9")]
+        ladder: String,
+        /// Orchestrators' price, wei per pixel.
+        #[arg(long, default_value_t = crate::scenario::DEFAULT_PRICE_PER_UNIT as u64)]
+        price: u64,
+        /// Segments each transcoder works on at once.
+        #[arg(long, default_value_t = 4)]
+        transcoder_capacity: u32,
+        /// Where node configs and logs go (default: a new directory under the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,6 +278,30 @@ pub fn main() -> i32 {
                     })
                     .map(|()| ExitCode::Passed)
                     .map_err(|e| Failure::new(ExitCode::NotRun, e))
+            }),
+        Command::Stack(StackCommand::Up {
+            orchestrators,
+            transcoders_per_orchestrator,
+            offline,
+            ladder,
+            price,
+            transcoder_capacity,
+            dir,
+        }) => tokio::runtime::Runtime::new()
+            .map_err(|e| Failure::new(ExitCode::NotRun, e))
+            .and_then(|runtime| {
+                runtime.block_on(crate::stack_cmd::stack_up(
+                    &crate::stack_cmd::StackUp {
+                        orchestrators,
+                        transcoders_per_orchestrator,
+                        offline,
+                        ladder,
+                        price_per_unit: price,
+                        transcoder_capacity,
+                        dir,
+                    },
+                    terminal,
+                ))
             }),
         Command::Version => {
             println!("lpt {}", env!("CARGO_PKG_VERSION"));

@@ -19,6 +19,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod stack;
+pub mod stack_cmd;
 pub mod streams;
 pub mod summary;
 pub mod thresholds;

@@ -41,7 +41,7 @@ pub struct StackOptions {
 }
 
 /// Where the probes find the stack.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Endpoints {
     pub rtmp_url: String,
     pub playback_url: String,
@@ -50,6 +50,8 @@ pub struct Endpoints {
     pub orchestrator_addresses: Vec<Option<String>>,
     pub chain_rpc: Option<String>,
     pub ticket_broker: Option<String>,
+    /// Where the orchestrators registered their service URIs (on-chain discovery).
+    pub service_registry: Option<String>,
     pub broadcaster_address: Option<String>,
 }
 
@@ -82,6 +84,7 @@ impl EmbeddedStack {
                 orchestrator_addresses: Vec::new(),
                 chain_rpc: None,
                 ticket_broker: None,
+                service_registry: None,
                 broadcaster_address: None,
             },
             broadcaster: None,
@@ -124,6 +127,14 @@ impl EmbeddedStack {
             )
             .await?;
             let uri = child.ready_str("service_uri")?.to_owned();
+            if let (Some(contracts), Some(chain)) = (&contracts, &stack.chain) {
+                // As an operator does once with livepeer_cli, so on-chain discovery finds it.
+                contracts
+                    .service_registry(chain.provider(chain.signer(index as usize + 1)))
+                    .set_service_uri(&uri)
+                    .await
+                    .with_context(|| format!("{name} could not register its service URI"))?;
+            }
             for t in 0..options.transcoders_per_orchestrator {
                 let command_env = [(TRANSCODER_SECRET_ENV, secret.clone())];
                 let transcoder = Child::spawn_with_env(
@@ -218,6 +229,7 @@ impl EmbeddedStack {
             .context("cannot fund the broadcaster's deposit and reserve")?;
         self.endpoints.chain_rpc = Some(chain.url().to_owned());
         self.endpoints.ticket_broker = Some(contracts.ticket_broker.to_string());
+        self.endpoints.service_registry = Some(contracts.service_registry.to_string());
         // Parameters expire by block and rounds by blocks: keep blocks coming, one a second.
         let url = chain.url().to_owned();
         let rounds = contracts.rounds(chain.provider(chain.signer(0)));

@@ -1,0 +1,147 @@
+//! `lpt stack up` as an operator uses it: it comes up, its endpoints answer, and Ctrl-C stops
+//! every process it started (no orphans), with exit code 0.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Every descendant of `pid`, read from /proc (children of each of its threads, recursively).
+fn descendants(pid: u32) -> BTreeSet<u32> {
+    let mut found = BTreeSet::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                if found.insert(child) {
+                    frontier.push(child);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie waiting to be reaped).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+fn port_of(url: &str) -> u16 {
+    let authority = url.split("://").nth(1).unwrap().split('/').next().unwrap();
+    authority.rsplit_once(':').unwrap().1.parse().unwrap()
+}
+
+#[test]
+fn stack_up_serves_its_endpoints_and_ctrl_c_leaves_no_process_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lpt"))
+        .args([
+            "stack",
+            "up",
+            "--orchestrators",
+            "2",
+            "--transcoders-per-orchestrator",
+            "1",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .env_remove("LPT_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("lpt runs");
+    let pid = child.id();
+
+    // The JSON line announces the stack; wait for it with a deadline.
+    let stdout = child.stdout.take().unwrap();
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let announced: Value = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = received
+            .recv_timeout(left)
+            .expect("lpt stack up announced its endpoints within 120 s");
+        if let Ok(value) = serde_json::from_str::<Value>(&line)
+            && value["event"] == "stack_up"
+        {
+            break value;
+        }
+    };
+    let endpoints = &announced["endpoints"];
+    assert_eq!(endpoints["orchestrators"].as_array().unwrap().len(), 2);
+    assert!(
+        endpoints["chain_rpc"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    assert!(
+        endpoints["service_registry"]
+            .as_str()
+            .unwrap()
+            .starts_with("0x")
+    );
+    for url in [
+        endpoints["rtmp_url"].as_str().unwrap(),
+        endpoints["playback_url"].as_str().unwrap(),
+        endpoints["orchestrators"][0].as_str().unwrap(),
+        endpoints["orchestrators"][1].as_str().unwrap(),
+        endpoints["chain_rpc"].as_str().unwrap(),
+    ] {
+        TcpStream::connect(("127.0.0.1", port_of(url)))
+            .unwrap_or_else(|e| panic!("{url} does not accept connections: {e}"));
+    }
+
+    // anvil, 2 orchestrators, 2 transcoders and a broadcaster (anvil may be a launcher + node).
+    let started = descendants(pid);
+    assert!(started.len() >= 6, "only {started:?} under lpt");
+
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lpt stack up did not exit within 60 s of Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<u32> = started.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes still running after lpt stack up stopped: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
