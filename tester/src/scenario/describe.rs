@@ -214,17 +214,11 @@ fn describe_faults(faults: &Faults) -> String {
     if let Some(delay) = faults.delay {
         what.push(format!("delays each segment by {}", format_duration(delay)));
     }
-    if faults.corrupt_renditions > 0.0 {
-        what.push(format!(
-            "corrupts {:.0}% of renditions",
-            faults.corrupt_renditions * 100.0
-        ));
+    if faults.corrupt_renditions {
+        what.push("corrupts every rendition".into());
     }
-    if let Some(fraction) = faults.degrade_bitrate {
-        what.push(format!(
-            "encodes at {:.0}% of the profile bitrate",
-            fraction * 100.0
-        ));
+    if faults.degrade_quality {
+        what.push("encodes at a twentieth of the profile bitrate".into());
     }
     if faults.wrong_resolution {
         what.push("encodes at the wrong resolution".into());

@@ -277,7 +277,7 @@ fn read_faults(reader: &mut Reader<'_>, f: &Table<'_>, orchestrators: u32) -> Fa
             "drop_segments",
             "delay",
             "corrupt_renditions",
-            "degrade_bitrate",
+            "degrade_quality",
             "wrong_resolution",
             "overcharge",
             "stop_redeeming",
@@ -305,10 +305,8 @@ fn read_faults(reader: &mut Reader<'_>, f: &Table<'_>, orchestrators: u32) -> Fa
         orchestrators: which,
         drop_segments: reader.number(f, "drop_segments", 0.0, 1.0).unwrap_or(0.0),
         delay: reader.duration(f, "delay"),
-        corrupt_renditions: reader
-            .number(f, "corrupt_renditions", 0.0, 1.0)
-            .unwrap_or(0.0),
-        degrade_bitrate: reader.number(f, "degrade_bitrate", 0.001, 1.0),
+        corrupt_renditions: reader.boolean(f, "corrupt_renditions").unwrap_or(false),
+        degrade_quality: reader.boolean(f, "degrade_quality").unwrap_or(false),
         wrong_resolution: reader.boolean(f, "wrong_resolution").unwrap_or(false),
         overcharge: reader.number(f, "overcharge", 1.0, 1000.0),
         stop_redeeming: reader.boolean(f, "stop_redeeming").unwrap_or(false),

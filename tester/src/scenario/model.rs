@@ -58,10 +58,10 @@ pub struct Faults {
     pub drop_segments: f64,
     /// Extra delay before answering each segment.
     pub delay: Option<Duration>,
-    /// Fraction of renditions whose bytes are corrupted.
-    pub corrupt_renditions: f64,
-    /// Encode at this fraction of each profile's bitrate (e.g. 0.05).
-    pub degrade_bitrate: Option<f64>,
+    /// Corrupt the bytes of every rendition.
+    pub corrupt_renditions: bool,
+    /// Encode every rendition far below its profile's bitrate (a twentieth).
+    pub degrade_quality: bool,
     /// Encode at a size other than the profile's.
     pub wrong_resolution: bool,
     /// Bill this multiple of the pixels actually produced.
