@@ -411,6 +411,12 @@ impl Node {
             faults,
         } = accepted;
         let seq = seg.seq;
+        // `accept_body` proved keccak256(body) == seg.hash, so renditions that are the source
+        // bytes themselves need not be hashed again for the result signature.
+        let source = SourceHash {
+            body: body.clone(),
+            hash: B256::try_from(seg.hash.as_slice()).ok(),
+        };
         let encoded = transcode::effective_profiles(&profiles, &faults);
         let outcome = match self.config.transcode.mode {
             TranscodeMode::Local => self.local.transcode(&session, encoded, body).await,
@@ -437,7 +443,7 @@ impl Node {
                 };
             }
         };
-        let result = self.finish(&session, sender, seq, done, &faults);
+        let result = self.finish(&session, sender, seq, done, &faults, &source);
         if let Some(session_seen) = self
             .sessions
             .lock()
@@ -481,10 +487,11 @@ impl Node {
         seq: i64,
         done: Transcoded,
         faults: &FaultConfig,
+        source: &SourceHash,
     ) -> net::transcode_result::Result {
         let signature = self
             .key
-            .sign(transcode_result_message(&done.renditions).as_slice())
+            .sign(transcode_result_message(&done.renditions, Some(source)).as_slice())
             .unwrap_or_default();
         let mut segments = Vec::with_capacity(done.renditions.len());
         let mut billed = 0u64;
@@ -524,27 +531,67 @@ impl Node {
     }
 }
 
+/// A segment body with its already verified keccak256 (`None` when the header's hash is not 32
+/// bytes, which `accept_body` would have refused anyway).
+#[derive(Debug, Clone)]
+pub struct SourceHash {
+    /// The segment bytes as received.
+    pub body: Bytes,
+    /// keccak256(body).
+    pub hash: Option<B256>,
+}
+
+impl SourceHash {
+    /// The known hash of `data` when `data` is this very buffer (same memory, same length), as a
+    /// pass-through rendition or an untouched copy is; equal memory means equal bytes.
+    fn of(&self, data: &Bytes) -> Option<B256> {
+        (data.as_ptr() == self.body.as_ptr() && data.len() == self.body.len())
+            .then_some(self.hash)
+            .flatten()
+    }
+}
+
 /// `keccak256(keccak256(rendition₁) ‖ … ‖ keccak256(renditionₙ))`, the message of
-/// `TranscodeData.sig` (as `protocol::sig::transcode_result_message`), with the rendition hashes
-/// computed on parallel threads: hashing megabytes of video is most of the node's own latency.
-fn transcode_result_message(renditions: &[transcode::Rendition]) -> B256 {
-    let hashes: Vec<B256> = if renditions.len() > 1
-        && renditions.iter().map(|r| r.data.len()).sum::<usize>() > 256 * 1024
-    {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = renditions
-                .iter()
-                .map(|r| scope.spawn(|| keccak256(&r.data)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect()
-        })
-    } else {
-        renditions.iter().map(|r| keccak256(&r.data)).collect()
-    };
-    keccak256(hashes.concat())
+/// `TranscodeData.sig` (as `protocol::sig::transcode_result_message`). A rendition that is the
+/// source buffer itself takes the source's verified hash; the others are hashed on parallel
+/// threads when there is enough to hash, since hashing megabytes of video is most of the node's
+/// own latency.
+pub fn transcode_result_message(
+    renditions: &[transcode::Rendition],
+    source: Option<&SourceHash>,
+) -> B256 {
+    let known: Vec<Option<B256>> = renditions
+        .iter()
+        .map(|r| source.and_then(|s| s.of(&r.data)))
+        .collect();
+    let to_hash: Vec<&[u8]> = renditions
+        .iter()
+        .zip(&known)
+        .filter(|(_, k)| k.is_none())
+        .map(|(r, _)| r.data.as_ref())
+        .collect();
+    let mut hashed =
+        if to_hash.len() > 1 && to_hash.iter().map(|d| d.len()).sum::<usize>() > 256 * 1024 {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = to_hash
+                    .iter()
+                    .map(|data| scope.spawn(move || keccak256(data)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_default())
+                    .collect::<Vec<_>>()
+            })
+        } else {
+            to_hash.iter().map(keccak256).collect()
+        }
+        .into_iter();
+    let mut message = Vec::with_capacity(32 * renditions.len());
+    for k in known {
+        let hash = k.or_else(|| hashed.next()).unwrap_or_default();
+        message.extend_from_slice(hash.as_slice());
+    }
+    keccak256(message)
 }
 
 /// Keeps a profile name usable as one URL path segment.
@@ -672,12 +719,57 @@ mod tests {
             })
             .collect();
         assert_eq!(
-            transcode_result_message(&renditions),
+            transcode_result_message(&renditions, None),
             sig::transcode_result_message(renditions.iter().map(|r| r.data.as_ref()))
         );
         assert_eq!(
-            transcode_result_message(&renditions[..1]),
+            transcode_result_message(&renditions[..1], None),
             sig::transcode_result_message([renditions[0].data.as_ref()])
+        );
+    }
+
+    #[test]
+    fn source_renditions_reuse_the_verified_hash_and_others_are_hashed() {
+        let body = Bytes::from(vec![7u8; 300_000]);
+        let rendition = |data: Bytes| transcode::Rendition {
+            profile: "p".into(),
+            width: 2,
+            height: 2,
+            frames: 1,
+            pixels: 4,
+            data,
+        };
+        // Pass-through shape: the source buffer, an equal copy elsewhere in memory, another body.
+        let renditions = vec![
+            rendition(body.clone()),
+            rendition(Bytes::from(body.to_vec())),
+            rendition(Bytes::from(vec![9u8; 300_000])),
+        ];
+        let expected = sig::transcode_result_message(renditions.iter().map(|r| r.data.as_ref()));
+        let source = SourceHash {
+            body: body.clone(),
+            hash: Some(keccak256(&body)),
+        };
+        assert_eq!(
+            transcode_result_message(&renditions, Some(&source)),
+            expected
+        );
+        // The reuse is real: a wrong "known" hash shows up only in the first rendition's place.
+        let lying = SourceHash {
+            body: body.clone(),
+            hash: Some(B256::repeat_byte(1)),
+        };
+        let mut with_lie = vec![B256::repeat_byte(1)];
+        with_lie.extend(renditions[1..].iter().map(|r| keccak256(&r.data)));
+        assert_eq!(
+            transcode_result_message(&renditions, Some(&lying)),
+            keccak256(with_lie.concat())
+        );
+        // A slice of the source is not the source.
+        let part = vec![rendition(body.slice(1..))];
+        assert_eq!(
+            transcode_result_message(&part, Some(&lying)),
+            sig::transcode_result_message([part[0].data.as_ref()])
         );
     }
 
