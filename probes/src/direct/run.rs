@@ -278,6 +278,13 @@ fn sender_reason(e: SenderError) -> FailureReason {
     }
 }
 
+/// A rendition's bytes and when they were fetched.
+struct Downloaded {
+    data: bytes::Bytes,
+    started_unix_ms: UnixMs,
+    finished_unix_ms: UnixMs,
+}
+
 /// A quality observation forwarder: the sampler reports to a `ProbeObserver`.
 struct QualityForward(SharedObserver);
 
@@ -516,19 +523,29 @@ impl Test {
                 ),
             });
         }
+        // Renditions are fetched in parallel, as a broadcaster fetches them; the round trip
+        // ends with the last byte, before this probe's own decoding and checks.
         let downloads = Instant::now();
-        let mut first_failure = None;
-        for (profile, rendition) in self.config.ladder.iter().zip(renditions) {
-            let checked = self
-                .rendition(client, p, segment.duration, profile, rendition)
-                .await;
-            if first_failure.is_none() {
-                first_failure = checked.reason.clone();
-            }
-            obs.renditions.push(checked);
-        }
+        let fetched = futures_util::future::join_all(
+            self.config
+                .ladder
+                .iter()
+                .zip(renditions)
+                .map(|(profile, rendition)| Self::download(client, profile, rendition)),
+        )
+        .await;
         obs.download_ms = Some(ms(downloads.elapsed()));
         obs.round_trip_ms = Some(ms(started.elapsed()));
+        let mut first_failure = None;
+        for (mut out, data) in fetched {
+            if let Some(data) = data {
+                self.check(p, segment.duration, &mut out, data).await;
+            }
+            if first_failure.is_none() {
+                first_failure = out.reason.clone();
+            }
+            obs.renditions.push(out);
+        }
         match first_failure {
             Some(reason) => Err(reason),
             None => Ok(()),
@@ -551,15 +568,12 @@ impl Test {
             .map_err(sender_reason)
     }
 
-    /// Downloads, decodes and checks one rendition; samples it for quality when it is good.
-    async fn rendition(
-        &self,
+    /// Downloads one rendition: its record so far and, when it arrived, its bytes.
+    async fn download(
         client: &OrchestratorClient,
-        p: &Planned,
-        duration: Duration,
         profile: &VideoProfile,
         rendition: &TranscodedSegmentData,
-    ) -> DirectRendition {
+    ) -> (DirectRendition, Option<Downloaded>) {
         let mut out = DirectRendition {
             name: profile.name.clone(),
             url: rendition.url.clone(),
@@ -573,33 +587,54 @@ impl Test {
             pixels_reported: rendition.pixels,
             checks: Vec::new(),
         };
-        let download_started = now_unix_ms();
+        let started_unix_ms = now_unix_ms();
         let started = Instant::now();
-        let data = match client.download(&rendition.url).await {
-            Ok(data) => data,
+        match client.download(&rendition.url).await {
+            Ok(data) => {
+                out.download_ms = Some(ms(started.elapsed()));
+                out.bytes = data.len() as u64;
+                let downloaded = Downloaded {
+                    data,
+                    started_unix_ms,
+                    finished_unix_ms: now_unix_ms(),
+                };
+                (out, Some(downloaded))
+            }
             Err(e) => {
                 out.reason = Some(FailureReason::from_download(&profile.name, &e));
-                return out;
+                (out, None)
             }
-        };
-        out.download_ms = Some(ms(started.elapsed()));
-        out.bytes = data.len() as u64;
-        let finished = now_unix_ms();
+        }
+    }
+
+    /// Decodes and checks a downloaded rendition; samples it for quality when it is good.
+    async fn check(
+        &self,
+        p: &Planned,
+        duration: Duration,
+        out: &mut DirectRendition,
+        downloaded: Downloaded,
+    ) {
+        let Downloaded {
+            data,
+            started_unix_ms: download_started,
+            finished_unix_ms: finished,
+        } = downloaded;
         let bytes = data.clone();
         let decoded = match tokio::task::spawn_blocking(move || decode_segment(&bytes)).await {
             Ok(decoded) => decoded,
             Err(e) => {
                 out.reason = Some(FailureReason::WrongOutput {
-                    rendition: profile.name.clone(),
+                    rendition: out.name.clone(),
                     detail: format!("the decoder failed: {e}"),
                 });
-                return out;
+                return;
             }
         };
         let pulled = PulledSegment {
-            rendition: profile.name.clone(),
+            rendition: out.name.clone(),
             seq: p.seq,
-            url: rendition.url.clone(),
+            url: out.url.clone(),
             extinf_secs: duration.as_secs_f64(),
             discontinuity: false,
             target_duration_secs: duration.as_secs_f64(),
@@ -626,17 +661,17 @@ impl Test {
         out.checks = checked.checks;
         if !failed.is_empty() {
             out.reason = Some(FailureReason::WrongOutput {
-                rendition: profile.name.clone(),
+                rendition: out.name.clone(),
                 detail: failed.join("; "),
             });
-            return out;
+            return;
         }
         out.ok = true;
         if let Some(sampler) = &self.quality {
             let media = checked.observation.media.as_ref();
             let sample = QualitySample {
                 stream_key: self.config.stream_key.clone(),
-                rendition: profile.name.clone(),
+                rendition: out.name.clone(),
                 seq: p.seq,
                 first_stamp_frame: media.and_then(|m| m.first_stamp_frame),
                 last_stamp_frame: media.and_then(|m| m.last_stamp_frame),
@@ -647,7 +682,6 @@ impl Test {
                 lock(&self.quality_jobs).push(job);
             }
         }
-        out
     }
 
     /// Ends the session so the orchestrator frees its slot (best effort, bounded).
