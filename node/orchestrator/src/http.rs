@@ -29,7 +29,7 @@ use serde_json::json;
 use crate::faults::FaultConfig;
 use crate::metrics::FailureReason;
 use crate::multipart;
-use crate::node::{Node, Refusal};
+use crate::node::{CheckedSegment, Node, Refusal};
 use crate::transcode::{Rendition, Transcoded};
 
 /// Header carrying a remote transcoder's task id on `/transcodeResults`.
@@ -195,42 +195,42 @@ async fn read_limited(
     }
 }
 
-/// What [`Node::check_headers`] returns for a segment.
-type Checked = (
-    protocol::net::SegData,
-    alloy::primitives::Address,
-    String,
-    Vec<reference_transcoder::Profile>,
-);
-
 /// Runs the header checks and reads the hashed body; the error is the response to send.
 ///
 /// For a large body the checks (two signature recoveries and the ticket validation, a few hundred
 /// µs of CPU) run on a blocking-pool thread while the body streams in and is hashed, instead of
-/// before its first byte is read. A refusal is still answered as soon as it is known, without
-/// waiting for the body, and takes precedence over anything wrong with the body. A small body
-/// arrives at once, so there the thread hand-off would cost more than it overlaps: checks first.
+/// before its first byte is read. A small body arrives at once, so there the thread hand-off
+/// would cost more than it overlaps: checks first. Either way a refusal takes precedence over
+/// anything wrong with the body, and is sent once the upload has been read (within the same size
+/// cap and deadline as any body): answering and closing while the client is still writing makes
+/// the kernel reset the connection, and the client would get a broken pipe instead of the reason.
 async fn check_and_read(
     node: &Arc<Node>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Checked, Bytes, alloy::primitives::B256), Response> {
+) -> Result<(CheckedSegment, Bytes, alloy::primitives::B256), Response> {
     let limits = &node.config.limits;
     let deadline = Duration::from_millis(limits.upload_timeout_ms);
-    let body_failed = |response: Response| {
+    // A failed upload gives back the capacity slot its session took, if that was all it did.
+    let body_failed = |checked: &CheckedSegment, response: Response| {
         node.metrics.fail(FailureReason::BadBody);
+        node.release_unused_session(&checked.2);
         response
     };
     if axum::body::HttpBody::size_hint(&body).lower() < BodyHasher::THREAD_FROM {
-        let checked = node
-            .check_headers(
-                header_str(headers, SEGMENT_HEADER),
-                header_str(headers, PAYMENT_HEADER),
-            )
-            .map_err(refusal)?;
+        let checked = match node.check_headers(
+            header_str(headers, SEGMENT_HEADER),
+            header_str(headers, PAYMENT_HEADER),
+        ) {
+            Ok(checked) => checked,
+            Err(r) => {
+                let _ = read_body(body, limits.max_segment_bytes, deadline).await;
+                return Err(refusal(r));
+            }
+        };
         let (data, hash) = read_hashed_body(body, limits.max_segment_bytes, deadline)
             .await
-            .map_err(body_failed)?;
+            .map_err(|response| body_failed(&checked, response))?;
         return Ok((checked, data, hash));
     }
     let segment_header = header_str(headers, SEGMENT_HEADER).map(str::to_owned);
@@ -248,19 +248,21 @@ async fn check_and_read(
             read = &mut read, if received.is_none() => received = Some(read),
         }
     };
-    let checked = checked
-        .map_err(|e| {
-            text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("header checks: {e}"),
-            )
-        })?
-        .map_err(refusal)?;
     let received = match received {
         Some(read) => read,
         None => read.await,
     };
-    let (data, hash) = received.map_err(body_failed)?;
+    let checked = match checked {
+        Ok(Ok(checked)) => checked,
+        Ok(Err(r)) => return Err(refusal(r)),
+        Err(e) => {
+            return Err(text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("header checks: {e}"),
+            ));
+        }
+    };
+    let (data, hash) = received.map_err(|response| body_failed(&checked, response))?;
     Ok((checked, data, hash))
 }
 

@@ -52,6 +52,9 @@ impl Refusal {
     }
 }
 
+/// What [`Node::check_headers`] returns: the decoded segment, its sender, session and ladder.
+pub type CheckedSegment = (SegData, Address, String, Vec<Profile>);
+
 /// A segment that passed every check and is ready to transcode.
 #[derive(Debug)]
 pub struct AcceptedSegment {
@@ -61,6 +64,16 @@ pub struct AcceptedSegment {
     profiles: Vec<Profile>,
     body: Bytes,
     faults: FaultConfig,
+}
+
+/// One open session's claim on the node's capacity.
+#[derive(Debug, Clone, Copy)]
+struct SessionSlot {
+    /// Last request or finished segment.
+    seen: Instant,
+    /// Segments transcoded in it; a session that never completed one can be given back when
+    /// the upload that opened it fails.
+    transcoded: u64,
 }
 
 /// The orchestrator.
@@ -76,7 +89,7 @@ pub struct Node {
     pub(crate) faults: Faults,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) store: ObjectStore,
-    sessions: Mutex<HashMap<String, Instant>>,
+    sessions: Mutex<HashMap<String, SessionSlot>>,
     local: LocalTranscoders,
     pub(crate) remote: RemotePool,
     transcoded: AtomicU64,
@@ -217,7 +230,7 @@ impl Node {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .filter(|(_, seen)| seen.elapsed() > idle)
+            .filter(|(_, slot)| slot.seen.elapsed() > idle)
             .map(|(s, _)| s.clone())
             .collect();
         for session in stale {
@@ -237,7 +250,7 @@ impl Node {
         &self,
         segment_header: Option<&str>,
         payment_header: Option<&str>,
-    ) -> Result<(SegData, Address, String, Vec<Profile>), Refusal> {
+    ) -> Result<CheckedSegment, Refusal> {
         use FailureReason as F;
         self.metrics
             .segments_received
@@ -361,19 +374,40 @@ impl Node {
                 "OrchestratorCapped",
             )));
         }
-        sessions.insert(session.to_string(), Instant::now());
+        sessions
+            .entry(session.to_string())
+            .and_modify(|slot| slot.seen = Instant::now())
+            .or_insert(SessionSlot {
+                seen: Instant::now(),
+                transcoded: 0,
+            });
         Ok(())
+    }
+
+    /// Gives back the capacity slot of `session` when its upload failed (timed out, too large,
+    /// wrong hash) and it has no transcoded segment yet: otherwise a client that trickles one
+    /// upload per fresh session would hold every slot until the idle reaper runs. Its balance is
+    /// kept: tickets it paid with stay credited.
+    pub fn release_unused_session(&self, session: &str) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if sessions
+            .get(session)
+            .is_some_and(|slot| slot.transcoded == 0)
+        {
+            sessions.remove(session);
+        }
     }
 
     /// Checks the body against `SegData.hash`; `body_hash` is keccak256(body), computed while the
     /// body was read.
     pub fn accept_body(
         &self,
-        (seg, sender, session, profiles): (SegData, Address, String, Vec<Profile>),
+        (seg, sender, session, profiles): CheckedSegment,
         body: Bytes,
         body_hash: B256,
     ) -> Result<AcceptedSegment, Refusal> {
         if body_hash.as_slice() != seg.hash.as_slice() {
+            self.release_unused_session(&session);
             return Err(self.refuse(Refusal::new(
                 StatusCode::FORBIDDEN,
                 FailureReason::HashMismatch,
@@ -444,13 +478,14 @@ impl Node {
             }
         };
         let result = self.finish(&session, sender, seq, done, &faults, &source);
-        if let Some(session_seen) = self
+        if let Some(slot) = self
             .sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get_mut(&session)
         {
-            *session_seen = Instant::now();
+            slot.seen = Instant::now();
+            slot.transcoded += 1;
         }
         TranscodeResult {
             seq,
@@ -661,7 +696,7 @@ mod tests {
         base64::engine::general_purpose::STANDARD.encode(bytes)
     }
 
-    fn assert_client_error(result: Result<(SegData, Address, String, Vec<Profile>), Refusal>) {
+    fn assert_client_error(result: Result<CheckedSegment, Refusal>) {
         if let Err(refusal) = result {
             assert!(
                 refusal.status.is_client_error(),
