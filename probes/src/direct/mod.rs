@@ -470,3 +470,82 @@ pub fn wire_ladder(ladder: &[Profile]) -> Vec<VideoProfile> {
 }
 
 pub(crate) type SharedObserver = Arc<dyn DirectObserver>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(seq: u64, ok: bool, round_trip_ms: f64, lag: f64) -> DirectSegmentObservation {
+        DirectSegmentObservation {
+            orchestrator_uri: "https://o:1".into(),
+            orchestrator_address: None,
+            region: "LOCAL".into(),
+            stream_key: "s".into(),
+            seq,
+            duration_ms: 2000.0,
+            scheduled_unix_ms: 0,
+            sent_unix_ms: Some(0),
+            send_lag_ms: lag,
+            ok,
+            reason: (!ok).then(|| FailureReason::TranscodeError {
+                message: "boom".into(),
+            }),
+            upload_ms: Some(100.0),
+            transcode_ms: Some(round_trip_ms - 200.0),
+            download_ms: Some(100.0),
+            round_trip_ms: Some(round_trip_ms),
+            bytes_sent: 1,
+            tickets: 1,
+            renditions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn summary_follows_the_leaderboard_formula() {
+        let config = DirectTestConfig::new("https://o:1", Vec::new());
+        let segments = vec![
+            segment(2, false, 9000.0, 3.0),
+            segment(0, true, 1000.0, 1.0),
+            segment(1, true, 1000.0, 2.0),
+            segment(3, true, 1000.0, 40.0),
+        ];
+        let s =
+            DirectTestSummary::from_segments(&config, TestFacts::default(), segments, Vec::new());
+        assert_eq!(s.segments_planned, 4);
+        assert_eq!(s.segments_ok, 3);
+        assert_eq!(s.success_rate, 0.75);
+        assert_eq!(s.round_trip_time, Some(1.0));
+        let rts = 1.0 - (-2.0f64).exp();
+        assert!((s.round_trip_score - rts).abs() < 1e-12);
+        assert!((s.score - 0.75 * rts).abs() < 1e-12);
+        assert_eq!(s.max_send_lag_ms, 40.0);
+        assert_eq!(s.p99_send_lag_ms, 40.0);
+        assert_eq!(s.count("transcode_error"), 1);
+        assert_eq!(s.tickets_sent, 4);
+        assert_eq!(
+            s.segments.iter().map(|s| s.seq).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn bad_input_is_a_typed_error_naming_the_key() {
+        let err = DirectTestConfig::new("https://o:1", Vec::new())
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("ladder"), "{err}");
+        let mut config = DirectTestConfig::new(
+            "https://o:1",
+            vec![VideoProfile {
+                name: "p".into(),
+                width: 2,
+                height: 2,
+                ..Default::default()
+            }],
+        );
+        config.price_cap_wei_per_pixel = Some(f64::NAN);
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("price_cap_wei_per_pixel"), "{err}");
+        assert!(DirectSource::new(1, Vec::new()).is_err());
+    }
+}

@@ -692,3 +692,73 @@ impl Test {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::direct::DirectSegment;
+
+    fn source(durations_ms: &[u64]) -> DirectSource {
+        DirectSource::new(
+            7,
+            durations_ms
+                .iter()
+                .map(|&ms| DirectSegment {
+                    data: bytes::Bytes::from_static(b"ts"),
+                    duration: Duration::from_millis(ms),
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn schedule_is_the_running_sum_of_durations_and_loops_the_source() {
+        let s = source(&[2000, 1500, 2500]);
+        let once: Vec<_> = plan(&s, None)
+            .iter()
+            .map(|p| (p.seq, p.index, p.offset.as_millis()))
+            .collect();
+        assert_eq!(once, vec![(0, 0, 0), (1, 1, 2000), (2, 2, 3500)]);
+        // 9 s of media: the source (6 s) then two more segments, rounded up to whole segments.
+        let long: Vec<_> = plan(&s, Some(Duration::from_secs(9)))
+            .iter()
+            .map(|p| (p.seq, p.index, p.offset.as_millis()))
+            .collect();
+        assert_eq!(
+            long,
+            vec![
+                (0, 0, 0),
+                (1, 1, 2000),
+                (2, 2, 3500),
+                (3, 0, 6000),
+                (4, 1, 8000)
+            ]
+        );
+    }
+
+    #[test]
+    fn fee_estimate_counts_every_output_pixel() {
+        let ladder = vec![
+            VideoProfile {
+                name: "a".into(),
+                width: 426,
+                height: 240,
+                fps: 30,
+                fps_den: 1,
+                ..Default::default()
+            },
+            VideoProfile {
+                name: "b".into(),
+                width: 256,
+                height: 144,
+                fps: 0,
+                ..Default::default()
+            },
+        ];
+        assert_eq!(
+            ladder_pixels(&ladder, Duration::from_secs(2)),
+            426 * 240 * 60 + 256 * 144 * 60
+        );
+    }
+}

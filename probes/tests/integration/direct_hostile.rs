@@ -16,18 +16,21 @@ use prost::Message;
 use protocol::net::orchestrator_server::{Orchestrator, OrchestratorServer};
 use protocol::net::{
     AuthToken, EndTranscodingSessionRequest, EndTranscodingSessionResponse, OrchestratorInfo,
-    OrchestratorRequest, PingPong, TranscodeData, TranscodeResult, TranscodedSegmentData,
-    transcode_result,
+    OrchestratorRequest, PingPong, PriceInfo, TicketExpirationParams, TicketParams, TranscodeData,
+    TranscodeResult, TranscodedSegmentData, transcode_result,
 };
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use super::direct::{ladder_240p, source};
 
-/// Answers discovery like an honest off-chain orchestrator.
+/// Answers discovery like an honest off-chain orchestrator, or with the given price and ticket
+/// params.
 #[derive(Clone)]
 struct Discovery {
     uri: String,
+    price: Option<PriceInfo>,
+    ticket_params: Option<TicketParams>,
 }
 
 #[tonic::async_trait]
@@ -38,6 +41,8 @@ impl Orchestrator for Discovery {
     ) -> Result<Response<OrchestratorInfo>, Status> {
         Ok(Response::new(OrchestratorInfo {
             transcoder: self.uri.clone(),
+            price_info: self.price.clone(),
+            ticket_params: self.ticket_params.clone(),
             auth_token: Some(AuthToken {
                 token: b"token".to_vec(),
                 session_id: "hostile".into(),
@@ -61,11 +66,24 @@ impl Orchestrator for Discovery {
 
 /// Starts a TLS server on a free port with honest discovery and `segment` as `POST /segment`.
 async fn hostile(segment: Router) -> (String, watch::Sender<bool>) {
+    priced(segment, None, None).await
+}
+
+/// [`hostile`] advertising `price` and `ticket_params`.
+async fn priced(
+    segment: Router,
+    price: Option<PriceInfo>,
+    ticket_params: Option<TicketParams>,
+) -> (String, watch::Sender<bool>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let uri = format!("https://{addr}");
-    let grpc = tonic::service::Routes::new(OrchestratorServer::new(Discovery { uri: uri.clone() }))
-        .into_axum_router();
+    let grpc = tonic::service::Routes::new(OrchestratorServer::new(Discovery {
+        uri: uri.clone(),
+        price,
+        ticket_params,
+    }))
+    .into_axum_router();
     let tls = node_orchestrator::tls::self_signed_server_config(vec!["127.0.0.1".into()]).unwrap();
     let (stop, stop_rx) = watch::channel(false);
     let (_crash, crash_rx) = watch::channel(false);
@@ -224,4 +242,64 @@ async fn wrong_rendition_urls_fail_the_download() {
     let (code, message, _) = one_segment(&uri).await;
     assert_eq!(code, "download_failed", "{message}");
     assert!(message.contains("404"), "{message}");
+}
+
+/// A priced orchestrator whose ticket params are missing or break a broadcaster rule: the test
+/// never sends, and every planned segment says which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_ticket_params_say_which_rule() {
+    use protocol::chain::{Contracts, DeployConfig, LocalChain};
+    let chain = LocalChain::start().expect("anvil (run `npm ci` in ci/chain)");
+    let contracts = Contracts::deploy(&chain.provider(chain.signer(0)), DeployConfig::default())
+        .await
+        .unwrap();
+    let sender = probes::direct::DirectSender {
+        signer: chain.signer(1),
+        rpc_url: chain.url().to_string(),
+        ticket_broker: contracts.ticket_broker,
+        limits: protocol::ticket::SenderLimits::default(),
+    };
+    let price = Some(PriceInfo {
+        price_per_unit: 1,
+        pixels_per_unit: 1,
+        ..Default::default()
+    });
+    // EV = faceValue × winProb / (2²⁵⁶ − 1) = 1 = faceValue: breaks "EV < faceValue".
+    let greedy = TicketParams {
+        recipient: vec![0x11; 20],
+        face_value: vec![1],
+        win_prob: vec![0xff; 32],
+        recipient_rand_hash: vec![0x22; 32],
+        seed: vec![3],
+        expiration_block: 1_000_000u64.to_be_bytes().to_vec(),
+        expiration_params: Some(TicketExpirationParams {
+            creation_round: 1,
+            creation_round_block_hash: vec![0x33; 32],
+        }),
+    };
+    for (params, code, words) in [
+        (None, "no_ticket_params", "sent no ticket params"),
+        (Some(greedy), "invalid_ticket_params", "rule EV < faceValue"),
+    ] {
+        let (uri, _stop) = priced(Router::new(), price.clone(), params).await;
+        let summary = run_direct_test(
+            DirectTestConfig {
+                sender: Some(sender.clone()),
+                ..DirectTestConfig::new(&uri, ladder_240p())
+            },
+            source(),
+            Arc::new(NullDirectObserver),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(summary.segments_planned, 2);
+        assert_eq!(summary.segments_sent, 0);
+        assert_eq!(summary.count(code), 2, "{:?}", summary.errors);
+        assert!(
+            summary.errors[0].message.contains(words),
+            "{:?}",
+            summary.errors
+        );
+    }
 }
