@@ -6,15 +6,20 @@
 //! A rendition segment whose first decoded stamp is frame `F` belongs to the source segment whose
 //! `first_frame == F` (GOPs are 2 s and segments are cut at key frames, so they line up); when
 //! a rendition segment spans several source segments they are concatenated up to its last
-//! stamp. Scoring is CPU-heavy, so it runs on the blocking pool behind a semaphore: a sample
-//! that arrives while every permit is taken is dropped and counted, never queued, so a slow
-//! scorer cannot grow memory or delay the rest of the probe. A rendition named after an lpms
+//! stamp. Scoring is CPU-heavy and is the instrument, not the system under test, so it runs on
+//! its own worker threads at a lower CPU priority (nice +10): on a small machine that also hosts
+//! the stack, the transcoders keep real time and the scores simply arrive later. Samples wait in
+//! a short bounded queue (the renditions of one sampled sequence number arrive together); a
+//! sample that finds the queue full is dropped and counted, so a slow scorer cannot grow memory
+//! or delay the rest of the probe. The source rendition (a copy of what was published) is never
+//! scored. A rendition named after an lpms
 //! preset is also scored beside the reference transcoder's rendition of that preset (one
 //! reusable [`ReferenceLadder`] session per profile, pooled); any other rendition (nginx's
 //! pass-through, a custom ladder) is scored against the source only.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -25,7 +30,6 @@ use quality::{
 };
 use reference_transcoder::{EncodedSource, LadderOptions, Profile, TsSegment};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 
 use crate::clock::{UnixMs, now_unix_ms};
 use crate::observe::ProbeObserver;
@@ -86,8 +90,10 @@ pub struct QualitySamplerConfig {
     pub subsample: u32,
     /// Also transcode the source with the reference transcoder and score that rendition.
     pub score_reference: bool,
-    /// Scoring jobs at once; samples beyond it are dropped and counted.
+    /// Scoring jobs at once (worker threads).
     pub max_in_flight: usize,
+    /// Samples waiting for a worker; samples beyond it are dropped and counted.
+    pub max_queued: usize,
     /// Reference transcoder options (libx264 preset, threads).
     pub ladder: LadderOptions,
     /// The profile of a rendition whose name is not an lpms preset name (e.g. a target that
@@ -105,6 +111,7 @@ impl Default for QualitySamplerConfig {
             subsample: 1,
             score_reference: true,
             max_in_flight: 1,
+            max_queued: 8,
             ladder: LadderOptions {
                 encoder_threads: 1,
                 decoder_threads: 1,
@@ -125,6 +132,8 @@ pub enum QualityProbeError {
     EveryNth,
     #[error("quality max_in_flight must be at least 1")]
     MaxInFlight,
+    #[error("cannot start a scoring worker: {0}")]
+    Worker(std::io::Error),
     #[error("cutting the source into segments: {0}")]
     Source(#[from] reference_transcoder::SourceError),
     #[error(transparent)]
@@ -161,14 +170,68 @@ pub struct QualityObservation {
     pub error: Option<String>,
 }
 
+impl QualityObservation {
+    /// An observation with no score yet.
+    fn unscored(stream_key: String, rendition: String, seq: u64) -> Self {
+        QualityObservation {
+            stream_key,
+            rendition,
+            seq,
+            source_first_frame: None,
+            vmaf: None,
+            vmaf_min: None,
+            vmaf_p5: None,
+            psnr_y: None,
+            vmaf_reference: None,
+            difference: None,
+            frames_paired: 0,
+            unmatched_source: 0,
+            unmatched_rendition: 0,
+            scoring_ms: 0.0,
+            scored_at_unix_ms: 0,
+            error: None,
+        }
+    }
+}
+
+/// The name HLS targets (our broadcaster, go-livepeer) give the pass-through source rendition.
+pub const SOURCE_RENDITION: &str = "source";
+
+/// Niceness of the scoring workers: above the transcoders, whose real time is being measured.
+const SCORING_NICENESS: libc::c_int = 10;
+
+type ScoringJob = Box<dyn FnOnce() + Send>;
+
+/// A scoring worker: lowers its own CPU priority, then runs jobs until the sampler is dropped.
+fn run_scoring_worker(queue: &Mutex<Receiver<ScoringJob>>) {
+    // SAFETY: plain syscalls on the calling thread; Linux gives each thread its own nice value.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, SCORING_NICENESS);
+    }
+    loop {
+        let job = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(_) => return,
+        };
+        match job {
+            // A job that panics loses its sample (reported as unscored), not the worker.
+            Ok(job) => {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+            Err(_) => return,
+        }
+    }
+}
+
 /// What happened to one offered sample.
 #[derive(Debug)]
 pub enum Submission {
     /// Not selected by the sampling rule.
     NotSampled,
-    /// Every scoring slot was busy: dropped and counted.
+    /// The queue was full: dropped and counted.
     Dropped,
-    /// Scoring on the blocking pool; the observation goes to the observer when done.
+    /// Queued for a scoring worker; the observation goes to the observer when done.
     Scheduled(tokio::task::JoinHandle<QualityObservation>),
 }
 
@@ -199,10 +262,14 @@ pub struct QualitySampler {
     config: QualitySamplerConfig,
     options: QualityOptions,
     segments: Vec<TsSegment>,
-    permits: Arc<Semaphore>,
+    /// Feeds the scoring workers; dropping the sampler ends them.
+    jobs: SyncSender<ScoringJob>,
     /// Idle reference sessions per profile name.
     ladders: Mutex<HashMap<String, Vec<ReferenceLadder>>>,
     sampled: AtomicU64,
+    /// Queued or being scored.
+    pending: AtomicU64,
+    idle: tokio::sync::Notify,
     scored: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
@@ -242,13 +309,24 @@ impl QualitySampler {
             ..Default::default()
         };
         options.validate()?;
+        let (jobs, queue) = std::sync::mpsc::sync_channel(config.max_queued);
+        let queue = Arc::new(Mutex::new(queue));
+        for worker in 0..config.max_in_flight {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("lpt-quality-{worker}"))
+                .spawn(move || run_scoring_worker(&queue))
+                .map_err(QualityProbeError::Worker)?;
+        }
         Ok(QualitySampler {
             segments: source.ts_segments(SOURCE_SEGMENT_SECS)?,
-            permits: Arc::new(Semaphore::new(config.max_in_flight)),
+            jobs,
             options,
             config,
             ladders: Mutex::new(HashMap::new()),
             sampled: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            idle: tokio::sync::Notify::new(),
             scored: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -272,51 +350,79 @@ impl QualitySampler {
         }
     }
 
-    /// Offers a downloaded segment: if sampled and a scoring slot is free, scores it on the
-    /// blocking pool and reports the result to `observer`. Must be called inside a Tokio runtime.
+    /// Offers a downloaded segment: if sampled (and not the source rendition) and the queue has
+    /// room, queues it for a scoring worker, which reports the result to `observer`. Must be
+    /// called inside a Tokio runtime.
     pub fn submit(
         self: &Arc<Self>,
         sample: QualitySample,
         observer: Arc<dyn ProbeObserver>,
     ) -> Submission {
-        if !self.samples(sample.seq) {
+        if !self.samples(sample.seq) || sample.rendition.eq_ignore_ascii_case(SOURCE_RENDITION) {
             return Submission::NotSampled;
         }
         self.sampled.fetch_add(1, Ordering::Relaxed);
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let sampler = self.clone();
+        let (stream_key, rendition, seq) = (
+            sample.stream_key.clone(),
+            sample.rendition.clone(),
+            sample.seq,
+        );
+        let job: ScoringJob = Box::new(move || {
+            let observation = sampler.score(&sample);
+            observer.quality(&observation);
+            let _ = done.send(observation);
+            sampler.pending.fetch_sub(1, Ordering::SeqCst);
+            sampler.idle.notify_waiters();
+        });
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.jobs.try_send(job)
+        {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return Submission::Dropped;
-        };
-        let sampler = self.clone();
-        Submission::Scheduled(tokio::task::spawn_blocking(move || {
-            let observation = sampler.score(&sample);
-            drop(permit);
-            observer.quality(&observation);
-            observation
+        }
+        Submission::Scheduled(tokio::spawn(async move {
+            finished.await.unwrap_or_else(|_| {
+                let mut lost = QualityObservation::unscored(stream_key, rendition, seq);
+                lost.error = Some("the scoring worker stopped before scoring it".into());
+                lost
+            })
         }))
+    }
+
+    /// Samples queued or being scored.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Waits until every queued sample is scored (their observations delivered) or `deadline`
+    /// passes; returns whether it went idle. Streams end before their last samples are scored
+    /// (scoring runs at low priority), so a run calls this before it summarises.
+    pub async fn wait_idle(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let mut idle = std::pin::pin!(self.idle.notified());
+            // Registered before the check, so a job finishing in between still wakes us.
+            idle.as_mut().enable();
+            if self.pending() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.pending() == 0;
+            }
+        }
     }
 
     /// Scores one segment now, on this thread (the blocking half of [`Self::submit`]).
     pub fn score(&self, sample: &QualitySample) -> QualityObservation {
         let started = Instant::now();
-        let mut observation = QualityObservation {
-            stream_key: sample.stream_key.clone(),
-            rendition: sample.rendition.clone(),
-            seq: sample.seq,
-            source_first_frame: sample.first_stamp_frame,
-            vmaf: None,
-            vmaf_min: None,
-            vmaf_p5: None,
-            psnr_y: None,
-            vmaf_reference: None,
-            difference: None,
-            frames_paired: 0,
-            unmatched_source: 0,
-            unmatched_rendition: 0,
-            scoring_ms: 0.0,
-            scored_at_unix_ms: 0,
-            error: None,
-        };
+        let mut observation = QualityObservation::unscored(
+            sample.stream_key.clone(),
+            sample.rendition.clone(),
+            sample.seq,
+        );
+        observation.source_first_frame = sample.first_stamp_frame;
         if let Err(e) = self.score_into(sample, &mut observation) {
             observation.error = Some(e);
         }

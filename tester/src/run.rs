@@ -222,6 +222,13 @@ async fn execute(
                 ladder: scenario.ladder.clone(),
                 deposit_wei: scenario.payments.deposit_wei,
                 reserve_wei: scenario.payments.reserve_wei,
+                transcoder_capacity: scenario
+                    .workloads
+                    .iter()
+                    .map(|w| w.executor.max_streams())
+                    .max()
+                    .unwrap_or(1)
+                    .max(2),
                 dir: stack_dir(run_dir),
                 lpt: current_lpt()?,
                 ready_deadline: Duration::from_secs(60),
@@ -305,20 +312,45 @@ async fn execute(
     });
     let results = futures_util::future::join_all(workloads).await;
 
-    if let Some(probe) = payments {
-        info!("waiting for the orchestrators' redemptions to settle on chain");
-        match probe.settle_total(u128::from(pixels.get())).await {
-            Ok(report) => record_payments(registry, &report, run_dir),
-            Err(error) => {
-                warn!("the payment probe failed: {error}");
-                registry.add_bool(
-                    "checks",
-                    &crate::metrics::tags([("check", "payments")]),
-                    false,
-                );
+    let settle_payments = async {
+        if let Some(probe) = payments {
+            info!("waiting for the orchestrators' redemptions to settle on chain");
+            match probe.settle_total(u128::from(pixels.get())).await {
+                Ok(report) => record_payments(registry, &report, run_dir),
+                Err(error) => {
+                    warn!("the payment probe failed: {error}");
+                    registry.add_bool(
+                        "checks",
+                        &crate::metrics::tags([("check", "payments")]),
+                        false,
+                    );
+                }
             }
         }
-    }
+    };
+    // Scoring runs at low priority and lags the streams: its last samples are awaited (bounded)
+    // so the summary holds every score the run took.
+    let finish_scoring = async {
+        let Some(sampler) = &quality else { return };
+        if sampler.pending() == 0 {
+            return;
+        }
+        info!(
+            pending = sampler.pending(),
+            "waiting for the quality probe's last scores"
+        );
+        let deadline = tokio::time::Instant::now() + QUALITY_TAIL;
+        tokio::select! {
+            idle = sampler.wait_idle(deadline) => if !idle {
+                warn!(
+                    pending = sampler.pending(),
+                    "quality samples still unscored after {QUALITY_TAIL:?}; they are left out"
+                );
+            },
+            () = cancel.cancelled() => {}
+        }
+    };
+    tokio::join!(settle_payments, finish_scoring);
     if let Some((stack, _, _)) = stack {
         stack.stop().await;
     }
@@ -369,6 +401,9 @@ fn quality_sampler(
         QualitySampler::new(encoded, config).context("cannot set up the quality probe")?,
     )))
 }
+
+/// How long a run waits, after its streams, for the quality probe's queued samples.
+const QUALITY_TAIL: Duration = Duration::from_secs(120);
 
 async fn payment_probe(
     endpoints: &crate::stack::Endpoints,

@@ -287,6 +287,9 @@ impl Broadcaster {
         }
         let mut tried = Vec::new();
         let mut delivered = Vec::new();
+        if let Some(payer) = &self.payer {
+            self.pool.forget_expiring_params(payer.block());
+        }
         for _ in 0..self.config.max_attempts {
             let Some(session) = self.pool.select(&tried).await else {
                 break;

@@ -43,6 +43,7 @@ fn config(sampling: Sampling, max_in_flight: usize) -> QualitySamplerConfig {
         sampling,
         threads: 2,
         max_in_flight,
+        max_queued: 1,
         ..Default::default()
     }
 }
@@ -161,25 +162,39 @@ fn a_degraded_rendition_scores_far_below_a_normal_one_and_the_reference() {
         "{degraded:?}"
     );
 
-    // A sample arriving while the only scoring slot is busy is dropped and counted, not queued.
+    // With one worker and one queue place, a burst of three keeps at most two and drops the
+    // rest, counted; the source rendition (a copy of what was sent) is never sampled.
     let recorder = Arc::new(QualityRecorder::default());
     let rt = runtime();
-    let (first, second) = rt.block_on(async {
+    let (scores, dropped, source) = rt.block_on(async {
         let data = ffmpeg_transcode(&segment.data, &["-b:v", "600k"]);
-        let first = sampler.submit(sample(data.clone()), recorder.clone());
-        let second = sampler.submit(sample(data), recorder.clone());
-        let Submission::Scheduled(job) = first else {
-            panic!("the first sample was not scheduled: {first:?}")
-        };
-        (job.await.unwrap(), second)
+        let mut jobs = Vec::new();
+        let mut dropped = 0;
+        for _ in 0..3 {
+            match sampler.submit(sample(data.clone()), recorder.clone()) {
+                Submission::Scheduled(job) => jobs.push(job),
+                Submission::Dropped => dropped += 1,
+                Submission::NotSampled => panic!("every segment is sampled"),
+            }
+        }
+        let mut source = sample(data);
+        source.rendition = "source".into();
+        let source = sampler.submit(source, recorder.clone());
+        let mut scores = Vec::new();
+        for job in jobs {
+            scores.push(job.await.unwrap());
+        }
+        (scores, dropped, source)
     });
-    assert!(matches!(second, Submission::Dropped), "{second:?}");
-    assert_eq!(first.error, None);
-    assert_eq!(recorder.quality.lock().unwrap().as_slice(), &[first]);
+    assert!(matches!(source, Submission::NotSampled), "{source:?}");
+    assert!((1..=2).contains(&dropped), "dropped {dropped}");
+    assert_eq!(scores.len() + dropped, 3);
+    assert!(scores.iter().all(|q| q.error.is_none()), "{scores:?}");
+    assert_eq!(recorder.quality.lock().unwrap().len(), scores.len());
     let stats = sampler.stats();
     assert_eq!(
         (stats.sampled, stats.scored, stats.dropped, stats.failed),
-        (2, 3, 1, 0)
+        (3, 2 + scores.len() as u64, dropped as u64, 0)
     );
 
     // A rendition named outside the presets is given its profile in the config.

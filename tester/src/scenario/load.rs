@@ -12,6 +12,10 @@ use super::reader::{Reader, Table, join};
 use crate::hint::closest;
 use crate::thresholds::Threshold;
 
+/// Wei per `pixels_per_unit` pixels the embedded orchestrators ask when the scenario says nothing
+/// (go-livepeer orchestrators on mainnet ask about a thousand wei per pixel).
+pub const DEFAULT_PRICE_PER_UNIT: i64 = 1000;
+
 const ROOT_KEYS: &[&str] = &[
     "name",
     "description",
@@ -210,7 +214,7 @@ fn read_target(reader: &mut Reader<'_>, t: &Table<'_>) -> Option<Target> {
                 offline: reader.boolean(t, "offline").unwrap_or(false),
                 price_per_unit: reader
                     .integer(t, "price_per_unit", 0, i64::MAX)
-                    .unwrap_or(1) as u64,
+                    .unwrap_or(DEFAULT_PRICE_PER_UNIT) as u64,
                 pixels_per_unit: reader
                     .integer(t, "pixels_per_unit", 1, i64::MAX)
                     .unwrap_or(1) as u64,

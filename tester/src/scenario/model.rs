@@ -142,6 +142,24 @@ impl Executor {
         }
     }
 
+    /// The most streams this executor runs at once (direct tests publish none).
+    pub fn max_streams(&self) -> u32 {
+        match self {
+            Executor::ConstantStreams { streams, .. } | Executor::Soak { streams, .. } => *streams,
+            Executor::RampingStreams {
+                start_streams,
+                stages,
+            } => stages
+                .iter()
+                .map(|s| s.target)
+                .chain([*start_streams])
+                .max()
+                .unwrap_or(0),
+            Executor::Capacity { max_streams, .. } => *max_streams,
+            Executor::DirectOrchestrator { .. } => 0,
+        }
+    }
+
     /// The longest this executor runs (capacity: every step up to `max_streams`).
     pub fn max_duration(&self) -> Duration {
         match self {

@@ -30,6 +30,8 @@ pub struct StackOptions {
     pub ladder: Vec<Profile>,
     pub deposit_wei: u128,
     pub reserve_wei: u128,
+    /// Segments each transcoder works on at once (at least the streams that may share one).
+    pub transcoder_capacity: u32,
     /// Where configs and logs go.
     pub dir: PathBuf,
     /// The `lpt` binary to start nodes with.
@@ -127,7 +129,14 @@ impl EmbeddedStack {
                 let transcoder = Child::spawn_with_env(
                     &format!("transcoder-{index}-{t}"),
                     &options.lpt,
-                    ["node", "transcoder", "--orchestrator", uri.as_str()],
+                    [
+                        "node",
+                        "transcoder",
+                        "--orchestrator",
+                        uri.as_str(),
+                        "--capacity",
+                        &options.transcoder_capacity.max(1).to_string(),
+                    ],
                     &command_env,
                     &options.dir,
                     options.ready_deadline,
@@ -185,7 +194,7 @@ impl EmbeddedStack {
         options: &StackOptions,
     ) -> anyhow::Result<protocol::chain::Contracts> {
         use alloy::primitives::U256;
-        use protocol::chain::{Contracts, DeployConfig, LocalChain};
+        use protocol::chain::{Contracts, LocalChain};
         let chain = LocalChain::start().context("cannot start the local chain (anvil)")?;
         if chain.accounts().len() <= options.orchestrators as usize {
             return Err(anyhow!(
@@ -196,7 +205,7 @@ impl EmbeddedStack {
             ));
         }
         let deployer = chain.provider(chain.signer(0));
-        let contracts = Contracts::deploy(&deployer, DeployConfig::default())
+        let contracts = Contracts::deploy(&deployer, embedded_deploy_config())
             .await
             .context("cannot deploy the contracts")?;
         contracts
@@ -283,6 +292,12 @@ fn orchestrator_config(
         },
         options.pixels_per_unit
     ));
+    if !options.offline {
+        let (face_value, ticket_ev) = ticket_economics(options);
+        text.push_str(&format!(
+            "face_value = \"{face_value}\"\nticket_ev = \"{ticket_ev}\"\nexpiration_blocks = {PARAMS_EXPIRATION_BLOCKS}\n"
+        ));
+    }
     let mode = if options.transcoders_per_orchestrator > 0 {
         "remote"
     } else {
@@ -309,6 +324,50 @@ fn orchestrator_config(
         }
     }
     text
+}
+
+/// Blocks after which the embedded orchestrators' ticket params expire (and winners become due).
+const PARAMS_EXPIRATION_BLOCKS: u64 = 10;
+
+/// The embedded chain's contracts. Every redemption mines a block on top of the ticker's one a
+/// second, so a short round would let a queue of winners expire on chain (a ticket is valid for
+/// its creation round and the next) while it waits its turn; 1,000-block rounds keep every
+/// winner of a run redeemable.
+fn embedded_deploy_config() -> protocol::chain::DeployConfig {
+    protocol::chain::DeployConfig {
+        round_length: 1000,
+        ..protocol::chain::DeployConfig::default()
+    }
+}
+
+/// Seconds of the ladder's output one winning ticket pays for.
+const SECONDS_PER_WINNER: f64 = 0.5;
+/// Winning probability of each ticket.
+const WIN_PROBABILITY_DIVISOR: u128 = 5;
+
+/// Face value and EV of the embedded orchestrators' tickets, in wei.
+///
+/// go-livepeer derives the face value from the gas price so that redeeming is worth its gas; on a
+/// short local run that leaves fractions of a winning ticket to expect, and the payment probe
+/// could not tell a correct orchestrator from one that never redeems. Here a winning ticket pays
+/// for half a second of the ladder's output, so a 30 s smoke run expects about 60 winners per
+/// stream — enough for the expected-vs-redeemed error to mean something — and each ticket wins with
+/// probability 1/5, so a segment carries a handful of tickets.
+fn ticket_economics(options: &StackOptions) -> (u128, u128) {
+    let pixels_per_second: f64 = options
+        .ladder
+        .iter()
+        .map(|p| {
+            let fps = p
+                .fps()
+                .filter(|(_, den)| *den > 0)
+                .map_or(30.0, |(num, den)| f64::from(num) / f64::from(den));
+            f64::from(p.width) * f64::from(p.height) * fps
+        })
+        .sum();
+    let wei_per_pixel = options.price_per_unit as f64 / options.pixels_per_unit.max(1) as f64;
+    let face_value = (pixels_per_second * SECONDS_PER_WINNER * wei_per_pixel).max(1e9) as u128;
+    (face_value, (face_value / WIN_PROBABILITY_DIVISOR).max(1))
 }
 
 fn broadcaster_config(

@@ -287,6 +287,22 @@ impl OrchestratorPool {
             .map(|(s, _)| s.clone())
     }
 
+    /// Forgets every session whose ticket params expire within `PARAMS_REFRESH_BLOCKS` of
+    /// `current_block`, so the next selection rediscovers it with fresh params (as go-livepeer's
+    /// broadcaster refreshes a session before its params lapse). Sessions that deliver segments
+    /// get fresh params with every result and never reach this.
+    pub fn forget_expiring_params(&self, current_block: u64) {
+        for e in self.lock().iter_mut() {
+            if e.session
+                .as_ref()
+                .and_then(|s| s.params.as_ref())
+                .is_some_and(|p| p.expiration_block <= current_block + PARAMS_REFRESH_BLOCKS)
+            {
+                e.session = None;
+            }
+        }
+    }
+
     /// Records a delivered segment: its round trip and the refreshed params from `info`.
     pub fn succeeded(&self, uri: &str, round_trip: Duration, info: Option<net::OrchestratorInfo>) {
         let mut entries = self.lock();
@@ -352,6 +368,10 @@ impl OrchestratorPool {
             .collect()
     }
 }
+
+/// Params this close to expiry are refreshed before paying with them (the ticket sender refuses
+/// params expiring within a block of its view of the chain, which may lag a block or two).
+const PARAMS_REFRESH_BLOCKS: u64 = 3;
 
 fn token_expiring(info: &net::OrchestratorInfo) -> bool {
     let Some(token) = &info.auth_token else {

@@ -216,7 +216,7 @@ async fn run(
         (Some(payer), Some(params)) => {
             let pixels = estimated_pixels(profiles, seg.duration_ms, seg.video_frames);
             let (payment, tickets) = payer
-                .pay(params, pixels)
+                .pay(params, pixels, &session_key(session))
                 .map_err(|e| SubmitError::Payment(e.to_string()))?;
             outcome.tickets = tickets;
             headers::encode_payment(&payment)
@@ -312,8 +312,12 @@ async fn run(
         )
         .map_err(|e| SubmitError::ResultSignature(e.to_string()))?;
     }
+    let pixels = data.segments.iter().map(|s| s.pixels.max(0) as u64).sum();
+    if let (Some(payer), Some(params)) = (payer, &session.params) {
+        payer.debit(&session_key(session), &params.price, pixels);
+    }
     Ok(Transcoded {
-        pixels: data.segments.iter().map(|s| s.pixels.max(0) as u64).sum(),
+        pixels,
         renditions: profiles
             .iter()
             .map(|p| p.name.clone())
@@ -321,6 +325,14 @@ async fn run(
             .collect(),
         info: result.info,
     })
+}
+
+/// O keeps a balance per (sender, session), the session being its auth token's.
+fn session_key(session: &Session) -> String {
+    match &session.info.auth_token {
+        Some(token) => format!("{}#{}", session.uri, token.session_id),
+        None => session.uri.clone(),
+    }
 }
 
 fn absolute(base: &str, url: &str) -> String {
