@@ -303,3 +303,51 @@ async fn unusable_ticket_params_say_which_rule() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_rendition_stops_at_the_rendition_cap() {
+    // The result points at a rendition of 96 MiB (no length announced); the client's cap is
+    // 64 MiB, so the download fails there instead of buffering it all.
+    let own_uri = Arc::new(std::sync::OnceLock::<String>::new());
+    let uri_for_result = own_uri.clone();
+    let routes = Router::new()
+        .route(
+            "/segment",
+            post(move |_upload: Bytes| {
+                let uri = uri_for_result.get().cloned().unwrap_or_default();
+                async move {
+                    TranscodeResult {
+                        seq: 0,
+                        result: Some(transcode_result::Result::Data(TranscodeData {
+                            segments: vec![TranscodedSegmentData {
+                                url: format!("{uri}/huge.ts"),
+                                pixels: 1,
+                                ..Default::default()
+                            }],
+                            sig: Vec::new(),
+                        })),
+                        info: None,
+                    }
+                    .encode_to_vec()
+                }
+            }),
+        )
+        .route(
+            "/huge.ts",
+            axum::routing::get(|| async {
+                let chunk = Bytes::from(vec![0x47_u8; 1 << 20]);
+                Body::from_stream(futures_util::stream::iter(
+                    (0..96).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+                ))
+            }),
+        );
+    let (uri, _stop) = hostile(routes).await;
+    own_uri.set(uri.clone()).unwrap();
+    let (code, message, took) = one_segment(&uri).await;
+    assert_eq!(code, "download_failed", "{message}");
+    assert!(
+        message.contains("larger than the 67108864-byte cap"),
+        "{message}"
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}
