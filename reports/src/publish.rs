@@ -309,8 +309,13 @@ fn status_text(status: Option<u16>) -> String {
     }
 }
 
+/// `1 attempt`, `3 attempts`.
+fn counted(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 fn attempts_text(n: u32) -> String {
-    format!("{n} attempt{}", if n == 1 { "" } else { "s" })
+    counted(n.into(), "attempt")
 }
 
 fn outcome_line(r: &RecordOutcome, secret_env: &str) -> String {
@@ -350,7 +355,11 @@ fn extras_line(extras: Option<&LeaderboardExtras>) -> Option<String> {
     let e = extras?;
     let mut parts = Vec::new();
     if let Some(q) = &e.quality {
-        let mut s = format!("VMAF {:.2} over {} segments", q.vmaf_mean, q.samples);
+        let mut s = format!(
+            "VMAF {:.2} over {}",
+            q.vmaf_mean,
+            counted(q.samples, "segment")
+        );
         if let (Some(reference), Some(deficit)) = (q.reference_vmaf_mean, q.vmaf_deficit) {
             let _ = write!(
                 s,
@@ -368,7 +377,12 @@ fn extras_line(extras: Option<&LeaderboardExtras>) -> Option<String> {
         if let Some(quoted) = p.quoted_price_wei_per_pixel {
             let _ = write!(s, " (quoted {})", fmt_price(quoted));
         }
-        let _ = write!(s, ", {} tickets ({} winning)", p.tickets, p.winning_tickets);
+        let _ = write!(
+            s,
+            ", {} ({} winning)",
+            counted(p.tickets, "ticket"),
+            p.winning_tickets
+        );
         if p.redemptions + p.failed_redemptions > 0 {
             let _ = write!(
                 s,

@@ -341,6 +341,7 @@ async fn right_secret_publishes_every_record_and_the_region_override_is_what_is_
 
     // The text: headline, the public score beside our extras, the failure reasons.
     let text = report.to_string();
+    println!("{text}");
     assert!(text.contains("3 of 3 records accepted"), "{text}");
     assert!(
         text.contains("0x1111 (LOCAL): accepted (200 OK, 1 attempt)"),
@@ -359,8 +360,8 @@ async fn right_secret_publishes_every_record_and_the_region_override_is_what_is_
     );
     assert!(
         text.contains(
-            "ours: VMAF 88.00 over 1 segments (reference transcoder 94.00, deficit 6.00 over 1 \
-             paired); effective price 250 wei/pixel (quoted 240), 1 tickets (0 winning)"
+            "ours: VMAF 88.00 over 1 segment (reference transcoder 94.00, deficit 6.00 over 1 \
+             paired); effective price 250 wei/pixel (quoted 240), 1 ticket (0 winning)"
         ),
         "{text}"
     );
@@ -390,6 +391,7 @@ async fn wrong_secret_gets_a_clear_403_report_and_nothing_is_stored() {
         );
     }
     let text = report.to_string();
+    println!("{text}");
     assert!(text.contains("0 of 3 records accepted"), "{text}");
     assert!(
         text.contains(
@@ -532,6 +534,79 @@ async fn a_server_that_never_answers_times_out_on_every_attempt_and_gives_up() {
     assert!(
         elapsed >= Duration::from_millis(600) && elapsed < Duration::from_secs(5),
         "took {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_lost_after_the_first_record_leaves_a_report_of_what_was_accepted() {
+    set_secrets();
+    let run = tempfile::tempdir().unwrap();
+    rendered_run(run.path());
+    // A server that accepts one connection, stops listening, then answers that one request 200.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let first_body = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.unwrap();
+        drop(listener);
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        let body_at = loop {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client closed before sending its request");
+            request.extend_from_slice(&buf[..n]);
+            if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&request[..body_at]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap();
+        while request.len() < body_at + length {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client closed mid-body");
+            request.extend_from_slice(&buf[..n]);
+        }
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            .await
+            .unwrap();
+        socket.shutdown().await.unwrap();
+        request[body_at..].to_vec()
+    });
+
+    let started = Instant::now();
+    let report = publish(run.path(), &options(addr, SECRET_ENV))
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "{report}");
+    let record: Value = serde_json::from_slice(&first_body.await.unwrap()).unwrap();
+    assert_eq!(record["orchestrator"], ORCHESTRATORS[0]);
+    let deliveries: Vec<_> = report
+        .records
+        .iter()
+        .map(|r| (r.delivery, r.attempts))
+        .collect();
+    assert_eq!(
+        deliveries,
+        [
+            (Delivery::Accepted, 1),
+            (Delivery::Unreachable, 3),
+            (Delivery::NotSent, 0)
+        ]
+    );
+    let text = report.to_string();
+    assert!(text.contains("1 of 3 records accepted"), "{text}");
+    assert!(
+        text.contains("0x2222 (FRA): unreachable after 3 attempts: error sending request"),
+        "{text}"
+    );
+    assert!(
+        text.contains("0x3333 (FRA): not sent: the server had become unreachable"),
+        "{text}"
     );
 }
 
