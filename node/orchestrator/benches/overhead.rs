@@ -12,7 +12,8 @@
 //! - the transport floor: the same TLS server loop and HTTP client posting the same body to a
 //!   route that only reads it (TLS, HTTP framing, copies; no Livepeer work);
 //! - a no-op request (`GET /healthz`) on the orchestrator: the per-request floor;
-//! - keccak256 over the segment (the node hashes every upload once, while it arrives);
+//! - keccak256 over the segment (the node hashes every upload once, while it arrives), with
+//!   alloy's portable implementation and with the assembly one the node uses;
 //! - the result-signature hashing a real transcode would add: pass-through renditions are the
 //!   source buffer, whose hash the node already verified, so it reuses it, but a real
 //!   240p/360p/720p ladder's renditions are new bytes; they are made once with the reference
@@ -70,6 +71,18 @@ fn process_cpu() -> Duration {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     Duration::from_millis(ticks * 10)
+}
+
+/// CPU time of the calling thread, from `/proc/thread-self/schedstat` (nanoseconds on a CPU).
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+    let nanos = stat
+        .split_whitespace()
+        .next()
+        .expect("run time")
+        .parse::<u64>()
+        .unwrap();
+    Duration::from_nanos(nanos)
 }
 
 /// Runs `WARMUP + MEASURED` calls of `one(i)` and returns the sorted measured times and the
@@ -297,21 +310,32 @@ async fn main() {
     );
     let _ = floor_stop.send(true);
 
-    let mut hash_times: Vec<Duration> = (0..50)
-        .map(|_| {
-            let started = Instant::now();
-            std::hint::black_box(keccak256(&segment));
-            started.elapsed()
-        })
-        .collect();
-    hash_times.sort();
-    print_line(
-        &format!(
-            "keccak256 of the {} byte segment, one thread",
-            segment.len()
+    for (name, hash) in [
+        (
+            "alloy's portable keccak256",
+            (|data: &[u8]| keccak256(data)) as fn(&[u8]) -> alloy::primitives::B256,
         ),
-        &hash_times,
-    );
+        (
+            "the node's assembly keccak256 (keccak256_bulk)",
+            node_orchestrator::node::keccak256_bulk,
+        ),
+    ] {
+        let cpu_before = thread_cpu();
+        let mut hash_times: Vec<Duration> = (0..50)
+            .map(|_| {
+                let started = Instant::now();
+                std::hint::black_box(hash(&segment));
+                started.elapsed()
+            })
+            .collect();
+        let cpu = (thread_cpu() - cpu_before) / 50;
+        hash_times.sort();
+        print_line(
+            &format!("{name} of the {} byte segment, one thread", segment.len()),
+            &hash_times,
+        );
+        println!("  thread CPU {:.2} ms per hash", ms(cpu));
+    }
 
     let renditions = real_renditions(&segment, &ladder);
     let rendition_bytes: usize = renditions.iter().map(|r| r.data.len()).sum();

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
+use keccak_asm::Digest;
 use prost::Message;
 use protocol::headers::{PAYMENT_HEADER, SEGMENT_HEADER};
 use protocol::net::PaymentResult;
@@ -77,13 +78,14 @@ async fn read_body(body: Body, limit: usize, deadline: Duration) -> Result<Bytes
     read_limited(body, limit, deadline, None).await
 }
 
-/// keccak256 of a body computed while it arrives. Large bodies are hashed on a blocking-pool
+/// keccak256 of a body computed while it arrives (with the assembly keccak, see
+/// [`crate::node::keccak256_bulk`]). Large bodies are hashed on a blocking-pool
 /// thread fed with the received chunks (reference-counted, not copied): keccak costs about
 /// 2.3 ms per MB, the largest part of a segment's overhead, and on its own thread it runs
 /// alongside TLS decryption and copying instead of after each chunk. Small bodies are hashed in
 /// place, where a thread hand-off would cost more than it saves.
 enum BodyHasher {
-    InPlace(Box<alloy::primitives::Keccak256>),
+    InPlace(Box<keccak_asm::Keccak256>),
     Thread {
         chunks: std::sync::mpsc::Sender<Bytes>,
         done: tokio::task::JoinHandle<alloy::primitives::B256>,
@@ -96,16 +98,16 @@ impl BodyHasher {
 
     fn for_size(declared: u64) -> Self {
         if declared < Self::THREAD_FROM {
-            return Self::InPlace(Box::new(alloy::primitives::Keccak256::new()));
+            return Self::InPlace(Box::default());
         }
         let (chunks, received) = std::sync::mpsc::channel::<Bytes>();
         // Ends when the sender is dropped: after the last chunk, or when the request is abandoned.
         let done = tokio::task::spawn_blocking(move || {
-            let mut hasher = alloy::primitives::Keccak256::new();
+            let mut hasher = keccak_asm::Keccak256::default();
             for chunk in received {
                 hasher.update(&chunk);
             }
-            hasher.finalize()
+            alloy::primitives::B256::from_slice(&hasher.finalize())
         });
         Self::Thread { chunks, done }
     }
@@ -121,7 +123,7 @@ impl BodyHasher {
 
     async fn finish(self) -> Result<alloy::primitives::B256, Response> {
         match self {
-            Self::InPlace(hasher) => Ok(hasher.finalize()),
+            Self::InPlace(hasher) => Ok(alloy::primitives::B256::from_slice(&hasher.finalize())),
             Self::Thread { chunks, done } => {
                 drop(chunks);
                 done.await.map_err(|e| {
