@@ -11,12 +11,15 @@
 //!   latency from the frame stamps and the send log;
 //! - [`stream`]: one stream end to end, reporting through [`observe::ProbeObserver`];
 //! - [`quality`]: VMAF of sampled segments against the source and the reference transcoder;
-//! - [`payments`] and [`reconcile`]: on-chain redemptions reconciled with the work delivered.
+//! - [`payments`] and [`reconcile`]: on-chain redemptions reconciled with the work delivered;
+//! - [`direct`]: one orchestrator tested directly, the tester acting as its broadcaster, every
+//!   failure with a reason.
 
 pub mod checks;
 pub mod chunk;
 pub mod clock;
 pub mod decode;
+pub mod direct;
 pub mod hls;
 pub mod latency;
 pub mod observe;
@@ -30,6 +33,11 @@ pub mod stream;
 
 pub use checks::{CHECK_NAMES, CheckOptions, CheckedSegment, SegmentChecker};
 pub use decode::{DecodeError, DecodedSegment, FrameFacts, decode_segment};
+pub use direct::{
+    DirectObserver, DirectRendition, DirectSegment, DirectSegmentObservation, DirectSender,
+    DirectSource, DirectTestConfig, DirectTestError, DirectTestSummary, FAILURE_CODES,
+    FailureReason, NullDirectObserver, ReasonCount, run_direct_test, run_direct_tests,
+};
 pub use hls::{
     HlsOptions, HlsPuller, PlaylistPoll, PullError, PullEvent, PullSink, PullStop, PullStopHandle,
     PullSummary, PulledSegment, RenditionInfo, http_client, pull_stop,

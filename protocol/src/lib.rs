@@ -1,5 +1,5 @@
-//! Livepeer's language for lpt: wire messages, signatures, probabilistic-micropayment tickets and
-//! a TicketBroker chain client.
+//! Livepeer's language for lpt: wire messages, signatures, probabilistic-micropayment tickets, a
+//! TicketBroker chain client and the broadcaster's bounded wire client ([`client`]).
 //!
 //! The crate is the single place where protocol facts (PROTOCOL.md) become code, so the node stack
 //! and the probes cannot drift apart: both encode the same [`net`] messages, sign with the same
@@ -8,10 +8,12 @@
 
 pub mod capabilities;
 pub mod chain;
+pub mod client;
 pub mod fields;
 pub mod headers;
 pub mod sig;
 pub mod ticket;
+pub mod tls;
 
 /// Protobuf messages and gRPC stubs generated from `proto/net.proto` (package `net`).
 ///

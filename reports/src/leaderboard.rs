@@ -8,9 +8,12 @@
 //!   a timing nobody measured is written as `0`, as the Go orch-tester does.
 //! - The round trip is `round_trip_ms` when the probe measured it (direct-to-orchestrator), else
 //!   the glass-to-glass `latency_ms`.
-//! - The file holds `records` (each exactly a §7 record, postable as-is) and `aggregated` in the
+//! - The file holds `records` (each exactly a §7 record, postable as-is), `aggregated` in the
 //!   shape of `GET /api/aggregated_stats`, with `round_trip_score = 1 − exp(−seg_duration /
-//!   round_trip_time)` and `score = success_rate × round_trip_score` computed locally.
+//!   round_trip_time)` and `score = success_rate × round_trip_score` computed locally, and
+//!   [`extras`] (quality and price, which the public leaderboard does not have) beside them.
+
+pub mod extras;
 
 use std::collections::BTreeMap;
 
@@ -19,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::UNKNOWN_REGION;
 use crate::error::ReportError;
+pub use extras::{ExtrasMap, LeaderboardExtras, PaymentExtras, QualityExtras};
 
 /// File name in a run directory.
 pub const LEADERBOARD_FILE: &str = "leaderboard.json";
@@ -81,6 +85,22 @@ pub struct Leaderboard {
     pub records: Vec<LeaderboardRecord>,
     /// orchestrator → region → scores, as `GET /api/aggregated_stats` returns them.
     pub aggregated: BTreeMap<String, BTreeMap<String, LeaderboardScore>>,
+    /// orchestrator → region → quality and price (absent from files written before extras).
+    #[serde(default)]
+    pub extras: ExtrasMap,
+}
+
+/// The record tables a leaderboard is built from (the `RecordFrames` of a run).
+#[derive(Debug, Clone, Copy)]
+pub struct LeaderboardInputs<'a> {
+    /// `segment` records: the §7 records.
+    pub segments: &'a DataFrame,
+    /// `quality` records: VMAF extras.
+    pub quality: &'a DataFrame,
+    /// `ticket` records: price extras.
+    pub tickets: &'a DataFrame,
+    /// `redemption` records: price extras.
+    pub redemptions: &'a DataFrame,
 }
 
 /// The public score formulas.
@@ -109,8 +129,13 @@ fn text(df: &DataFrame, name: &str, row: usize) -> Option<String> {
     c.str().ok()?.get(row).map(str::to_string)
 }
 
-/// Builds the leaderboard from the segment table; `None` when no record names an orchestrator.
-pub fn build(segments: &DataFrame, timestamp_s: i64) -> Result<Option<Leaderboard>, ReportError> {
+/// Builds the leaderboard from a run's tables; `None` when no segment record names an
+/// orchestrator.
+pub fn build(
+    inputs: LeaderboardInputs<'_>,
+    timestamp_s: i64,
+) -> Result<Option<Leaderboard>, ReportError> {
+    let segments = inputs.segments;
     if segments.height() == 0 {
         return Ok(None);
     }
@@ -189,6 +214,7 @@ pub fn build(segments: &DataFrame, timestamp_s: i64) -> Result<Option<Leaderboar
     let mut board = Leaderboard {
         records: Vec::new(),
         aggregated: BTreeMap::new(),
+        extras: ExtrasMap::new(),
     };
     let secs = |ms: Option<f64>| ms.map(|v| v / 1000.0).unwrap_or(0.0);
     for row in 0..totals.height() {
@@ -223,5 +249,6 @@ pub fn build(segments: &DataFrame, timestamp_s: i64) -> Result<Option<Leaderboar
             .insert(region, score(&record));
         board.records.push(record);
     }
+    board.extras = extras::build(&board.records, inputs)?;
     Ok(Some(board))
 }

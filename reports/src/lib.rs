@@ -3,7 +3,8 @@
 //! The pipeline is visible in the module list: a run appends typed [`records`] to a crash-safe
 //! [`journal`]; at the end (or later, from `lpt report DIR`) [`finalize_run`] reads the journal into
 //! Polars tables ([`frames`]), [`aggregate`]s them, draws the [`plots`], and writes every output
-//! ([`render`], [`summary`], [`leaderboard`]). [`compare()`] puts two runs side by side.
+//! ([`render`], [`summary`], [`leaderboard`]). [`compare()`] puts two runs side by side, and
+//! [`publish()`] posts a run's leaderboard records to a public leaderboard API.
 //!
 //! Design decision: one entry point renders every artifact from the run directory alone, so a run
 //! that finished, one that crashed, and one re-rendered a month later go through the same code.
@@ -17,6 +18,7 @@ pub mod frames;
 pub mod journal;
 pub mod leaderboard;
 pub mod plots;
+pub mod publish;
 pub mod records;
 pub mod render;
 pub mod summary;
@@ -28,6 +30,7 @@ pub use aggregate::{AggregateOptions, Aggregates};
 pub use compare::{CompareOptions, Comparison, compare};
 pub use error::ReportError;
 pub use journal::{JOURNAL_FILE, JournalReader, JournalStats, JournalWriter};
+pub use publish::{PublishError, PublishOptions, PublishReport, publish};
 pub use records::{
     BenchSegmentRecord, CheckRecord, QualitySample, Record, RecordKind, RedemptionRecord,
     SegmentRecord, TicketRecord,
@@ -220,6 +223,8 @@ pub fn finalize_run(run_dir: &Path, options: &ReportOptions) -> Result<ReportOut
     timer.done("plots");
 
     let timestamp_s = aggregates.last_record_ms.unwrap_or_else(util::now_ms) / 1000;
+    // Only segments take the default region: the other tables inherit their region from the
+    // segments' (see `leaderboard::extras`).
     let mut segments_for_board = frames.segments.clone();
     if let Some(region) = &options.default_region {
         use polars::prelude::*;
@@ -229,7 +234,15 @@ pub fn finalize_run(run_dir: &Path, options: &ReportOptions) -> Result<ReportOut
             .collect()
             .map_err(ReportError::polars("default region"))?;
     }
-    let board = leaderboard::build(&segments_for_board, timestamp_s)?;
+    let board = leaderboard::build(
+        leaderboard::LeaderboardInputs {
+            segments: &segments_for_board,
+            quality: &frames.quality,
+            tickets: &frames.tickets,
+            redemptions: &frames.redemptions,
+        },
+        timestamp_s,
+    )?;
     if let Some(board) = &board {
         let path = run_dir.join(files::LEADERBOARD);
         write_file(&path, &to_json("leaderboard.json", board)?)?;

@@ -55,6 +55,22 @@ pub fn fmt_num(v: Option<f64>) -> String {
     }
 }
 
+/// A wei-per-pixel price with four significant digits at most (`250`, `1235`, `0.0375`):
+/// prices range from fractions of a wei to thousands.
+pub fn fmt_price(v: f64) -> String {
+    if !v.is_finite() || v == 0.0 {
+        return format!("{v}");
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let decimals = (3 - magnitude).clamp(0, 12) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 /// A rate as a percentage, `–` when absent.
 pub fn fmt_pct(v: Option<f64>) -> String {
     match v {
@@ -96,5 +112,19 @@ mod tests {
         // 2026-11-22T01:02:03.456Z
         assert_eq!(iso_utc(1_795_309_323_456), "2026-11-22T01:02:03.456Z");
         assert_eq!(human_utc(951_782_400_000), "2000-02-29 00:00 UTC");
+    }
+
+    #[test]
+    fn prices_keep_four_significant_digits() {
+        for (v, want) in [
+            (250.0, "250"),
+            (1234.56, "1235"),
+            (12.346, "12.35"),
+            (0.0375, "0.0375"),
+            (0.123456, "0.1235"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(fmt_price(v), want, "{v}");
+        }
     }
 }

@@ -625,7 +625,7 @@ fn every_artifact_exists_and_parses_after_finalize() {
     );
     assert_eq!(b["errors"][0]["error_code"], "timeout");
     assert_eq!(b["errors"][0]["count"], 1);
-    for key in [
+    let section7 = [
         "region",
         "orchestrator",
         "success_rate",
@@ -638,9 +638,48 @@ fn every_artifact_exists_and_parses_after_finalize() {
         "transcode_time",
         "errors",
         "timestamp",
-    ] {
-        assert!(a.get(key).is_some(), "leaderboard record lacks {key}");
+    ];
+    for rec in recs {
+        let mut keys: Vec<&str> = rec
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        let mut want = section7.to_vec();
+        want.sort_unstable();
+        assert_eq!(keys, want, "a record must hold exactly the §7 fields");
     }
+    // Extras beside the records: 0xaaa's quality is paired (network 80, 90 vs reference 85, 95)
+    // and its four tickets paid 2.5e14 wei EV for 1e6 pixels each (the fixture's quoted 250
+    // wei/pixel is deliberately not what was paid: the effective price comes from the EV).
+    let q = &board["extras"]["0xaaa"]["FRA"]["quality"];
+    assert_eq!(q["samples"], 2);
+    assert_eq!(q["paired_samples"], 2);
+    assert_eq!(q["vmaf_mean"], 85.0);
+    assert_eq!(q["reference_vmaf_mean"], 90.0);
+    assert_eq!(q["vmaf_deficit"], 5.0);
+    let p = &board["extras"]["0xaaa"]["FRA"]["payments"];
+    assert_eq!(p["tickets"], 4);
+    assert_eq!(p["winning_tickets"], 1);
+    assert_eq!(p["pixels"], 4_000_000);
+    assert_eq!(p["expected_value_wei"], 1e15);
+    assert_eq!(p["effective_price_wei_per_pixel"], 2.5e8);
+    assert_eq!(p["quoted_price_wei_per_pixel"], 250.0);
+    assert_eq!(p["redemptions"], 1);
+    assert_eq!(p["redeemed_wei"], 1e15);
+    assert_eq!(p["redeemed_wei_per_pixel"], 2.5e8);
+    assert!(
+        board["extras"].get("0xbbb").is_none(),
+        "0xbbb had no quality or payment data: {}",
+        board["extras"]
+    );
+    // The HTML leaderboard shows them beside the public scores, and 0xbbb's failure reason.
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("<th>VMAF deficit vs reference</th>"));
+    assert!(html.contains("<td>85</td><td>5</td><td>250000000</td><td class=\"l\">–</td>"));
+    assert!(html.contains("timeout ×1: segment did not arrive within 8 s"));
 
     // For the documented manual screenshot check (README.md): render the same run elsewhere.
     if let Some(sample) = std::env::var_os("LPT_REPORT_SAMPLE_DIR") {
@@ -757,6 +796,88 @@ fn finalize_on_a_missing_directory_is_a_typed_error() {
     let err = finalize_run(&dir.path().join("nope"), &ReportOptions::default()).unwrap_err();
     assert!(matches!(err, ReportError::NotARunDirectory { .. }), "{err}");
     assert!(err.to_string().contains("nope"));
+}
+
+#[test]
+fn leaderboard_extras_attribute_unlabelled_samples_and_tickets_through_the_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let unlabelled = |stream: &str, seq: u64, origin: &str, vmaf: f64| -> Record {
+        QualitySample {
+            stream: stream.into(),
+            orchestrator: None,
+            region: None,
+            ..quality(R240, origin, seq, vmaf)
+        }
+        .into()
+    };
+    let ticket = |ev_wei: f64, pixels: Option<u64>, price: f64| -> Record {
+        TicketRecord {
+            t_ms: T0,
+            workload: None,
+            stream: None,
+            orchestrator: "0xccc".into(),
+            region: None,
+            face_value_wei: ev_wei * 10.0,
+            win_prob: 0.1,
+            ev_wei,
+            won: false,
+            pixels,
+            price_wei_per_pixel: Some(price),
+            recipient_rand_hash: None,
+            sender_nonce: None,
+        }
+        .into()
+    };
+    let records: Vec<Record> = vec![
+        // 0xccc's segments carry no region: the run's default region (LOCAL) applies.
+        seg("s1", R240, 1, Some(1000.0), true, "0xccc", None).into(),
+        seg("s1", R240, 2, Some(1000.0), true, "0xccc", None).into(),
+        seg("s2", R240, 1, Some(1000.0), true, "0xddd", Some("FRA")).into(),
+        // The stream probe's samples name no orchestrator; the reference was scored for seq 1 only.
+        unlabelled("s1", 1, "network", 70.0),
+        unlabelled("s1", 2, "network", 76.0),
+        unlabelled("s1", 1, "reference", 80.0),
+        unlabelled("s2", 1, "network", 50.0),
+        // No segment names an orchestrator for this one: it cannot be attributed.
+        unlabelled("s9", 1, "network", 10.0),
+        // 4e8 wei for 2e6 pixels = 200 wei/pixel; the ticket without pixels only adds to the EV.
+        ticket(4e8, Some(2_000_000), 150.0),
+        ticket(1e9, None, 250.0),
+    ];
+    write_journal(dir.path(), &records);
+    let options = ReportOptions {
+        png: false,
+        default_region: Some("LOCAL".into()),
+        ..ReportOptions::default()
+    };
+    finalize_run(dir.path(), &options).unwrap();
+    let board = read_json(&dir.path().join("leaderboard.json"));
+    let extras = &board["extras"];
+    let q = &extras["0xccc"]["LOCAL"]["quality"];
+    assert_eq!(q["samples"], 2, "{extras}");
+    assert_eq!(q["vmaf_mean"], 73.0);
+    assert_eq!(q["paired_samples"], 1);
+    assert_eq!(q["reference_vmaf_mean"], 80.0);
+    assert_eq!(q["vmaf_deficit"], 10.0);
+    let p = &extras["0xccc"]["LOCAL"]["payments"];
+    assert_eq!(p["tickets"], 2);
+    assert_eq!(p["expected_value_wei"], 1.4e9);
+    assert_eq!(p["pixels"], 2_000_000);
+    assert_eq!(p["effective_price_wei_per_pixel"], 200.0);
+    assert_eq!(p["quoted_price_wei_per_pixel"], 200.0);
+    assert_eq!(p["redemptions"], 0);
+    assert!(p.get("redeemed_wei_per_pixel").is_none(), "{p}");
+    let d = &extras["0xddd"]["FRA"];
+    assert_eq!(d["quality"]["samples"], 1);
+    assert_eq!(d["quality"]["vmaf_mean"], 50.0);
+    assert_eq!(d["quality"]["paired_samples"], 0);
+    assert!(d["quality"].get("vmaf_deficit").is_none(), "{d}");
+    assert!(d.get("payments").is_none(), "{d}");
+    assert_eq!(
+        extras.as_object().unwrap().len(),
+        2,
+        "only recorded orchestrators: {extras}"
+    );
 }
 
 /// A run of `n` segments whose latencies spread over 1.5–2.5 s, scaled by `factor`.

@@ -1,74 +1,215 @@
 //! The orchestrator's own per-segment overhead: everything except transcoding.
 //!
 //! An on-chain orchestrator (real anvil, priced, tickets validated, segment signatures checked,
-//! result signed) runs in pass-through mode, so each rendition is a copy of the source and no
-//! FFmpeg work is done. A broadcaster client on loopback sends a 2 s 720p segment with one ticket,
-//! over TLS, and waits for the `TranscodeResult`; payments and segment headers are signed before
-//! the clock starts, so the time is the orchestrator's (plus loopback TLS). Prints p50/p90/p99/max
-//! over the measured segments after a warm-up.
+//! result signed) runs in pass-through mode, so each rendition is the source itself and no FFmpeg
+//! work is done. A broadcaster client on loopback sends a 2 s 720p segment with one ticket, over
+//! TLS, and waits for the `TranscodeResult`; payments and segment headers are signed before the
+//! clock starts, so the time is the orchestrator's plus loopback TLS and the client's own work.
+//! Prints p50/p90/p99/max over the measured segments after a warm-up, and the process CPU time
+//! per segment (client and server together: both share this machine's cores).
 //!
-//! Run: `CARGO_TARGET_DIR=$HOME/.cache/lpt-target-orchestrator cargo bench -p node-orchestrator --bench overhead`
+//! To say where the time goes it also measures, on the same machine and client:
+//! - the transport floor: the same TLS server loop and HTTP client posting the same body to a
+//!   route that only reads it (TLS, HTTP framing, copies; no Livepeer work);
+//! - a no-op request (`GET /healthz`) on the orchestrator: the per-request floor;
+//! - keccak256 over the segment (the node hashes every upload once, while it arrives), with
+//!   alloy's portable implementation and with the assembly one the node uses;
+//! - the result-signature hashing a real transcode would add: pass-through renditions are the
+//!   source buffer, whose hash the node already verified, so it reuses it, but a real
+//!   240p/360p/720p ladder's renditions are new bytes; they are made once with the reference
+//!   transcoder and hashed as the node hashes them.
+//!
+//! Run: `CARGO_TARGET_DIR=$HOME/.cache/lpt-target-orchestrator nice -n 10 cargo bench -p node-orchestrator --bench overhead`
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy::primitives::U256;
+use alloy::primitives::{U256, keccak256};
+use axum::routing::{get, post};
 use bytes::Bytes;
 use node_orchestrator::client::{OrchestratorClient, SegmentRequest, segment_data};
 use node_orchestrator::config::{ChainConfig, OrchestratorConfig, TranscodeMode};
+use node_orchestrator::transcode::Rendition;
 use protocol::chain::{Contracts, DeployConfig, LocalChain};
 use protocol::sig::NodeKey;
 use protocol::ticket::{SenderLimits, TicketParams, TicketSender};
-use reference_transcoder::SourceConfig;
+use reference_transcoder::{LadderOptions, LadderTranscoder, Profile, SourceConfig};
+use tokio::sync::watch;
 
 const WARMUP: usize = 20;
 const MEASURED: usize = 300;
 const ETH: u64 = 1_000_000_000_000_000_000;
+const LADDER: &str = "P240p30fps16x9,P360p30fps16x9,P720p30fps16x9";
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Sends `WARMUP + MEASURED` segments of `body` (signed before timing) and returns the sorted
-/// measured round trips.
-async fn measure(
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn print_line(what: &str, sorted: &[Duration]) {
+    println!("{what}, {} runs:", sorted.len());
+    println!(
+        "  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        ms(percentile(sorted, 50.0)),
+        ms(percentile(sorted, 90.0)),
+        ms(percentile(sorted, 99.0)),
+        ms(*sorted.last().expect("measured something")),
+    );
+}
+
+/// CPU time of this whole process (every thread: client, server, hashing threads), from
+/// `/proc/self/stat` utime + stime in clock ticks (100 Hz on Linux).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// CPU time of the calling thread, from `/proc/thread-self/schedstat` (nanoseconds on a CPU).
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+    let nanos = stat
+        .split_whitespace()
+        .next()
+        .expect("run time")
+        .parse::<u64>()
+        .unwrap();
+    Duration::from_nanos(nanos)
+}
+
+/// Runs `WARMUP + MEASURED` calls of `one(i)` and returns the sorted measured times and the
+/// process CPU per measured call.
+async fn timed<F, Fut>(mut one: F) -> (Vec<Duration>, Duration)
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for i in 0..WARMUP {
+        one(i).await;
+    }
+    let cpu_before = process_cpu();
+    let mut times = Vec::with_capacity(MEASURED);
+    for i in WARMUP..WARMUP + MEASURED {
+        let started = Instant::now();
+        one(i).await;
+        times.push(started.elapsed());
+    }
+    let cpu = (process_cpu() - cpu_before) / MEASURED as u32;
+    times.sort();
+    (times, cpu)
+}
+
+/// Sends `WARMUP + MEASURED` segments of `body` (signed before timing) to the orchestrator.
+async fn measure_segments(
     client: &OrchestratorClient,
     key: &NodeKey,
-    info: &protocol::net::OrchestratorInfo,
-    params: &TicketParams,
     sender: &mut TicketSender,
-    ladder: &[reference_transcoder::Profile],
+    ladder: &[Profile],
     body: &Bytes,
-) -> Vec<Duration> {
+) -> (Vec<Duration>, Duration) {
     static SEQ: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    // Fresh params per run: O accepts at most 600 nonces per recipientRand.
+    let info = client.get_orchestrator(key, None).await.unwrap();
+    let params = TicketParams::from_orchestrator_info(&info).unwrap();
     let prepared: Vec<_> = (0..WARMUP + MEASURED)
         .map(|_| {
             let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let seg = segment_data(key, info, b"bench", seq, body, 2000, ladder).unwrap();
-            let tickets = sender.sign_tickets(params, 1).unwrap();
-            let payment = protocol::ticket::payment_message(params, sender.address(), &tickets);
+            let seg = segment_data(key, &info, b"bench", seq, body, 2000, ladder).unwrap();
+            let tickets = sender.sign_tickets(&params, 1).unwrap();
+            let payment = protocol::ticket::payment_message(&params, sender.address(), &tickets);
             (seg, payment)
         })
         .collect();
-    let mut times = Vec::with_capacity(MEASURED);
-    for (i, (seg, payment)) in prepared.iter().enumerate() {
-        let started = Instant::now();
-        let reply = client
-            .submit_segment(SegmentRequest::new(seg, Some(payment), body.clone(), 2000))
-            .await
-            .unwrap();
-        let elapsed = started.elapsed();
-        assert_eq!(reply.renditions().unwrap().len(), 3);
-        if i >= WARMUP {
-            times.push(elapsed);
+    timed(|i| {
+        let (seg, payment) = &prepared[i];
+        async move {
+            let reply = client
+                .submit_segment(SegmentRequest::new(seg, Some(payment), body.clone(), 2000))
+                .await
+                .unwrap();
+            assert_eq!(reply.renditions().unwrap().len(), ladder.len());
+            assert_eq!(reply.signature().len(), 65);
         }
-    }
-    times.sort();
-    times
+    })
+    .await
+}
+
+/// A TLS server on the orchestrator's own accept loop whose only route reads the body and
+/// answers its length: what TLS and HTTP alone cost for a body of this size.
+async fn floor_server() -> (String, watch::Sender<bool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tls = node_orchestrator::tls::self_signed_server_config(vec!["127.0.0.1".into()]).unwrap();
+    let http = axum::Router::new()
+        .route(
+            "/echo",
+            post(|body: Bytes| async move { body.len().to_string() }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20));
+    let service = node_orchestrator::server::dispatcher(axum::Router::new(), http);
+    let (stop, stop_rx) = watch::channel(false);
+    let (_crash, crash_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let _crash = _crash;
+        node_orchestrator::server::serve(
+            listener,
+            Arc::new(tls),
+            service,
+            Duration::from_secs(5),
+            stop_rx,
+            crash_rx,
+        )
+        .await
+    });
+    (format!("https://{addr}"), stop)
+}
+
+async fn measure_floor(uri: &str, body: &Bytes) -> (Vec<Duration>, Duration) {
+    let http = node_orchestrator::client::http_client();
+    let url = format!("{uri}/echo");
+    timed(|_| {
+        let request = http.post(&url).body(body.clone());
+        async move {
+            let reply = request.send().await.unwrap().text().await.unwrap();
+            assert_eq!(reply, body.len().to_string());
+        }
+    })
+    .await
+}
+
+/// The renditions a real transcode of `segment` into `ladder` produces.
+fn real_renditions(segment: &Bytes, ladder: &[Profile]) -> Vec<Rendition> {
+    let mut transcoder = LadderTranscoder::new(ladder.to_vec(), LadderOptions::default()).unwrap();
+    transcoder
+        .transcode(segment)
+        .unwrap()
+        .renditions
+        .into_iter()
+        .map(|r| Rendition {
+            profile: r.profile,
+            width: r.width,
+            height: r.height,
+            frames: r.frames,
+            pixels: r.pixels,
+            data: Bytes::from(r.data),
+        })
+        .collect()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // As `lpt node orchestrator` does at start (tester/src/node_cmd.rs): big blocks stay in the
+    // heap instead of being unmapped and faulted back in zeroed for the next segment.
+    reference_transcoder::tune_allocator_for_transcoding();
     let source = reference_transcoder::generate(&SourceConfig {
         width: 1280,
         height: 720,
@@ -78,6 +219,7 @@ async fn main() {
     })
     .expect("720p source");
     let segment = Bytes::from(source.ts_segments(2.0).unwrap().remove(0).data);
+    let ladder = reference_transcoder::ladder::parse_ladder(LADDER).unwrap();
 
     let chain = LocalChain::start().expect("anvil (npm ci in ci/chain)");
     let contracts = Contracts::deploy(
@@ -120,28 +262,100 @@ async fn main() {
             max_total_ev: U256::MAX,
         },
     );
-    let ladder =
-        reference_transcoder::ladder::parse_ladder("P240p30fps16x9,P360p30fps16x9,P720p30fps16x9")
-            .unwrap();
     // The full segment, then a 16 KB prefix (pass-through does not parse it) to separate the
     // per-request cost from the per-byte cost (TLS, hashing, copies).
     let small = segment.slice(..16 * 1024);
     for body in [segment.clone(), small] {
-        // Fresh params per run: O accepts at most 600 nonces per recipientRand.
-        let info = client.get_orchestrator(&key, None).await.unwrap();
-        let params = TicketParams::from_orchestrator_info(&info).unwrap();
-        let times = measure(&client, &key, &info, &params, &mut sender, &ladder, &body).await;
-        println!(
-            "orchestrator overhead per segment ({} bytes, 3 renditions, 1 ticket, TLS loopback, pass-through), {MEASURED} segments:",
-            body.len()
+        let (times, cpu) = measure_segments(&client, &key, &mut sender, &ladder, &body).await;
+        print_line(
+            &format!(
+                "orchestrator overhead per segment ({} bytes, {} renditions, 1 ticket, TLS loopback, pass-through)",
+                body.len(),
+                ladder.len()
+            ),
+            &times,
         );
         println!(
-            "  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-            percentile(&times, 50.0).as_secs_f64() * 1e3,
-            percentile(&times, 90.0).as_secs_f64() * 1e3,
-            percentile(&times, 99.0).as_secs_f64() * 1e3,
-            times.last().unwrap().as_secs_f64() * 1e3,
+            "  process CPU (client + server) {:.2} ms per segment",
+            ms(cpu)
         );
     }
+
+    println!("where the time goes:");
+    let healthz = format!("{}/healthz", orchestrator.service_uri());
+    let (times, _) = timed(|_| {
+        let request = client.http().get(&healthz);
+        async move {
+            assert_eq!(request.send().await.unwrap().text().await.unwrap(), "ok");
+        }
+    })
+    .await;
+    print_line(
+        "no-op request (GET /healthz on the orchestrator, same client)",
+        &times,
+    );
+
+    let (floor_uri, floor_stop) = floor_server().await;
+    let (times, cpu) = measure_floor(&floor_uri, &segment).await;
+    print_line(
+        &format!(
+            "transport floor: POST of the {} byte segment to a route that only reads it (same TLS server loop and client)",
+            segment.len()
+        ),
+        &times,
+    );
+    println!(
+        "  process CPU (client + server) {:.2} ms per request",
+        ms(cpu)
+    );
+    let _ = floor_stop.send(true);
+
+    for (name, hash) in [
+        (
+            "alloy's portable keccak256",
+            (|data: &[u8]| keccak256(data)) as fn(&[u8]) -> alloy::primitives::B256,
+        ),
+        (
+            "the node's assembly keccak256 (keccak256_bulk)",
+            node_orchestrator::node::keccak256_bulk,
+        ),
+    ] {
+        let cpu_before = thread_cpu();
+        let mut hash_times: Vec<Duration> = (0..50)
+            .map(|_| {
+                let started = Instant::now();
+                std::hint::black_box(hash(&segment));
+                started.elapsed()
+            })
+            .collect();
+        let cpu = (thread_cpu() - cpu_before) / 50;
+        hash_times.sort();
+        print_line(
+            &format!("{name} of the {} byte segment, one thread", segment.len()),
+            &hash_times,
+        );
+        println!("  thread CPU {:.2} ms per hash", ms(cpu));
+    }
+
+    let renditions = real_renditions(&segment, &ladder);
+    let rendition_bytes: usize = renditions.iter().map(|r| r.data.len()).sum();
+    let mut sig_times: Vec<Duration> = (0..50)
+        .map(|_| {
+            let started = Instant::now();
+            std::hint::black_box(node_orchestrator::node::transcode_result_message(
+                &renditions,
+                None,
+            ));
+            started.elapsed()
+        })
+        .collect();
+    sig_times.sort();
+    print_line(
+        &format!(
+            "result-signature hashing a real transcode adds ({} renditions, {rendition_bytes} bytes; pass-through reuses the source hash instead)",
+            renditions.len()
+        ),
+        &sig_times,
+    );
     orchestrator.shutdown().await;
 }

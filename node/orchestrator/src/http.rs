@@ -21,24 +21,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
+use keccak_asm::Digest;
 use prost::Message;
 use protocol::headers::{PAYMENT_HEADER, SEGMENT_HEADER};
-use protocol::net;
+use protocol::net::PaymentResult;
 use serde_json::json;
 
 use crate::faults::FaultConfig;
 use crate::metrics::FailureReason;
 use crate::multipart;
-use crate::node::{Node, Refusal};
+use crate::node::{CheckedSegment, Node, Refusal};
 use crate::transcode::{Rendition, Transcoded};
-
-/// `PaymentResult{info=16}`, the reply to `POST /payment` (not in the shared proto file yet).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct PaymentResult {
-    /// Refreshed orchestrator info.
-    #[prost(message, optional, tag = "16")]
-    pub info: Option<net::OrchestratorInfo>,
-}
 
 /// Header carrying a remote transcoder's task id on `/transcodeResults`.
 pub const TASK_ID_HEADER: &str = "TaskId";
@@ -72,25 +65,105 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The most a declared `Content-Length` reserves up front (8 Mbps × 30 s); larger bodies grow as
+/// they arrive, so a header alone cannot make the node reserve hundreds of megabytes.
+const PREALLOCATE_MAX: usize = 32 * 1024 * 1024;
+
 /// Reads a body under `limit` bytes within `deadline`; the error is the response to send.
 ///
 /// Past the limit the rest of the upload is read and discarded (bounded by the same deadline and
 /// 16 × the limit) before answering: closing a socket with unread data makes the kernel reset the
 /// connection, and the client would lose the 413 that explains why.
 async fn read_body(body: Body, limit: usize, deadline: Duration) -> Result<Bytes, Response> {
-    read_hashed_body(body, limit, deadline, None).await
+    read_limited(body, limit, deadline, None).await
 }
 
-/// [`read_body`], also feeding `hasher` as the bytes arrive, so hashing a segment overlaps with
+/// keccak256 of a body computed while it arrives (with the assembly keccak, see
+/// [`crate::node::keccak256_bulk`]). Large bodies are hashed on a blocking-pool
+/// thread fed with the received chunks (reference-counted, not copied): keccak costs about
+/// 2.3 ms per MB, the largest part of a segment's overhead, and on its own thread it runs
+/// alongside TLS decryption and copying instead of after each chunk. Small bodies are hashed in
+/// place, where a thread hand-off would cost more than it saves.
+enum BodyHasher {
+    InPlace(Box<keccak_asm::Keccak256>),
+    Thread {
+        chunks: std::sync::mpsc::Sender<Bytes>,
+        done: tokio::task::JoinHandle<alloy::primitives::B256>,
+    },
+}
+
+impl BodyHasher {
+    /// Bodies at least this large get their own hashing thread.
+    const THREAD_FROM: u64 = 256 * 1024;
+
+    fn for_size(declared: u64) -> Self {
+        if declared < Self::THREAD_FROM {
+            return Self::InPlace(Box::default());
+        }
+        let (chunks, received) = std::sync::mpsc::channel::<Bytes>();
+        // Ends when the sender is dropped: after the last chunk, or when the request is abandoned.
+        let done = tokio::task::spawn_blocking(move || {
+            let mut hasher = keccak_asm::Keccak256::default();
+            for chunk in received {
+                hasher.update(&chunk);
+            }
+            alloy::primitives::B256::from_slice(&hasher.finalize())
+        });
+        Self::Thread { chunks, done }
+    }
+
+    fn update(&mut self, chunk: &Bytes) {
+        match self {
+            Self::InPlace(hasher) => hasher.update(chunk),
+            Self::Thread { chunks, .. } => {
+                let _ = chunks.send(chunk.clone());
+            }
+        }
+    }
+
+    async fn finish(self) -> Result<alloy::primitives::B256, Response> {
+        match self {
+            Self::InPlace(hasher) => Ok(alloy::primitives::B256::from_slice(&hasher.finalize())),
+            Self::Thread { chunks, done } => {
+                drop(chunks);
+                done.await.map_err(|e| {
+                    text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("hashing the body: {e}"),
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// [`read_body`], also hashing the bytes as they arrive, so hashing a segment overlaps with
 /// receiving it instead of adding to the latency after it.
 async fn read_hashed_body(
+    body: Body,
+    limit: usize,
+    deadline: Duration,
+) -> Result<(Bytes, alloy::primitives::B256), Response> {
+    let mut hasher = BodyHasher::for_size(axum::body::HttpBody::size_hint(&body).lower());
+    let data = read_limited(body, limit, deadline, Some(&mut hasher)).await?;
+    Ok((data, hasher.finish().await?))
+}
+
+async fn read_limited(
     mut body: Body,
     limit: usize,
     deadline: Duration,
-    mut hasher: Option<&mut alloy::primitives::Keccak256>,
+    mut hasher: Option<&mut BodyHasher>,
 ) -> Result<Bytes, Response> {
+    // One allocation of the declared size: growing by doubling copies the segment several times
+    // and touches fresh pages at each step (that was a tenth of the node's CPU per segment).
+    let declared = axum::body::HttpBody::size_hint(&body).lower();
     let read = async {
-        let mut kept = BytesMut::new();
+        let reserve = usize::try_from(declared)
+            .unwrap_or(0)
+            .min(limit)
+            .min(PREALLOCATE_MAX);
+        let mut kept = BytesMut::with_capacity(reserve);
         let mut seen = 0usize;
         while let Some(frame) = body.frame().await {
             let frame = frame
@@ -124,32 +197,84 @@ async fn read_hashed_body(
     }
 }
 
-async fn segment(State(node): State<Arc<Node>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let checked = match node.check_headers(
-        header_str(&parts.headers, SEGMENT_HEADER),
-        header_str(&parts.headers, PAYMENT_HEADER),
-    ) {
-        Ok(checked) => checked,
-        Err(r) => return refusal(r),
-    };
+/// Runs the header checks and reads the hashed body; the error is the response to send.
+///
+/// For a large body the checks (two signature recoveries and the ticket validation, a few hundred
+/// µs of CPU) run on a blocking-pool thread while the body streams in and is hashed, instead of
+/// before its first byte is read. A small body arrives at once, so there the thread hand-off
+/// would cost more than it overlaps: checks first. Either way a refusal takes precedence over
+/// anything wrong with the body, and is sent once the upload has been read (within the same size
+/// cap and deadline as any body): answering and closing while the client is still writing makes
+/// the kernel reset the connection, and the client would get a broken pipe instead of the reason.
+async fn check_and_read(
+    node: &Arc<Node>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(CheckedSegment, Bytes, alloy::primitives::B256), Response> {
     let limits = &node.config.limits;
-    let mut hasher = alloy::primitives::Keccak256::new();
-    let body = match read_hashed_body(
-        body,
-        limits.max_segment_bytes,
-        Duration::from_millis(limits.upload_timeout_ms),
-        Some(&mut hasher),
-    )
-    .await
-    {
-        Ok(body) => body,
-        Err(response) => {
-            node.metrics.fail(FailureReason::BadBody);
-            return response;
+    let deadline = Duration::from_millis(limits.upload_timeout_ms);
+    // A failed upload gives back the capacity slot its session took, if that was all it did.
+    let body_failed = |checked: &CheckedSegment, response: Response| {
+        node.metrics.fail(FailureReason::BadBody);
+        node.release_unused_session(&checked.2);
+        response
+    };
+    if axum::body::HttpBody::size_hint(&body).lower() < BodyHasher::THREAD_FROM {
+        let checked = match node.check_headers(
+            header_str(headers, SEGMENT_HEADER),
+            header_str(headers, PAYMENT_HEADER),
+        ) {
+            Ok(checked) => checked,
+            Err(r) => {
+                let _ = read_body(body, limits.max_segment_bytes, deadline).await;
+                return Err(refusal(r));
+            }
+        };
+        let (data, hash) = read_hashed_body(body, limits.max_segment_bytes, deadline)
+            .await
+            .map_err(|response| body_failed(&checked, response))?;
+        return Ok((checked, data, hash));
+    }
+    let segment_header = header_str(headers, SEGMENT_HEADER).map(str::to_owned);
+    let payment_header = header_str(headers, PAYMENT_HEADER).map(str::to_owned);
+    let checker = node.clone();
+    let mut check = tokio::task::spawn_blocking(move || {
+        checker.check_headers(segment_header.as_deref(), payment_header.as_deref())
+    });
+    let read = read_hashed_body(body, limits.max_segment_bytes, deadline);
+    tokio::pin!(read);
+    let mut received = None;
+    let checked = loop {
+        tokio::select! {
+            checked = &mut check => break checked,
+            read = &mut read, if received.is_none() => received = Some(read),
         }
     };
-    let accepted = match node.accept_body(checked, body, hasher.finalize()) {
+    let received = match received {
+        Some(read) => read,
+        None => read.await,
+    };
+    let checked = match checked {
+        Ok(Ok(checked)) => checked,
+        Ok(Err(r)) => return Err(refusal(r)),
+        Err(e) => {
+            return Err(text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("header checks: {e}"),
+            ));
+        }
+    };
+    let (data, hash) = received.map_err(|response| body_failed(&checked, response))?;
+    Ok((checked, data, hash))
+}
+
+async fn segment(State(node): State<Arc<Node>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let (checked, body, hash) = match check_and_read(&node, &parts.headers, body).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let accepted = match node.accept_body(checked, body, hash) {
         Ok(accepted) => accepted,
         Err(r) => return refusal(r),
     };

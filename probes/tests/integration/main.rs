@@ -1,9 +1,12 @@
 //! Probes against real peers: nginx with its RTMP module, the ffmpeg/ffprobe tools, small
-//! misbehaving HTTP servers written here, and an anvil chain with the TicketBroker deployed.
+//! misbehaving HTTP servers written here, an anvil chain with the TicketBroker deployed, and
+//! (direct-to-orchestrator tests only) orchestrators of the node stack started in-process.
 
 mod support;
 
 mod bad_targets;
+mod direct;
+mod direct_hostile;
 mod nginx_master;
 mod nginx_peers;
 mod nginx_probe;

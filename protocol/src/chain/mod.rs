@@ -1,5 +1,6 @@
 //! Settlement on an EVM chain: a local anvil chain for tests and the embedded stack, deployment of
-//! lpt's contracts, a TicketBroker client and a paginated event reader.
+//! lpt's contracts, a TicketBroker client, a paginated event reader and on-chain orchestrator
+//! discovery from the ServiceRegistry ([`RegistryReader`]).
 //!
 //! Everything talks through alloy's type-erased [`DynProvider`], so the same client and reader
 //! work against the local chain and any JSON-RPC URL (e.g. Arbitrum One's TicketBroker at
@@ -11,6 +12,7 @@
 mod broker;
 mod events;
 mod local;
+mod registry;
 
 use std::path::PathBuf;
 
@@ -27,6 +29,7 @@ pub use broker::{
 };
 pub use events::{BrokerEvent, DEFAULT_PAGE_SIZE, EventReader, EventRecord};
 pub use local::{ANVIL_ENV, LocalChain};
+pub use registry::{RegisteredOrchestrator, RegistryReader};
 
 /// alloy bindings generated from the committed solc artifacts.
 pub mod bindings {

@@ -5,5 +5,6 @@ mod abi;
 mod artifacts;
 mod chain;
 mod grpc;
+mod registry;
 mod tickets;
 mod wire;

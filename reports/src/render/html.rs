@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::ReportContext;
 use crate::aggregate::{Distribution, Group, QualityStats, SegmentStats};
-use crate::util::{escape_xml as esc, fmt_num, fmt_pct};
+use crate::util::{escape_xml as esc, fmt_num, fmt_pct, fmt_price};
 
 const CSS: &str = r#"
 body{font-family:"DejaVu Sans",Verdana,Arial,sans-serif;font-size:15px;color:#1b1b1b;margin:0;background:#f6f7f9}
@@ -434,13 +434,30 @@ fn leaderboard(h: &mut String, ctx: &ReportContext<'_>) {
     h.push_str(
         "<h2 id=\"leaderboard\">Leaderboard records</h2>\n<table><tr><th class=\"l\">Orchestrator</th>\
          <th class=\"l\">Region</th><th>Sent</th><th>Received</th><th>Success rate</th>\
-         <th>Round trip (s)</th><th>Segment (s)</th><th>Round-trip score</th><th>Score</th></tr>",
+         <th>Round trip (s)</th><th>Segment (s)</th><th>Round-trip score</th><th>Score</th>\
+         <th>VMAF</th><th>VMAF deficit vs reference</th><th>Effective price (wei/pixel)</th>\
+         <th class=\"l\">Failures</th></tr>",
     );
     for r in &board.records {
         let s = crate::leaderboard::score(r);
+        let extras = board
+            .extras
+            .get(&r.orchestrator)
+            .and_then(|by_region| by_region.get(&r.region));
+        let quality = extras.and_then(|e| e.quality.as_ref());
+        let price = extras
+            .and_then(|e| e.payments.as_ref())
+            .and_then(|p| p.effective_price_wei_per_pixel);
+        let failures = r
+            .errors
+            .iter()
+            .map(|e| esc(&format!("{} ×{}: {}", e.error_code, e.count, e.message)))
+            .collect::<Vec<_>>()
+            .join("<br>");
         let _ = write!(
             h,
-            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td></tr>",
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
             esc(&r.orchestrator),
             esc(&r.region),
             r.segments_sent,
@@ -449,7 +466,15 @@ fn leaderboard(h: &mut String, ctx: &ReportContext<'_>) {
             r.round_trip_time,
             r.seg_duration,
             s.round_trip_score,
-            s.score
+            s.score,
+            fmt_num(quality.map(|q| q.vmaf_mean)),
+            fmt_num(quality.and_then(|q| q.vmaf_deficit)),
+            price.map_or_else(|| "–".to_string(), fmt_price),
+            if failures.is_empty() {
+                "–"
+            } else {
+                &failures
+            },
         );
     }
     h.push_str("</table>\n");

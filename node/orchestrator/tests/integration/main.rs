@@ -5,6 +5,7 @@
 mod bad_input;
 mod common;
 mod faults;
+mod large_bodies;
 mod payments;
 mod rejections;
 mod remote;

@@ -1,0 +1,801 @@
+//! `lpt publish`: posts a run's leaderboard records to a leaderboard-serverless-compatible API and
+//! says, record by record, what the server did with them.
+//!
+//! Design decisions:
+//! - Each §7 record of `leaderboard.json` is posted as its own request to
+//!   `{endpoint}/api/post_stats`, signed with `Authorization: hex(HMAC-SHA256(secret, body))` over
+//!   the exact bytes sent (PROTOCOL.md §7). The records are parsed into their typed form first, so a
+//!   damaged file is refused here with its path, not posted for the server to reject.
+//! - The secret is read from an environment variable whose *name* the caller passes; only the name
+//!   ever appears in errors and reports, and the value's `Debug` is redacted.
+//! - Connection errors, timeouts, 5xx and 429 are retried with doubling backoff up to
+//!   `attempts`; any other 4xx is final (the same body would be refused again). When the first
+//!   record cannot reach the server at all, nothing was published and [`publish`] returns
+//!   [`PublishError::Unreachable`]; when the server goes away later, that record is reported as
+//!   unreachable and the rest as not sent, so the report still shows what was accepted.
+//! - Every wait is bounded: each attempt has a total timeout (connect, send, answer and body), and
+//!   at most 4 KiB of a server's answer is read.
+//! - The report puts the public scores (computed locally with the public formula) beside what only
+//!   we measure (VMAF against the reference transcoder, effective price per pixel) and the failure
+//!   reasons, so one screen says both how the leaderboard will rank a node and why.
+
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{StatusCode, Url};
+use sha2::Sha256;
+
+use crate::leaderboard::{
+    LEADERBOARD_FILE, Leaderboard, LeaderboardError, LeaderboardExtras, LeaderboardScore, score,
+};
+use crate::util::fmt_price;
+
+/// Environment variable that holds the shared secret unless the caller names another.
+pub const DEFAULT_SECRET_ENV: &str = "LPT_LEADERBOARD_SECRET";
+
+/// Path of the record-posting route under the endpoint.
+pub const POST_STATS_PATH: &str = "/api/post_stats";
+
+/// Most bytes of a server's answer kept as its message.
+const MAX_ANSWER_BYTES: usize = 4096;
+
+/// Longest region code accepted by `--region`.
+const MAX_REGION_LEN: usize = 32;
+
+/// How and where to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishOptions {
+    /// Base URL of the leaderboard API (`https://host[/prefix]`); `/api/post_stats` is appended
+    /// unless the URL already ends with it.
+    pub endpoint: String,
+    /// Region code that replaces every record's region (`--region`).
+    pub region: Option<String>,
+    /// Name of the environment variable that holds the shared secret.
+    pub secret_env: String,
+    /// Bound on one attempt: connect, send, answer and body.
+    pub timeout: Duration,
+    /// Attempts per record (≥ 1) on connection errors, timeouts, 5xx and 429.
+    pub attempts: u32,
+    /// Wait before the first retry; doubled before each later one.
+    pub backoff: Duration,
+}
+
+impl PublishOptions {
+    /// Options with the defaults: secret in [`DEFAULT_SECRET_ENV`], 10 s per attempt, 3 attempts,
+    /// 500 ms first backoff, records' own regions.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        PublishOptions {
+            endpoint: endpoint.into(),
+            region: None,
+            secret_env: DEFAULT_SECRET_ENV.to_string(),
+            timeout: Duration::from_secs(10),
+            attempts: 3,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why nothing (or not everything) could be attempted.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The run directory has no `leaderboard.json`.
+    #[error(
+        "{path}: no leaderboard.json here (the run tested no orchestrator, or its report was never \
+         rendered: try `lpt report` on the run directory first)"
+    )]
+    NoLeaderboard {
+        /// The file looked for.
+        path: PathBuf,
+    },
+    /// Reading `leaderboard.json` failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// `leaderboard.json` is not a leaderboard.
+    #[error("{path}: not a leaderboard file: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// `leaderboard.json` holds no record.
+    #[error("{path}: holds no leaderboard record to publish")]
+    NoRecords {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The endpoint is not an http(s) base URL.
+    #[error("invalid leaderboard endpoint {endpoint:?}: {why}")]
+    InvalidEndpoint {
+        /// The value given.
+        endpoint: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The region override is not a region code.
+    #[error("invalid region {region:?}: {why}")]
+    InvalidRegion {
+        /// The value given.
+        region: String,
+        /// What is allowed.
+        why: String,
+    },
+    /// An option is out of range.
+    #[error("invalid option {name} = {value}: {why}")]
+    InvalidOption {
+        /// Option name.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// What is allowed.
+        why: String,
+    },
+    /// The secret's environment variable is unset, empty or not Unicode.
+    #[error("environment variable {name} {why}: it must hold the leaderboard's shared HMAC secret")]
+    MissingSecret {
+        /// The variable's name (never its value).
+        name: String,
+        /// `is not set`, `is empty`, …
+        why: &'static str,
+    },
+    /// A record could not be serialized.
+    #[error("could not serialize the record of {orchestrator} ({region}): {source}")]
+    Serialize {
+        /// The record's orchestrator.
+        orchestrator: String,
+        /// The record's region.
+        region: String,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// The HTTP client could not be set up.
+    #[error("could not set up the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    /// The server never answered: nothing was published.
+    #[error(
+        "leaderboard endpoint {url} is unreachable: {cause} (gave up after {attempts} attempt(s) \
+         in {:.1} s); nothing was published", elapsed.as_secs_f64()
+    )]
+    Unreachable {
+        /// The URL posted to.
+        url: String,
+        /// The last connection error, with its causes.
+        cause: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent.
+        elapsed: Duration,
+    },
+}
+
+impl PublishError {
+    /// Whether the caller's input (options, environment, run directory) is at fault rather than
+    /// the network: a CLI maps this to its "invalid configuration" exit code.
+    pub fn is_usage_error(&self) -> bool {
+        !matches!(
+            self,
+            PublishError::Unreachable { .. } | PublishError::Client(_) | PublishError::Io { .. }
+        )
+    }
+}
+
+/// What happened to one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The server answered 2xx.
+    Accepted,
+    /// The server answered a final 4xx.
+    Rejected,
+    /// The server answered 5xx (or 429) on every attempt.
+    ServerError,
+    /// No answer on any attempt (connection error or timeout).
+    Unreachable,
+    /// Not attempted: an earlier record found the server unreachable.
+    NotSent,
+}
+
+/// One record's outcome, with the scores and extras shown beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordOutcome {
+    /// The record's orchestrator.
+    pub orchestrator: String,
+    /// The region it was posted with.
+    pub region: String,
+    /// What happened.
+    pub delivery: Delivery,
+    /// The last HTTP status, when the server answered.
+    pub status: Option<u16>,
+    /// Requests made for this record.
+    pub attempts: u32,
+    /// The server's answer (at most 4 KiB, trimmed), or the last connection error.
+    pub message: String,
+    /// The public scores, computed locally from the record.
+    pub score: LeaderboardScore,
+    /// Our extras (quality, price) for this record, when the run had them.
+    pub extras: Option<LeaderboardExtras>,
+    /// The record's failure reasons.
+    pub errors: Vec<LeaderboardError>,
+}
+
+impl RecordOutcome {
+    /// Whether the server accepted the record.
+    pub fn accepted(&self) -> bool {
+        self.delivery == Delivery::Accepted
+    }
+}
+
+/// The outcome of [`publish`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishReport {
+    /// The URL posted to.
+    pub url: String,
+    /// The secret's environment variable (for the hint on a refused HMAC).
+    pub secret_env: String,
+    /// One outcome per record, in file order.
+    pub records: Vec<RecordOutcome>,
+    /// Wall time spent.
+    pub elapsed: Duration,
+}
+
+impl PublishReport {
+    /// Records the server accepted.
+    pub fn accepted(&self) -> usize {
+        self.records.iter().filter(|r| r.accepted()).count()
+    }
+
+    /// Whether every record was accepted (the CLI exits 0 only then).
+    pub fn all_accepted(&self) -> bool {
+        self.accepted() == self.records.len()
+    }
+
+    /// `"3 of 3 records accepted"`.
+    pub fn headline(&self) -> String {
+        let total = self.records.len();
+        format!(
+            "{} of {total} record{} accepted",
+            self.accepted(),
+            if total == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl fmt::Display for PublishReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Leaderboard {}: {} ({:.1} s)",
+            self.url,
+            self.headline(),
+            self.elapsed.as_secs_f64()
+        )?;
+        for r in &self.records {
+            writeln!(
+                f,
+                "  {} ({}): {}",
+                r.orchestrator,
+                r.region,
+                outcome_line(r, &self.secret_env)
+            )?;
+            writeln!(f, "      public score: {}", score_line(r))?;
+            if let Some(ours) = extras_line(r.extras.as_ref()) {
+                writeln!(f, "      ours: {ours}")?;
+            }
+            if !r.errors.is_empty() {
+                writeln!(f, "      failures: {}", failures_line(&r.errors))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn status_text(status: Option<u16>) -> String {
+    match status {
+        Some(code) => {
+            let reason = StatusCode::from_u16(code)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("");
+            format!("{code} {reason}").trim_end().to_string()
+        }
+        None => "no answer".to_string(),
+    }
+}
+
+/// `1 attempt`, `3 attempts`.
+fn counted(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
+fn attempts_text(n: u32) -> String {
+    counted(n.into(), "attempt")
+}
+
+fn outcome_line(r: &RecordOutcome, secret_env: &str) -> String {
+    let status = status_text(r.status);
+    let said = if r.message.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", r.message)
+    };
+    match r.delivery {
+        Delivery::Accepted => format!("accepted ({status}, {})", attempts_text(r.attempts)),
+        Delivery::Rejected if matches!(r.status, Some(401 | 403)) => format!(
+            "rejected ({status}): the server did not accept the HMAC — check ${secret_env}{said}"
+        ),
+        Delivery::Rejected if r.region == crate::aggregate::UNKNOWN_REGION => {
+            format!("rejected ({status}){said} — the run recorded no region: pass --region CODE")
+        }
+        Delivery::Rejected => format!("rejected ({status}){said}"),
+        Delivery::ServerError => format!(
+            "server error ({status}) on all {}{said}",
+            attempts_text(r.attempts)
+        ),
+        Delivery::Unreachable => format!("unreachable after {}{said}", attempts_text(r.attempts)),
+        Delivery::NotSent => "not sent: the server had become unreachable".to_string(),
+    }
+}
+
+fn score_line(r: &RecordOutcome) -> String {
+    let s = &r.score;
+    format!(
+        "{:.3} = success {:.3} × round-trip score {:.3}",
+        s.score, s.success_rate, s.round_trip_score
+    )
+}
+
+fn extras_line(extras: Option<&LeaderboardExtras>) -> Option<String> {
+    let e = extras?;
+    let mut parts = Vec::new();
+    if let Some(q) = &e.quality {
+        let mut s = format!(
+            "VMAF {:.2} over {}",
+            q.vmaf_mean,
+            counted(q.samples, "segment")
+        );
+        if let (Some(reference), Some(deficit)) = (q.reference_vmaf_mean, q.vmaf_deficit) {
+            let _ = write!(
+                s,
+                " (reference transcoder {reference:.2}, deficit {deficit:.2} over {} paired)",
+                q.paired_samples
+            );
+        }
+        parts.push(s);
+    }
+    if let Some(p) = &e.payments {
+        let mut s = match p.effective_price_wei_per_pixel {
+            Some(price) => format!("effective price {} wei/pixel", fmt_price(price)),
+            None => "effective price unknown (tickets carry no pixel counts)".to_string(),
+        };
+        if let Some(quoted) = p.quoted_price_wei_per_pixel {
+            let _ = write!(s, " (quoted {})", fmt_price(quoted));
+        }
+        let _ = write!(
+            s,
+            ", {} ({} winning)",
+            counted(p.tickets, "ticket"),
+            p.winning_tickets
+        );
+        if p.redemptions + p.failed_redemptions > 0 {
+            let _ = write!(
+                s,
+                ", {} redeemed ({:.0} wei)",
+                p.redemptions, p.redeemed_wei
+            );
+            if p.failed_redemptions > 0 {
+                let _ = write!(s, ", {} failed redemptions", p.failed_redemptions);
+            }
+        }
+        parts.push(s);
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+fn failures_line(errors: &[LeaderboardError]) -> String {
+    errors
+        .iter()
+        .map(|e| {
+            if e.message.is_empty() || e.message == e.error_code {
+                format!("{} ×{}", e.error_code, e.count)
+            } else {
+                format!("{} ×{} ({})", e.error_code, e.count, e.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The shared secret; its `Debug` never shows the value.
+struct Secret(Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Secret {
+    fn from_env(name: &str) -> Result<Self, PublishError> {
+        let missing = |why| PublishError::MissingSecret {
+            name: name.to_string(),
+            why,
+        };
+        match std::env::var(name) {
+            Ok(v) if v.is_empty() => Err(missing("is empty")),
+            Ok(v) => Ok(Secret(v.into_bytes())),
+            Err(std::env::VarError::NotPresent) => Err(missing("is not set")),
+            Err(std::env::VarError::NotUnicode(_)) => Err(missing("is not valid Unicode")),
+        }
+    }
+
+    /// `hex(HMAC-SHA256(secret, body))`.
+    fn sign(&self, body: &[u8]) -> String {
+        // HMAC takes a key of any length; `new_from_slice` only fails for fixed-size-key MACs.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(body);
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+/// `hex(HMAC-SHA256(secret, body))`, the `Authorization` value the leaderboard checks.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    Secret(secret.to_vec()).sign(body)
+}
+
+/// The URL records are posted to: `endpoint` + `/api/post_stats` (kept as is when already there).
+pub fn post_stats_url(endpoint: &str) -> Result<Url, PublishError> {
+    let invalid = |why: String| PublishError::InvalidEndpoint {
+        endpoint: endpoint.to_string(),
+        why,
+    };
+    let mut url = Url::parse(endpoint.trim()).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!(
+            "scheme {:?} is not http or https",
+            url.scheme()
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("no host".into()));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(
+            "a base URL takes no query or fragment (the record goes in the body)".into(),
+        ));
+    }
+    let path = url.path().trim_end_matches('/').to_string();
+    if !path.ends_with(POST_STATS_PATH) {
+        url.set_path(&format!("{path}{POST_STATS_PATH}"));
+    }
+    Ok(url)
+}
+
+fn validate_region(region: &str) -> Result<(), PublishError> {
+    let ok = !region.is_empty()
+        && region.len() <= MAX_REGION_LEN
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(PublishError::InvalidRegion {
+            region: region.to_string(),
+            why: format!(
+                "a region code is 1 to {MAX_REGION_LEN} ASCII letters, digits, '-' or '_' \
+                 (e.g. FRA, MDW)"
+            ),
+        })
+    }
+}
+
+fn validate(opts: &PublishOptions) -> Result<Url, PublishError> {
+    let url = post_stats_url(&opts.endpoint)?;
+    if let Some(region) = &opts.region {
+        validate_region(region)?;
+    }
+    if opts.attempts == 0 {
+        return Err(PublishError::InvalidOption {
+            name: "attempts",
+            value: "0".into(),
+            why: "at least 1".into(),
+        });
+    }
+    if opts.timeout.is_zero() {
+        return Err(PublishError::InvalidOption {
+            name: "timeout",
+            value: format!("{:?}", opts.timeout),
+            why: "must be more than 0".into(),
+        });
+    }
+    if opts.secret_env.is_empty() || opts.secret_env.contains(['=', '\0']) {
+        return Err(PublishError::InvalidOption {
+            name: "secret_env",
+            value: opts.secret_env.clone(),
+            why: "the name of an environment variable".into(),
+        });
+    }
+    Ok(url)
+}
+
+/// Reads `leaderboard.json` from a run directory.
+pub fn read_leaderboard(run_dir: &Path) -> Result<Leaderboard, PublishError> {
+    let path = run_dir.join(LEADERBOARD_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(PublishError::NoLeaderboard { path });
+        }
+        Err(source) => return Err(PublishError::Io { path, source }),
+    };
+    serde_json::from_slice(&bytes).map_err(|source| PublishError::Parse { path, source })
+}
+
+/// The error and all its causes, `: `-separated (reqwest's own message only names the URL).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// Reads at most [`MAX_ANSWER_BYTES`] of an answer, as trimmed text.
+async fn answer_text(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_ANSWER_BYTES - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if body.len() >= MAX_ANSWER_BYTES {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                if body.is_empty() {
+                    return format!("(answer unreadable: {})", error_chain(&e));
+                }
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if body.len() >= MAX_ANSWER_BYTES {
+        format!("{text}…")
+    } else {
+        text
+    }
+}
+
+fn retryable(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+struct Attempted {
+    delivery: Delivery,
+    status: Option<u16>,
+    attempts: u32,
+    message: String,
+}
+
+async fn post_with_retries(
+    client: &reqwest::Client,
+    url: &Url,
+    body: Vec<u8>,
+    signature: &str,
+    opts: &PublishOptions,
+) -> Attempted {
+    let mut backoff = opts.backoff;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let sent = client
+            .post(url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(AUTHORIZATION, signature)
+            .body(body.clone())
+            .send()
+            .await;
+        let (delivery, status, message) = match sent {
+            Ok(response) => {
+                let status = response.status();
+                let message = answer_text(response).await;
+                let delivery = if status.is_success() {
+                    Delivery::Accepted
+                } else if retryable(status) {
+                    Delivery::ServerError
+                } else {
+                    Delivery::Rejected
+                };
+                (delivery, Some(status.as_u16()), message)
+            }
+            Err(e) if e.is_timeout() => (
+                Delivery::Unreachable,
+                None,
+                format!(
+                    "no answer within {:.1} s ({})",
+                    opts.timeout.as_secs_f64(),
+                    error_chain(&e)
+                ),
+            ),
+            Err(e) => (Delivery::Unreachable, None, error_chain(&e)),
+        };
+        let retry = matches!(delivery, Delivery::ServerError | Delivery::Unreachable);
+        if !retry || attempt >= opts.attempts {
+            return Attempted {
+                delivery,
+                status,
+                attempts: attempt,
+                message,
+            };
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = backoff.saturating_mul(2);
+    }
+}
+
+/// Posts every record of `run_dir/leaderboard.json` to `{endpoint}/api/post_stats`, signed with
+/// the secret from the environment variable `opts.secret_env`.
+///
+/// Returns the per-record outcome even when some records were refused; returns an error only when
+/// nothing could be attempted (bad options, no secret, no or damaged `leaderboard.json`) or when
+/// the server never answered ([`PublishError::Unreachable`]).
+pub async fn publish(run_dir: &Path, opts: &PublishOptions) -> Result<PublishReport, PublishError> {
+    let url = validate(opts)?;
+    let board = read_leaderboard(run_dir)?;
+    if board.records.is_empty() {
+        return Err(PublishError::NoRecords {
+            path: run_dir.join(LEADERBOARD_FILE),
+        });
+    }
+    let secret = Secret::from_env(&opts.secret_env)?;
+    let client = reqwest::Client::builder()
+        .timeout(opts.timeout)
+        .connect_timeout(opts.timeout)
+        .user_agent(concat!("lpt-publish/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(PublishError::Client)?;
+
+    let started = Instant::now();
+    let mut outcomes = Vec::with_capacity(board.records.len());
+    let mut server_gone = false;
+    for original in &board.records {
+        let mut record = original.clone();
+        if let Some(region) = &opts.region {
+            record.region = region.clone();
+        }
+        let extras = board
+            .extras
+            .get(&original.orchestrator)
+            .and_then(|by_region| by_region.get(&original.region))
+            .cloned();
+        let mut outcome = RecordOutcome {
+            orchestrator: record.orchestrator.clone(),
+            region: record.region.clone(),
+            delivery: Delivery::NotSent,
+            status: None,
+            attempts: 0,
+            message: String::new(),
+            score: score(&record),
+            extras,
+            errors: record.errors.clone(),
+        };
+        if !server_gone {
+            let body = serde_json::to_vec(&record).map_err(|source| PublishError::Serialize {
+                orchestrator: record.orchestrator.clone(),
+                region: record.region.clone(),
+                source,
+            })?;
+            let signature = secret.sign(&body);
+            let done = post_with_retries(&client, &url, body, &signature, opts).await;
+            if done.delivery == Delivery::Unreachable {
+                if outcomes.is_empty() {
+                    return Err(PublishError::Unreachable {
+                        url: url.to_string(),
+                        cause: done.message,
+                        attempts: done.attempts,
+                        elapsed: started.elapsed(),
+                    });
+                }
+                server_gone = true;
+            }
+            outcome.delivery = done.delivery;
+            outcome.status = done.status;
+            outcome.attempts = done.attempts;
+            outcome.message = done.message;
+        }
+        outcomes.push(outcome);
+    }
+    Ok(PublishReport {
+        url: url.to_string(),
+        secret_env: opts.secret_env.clone(),
+        records: outcomes,
+        elapsed: started.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_the_rfc_4231_vector() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            sign(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn endpoint_gets_the_post_stats_path_once() {
+        for (given, want) in [
+            (
+                "http://127.0.0.1:8080",
+                "http://127.0.0.1:8080/api/post_stats",
+            ),
+            ("https://lb.example/", "https://lb.example/api/post_stats"),
+            (
+                "https://lb.example/v2/",
+                "https://lb.example/v2/api/post_stats",
+            ),
+            (
+                "https://lb.example/api/post_stats",
+                "https://lb.example/api/post_stats",
+            ),
+        ] {
+            assert_eq!(post_stats_url(given).unwrap().as_str(), want, "{given}");
+        }
+        for bad in [
+            "ftp://lb.example",
+            "lb.example",
+            "https://lb.example/?x=1",
+            "",
+        ] {
+            let e = post_stats_url(bad).unwrap_err();
+            assert!(
+                matches!(&e, PublishError::InvalidEndpoint { endpoint, .. } if endpoint == bad),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn region_override_is_validated_with_the_value_named() {
+        let mut opts = PublishOptions::new("http://127.0.0.1:1");
+        for good in ["FRA", "us-east_1"] {
+            opts.region = Some(good.into());
+            assert!(validate(&opts).is_ok(), "{good}");
+        }
+        for bad in ["", "FR A", "FRA\n", &"X".repeat(33)] {
+            opts.region = Some(bad.into());
+            let e = validate(&opts).unwrap_err();
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        assert_eq!(
+            format!("{:?}", Secret(b"hunter2".to_vec())),
+            "Secret(<redacted>)"
+        );
+    }
+}
