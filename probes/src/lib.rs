@@ -18,6 +18,7 @@
 pub mod checks;
 pub mod chunk;
 pub mod clock;
+pub mod completeness;
 pub mod decode;
 pub mod direct;
 pub mod hls;

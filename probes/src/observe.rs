@@ -67,7 +67,7 @@ pub struct SegmentObservation {
 }
 
 /// What decoding a segment found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SegmentMedia {
     pub codec: String,
     pub width: u32,

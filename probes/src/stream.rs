@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::checks::{CheckOptions, SegmentChecker};
+use crate::completeness::RenditionLedger;
 use crate::decode::decode_segment;
 use crate::hls::{HlsOptions, HlsPuller, PullError, PullEvent, PullSink, pull_stop};
 use crate::observe::{ProbeObserver, PublishObservation};
@@ -164,6 +165,7 @@ impl StreamProbe {
             self.config.decode,
             self.config.stream_key.clone(),
             self.config.quality.clone(),
+            self.config.drain,
         ));
 
         let deadline = Instant::now()
@@ -208,11 +210,13 @@ async fn consume(
     decode: bool,
     stream_key: String,
     quality: Option<Arc<QualitySampler>>,
+    grace: Duration,
 ) -> StreamReport {
     let mut report = StreamReport {
         stream_key,
         ..Default::default()
     };
+    let mut ledger = RenditionLedger::default();
     let mut scoring = Vec::new();
     while let Some(event) = rx.recv().await {
         match event {
@@ -269,6 +273,7 @@ async fn consume(
                 if let Some(l) = o.latency.segment_latency_ms {
                     report.segment_latency_ms.push(l);
                 }
+                ledger.record(o);
                 observer.segment(o);
                 for c in &checked.checks {
                     count_check(&mut report, c.passed);
@@ -298,6 +303,22 @@ async fn consume(
                 report.stalls += (!s.ended) as u64;
                 observer.stall(&s);
             }
+        }
+    }
+    let end = crate::clock::now_unix_ms();
+    for missing in ledger.missing(&report.renditions, end, grace) {
+        let reason = format!(
+            "never delivered: source segment {} (first frame {}) has no {} segment",
+            missing.source_seq, missing.first_frame, missing.rendition
+        );
+        let mut checked = checker.missed(&missing.rendition, missing.source_seq, end);
+        checked.observation.failure = Some(reason.clone());
+        report.segments_failed += 1;
+        observer.segment(&checked.observation);
+        for c in &mut checked.checks {
+            c.reason = reason.clone();
+            count_check(&mut report, c.passed);
+            observer.check(c);
         }
     }
     // Scores finish before the report, so a run's summary includes every sample it took.

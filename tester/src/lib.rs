@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod direct;
 pub mod duration;
 pub mod executors;
 pub mod exit_code;

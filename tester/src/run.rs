@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use reports::JournalWriter;
 
+use crate::direct::{DirectContext, run_direct_workload};
 use crate::executors::{LiveLoad, WorkloadResult, run_workload};
 use crate::exit_code::{ExitCode, Failure, WithExitCode};
 use crate::metrics::Registry;
@@ -23,10 +24,12 @@ use crate::scenario::Sampling;
 use crate::scenario::{self, Executor, Scenario, Source, Target};
 use crate::stack::embedded::{current_lpt, stack_dir};
 use crate::stack::{EmbeddedStack, StackOptions};
-use crate::streams::{DeliveredPixels, ProbeRunner, StreamTarget};
+use crate::streams::{DeliveredPixels, MetricsObserver, ProbeRunner, StreamTarget};
 use crate::summary::{Summary, WorkloadOutcome};
 use crate::thresholds::{Threshold, Verdict};
+use futures_util::FutureExt;
 use probes::ReplaySource;
+use probes::direct::{DirectSender, DirectSource};
 use probes::payments::{OrchestratorPrice, PaymentProbe, PaymentProbeConfig, PaymentReport};
 use probes::quality::{QualitySampler, QualitySamplerConfig, sustainable_fraction};
 use reference_transcoder::source::EncodedSource;
@@ -192,16 +195,6 @@ async fn execute(
     run_dir: &Path,
     cancel: CancellationToken,
 ) -> anyhow::Result<Vec<WorkloadResult>> {
-    if let Some(w) = scenario
-        .workloads
-        .iter()
-        .find(|w| matches!(w.executor, Executor::DirectOrchestrator { .. }))
-    {
-        return Err(anyhow!(
-            "workload `{}`: the direct-to-orchestrator executor is not built yet",
-            w.name
-        ));
-    }
     let mut stack = None;
     let target = match &scenario.target {
         Target::Embedded {
@@ -210,9 +203,11 @@ async fn execute(
             offline,
             price_per_unit,
             pixels_per_unit,
+            prices,
             faults,
         } => {
             let options = StackOptions {
+                prices: prices.clone(),
                 orchestrators: *orchestrators,
                 transcoders_per_orchestrator: *transcoders_per_orchestrator,
                 offline: *offline,
@@ -240,14 +235,11 @@ async fn execute(
                 rtmp_url: started.endpoints.rtmp_url.clone(),
                 playback_url: started.endpoints.playback_url.clone(),
             };
-            stack = Some((started, *price_per_unit, *pixels_per_unit));
-            target
+            let prices: Vec<u64> = (0..*orchestrators).map(|i| options.price_of(i)).collect();
+            stack = Some((started, prices, *pixels_per_unit));
+            Some(target)
         }
-        Target::Direct => {
-            return Err(anyhow!(
-                "the direct-to-orchestrator client is not built yet; no orchestrator was contacted"
-            ));
-        }
+        Target::Direct => None,
         Target::External {
             rtmp_url,
             playback_url,
@@ -255,21 +247,58 @@ async fn execute(
         } => {
             check_reachable("RTMP ingest", rtmp_url, 1935).await?;
             check_reachable("HLS playback", playback_url, 80).await?;
-            StreamTarget {
+            Some(StreamTarget {
                 rtmp_url: rtmp_url.clone(),
                 playback_url: playback_url.clone(),
-            }
+            })
         }
     };
+    let publishes = scenario
+        .workloads
+        .iter()
+        .any(|w| !matches!(w.executor, Executor::DirectOrchestrator { .. }));
 
     let (encoded, source) = prepare_source(&scenario.source).await?;
     let quality = quality_sampler(scenario, &encoded)?;
+    // The payment probe reconciles what the broadcaster paid; direct tests pay from the tester.
     let payments = match &stack {
-        Some((stack, price, pixels_per_unit)) if scenario.payments.enabled => {
-            Some(payment_probe(&stack.endpoints, *price, *pixels_per_unit).await?)
+        Some((stack, prices, pixels_per_unit)) if scenario.payments.enabled && publishes => {
+            Some(payment_probe(&stack.endpoints, prices, *pixels_per_unit).await?)
         }
         _ => None,
     };
+    let direct_source = if scenario
+        .workloads
+        .iter()
+        .any(|w| matches!(w.executor, Executor::DirectOrchestrator { .. }))
+    {
+        Some(Arc::new(
+            DirectSource::from_encoded(&encoded, 2.0)
+                .context("cannot cut the source into segments for direct tests")?,
+        ))
+    } else {
+        None
+    };
+    let sender = match &stack {
+        Some((stack, _, _)) => match (
+            stack.sender_signer(),
+            &stack.endpoints.chain_rpc,
+            &stack.endpoints.ticket_broker,
+        ) {
+            (Some(signer), Some(rpc), Some(broker)) => Some(DirectSender {
+                signer,
+                rpc_url: rpc.clone(),
+                ticket_broker: broker.parse().context("ticket broker address")?,
+                limits: protocol::ticket::SenderLimits::default(),
+            }),
+            _ => None,
+        },
+        None => None,
+    };
+    let embedded_orchestrators = stack
+        .as_ref()
+        .map(|(stack, _, _)| stack.endpoints.orchestrators.clone())
+        .unwrap_or_default();
     let pixels = Arc::new(DeliveredPixels::default());
     let client = probes::http_client().context("cannot build the HTTP client")?;
     let run_id = format!(
@@ -280,10 +309,47 @@ async fn execute(
             .as_secs()
     );
     let workloads = scenario.workloads.iter().map(|workload| {
+        if let (Executor::DirectOrchestrator { .. }, Some(source)) =
+            (&workload.executor, &direct_source)
+        {
+            let context = DirectContext {
+                embedded_orchestrators: embedded_orchestrators.clone(),
+                sender: sender.clone(),
+                source: source.clone(),
+                ladder: scenario.ladder.clone(),
+                quality: quality.clone(),
+                observer: Arc::new(MetricsObserver {
+                    registry: registry.clone(),
+                    journal: Some(journal.clone()),
+                    pixels: pixels.clone(),
+                    workload: workload.name.clone(),
+                    load: None,
+                }),
+            };
+            let run_id = run_id.clone();
+            let cancel = cancel.clone();
+            return async move { run_direct_workload(workload, &run_id, context, cancel).await }
+                .boxed();
+        }
+        // The loader refuses stream workloads without a stack to publish to.
+        let Some(target) = target.clone() else {
+            let message = format!(
+                "workload `{}` publishes streams, but the target has none",
+                workload.name
+            );
+            return async move {
+                WorkloadResult {
+                    completed: false,
+                    capacity: None,
+                    message: Some(message),
+                }
+            }
+            .boxed();
+        };
         let load = Arc::new(LiveLoad::default());
         let capacity = matches!(workload.executor, Executor::Capacity { .. });
         let runner = Arc::new(ProbeRunner {
-            target: target.clone(),
+            target,
             source: source.clone(),
             client: client.clone(),
             registry: registry.clone(),
@@ -309,6 +375,7 @@ async fn execute(
             )
             .await
         }
+        .boxed()
     });
     let results = futures_util::future::join_all(workloads).await;
 
@@ -407,7 +474,7 @@ const QUALITY_TAIL: Duration = Duration::from_secs(120);
 
 async fn payment_probe(
     endpoints: &crate::stack::Endpoints,
-    price_per_unit: u64,
+    prices: &[u64],
     pixels_per_unit: u64,
 ) -> anyhow::Result<PaymentProbe> {
     let parse = |what: &str, text: Option<&String>| -> anyhow::Result<protocol::Address> {
@@ -427,10 +494,11 @@ async fn payment_probe(
     let orchestrators = endpoints
         .orchestrator_addresses
         .iter()
-        .map(|address| {
+        .zip(prices)
+        .map(|(address, price_per_unit)| {
             Ok(OrchestratorPrice {
                 address: parse("orchestrator address", address.as_ref())?,
-                price_per_unit: u128::from(price_per_unit),
+                price_per_unit: u128::from(*price_per_unit),
                 pixels_per_unit: u128::from(pixels_per_unit),
             })
         })

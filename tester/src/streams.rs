@@ -58,7 +58,49 @@ impl MetricsObserver {
 }
 
 impl MetricsObserver {
-    fn record(&self, record: impl Into<reports::Record>) {
+    /// A quality score, tagged (direct tests) with the orchestrator and region that produced it.
+    pub(crate) fn quality_of(&self, q: &QualityObservation, at: Option<(&str, &str)>) {
+        let mut tags = self.tags(&q.stream_key, Some(&q.rendition));
+        if let Some((orchestrator, region)) = at {
+            tags.insert("orchestrator".into(), orchestrator.to_owned());
+            tags.insert("region".into(), region.to_owned());
+        }
+        if let Some(vmaf) = q.vmaf {
+            self.registry.add("vmaf", &tags, vmaf);
+        }
+        if let Some(psnr) = q.psnr_y {
+            self.registry.add("psnr", &tags, psnr);
+        }
+        if let Some(reference) = q.vmaf_reference {
+            self.registry.add("vmaf_reference", &tags, reference);
+        }
+        if let Some(difference) = q.difference {
+            self.registry.add("vmaf_deficit", &tags, -difference);
+        }
+        let mut check = tags.clone();
+        check.insert("check".into(), "quality".into());
+        self.registry.add_bool("checks", &check, q.error.is_none());
+        for (origin, vmaf) in [("network", q.vmaf), ("reference", q.vmaf_reference)] {
+            if vmaf.is_none() && origin == "reference" {
+                continue;
+            }
+            self.record(QualitySample {
+                t_ms: q.scored_at_unix_ms,
+                workload: self.workload.clone(),
+                stream: q.stream_key.clone(),
+                rendition: q.rendition.clone(),
+                seq: q.seq,
+                origin: origin.into(),
+                orchestrator: at.map(|(o, _)| o.to_owned()),
+                region: at.map(|(_, r)| r.to_owned()),
+                vmaf,
+                psnr: if origin == "network" { q.psnr_y } else { None },
+                frames: Some(q.frames_paired as u32),
+            });
+        }
+    }
+
+    pub(crate) fn record(&self, record: impl Into<reports::Record>) {
         if let Some(journal) = &self.journal
             && let Err(error) = journal.append(record)
         {
@@ -138,40 +180,7 @@ impl ProbeObserver for MetricsObserver {
     }
 
     fn quality(&self, q: &QualityObservation) {
-        let tags = self.tags(&q.stream_key, Some(&q.rendition));
-        if let Some(vmaf) = q.vmaf {
-            self.registry.add("vmaf", &tags, vmaf);
-        }
-        if let Some(psnr) = q.psnr_y {
-            self.registry.add("psnr", &tags, psnr);
-        }
-        if let Some(reference) = q.vmaf_reference {
-            self.registry.add("vmaf_reference", &tags, reference);
-        }
-        if let Some(difference) = q.difference {
-            self.registry.add("vmaf_deficit", &tags, -difference);
-        }
-        let mut check = tags.clone();
-        check.insert("check".into(), "quality".into());
-        self.registry.add_bool("checks", &check, q.error.is_none());
-        for (origin, vmaf) in [("network", q.vmaf), ("reference", q.vmaf_reference)] {
-            if vmaf.is_none() && origin == "reference" {
-                continue;
-            }
-            self.record(QualitySample {
-                t_ms: q.scored_at_unix_ms,
-                workload: self.workload.clone(),
-                stream: q.stream_key.clone(),
-                rendition: q.rendition.clone(),
-                seq: q.seq,
-                origin: origin.into(),
-                orchestrator: None,
-                region: None,
-                vmaf,
-                psnr: if origin == "network" { q.psnr_y } else { None },
-                frames: Some(q.frames_paired as u32),
-            });
-        }
+        self.quality_of(q, None);
     }
 
     fn stall(&self, s: &StallObservation) {

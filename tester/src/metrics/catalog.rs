@@ -160,6 +160,12 @@ pub const CATALOG: &[MetricDef] = &[
         "direct-to-orchestrator: a segment came back complete and correct",
     ),
     def(
+        "orchestrator_failures",
+        Counter,
+        Plain,
+        "direct-to-orchestrator: failed segments, tagged with their reason",
+    ),
+    def(
         "transcode_realtime_ratio",
         Trend,
         Plain,

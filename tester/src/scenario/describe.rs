@@ -27,6 +27,7 @@ pub fn describe(scenario: &Scenario) -> String {
             offline,
             price_per_unit,
             pixels_per_unit,
+            prices,
             faults,
         } => format!(
             "It starts the embedded stack: {orchestrators} orchestrator{} with {transcoders_per_orchestrator} transcoder{} each and a broadcaster{}.",
@@ -35,7 +36,12 @@ pub fn describe(scenario: &Scenario) -> String {
             if *offline {
                 ", off-chain (price 0, no tickets)".to_owned()
             } else {
-                format!(", paying {price_per_unit} wei per {pixels_per_unit} pixel{} with tickets on a local anvil chain", plural(*pixels_per_unit as u32))
+                let price = if prices.is_empty() {
+                    price_per_unit.to_string()
+                } else {
+                    format!("{prices:?}")
+                };
+                format!(", paying {price} wei per {pixels_per_unit} pixel{} with tickets on a local anvil chain", plural(*pixels_per_unit as u32))
             }
         ) + &faults.as_ref().map(describe_faults).unwrap_or_default(),
         Target::Direct => "It starts no stack: the tester acts as a broadcaster itself.".to_owned(),

@@ -199,14 +199,17 @@ fn read_target(reader: &mut Reader<'_>, t: &Table<'_>) -> Option<Target> {
                     "offline",
                     "price_per_unit",
                     "pixels_per_unit",
+                    "prices",
                     "faults",
                 ],
             );
             let orchestrators = reader.integer(t, "orchestrators", 1, 64).unwrap_or(2) as u32;
+            let prices = read_prices(reader, t, orchestrators);
             let faults =
                 section(reader, t, "faults").map(|f| read_faults(reader, &f, orchestrators));
             Some(Target::Embedded {
                 faults,
+                prices,
                 orchestrators,
                 transcoders_per_orchestrator: reader
                     .integer(t, "transcoders_per_orchestrator", 0, 16)
@@ -267,6 +270,39 @@ fn read_target(reader: &mut Reader<'_>, t: &Table<'_>) -> Option<Target> {
             })
         }
     }
+}
+
+/// `prices = [1000, 5000]`: one price per orchestrator, in index order.
+fn read_prices(reader: &mut Reader<'_>, t: &Table<'_>, orchestrators: u32) -> Vec<u64> {
+    let Some(values) = reader.array(t, "prices") else {
+        return Vec::new();
+    };
+    let mut prices = Vec::new();
+    for value in &values {
+        match value.as_integer() {
+            Some(price) if price >= 0 => prices.push(price as u64),
+            _ => reader.errors.error(
+                value.span(),
+                &join(t.path(), "prices"),
+                "expected a price in wei per pixels_per_unit (a non-negative integer)",
+                None,
+            ),
+        }
+    }
+    if values.len() != orchestrators as usize
+        && let Some(first) = values.first()
+    {
+        reader.errors.error(
+            first.span(),
+            &join(t.path(), "prices"),
+            format!(
+                "{} prices for {orchestrators} orchestrators: give one per orchestrator",
+                values.len()
+            ),
+            None,
+        );
+    }
+    prices
 }
 
 fn read_faults(reader: &mut Reader<'_>, f: &Table<'_>, orchestrators: u32) -> Faults {

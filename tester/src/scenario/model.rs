@@ -35,6 +35,8 @@ pub enum Target {
         /// The orchestrators' price: wei per `pixels_per_unit` output pixels.
         price_per_unit: u64,
         pixels_per_unit: u64,
+        /// Per-orchestrator prices (by index) overriding `price_per_unit`; empty when all ask it.
+        prices: Vec<u64>,
         /// Faults injected into some orchestrators, so a scenario can prove a probe catches them.
         faults: Option<Faults>,
     },

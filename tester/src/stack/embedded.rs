@@ -26,6 +26,8 @@ pub struct StackOptions {
     pub offline: bool,
     pub price_per_unit: u64,
     pub pixels_per_unit: u64,
+    /// Per-orchestrator prices overriding `price_per_unit` (by index; empty: none).
+    pub prices: Vec<u64>,
     pub faults: Option<Faults>,
     pub ladder: Vec<Profile>,
     pub deposit_wei: u128,
@@ -38,6 +40,16 @@ pub struct StackOptions {
     pub lpt: PathBuf,
     /// How long each node may take to announce itself ready.
     pub ready_deadline: Duration,
+}
+
+impl StackOptions {
+    /// The price orchestrator `index` asks, wei per `pixels_per_unit` pixels.
+    pub fn price_of(&self, index: u32) -> u64 {
+        self.prices
+            .get(index as usize)
+            .copied()
+            .unwrap_or(self.price_per_unit)
+    }
 }
 
 /// Where the probes find the stack.
@@ -249,6 +261,11 @@ impl EmbeddedStack {
         Ok(contracts)
     }
 
+    /// The broadcaster's funded chain account (anvil's account 0), which direct tests pay from.
+    pub fn sender_signer(&self) -> Option<alloy::signers::local::PrivateKeySigner> {
+        self.chain.as_ref().map(|chain| chain.signer(0))
+    }
+
     /// Stops every part, broadcaster first, gracefully.
     pub async fn stop(mut self) {
         if let Some(broadcaster) = self.broadcaster.take() {
@@ -300,12 +317,12 @@ fn orchestrator_config(
         if options.offline {
             0
         } else {
-            options.price_per_unit
+            options.price_of(index)
         },
         options.pixels_per_unit
     ));
     if !options.offline {
-        let (face_value, ticket_ev) = ticket_economics(options);
+        let (face_value, ticket_ev) = ticket_economics(options, options.price_of(index));
         text.push_str(&format!(
             "face_value = \"{face_value}\"\nticket_ev = \"{ticket_ev}\"\nexpiration_blocks = {PARAMS_EXPIRATION_BLOCKS}\n"
         ));
@@ -365,7 +382,7 @@ const WIN_PROBABILITY_DIVISOR: u128 = 5;
 /// for half a second of the ladder's output, so a 30 s smoke run expects about 60 winners per
 /// stream — enough for the expected-vs-redeemed error to mean something — and each ticket wins with
 /// probability 1/5, so a segment carries a handful of tickets.
-fn ticket_economics(options: &StackOptions) -> (u128, u128) {
+fn ticket_economics(options: &StackOptions, price_per_unit: u64) -> (u128, u128) {
     let pixels_per_second: f64 = options
         .ladder
         .iter()
@@ -377,7 +394,7 @@ fn ticket_economics(options: &StackOptions) -> (u128, u128) {
             f64::from(p.width) * f64::from(p.height) * fps
         })
         .sum();
-    let wei_per_pixel = options.price_per_unit as f64 / options.pixels_per_unit.max(1) as f64;
+    let wei_per_pixel = price_per_unit as f64 / options.pixels_per_unit.max(1) as f64;
     let face_value = (pixels_per_second * SECONDS_PER_WINNER * wei_per_pixel).max(1e9) as u128;
     (face_value, (face_value / WIN_PROBABILITY_DIVISOR).max(1))
 }

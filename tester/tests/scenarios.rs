@@ -1,0 +1,253 @@
+//! The shipped scenarios, run end to end on the embedded stack as CI runs them: the default smoke
+//! test passes with every kind of metric populated, and each fault scenario fails (exit 99) on the
+//! threshold written to catch its fault.
+//!
+//! These runs are real time and CPU-bound (transcoding, scoring) on a small machine, so they take
+//! turns: one scenario at a time, whatever the test harness's thread count.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// Runs `lpt run SCENARIO` into a fresh directory; returns the exit code, stdout and summary.
+fn run(scenario: &str) -> (i32, String, Value) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output = Command::new(env!("CARGO_BIN_EXE_lpt"))
+        .arg("run")
+        .arg(repo_root().join(scenario))
+        .arg("--out")
+        .arg(&out)
+        .env_remove("LPT_LOG")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("lpt runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let summary = std::fs::read_to_string(out.join("summary.json"))
+        .unwrap_or_else(|e| panic!("{scenario}: no summary.json ({e}); stdout:\n{stdout}"));
+    (
+        output.status.code().unwrap_or(-1),
+        stdout,
+        serde_json::from_str(&summary).unwrap(),
+    )
+}
+
+#[test]
+fn smoke_passes_with_segments_latency_checks_quality_and_payments_measured() {
+    let (code, stdout, summary) = run("scenarios/smoke.toml");
+    assert_eq!(code, 0, "{stdout}");
+    let metrics = &summary["metrics"];
+    for metric in [
+        "segment_success",
+        "latency",
+        "checks",
+        "vmaf",
+        "vmaf_reference",
+        "payment_ev_error",
+        "tickets_redeemed",
+    ] {
+        assert!(
+            metrics.get(metric).is_some(),
+            "{metric} has no data in the smoke run:\n{stdout}"
+        );
+    }
+    let thresholds = summary["thresholds"].as_array().unwrap();
+    assert_eq!(thresholds.len(), 5);
+    assert!(thresholds.iter().all(|t| t["passed"] == true), "{stdout}");
+}
+
+/// Asserts the fault scenario exits 99 with exactly `selector`'s threshold failing, named in the
+/// output.
+fn fails_on(scenario: &str, selector: &str) {
+    let (code, stdout, summary) = run(scenario);
+    assert_eq!(code, 99, "{scenario} should fail its threshold:\n{stdout}");
+    let failed: Vec<&Value> = summary["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["passed"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1, "{stdout}");
+    assert_eq!(failed[0]["metric"], selector, "{stdout}");
+    assert!(stdout.contains(&format!("✗ {selector}")), "{stdout}");
+}
+
+#[test]
+fn fault_drop_fails_segment_success() {
+    fails_on("scenarios/faults/drop.toml", "segment_success");
+}
+
+#[test]
+fn fault_delay_fails_latency() {
+    fails_on("scenarios/faults/delay.toml", "latency");
+}
+
+#[test]
+fn fault_corrupt_fails_the_decode_check() {
+    fails_on("scenarios/faults/corrupt.toml", "checks{check=decode}");
+}
+
+#[test]
+fn fault_degrade_fails_the_vmaf_deficit() {
+    fails_on("scenarios/faults/degrade.toml", "vmaf_deficit");
+}
+
+#[test]
+fn fault_wrong_resolution_fails_the_resolution_check() {
+    fails_on(
+        "scenarios/faults/wrong-resolution.toml",
+        "checks{check=resolution}",
+    );
+}
+
+#[test]
+fn fault_overcharge_fails_the_payment_error() {
+    fails_on("scenarios/faults/overcharge.toml", "payment_ev_error");
+}
+
+#[test]
+fn fault_stop_redeeming_fails_tickets_redeemed() {
+    fails_on("scenarios/faults/stop-redeeming.toml", "tickets_redeemed");
+}
+
+#[test]
+fn fault_crash_fails_on_stalls_or_segment_success() {
+    let (code, stdout, summary) = run("scenarios/faults/crash.toml");
+    assert_eq!(code, 99, "{stdout}");
+    let failed: Vec<String> = summary["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["passed"] == false)
+        .map(|t| t["metric"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!failed.is_empty(), "{stdout}");
+    assert!(
+        failed
+            .iter()
+            .all(|m| m == "stalls" || m == "segment_success"),
+        "{failed:?}"
+    );
+}
+
+/// Issue 10's leaderboard case: three embedded orchestrators tested directly — one healthy, one
+/// priced above the cap, one degrading its encodes — each scored, and each zero explained.
+#[test]
+fn direct_tests_score_the_healthy_explain_the_overpriced_and_measure_the_degraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("mixed.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+name = "leaderboard-mixed"
+[target]
+kind = "embedded"
+orchestrators = 3
+transcoders_per_orchestrator = 0
+prices = [1000, 50000, 1000]
+[target.faults]
+orchestrators = [2]
+degrade_quality = true
+[source]
+kind = "synthetic"
+width = 640
+height = 360
+fps = 30
+gop = "2s"
+clip = "10s"
+[ladder]
+profiles = ["P240p30fps16x9"]
+[workloads.board]
+executor = "direct-orchestrator"
+orchestrators = "embedded"
+duration = "10s"
+region = "LOCAL"
+price_cap = 2000
+[quality]
+enabled = true
+sample = 1.0
+[thresholds]
+"orchestrator_success" = ["rate >= 0.5"]
+"#,
+    )
+    .unwrap();
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = dir.path().join("run");
+    let output = Command::new(env!("CARGO_BIN_EXE_lpt"))
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .env_remove("LPT_LOG")
+        .output()
+        .expect("lpt runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let board: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("leaderboard.json")).unwrap())
+            .unwrap();
+    let records = board["records"].as_array().unwrap();
+    assert_eq!(records.len(), 3, "{board:#}");
+    // Anvil's accounts 1, 2 and 3 are orchestrators 0, 1 and 2.
+    let record = |address: &str| {
+        records
+            .iter()
+            .find(|r| {
+                r["orchestrator"]
+                    .as_str()
+                    .unwrap()
+                    .eq_ignore_ascii_case(address)
+            })
+            .unwrap_or_else(|| panic!("no record for {address}: {board:#}"))
+    };
+    let healthy = record("0x70997970C51812dc3A010C7d01b50e0d17dc79C8");
+    let overpriced = record("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC");
+    let degraded = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
+
+    assert_eq!(healthy["success_rate"], 1.0, "{healthy:#}");
+    assert_eq!(healthy["segments_received"], 5, "{healthy:#}");
+    let round_trip = healthy["round_trip_time"].as_f64().unwrap();
+    assert!(round_trip > 0.0 && round_trip < 2.0, "{healthy:#}");
+    let score = board["aggregated"]["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]["LOCAL"]
+        ["round_trip_score"]
+        .as_f64()
+        .unwrap();
+    assert!(score > 0.5, "{board:#}");
+
+    assert_eq!(overpriced["success_rate"], 0.0, "{overpriced:#}");
+    let errors = overpriced["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{overpriced:#}");
+    assert_eq!(errors[0]["error_code"], "price_above_cap");
+    assert_eq!(errors[0]["count"], 5);
+    let message = errors[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("50000") && message.contains("2000"),
+        "{message}"
+    );
+
+    let quality = &board["extras"][degraded]["LOCAL"]["quality"];
+    let deficit = quality["vmaf_deficit"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{board:#}"));
+    assert!(
+        deficit > 20.0,
+        "the degraded orchestrator's VMAF deficit is {deficit}: {board:#}"
+    );
+    let healthy_deficit = board["extras"]["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]["LOCAL"]
+        ["quality"]["vmaf_deficit"]
+        .as_f64()
+        .unwrap();
+    assert!(healthy_deficit < 10.0, "{board:#}");
+}
