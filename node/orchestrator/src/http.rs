@@ -6,6 +6,11 @@
 //! whatever the route. A segment's 200 is sent as soon as the body checks out; the
 //! `TranscodeResult` follows on the same response body when transcoding is done (go-livepeer's
 //! "write 200 and flush" contract, which lets a broadcaster time upload and transcode apart).
+//!
+//! The segment route is the node's hot path, and its cost is per byte: the body is hashed
+//! (keccak256, the largest cost) on its own thread as it arrives, the header checks of a large
+//! segment run alongside the upload instead of before it, and the body lands in one buffer sized
+//! from `Content-Length` (see `node/orchestrator/benches/overhead.rs` for the measured effect).
 
 // Helpers return the ready `Response` as their error: it is what the handler sends, once.
 #![allow(clippy::result_large_err)]
