@@ -107,6 +107,16 @@ where
     (times, cpu)
 }
 
+/// Sorted round trips of the measured segments, split at the 200, and the process CPU per segment.
+struct Measured {
+    times: Vec<Duration>,
+    cpu: Duration,
+    /// From the request to the 200: upload, hashing, header checks.
+    upload: Vec<Duration>,
+    /// From the 200 to the end of the result: pass-through, signing, storing, replying.
+    result: Vec<Duration>,
+}
+
 /// Sends `WARMUP + MEASURED` segments of `body` (signed before timing) to the orchestrator.
 async fn measure_segments(
     client: &OrchestratorClient,
@@ -114,7 +124,7 @@ async fn measure_segments(
     sender: &mut TicketSender,
     ladder: &[Profile],
     body: &Bytes,
-) -> (Vec<Duration>, Duration) {
+) -> Measured {
     static SEQ: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
     // Fresh params per run: O accepts at most 600 nonces per recipientRand.
     let info = client.get_orchestrator(key, None).await.unwrap();
@@ -128,8 +138,11 @@ async fn measure_segments(
             (seg, payment)
         })
         .collect();
-    timed(|i| {
+    // (until the 200, from the 200 to the end of the result) of each measured segment.
+    let split = std::cell::RefCell::new((Vec::new(), Vec::new()));
+    let (times, cpu) = timed(|i| {
         let (seg, payment) = &prepared[i];
+        let split = &split;
         async move {
             let reply = client
                 .submit_segment(SegmentRequest::new(seg, Some(payment), body.clone(), 2000))
@@ -137,9 +150,23 @@ async fn measure_segments(
                 .unwrap();
             assert_eq!(reply.renditions().unwrap().len(), ladder.len());
             assert_eq!(reply.signature().len(), 65);
+            if i >= WARMUP {
+                let mut split = split.borrow_mut();
+                split.0.push(reply.upload_time);
+                split.1.push(reply.transcode_time);
+            }
         }
     })
-    .await
+    .await;
+    let (mut upload, mut result) = split.into_inner();
+    upload.sort();
+    result.sort();
+    Measured {
+        times,
+        cpu,
+        upload,
+        result,
+    }
 }
 
 /// A TLS server on the orchestrator's own accept loop whose only route reads the body and
@@ -266,18 +293,28 @@ async fn main() {
     // per-request cost from the per-byte cost (TLS, hashing, copies).
     let small = segment.slice(..16 * 1024);
     for body in [segment.clone(), small] {
-        let (times, cpu) = measure_segments(&client, &key, &mut sender, &ladder, &body).await;
+        let m = measure_segments(&client, &key, &mut sender, &ladder, &body).await;
         print_line(
             &format!(
                 "orchestrator overhead per segment ({} bytes, {} renditions, 1 ticket, TLS loopback, pass-through)",
                 body.len(),
                 ladder.len()
             ),
-            &times,
+            &m.times,
+        );
+        println!(
+            "  until the 200 (upload, hash, checks): p50 {:.2} ms  p99 {:.2} ms",
+            ms(percentile(&m.upload, 50.0)),
+            ms(percentile(&m.upload, 99.0)),
+        );
+        println!(
+            "  from the 200 to the result (pass-through, sign, store, reply): p50 {:.2} ms  p99 {:.2} ms",
+            ms(percentile(&m.result, 50.0)),
+            ms(percentile(&m.result, 99.0)),
         );
         println!(
             "  process CPU (client + server) {:.2} ms per segment",
-            ms(cpu)
+            ms(m.cpu)
         );
     }
 

@@ -6,11 +6,17 @@
 //! whatever the route. A segment's 200 is sent as soon as the body checks out; the
 //! `TranscodeResult` follows on the same response body when transcoding is done (go-livepeer's
 //! "write 200 and flush" contract, which lets a broadcaster time upload and transcode apart).
+//!
+//! The segment route is the node's hot path, and its cost is per byte: the body is hashed
+//! (keccak256, the largest cost) on its own thread as it arrives, the header checks of a large
+//! segment run alongside the upload instead of before it, and the body lands in one buffer sized
+//! from `Content-Length` (see `node/orchestrator/benches/overhead.rs` for the measured effect).
 
 // Helpers return the ready `Response` as their error: it is what the handler sends, once.
 #![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -75,7 +81,13 @@ const PREALLOCATE_MAX: usize = 32 * 1024 * 1024;
 /// 16 × the limit) before answering: closing a socket with unread data makes the kernel reset the
 /// connection, and the client would lose the 413 that explains why.
 async fn read_body(body: Body, limit: usize, deadline: Duration) -> Result<Bytes, Response> {
-    read_limited(body, limit, deadline, None).await
+    read_limited(body, limit, deadline, None, &AtomicBool::new(false)).await
+}
+
+/// Reads and throws away a body (within the same bounds as [`read_body`]) so that a refusal
+/// reaches a client that is still uploading, without holding what it sends.
+async fn discard_body(body: Body, limit: usize, deadline: Duration) {
+    let _ = read_limited(body, limit, deadline, None, &AtomicBool::new(true)).await;
 }
 
 /// keccak256 of a body computed while it arrives (with the assembly keccak, see
@@ -139,13 +151,15 @@ impl BodyHasher {
 
 /// [`read_body`], also hashing the bytes as they arrive, so hashing a segment overlaps with
 /// receiving it instead of adding to the latency after it.
+/// Once `discard` is set (the request is refused) the rest is read without keeping or hashing it.
 async fn read_hashed_body(
     body: Body,
     limit: usize,
     deadline: Duration,
+    discard: &AtomicBool,
 ) -> Result<(Bytes, alloy::primitives::B256), Response> {
     let mut hasher = BodyHasher::for_size(axum::body::HttpBody::size_hint(&body).lower());
-    let data = read_limited(body, limit, deadline, Some(&mut hasher)).await?;
+    let data = read_limited(body, limit, deadline, Some(&mut hasher), discard).await?;
     Ok((data, hasher.finish().await?))
 }
 
@@ -154,6 +168,7 @@ async fn read_limited(
     limit: usize,
     deadline: Duration,
     mut hasher: Option<&mut BodyHasher>,
+    discard: &AtomicBool,
 ) -> Result<Bytes, Response> {
     // One allocation of the declared size: growing by doubling copies the segment several times
     // and touches fresh pages at each step (that was a tenth of the node's CPU per segment).
@@ -170,7 +185,14 @@ async fn read_limited(
                 .map_err(|e| text(StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
             if let Ok(data) = frame.into_data() {
                 seen = seen.saturating_add(data.len());
-                if seen <= limit {
+                if discard.load(Ordering::Relaxed) {
+                    if kept.capacity() > 0 {
+                        kept = BytesMut::new();
+                    }
+                    if seen > limit.saturating_mul(16) {
+                        break;
+                    }
+                } else if seen <= limit {
                     if let Some(h) = hasher.as_deref_mut() {
                         h.update(&data);
                     }
@@ -203,9 +225,10 @@ async fn read_limited(
 /// µs of CPU) run on a blocking-pool thread while the body streams in and is hashed, instead of
 /// before its first byte is read. A small body arrives at once, so there the thread hand-off
 /// would cost more than it overlaps: checks first. Either way a refusal takes precedence over
-/// anything wrong with the body, and is sent once the upload has been read (within the same size
-/// cap and deadline as any body): answering and closing while the client is still writing makes
-/// the kernel reset the connection, and the client would get a broken pipe instead of the reason.
+/// anything wrong with the body, and is sent once the upload has been read and thrown away
+/// (within the same size cap and deadline as any body, and without keeping or hashing it):
+/// answering and closing while the client is still writing makes the kernel reset the
+/// connection, and the client would get a broken pipe instead of the reason.
 async fn check_and_read(
     node: &Arc<Node>,
     headers: &HeaderMap,
@@ -226,13 +249,18 @@ async fn check_and_read(
         ) {
             Ok(checked) => checked,
             Err(r) => {
-                let _ = read_body(body, limits.max_segment_bytes, deadline).await;
+                discard_body(body, limits.max_segment_bytes, deadline).await;
                 return Err(refusal(r));
             }
         };
-        let (data, hash) = read_hashed_body(body, limits.max_segment_bytes, deadline)
-            .await
-            .map_err(|response| body_failed(&checked, response))?;
+        let (data, hash) = read_hashed_body(
+            body,
+            limits.max_segment_bytes,
+            deadline,
+            &AtomicBool::new(false),
+        )
+        .await
+        .map_err(|response| body_failed(&checked, response))?;
         return Ok((checked, data, hash));
     }
     let segment_header = header_str(headers, SEGMENT_HEADER).map(str::to_owned);
@@ -241,7 +269,8 @@ async fn check_and_read(
     let mut check = tokio::task::spawn_blocking(move || {
         checker.check_headers(segment_header.as_deref(), payment_header.as_deref())
     });
-    let read = read_hashed_body(body, limits.max_segment_bytes, deadline);
+    let discard = AtomicBool::new(false);
+    let read = read_hashed_body(body, limits.max_segment_bytes, deadline, &discard);
     tokio::pin!(read);
     let mut received = None;
     let checked = loop {
@@ -250,6 +279,9 @@ async fn check_and_read(
             read = &mut read, if received.is_none() => received = Some(read),
         }
     };
+    if !matches!(checked, Ok(Ok(_))) {
+        discard.store(true, Ordering::Relaxed);
+    }
     let received = match received {
         Some(read) => read,
         None => read.await,

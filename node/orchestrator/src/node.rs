@@ -477,7 +477,8 @@ impl Node {
                 };
             }
         };
-        let result = self.finish(&session, sender, seq, done, &faults, &source);
+        let message = result_message_off_runtime(&done.renditions, source).await;
+        let result = self.finish(&session, sender, seq, done, &faults, message);
         if let Some(slot) = self
             .sessions
             .lock()
@@ -522,12 +523,9 @@ impl Node {
         seq: i64,
         done: Transcoded,
         faults: &FaultConfig,
-        source: &SourceHash,
+        result_message: B256,
     ) -> net::transcode_result::Result {
-        let signature = self
-            .key
-            .sign(transcode_result_message(&done.renditions, Some(source)).as_slice())
-            .unwrap_or_default();
+        let signature = self.key.sign(result_message.as_slice()).unwrap_or_default();
         let mut segments = Vec::with_capacity(done.renditions.len());
         let mut billed = 0u64;
         for rendition in done.renditions {
@@ -590,6 +588,26 @@ impl SourceHash {
         (data.as_ptr() == self.body.as_ptr() && data.len() == self.body.len())
             .then_some(self.hash)
             .flatten()
+    }
+}
+
+/// [`transcode_result_message`] computed on the blocking pool when renditions must be hashed
+/// (milliseconds for a real ladder), so the async workers keep serving other uploads meanwhile;
+/// renditions that all reuse the source hash are done in place.
+async fn result_message_off_runtime(
+    renditions: &[transcode::Rendition],
+    source: SourceHash,
+) -> B256 {
+    if renditions.iter().all(|r| source.of(&r.data).is_some()) {
+        return transcode_result_message(renditions, Some(&source));
+    }
+    let owned = renditions.to_vec();
+    let fallback = owned.clone();
+    match tokio::task::spawn_blocking(move || transcode_result_message(&owned, Some(&source))).await
+    {
+        Ok(message) => message,
+        // The blocking pool is shutting down: hash here rather than sign nothing.
+        Err(_) => transcode_result_message(&fallback, None),
     }
 }
 

@@ -168,12 +168,16 @@ async fn tls_connect(
         .unwrap()
 }
 
-/// Sends a request head declaring a `LARGE` body with `segment_header`, then only 100 bytes of
-/// it, and returns the response text and how long it took to come.
-async fn trickle(addr: std::net::SocketAddr, segment_header: &str) -> (String, Duration) {
+/// Sends a request head declaring a body of `declared` bytes with `segment_header`, then only
+/// 100 bytes of it, and returns the response text and how long it took to come.
+async fn trickle(
+    addr: std::net::SocketAddr,
+    segment_header: &str,
+    declared: usize,
+) -> (String, Duration) {
     let mut stream = tls_connect(addr).await;
     let head = format!(
-        "POST /segment HTTP/1.1\r\nHost: localhost\r\n{}: {segment_header}\r\nContent-Length: {LARGE}\r\n\r\n",
+        "POST /segment HTTP/1.1\r\nHost: localhost\r\n{}: {segment_header}\r\nContent-Length: {declared}\r\n\r\n",
         headers::SEGMENT_HEADER,
     );
     let started = Instant::now();
@@ -190,7 +194,7 @@ async fn trickle(addr: std::net::SocketAddr, segment_header: &str) -> (String, D
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trickled_large_uploads_are_answered_and_release_their_session_slot() {
+async fn trickled_uploads_are_answered_and_release_their_session_slot() {
     let upload_timeout = Duration::from_millis(1500);
     let mut config = offchain_config();
     config.transcode.mode = TranscodeMode::PassThrough;
@@ -203,32 +207,37 @@ async fn trickled_large_uploads_are_answered_and_release_their_session_slot() {
     // has let the node drain what the client sends (so the client can read the reason).
     let garbage =
         base64::engine::general_purpose::STANDARD.encode([0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]);
-    let (text, _) = trickle(addr, &garbage).await;
+    let (text, _) = trickle(addr, &garbage, LARGE).await;
     assert!(text.starts_with("HTTP/1.1 403"), "{text}");
     assert!(text.contains("protobuf"), "{text}");
 
-    // A valid header from a fresh session, body trickled: 408 once the deadline passes.
-    let first = Session::offchain(orchestrator.service_uri()).await;
-    let seg = segment_data(
-        &first.key,
-        &first.info,
-        b"m",
-        0,
-        &large_body(1),
-        1000,
-        &ladder(),
-    )
-    .unwrap();
-    let (text, took) = trickle(addr, &headers::encode_segment(&seg)).await;
-    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
-    assert!(text.contains("body not received within"), "{text}");
-    assert!(took >= upload_timeout, "408 after only {took:?}");
+    // A valid header from a fresh session, body trickled: 408 once the deadline passes, and the
+    // slot is free again, on both paths (small declared bodies are checked before reading).
+    for declared in [50_000, LARGE] {
+        let session = Session::offchain(orchestrator.service_uri()).await;
+        let seg = segment_data(
+            &session.key,
+            &session.info,
+            b"m",
+            0,
+            &large_body(1)[..declared],
+            1000,
+            &ladder(),
+        )
+        .unwrap();
+        let (text, took) = trickle(addr, &headers::encode_segment(&seg), declared).await;
+        assert!(text.starts_with("HTTP/1.1 408"), "{declared}: {text}");
+        assert!(text.contains("body not received within"), "{text}");
+        assert!(took >= upload_timeout, "408 after only {took:?}");
+        assert_eq!(status(&session.client).await["sessions"], 0, "{declared}");
+    }
 
-    // Its session never transcoded anything, so the single slot is free for another session.
-    let s = status(&first.client).await;
-    assert_eq!(s["sessions"], 0, "{s}");
-    assert_eq!(s["segments"]["failures"]["bad_body"], 1);
+    // Those sessions never transcoded anything, so the single slot serves another session.
     let mut second = Session::offchain(orchestrator.service_uri()).await;
+    assert_eq!(
+        status(&second.client).await["segments"]["failures"]["bad_body"],
+        2
+    );
     let reply = second
         .send(0)
         .await
@@ -247,7 +256,7 @@ async fn trickled_large_uploads_are_answered_and_release_their_session_slot() {
         &ladder(),
     )
     .unwrap();
-    let (text, _) = trickle(addr, &headers::encode_segment(&seg)).await;
+    let (text, _) = trickle(addr, &headers::encode_segment(&seg), LARGE).await;
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert_eq!(status(&second.client).await["sessions"], 1);
     let (status_code, reason) = refused(
