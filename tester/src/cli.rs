@@ -62,6 +62,20 @@ pub enum Command {
     /// Run one node of the stack in the foreground (used by the embedded stack, and by operators).
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Post a run's leaderboard.json records to a leaderboard API, signed with HMAC-SHA256.
+    Publish {
+        /// The run directory holding leaderboard.json.
+        run_dir: PathBuf,
+        /// Base URL of a leaderboard-serverless-compatible API (`/api/post_stats` is appended).
+        #[arg(long)]
+        endpoint: String,
+        /// Region code to publish the records under (default: the records' own).
+        #[arg(long)]
+        region: Option<String>,
+        /// Environment variable holding the shared secret (never a command-line argument).
+        #[arg(long, default_value = reports::publish::DEFAULT_SECRET_ENV)]
+        secret_env: String,
+    },
     /// Start the embedded stack (chain, orchestrators, transcoders, broadcaster) until Ctrl-C.
     #[command(subcommand)]
     Stack(StackCommand),
@@ -279,6 +293,12 @@ pub fn main() -> i32 {
                     .map(|()| ExitCode::Passed)
                     .map_err(|e| Failure::new(ExitCode::NotRun, e))
             }),
+        Command::Publish {
+            run_dir,
+            endpoint,
+            region,
+            secret_env,
+        } => publish(run_dir, endpoint, region, secret_env),
         Command::Stack(StackCommand::Up {
             orchestrators,
             transcoders_per_orchestrator,
@@ -314,6 +334,33 @@ pub fn main() -> i32 {
             eprintln!("{}", terminal.red(&format!("error: {failure}")));
             failure.code.code()
         }
+    }
+}
+
+/// `lpt publish`: exit 0 only when every record was accepted.
+fn publish(
+    run_dir: PathBuf,
+    endpoint: String,
+    region: Option<String>,
+    secret_env: String,
+) -> Result<ExitCode, Failure> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure::new(ExitCode::NotRun, e))?;
+    let options = reports::PublishOptions {
+        region,
+        secret_env,
+        ..reports::PublishOptions::new(endpoint)
+    };
+    let report = runtime
+        .block_on(reports::publish(&run_dir, &options))
+        .map_err(|e| Failure::new(ExitCode::InvalidScenario, e))?;
+    println!("{report}");
+    if report.all_accepted() {
+        Ok(ExitCode::Passed)
+    } else {
+        Err(Failure::new(
+            ExitCode::NotRun,
+            anyhow::anyhow!("{}", report.headline()),
+        ))
     }
 }
 

@@ -3,87 +3,21 @@
 //! run produces: 99 (a threshold failed), 105 (interrupted), 108 (aborted by a threshold).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-struct Nginx {
-    child: Child,
-    dir: tempfile::TempDir,
-    rtmp_port: u16,
-    http_port: u16,
-}
+#[path = "support/nginx.rs"]
+mod nginx;
+use nginx::{Nginx, wait_until};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_until(what: &str, deadline: Duration, mut ready: impl FnMut() -> bool) {
-    let end = Instant::now() + deadline;
-    while !ready() {
-        assert!(
-            Instant::now() < end,
-            "{what} did not happen within {deadline:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-impl Nginx {
-    fn start() -> Nginx {
-        let dir = tempfile::tempdir().unwrap();
-        let (rtmp_port, http_port) = (free_port(), free_port());
-        let root = dir.path().display().to_string();
-        std::fs::create_dir_all(dir.path().join("hls")).unwrap();
-        let config = format!(
-            r#"load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
-daemon off;
-master_process off;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 1024; }}
-rtmp {{ server {{ listen 127.0.0.1:{rtmp_port};
-    application live {{ live on; record off; hls on; hls_path {root}/hls; hls_fragment 2s; hls_playlist_length 12s; }} }} }}
-http {{ access_log off; client_body_temp_path {root}/body; proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fcgi; uwsgi_temp_path {root}/uwsgi; scgi_temp_path {root}/scgi;
-    types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}
-    server {{ listen 127.0.0.1:{http_port}; location /hls/ {{ alias {root}/hls/; }} }} }}
-"#
-        );
-        let conf = dir.path().join("nginx.conf");
-        std::fs::write(&conf, config).unwrap();
-        let child = Command::new("nginx")
-            .args(["-p", &root, "-e", &format!("{root}/error.log"), "-c"])
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx is installed by ci/setup");
-        for port in [rtmp_port, http_port] {
-            wait_until("nginx listening", Duration::from_secs(10), || {
-                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            });
-        }
-        Nginx {
-            child,
-            dir,
-            rtmp_port,
-            http_port,
-        }
-    }
-
-    fn scenario(&self, duration: &str, thresholds: &str) -> PathBuf {
-        let path = self.dir.path().join("scenario.toml");
-        std::fs::write(
-            &path,
-            format!(
-                r#"name = "nginx"
+fn scenario(nginx: &Nginx, duration: &str, thresholds: &str) -> PathBuf {
+    let path = nginx.dir.path().join("scenario.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "nginx"
 [target]
 kind = "external"
 rtmp_url = "rtmp://127.0.0.1:{}/live/{{stream}}"
@@ -105,29 +39,11 @@ duration = "{duration}"
 [thresholds]
 {thresholds}
 "#,
-                self.rtmp_port, self.http_port
-            ),
-        )
-        .unwrap();
-        path
-    }
-
-    fn playlist_exists(&self) -> bool {
-        std::fs::read_dir(self.dir.path().join("hls"))
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .any(|e| e.path().extension().is_some_and(|x| x == "m3u8"))
-            })
-            .unwrap_or(false)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            nginx.rtmp_port, nginx.http_port
+        ),
+    )
+    .unwrap();
+    path
 }
 
 fn lpt() -> Command {
@@ -152,7 +68,8 @@ fn verdict<'a>(summary: &'a Value, metric: &str) -> &'a Value {
 #[test]
 fn a_run_through_nginx_measures_everything_and_fails_only_the_impossible_threshold() {
     let nginx = Nginx::start();
-    let scenario = nginx.scenario(
+    let scenario = scenario(
+        &nginx,
         "12s",
         r#""segment_success" = ["rate >= 0.9"]
 "checks{check=stamps}" = ["rate >= 0.9"]
@@ -224,7 +141,7 @@ fn a_run_through_nginx_measures_everything_and_fails_only_the_impossible_thresho
 #[test]
 fn a_run_killed_with_sigkill_leaves_a_readable_journal() {
     let nginx = Nginx::start();
-    let scenario = nginx.scenario("10m", r#""segment_success" = ["rate >= 0.9"]"#);
+    let scenario = scenario(&nginx, "10m", r#""segment_success" = ["rate >= 0.9"]"#);
     let run_dir = nginx.dir.path().join("run");
     let mut child = lpt()
         .arg("run")
@@ -271,7 +188,7 @@ fn a_run_killed_with_sigkill_leaves_a_readable_journal() {
 #[test]
 fn ctrl_c_stops_the_run_and_keeps_its_results() {
     let nginx = Nginx::start();
-    let scenario = nginx.scenario("10m", r#""segment_success" = ["rate >= 0.9"]"#);
+    let scenario = scenario(&nginx, "10m", r#""segment_success" = ["rate >= 0.9"]"#);
     let run_dir = nginx.dir.path().join("run");
     let mut child = lpt()
         .arg("run")
@@ -304,7 +221,8 @@ fn ctrl_c_stops_the_run_and_keeps_its_results() {
 #[test]
 fn an_abort_on_fail_threshold_ends_the_run_early_with_108() {
     let nginx = Nginx::start();
-    let scenario = nginx.scenario(
+    let scenario = scenario(
+        &nginx,
         "10m",
         r#""latency" = [{ threshold = "max < 1ms", abort_on_fail = true }]"#,
     );
