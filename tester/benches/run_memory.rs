@@ -119,7 +119,7 @@ duration = "{minutes}m"
     println!("lpt run, {streams} streams × {minutes} min through nginx-rtmp ({status})");
     println!(
         "  segments ok: {}",
-        summary["metrics"]["segment_success"]["passes"]
+        summary["metrics"]["segment_success"]["values"]["passes"]
     );
     println!("  RSS at 1 min        {at_one_minute:8.1} MiB");
     println!("  RSS peak after 1 min {peak:7.1} MiB");

@@ -352,7 +352,14 @@ fn publish(
     };
     let report = runtime
         .block_on(reports::publish(&run_dir, &options))
-        .map_err(|e| Failure::new(ExitCode::InvalidScenario, e))?;
+        .map_err(|e| {
+            let code = if e.is_usage_error() {
+                ExitCode::InvalidScenario
+            } else {
+                ExitCode::NotRun
+            };
+            Failure::new(code, e)
+        })?;
     println!("{report}");
     if report.all_accepted() {
         Ok(ExitCode::Passed)

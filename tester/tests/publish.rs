@@ -101,3 +101,27 @@ fn a_refused_hmac_is_reported_and_exits_non_zero() {
     assert!(text.contains("LPT_LEADERBOARD_SECRET"), "{text}");
     server.join().unwrap();
 }
+
+#[test]
+fn an_unreachable_leaderboard_exits_107_and_a_missing_secret_104() {
+    let dir = run_dir_with_one_record();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, text) = publish(dir.path(), &format!("http://127.0.0.1:{port}"));
+    assert_eq!(code, 107, "{text}");
+    assert!(text.contains("nothing was published"), "{text}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_lpt"))
+        .arg("publish")
+        .arg(dir.path())
+        .args(["--endpoint", "http://127.0.0.1:9"])
+        .env_remove("LPT_LEADERBOARD_SECRET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(104), "{stderr}");
+    assert!(stderr.contains("LPT_LEADERBOARD_SECRET"), "{stderr}");
+}

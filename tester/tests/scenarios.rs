@@ -20,7 +20,31 @@ fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// Runs `lpt run SCENARIO` into a fresh directory; returns the exit code, stdout and summary.
+/// The warnings and errors the embedded nodes logged, to explain a failed run in CI's output.
+fn node_warnings(run_dir: &Path) -> String {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(run_dir.join("stack"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            lines.extend(
+                text.lines()
+                    .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+                    .take(15)
+                    .map(|l| format!("{name}: {l}")),
+            );
+        }
+    }
+    lines.join("\n")
+}
+
+/// Runs `lpt run SCENARIO` into a fresh directory; returns the exit code, stdout (followed by
+/// the nodes' warnings) and summary.
 fn run(scenario: &str) -> (i32, String, Value) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
@@ -34,7 +58,9 @@ fn run(scenario: &str) -> (i32, String, Value) {
         .env("NO_COLOR", "1")
         .output()
         .expect("lpt runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned()
+        + "\nnode warnings:\n"
+        + &node_warnings(&out);
     let summary = std::fs::read_to_string(out.join("summary.json"))
         .unwrap_or_else(|e| panic!("{scenario}: no summary.json ({e}); stdout:\n{stdout}"));
     (

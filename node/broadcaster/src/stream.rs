@@ -287,10 +287,11 @@ impl Broadcaster {
         }
         let mut tried = Vec::new();
         let mut delivered = Vec::new();
-        if let Some(payer) = &self.payer {
-            self.pool.forget_expiring_params(payer.block());
-        }
         for _ in 0..self.config.max_attempts {
+            // Per attempt: a failover target may have sat idle while its params lapsed.
+            if let Some(payer) = &self.payer {
+                self.pool.forget_expiring_params(payer.block());
+            }
             let Some(session) = self.pool.select(&tried).await else {
                 break;
             };
@@ -327,7 +328,14 @@ impl Broadcaster {
                 }
                 Err(e) => {
                     tracing::warn!("segment {manifest_id}/{} on {}: {e}", seg.seq, session.uri);
-                    self.pool.failed(&session.uri, &e.to_string());
+                    if matches!(e, submit::SubmitError::Payment(_)) {
+                        // B's own payment could not be made (stale params): not O's fault, so
+                        // no cooldown; the session is rediscovered and O may be tried again.
+                        self.pool.forget(&session.uri, &e.to_string());
+                        tried.pop();
+                    } else {
+                        self.pool.failed(&session.uri, &e.to_string());
+                    }
                     attempt.error_kind = Some(e.kind().into());
                     attempt.error = Some(e.to_string());
                     record.error = Some(format!("{}: {e}", session.uri));

@@ -399,6 +399,11 @@ fn ticket_economics(options: &StackOptions, price_per_unit: u64) -> (u128, u128)
     (face_value, (face_value / WIN_PROBABILITY_DIVISOR).max(1))
 }
 
+/// How long the broadcaster leaves a failed orchestrator out of rotation. go-livepeer's default
+/// suits a network of many orchestrators; a local stack has two or three, and a run lasts
+/// seconds, so one transient failure must not sideline an orchestrator for most of it.
+const FAILURE_COOLDOWN_SECS: u64 = 5;
+
 fn broadcaster_config(
     options: &StackOptions,
     endpoints: &Endpoints,
@@ -411,7 +416,7 @@ fn broadcaster_config(
         .map(|u| format!("\"{u}\""))
         .collect();
     let mut text = format!(
-        "rtmp_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\nladder = \"{}\"\norchestrators = [{}]\npixels_per_unit = {}\n",
+        "rtmp_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\nladder = \"{}\"\norchestrators = [{}]\npixels_per_unit = {}\nfailure_cooldown_secs = {FAILURE_COOLDOWN_SECS}\n",
         ladder.join(","),
         orchestrators.join(", "),
         options.pixels_per_unit

@@ -320,6 +320,16 @@ impl OrchestratorPool {
         }
     }
 
+    /// Drops `uri`'s session so the next selection rediscovers it, without a cooldown (for
+    /// failures on B's side, such as params that lapsed before B could pay with them).
+    pub fn forget(&self, uri: &str, error: &str) {
+        let mut entries = self.lock();
+        if let Some(e) = entries.iter_mut().find(|e| e.uri == uri) {
+            e.last_error = Some(error.to_string());
+            e.session = None;
+        }
+    }
+
     /// Records a failed attempt: the orchestrator leaves rotation for the cooldown and its
     /// session is dropped (it is rediscovered afterwards).
     pub fn failed(&self, uri: &str, error: &str) {
