@@ -509,14 +509,11 @@ async fn payment_probe(
         .latest_block()
         .await
         .context("cannot read the chain")?;
-    PaymentProbe::new(PaymentProbeConfig::new(
-        &rpc,
-        broker,
-        sender,
-        orchestrators,
-        from_block,
-    ))
-    .context("cannot set up the payment probe")
+    let mut config = PaymentProbeConfig::new(&rpc, broker, sender, orchestrators, from_block);
+    // The last winners only become due once their params expire (a block a second): the chain
+    // must stay quiet for longer than that before the redemptions count as settled.
+    config.quiet_polls = crate::stack::embedded::PARAMS_EXPIRATION_BLOCKS as u32 + 5;
+    PaymentProbe::new(config).context("cannot set up the payment probe")
 }
 
 fn record_payments(registry: &Registry, report: &PaymentReport, run_dir: &Path) {

@@ -356,7 +356,7 @@ fn orchestrator_config(
 }
 
 /// Blocks after which the embedded orchestrators' ticket params expire (and winners become due).
-const PARAMS_EXPIRATION_BLOCKS: u64 = 10;
+pub const PARAMS_EXPIRATION_BLOCKS: u64 = 10;
 
 /// The embedded chain's contracts. Every redemption mines a block on top of the ticker's one a
 /// second, so a short round would let a queue of winners expire on chain (a ticket is valid for
