@@ -110,7 +110,7 @@ pub async fn start(config: BroadcasterConfig) -> anyhow::Result<RunningBroadcast
             let payer = Arc::new(payer);
             let refresher = payer.clone();
             tasks.push(tokio::spawn(async move {
-                refresher.refresh_forever(Duration::from_secs(2)).await
+                refresher.refresh_forever(Duration::from_millis(500)).await
             }));
             (NodeKey::Account(signer), Some(payer))
         }

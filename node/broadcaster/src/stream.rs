@@ -328,9 +328,10 @@ impl Broadcaster {
                 }
                 Err(e) => {
                     tracing::warn!("segment {manifest_id}/{} on {}: {e}", seg.seq, session.uri);
-                    if matches!(e, submit::SubmitError::Payment(_)) {
-                        // B's own payment could not be made (stale params): not O's fault, so
-                        // no cooldown; the session is rediscovered and O may be tried again.
+                    if e.is_payment_refusal() {
+                        // B's payment was stale (params lapsed, credit book out of step with O's):
+                        // not O's fault, so no cooldown; a fresh session (fresh params, zero
+                        // credit on both sides) is discovered and O may be tried again.
                         self.pool.forget(&session.uri, &e.to_string());
                         tried.pop();
                     } else {

@@ -305,7 +305,7 @@ fn orchestrator_config(
     );
     if let (Some(contracts), Some(chain)) = (contracts, chain) {
         text.push_str(&format!(
-            "\n[chain]\nrpc_url = \"{}\"\nprivate_key = \"{}\"\nticket_broker = \"{}\"\nrounds_manager = \"{}\"\n",
+            "\n[chain]\nrpc_url = \"{}\"\nprivate_key = \"{}\"\nticket_broker = \"{}\"\nrounds_manager = \"{}\"\npoll_ms = {ORCHESTRATOR_CHAIN_POLL_MS}\n",
             chain.url(),
             hex_key(&chain.signer(index as usize + 1)),
             contracts.ticket_broker,
@@ -356,7 +356,13 @@ fn orchestrator_config(
 }
 
 /// Blocks after which the embedded orchestrators' ticket params expire (and winners become due).
-pub const PARAMS_EXPIRATION_BLOCKS: u64 = 10;
+/// Redemptions mine blocks of their own, so blocks come faster than the ticker's one a second
+/// while winners are being redeemed: the window must outlast such a burst.
+pub const PARAMS_EXPIRATION_BLOCKS: u64 = 30;
+
+/// How often the embedded orchestrators refresh their view of the chain (ms): params are issued
+/// from that view, so it must keep up with redemption bursts.
+const ORCHESTRATOR_CHAIN_POLL_MS: u64 = 250;
 
 /// The embedded chain's contracts. Every redemption mines a block on top of the ticker's one a
 /// second, so a short round would let a queue of winners expire on chain (a ticket is valid for
@@ -370,7 +376,7 @@ fn embedded_deploy_config() -> protocol::chain::DeployConfig {
 }
 
 /// Seconds of the ladder's output one winning ticket pays for.
-const SECONDS_PER_WINNER: f64 = 0.5;
+const SECONDS_PER_WINNER: f64 = 1.0;
 /// Winning probability of each ticket.
 const WIN_PROBABILITY_DIVISOR: u128 = 5;
 
@@ -379,8 +385,9 @@ const WIN_PROBABILITY_DIVISOR: u128 = 5;
 /// go-livepeer derives the face value from the gas price so that redeeming is worth its gas; on a
 /// short local run that leaves fractions of a winning ticket to expect, and the payment probe
 /// could not tell a correct orchestrator from one that never redeems. Here a winning ticket pays
-/// for half a second of the ladder's output, so a 30 s smoke run expects about 60 winners per
-/// stream — enough for the expected-vs-redeemed error to mean something — and each ticket wins with
+/// for a second of the ladder's output, so a 30 s smoke run expects about 30 winners per stream —
+/// enough for the expected-vs-redeemed error to mean something, few enough that the blocks their
+/// redemptions mine do not outrun the params' expiry window — and each ticket wins with
 /// probability 1/5, so a segment carries a handful of tickets.
 fn ticket_economics(options: &StackOptions, price_per_unit: u64) -> (u128, u128) {
     let pixels_per_second: f64 = options

@@ -381,7 +381,7 @@ impl OrchestratorPool {
 
 /// Params this close to expiry are refreshed before paying with them (the ticket sender refuses
 /// params expiring within a block of its view of the chain, which may lag a block or two).
-const PARAMS_REFRESH_BLOCKS: u64 = 3;
+const PARAMS_REFRESH_BLOCKS: u64 = 5;
 
 fn token_expiring(info: &net::OrchestratorInfo) -> bool {
     let Some(token) = &info.auth_token else {

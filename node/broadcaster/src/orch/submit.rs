@@ -72,6 +72,18 @@ pub enum SubmitError {
 }
 
 impl SubmitError {
+    /// Whether O refused B's payment (expired params, refused tickets, too little credit): B's
+    /// view of the session's params or credit is stale, which a fresh session fixes.
+    pub fn is_payment_refusal(&self) -> bool {
+        match self {
+            Self::Payment(_) => true,
+            Self::HttpStatus { status: 400, body } => {
+                body.contains("ticket") || body.contains("balance")
+            }
+            _ => false,
+        }
+    }
+
     /// Stable short name for records and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
