@@ -12,7 +12,10 @@
 //! cover them), so the probe polls the chain until redemptions settle or a deadline passes. It
 //! counts the window settled when no orchestrator is still short of its interval's lower bound
 //! and the set of redemptions stayed unchanged for `quiet_polls` consecutive polls; each poll
-//! reads only the blocks it has not read yet. At the deadline the report is returned anyway,
+//! reads only the blocks it has not read yet. A caller that knows when every winner of the window
+//! must be due (the embedded stack, whose params' expiry it set) can make a shortfall final after
+//! `shortfall_final_polls` unchanged polls, so a missing redemption costs that wait rather than
+//! the whole settle timeout. At the deadline the report is returned anyway,
 //! marked unsettled, and whatever is still short is reported as missing redemptions. When the
 //! caller knows only the run's total pixels (which orchestrator did which segment is invisible
 //! from outside), [`PaymentProbe::settle_total`] reconciles the orchestrators as one pool.
@@ -59,6 +62,10 @@ pub struct PaymentProbeConfig {
     pub poll_interval: Duration,
     /// Unchanged polls (with nothing short) that count as settled.
     pub quiet_polls: u32,
+    /// Unchanged polls after which a shortfall is final, when the caller knows every winner of
+    /// the window must be due by then (its params' expiry is known); `None` waits for the settle
+    /// timeout, as a probe of a network with unknown redemption habits must.
+    pub shortfall_final_polls: Option<u32>,
 }
 
 impl PaymentProbeConfig {
@@ -81,6 +88,7 @@ impl PaymentProbeConfig {
             settle_timeout: Duration::from_secs(120),
             poll_interval: Duration::from_secs(1),
             quiet_polls: 3,
+            shortfall_final_polls: None,
         }
     }
 }
@@ -301,13 +309,19 @@ impl PaymentProbe {
                 .iter()
                 .any(|r| r.verdict == Verdict::MissingRedemptions);
             let count = activity.redemptions.len();
-            quiet = if last_count == Some(count) && !short {
+            quiet = if last_count == Some(count) {
                 quiet + 1
             } else {
                 0
             };
             last_count = Some(count);
-            let settled = quiet >= self.config.quiet_polls;
+            let settled = if short {
+                self.config
+                    .shortfall_final_polls
+                    .is_some_and(|polls| quiet >= polls)
+            } else {
+                quiet >= self.config.quiet_polls
+            };
             if settled || Instant::now() + self.config.poll_interval > deadline {
                 return Ok(self.report(
                     results,

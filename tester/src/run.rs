@@ -512,7 +512,9 @@ async fn payment_probe(
     let mut config = PaymentProbeConfig::new(&rpc, broker, sender, orchestrators, from_block);
     // The last winners only become due once their params expire (a block a second): the chain
     // must stay quiet for longer than that before the redemptions count as settled.
+    // The same wait makes a shortfall final: a winner not redeemed by then never will be.
     config.quiet_polls = crate::stack::embedded::PARAMS_EXPIRATION_BLOCKS as u32 + 5;
+    config.shortfall_final_polls = Some(config.quiet_polls);
     PaymentProbe::new(config).context("cannot set up the payment probe")
 }
 

@@ -222,6 +222,18 @@ async fn payment_probe_reconciles_real_redemptions_and_flags_each_fault() {
     assert!(report.payment_ev_error == Some(1.0), "{report:?}");
     assert!(report.waited_ms >= 1000.0, "{report:?}");
 
+    // A caller that knows every winner is due by now makes the shortfall final after a few quiet
+    // polls: the same verdicts, settled long before the (20 s) deadline.
+    let mut config = world.config(broadcaster.address(), &[o, o2], from_block);
+    config.shortfall_final_polls = Some(3);
+    let report = PaymentProbe::new(config)
+        .unwrap()
+        .settle(&owed)
+        .await
+        .unwrap();
+    assert!(report.settled && report.missing_redemptions, "{report:?}");
+    assert_eq!(report.orchestrators[1].verdict, Verdict::MissingRedemptions);
+
     // Unknown recipient: another sender pays a stranger the run never used.
     let window = world.chain.block_number().await.unwrap();
     assert!(window >= honest_end);
