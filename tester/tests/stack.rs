@@ -1,5 +1,6 @@
 //! `lpt stack up` as an operator uses it: it comes up, its endpoints answer, and Ctrl-C stops
-//! every process it started (no orphans), with exit code 0.
+//! every process it started (no orphans), with exit code 0. Even SIGKILL, which it cannot catch,
+//! leaves nothing running: every child dies with it.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -47,8 +48,16 @@ fn port_of(url: &str) -> u16 {
     authority.rsplit_once(':').unwrap().1.parse().unwrap()
 }
 
-#[test]
-fn stack_up_serves_its_endpoints_and_ctrl_c_leaves_no_process_behind() {
+/// A running `lpt stack up`: the process, what it announced, and every process under it.
+struct StackUp {
+    child: std::process::Child,
+    announced: Value,
+    started: BTreeSet<u32>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `lpt stack up` with 2 orchestrators of 1 transcoder each and waits for its JSON line.
+fn stack_up() -> StackUp {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_lpt"))
         .args([
@@ -90,6 +99,41 @@ fn stack_up_serves_its_endpoints_and_ctrl_c_leaves_no_process_behind() {
             break value;
         }
     };
+    // anvil, 2 orchestrators, 2 transcoders and a broadcaster.
+    let started = descendants(pid);
+    assert!(started.len() >= 6, "only {started:?} under lpt");
+    StackUp {
+        child,
+        announced,
+        started,
+        _dir: dir,
+    }
+}
+
+/// Waits (with a deadline) until none of `started` is running.
+fn assert_all_exit(started: &BTreeSet<u32>, after: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<u32> = started.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes still running 10 s after {after}: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn stack_up_serves_its_endpoints_and_ctrl_c_leaves_no_process_behind() {
+    let StackUp {
+        mut child,
+        announced,
+        started,
+        _dir,
+    } = stack_up();
     let endpoints = &announced["endpoints"];
     assert_eq!(endpoints["orchestrators"].as_array().unwrap().len(), 2);
     assert!(
@@ -115,11 +159,7 @@ fn stack_up_serves_its_endpoints_and_ctrl_c_leaves_no_process_behind() {
             .unwrap_or_else(|e| panic!("{url} does not accept connections: {e}"));
     }
 
-    // anvil, 2 orchestrators, 2 transcoders and a broadcaster (anvil may be a launcher + node).
-    let started = descendants(pid);
-    assert!(started.len() >= 6, "only {started:?} under lpt");
-
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -132,16 +172,26 @@ fn stack_up_serves_its_endpoints_and_ctrl_c_leaves_no_process_behind() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0), "{status:?}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left: Vec<u32> = started.iter().copied().filter(|p| alive(*p)).collect();
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "processes still running after lpt stack up stopped: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_all_exit(&started, "lpt stack up stopped");
+}
+
+#[test]
+fn sigkill_of_stack_up_takes_every_child_with_it() {
+    let StackUp {
+        mut child,
+        announced,
+        started,
+        _dir,
+    } = stack_up();
+    let chain = announced["endpoints"]["chain_rpc"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_all_exit(&started, "lpt stack up was killed");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port_of(&chain))).is_err(),
+        "the chain at {chain} still answers"
+    );
 }

@@ -2,14 +2,17 @@
 //!
 //! The binary path is fixed at compile time relative to the workspace (so tests need no setup
 //! beyond `npm ci`) and overridable at run time with `LPT_ANVIL`. anvil listens on port 0 of the
-//! loopback interface and reports the port it got, so parallel tests never collide; it dies when
-//! the [`LocalChain`] is dropped. anvil's stdout is drained by a thread so its per-transaction
-//! logging can never fill the pipe and stall the node.
+//! loopback interface and reports the port it got, so parallel tests never collide. It dies with
+//! its owner however the owner ends: dropping the [`LocalChain`] kills it, and on Linux it also
+//! gets `PR_SET_PDEATHSIG`, so even a SIGKILLed `lpt run` or `lpt stack up` leaves no anvil behind
+//! (alloy's launcher has no hook for that, which is why anvil is spawned here). anvil's stdout is
+//! drained by a thread so its per-transaction logging can never fill the pipe and stall the node.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::primitives::{Address, U256};
 use alloy::providers::{DynProvider, Provider};
 use alloy::signers::Signer;
@@ -25,11 +28,58 @@ const DEFAULT_ANVIL: &str = concat!(
     "/../ci/chain/node_modules/.bin/anvil"
 );
 
+/// anvil's chain id (it is started without `--chain-id`).
+const ANVIL_CHAIN_ID: u64 = 31337;
+
+/// How long anvil gets to print its listening address (it starts in ~0.05 s).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A running anvil node with its ten funded test accounts.
 #[derive(Debug)]
 pub struct LocalChain {
-    anvil: AnvilInstance,
+    process: Child,
     url: String,
+    chain_id: u64,
+    /// The funded test accounts' keys, in anvil's order.
+    keys: Vec<PrivateKeySigner>,
+    addresses: Vec<Address>,
+}
+
+impl Drop for LocalChain {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// What anvil printed before it started listening.
+#[derive(Debug, Default, PartialEq)]
+struct Banner {
+    keys: Vec<String>,
+    listening: Option<String>,
+}
+
+impl Banner {
+    /// Takes one line of anvil's start-up output; true once the listening address is known.
+    fn take(&mut self, line: &str, in_keys: &mut bool) -> bool {
+        let line = line.trim();
+        if let Some(address) = line.strip_prefix("Listening on") {
+            self.listening = Some(address.trim().to_owned());
+            return true;
+        }
+        if line.starts_with("Private Keys") {
+            *in_keys = true;
+        } else if line.starts_with("Wallet") || line.starts_with("Base Fee") {
+            *in_keys = false;
+        }
+        if *in_keys
+            && line.starts_with('(')
+            && let Some(key) = line.split("0x").nth(1)
+        {
+            self.keys.push(key.trim().to_owned());
+        }
+        false
+    }
 }
 
 impl LocalChain {
@@ -47,27 +97,114 @@ impl LocalChain {
     }
 
     /// Starts the anvil binary at `path`.
+    ///
+    /// On Linux anvil is sent SIGTERM when the thread that started it ends (that is how
+    /// `PR_SET_PDEATHSIG` counts a parent), so start it from a thread that outlives the chain:
+    /// the main thread, a runtime's worker, not a short-lived blocking-pool thread.
     pub fn start_with(path: &Path) -> Result<Self, ChainError> {
         if !path.exists() {
             return Err(ChainError::AnvilMissing(path.to_path_buf()));
         }
-        let mut anvil = Anvil::new()
-            .path(path)
-            .host("127.0.0.1")
-            .keep_stdout()
-            .try_spawn()
-            .map_err(|source| ChainError::AnvilStart {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        if let Some(mut stdout) = anvil.child_mut().stdout.take() {
-            std::thread::spawn(move || {
-                let mut sink = [0u8; 8192];
-                while matches!(stdout.read(&mut sink), Ok(n) if n > 0) {}
-            });
+        let failed = |reason: String| ChainError::AnvilStart {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut command = Command::new(path);
+        command
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .env("NO_COLOR", "1")
+            .env("FOUNDRY_DISABLE_NIGHTLY_WARNING", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
-        let url = anvil.endpoint();
-        Ok(Self { anvil, url })
+        let mut process = command.spawn().map_err(|e| failed(e.to_string()))?;
+        let stdout = process.stdout.take().expect("stdout is piped");
+        // The banner is read on a thread so that a silent anvil cannot block past the deadline.
+        let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                if lines_tx.send(std::mem::take(&mut line)).is_err() {
+                    break;
+                }
+            }
+            // Keep draining so anvil never blocks on a full pipe.
+            let mut sink = [0u8; 8192];
+            let mut stdout = reader.into_inner();
+            while matches!(stdout.read(&mut sink), Ok(n) if n > 0) {}
+        });
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let mut banner = Banner::default();
+        let mut in_keys = false;
+        let outcome = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    if banner.take(&line, &mut in_keys) {
+                        break Ok(());
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    break Err(format!("no listening address within {STARTUP_TIMEOUT:?}"));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = process.wait().map(|s| s.to_string()).unwrap_or_default();
+                    break Err(format!("exited before listening ({status})"));
+                }
+            }
+        };
+        let started = outcome.and_then(|()| Self::from_banner(&banner));
+        match started {
+            Ok((url, chain_id, keys)) => Ok(Self {
+                process,
+                url,
+                chain_id,
+                addresses: keys.iter().map(|k| k.address()).collect(),
+                keys,
+            }),
+            Err(reason) => {
+                let _ = process.kill();
+                let _ = process.wait();
+                Err(failed(reason))
+            }
+        }
+    }
+
+    fn from_banner(banner: &Banner) -> Result<(String, u64, Vec<PrivateKeySigner>), String> {
+        let listening = banner.listening.as_deref().unwrap_or_default();
+        let address: std::net::SocketAddr = listening
+            .parse()
+            .map_err(|_| format!("unreadable listening address {listening:?}"))?;
+        let chain_id = ANVIL_CHAIN_ID;
+        let keys = banner
+            .keys
+            .iter()
+            .map(|hex| {
+                let mut key: PrivateKeySigner = hex
+                    .parse()
+                    .map_err(|e| format!("unreadable test account key: {e}"))?;
+                key.set_chain_id(Some(chain_id));
+                Ok(key)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        if keys.is_empty() {
+            return Err("anvil listed no test accounts".into());
+        }
+        Ok((format!("http://{address}"), chain_id, keys))
     }
 
     /// HTTP JSON-RPC endpoint.
@@ -77,20 +214,22 @@ impl LocalChain {
 
     /// Chain id (31337).
     pub fn chain_id(&self) -> u64 {
-        self.anvil.chain_id()
+        self.chain_id
     }
 
     /// The `index`-th funded test account (0..10).
     pub fn signer(&self, index: usize) -> PrivateKeySigner {
-        let key = self.anvil.keys()[index].clone();
-        let mut signer = PrivateKeySigner::from(key);
-        signer.set_chain_id(Some(self.chain_id()));
-        signer
+        self.keys[index].clone()
     }
 
     /// Addresses of the funded accounts.
     pub fn accounts(&self) -> &[Address] {
-        self.anvil.addresses()
+        &self.addresses
+    }
+
+    /// anvil's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
     }
 
     /// A provider sending transactions as `signer`.
@@ -136,5 +275,77 @@ impl LocalChain {
                 call: "anvil_setBalance",
                 source,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// anvil 1.7.1's start-up output, abridged.
+    const BANNER: &str = "\
+Available Accounts
+==================
+
+(0) 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266 (10000.000000000000000000 ETH)
+(1) 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 (10000.000000000000000000 ETH)
+
+Private Keys
+==================
+
+(0) 0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80
+(1) 0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d
+
+Wallet
+==================
+Mnemonic:          test test test test test test test test test test test junk
+
+Chain ID
+==================
+
+31337
+
+Listening on 127.0.0.1:40513
+";
+
+    #[test]
+    fn the_banner_gives_the_keys_in_order_and_the_port() {
+        let mut banner = Banner::default();
+        let mut in_keys = false;
+        let done: Vec<bool> = BANNER
+            .lines()
+            .map(|line| banner.take(line, &mut in_keys))
+            .collect();
+        assert_eq!(done.iter().filter(|d| **d).count(), 1);
+        assert!(done.last().copied().unwrap());
+        let (url, chain_id, keys) = LocalChain::from_banner(&banner).unwrap();
+        assert_eq!(url, "http://127.0.0.1:40513");
+        assert_eq!(chain_id, 31337);
+        let addresses: Vec<String> = keys.iter().map(|k| format!("{:#x}", k.address())).collect();
+        assert_eq!(
+            addresses,
+            [
+                "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266",
+                "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+            ]
+        );
+        assert!(keys.iter().all(|k| k.chain_id() == Some(31337)));
+    }
+
+    #[test]
+    fn a_banner_without_keys_or_address_is_an_error() {
+        let mut banner = Banner::default();
+        banner.take("Listening on 127.0.0.1:1", &mut false);
+        assert!(
+            LocalChain::from_banner(&banner)
+                .unwrap_err()
+                .contains("no test accounts")
+        );
+        let banner = Banner::default();
+        assert!(
+            LocalChain::from_banner(&banner)
+                .unwrap_err()
+                .contains("listening address")
+        );
     }
 }

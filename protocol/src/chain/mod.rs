@@ -95,12 +95,12 @@ pub enum ChainError {
     #[error("anvil not found at {0}: set {ANVIL_ENV} or run `npm ci` in ci/chain")]
     AnvilMissing(PathBuf),
     /// anvil did not start.
-    #[error("starting anvil {path}: {source}")]
+    #[error("starting anvil {path}: {reason}")]
     AnvilStart {
         /// Binary used.
         path: PathBuf,
-        /// Underlying error.
-        source: alloy::node_bindings::NodeError,
+        /// What went wrong.
+        reason: String,
     },
     /// An RPC URL that does not parse.
     #[error("invalid RPC URL {url:?}: {reason}")]
