@@ -23,6 +23,8 @@ pub mod memio;
 pub mod probe;
 pub mod source;
 pub mod stamp;
+#[cfg(feature = "wire")]
+pub mod wire;
 
 pub use bench::{BenchMode, BenchOptions, BenchSummary, SegmentRecord, run_bench};
 pub use input::BenchInput;

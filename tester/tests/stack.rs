@@ -128,13 +128,8 @@ fn assert_all_exit(started: &BTreeSet<u32>, after: &str) {
 
 #[test]
 fn stack_up_serves_its_endpoints_and_ctrl_c_leaves_no_process_behind() {
-    let StackUp {
-        mut child,
-        announced,
-        started,
-        _dir,
-    } = stack_up();
-    let endpoints = &announced["endpoints"];
+    let mut stack = stack_up();
+    let endpoints = &stack.announced["endpoints"];
     assert_eq!(endpoints["orchestrators"].as_array().unwrap().len(), 2);
     assert!(
         endpoints["chain_rpc"]
@@ -159,10 +154,10 @@ fn stack_up_serves_its_endpoints_and_ctrl_c_leaves_no_process_behind() {
             .unwrap_or_else(|e| panic!("{url} does not accept connections: {e}"));
     }
 
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(stack.child.id() as i32, libc::SIGINT) };
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = stack.child.try_wait().unwrap() {
             break status;
         }
         assert!(
@@ -172,24 +167,19 @@ fn stack_up_serves_its_endpoints_and_ctrl_c_leaves_no_process_behind() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0), "{status:?}");
-    assert_all_exit(&started, "lpt stack up stopped");
+    assert_all_exit(&stack.started, "lpt stack up stopped");
 }
 
 #[test]
 fn sigkill_of_stack_up_takes_every_child_with_it() {
-    let StackUp {
-        mut child,
-        announced,
-        started,
-        _dir,
-    } = stack_up();
-    let chain = announced["endpoints"]["chain_rpc"]
+    let mut stack = stack_up();
+    let chain = stack.announced["endpoints"]["chain_rpc"]
         .as_str()
         .unwrap()
         .to_owned();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_all_exit(&started, "lpt stack up was killed");
+    stack.child.kill().unwrap();
+    stack.child.wait().unwrap();
+    assert_all_exit(&stack.started, "lpt stack up was killed");
     assert!(
         TcpStream::connect(("127.0.0.1", port_of(&chain))).is_err(),
         "the chain at {chain} still answers"

@@ -1,112 +1,9 @@
-//! Conversion between the wire's `VideoProfile` and the reference transcoder's [`Profile`].
-//!
-//! Design: a broadcaster names its ladder on the wire; the orchestrator turns each entry into a
-//! validated transcoder profile here, refusing what it cannot encode with an error naming the
-//! profile and field (a peer's bad profile is a 4xx, not a crash in FFmpeg).
+//! The ladder a segment asks for, read from its `SegData` with the shared wire conversion
+//! ([`reference_transcoder::wire`]), so the orchestrator refuses a bad profile with its name and
+//! field.
 
-use protocol::net::VideoProfile;
-use protocol::net::video_profile::{Profile as WireH264Profile, VideoCodec};
 use reference_transcoder::Profile;
-use reference_transcoder::ladder::{Gop, H264Profile};
-
-/// A wire profile the orchestrator cannot transcode.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("profile {name:?}: {field} {reason}")]
-pub struct ProfileError {
-    /// Profile name.
-    pub name: String,
-    /// Offending field.
-    pub field: &'static str,
-    /// What is wrong.
-    pub reason: String,
-}
-
-/// The wire form of a transcoder profile (what a broadcaster puts in `SegData.fullProfiles3`).
-pub fn to_wire(profile: &Profile) -> VideoProfile {
-    let h264 = match profile.h264_profile {
-        H264Profile::None => WireH264Profile::EncoderDefault,
-        H264Profile::Baseline => WireH264Profile::H264Baseline,
-        H264Profile::Main => WireH264Profile::H264Main,
-        H264Profile::High => WireH264Profile::H264High,
-        H264Profile::ConstrainedHigh => WireH264Profile::H264ConstrainedHigh,
-    };
-    let gop = match profile.gop {
-        Gop::Default => 0,
-        Gop::IntraOnly => -1,
-        Gop::Seconds(s) => (s * 1000.0).round() as i32,
-    };
-    VideoProfile {
-        name: profile.name.clone(),
-        width: profile.width as i32,
-        height: profile.height as i32,
-        bitrate: profile.bitrate.min(i32::MAX as u64) as i32,
-        fps: profile.fps_num,
-        fps_den: profile.fps_den,
-        profile: h264 as i32,
-        gop,
-        ..Default::default()
-    }
-}
-
-/// The transcoder profile for a wire profile.
-pub fn from_wire(wire: &VideoProfile) -> Result<Profile, ProfileError> {
-    let bad = |field, reason: String| ProfileError {
-        name: wire.name.clone(),
-        field,
-        reason,
-    };
-    if wire.name.is_empty() || wire.name.len() > 64 {
-        return Err(bad("name", "must be 1 to 64 characters".into()));
-    }
-    if !(16..=7680).contains(&wire.width) || wire.width % 2 != 0 {
-        return Err(bad(
-            "width",
-            format!("{} is not an even 16..=7680", wire.width),
-        ));
-    }
-    if !(16..=4320).contains(&wire.height) || wire.height % 2 != 0 {
-        return Err(bad(
-            "height",
-            format!("{} is not an even 16..=4320", wire.height),
-        ));
-    }
-    if wire.bitrate < 1000 {
-        return Err(bad(
-            "bitrate",
-            format!("{} is below 1000 bit/s", wire.bitrate),
-        ));
-    }
-    if wire.encoder != VideoCodec::H264 as i32 {
-        return Err(bad("encoder", format!("{} is not H.264", wire.encoder)));
-    }
-    let fps_den = if wire.fps_den == 0 { 1 } else { wire.fps_den };
-    if wire.fps / fps_den > 240 {
-        return Err(bad("fps", format!("{}/{} is above 240", wire.fps, fps_den)));
-    }
-    let h264_profile = match WireH264Profile::try_from(wire.profile) {
-        Ok(WireH264Profile::EncoderDefault) => H264Profile::None,
-        Ok(WireH264Profile::H264Baseline) => H264Profile::Baseline,
-        Ok(WireH264Profile::H264Main) => H264Profile::Main,
-        Ok(WireH264Profile::H264High) => H264Profile::High,
-        Ok(WireH264Profile::H264ConstrainedHigh) => H264Profile::ConstrainedHigh,
-        Err(_) => return Err(bad("profile", format!("{} is unknown", wire.profile))),
-    };
-    let gop = match wire.gop {
-        0 => Gop::Default,
-        g if g < 0 => Gop::IntraOnly,
-        g => Gop::Seconds(f64::from(g) / 1000.0),
-    };
-    Ok(Profile {
-        name: wire.name.clone(),
-        width: wire.width as u32,
-        height: wire.height as u32,
-        bitrate: wire.bitrate as u64,
-        fps_num: wire.fps,
-        fps_den,
-        h264_profile,
-        gop,
-    })
-}
+pub use reference_transcoder::wire::{WireProfileError as ProfileError, from_wire, to_wire};
 
 /// The profiles a segment asks for: `fullProfiles3`, else the older lists.
 pub fn requested(seg: &protocol::net::SegData) -> Result<Vec<Profile>, ProfileError> {
@@ -128,27 +25,4 @@ pub fn requested(seg: &protocol::net::SegData) -> Result<Vec<Profile>, ProfileEr
         });
     }
     list.iter().map(from_wire).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn presets_round_trip_through_the_wire() {
-        for name in Profile::preset_names() {
-            let profile = Profile::preset(name).unwrap();
-            assert_eq!(from_wire(&to_wire(&profile)).unwrap(), profile);
-        }
-    }
-
-    #[test]
-    fn bad_fields_are_named() {
-        let mut wire = to_wire(&Profile::preset("P240p30fps16x9").unwrap());
-        wire.width = 3;
-        assert_eq!(from_wire(&wire).unwrap_err().field, "width");
-        let mut wire = to_wire(&Profile::preset("P240p30fps16x9").unwrap());
-        wire.encoder = VideoCodec::Vp9 as i32;
-        assert_eq!(from_wire(&wire).unwrap_err().field, "encoder");
-    }
 }

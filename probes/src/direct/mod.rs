@@ -26,7 +26,6 @@ use bytes::Bytes;
 use protocol::client::ClientLimits;
 use protocol::net::VideoProfile;
 use protocol::ticket::SenderLimits;
-use reference_transcoder::ladder::{Gop, H264Profile};
 use reference_transcoder::{EncodedSource, Profile};
 use serde::{Deserialize, Serialize};
 
@@ -117,7 +116,7 @@ pub struct DirectSender {
 pub struct DirectTestConfig {
     /// The orchestrator's service URI (`https://host:port`).
     pub uri: String,
-    /// Renditions asked for (see [`wire_profile`] to convert presets).
+    /// Renditions asked for (see [`wire_ladder`] to convert presets).
     pub ladder: Vec<VideoProfile>,
     /// Highest acceptable price, wei per pixel; `None` accepts any.
     pub price_cap_wei_per_pixel: Option<f64>,
@@ -436,37 +435,12 @@ impl DirectObserver for NullDirectObserver {
     fn segment(&self, _: &DirectSegmentObservation) {}
 }
 
-/// The wire form of a ladder profile (what `SegData.fullProfiles3` carries).
-pub fn wire_profile(profile: &Profile) -> VideoProfile {
-    use protocol::net::video_profile::Profile as WireH264Profile;
-    let h264 = match profile.h264_profile {
-        H264Profile::None => WireH264Profile::EncoderDefault,
-        H264Profile::Baseline => WireH264Profile::H264Baseline,
-        H264Profile::Main => WireH264Profile::H264Main,
-        H264Profile::High => WireH264Profile::H264High,
-        H264Profile::ConstrainedHigh => WireH264Profile::H264ConstrainedHigh,
-    };
-    let gop = match profile.gop {
-        Gop::Default => 0,
-        Gop::IntraOnly => -1,
-        Gop::Seconds(s) => (s * 1000.0).round() as i32,
-    };
-    VideoProfile {
-        name: profile.name.clone(),
-        width: profile.width as i32,
-        height: profile.height as i32,
-        bitrate: profile.bitrate.min(i32::MAX as u64) as i32,
-        fps: profile.fps_num,
-        fps_den: profile.fps_den,
-        profile: h264 as i32,
-        gop,
-        ..Default::default()
-    }
-}
-
 /// Converts a ladder (e.g. from `reference_transcoder::ladder::parse_ladder`).
 pub fn wire_ladder(ladder: &[Profile]) -> Vec<VideoProfile> {
-    ladder.iter().map(wire_profile).collect()
+    ladder
+        .iter()
+        .map(reference_transcoder::wire::to_wire)
+        .collect()
 }
 
 pub(crate) type SharedObserver = Arc<dyn DirectObserver>;

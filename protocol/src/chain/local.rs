@@ -82,6 +82,17 @@ impl Banner {
     }
 }
 
+/// A `pre_exec` hook (Linux) that makes the child receive SIGTERM when the thread that spawned
+/// it ends, so no child outlives its owner, even one killed with SIGKILL.
+#[cfg(target_os = "linux")]
+pub fn die_with_parent() -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG is async-signal-safe and touches no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 impl LocalChain {
     /// Where anvil is taken from: `$LPT_ANVIL`, else `ci/chain/node_modules/.bin/anvil`.
     pub fn anvil_path() -> PathBuf {
@@ -120,14 +131,9 @@ impl LocalChain {
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::process::CommandExt;
-            // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+            // SAFETY: the hook only calls prctl, which is async-signal-safe.
             unsafe {
-                command.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
+                command.pre_exec(die_with_parent);
             }
         }
         let mut process = command.spawn().map_err(|e| failed(e.to_string()))?;

@@ -28,6 +28,8 @@ pub use broker::{
     TicketBrokerClient, TxOutcome,
 };
 pub use events::{BrokerEvent, DEFAULT_PAGE_SIZE, EventReader, EventRecord};
+#[cfg(target_os = "linux")]
+pub use local::die_with_parent;
 pub use local::{ANVIL_ENV, LocalChain};
 pub use registry::{RegisteredOrchestrator, RegistryReader};
 

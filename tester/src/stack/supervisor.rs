@@ -74,14 +74,9 @@ impl Child {
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
         #[cfg(target_os = "linux")]
-        // SAFETY: prctl with PR_SET_PDEATHSIG is async-signal-safe and touches no memory of ours.
+        // SAFETY: the hook only calls prctl, which is async-signal-safe.
         unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            command.pre_exec(protocol::chain::die_with_parent);
         }
         let mut process = command
             .spawn()

@@ -12,7 +12,7 @@ use prost::Message;
 use protocol::headers;
 use protocol::net;
 use protocol::sig::{self, NodeKey, SigPolicy};
-use reference_transcoder::ladder::{Gop, H264Profile, Profile};
+use reference_transcoder::ladder::Profile;
 
 use super::payment::{Payer, estimated_pixels};
 use super::{OrchestratorPool, Session};
@@ -140,32 +140,6 @@ pub fn total_timeout(duration_ms: i64) -> Duration {
     Duration::from_millis((duration_ms.max(0) as u64 * 4).max(8000))
 }
 
-/// The wire form of a ladder rung.
-pub fn video_profile(p: &Profile) -> net::VideoProfile {
-    let (fps, fps_den) = p.fps().unwrap_or((0, 0));
-    net::VideoProfile {
-        name: p.name.clone(),
-        width: p.width as i32,
-        height: p.height as i32,
-        bitrate: p.bitrate.min(i32::MAX as u64) as i32,
-        fps,
-        fps_den,
-        profile: match p.h264_profile {
-            H264Profile::None => 0,
-            H264Profile::Baseline => 1,
-            H264Profile::Main => 2,
-            H264Profile::High => 3,
-            H264Profile::ConstrainedHigh => 4,
-        },
-        gop: match p.gop {
-            Gop::Default => 0,
-            Gop::IntraOnly => -1,
-            Gop::Seconds(s) => (s * 1000.0).round() as i32,
-        },
-        ..Default::default()
-    }
-}
-
 /// Submits `seg` of stream `manifest_id` to `session`.
 pub async fn submit(
     pool: &OrchestratorPool,
@@ -219,7 +193,10 @@ async fn run(
         duration: seg.duration_ms.min(i64::from(i32::MAX)) as i32,
         capabilities: Some(pool.capabilities().to_message()),
         auth_token: session.info.auth_token.clone(),
-        full_profiles3: profiles.iter().map(video_profile).collect(),
+        full_profiles3: profiles
+            .iter()
+            .map(reference_transcoder::wire::to_wire)
+            .collect(),
         ..Default::default()
     };
     seg_data.sig =
