@@ -2,8 +2,11 @@
 //! and resident memory per stream, with HLS playlists and segments pulled as a player would.
 //!
 //! The broadcaster runs in a child process (this binary re-executed with `LPT_BENCH_CHILD=1`) so
-//! its CPU time and RSS are read from `/proc` free of the publishers' and pullers' cost. It runs
-//! source-only (empty ladder): transcoding is the orchestrator's cost, not the broadcaster's.
+//! its CPU time and RSS are read from `/proc` free of the publishers', pullers' and
+//! orchestrator's cost. Its ladder (240p + 360p) goes to an off-chain orchestrator in this
+//! process in pass-through mode: each segment is uploaded over TLS and both renditions are
+//! downloaded back and served, as in production, but transcoding (the orchestrator's cost, not
+//! the broadcaster's) takes no time. `SOURCE_ONLY=1` runs without an orchestrator.
 //! Goals: < 5 CPU-ms per stream-second, < 8 MiB per stream.
 //!
 //! `cargo bench -p node-broadcaster --bench ingest` (env `STREAMS`, `SECS` override 20 / 30).
@@ -34,11 +37,20 @@ fn main() {
     }
 }
 
+/// The ladder sent to the pass-through orchestrator.
+const LADDER: &str = "P240p30fps16x9,P360p30fps16x9";
+
 async fn child() {
+    let orchestrator = std::env::var("LPT_BENCH_ORCHESTRATOR").ok();
     let config = node_broadcaster::BroadcasterConfig {
         rtmp_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
-        ladder: String::new(),
+        ladder: if orchestrator.is_some() {
+            LADDER.into()
+        } else {
+            String::new()
+        },
+        orchestrators: orchestrator.into_iter().collect(),
         ..Default::default()
     };
     let b = node_broadcaster::start(config).await.unwrap();
@@ -125,7 +137,19 @@ async fn parent() {
         bytes as f64 * 8.0 / source.duration_secs() / 1e6
     );
 
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let orchestrator = if std::env::var_os("SOURCE_ONLY").is_some() {
+        None
+    } else {
+        let mut config = node_orchestrator::config::OrchestratorConfig::offchain();
+        config.transcode.mode = node_orchestrator::config::TranscodeMode::PassThrough;
+        config.limits.max_sessions = streams * 2;
+        Some(node_orchestrator::start(config).await.unwrap())
+    };
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    if let Some(o) = &orchestrator {
+        child.env("LPT_BENCH_ORCHESTRATOR", o.service_uri());
+    }
+    let mut child = child
         .env("LPT_BENCH_CHILD", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -212,11 +236,32 @@ async fn parent() {
     for t in tasks {
         let _ = t.await;
     }
+    // What the broadcaster did with each segment it kept a record of.
+    let status = reqwest::get(format!("http://{http}/status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for segment in status["segments"].as_array().into_iter().flatten() {
+        *outcomes
+            .entry(segment["outcome"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
+    }
     drop(child.stdin.take());
     let _ = child.wait();
 
     let stream_secs = streams as f64 * elapsed;
     println!("streams: {streams}, measured {elapsed:.1} s after {warmup:?} warm-up");
+    match &orchestrator {
+        Some(o) => println!(
+            "ladder {LADDER} through a pass-through orchestrator at {}; segment outcomes in /status: {outcomes:?}",
+            o.service_uri()
+        ),
+        None => println!("source only (no orchestrator)"),
+    }
     println!(
         "broadcaster CPU: {:.0} ms → {:.2} CPU-ms per stream-second (goal < 5)",
         cpu1 - cpu0,
