@@ -6,7 +6,9 @@
 //! orchestrator's cost. Its ladder (240p + 360p) goes to an off-chain orchestrator in this
 //! process in pass-through mode: each segment is uploaded over TLS and both renditions are
 //! downloaded back and served, as in production, but transcoding (the orchestrator's cost, not
-//! the broadcaster's) takes no time. `SOURCE_ONLY=1` runs without an orchestrator.
+//! the broadcaster's) takes no time. `SOURCE_ONLY=1` runs without an orchestrator. The window's
+//! segments go to files in a temporary `hls_dir` (page cache, not the node's memory);
+//! `HLS_IN_MEMORY=1` keeps them in memory instead.
 //! Goals: < 5 CPU-ms per stream-second, < 8 MiB per stream.
 //!
 //! `cargo bench -p node-broadcaster --bench ingest` (env `STREAMS`, `SECS` override 20 / 30).
@@ -51,6 +53,7 @@ async fn child() {
             String::new()
         },
         orchestrators: orchestrator.into_iter().collect(),
+        hls_dir: std::env::var_os("LPT_BENCH_HLS_DIR").map(std::path::PathBuf::from),
         ..Default::default()
     };
     let b = node_broadcaster::start(config).await.unwrap();
@@ -145,9 +148,14 @@ async fn parent() {
         config.limits.max_sessions = streams * 2;
         Some(node_orchestrator::start(config).await.unwrap())
     };
+    let hls_dir = tempfile::tempdir().unwrap();
+    let in_memory = std::env::var_os("HLS_IN_MEMORY").is_some();
     let mut child = Command::new(std::env::current_exe().unwrap());
     if let Some(o) = &orchestrator {
         child.env("LPT_BENCH_ORCHESTRATOR", o.service_uri());
+    }
+    if !in_memory {
+        child.env("LPT_BENCH_HLS_DIR", hls_dir.path());
     }
     let mut child = child
         .env("LPT_BENCH_CHILD", "1")
@@ -262,6 +270,14 @@ async fn parent() {
         ),
         None => println!("source only (no orchestrator)"),
     }
+    println!(
+        "HLS segments {}",
+        if in_memory {
+            "in memory".to_string()
+        } else {
+            format!("in files under {}", hls_dir.path().display())
+        }
+    );
     println!(
         "broadcaster CPU: {:.0} ms → {:.2} CPU-ms per stream-second (goal < 5)",
         cpu1 - cpu0,

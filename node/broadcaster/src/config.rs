@@ -95,6 +95,9 @@ pub struct BroadcasterConfig {
     pub max_attempts: u32,
     /// Segments kept in each media playlist.
     pub hls_window: usize,
+    /// Directory for the window's segments (each in a file, served from the page cache); absent
+    /// keeps them in the node's memory. See [`crate::store`].
+    pub hls_dir: Option<PathBuf>,
     /// Segment outcome records kept for `/status`.
     pub records_kept: usize,
     /// Seconds an orchestrator stays out of rotation after a failure.
@@ -118,6 +121,7 @@ impl Default for BroadcasterConfig {
             pixels_per_unit: 1,
             max_attempts: 3,
             hls_window: 6,
+            hls_dir: None,
             records_kept: 2000,
             failure_cooldown_secs: 30,
             ended_stream_retention_secs: 600,

@@ -1,7 +1,8 @@
 //! HLS output: per-stream renditions with sliding-window media playlists and a master playlist.
 //!
-//! Segments are kept in memory as `Bytes` (shared, never copied on serving) and only for the
-//! window, so memory per stream is bounded by `window × renditions × segment size`. Playlists are
+//! Segments are kept only for the window, in memory as `Bytes` (shared, never copied on serving)
+//! or in files (see [`crate::store`]), so what a stream holds is bounded by
+//! `window × renditions × segment size`. Playlists are
 //! rendered on request from the window: EXT-X-MEDIA-SEQUENCE counts the segments that slid out,
 //! EXT-X-DISCONTINUITY-SEQUENCE the discontinuities that slid out, and EXT-X-TARGETDURATION is
 //! the largest duration ever listed, rounded up, so it never shrinks during a stream (RFC 8216
@@ -10,7 +11,7 @@
 use std::collections::VecDeque;
 use std::fmt::Write;
 
-use bytes::Bytes;
+use crate::store::SegmentBody;
 
 /// Name of the source rendition.
 pub const SOURCE: &str = "source";
@@ -23,7 +24,7 @@ pub struct HlsSegment {
     /// Duration, ms.
     pub duration_ms: i64,
     /// MPEG-TS bytes.
-    pub data: Bytes,
+    pub data: SegmentBody,
     /// Preceded by `#EXT-X-DISCONTINUITY`.
     pub discontinuity: bool,
 }
@@ -161,7 +162,7 @@ mod tests {
         HlsSegment {
             seq,
             duration_ms: ms,
-            data: Bytes::from_static(b"x"),
+            data: SegmentBody::Memory(bytes::Bytes::from_static(b"x")),
             discontinuity: disc,
         }
     }

@@ -92,11 +92,18 @@ async fn stream_file(State(b): State<Arc<Broadcaster>>, Path(path): Path<String>
             let Ok(seq) = file.trim_end_matches(".ts").parse::<u64>() else {
                 return not_found(format!("bad segment name {file:?}"));
             };
-            match b.stream(id).and_then(|s| s.segment(rendition, seq)) {
-                Some(data) => ([(header::CONTENT_TYPE, "video/mp2t")], data).into_response(),
-                None => not_found(format!(
+            let Some(segment) = b.stream(id).and_then(|s| s.segment(rendition, seq)) else {
+                return not_found(format!(
                     "segment {rendition}/{seq} of {id:?} is not in the window"
-                )),
+                ));
+            };
+            match segment.bytes().await {
+                Ok(data) => ([(header::CONTENT_TYPE, "video/mp2t")], data).into_response(),
+                Err(e) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("segment {rendition}/{seq} of {id:?}: {e}"),
+                )
+                    .into_response(),
             }
         }
         _ => not_found(format!("no such HLS path {path:?}")),

@@ -19,6 +19,7 @@ pub mod records;
 pub mod rtmp;
 pub mod segmenter;
 pub mod sps;
+pub mod store;
 pub mod stream;
 pub mod ts;
 
@@ -81,6 +82,7 @@ impl Drop for RunningBroadcaster {
         for t in &self.tasks {
             t.abort();
         }
+        self.state.store().remove_all();
     }
 }
 
@@ -133,7 +135,12 @@ pub async fn start(config: BroadcasterConfig) -> anyhow::Result<RunningBroadcast
         .await
         .with_context(|| format!("binding HTTP {}", config.http_addr))?;
     let (rtmp_addr, http_addr) = (rtmp.local_addr()?, http.local_addr()?);
-    let state = Broadcaster::new(config, profiles, pool.clone(), payer);
+    let store = match &config.hls_dir {
+        Some(dir) => store::SegmentStore::files(dir)
+            .with_context(|| format!("cannot use hls_dir {}", dir.display()))?,
+        None => store::SegmentStore::memory(),
+    };
+    let state = Broadcaster::new(config, profiles, pool.clone(), payer, store);
     let (shutdown, rx) = watch::channel(false);
     tasks.push(tokio::spawn(rtmp::serve(rtmp, state.clone(), rx.clone())));
     let router = http::router(state.clone());

@@ -23,6 +23,7 @@ use crate::hls::{self, HlsSegment, Rendition};
 use crate::orch::{OrchestratorPool, Payer, submit};
 use crate::records::{Attempt, RecordBook, SegmentRecord};
 use crate::segmenter::{SegmenterConfig, SegmenterStats, SourceSegment};
+use crate::store::{SegmentBody, SegmentStore};
 
 /// Segments waiting for transcoding per stream before new ones are dropped.
 const TRANSCODE_QUEUE: usize = 8;
@@ -65,6 +66,7 @@ pub struct Broadcaster {
     pub(crate) payer: Option<Arc<Payer>>,
     records: RecordBook,
     streams: Mutex<HashMap<String, Arc<Stream>>>,
+    store: Arc<SegmentStore>,
 }
 
 /// One stream.
@@ -74,6 +76,7 @@ pub struct Stream {
     inner: Mutex<StreamInner>,
     pending: AtomicUsize,
     queue: mpsc::Sender<SourceSegment>,
+    store: Arc<SegmentStore>,
 }
 
 struct StreamInner {
@@ -115,6 +118,7 @@ impl Broadcaster {
         profiles: Vec<Profile>,
         pool: Arc<OrchestratorPool>,
         payer: Option<Arc<Payer>>,
+        store: SegmentStore,
     ) -> Arc<Self> {
         Arc::new(Self {
             records: RecordBook::new(config.records_kept),
@@ -123,11 +127,17 @@ impl Broadcaster {
             pool,
             payer,
             streams: Mutex::new(HashMap::new()),
+            store: Arc::new(store),
         })
     }
 
     fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Stream>>> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the window's segments are kept.
+    pub fn store(&self) -> &SegmentStore {
+        &self.store
     }
 
     /// Every segment's outcome and the ingest error counters.
@@ -208,6 +218,7 @@ impl Broadcaster {
             }),
             pending: AtomicUsize::new(0),
             queue: tx,
+            store: self.store.clone(),
         });
         streams.insert(id.to_string(), stream.clone());
         tokio::spawn(transcode_worker(self.clone(), stream.clone(), rx));
@@ -380,6 +391,7 @@ impl Stream {
     }
 
     fn add_source(&self, seg: &SourceSegment, window: usize) {
+        let data = self.store.keep(seg.data.clone());
         let mut inner = self.lock();
         inner.next_seq = inner.next_seq.max(seg.seq + 1);
         let source = &mut inner.renditions[0];
@@ -390,7 +402,7 @@ impl Stream {
             HlsSegment {
                 seq: seg.seq,
                 duration_ms: seg.duration_ms,
-                data: seg.data.clone(),
+                data,
                 discontinuity: seg.discontinuity,
             },
             window,
@@ -398,6 +410,11 @@ impl Stream {
     }
 
     fn add_renditions(&self, seg: &SourceSegment, renditions: Vec<(String, Bytes)>, window: usize) {
+        // Written (when spilled) before the lock is taken: playlist requests never wait on a file.
+        let renditions: Vec<(String, SegmentBody)> = renditions
+            .into_iter()
+            .map(|(name, data)| (name, self.store.keep(data)))
+            .collect();
         let mut inner = self.lock();
         for (name, data) in renditions {
             if let Some(r) = inner.renditions.iter_mut().find(|r| r.name == name) {
@@ -439,8 +456,8 @@ impl Stream {
         Some(r.media_playlist(ended))
     }
 
-    /// A rendition's segment bytes.
-    pub fn segment(&self, rendition: &str, seq: u64) -> Option<Bytes> {
+    /// A rendition's segment (read its bytes with [`SegmentBody::bytes`], outside any lock).
+    pub fn segment(&self, rendition: &str, seq: u64) -> Option<SegmentBody> {
         let inner = self.lock();
         let r = inner.renditions.iter().find(|r| r.name == rendition)?;
         r.segment(seq).map(|s| s.data.clone())

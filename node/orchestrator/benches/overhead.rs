@@ -13,7 +13,7 @@
 //!   route that only reads it (TLS, HTTP framing, copies; no Livepeer work);
 //! - a no-op request (`GET /healthz`) on the orchestrator: the per-request floor;
 //! - keccak256 over the segment (the node hashes every upload once, while it arrives), with
-//!   alloy's portable implementation and with the assembly one the node uses;
+//!   alloy's `keccak256` (assembly too, via the `asm-keccak` feature) and `keccak-asm` called directly;
 //! - the machine's own noise: the same hash on both cores at once, with no I/O or hand-offs, whose
 //!   tail no code of ours can remove;
 //! - the result-signature hashing a real transcode would add: pass-through renditions are the
@@ -355,7 +355,7 @@ async fn main() {
 
     for (name, hash) in [
         (
-            "alloy's portable keccak256",
+            "alloy's keccak256 (assembly too, with the asm-keccak feature protocol enables)",
             (|data: &[u8]| keccak256(data)) as fn(&[u8]) -> alloy::primitives::B256,
         ),
         (

@@ -175,7 +175,12 @@ impl EmbeddedStack {
             stack.orchestrators.push(child);
         }
 
-        let broadcaster_config = broadcaster_config(options, &stack.endpoints, contracts.as_ref());
+        let broadcaster_config = broadcaster_config(
+            options,
+            &stack.endpoints,
+            contracts.as_ref(),
+            &options.dir.join("hls"),
+        );
         let path = options.dir.join("broadcaster.toml");
         std::fs::write(&path, broadcaster_config)
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -415,6 +420,7 @@ fn broadcaster_config(
     options: &StackOptions,
     endpoints: &Endpoints,
     contracts: Option<&protocol::chain::Contracts>,
+    hls_dir: &Path,
 ) -> String {
     let ladder: Vec<&str> = options.ladder.iter().map(|p| p.name.as_str()).collect();
     let orchestrators: Vec<String> = endpoints
@@ -428,6 +434,13 @@ fn broadcaster_config(
         orchestrators.join(", "),
         options.pixels_per_unit
     );
+    // The window's segments go to files, as nginx-rtmp's do: they sit in the page cache rather
+    // than in the broadcaster's memory.
+    let hls_dir = hls_dir.display().to_string();
+    text.push_str(&format!(
+        "hls_dir = \"{}\"\n",
+        hls_dir.replace('\\', "\\\\").replace('"', "\\\"")
+    ));
     if let (Some(contracts), Some(rpc)) = (contracts, &endpoints.chain_rpc) {
         text.push_str(&format!(
             "\n[payment]\neth_url = \"{rpc}\"\nticket_broker = \"{}\"\nkey_env = \"{BROADCASTER_KEY_ENV}\"\n",

@@ -139,3 +139,49 @@ async fn http_push_ingest_serves_the_pushed_segment() {
     assert_eq!(body.len(), String::from_utf8_lossy(&segments[1].data).len());
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_kept_in_files_are_served_and_leave_with_the_window() {
+    let parent = tempfile::tempdir().unwrap();
+    let mut cfg = config("", vec![]);
+    cfg.hls_dir = Some(parent.path().to_owned());
+    cfg.hls_window = 3;
+    let b = start(cfg).await;
+    let dir = std::fs::read_dir(parent.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("the broadcaster made its segment directory");
+    let files = || -> usize {
+        std::fs::read_dir(&dir)
+            .map(|d| d.flatten().count())
+            .unwrap_or(usize::MAX)
+    };
+    let publisher = ffmpeg_publish(&b.rtmp_url("disk"), 10, "640x360");
+    let (exit, stderr) = wait_child(publisher, Duration::from_secs(60)).await;
+    assert!(exit.success(), "ffmpeg publish failed: {stderr}");
+    wait_finished(&b, "disk", Duration::from_secs(10)).await;
+
+    // 5 segments were cut; the window keeps the last 3, each in its own file.
+    assert_eq!(files(), 3);
+    let base = format!("http://{}/stream/disk", b.http_addr);
+    let (_, media) = get_text(&format!("{base}/source.m3u8")).await;
+    assert!(media.contains("#EXT-X-MEDIA-SEQUENCE:2\n"), "{media}");
+    let (code, _) = get_text(&format!("{base}/source/0.ts")).await;
+    assert_eq!(code, 404, "a segment that slid out is gone");
+    let (ok, err) = ffmpeg_read(&format!("{base}/source.m3u8"));
+    assert!(ok && err.trim().is_empty(), "ffmpeg reading: {err}");
+    let (w, h, dur) = ffprobe_video(&format!("{base}/source.m3u8"));
+    assert_eq!((w, h), (640, 360));
+    assert!(
+        (dur - 6.0).abs() < 0.5,
+        "the window's 3 segments last {dur} s"
+    );
+
+    b.shutdown().await;
+    assert!(
+        !dir.exists(),
+        "the segment directory outlived the broadcaster"
+    );
+}
