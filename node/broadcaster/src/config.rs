@@ -14,6 +14,7 @@
 //! orchestrators = ["https://127.0.0.1:8936", "https://127.0.0.1:8937"]
 //! max_price_per_unit = 1200                  # wei per pixels_per_unit pixels
 //! pixels_per_unit = 1
+//! hls_dir = "/var/lib/lpt/hls"                # window segments in files; omit to keep them in memory
 //!
 //! [payment]                                  # omit for off-chain mode
 //! eth_url = "http://127.0.0.1:8545"
