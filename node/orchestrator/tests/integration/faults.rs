@@ -143,8 +143,11 @@ async fn degrade_fault_encodes_far_below_the_profile_bitrate() {
     set_faults(&session.client, json!({"degrade_quality": true})).await;
     let (degraded_bytes, degraded_probe, _, _) = fetch(&mut session, 0).await;
     assert_eq!(honest_probe.0, degraded_probe.0, "same size, lower quality");
+    // A 20th of the bitrate shows as about a third of the bytes in a short 144p segment (its key
+    // frame and the MPEG-TS overhead do not shrink; seen: 12220 B vs 36660 B, exactly a third),
+    // so the test asks for less than half: with the switch off both encodes are the same size.
     assert!(
-        degraded_bytes * 3 < honest_bytes,
+        degraded_bytes * 2 < honest_bytes,
         "degraded {degraded_bytes} B vs honest {honest_bytes} B"
     );
     orchestrator.shutdown().await;
