@@ -7,7 +7,7 @@
 //! clock starts, so the time is the orchestrator's plus loopback TLS and the client's own work.
 //! Prints p50/p90/p99/max over the measured segments after a warm-up, and the process CPU time
 //! per segment (client and server together: both share this machine's cores). The client has a
-//! current-thread runtime on a thread of its own; the orchestrator has the bench's two workers.
+//! current-thread runtime on a thread of its own; the orchestrator the runtime's other worker.
 //!
 //! To say where the time goes it also measures, on the same machine and client:
 //! - the transport floor: the same TLS server loop and HTTP client posting the same body to a
@@ -301,10 +301,11 @@ async fn main() {
     let small = segment.slice(..16 * 1024);
     for body in [segment.clone(), small] {
         // The broadcaster client runs on a runtime and thread of its own, as a broadcaster is a
-        // node of its own: sharing the orchestrator's two workers put the client's connection
-        // task and O's reading task on one worker at times (p99 19.6-22 ms against 12.7-14.6 ms
-        // with the client apart, on a machine where p50 was 6.4-7.2 ms either way).
-        // `SHARED_RUNTIME=1` measures the old way.
+        // node of its own, and this task waits for it on one of the runtime's two workers, so the
+        // orchestrator serves the one upload at a time on the other: two busy threads on two
+        // cores. With client and orchestrator tasks mixed on both workers the tail was longer
+        // (p99 19.6-22 ms against 12.7-14.6 ms, p50 6.4-7.2 ms either way, on one machine).
+        // `SHARED_RUNTIME=1` measures that way.
         let m = if std::env::var_os("SHARED_RUNTIME").is_none() {
             let (uri, key, ladder, body) = (
                 orchestrator.service_uri().to_string(),
