@@ -167,9 +167,9 @@ async fn push(
         discontinuity: false,
         forced_cut: false,
     };
-    stream.add_pushed(&seg, b.config.hls_window);
+    stream.add_pushed(&b, &seg);
     let renditions = b.transcode(&id, &seg).await;
-    stream.finish_pushed(&seg, renditions.clone(), b.config.hls_window);
+    stream.finish_pushed(&b, &seg, renditions.clone());
     let wants_multipart = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

@@ -66,7 +66,7 @@ pub struct Broadcaster {
     pub(crate) payer: Option<Arc<Payer>>,
     records: RecordBook,
     streams: Mutex<HashMap<String, Arc<Stream>>>,
-    store: Arc<SegmentStore>,
+    store: SegmentStore,
 }
 
 /// One stream.
@@ -76,7 +76,6 @@ pub struct Stream {
     inner: Mutex<StreamInner>,
     pending: AtomicUsize,
     queue: mpsc::Sender<SourceSegment>,
-    store: Arc<SegmentStore>,
 }
 
 struct StreamInner {
@@ -127,7 +126,7 @@ impl Broadcaster {
             pool,
             payer,
             streams: Mutex::new(HashMap::new()),
-            store: Arc::new(store),
+            store,
         })
     }
 
@@ -218,7 +217,6 @@ impl Broadcaster {
             }),
             pending: AtomicUsize::new(0),
             queue: tx,
-            store: self.store.clone(),
         });
         streams.insert(id.to_string(), stream.clone());
         tokio::spawn(transcode_worker(self.clone(), stream.clone(), rx));
@@ -227,7 +225,7 @@ impl Broadcaster {
 
     /// A cut source segment from a live publisher: served at once, queued for transcoding.
     pub fn add_segment(&self, stream: &Stream, seg: SourceSegment) {
-        stream.add_source(&seg, self.config.hls_window);
+        stream.add_source(self, &seg);
         stream.pending.fetch_add(1, Ordering::SeqCst);
         if let Err(mpsc::error::TrySendError::Full(seg) | mpsc::error::TrySendError::Closed(seg)) =
             stream.queue.try_send(seg)
@@ -390,8 +388,8 @@ impl Stream {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn add_source(&self, seg: &SourceSegment, window: usize) {
-        let data = self.store.keep(seg.data.clone());
+    fn add_source(&self, b: &Broadcaster, seg: &SourceSegment) {
+        let data = b.store.keep(seg.data.clone());
         let mut inner = self.lock();
         inner.next_seq = inner.next_seq.max(seg.seq + 1);
         let source = &mut inner.renditions[0];
@@ -405,15 +403,20 @@ impl Stream {
                 data,
                 discontinuity: seg.discontinuity,
             },
-            window,
+            b.config.hls_window,
         );
     }
 
-    fn add_renditions(&self, seg: &SourceSegment, renditions: Vec<(String, Bytes)>, window: usize) {
+    fn add_renditions(
+        &self,
+        b: &Broadcaster,
+        seg: &SourceSegment,
+        renditions: Vec<(String, Bytes)>,
+    ) {
         // Written (when spilled) before the lock is taken: playlist requests never wait on a file.
         let renditions: Vec<(String, SegmentBody)> = renditions
             .into_iter()
-            .map(|(name, data)| (name, self.store.keep(data)))
+            .map(|(name, data)| (name, b.store.keep(data)))
             .collect();
         let mut inner = self.lock();
         for (name, data) in renditions {
@@ -425,7 +428,7 @@ impl Stream {
                         data,
                         discontinuity: seg.discontinuity,
                     },
-                    window,
+                    b.config.hls_window,
                 );
             }
         }
@@ -472,19 +475,19 @@ impl Stream {
     }
 
     /// Adds a pushed segment to the source rendition and counts it as pending.
-    pub(crate) fn add_pushed(&self, seg: &SourceSegment, window: usize) {
-        self.add_source(seg, window);
+    pub(crate) fn add_pushed(&self, b: &Broadcaster, seg: &SourceSegment) {
+        self.add_source(b, seg);
         self.pending.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Adds a pushed segment's renditions and clears it from pending.
     pub(crate) fn finish_pushed(
         &self,
+        b: &Broadcaster,
         seg: &SourceSegment,
         renditions: Vec<(String, Bytes)>,
-        window: usize,
     ) {
-        self.add_renditions(seg, renditions, window);
+        self.add_renditions(b, seg, renditions);
         self.pending.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -500,7 +503,7 @@ async fn transcode_worker(
     while let Some(seg) = rx.recv().await {
         let Some(stream) = weak.upgrade() else { break };
         let renditions = b.transcode(&stream.manifest_id, &seg).await;
-        stream.add_renditions(&seg, renditions, b.config.hls_window);
+        stream.add_renditions(&b, &seg, renditions);
         stream.pending.fetch_sub(1, Ordering::SeqCst);
     }
 }
