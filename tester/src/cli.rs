@@ -268,31 +268,9 @@ pub fn main() -> i32 {
         Command::Quality(args) => quality(args, terminal),
         Command::Report { run_dir } => crate::report::report(&run_dir, terminal),
         Command::Compare { base, new, noise } => crate::report::compare(&base, &new, noise),
-        Command::Node(node) => tokio::runtime::Runtime::new()
-            .map_err(|e| Failure::new(ExitCode::NotRun, e))
-            .and_then(|runtime| {
-                runtime
-                    .block_on(async {
-                        match node {
-                            NodeCommand::Broadcaster { config } => {
-                                crate::node_cmd::broadcaster(&config).await
-                            }
-                            NodeCommand::Orchestrator { config } => {
-                                crate::node_cmd::orchestrator(&config).await
-                            }
-                            NodeCommand::Transcoder {
-                                orchestrator,
-                                secret_env,
-                                capacity,
-                            } => {
-                                crate::node_cmd::transcoder(&orchestrator, &secret_env, capacity)
-                                    .await
-                            }
-                        }
-                    })
-                    .map(|()| ExitCode::Passed)
-                    .map_err(|e| Failure::new(ExitCode::NotRun, e))
-            }),
+        Command::Node(node) => run_node(node)
+            .map(|()| ExitCode::Passed)
+            .map_err(|e| Failure::new(ExitCode::NotRun, e)),
         Command::Publish {
             run_dir,
             endpoint,
@@ -338,6 +316,26 @@ pub fn main() -> i32 {
 }
 
 /// `lpt publish`: exit 0 only when every record was accepted.
+/// `lpt node …`: the orchestrator sizes its runtime from its config (`io_threads`); the others
+/// run on the default one.
+fn run_node(node: NodeCommand) -> anyhow::Result<()> {
+    match node {
+        NodeCommand::Orchestrator { config } => crate::node_cmd::orchestrator(&config),
+        NodeCommand::Broadcaster { config } => {
+            tokio::runtime::Runtime::new()?.block_on(crate::node_cmd::broadcaster(&config))
+        }
+        NodeCommand::Transcoder {
+            orchestrator,
+            secret_env,
+            capacity,
+        } => tokio::runtime::Runtime::new()?.block_on(crate::node_cmd::transcoder(
+            &orchestrator,
+            &secret_env,
+            capacity,
+        )),
+    }
+}
+
 fn publish(
     run_dir: PathBuf,
     endpoint: String,

@@ -47,9 +47,17 @@ pub async fn broadcaster(config_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn orchestrator(config_path: &Path) -> anyhow::Result<()> {
+/// Runs an orchestrator on a runtime of the size its config asks for (`io_threads`).
+pub fn orchestrator(config_path: &Path) -> anyhow::Result<()> {
     let config = node_orchestrator::OrchestratorConfig::from_file(config_path)
         .with_context(|| format!("orchestrator config {}", config_path.display()))?;
+    let runtime = config
+        .runtime()
+        .context("cannot start the orchestrator's runtime")?;
+    runtime.block_on(run_orchestrator(config))
+}
+
+async fn run_orchestrator(config: node_orchestrator::OrchestratorConfig) -> anyhow::Result<()> {
     let mut running = node_orchestrator::start(config).await?;
     info!(service_uri = running.service_uri(), "orchestrator ready");
     announce_ready(json!({

@@ -7,7 +7,9 @@
 //! clock starts, so the time is the orchestrator's plus loopback TLS and the client's own work.
 //! Prints p50/p90/p99/max over the measured segments after a warm-up, and the process CPU time
 //! per segment (client and server together: both share this machine's cores). The client has a
-//! current-thread runtime on a thread of its own; the orchestrator the runtime's other worker.
+//! current-thread runtime on a thread of its own; the orchestrator a runtime sized as
+//! `lpt node orchestrator` sizes it (`io_threads`: half the cores by default; `IO_THREADS=N`
+//! overrides).
 //!
 //! To say where the time goes it also measures, on the same machine and client:
 //! - the transport floor: the same TLS server loop and HTTP client posting the same body to a
@@ -239,8 +241,47 @@ fn real_renditions(segment: &Bytes, ladder: &[Profile]) -> Vec<Rendition> {
         .collect()
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+/// Runs a client on a thread and current-thread runtime of its own, as a broadcaster (a node of
+/// its own) would, so no client task shares the orchestrator's workers; the caller waits on the
+/// main thread, which is not one of them. (With client and orchestrator tasks mixed on the same
+/// two workers the tail was longer: p99 19.6-22 ms against 12.7-14.6 ms on one machine.)
+fn on_client_thread<T, F, Fut>(work: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work())
+    })
+    .join()
+    .unwrap()
+}
+
+/// The orchestrator's runtime as `lpt node orchestrator` builds it (`io_threads`, default half
+/// the cores), or `IO_THREADS` workers.
+fn main() {
+    let mut config = OrchestratorConfig::offchain();
+    config.io_threads = std::env::var("IO_THREADS")
+        .ok()
+        .map(|v| v.parse().expect("IO_THREADS is a number"));
+    println!(
+        "orchestrator runtime: {} worker threads{}",
+        config.io_threads(),
+        if config.io_threads.is_some() {
+            " (IO_THREADS)"
+        } else {
+            " (the node's default: half the cores)"
+        }
+    );
+    config.runtime().unwrap().block_on(bench(config.io_threads));
+}
+
+async fn bench(io_threads: Option<usize>) {
     // As `lpt node orchestrator` does at start (tester/src/node_cmd.rs): big blocks stay in the
     // heap instead of being unmapped and faulted back in zeroed for the next segment.
     reference_transcoder::tune_allocator_for_transcoding();
@@ -272,6 +313,7 @@ async fn main() {
         .await
         .unwrap();
     let mut config = OrchestratorConfig::offchain();
+    config.io_threads = io_threads;
     config.offchain = false;
     config.transcode.mode = TranscodeMode::PassThrough;
     config.payments.price_per_unit = 1;
@@ -287,7 +329,6 @@ async fn main() {
     });
     let orchestrator = node_orchestrator::start(config).await.unwrap();
 
-    let client = OrchestratorClient::connect(orchestrator.service_uri()).unwrap();
     let key = NodeKey::Account(broadcaster.clone());
     let mut sender = TicketSender::new(
         broadcaster,
@@ -300,37 +341,19 @@ async fn main() {
     // per-request cost from the per-byte cost (TLS, hashing, copies).
     let small = segment.slice(..16 * 1024);
     for body in [segment.clone(), small] {
-        // The broadcaster client runs on a runtime and thread of its own, as a broadcaster is a
-        // node of its own, and this task waits for it on one of the runtime's two workers, so the
-        // orchestrator serves the one upload at a time on the other: two busy threads on two
-        // cores. With client and orchestrator tasks mixed on both workers the tail was longer
-        // (p99 19.6-22 ms against 12.7-14.6 ms, p50 6.4-7.2 ms either way, on one machine).
-        // `SHARED_RUNTIME=1` measures that way.
-        let m = if std::env::var_os("SHARED_RUNTIME").is_none() {
-            let (uri, key, ladder, body) = (
-                orchestrator.service_uri().to_string(),
-                key.clone(),
-                ladder.clone(),
-                body.clone(),
-            );
-            let (m, back) = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async move {
-                    let client = OrchestratorClient::connect(&uri).unwrap();
-                    let m = measure_segments(&client, &key, &mut sender, &ladder, &body).await;
-                    (m, sender)
-                })
-            })
-            .join()
-            .unwrap();
-            sender = back;
-            m
-        } else {
-            measure_segments(&client, &key, &mut sender, &ladder, &body).await
-        };
+        let (uri, key, client_ladder, client_body) = (
+            orchestrator.service_uri().to_string(),
+            key.clone(),
+            ladder.clone(),
+            body.clone(),
+        );
+        let (m, back) = on_client_thread(move || async move {
+            let client = OrchestratorClient::connect(&uri).unwrap();
+            let m =
+                measure_segments(&client, &key, &mut sender, &client_ladder, &client_body).await;
+            (m, sender)
+        });
+        sender = back;
         print_line(
             &format!(
                 "orchestrator overhead per segment ({} bytes, {} renditions, 1 ticket, TLS loopback, pass-through)",
@@ -357,20 +380,25 @@ async fn main() {
 
     println!("where the time goes:");
     let healthz = format!("{}/healthz", orchestrator.service_uri());
-    let (times, _) = timed(|_| {
-        let request = client.http().get(&healthz);
-        async move {
-            assert_eq!(request.send().await.unwrap().text().await.unwrap(), "ok");
-        }
-    })
-    .await;
+    let (times, _) = on_client_thread(move || async move {
+        let http = node_orchestrator::client::http_client();
+        timed(|_| {
+            let request = http.get(&healthz);
+            async move {
+                assert_eq!(request.send().await.unwrap().text().await.unwrap(), "ok");
+            }
+        })
+        .await
+    });
     print_line(
         "no-op request (GET /healthz on the orchestrator, same client)",
         &times,
     );
 
     let (floor_uri, floor_stop) = floor_server().await;
-    let (times, cpu) = measure_floor(&floor_uri, &segment).await;
+    let floor_body = segment.clone();
+    let (times, cpu) =
+        on_client_thread(move || async move { measure_floor(&floor_uri, &floor_body).await });
     print_line(
         &format!(
             "transport floor: POST of the {} byte segment to a route that only reads it (same TLS server loop and client)",
