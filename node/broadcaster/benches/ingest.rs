@@ -11,11 +11,19 @@
 //! `HLS_IN_MEMORY=1` keeps them in memory instead.
 //! Goals: < 5 CPU-ms per stream-second, < 8 MiB per stream.
 //!
-//! `cargo bench -p node-broadcaster --bench ingest` (env `STREAMS`, `SECS` override 20 / 30).
+//! Absolute CPU figures move with the machine, so the same load then runs against our
+//! broadcaster source-only and against nginx with its RTMP module (`ci/setup` installs it)
+//! packaging the same HLS, and the ratio of the two is printed (`NO_PEER=1` skips it).
+//!
+//! `cargo bench -p node-broadcaster --profile ci --bench ingest` (env `STREAMS`, `SECS` override
+//! 20 / 30).
 
 #[path = "../tests/integration/rtmp_client.rs"]
 #[allow(dead_code)]
 mod rtmp_client;
+
+#[path = "../../../tester/tests/support/nginx.rs"]
+mod nginx;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -106,78 +114,38 @@ fn rss_kib(pid: u32) -> f64 {
         .unwrap()
 }
 
-async fn parent() {
-    let streams: usize = std::env::var("STREAMS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    let secs: u64 = std::env::var("SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
-    eprintln!("encoding a 10 s 1280x720 2 Mbps source once…");
-    let source = reference_transcoder::generate(&SourceConfig {
-        width: 1280,
-        height: 720,
-        duration_secs: 10.0,
-        gop_secs: 2.0,
-        video_bitrate: Some(2_300_000),
-        x264_preset: "ultrafast".into(),
-        ..Default::default()
-    })
-    .unwrap();
-    let packets: Arc<Vec<ReplayPacket>> = Arc::new(
-        source
-            .flv_packets()
-            .into_iter()
-            .map(|p| (p.kind, p.is_sequence_header, p.dts_ms, p.tag_body()))
-            .collect(),
-    );
-    let bytes: usize = packets.iter().map(|p| p.3.len()).sum();
-    let loop_ms = (source.duration_secs() * 1000.0).round() as u32;
-    eprintln!(
-        "source: {:.2} Mbps",
-        bytes as f64 * 8.0 / source.duration_secs() / 1e6
-    );
+/// A process under load: where publishers and players go, and whose CPU and memory are read.
+struct Target {
+    pid: u32,
+    rtmp: std::net::SocketAddr,
+    /// Media playlist URL of stream `{i}` (`{i}` replaced); segments are relative to it.
+    playlist: String,
+}
 
-    let orchestrator = if std::env::var_os("SOURCE_ONLY").is_some() {
-        None
-    } else {
-        let mut config = node_orchestrator::config::OrchestratorConfig::offchain();
-        config.transcode.mode = node_orchestrator::config::TranscodeMode::PassThrough;
-        config.limits.max_sessions = streams * 2;
-        Some(node_orchestrator::start(config).await.unwrap())
-    };
-    let hls_dir = tempfile::tempdir().unwrap();
-    let in_memory = std::env::var_os("HLS_IN_MEMORY").is_some();
-    let mut child = Command::new(std::env::current_exe().unwrap());
-    if let Some(o) = &orchestrator {
-        child.env("LPT_BENCH_ORCHESTRATOR", o.service_uri());
-    }
-    if !in_memory {
-        child.env("LPT_BENCH_HLS_DIR", hls_dir.path());
-    }
-    let mut child = child
-        .env("LPT_BENCH_CHILD", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let mut parts = line.split_whitespace().skip(1);
-    let rtmp: std::net::SocketAddr = parts.next().unwrap().parse().unwrap();
-    let http = parts.next().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let rss_base = rss_kib(pid);
+/// The cost one target paid for the load.
+struct Cost {
+    cpu_ms_per_stream_second: f64,
+    mib_per_stream: f64,
+    rss_base_mib: f64,
+    rss_loaded_mib: f64,
+    measured_secs: f64,
+}
 
-    let run_for = Duration::from_secs(secs);
+/// Publishes `streams` real-time RTMP streams of `packets` to `target` for `run_for`, each with a
+/// player polling its media playlist every second and fetching each new segment once, and reads
+/// the target's CPU time over the run after a warm-up and its RSS before and at the end.
+async fn load(
+    target: &Target,
+    packets: &Arc<Vec<ReplayPacket>>,
+    loop_ms: u32,
+    streams: usize,
+    run_for: Duration,
+) -> Cost {
+    let rss_base = rss_kib(target.pid);
     let mut tasks = Vec::new();
     for i in 0..streams {
         let packets = packets.clone();
+        let rtmp = target.rtmp;
         tasks.push(tokio::spawn(async move {
             let mut p = rtmp_client::Publisher::connect(rtmp, "live", &format!("bench{i}"))
                 .await
@@ -207,11 +175,11 @@ async fn parent() {
             }
             p.finish().await;
         }));
-        let http = http.clone();
+        let url = target.playlist.replace("{i}", &i.to_string());
         tasks.push(tokio::spawn(async move {
             // A player: poll the media playlist every second, fetch each new segment once.
             let client = reqwest::Client::new();
-            let url = format!("http://{http}/stream/bench{i}/source.m3u8");
+            let base = &url[..url.rfind('/').unwrap() + 1];
             let start = Instant::now();
             let mut seen = std::collections::HashSet::new();
             while start.elapsed() < run_for {
@@ -225,7 +193,7 @@ async fn parent() {
                 for seg in text.lines().filter(|l| l.ends_with(".ts")) {
                     if seen.insert(seg.to_string()) {
                         let _ = client
-                            .get(format!("http://{http}/stream/bench{i}/{seg}"))
+                            .get(format!("{base}{seg}"))
                             .send()
                             .await
                             .map(|r| r.bytes());
@@ -235,15 +203,130 @@ async fn parent() {
         }));
     }
     // Measure after a warm-up, so connection setup and the first segments' allocation settle.
-    let warmup = Duration::from_secs(6.min(secs / 3));
+    let warmup = Duration::from_secs(6.min(run_for.as_secs() / 3));
     tokio::time::sleep(warmup).await;
-    let (cpu0, t0) = (proc_cpu_ms(pid), Instant::now());
+    let (cpu0, t0) = (proc_cpu_ms(target.pid), Instant::now());
     tokio::time::sleep(run_for - warmup - Duration::from_secs(1)).await;
-    let (cpu1, elapsed) = (proc_cpu_ms(pid), t0.elapsed().as_secs_f64());
-    let rss_peak = rss_kib(pid);
+    let (cpu1, elapsed) = (proc_cpu_ms(target.pid), t0.elapsed().as_secs_f64());
+    let rss_loaded = rss_kib(target.pid);
     for t in tasks {
         let _ = t.await;
     }
+    Cost {
+        cpu_ms_per_stream_second: (cpu1 - cpu0) / (streams as f64 * elapsed),
+        mib_per_stream: (rss_loaded - rss_base) / 1024.0 / streams as f64,
+        rss_base_mib: rss_base / 1024.0,
+        rss_loaded_mib: rss_loaded / 1024.0,
+        measured_secs: elapsed,
+    }
+}
+
+/// Our broadcaster, in a child process (see the module docs), until the returned guard closes
+/// its stdin.
+fn start_broadcaster(
+    orchestrator: Option<&str>,
+    hls_dir: Option<&std::path::Path>,
+) -> (std::process::Child, Target, String) {
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    if let Some(o) = orchestrator {
+        child.env("LPT_BENCH_ORCHESTRATOR", o);
+    }
+    if let Some(dir) = hls_dir {
+        child.env("LPT_BENCH_HLS_DIR", dir);
+    }
+    let mut child = child
+        .env("LPT_BENCH_CHILD", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mut parts = line.split_whitespace().skip(1);
+    let rtmp: std::net::SocketAddr = parts.next().unwrap().parse().unwrap();
+    let http = parts.next().unwrap().to_string();
+    let target = Target {
+        pid: child.id(),
+        rtmp,
+        playlist: format!("http://{http}/stream/bench{{i}}/source.m3u8"),
+    };
+    (child, target, http)
+}
+
+fn stop_broadcaster(mut child: std::process::Child) {
+    drop(child.stdin.take());
+    let _ = child.wait();
+}
+
+fn print_cost(what: &str, cost: &Cost, goals: bool) {
+    println!("{what}: measured {:.1} s", cost.measured_secs);
+    let indent = " ".repeat(what.len() - what.trim_start().len() + 2);
+    println!(
+        "{indent}CPU: {:.2} CPU-ms per stream-second{}",
+        cost.cpu_ms_per_stream_second,
+        if goals { " (goal < 5)" } else { "" }
+    );
+    println!(
+        "{indent}RSS: base {:.1} MiB, loaded {:.1} MiB → {:.2} MiB per stream{}",
+        cost.rss_base_mib,
+        cost.rss_loaded_mib,
+        cost.mib_per_stream,
+        if goals { " (goal < 8)" } else { "" }
+    );
+}
+
+async fn parent() {
+    let streams: usize = std::env::var("STREAMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let secs: u64 = std::env::var("SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    eprintln!("encoding a 10 s 1280x720 2 Mbps source once…");
+    let source = reference_transcoder::generate(&SourceConfig {
+        width: 1280,
+        height: 720,
+        duration_secs: 10.0,
+        gop_secs: 2.0,
+        video_bitrate: Some(2_300_000),
+        x264_preset: "ultrafast".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let packets: Arc<Vec<ReplayPacket>> = Arc::new(
+        source
+            .flv_packets()
+            .into_iter()
+            .map(|p| (p.kind, p.is_sequence_header, p.dts_ms, p.tag_body()))
+            .collect(),
+    );
+    let bytes: usize = packets.iter().map(|p| p.3.len()).sum();
+    let loop_ms = (source.duration_secs() * 1000.0).round() as u32;
+    println!(
+        "{streams} streams of {:.2} Mbps for {secs} s each run",
+        bytes as f64 * 8.0 / source.duration_secs() / 1e6
+    );
+    let run_for = Duration::from_secs(secs);
+
+    let orchestrator = if std::env::var_os("SOURCE_ONLY").is_some() {
+        None
+    } else {
+        let mut config = node_orchestrator::config::OrchestratorConfig::offchain();
+        config.transcode.mode = node_orchestrator::config::TranscodeMode::PassThrough;
+        config.limits.max_sessions = streams * 2;
+        Some(node_orchestrator::start(config).await.unwrap())
+    };
+    let hls_dir = tempfile::tempdir().unwrap();
+    let in_memory = std::env::var_os("HLS_IN_MEMORY").is_some();
+    let (child, target, http) = start_broadcaster(
+        orchestrator.as_ref().map(|o| o.service_uri()),
+        (!in_memory).then_some(hls_dir.path()),
+    );
+    let ours = load(&target, &packets, loop_ms, streams, run_for).await;
     // What the broadcaster did with each segment it kept a record of.
     let status = reqwest::get(format!("http://{http}/status"))
         .await
@@ -258,11 +341,7 @@ async fn parent() {
             .entry(segment["outcome"].as_str().unwrap_or("?").to_owned())
             .or_default() += 1;
     }
-    drop(child.stdin.take());
-    let _ = child.wait();
-
-    let stream_secs = streams as f64 * elapsed;
-    println!("streams: {streams}, measured {elapsed:.1} s after {warmup:?} warm-up");
+    stop_broadcaster(child);
     match &orchestrator {
         Some(o) => println!(
             "ladder {LADDER} through a pass-through orchestrator at {}; segment outcomes in /status: {outcomes:?}",
@@ -270,23 +349,38 @@ async fn parent() {
         ),
         None => println!("source only (no orchestrator)"),
     }
-    println!(
-        "HLS segments {}",
-        if in_memory {
-            "in memory".to_string()
-        } else {
-            format!("in files under {}", hls_dir.path().display())
-        }
+    print_cost(
+        &format!(
+            "our broadcaster, HLS segments {}",
+            if in_memory { "in memory" } else { "in files" }
+        ),
+        &ours,
+        true,
     );
+
+    if std::env::var_os("NO_PEER").is_some() {
+        return;
+    }
+    // The same load without the orchestrator side, against nginx with its RTMP module doing the
+    // same job (RTMP in, 2 s MPEG-TS segments in files, HLS over HTTP): a reference that moves
+    // with the machine as ours does.
+    let source_dir = tempfile::tempdir().unwrap();
+    let (child, target, _) = start_broadcaster(None, Some(source_dir.path()));
+    let source_only = load(&target, &packets, loop_ms, streams, run_for).await;
+    stop_broadcaster(child);
+    let nginx = nginx::Nginx::start();
+    let peer = Target {
+        pid: nginx.pid(),
+        rtmp: format!("127.0.0.1:{}", nginx.rtmp_port).parse().unwrap(),
+        playlist: format!("http://127.0.0.1:{}/hls/bench{{i}}.m3u8", nginx.http_port),
+    };
+    let nginx_cost = load(&peer, &packets, loop_ms, streams, run_for).await;
+    drop(nginx);
+    println!("peer comparison, source only (RTMP in, segments in files, HLS out), same load:");
+    print_cost("  our broadcaster", &source_only, false);
+    print_cost("  nginx-rtmp (one process)", &nginx_cost, false);
     println!(
-        "broadcaster CPU: {:.0} ms → {:.2} CPU-ms per stream-second (goal < 5)",
-        cpu1 - cpu0,
-        (cpu1 - cpu0) / stream_secs
-    );
-    println!(
-        "broadcaster RSS: base {:.1} MiB, loaded {:.1} MiB → {:.2} MiB per stream (goal < 8)",
-        rss_base / 1024.0,
-        rss_peak / 1024.0,
-        (rss_peak - rss_base) / 1024.0 / streams as f64
+        "  CPU ratio ours / nginx-rtmp: {:.2}",
+        source_only.cpu_ms_per_stream_second / nginx_cost.cpu_ms_per_stream_second
     );
 }

@@ -76,6 +76,11 @@ http {{ access_log off; client_body_temp_path {root}/body; proxy_temp_path {root
         }
     }
 
+    /// The nginx process (it runs without a master, so this one process does all the work).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn playlist_exists(&self) -> bool {
         std::fs::read_dir(self.dir.path().join("hls"))
             .map(|entries| {
