@@ -315,7 +315,6 @@ pub fn main() -> i32 {
     }
 }
 
-/// `lpt publish`: exit 0 only when every record was accepted.
 /// `lpt node …`: the orchestrator sizes its runtime from its config (`io_threads`); the others
 /// run on the default one.
 fn run_node(node: NodeCommand) -> anyhow::Result<()> {
@@ -336,6 +335,7 @@ fn run_node(node: NodeCommand) -> anyhow::Result<()> {
     }
 }
 
+/// `lpt publish`: exit 0 only when every record was accepted.
 fn publish(
     run_dir: PathBuf,
     endpoint: String,
