@@ -21,7 +21,7 @@ use crate::metrics::Registry;
 use crate::metrics::Tags;
 use crate::output::Terminal;
 use crate::scenario::Sampling;
-use crate::scenario::{self, Executor, Scenario, Source, Target};
+use crate::scenario::{self, DirectPayment, Executor, KeySource, Scenario, Source, Target};
 use crate::stack::embedded::{current_lpt, stack_dir};
 use crate::stack::{EmbeddedStack, StackOptions};
 use crate::streams::{DeliveredPixels, MetricsObserver, ProbeRunner, StreamTarget};
@@ -239,7 +239,7 @@ async fn execute(
             stack = Some((started, prices, *pixels_per_unit));
             Some(target)
         }
-        Target::Direct => None,
+        Target::Direct { .. } => None,
         Target::External {
             rtmp_url,
             playback_url,
@@ -279,8 +279,14 @@ async fn execute(
     } else {
         None
     };
-    let sender = match &stack {
-        Some((stack, _, _)) => match (
+    let sender = match (&stack, &scenario.target) {
+        (
+            _,
+            Target::Direct {
+                payment: Some(payment),
+            },
+        ) => Some(direct_sender(payment)?),
+        (Some((stack, _, _)), _) => match (
             stack.sender_signer(),
             &stack.endpoints.chain_rpc,
             &stack.endpoints.ticket_broker,
@@ -293,7 +299,7 @@ async fn execute(
             }),
             _ => None,
         },
-        None => None,
+        (None, _) => None,
     };
     let embedded_orchestrators = stack
         .as_ref()
@@ -652,4 +658,28 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// The tester's paying account for a direct target: the key is read from where the scenario
+/// says (an environment variable or a file) and never logged or echoed in an error.
+fn direct_sender(payment: &DirectPayment) -> anyhow::Result<DirectSender> {
+    let (key_env, key_file) = match &payment.key {
+        KeySource::Env(var) => (Some(var.clone()), None),
+        KeySource::File(path) => (None, Some(path.clone())),
+    };
+    let signer = node_broadcaster::config::load_signer(&node_broadcaster::config::PaymentConfig {
+        key_env,
+        key_file,
+        ..Default::default()
+    })
+    .context("the direct target's sender key")?;
+    Ok(DirectSender {
+        signer,
+        rpc_url: payment.chain_rpc.clone(),
+        ticket_broker: payment
+            .ticket_broker
+            .parse()
+            .context("ticket broker address")?,
+        limits: protocol::ticket::SenderLimits::default(),
+    })
 }

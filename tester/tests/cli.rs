@@ -173,6 +173,77 @@ until = "latency"
 }
 
 #[test]
+fn a_direct_targets_payment_names_each_mistake_and_never_holds_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = |payment: &str| {
+        format!(
+            r#"[target]
+kind = "direct"
+{payment}
+[ladder]
+profiles = ["P240p30fps16x9"]
+
+[workloads.direct]
+executor = "direct-orchestrator"
+orchestrators = ["https://127.0.0.1:8935"]
+duration = "4s"
+"#
+        )
+    };
+    let bad = write_scenario(
+        dir.path(),
+        "bad.toml",
+        &scenario(
+            "[target.payment]\nchain_rpc = \"localhost:8545\"\nticket_broker = \"0x1234\"\nprivate_key = \"0xabc\"\n",
+        ),
+    );
+    let output = lpt().arg("validate").arg(&bad).output().unwrap();
+    assert_eq!(output.status.code(), Some(104));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "`target.payment.private_key`: unknown key",
+        "`target.payment.chain_rpc`: `localhost:8545` must start with http:// or https://",
+        "`target.payment.ticket_broker`: `0x1234` is not a 0x-prefixed 20-byte address",
+        "`target.payment.key_env`: the sender's key is read from `key_env",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
+    }
+    let both = write_scenario(
+        dir.path(),
+        "both.toml",
+        &scenario(
+            "[target.payment]\nchain_rpc = \"http://127.0.0.1:8545\"\nticket_broker = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\nkey_env = \"K\"\nkey_file = \"k.hex\"\n",
+        ),
+    );
+    lpt()
+        .arg("validate")
+        .arg(&both)
+        .assert()
+        .code(104)
+        .stderr(predicate::str::contains(
+            "`target.payment.key_file`: give `key_env` or `key_file`, not both",
+        ));
+    let good = write_scenario(
+        dir.path(),
+        "good.toml",
+        &scenario(
+            "[target.payment]\nchain_rpc = \"http://127.0.0.1:8545\"\nticket_broker = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\nkey_env = \"LPT_SENDER_KEY\"\n",
+        ),
+    );
+    lpt()
+        .arg("validate")
+        .arg(&good)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "paying with tickets from its own deposit at TicketBroker 0x5FbDB2315678afecb367f032d93F642f64180aa3 on http://127.0.0.1:8545 (key from $LPT_SENDER_KEY)",
+        ));
+}
+
+#[test]
 fn a_missing_scenario_file_is_a_configuration_error() {
     lpt()
         .args(["validate", "/nonexistent/scenario.toml"])

@@ -185,3 +185,115 @@ fn sigkill_of_stack_up_takes_every_child_with_it() {
         "the chain at {chain} still answers"
     );
 }
+
+/// anvil's well-known account 0, which the embedded stack funds as its broadcaster: a public
+/// test key, for local use only.
+const ANVIL_ACCOUNT_0_KEY: &str =
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+/// Runs a direct scenario against `orchestrators` (`payment` is the `[target.payment]` table or
+/// nothing) and returns the exit code, stdout and summary.
+fn run_direct(
+    dir: &std::path::Path,
+    orchestrators: &[String],
+    payment: &str,
+) -> (i32, String, Value) {
+    let name = if payment.is_empty() { "unpaid" } else { "paid" };
+    let scenario = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"name = "direct-{name}"
+[target]
+kind = "direct"
+{payment}
+[source]
+width = 640
+height = 360
+clip = "4s"
+
+[ladder]
+profiles = ["P144p30fps16x9"]
+
+[workloads.direct]
+executor = "direct-orchestrator"
+orchestrators = {orchestrators:?}
+duration = "4s"
+
+[quality]
+enabled = false
+
+[thresholds]
+"orchestrator_success" = ["rate >= 0.99"]
+"#
+        ),
+    )
+    .unwrap();
+    let run_dir = dir.join(name);
+    let output = Command::new(env!("CARGO_BIN_EXE_lpt"))
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&run_dir)
+        .env("LPT_LOG", "warn")
+        .env("LPT_TEST_SENDER_KEY", ANVIL_ACCOUNT_0_KEY)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stdout.contains(&ANVIL_ACCOUNT_0_KEY[2..]),
+        "the key was printed:\n{stdout}"
+    );
+    let summary = std::fs::read_to_string(run_dir.join("summary.json"))
+        .map(|text| serde_json::from_str(&text).unwrap())
+        .unwrap_or(Value::Null);
+    (output.status.code().unwrap_or(-1), stdout, summary)
+}
+
+fn orchestrator_success(summary: &Value) -> &Value {
+    &summary["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["metric"] == "orchestrator_success")
+        .unwrap_or_else(|| panic!("no orchestrator_success threshold: {summary}"))["observed"]
+}
+
+#[test]
+fn a_direct_target_pays_priced_orchestrators_from_a_key_in_the_environment() {
+    let mut stack = stack_up();
+    let endpoints = stack.announced["endpoints"].clone();
+    let orchestrators: Vec<String> = endpoints["orchestrators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap().to_owned())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+
+    // The stack's orchestrators charge: unpaid segments are refused, so the threshold fails.
+    let (code, stdout, summary) = run_direct(dir.path(), &orchestrators, "");
+    assert_eq!(code, 99, "{stdout}");
+    assert_eq!(orchestrator_success(&summary), 0.0, "{summary}");
+
+    // Paying from the stack's funded broadcaster account, whose key only the environment holds.
+    let payment = format!(
+        "[target.payment]\nchain_rpc = \"{}\"\nticket_broker = \"{}\"\nkey_env = \"LPT_TEST_SENDER_KEY\"\n",
+        endpoints["chain_rpc"].as_str().unwrap(),
+        endpoints["ticket_broker"].as_str().unwrap()
+    );
+    let (code, stdout, summary) = run_direct(dir.path(), &orchestrators, &payment);
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(orchestrator_success(&summary), 1.0, "{summary}");
+
+    // A variable that is not set is named, before anything is sent.
+    let unset = payment.replace("LPT_TEST_SENDER_KEY", "LPT_TEST_UNSET_KEY");
+    let (code, stdout, _) = run_direct(dir.path(), &orchestrators, &unset);
+    assert_ne!(code, 0, "{stdout}");
+    assert!(stdout.contains("LPT_TEST_UNSET_KEY"), "{stdout}");
+
+    stack.child.kill().unwrap();
+    stack.child.wait().unwrap();
+    assert_all_exit(&stack.started, "lpt stack up was killed");
+}

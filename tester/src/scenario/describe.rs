@@ -44,7 +44,20 @@ pub fn describe(scenario: &Scenario) -> String {
                 format!(", paying {price} wei per {pixels_per_unit} pixel{} with tickets on a local anvil chain", plural(*pixels_per_unit as u32))
             }
         ) + &faults.as_ref().map(describe_faults).unwrap_or_default(),
-        Target::Direct => "It starts no stack: the tester acts as a broadcaster itself.".to_owned(),
+        Target::Direct { payment: None } => {
+            "It starts no stack: the tester acts as a broadcaster itself, sending unpaid segments (off-chain orchestrators).".to_owned()
+        }
+        Target::Direct {
+            payment: Some(payment),
+        } => format!(
+            "It starts no stack: the tester acts as a broadcaster itself, paying with tickets from its own deposit at TicketBroker {} on {} (key from {}).",
+            payment.ticket_broker,
+            payment.chain_rpc,
+            match &payment.key {
+                KeySource::Env(var) => format!("${var}"),
+                KeySource::File(path) => path.display().to_string(),
+            }
+        ),
         Target::External {
             rtmp_url,
             playback_url,

@@ -224,8 +224,9 @@ fn read_target(reader: &mut Reader<'_>, t: &Table<'_>) -> Option<Target> {
             })
         }
         "direct" => {
-            reader.deny_unknown(t, &["kind"]);
-            Some(Target::Direct)
+            reader.deny_unknown(t, &["kind", "payment"]);
+            let payment = section(reader, t, "payment").and_then(|p| read_payment(reader, &p));
+            Some(Target::Direct { payment })
         }
         _ => {
             reader.deny_unknown(
@@ -270,6 +271,64 @@ fn read_target(reader: &mut Reader<'_>, t: &Table<'_>) -> Option<Target> {
             })
         }
     }
+}
+
+/// `[target.payment]` of a direct target: the chain, its TicketBroker, and where the key is.
+fn read_payment(reader: &mut Reader<'_>, p: &Table<'_>) -> Option<DirectPayment> {
+    reader.deny_unknown(p, &["chain_rpc", "ticket_broker", "key_env", "key_file"]);
+    let chain_rpc = reader.string(p, "chain_rpc");
+    if let Some(url) = &chain_rpc
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        reader.error_at(
+            p,
+            "chain_rpc",
+            format!("`{url}` must start with http:// or https://"),
+            None,
+        );
+    }
+    let chain_rpc = reader.require(
+        p,
+        "chain_rpc",
+        "\"https://arb1.arbitrum.io/rpc\"",
+        chain_rpc,
+    );
+    let ticket_broker = address(reader, p, "ticket_broker");
+    let ticket_broker = reader.require(
+        p,
+        "ticket_broker",
+        "\"0xa8bB618B1520E284046F3dFc448851A1Ff26e41B\"",
+        ticket_broker,
+    );
+    let key_env = reader.string(p, "key_env");
+    let key_file = reader.string(p, "key_file");
+    let key = match (key_env, key_file) {
+        (Some(var), None) if !var.is_empty() => Some(KeySource::Env(var)),
+        (None, Some(file)) if !file.is_empty() => Some(KeySource::File(file.into())),
+        (Some(_), Some(_)) => {
+            reader.error_at(
+                p,
+                "key_file",
+                "give `key_env` or `key_file`, not both",
+                None,
+            );
+            None
+        }
+        _ => {
+            reader.error_at(
+                p,
+                "key_env",
+                "the sender's key is read from `key_env = \"VAR\"` (an environment variable holding the hex key) or `key_file = \"path\"`; a scenario never holds the key itself",
+                None,
+            );
+            None
+        }
+    };
+    Some(DirectPayment {
+        chain_rpc: chain_rpc?,
+        ticket_broker: ticket_broker?,
+        key: key?,
+    })
 }
 
 /// `prices = [1000, 5000]`: one price per orchestrator, in index order.
@@ -788,7 +847,7 @@ fn read_workloads(
             continue;
         };
         let start_after = reader.duration(&w, "start_after").unwrap_or(Duration::ZERO);
-        if executor != "direct-orchestrator" && matches!(target, Some(Target::Direct)) {
+        if executor != "direct-orchestrator" && matches!(target, Some(Target::Direct { .. })) {
             reader.error_at(
                 &w,
                 "executor",
@@ -951,7 +1010,10 @@ fn read_orchestrator_list(
     let item = reader.item(w, "orchestrators");
     let list = match item.and_then(|i| i.as_str()) {
         Some("embedded") => {
-            if matches!(target, Some(Target::External { .. } | Target::Direct)) {
+            if matches!(
+                target,
+                Some(Target::External { .. } | Target::Direct { .. })
+            ) {
                 reader.error_at(
                     w,
                     "orchestrators",

@@ -41,7 +41,10 @@ pub enum Target {
         faults: Option<Faults>,
     },
     /// Nothing to start: direct-to-orchestrator workloads name the orchestrators they test.
-    Direct,
+    Direct {
+        /// How the tester pays with tickets; absent sends unpaid segments (off-chain orchestrators).
+        payment: Option<DirectPayment>,
+    },
     /// A running stack reached by URL templates, where `{stream}` is replaced by the stream key.
     External {
         rtmp_url: String,
@@ -49,6 +52,28 @@ pub enum Target {
         chain_rpc: Option<String>,
         ticket_broker: Option<String>,
     },
+}
+
+/// The account a `direct` target pays from, on a real network or any chain with a TicketBroker.
+/// The key itself never appears in a scenario: it comes from an environment variable or a file
+/// when the run starts, and is never logged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectPayment {
+    /// JSON-RPC URL of the chain the TicketBroker lives on.
+    pub chain_rpc: String,
+    /// TicketBroker address (`0x…`).
+    pub ticket_broker: String,
+    /// Where the hex private key is read from.
+    pub key: KeySource,
+}
+
+/// Where a private key is read from when the run starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeySource {
+    /// An environment variable holding the hex key.
+    Env(String),
+    /// A file holding the hex key on one line.
+    File(std::path::PathBuf),
 }
 
 /// The orchestrator fault switches (issue 6): each makes one kind of misbehaviour observable.
