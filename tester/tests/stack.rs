@@ -287,10 +287,10 @@ fn a_direct_target_pays_priced_orchestrators_from_a_key_in_the_environment() {
     assert_eq!(code, 0, "{stdout}");
     assert_eq!(orchestrator_success(&summary), 1.0, "{summary}");
 
-    // A variable that is not set is named, before anything is sent.
+    // A variable that is not set is named, and the run could not run (107).
     let unset = payment.replace("LPT_TEST_SENDER_KEY", "LPT_TEST_UNSET_KEY");
     let (code, stdout, _) = run_direct(dir.path(), &orchestrators, &unset);
-    assert_ne!(code, 0, "{stdout}");
+    assert_eq!(code, 107, "{stdout}");
     assert!(stdout.contains("LPT_TEST_UNSET_KEY"), "{stdout}");
 
     stack.child.kill().unwrap();
