@@ -19,20 +19,38 @@ pub fn announce_ready(ready: serde_json::Value) -> anyhow::Result<()> {
     stdout.flush().context("cannot flush the ready line")
 }
 
-/// Ctrl-C or SIGTERM.
-pub async fn until_stopped() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result?,
-        _ = term.recv() => {}
+/// Ctrl-C (SIGINT) and SIGTERM, caught from the moment this is made. Make it before announcing
+/// readiness: whoever reads the announcement may send the stop at once, and a signal that comes
+/// before its handler is installed takes the default action, killing the process uncleanly.
+pub struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers (needs a tokio runtime).
+    pub fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+        })
     }
-    Ok(())
+
+    /// Until Ctrl-C or SIGTERM.
+    pub async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }
 
 pub async fn broadcaster(config_path: &Path) -> anyhow::Result<()> {
     let config = node_broadcaster::BroadcasterConfig::load(config_path)
         .with_context(|| format!("broadcaster config {}", config_path.display()))?;
     let running = node_broadcaster::start(config).await?;
+    let stop = StopSignals::install()?;
     info!(rtmp = %running.rtmp_addr, http = %running.http_addr, "broadcaster ready");
     announce_ready(json!({
         "event": "ready",
@@ -42,7 +60,7 @@ pub async fn broadcaster(config_path: &Path) -> anyhow::Result<()> {
         "status_url": format!("http://{}/status", running.http_addr),
         "eth_address": running.eth_address.map(|a| a.to_string()),
     }))?;
-    until_stopped().await?;
+    stop.wait().await;
     running.shutdown().await;
     Ok(())
 }
@@ -59,6 +77,7 @@ pub fn orchestrator(config_path: &Path) -> anyhow::Result<()> {
 
 async fn run_orchestrator(config: node_orchestrator::OrchestratorConfig) -> anyhow::Result<()> {
     let mut running = node_orchestrator::start(config).await?;
+    let stop = StopSignals::install()?;
     info!(service_uri = running.service_uri(), "orchestrator ready");
     announce_ready(json!({
         "event": "ready",
@@ -68,10 +87,7 @@ async fn run_orchestrator(config: node_orchestrator::OrchestratorConfig) -> anyh
     }))?;
     let ended = tokio::select! {
         end = running.wait() => end,
-        result = until_stopped() => {
-            result?;
-            running.shutdown().await
-        }
+        () = stop.wait() => running.shutdown().await,
     };
     match ended {
         node_orchestrator::ServeEnd::Stopped => Ok(()),
@@ -94,11 +110,12 @@ pub async fn transcoder(
         capacity,
         ..node_orchestrator::TranscoderConfig::new(orchestrator, &secret)
     };
+    let stop = StopSignals::install()?;
     announce_ready(
         json!({ "event": "ready", "role": "transcoder", "orchestrator": orchestrator }),
     )?;
     tokio::select! {
         result = node_orchestrator::run_transcoder(config) => result,
-        result = until_stopped() => result,
+        () = stop.wait() => Ok(()),
     }
 }

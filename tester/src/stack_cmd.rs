@@ -61,6 +61,8 @@ pub async fn stack_up(command: &StackUp, terminal: Terminal) -> Result<ExitCode,
         .await
         .context("the embedded stack did not come up")
         .map_err(not_run)?;
+    // Caught before the announcements, which a script may answer with Ctrl-C at once.
+    let stop = crate::node_cmd::StopSignals::install().map_err(not_run)?;
     let endpoints = &stack.endpoints;
     if !terminal.quiet {
         println!("{}", terminal.green("embedded stack up"));
@@ -94,10 +96,7 @@ pub async fn stack_up(command: &StackUp, terminal: Terminal) -> Result<ExitCode,
     println!("{line}");
     info!(dir = %dir.display(), "embedded stack up");
 
-    crate::node_cmd::until_stopped()
-        .await
-        .context("cannot wait for Ctrl-C")
-        .map_err(not_run)?;
+    stop.wait().await;
     info!("stopping the embedded stack");
     stack.stop().await;
     Ok(ExitCode::Passed)
