@@ -33,6 +33,14 @@ fn schema_validator() -> jsonschema::Validator {
     jsonschema::validator_for(&schema).expect("the checked-in schema is valid")
 }
 
+/// Asserts that `text` contains every one of `expected`, naming the first one missing.
+fn assert_contains_all(text: &str, expected: &[impl AsRef<str>]) {
+    for expected in expected {
+        let expected = expected.as_ref();
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+}
+
 fn read_summary(run_dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap()).unwrap()
 }
@@ -110,22 +118,20 @@ duration = "30s"
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("3 errors in the scenario"), "{stderr}");
     let file = path.display().to_string();
-    for expected in [
-        format!(
-            "{file}:5:1: `target.orchestrator`: unknown key `orchestrator` (hint: did you mean `orchestrators`?)"
-        ),
-        format!(
-            "{file}:8:31: `ladder.profiles`: unknown preset `P360p30fps19x9` (hint: did you mean `P360p30fps16x9`?)"
-        ),
-        format!(
-            "{file}:16:14: `thresholds.latency[0]`: `p(95) < 4 parsecs`: unknown time unit `parsecs`"
-        ),
-    ] {
-        assert!(
-            stderr.contains(&expected),
-            "missing `{expected}` in:\n{stderr}"
-        );
-    }
+    assert_contains_all(
+        &stderr,
+        &[
+            format!(
+                "{file}:5:1: `target.orchestrator`: unknown key `orchestrator` (hint: did you mean `orchestrators`?)"
+            ),
+            format!(
+                "{file}:8:31: `ladder.profiles`: unknown preset `P360p30fps19x9` (hint: did you mean `P360p30fps16x9`?)"
+            ),
+            format!(
+                "{file}:16:14: `thresholds.latency[0]`: `p(95) < 4 parsecs`: unknown time unit `parsecs`"
+            ),
+        ],
+    );
 }
 
 #[test]
@@ -158,18 +164,16 @@ until = "latency"
     let output = lpt().arg("validate").arg(&path).output().unwrap();
     assert_eq!(output.status.code(), Some(104));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for expected in [
-        "`target.rtmp_url`: `rtmp://127.0.0.1:1935/live` has no `{stream}` placeholder",
-        "`workloads.ramp.stages[0].duration`: expected a duration string such as \"30s\", found an integer (hint: write it with a unit, e.g. \"30s\")",
-        "`workloads.cap.until`: `latency` names no threshold of this scenario (hint: did you mean `latency{rendition=P360p30fps16x9}`?)",
-        "rendition `P360p30fps16x9` is not in the ladder",
-        "`rate` does not apply to `vmaf`, a trend metric",
-    ] {
-        assert!(
-            stderr.contains(expected),
-            "missing `{expected}` in:\n{stderr}"
-        );
-    }
+    assert_contains_all(
+        &stderr,
+        &[
+            "`target.rtmp_url`: `rtmp://127.0.0.1:1935/live` has no `{stream}` placeholder",
+            "`workloads.ramp.stages[0].duration`: expected a duration string such as \"30s\", found an integer (hint: write it with a unit, e.g. \"30s\")",
+            "`workloads.cap.until`: `latency` names no threshold of this scenario (hint: did you mean `latency{rendition=P360p30fps16x9}`?)",
+            "rendition `P360p30fps16x9` is not in the ladder",
+            "`rate` does not apply to `vmaf`, a trend metric",
+        ],
+    );
 }
 
 #[test]
@@ -200,17 +204,15 @@ duration = "4s"
     let output = lpt().arg("validate").arg(&bad).output().unwrap();
     assert_eq!(output.status.code(), Some(104));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for expected in [
-        "`target.payment.private_key`: unknown key",
-        "`target.payment.chain_rpc`: `localhost:8545` must start with http:// or https://",
-        "`target.payment.ticket_broker`: `0x1234` is not a 0x-prefixed 20-byte address",
-        "`target.payment.key_env`: the sender's key is read from `key_env",
-    ] {
-        assert!(
-            stderr.contains(expected),
-            "missing `{expected}` in:\n{stderr}"
-        );
-    }
+    assert_contains_all(
+        &stderr,
+        &[
+            "`target.payment.private_key`: unknown key",
+            "`target.payment.chain_rpc`: `localhost:8545` must start with http:// or https://",
+            "`target.payment.ticket_broker`: `0x1234` is not a 0x-prefixed 20-byte address",
+            "`target.payment.key_env`: the sender's key is read from `key_env",
+        ],
+    );
     let both = write_scenario(
         dir.path(),
         "both.toml",

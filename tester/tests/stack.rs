@@ -191,14 +191,15 @@ fn sigkill_of_stack_up_takes_every_child_with_it() {
 const ANVIL_ACCOUNT_0_KEY: &str =
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
-/// Runs a direct scenario against `orchestrators` (`payment` is the `[target.payment]` table or
-/// nothing) and returns the exit code, stdout and summary.
+/// Runs direct scenario `name` against `orchestrators` (`payment` is the `[target.payment]` table
+/// or nothing) in a run directory of its own, and returns the exit code, stdout with stderr, and
+/// the summary (null when none was written).
 fn run_direct(
     dir: &std::path::Path,
+    name: &str,
     orchestrators: &[String],
     payment: &str,
 ) -> (i32, String, Value) {
-    let name = if payment.is_empty() { "unpaid" } else { "paid" };
     let scenario = dir.join(format!("{name}.toml"));
     std::fs::write(
         &scenario,
@@ -273,7 +274,7 @@ fn a_direct_target_pays_priced_orchestrators_from_a_key_in_the_environment() {
     let dir = tempfile::tempdir().unwrap();
 
     // The stack's orchestrators charge: unpaid segments are refused, so the threshold fails.
-    let (code, stdout, summary) = run_direct(dir.path(), &orchestrators, "");
+    let (code, stdout, summary) = run_direct(dir.path(), "unpaid", &orchestrators, "");
     assert_eq!(code, 99, "{stdout}");
     assert_eq!(orchestrator_success(&summary), 0.0, "{summary}");
 
@@ -283,13 +284,13 @@ fn a_direct_target_pays_priced_orchestrators_from_a_key_in_the_environment() {
         endpoints["chain_rpc"].as_str().unwrap(),
         endpoints["ticket_broker"].as_str().unwrap()
     );
-    let (code, stdout, summary) = run_direct(dir.path(), &orchestrators, &payment);
+    let (code, stdout, summary) = run_direct(dir.path(), "paid", &orchestrators, &payment);
     assert_eq!(code, 0, "{stdout}");
     assert_eq!(orchestrator_success(&summary), 1.0, "{summary}");
 
     // A variable that is not set is named, and the run could not run (107).
     let unset = payment.replace("LPT_TEST_SENDER_KEY", "LPT_TEST_UNSET_KEY");
-    let (code, stdout, _) = run_direct(dir.path(), &orchestrators, &unset);
+    let (code, stdout, _) = run_direct(dir.path(), "unset-key", &orchestrators, &unset);
     assert_eq!(code, 107, "{stdout}");
     assert!(stdout.contains("LPT_TEST_UNSET_KEY"), "{stdout}");
 

@@ -123,6 +123,7 @@ struct Target {
 }
 
 /// The cost one target paid for the load.
+#[derive(Clone, Copy)]
 struct Cost {
     cpu_ms_per_stream_second: f64,
     mib_per_stream: f64,
@@ -221,8 +222,8 @@ async fn load(
     }
 }
 
-/// Our broadcaster, in a child process (see the module docs), until the returned guard closes
-/// its stdin.
+/// Our broadcaster, in a child process (see the module docs), with its HTTP address; it runs
+/// until [`stop_broadcaster`] closes its stdin.
 fn start_broadcaster(
     orchestrator: Option<&str>,
     hls_dir: Option<&std::path::Path>,
@@ -364,10 +365,16 @@ async fn parent() {
     // The same load without the orchestrator side, against nginx with its RTMP module doing the
     // same job (RTMP in, 2 s MPEG-TS segments in files, HLS over HTTP): a reference that moves
     // with the machine as ours does.
-    let source_dir = tempfile::tempdir().unwrap();
-    let (child, target, _) = start_broadcaster(None, Some(source_dir.path()));
-    let source_only = load(&target, &packets, loop_ms, streams, run_for).await;
-    stop_broadcaster(child);
+    let source_only = if orchestrator.is_none() && !in_memory {
+        // The headline run was this one already (`SOURCE_ONLY=1`).
+        ours
+    } else {
+        let source_dir = tempfile::tempdir().unwrap();
+        let (child, target, _) = start_broadcaster(None, Some(source_dir.path()));
+        let cost = load(&target, &packets, loop_ms, streams, run_for).await;
+        stop_broadcaster(child);
+        cost
+    };
     let nginx = nginx::Nginx::start();
     let peer = Target {
         pid: nginx.pid(),
