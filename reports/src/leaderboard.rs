@@ -4,17 +4,25 @@
 //! Design decisions:
 //! - A leaderboard "segment" is a source segment, not a rendition: it counts as received only when
 //!   every rendition of it arrived, and its round trip is that of its slowest rendition (the
-//!   broadcaster can play it only then). Timings are means over received segments, in seconds;
-//!   a timing nobody measured is written as `0`, as the Go orch-tester does.
+//!   broadcaster can play it only then). `success_rate` is received ÷ sent source segments.
+//!   `segments_received` counts *renditions* received, as the public tester (stream-tester's
+//!   orch-tester) writes it: 15 segments of a 2-rendition ladder all received are 15 sent, 30
+//!   received. Timings are means over received segments, in seconds; a timing nobody measured is
+//!   written as `0`, as the Go orch-tester does.
 //! - The round trip is `round_trip_ms` when the probe measured it (direct-to-orchestrator), else
 //!   the glass-to-glass `latency_ms`.
+//! - An orchestrator named by its address is written in lowercase hex ([`orchestrator_id`]), as
+//!   the public leaderboard stores and is queried by it (it compares addresses as plain strings);
+//!   every input table is normalised before grouping, so two spellings of one address are one
+//!   orchestrator.
 //! - The file holds `records` (each exactly a §7 record, postable as-is), `aggregated` in the
-//!   shape of `GET /api/aggregated_stats`, with `round_trip_score = 1 − exp(−seg_duration /
-//!   round_trip_time)` and `score = success_rate × round_trip_score` computed locally, and
+//!   shape of `GET /api/aggregated_stats` computed locally by [`aggregate`] exactly as
+//!   leaderboard-serverless does (means per (orchestrator, region), then [`score_of`]), and
 //!   [`extras`] (quality and price, which the public leaderboard does not have) beside them.
 
 pub mod extras;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use polars::prelude::*;
@@ -53,7 +61,7 @@ pub struct LeaderboardRecord {
     pub seg_duration: f64,
     /// Source segments sent.
     pub segments_sent: u64,
-    /// Source segments with every rendition received.
+    /// Renditions received (up to segments sent × ladder renditions), as the public tester counts.
     pub segments_received: u64,
     /// Mean upload time (s).
     pub upload_time: f64,
@@ -84,7 +92,7 @@ pub struct Leaderboard {
     /// One §7 record per (orchestrator, region).
     pub records: Vec<LeaderboardRecord>,
     /// orchestrator → region → scores, as `GET /api/aggregated_stats` returns them.
-    pub aggregated: BTreeMap<String, BTreeMap<String, LeaderboardScore>>,
+    pub aggregated: AggregatedScores,
     /// orchestrator → region → quality and price (absent from files written before extras).
     #[serde(default)]
     pub extras: ExtrasMap,
@@ -103,20 +111,90 @@ pub struct LeaderboardInputs<'a> {
     pub redemptions: &'a DataFrame,
 }
 
-/// The public score formulas.
-pub fn score(record: &LeaderboardRecord) -> LeaderboardScore {
-    let round_trip_score = if record.segments_received == 0 || record.seg_duration <= 0.0 {
-        0.0
-    } else if record.round_trip_time <= 0.0 {
-        1.0
+/// orchestrator → region → scores, as `GET /api/aggregated_stats` returns them.
+pub type AggregatedScores = BTreeMap<String, BTreeMap<String, LeaderboardScore>>;
+
+/// An orchestrator as the public leaderboard keys it: an address (`0x` and 40 hex digits) in
+/// lowercase; anything else (a service URI when the address is unknown) unchanged.
+pub fn orchestrator_id(orchestrator: &str) -> Cow<'_, str> {
+    let is_address = orchestrator.len() == 42
+        && orchestrator[..2].eq_ignore_ascii_case("0x")
+        && orchestrator[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    if is_address && orchestrator.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(orchestrator.to_ascii_lowercase())
     } else {
-        1.0 - (-record.seg_duration / record.round_trip_time).exp()
+        Cow::Borrowed(orchestrator)
+    }
+}
+
+/// The public score of a success rate, segment duration and round trip, as leaderboard-serverless
+/// computes it (v1.0.0 `api/aggregated_stats.go`, master `score/stats_scorer.go` for transcoding):
+/// `round_trip_score = 1 − e^−(seg_duration / round_trip_time)`, except that a round trip of 0
+/// (nothing measured) scores 0, and `score = success_rate × round_trip_score`.
+pub fn score_of(success_rate: f64, seg_duration: f64, round_trip_time: f64) -> LeaderboardScore {
+    let round_trip_score = if round_trip_time == 0.0 {
+        0.0
+    } else {
+        1.0 - (-(seg_duration / round_trip_time)).exp()
     };
     LeaderboardScore {
-        success_rate: record.success_rate,
+        success_rate,
         round_trip_score,
-        score: record.success_rate * round_trip_score,
+        score: success_rate * round_trip_score,
     }
+}
+
+/// The public score of one record.
+pub fn score(record: &LeaderboardRecord) -> LeaderboardScore {
+    score_of(
+        record.success_rate,
+        record.seg_duration,
+        record.round_trip_time,
+    )
+}
+
+/// The scores `GET /api/aggregated_stats` returns for these records: per (orchestrator, region),
+/// the means of `success_rate`, `seg_duration` and `round_trip_time` over its records, then
+/// [`score_of`] those means (leaderboard-serverless averages each field in SQL, then scores).
+pub fn aggregate(records: &[LeaderboardRecord]) -> AggregatedScores {
+    let mut sums: BTreeMap<(&str, &str), [f64; 4]> = BTreeMap::new();
+    for r in records {
+        let s = sums
+            .entry((r.orchestrator.as_str(), r.region.as_str()))
+            .or_default();
+        s[0] += r.success_rate;
+        s[1] += r.seg_duration;
+        s[2] += r.round_trip_time;
+        s[3] += 1.0;
+    }
+    let mut out = AggregatedScores::new();
+    for ((orchestrator, region), [success, duration, round_trip, n]) in sums {
+        out.entry(orchestrator.to_string()).or_default().insert(
+            region.to_string(),
+            score_of(success / n, duration / n, round_trip / n),
+        );
+    }
+    out
+}
+
+/// The table with its `orchestrator` column (when it has a text one) in [`orchestrator_id`] form.
+fn with_orchestrator_ids(df: &DataFrame) -> Result<DataFrame, ReportError> {
+    let Some(ids) = df
+        .column("orchestrator")
+        .ok()
+        .and_then(|c| c.str().ok())
+        .map(|c| {
+            c.iter()
+                .map(|o| o.map(orchestrator_id))
+                .collect::<StringChunked>()
+        })
+    else {
+        return Ok(df.clone());
+    };
+    let mut out = df.clone();
+    out.replace("orchestrator", ids.into_column())
+        .map_err(ReportError::polars("leaderboard orchestrator ids"))?;
+    Ok(out)
 }
 
 fn num(df: &DataFrame, name: &str, row: usize) -> Option<f64> {
@@ -135,10 +213,21 @@ pub fn build(
     inputs: LeaderboardInputs<'_>,
     timestamp_s: i64,
 ) -> Result<Option<Leaderboard>, ReportError> {
-    let segments = inputs.segments;
-    if segments.height() == 0 {
+    if inputs.segments.height() == 0 {
         return Ok(None);
     }
+    let (segments, quality, tickets, redemptions) = (
+        with_orchestrator_ids(inputs.segments)?,
+        with_orchestrator_ids(inputs.quality)?,
+        with_orchestrator_ids(inputs.tickets)?,
+        with_orchestrator_ids(inputs.redemptions)?,
+    );
+    let inputs = LeaderboardInputs {
+        segments: &segments,
+        quality: &quality,
+        tickets: &tickets,
+        redemptions: &redemptions,
+    };
     let f = |n: &str| col(n).cast(DataType::Float64);
     let per_segment = segments
         .clone()
@@ -153,6 +242,7 @@ pub fn build(
         ])
         .agg([
             col("ok").all(true).alias("ok"),
+            f("ok").sum().alias("renditions_ok"),
             f("duration_s").max().alias("duration_s"),
             f("round_trip_ms")
                 .max()
@@ -172,6 +262,7 @@ pub fn build(
         .agg([
             len().cast(DataType::Float64).alias("sent"),
             f("ok").sum().alias("received"),
+            f("renditions_ok").sum().alias("renditions_received"),
             okf("rtt_ms"),
             f("duration_s").mean().alias("duration_s"),
             okf("upload_ms"),
@@ -222,6 +313,7 @@ pub fn build(
         let region = text(&totals, "region", row).unwrap_or_default();
         let sent = num(&totals, "sent", row).unwrap_or(0.0) as u64;
         let received = num(&totals, "received", row).unwrap_or(0.0) as u64;
+        let renditions_received = num(&totals, "renditions_received", row).unwrap_or(0.0) as u64;
         let record = LeaderboardRecord {
             success_rate: if sent > 0 {
                 received as f64 / sent as f64
@@ -231,7 +323,7 @@ pub fn build(
             round_trip_time: secs(num(&totals, "rtt_ms", row)),
             seg_duration: num(&totals, "duration_s", row).unwrap_or(0.0),
             segments_sent: sent,
-            segments_received: received,
+            segments_received: renditions_received,
             upload_time: secs(num(&totals, "upload_ms", row)),
             download_time: secs(num(&totals, "download_ms", row)),
             transcode_time: secs(num(&totals, "transcode_ms", row)),
@@ -242,13 +334,156 @@ pub fn build(
             region: region.clone(),
             orchestrator: orchestrator.clone(),
         };
-        board
-            .aggregated
-            .entry(orchestrator)
-            .or_default()
-            .insert(region, score(&record));
         board.records.push(record);
     }
+    board.aggregated = aggregate(&board.records);
     board.extras = extras::build(&board.records, inputs)?;
     Ok(Some(board))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::RecordFrames;
+    use crate::records::{Record, SegmentRecord, TicketRecord};
+
+    const EIP55: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+    const LOWER: &str = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
+
+    fn segment(orch: &str, rendition: &str, seq: u64, round_trip_ms: Option<f64>) -> Record {
+        let ok = round_trip_ms.is_some() || rendition.ends_with("untimed");
+        SegmentRecord {
+            t_ms: 1_795_309_323_000 + seq as i64 * 2000,
+            workload: "board".into(),
+            stream: format!("s-{orch}"),
+            rendition: rendition.into(),
+            seq,
+            orchestrator: Some(orch.into()),
+            region: Some("FRA".into()),
+            ok,
+            error: (!ok).then(|| "download_timeout".to_string()),
+            message: None,
+            duration_s: Some(2.0),
+            latency_ms: None,
+            upload_ms: None,
+            transcode_ms: None,
+            download_ms: None,
+            round_trip_ms,
+            bytes: None,
+            bitrate_kbps: None,
+            width: None,
+            height: None,
+        }
+        .into()
+    }
+
+    fn board(records: &[Record]) -> Leaderboard {
+        let frames = RecordFrames::from_records(records).unwrap();
+        build(
+            LeaderboardInputs {
+                segments: &frames.segments,
+                quality: &frames.quality,
+                tickets: &frames.tickets,
+                redemptions: &frames.redemptions,
+            },
+            1_795_309_330,
+        )
+        .unwrap()
+        .expect("a leaderboard")
+    }
+
+    #[test]
+    fn an_eip55_address_is_written_in_lowercase_and_both_spellings_are_one_orchestrator() {
+        let ticket = TicketRecord {
+            t_ms: 1_795_309_323_000,
+            workload: None,
+            stream: None,
+            orchestrator: EIP55.into(),
+            region: None,
+            face_value_wei: 1e12,
+            win_prob: 0.001,
+            ev_wei: 1e9,
+            won: false,
+            pixels: Some(1_000_000),
+            price_wei_per_pixel: Some(1000.0),
+            recipient_rand_hash: None,
+            sender_nonce: None,
+        };
+        let b = board(&[
+            segment(EIP55, "a", 1, Some(1000.0)),
+            segment(LOWER, "a", 2, Some(1000.0)),
+            ticket.into(),
+        ]);
+        assert_eq!(b.records.len(), 1, "{:#?}", b.records);
+        assert_eq!(b.records[0].orchestrator, LOWER);
+        assert_eq!(b.records[0].segments_sent, 2, "both spellings' segments");
+        assert!(b.aggregated.contains_key(LOWER), "{:?}", b.aggregated);
+        assert!(
+            b.extras[LOWER]["FRA"].payments.is_some(),
+            "the ticket's EIP-55 address matches: {:?}",
+            b.extras
+        );
+        assert_eq!(
+            orchestrator_id("https://Orch.example:8935"),
+            "https://Orch.example:8935"
+        );
+        assert_eq!(orchestrator_id("0xABC"), "0xABC", "not an address");
+    }
+
+    #[test]
+    fn segments_received_counts_renditions_as_the_public_tester_does() {
+        // 3 segments × 2 renditions; seq 3 lost one rendition.
+        let b = board(&[
+            segment(LOWER, "low", 1, Some(900.0)),
+            segment(LOWER, "high", 1, Some(1000.0)),
+            segment(LOWER, "low", 2, Some(900.0)),
+            segment(LOWER, "high", 2, Some(1000.0)),
+            segment(LOWER, "low", 3, Some(900.0)),
+            segment(LOWER, "high", 3, None),
+        ]);
+        let r = &b.records[0];
+        assert_eq!((r.segments_sent, r.segments_received), (3, 5));
+        assert_eq!(r.success_rate, 2.0 / 3.0, "segments with every rendition");
+        assert_eq!(r.round_trip_time, 1.0, "the slowest rendition's");
+    }
+
+    #[test]
+    fn a_round_trip_of_zero_scores_zero_as_leaderboard_serverless_does() {
+        assert_eq!(score_of(1.0, 2.0, 0.0).round_trip_score, 0.0);
+        assert_eq!(score_of(1.0, 2.0, 0.0).score, 0.0);
+        assert_eq!(score_of(0.5, 0.0, 1.0).score, 0.0);
+        let s = score_of(0.5, 2.0, 1.5);
+        assert_eq!(s.round_trip_score, 1.0 - (-(2.0f64 / 1.5)).exp());
+        assert_eq!(s.score, 0.5 * s.round_trip_score);
+        // Received segments without a round-trip measure: the record says 0 s, the score 0.
+        let b = board(&[segment(LOWER, "untimed", 1, None)]);
+        assert_eq!(b.records[0].success_rate, 1.0);
+        assert_eq!(b.records[0].round_trip_time, 0.0);
+        assert_eq!(b.aggregated[LOWER]["FRA"].score, 0.0);
+    }
+
+    #[test]
+    fn aggregate_averages_each_field_then_scores_like_the_server() {
+        let record = |success_rate, seg_duration, round_trip_time| LeaderboardRecord {
+            region: "FRA".into(),
+            orchestrator: LOWER.into(),
+            success_rate,
+            round_trip_time,
+            seg_duration,
+            segments_sent: 4,
+            segments_received: 8,
+            upload_time: 0.0,
+            download_time: 0.0,
+            transcode_time: 0.0,
+            errors: Vec::new(),
+            timestamp: 1_795_309_330,
+        };
+        let got = aggregate(&[record(1.0, 2.0, 1.0), record(0.5, 2.0, 3.0)]);
+        assert_eq!(got[LOWER]["FRA"], score_of(0.75, 2.0, 2.0));
+        assert_ne!(
+            got[LOWER]["FRA"].score,
+            (score(&record(1.0, 2.0, 1.0)).score + score(&record(0.5, 2.0, 3.0)).score) / 2.0,
+            "not the mean of the records' scores"
+        );
+    }
 }

@@ -14,7 +14,19 @@
 //!   [`PublishError::Unreachable`]; when the server goes away later, that record is reported as
 //!   unreachable and the rest as not sent, so the report still shows what was accepted.
 //! - Every wait is bounded: each attempt has a total timeout (connect, send, answer and body), and
-//!   at most 4 KiB of a server's answer is read.
+//!   at most 4 KiB of a server's answer is read (64 KiB of a region list).
+//! - A record is posted as the public leaderboard keys it: its orchestrator address in lowercase
+//!   (`leaderboard::orchestrator_id`; the server compares addresses as plain strings), whatever
+//!   spelling an older `leaderboard.json` holds.
+//! - Regions are checked before anything is posted: leaderboard-serverless refuses a record whose
+//!   region it does not know (`400 invalid region`), so a run with such a region is refused here,
+//!   naming the region and the accepted ones, and nothing is published. The accepted set is a
+//!   parameter ([`AcceptedRegions`]) whose default is v1.0.0's fixed list, [`V1_REGIONS`] (MDW,
+//!   FRA, SIN), the version the Go module proxy serves and our interop test runs. Later versions
+//!   keep their regions in the database and list them at `GET /api/regions`;
+//!   [`AcceptedRegions::Server`] asks that route and falls back to a fixed list where the server
+//!   has none (v1.0.0 answers 404). Asking is opt-in so that publishing makes no request the
+//!   caller did not ask for and stays one request per record.
 //! - The report puts the public scores (computed locally with the public formula) beside what only
 //!   we measure (VMAF against the reference transcoder, effective price per pixel) and the failure
 //!   reasons, so one screen says both how the leaderboard will rank a node and why.
@@ -29,7 +41,8 @@ use reqwest::{StatusCode, Url};
 use sha2::Sha256;
 
 use crate::leaderboard::{
-    LEADERBOARD_FILE, Leaderboard, LeaderboardError, LeaderboardExtras, LeaderboardScore, score,
+    LEADERBOARD_FILE, Leaderboard, LeaderboardError, LeaderboardExtras, LeaderboardRecord,
+    LeaderboardScore, orchestrator_id, score,
 };
 use crate::util::fmt_price;
 
@@ -39,8 +52,17 @@ pub const DEFAULT_SECRET_ENV: &str = "LPT_LEADERBOARD_SECRET";
 /// Path of the record-posting route under the endpoint.
 pub const POST_STATS_PATH: &str = "/api/post_stats";
 
+/// Path of the region list under the endpoint (leaderboard-serverless after v1.0.0).
+pub const REGIONS_PATH: &str = "/api/regions";
+
+/// The regions leaderboard-serverless v1.0.0 accepts (`models.Regions`, fixed in its code).
+pub const V1_REGIONS: [&str; 3] = ["MDW", "FRA", "SIN"];
+
 /// Most bytes of a server's answer kept as its message.
 const MAX_ANSWER_BYTES: usize = 4096;
+
+/// Most bytes of a region list read (a few dozen regions take about 2 KiB).
+const MAX_REGIONS_BYTES: usize = 64 * 1024;
 
 /// Longest region code accepted by `--region`.
 const MAX_REGION_LEN: usize = 32;
@@ -61,11 +83,39 @@ pub struct PublishOptions {
     pub attempts: u32,
     /// Wait before the first retry; doubled before each later one.
     pub backoff: Duration,
+    /// Region codes the server accepts; a record with another region is refused before posting.
+    pub regions: AcceptedRegions,
+}
+
+/// Which region codes the leaderboard accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptedRegions {
+    /// Exactly these codes (default: [`V1_REGIONS`]).
+    List(Vec<String>),
+    /// The ids listed at `GET {endpoint}/api/regions` (any job type, as the server's own check);
+    /// when the server has no usable list there (v1.0.0 answers 404), `fallback`.
+    Server {
+        /// The codes accepted when the server lists none.
+        fallback: Vec<String>,
+    },
+}
+
+impl AcceptedRegions {
+    /// v1.0.0's fixed list, [`V1_REGIONS`].
+    pub fn v1() -> Self {
+        AcceptedRegions::List(V1_REGIONS.map(String::from).to_vec())
+    }
+}
+
+impl Default for AcceptedRegions {
+    fn default() -> Self {
+        AcceptedRegions::v1()
+    }
 }
 
 impl PublishOptions {
     /// Options with the defaults: secret in [`DEFAULT_SECRET_ENV`], 10 s per attempt, 3 attempts,
-    /// 500 ms first backoff, records' own regions.
+    /// 500 ms first backoff, records' own regions, accepted regions [`V1_REGIONS`].
     pub fn new(endpoint: impl Into<String>) -> Self {
         PublishOptions {
             endpoint: endpoint.into(),
@@ -74,6 +124,7 @@ impl PublishOptions {
             timeout: Duration::from_secs(10),
             attempts: 3,
             backoff: Duration::from_millis(500),
+            regions: AcceptedRegions::default(),
         }
     }
 }
@@ -127,6 +178,20 @@ pub enum PublishError {
         region: String,
         /// What is allowed.
         why: String,
+    },
+    /// A record's region is not one the leaderboard accepts: nothing was posted.
+    #[error(
+        "{}: nothing was published{}",
+        region_refusal(regions, accepted, listed_by),
+        region_hint(regions)
+    )]
+    RegionNotAccepted {
+        /// The refused regions (after `--region`), each once.
+        regions: Vec<String>,
+        /// The codes the leaderboard accepts.
+        accepted: Vec<String>,
+        /// Where that list came from.
+        listed_by: String,
     },
     /// An option is out of range.
     #[error("invalid option {name} = {value}: {why}")]
@@ -296,6 +361,38 @@ impl fmt::Display for PublishReport {
     }
 }
 
+fn quoted_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn region_refusal(regions: &[String], accepted: &[String], listed_by: &str) -> String {
+    let (noun, verb) = if regions.len() == 1 {
+        ("region", "is not one")
+    } else {
+        ("regions", "are not ones")
+    };
+    format!(
+        "{noun} {} {verb} the leaderboard accepts ({}; {listed_by})",
+        quoted_list(regions),
+        accepted.join(", ")
+    )
+}
+
+fn region_hint(regions: &[String]) -> &'static str {
+    if regions
+        .iter()
+        .any(|r| r == crate::aggregate::UNKNOWN_REGION)
+    {
+        "; the run recorded no region: pass --region CODE"
+    } else {
+        "; pass --region with an accepted code"
+    }
+}
+
 fn status_text(status: Option<u16>) -> String {
     match status {
         Some(code) => {
@@ -330,9 +427,6 @@ fn outcome_line(r: &RecordOutcome, secret_env: &str) -> String {
         Delivery::Rejected if matches!(r.status, Some(401 | 403)) => format!(
             "rejected ({status}): the server did not accept the HMAC — check ${secret_env}{said}"
         ),
-        Delivery::Rejected if r.region == crate::aggregate::UNKNOWN_REGION => {
-            format!("rejected ({status}){said} — the run recorded no region: pass --region CODE")
-        }
         Delivery::Rejected => format!("rejected ({status}){said}"),
         Delivery::ServerError => format!(
             "server error ({status}) on all {}{said}",
@@ -452,6 +546,17 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 
 /// The URL records are posted to: `endpoint` + `/api/post_stats` (kept as is when already there).
 pub fn post_stats_url(endpoint: &str) -> Result<Url, PublishError> {
+    api_url(endpoint, POST_STATS_PATH)
+}
+
+/// The URL of the region list: `endpoint` + `/api/regions` (an endpoint given with its
+/// `/api/post_stats` route loses it first).
+pub fn regions_url(endpoint: &str) -> Result<Url, PublishError> {
+    api_url(endpoint, REGIONS_PATH)
+}
+
+/// `endpoint`'s base (without a trailing `/api/post_stats`) + `route`.
+fn api_url(endpoint: &str, route: &str) -> Result<Url, PublishError> {
     let invalid = |why: String| PublishError::InvalidEndpoint {
         endpoint: endpoint.to_string(),
         why,
@@ -471,10 +576,12 @@ pub fn post_stats_url(endpoint: &str) -> Result<Url, PublishError> {
             "a base URL takes no query or fragment (the record goes in the body)".into(),
         ));
     }
-    let path = url.path().trim_end_matches('/').to_string();
-    if !path.ends_with(POST_STATS_PATH) {
-        url.set_path(&format!("{path}{POST_STATS_PATH}"));
-    }
+    let path = url.path().trim_end_matches('/');
+    let base = path
+        .strip_suffix(POST_STATS_PATH)
+        .unwrap_or(path)
+        .to_string();
+    url.set_path(&format!("{base}{route}"));
     Ok(url)
 }
 
@@ -516,6 +623,16 @@ fn validate(opts: &PublishOptions) -> Result<Url, PublishError> {
             why: "must be more than 0".into(),
         });
     }
+    if let AcceptedRegions::List(codes) | AcceptedRegions::Server { fallback: codes } =
+        &opts.regions
+        && codes.is_empty()
+    {
+        return Err(PublishError::InvalidOption {
+            name: "regions",
+            value: "[]".into(),
+            why: "at least one accepted region code".into(),
+        });
+    }
     if opts.secret_env.is_empty() || opts.secret_env.contains(['=', '\0']) {
         return Err(PublishError::InvalidOption {
             name: "secret_env",
@@ -554,28 +671,33 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// Reads at most [`MAX_ANSWER_BYTES`] of an answer, as trimmed text.
-async fn answer_text(mut response: reqwest::Response) -> String {
+/// Reads at most `limit` bytes of an answer; `Err` when not a byte of it could be read.
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                let room = MAX_ANSWER_BYTES - body.len();
+                let room = limit - body.len();
                 body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if body.len() >= MAX_ANSWER_BYTES {
+                if body.len() >= limit {
                     break;
                 }
             }
             Ok(None) => break,
-            Err(e) => {
-                if body.is_empty() {
-                    return format!("(answer unreadable: {})", error_chain(&e));
-                }
-                break;
-            }
+            Err(e) if body.is_empty() => return Err(error_chain(&e)),
+            Err(_) => break,
         }
     }
-    let text = String::from_utf8_lossy(&body);
+    Ok(body)
+}
+
+/// An answer's first [`MAX_ANSWER_BYTES`], as trimmed text.
+fn answer_text(body: Result<&[u8], &str>) -> String {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return format!("(answer unreadable: {e})"),
+    };
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ANSWER_BYTES)]);
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if body.len() >= MAX_ANSWER_BYTES {
         format!("{text}…")
@@ -592,31 +714,28 @@ struct Attempted {
     delivery: Delivery,
     status: Option<u16>,
     attempts: u32,
+    /// The answer (at most 4 KiB, trimmed), or the last connection error.
     message: String,
+    /// The answer's first `limit` bytes, when it was read.
+    body: Vec<u8>,
 }
 
-async fn post_with_retries(
-    client: &reqwest::Client,
-    url: &Url,
-    body: Vec<u8>,
-    signature: &str,
+/// Sends the request `request` builds, retrying connection errors, timeouts, 5xx and 429 as
+/// `opts` says, and reads at most `limit` bytes of the last answer.
+async fn send_with_retries(
+    request: impl Fn() -> reqwest::RequestBuilder,
     opts: &PublishOptions,
+    limit: usize,
 ) -> Attempted {
     let mut backoff = opts.backoff;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let sent = client
-            .post(url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(AUTHORIZATION, signature)
-            .body(body.clone())
-            .send()
-            .await;
-        let (delivery, status, message) = match sent {
+        let (delivery, status, message, body) = match request().send().await {
             Ok(response) => {
                 let status = response.status();
-                let message = answer_text(response).await;
+                let read = read_bounded(response, limit.max(MAX_ANSWER_BYTES)).await;
+                let message = answer_text(read.as_deref().map_err(String::as_str));
                 let delivery = if status.is_success() {
                     Delivery::Accepted
                 } else if retryable(status) {
@@ -624,7 +743,9 @@ async fn post_with_retries(
                 } else {
                     Delivery::Rejected
                 };
-                (delivery, Some(status.as_u16()), message)
+                let mut body = read.unwrap_or_default();
+                body.truncate(limit);
+                (delivery, Some(status.as_u16()), message, body)
             }
             Err(e) if e.is_timeout() => (
                 Delivery::Unreachable,
@@ -634,8 +755,9 @@ async fn post_with_retries(
                     opts.timeout.as_secs_f64(),
                     error_chain(&e)
                 ),
+                Vec::new(),
             ),
-            Err(e) => (Delivery::Unreachable, None, error_chain(&e)),
+            Err(e) => (Delivery::Unreachable, None, error_chain(&e), Vec::new()),
         };
         let retry = matches!(delivery, Delivery::ServerError | Delivery::Unreachable);
         if !retry || attempt >= opts.attempts {
@@ -644,6 +766,7 @@ async fn post_with_retries(
                 status,
                 attempts: attempt,
                 message,
+                body,
             };
         }
         tokio::time::sleep(backoff).await;
@@ -651,12 +774,107 @@ async fn post_with_retries(
     }
 }
 
+/// `GET /api/regions`'s answer (leaderboard-serverless after v1.0.0).
+#[derive(serde::Deserialize)]
+struct RegionList {
+    regions: Vec<RegionEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct RegionEntry {
+    id: String,
+}
+
+/// The accepted region codes, and where they came from.
+async fn accepted_regions(
+    client: &reqwest::Client,
+    opts: &PublishOptions,
+    started: Instant,
+) -> Result<(Vec<String>, String), PublishError> {
+    let fallback = match &opts.regions {
+        AcceptedRegions::List(codes) => {
+            let listed_by = if codes.iter().eq(V1_REGIONS.iter()) {
+                "leaderboard-serverless v1.0.0's fixed list"
+            } else {
+                "the accepted-regions option"
+            };
+            return Ok((codes.clone(), listed_by.into()));
+        }
+        AcceptedRegions::Server { fallback } => fallback,
+    };
+    let url = regions_url(&opts.endpoint)?;
+    let done = send_with_retries(|| client.get(url.clone()), opts, MAX_REGIONS_BYTES).await;
+    let why_not = match done.delivery {
+        Delivery::Unreachable => {
+            return Err(PublishError::Unreachable {
+                url: url.to_string(),
+                cause: done.message,
+                attempts: done.attempts,
+                elapsed: started.elapsed(),
+            });
+        }
+        Delivery::Accepted => match serde_json::from_slice::<RegionList>(&done.body) {
+            Ok(list) if !list.regions.is_empty() => {
+                let mut codes: Vec<String> = Vec::new();
+                for r in list.regions {
+                    if !codes.contains(&r.id) {
+                        codes.push(r.id);
+                    }
+                }
+                return Ok((codes, format!("listed by {url}")));
+            }
+            Ok(_) => "an empty list".to_string(),
+            Err(e) => format!("no region list ({e})"),
+        },
+        _ => status_text(done.status),
+    };
+    Ok((
+        fallback.clone(),
+        format!("the fallback list: {url} answered {why_not}"),
+    ))
+}
+
+/// Refuses the records whose region (after `--region`) is not accepted, naming each once.
+fn check_regions(
+    regions: impl IntoIterator<Item = String>,
+    accepted: Vec<String>,
+    listed_by: String,
+) -> Result<(), PublishError> {
+    let mut refused: Vec<String> = Vec::new();
+    for region in regions {
+        if !accepted.contains(&region) && !refused.contains(&region) {
+            refused.push(region);
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(PublishError::RegionNotAccepted {
+            regions: refused,
+            accepted,
+            listed_by,
+        })
+    }
+}
+
+/// The record as posted: the `--region` override applied, the orchestrator as the leaderboard
+/// keys it.
+fn as_posted(original: &LeaderboardRecord, opts: &PublishOptions) -> LeaderboardRecord {
+    let mut record = original.clone();
+    if let Some(region) = &opts.region {
+        record.region = region.clone();
+    }
+    record.orchestrator = orchestrator_id(&record.orchestrator).into_owned();
+    record
+}
+
 /// Posts every record of `run_dir/leaderboard.json` to `{endpoint}/api/post_stats`, signed with
 /// the secret from the environment variable `opts.secret_env`.
 ///
 /// Returns the per-record outcome even when some records were refused; returns an error only when
-/// nothing could be attempted (bad options, no secret, no or damaged `leaderboard.json`) or when
-/// the server never answered ([`PublishError::Unreachable`]).
+/// nothing could be attempted (bad options, no secret, no or damaged `leaderboard.json`, a region
+/// the leaderboard does not accept) or when the server never answered
+/// ([`PublishError::Unreachable`]).
 pub async fn publish(run_dir: &Path, opts: &PublishOptions) -> Result<PublishReport, PublishError> {
     let url = validate(opts)?;
     let board = read_leaderboard(run_dir)?;
@@ -674,13 +892,16 @@ pub async fn publish(run_dir: &Path, opts: &PublishOptions) -> Result<PublishRep
         .map_err(PublishError::Client)?;
 
     let started = Instant::now();
+    let (accepted, listed_by) = accepted_regions(&client, opts, started).await?;
+    check_regions(
+        board.records.iter().map(|r| as_posted(r, opts).region),
+        accepted,
+        listed_by,
+    )?;
     let mut outcomes = Vec::with_capacity(board.records.len());
     let mut server_gone = false;
     for original in &board.records {
-        let mut record = original.clone();
-        if let Some(region) = &opts.region {
-            record.region = region.clone();
-        }
+        let record = as_posted(original, opts);
         let extras = board
             .extras
             .get(&original.orchestrator)
@@ -704,7 +925,14 @@ pub async fn publish(run_dir: &Path, opts: &PublishOptions) -> Result<PublishRep
                 source,
             })?;
             let signature = secret.sign(&body);
-            let done = post_with_retries(&client, &url, body, &signature, opts).await;
+            let post = || {
+                client
+                    .post(url.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .header(AUTHORIZATION, signature.as_str())
+                    .body(body.clone())
+            };
+            let done = send_with_retries(post, opts, MAX_ANSWER_BYTES).await;
             if done.delivery == Delivery::Unreachable {
                 if outcomes.is_empty() {
                     return Err(PublishError::Unreachable {
@@ -789,6 +1017,165 @@ mod tests {
             let e = validate(&opts).unwrap_err();
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }
+    }
+
+    fn record(orchestrator: &str, region: &str) -> LeaderboardRecord {
+        LeaderboardRecord {
+            region: region.into(),
+            orchestrator: orchestrator.into(),
+            success_rate: 1.0,
+            round_trip_time: 1.0,
+            seg_duration: 2.0,
+            segments_sent: 1,
+            segments_received: 2,
+            upload_time: 0.1,
+            download_time: 0.1,
+            transcode_time: 0.5,
+            errors: Vec::new(),
+            timestamp: 1_795_309_330,
+        }
+    }
+
+    #[test]
+    fn a_record_is_posted_with_its_orchestrator_address_in_lowercase() {
+        let opts = PublishOptions::new("http://127.0.0.1:1");
+        let posted = as_posted(
+            &record("0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "FRA"),
+            &opts,
+        );
+        assert_eq!(
+            posted.orchestrator,
+            "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+        );
+        let overridden = as_posted(
+            &record("0x70997970c51812dc3a010c7d01b50e0d17dc79c8", "unknown"),
+            &PublishOptions {
+                region: Some("SIN".into()),
+                ..opts
+            },
+        );
+        assert_eq!(overridden.region, "SIN");
+    }
+
+    #[test]
+    fn a_region_v1_refuses_is_refused_before_posting_naming_it() {
+        let v1 = || V1_REGIONS.map(String::from).to_vec();
+        assert_eq!(AcceptedRegions::default(), AcceptedRegions::List(v1()));
+        assert!(
+            check_regions(
+                ["FRA".into(), "SIN".into(), "FRA".into()],
+                v1(),
+                "v1".into()
+            )
+            .is_ok()
+        );
+        let err = check_regions(
+            ["LAX".into(), "FRA".into(), "LAX".into()],
+            v1(),
+            "the accepted-regions option".into(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "region \"LAX\" is not one the leaderboard accepts (MDW, FRA, SIN; the \
+             accepted-regions option): nothing was published; pass --region with an accepted code"
+        );
+        assert!(err.is_usage_error());
+        let err = check_regions(["unknown".into(), "ams".into()], v1(), "v1".into()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "regions \"unknown\", \"ams\" are not ones the leaderboard accepts (MDW, FRA, SIN; \
+             v1): nothing was published; the run recorded no region: pass --region CODE"
+        );
+        let none = PublishOptions {
+            regions: AcceptedRegions::List(Vec::new()),
+            ..PublishOptions::new("http://127.0.0.1:1")
+        };
+        assert!(validate(&none).unwrap_err().to_string().contains("regions"));
+    }
+
+    /// A server answering every request on its port with `status` and `body`, once per entry.
+    fn answering(
+        answers: Vec<(&'static str, &'static str)>,
+    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut requests = Vec::new();
+            for (status, body) in answers {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut first = String::new();
+                reader.read_line(&mut first).unwrap();
+                requests.push(first.trim_end().to_string());
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim_end().is_empty() {
+                        break;
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                reader.get_mut().write_all(reply.as_bytes()).unwrap();
+            }
+            requests
+        });
+        (url, handle)
+    }
+
+    #[tokio::test]
+    async fn accepted_regions_come_from_the_server_list_else_the_fallback() {
+        let client = reqwest::Client::new();
+        let server = |endpoint: String| PublishOptions {
+            regions: AcceptedRegions::Server {
+                fallback: V1_REGIONS.map(String::from).to_vec(),
+            },
+            backoff: Duration::from_millis(10),
+            ..PublishOptions::new(endpoint)
+        };
+        // Master's shape: each region once per job type.
+        let (url, handle) = answering(vec![(
+            "200 OK",
+            r#"{"regions":[{"id":"GLOBAL","name":"Global","type":"transcoding"},
+               {"id":"LAX","name":"Los Angeles","type":"transcoding"},
+               {"id":"LAX","name":"Los Angeles","type":"ai"}]}"#,
+        )]);
+        let (codes, from) = accepted_regions(
+            &client,
+            &server(format!("{url}/api/post_stats")),
+            Instant::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(codes, ["GLOBAL", "LAX"]);
+        assert_eq!(from, format!("listed by {url}/api/regions"));
+        assert_eq!(handle.join().unwrap(), ["GET /api/regions HTTP/1.1"]);
+
+        // v1.0.0 has no such route.
+        let (url, handle) = answering(vec![("404 Not Found", "404 page not found")]);
+        let (codes, from) = accepted_regions(&client, &server(url.clone()), Instant::now())
+            .await
+            .unwrap();
+        assert_eq!(codes, V1_REGIONS);
+        assert_eq!(
+            from,
+            format!("the fallback list: {url}/api/regions answered 404 Not Found")
+        );
+        handle.join().unwrap();
+
+        // A fixed list asks nothing.
+        let fixed = PublishOptions {
+            regions: AcceptedRegions::List(vec!["LOCAL".into()]),
+            ..PublishOptions::new("http://127.0.0.1:9")
+        };
+        let (codes, _) = accepted_regions(&client, &fixed, Instant::now())
+            .await
+            .unwrap();
+        assert_eq!(codes, ["LOCAL"]);
     }
 
     #[test]
