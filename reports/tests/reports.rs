@@ -621,7 +621,8 @@ fn every_artifact_exists_and_parses_after_finalize() {
     let b = &recs[1];
     assert_eq!(
         (b["segments_sent"].as_u64(), b["segments_received"].as_u64()),
-        (Some(3), Some(2))
+        (Some(3), Some(4)),
+        "renditions received are counted"
     );
     assert_eq!(b["errors"][0]["error_code"], "timeout");
     assert_eq!(b["errors"][0]["count"], 1);
