@@ -15,7 +15,7 @@ use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 
 use crate::fields::{self, FieldError};
-use crate::net::SegData;
+use crate::net::{SegData, VideoProfile};
 
 /// Length of a serialized signature.
 pub const SIGNATURE_LEN: usize = 65;
@@ -227,10 +227,11 @@ pub fn verify_orchestrator_request(
     }
 }
 
-/// The segment flatten: `manifestID ‖ leftpad32(seq) ‖ segment hash ‖ profiles-hex ASCII`.
+/// The segment flatten: `manifestID ‖ leftpad32(seq) ‖ segment hash ‖ profiles-hex ASCII`
+/// (go-livepeer `core.SegTranscodingMetadata.Flatten`).
 ///
-/// `profiles_hex` is the ASCII hex of the legacy `SegData.profiles` bytes (see
-/// [`segment_message`]).
+/// `profiles_hex` is [`profiles_hex`] of the job's profile names, not the legacy
+/// `SegData.profiles` bytes (a go broadcaster sets those to `"invalid"`).
 pub fn segment_flatten(
     manifest_id: &[u8],
     seq: u64,
@@ -245,17 +246,50 @@ pub fn segment_flatten(
     out
 }
 
+/// Lowercase hex of `keccak256(name₁)[0:4] ‖ keccak256(name₂)[0:4] ‖ …` (go-livepeer
+/// `common.ProfilesToHex`): what a segment signature commits to of the job's profiles.
+pub fn profiles_hex<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
+    let mut opts = Vec::new();
+    for name in names {
+        opts.extend_from_slice(&keccak256(name.as_ref().as_bytes())[..4]);
+    }
+    alloy::hex::encode(opts)
+}
+
+/// The profiles an orchestrator reads out of `seg`, in the order go-livepeer's `coreSegMetadata`
+/// prefers them: `fullProfiles3`, else `fullProfiles2`, else `fullProfiles`.
+pub fn segment_profiles(seg: &SegData) -> &[VideoProfile] {
+    [&seg.full_profiles3, &seg.full_profiles2, &seg.full_profiles]
+        .into_iter()
+        .find(|profiles| !profiles.is_empty())
+        .map_or(&[], Vec::as_slice)
+}
+
+/// A profile's name as an orchestrator sees it: an empty name becomes
+/// `net_<width>x<height>_<bitrate>`, the name go-livepeer's orchestrator gives it (and signs over).
+pub fn wire_profile_name(profile: &VideoProfile) -> std::borrow::Cow<'_, str> {
+    if profile.name.is_empty() {
+        format!(
+            "net_{}x{}_{}",
+            profile.width, profile.height, profile.bitrate
+        )
+        .into()
+    } else {
+        profile.name.as_str().into()
+    }
+}
+
 /// The 32-byte message signed in `SegData.sig`: keccak256 of the flatten of `seg`'s manifest ID,
-/// seq, hash and hex-encoded `profiles`.
+/// seq, hash and the hex of its profile names ([`segment_profiles`], [`wire_profile_name`]).
 pub fn segment_message(seg: &SegData) -> Result<B256, FieldError> {
     let seq = fields::non_negative("SegData.seq", seg.seq)?;
     let hash = fields::hash("SegData.hash", &seg.hash)?;
-    let profiles_hex = alloy::hex::encode(&seg.profiles);
+    let profile_opts = profiles_hex(segment_profiles(seg).iter().map(wire_profile_name));
     Ok(keccak256(segment_flatten(
         &seg.manifest_id,
         seq,
         &hash,
-        profiles_hex.as_bytes(),
+        profile_opts.as_bytes(),
     )))
 }
 
@@ -276,6 +310,26 @@ pub fn verify_segment(
     }
     let msg = segment_message(seg)?;
     Ok(verify_personal(msg.as_slice(), &seg.sig, broadcaster)?)
+}
+
+/// O's answer to `Ping(value)`: personal_sign(keccak256(value)) (go-livepeer
+/// `orchestrator.Sign`); off-chain, the empty string.
+pub fn sign_ping(key: &NodeKey, value: &[u8]) -> Result<Vec<u8>, SigError> {
+    key.sign(keccak256(value).as_slice())
+}
+
+/// B's check that `pong` is `orchestrator`'s answer to `value` (go-livepeer's availability
+/// check: `VerifySig(orchestrator, ping, pong)`).
+pub fn verify_ping(
+    policy: SigPolicy,
+    orchestrator: Address,
+    value: &[u8],
+    pong: &[u8],
+) -> Result<(), SigError> {
+    match policy {
+        SigPolicy::OffChain => Ok(()),
+        SigPolicy::OnChain => verify_personal(keccak256(value).as_slice(), pong, orchestrator),
+    }
 }
 
 /// A segment signature that cannot be made or checked.
@@ -448,6 +502,55 @@ mod tests {
         assert_eq!(&flat[67..], b"0a1b");
     }
 
+    fn profile(name: &str) -> VideoProfile {
+        VideoProfile {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    /// go-livepeer core/stream_test.go `TestSegmentFlatten`: manifest "abcdef", seq 1234, hash
+    /// "browns" right-padded to 32 bytes, profiles P144p30fps16x9 and P240p30fps16x9.
+    #[test]
+    fn segment_flatten_matches_go_livepeer_vector() {
+        let mut hash = [0u8; 32];
+        hash[..6].copy_from_slice(b"browns");
+        let seg = SegData {
+            manifest_id: b"abcdef".to_vec(),
+            seq: 1234,
+            hash: hash.to_vec(),
+            full_profiles3: vec![profile("P144p30fps16x9"), profile("P240p30fps16x9")],
+            ..Default::default()
+        };
+        assert_eq!(
+            alloy::hex::encode(segment_message(&seg).unwrap()),
+            "08a398e7e7a5a545b0b07d9e7e1eab52b4131e0df1621bd53ee6e7550a15465b"
+        );
+        // The same profiles in the older fields sign the same message.
+        let older = SegData {
+            full_profiles: seg.full_profiles3.clone(),
+            full_profiles3: Vec::new(),
+            ..seg.clone()
+        };
+        assert_eq!(segment_message(&older), segment_message(&seg));
+    }
+
+    #[test]
+    fn unnamed_profile_signs_under_go_orchestrators_substitute_name() {
+        let unnamed = VideoProfile {
+            width: 640,
+            height: 360,
+            bitrate: 1_200_000,
+            ..Default::default()
+        };
+        assert_eq!(wire_profile_name(&unnamed), "net_640x360_1200000");
+        assert_eq!(
+            profiles_hex([wire_profile_name(&unnamed)]),
+            profiles_hex(["net_640x360_1200000"])
+        );
+        assert_eq!(profiles_hex(["P144p30fps16x9"]).len(), 8);
+    }
+
     #[test]
     fn segment_signature_round_trip_and_field_errors() {
         let k = NodeKey::Account(key(4));
@@ -455,11 +558,18 @@ mod tests {
             manifest_id: b"stream".to_vec(),
             seq: 12,
             hash: keccak256(b"segment bytes").to_vec(),
-            profiles: vec![0x0a, 0x1b],
+            full_profiles3: vec![profile("P240p30fps16x9"), profile("P360p30fps16x9")],
             ..Default::default()
         };
         seg.sig = sign_segment(&k, &seg).unwrap();
         verify_segment(SigPolicy::OnChain, k.address().unwrap(), &seg).unwrap();
+        // The legacy field is not signed (a go broadcaster fills it with "invalid").
+        seg.profiles = b"invalid".to_vec();
+        verify_segment(SigPolicy::OnChain, k.address().unwrap(), &seg).unwrap();
+        // The profile list is.
+        let mut other_ladder = seg.clone();
+        other_ladder.full_profiles3.pop();
+        assert!(verify_segment(SigPolicy::OnChain, k.address().unwrap(), &other_ladder).is_err());
         seg.seq = 13;
         assert!(matches!(
             verify_segment(SigPolicy::OnChain, k.address().unwrap(), &seg),

@@ -7,7 +7,7 @@
 //! feature, so crates that never touch the wire do not build the protocol crate.
 
 use protocol::net::VideoProfile;
-use protocol::net::video_profile::{Profile as WireH264Profile, VideoCodec};
+use protocol::net::video_profile::{Format, Profile as WireH264Profile, VideoCodec};
 
 use crate::Profile;
 use crate::ladder::{Gop, H264Profile};
@@ -53,15 +53,30 @@ pub fn to_wire(profile: &Profile) -> VideoProfile {
     }
 }
 
-/// The transcoder profile for a wire profile.
+/// The transcoder profile for a wire profile. An unnamed profile takes the name a go-livepeer
+/// orchestrator gives it (`net_<w>x<h>_<bitrate>`, [`protocol::sig::wire_profile_name`]), which
+/// the broadcaster's segment signature covers; MP4 output and a `quality` setting are refused by
+/// name, since this transcoder would otherwise silently ignore them.
 pub fn from_wire(wire: &VideoProfile) -> Result<Profile, WireProfileError> {
+    let name = protocol::sig::wire_profile_name(wire).into_owned();
     let bad = |field, reason: String| WireProfileError {
-        name: wire.name.clone(),
+        name: name.clone(),
         field,
         reason,
     };
-    if wire.name.is_empty() || wire.name.len() > 64 {
-        return Err(bad("name", "must be 1 to 64 characters".into()));
+    if name.len() > 64 {
+        return Err(bad("name", "must be at most 64 characters".into()));
+    }
+    match Format::try_from(wire.format) {
+        Ok(Format::Mpegts) => {}
+        Ok(Format::Mp4) => return Err(bad("format", "MP4 output is not supported".into())),
+        Err(_) => return Err(bad("format", format!("{} is unknown", wire.format))),
+    }
+    if wire.quality != 0 {
+        return Err(bad(
+            "quality",
+            format!("{} is not supported (constant-quality encoding)", wire.quality),
+        ));
     }
     if !(16..=7680).contains(&wire.width) || wire.width % 2 != 0 {
         return Err(bad(
@@ -102,7 +117,7 @@ pub fn from_wire(wire: &VideoProfile) -> Result<Profile, WireProfileError> {
         g => Gop::Seconds(f64::from(g) / 1000.0),
     };
     Ok(Profile {
-        name: wire.name.clone(),
+        name,
         width: wire.width as u32,
         height: wire.height as u32,
         bitrate: wire.bitrate as u64,
@@ -152,5 +167,20 @@ mod tests {
         let mut wire = to_wire(&Profile::preset("P240p30fps16x9").unwrap());
         wire.encoder = VideoCodec::Vp9 as i32;
         assert_eq!(from_wire(&wire).unwrap_err().field, "encoder");
+        let mut wire = to_wire(&Profile::preset("P240p30fps16x9").unwrap());
+        wire.format = Format::Mp4 as i32;
+        let err = from_wire(&wire).unwrap_err();
+        assert_eq!((err.field, err.reason.as_str()), ("format", "MP4 output is not supported"));
+        let mut wire = to_wire(&Profile::preset("P240p30fps16x9").unwrap());
+        wire.quality = 23;
+        assert_eq!(from_wire(&wire).unwrap_err().field, "quality");
+    }
+
+    #[test]
+    fn unnamed_profile_takes_go_orchestrators_name() {
+        let mut wire = to_wire(&Profile::preset("P360p30fps16x9").unwrap());
+        wire.name.clear();
+        let profile = from_wire(&wire).unwrap();
+        assert_eq!(profile.name, format!("net_640x360_{}", wire.bitrate));
     }
 }

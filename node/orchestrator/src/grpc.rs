@@ -40,7 +40,7 @@ impl Orchestrator for OrchestratorService {
     }
 
     async fn ping(&self, request: Request<PingPong>) -> Result<Response<PingPong>, Status> {
-        Ok(Response::new(request.into_inner()))
+        self.0.ping(&request.get_ref().value).map(Response::new)
     }
 }
 

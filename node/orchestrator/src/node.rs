@@ -15,7 +15,7 @@ use alloy::primitives::{Address, B256, keccak256};
 use bytes::Bytes;
 use http::StatusCode;
 use protocol::capabilities::{Capability, CapabilitySet};
-use protocol::net::{self, OrchestratorInfo, SegData, TranscodeResult};
+use protocol::net::{self, OrchestratorInfo, PingPong, SegData, TranscodeResult};
 use protocol::sig::{self, NodeKey, SigPolicy};
 use protocol::{fields, headers};
 use reference_transcoder::Profile;
@@ -158,6 +158,17 @@ impl Node {
         self.key.address()
     }
 
+    /// Handles `Ping`: the value signed with O's key, which a go-livepeer broadcaster verifies
+    /// against O's address before it uses O.
+    pub fn ping(&self, value: &[u8]) -> Result<PingPong, tonic::Status> {
+        if value.len() > 1024 {
+            return Err(tonic::Status::invalid_argument("ping value above 1024 bytes"));
+        }
+        sig::sign_ping(&self.key, value)
+            .map(|value| PingPong { value })
+            .map_err(|e| tonic::Status::internal(format!("cannot sign ping: {e}")))
+    }
+
     /// `OrchestratorInfo` for `sender`'s session `session_id`, with fresh ticket params.
     pub fn info(&self, sender: Address, session_id: &str) -> OrchestratorInfo {
         let priced = self.payments.priced();
@@ -166,7 +177,11 @@ impl Node {
             ticket_params: self.payments.ticket_params(sender),
             price_info: priced.then(|| self.payments.price().to_message()),
             address: self.address().map(|a| a.to_vec()).unwrap_or_default(),
-            capabilities: Some(self.capabilities.to_message()),
+            capabilities: Some(net::Capabilities {
+                // A go-livepeer broadcaster with a minimum version refuses an empty one.
+                version: env!("CARGO_PKG_VERSION").into(),
+                ..self.capabilities.to_message()
+            }),
             auth_token: Some(self.auth.issue(session_id)),
             ..Default::default()
         }

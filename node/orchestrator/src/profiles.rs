@@ -5,18 +5,17 @@
 use reference_transcoder::Profile;
 pub use reference_transcoder::wire::{WireProfileError as ProfileError, from_wire, to_wire};
 
-/// The profiles a segment asks for: `fullProfiles3`, else the older lists.
+/// The profiles a segment asks for: `fullProfiles3`, else the older lists (the same choice the
+/// segment signature was checked over).
 pub fn requested(seg: &protocol::net::SegData) -> Result<Vec<Profile>, ProfileError> {
-    let list = [&seg.full_profiles3, &seg.full_profiles2, &seg.full_profiles]
-        .into_iter()
-        .find(|l| !l.is_empty());
-    let Some(list) = list else {
+    let list = protocol::sig::segment_profiles(seg);
+    if list.is_empty() {
         return Err(ProfileError {
             name: String::new(),
             field: "fullProfiles3",
             reason: "is empty".into(),
         });
-    };
+    }
     if list.len() > 16 {
         return Err(ProfileError {
             name: String::new(),

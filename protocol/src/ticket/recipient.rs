@@ -203,6 +203,16 @@ impl TicketRecipient {
         Self::from_rng(address, config, StdRng::seed_from_u64(seed))
     }
 
+    /// A recipient with a given secret (seeds from the OS RNG): an orchestrator that keeps its
+    /// secret across restarts, or a peer implementation checking this one's recipientRand (as
+    /// go-livepeer's `NewRecipientWithSecret`).
+    pub fn with_secret(address: Address, config: RecipientConfig, secret: [u8; 32]) -> Self {
+        Self {
+            secret,
+            ..Self::new(address, config)
+        }
+    }
+
     fn from_rng(address: Address, config: RecipientConfig, mut rng: StdRng) -> Self {
         let secret: [u8; 32] = rng.random();
         Self {

@@ -4,6 +4,7 @@
 mod abi;
 mod artifacts;
 mod chain;
+mod go_livepeer;
 mod grpc;
 mod registry;
 mod tickets;

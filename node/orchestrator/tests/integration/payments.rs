@@ -21,6 +21,27 @@ async fn thirty_paid_segments_are_transcoded_billed_by_pixel_and_winners_redeeme
     assert_eq!(session.info.price_info.as_ref().unwrap().price_per_unit, 1);
     let token = session.info.auth_token.clone().unwrap();
     assert!(token.expiration > node_orchestrator::auth::unix_now() + 29 * 60);
+    assert_eq!(
+        session.info.capabilities.as_ref().unwrap().version,
+        env!("CARGO_PKG_VERSION")
+    );
+
+    // Ping answers with O's signature over the value, which a go-livepeer broadcaster checks
+    // against O's address (an echo of the value fails it).
+    let channel = protocol::client::grpc_channel(orchestrator.service_uri()).unwrap();
+    let mut grpc = protocol::net::orchestrator_client::OrchestratorClient::new(channel);
+    let value = B256::repeat_byte(0x42).to_vec();
+    let pong = grpc
+        .ping(protocol::net::PingPong {
+            value: value.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .value;
+    assert_eq!(pong.len(), 65);
+    sig::verify_ping(SigPolicy::OnChain, o_address, &value, &pong).unwrap();
+    assert!(sig::verify_ping(SigPolicy::OnChain, o_address, b"other", &pong).is_err());
 
     let mut billed = 0u64;
     let mut probed = 0u64;
