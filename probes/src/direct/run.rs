@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
-use alloy::providers::{DynProvider, Provider};
-use protocol::chain::{TicketBrokerClient, read_provider};
+use alloy::providers::DynProvider;
+use protocol::chain::{TicketBrokerClient, latest_l1_block, read_provider};
 use protocol::client::{
     ClientError, ConnectStage, OrchestratorClient, SegmentRequest, check_reachable,
     orchestrator_address, segment_data,
@@ -225,7 +225,8 @@ impl Payer {
             .await
             .map_err(|_| chain_error(format!("no answer within {deadline:?}")))?
             .map_err(|e| chain_error(e.to_string()))?;
-        let block = tokio::time::timeout(deadline, provider.get_block_number())
+        // Params expire in L1 blocks (the L2 block from eth_blockNumber on Arbitrum is far ahead).
+        let block = tokio::time::timeout(deadline, latest_l1_block(&provider))
             .await
             .map_err(|_| chain_error(format!("no answer within {deadline:?}")))?
             .map_err(|e| chain_error(e.to_string()))?;
@@ -237,10 +238,11 @@ impl Payer {
         })
     }
 
-    /// The latest block, or the last one known when the node does not answer quickly.
+    /// The latest L1 block (what params expiry counts), or the last one known when the node does
+    /// not answer quickly.
     async fn block(&self) -> u64 {
         if let Ok(Ok(block)) =
-            tokio::time::timeout(Duration::from_secs(2), self.provider.get_block_number()).await
+            tokio::time::timeout(Duration::from_secs(2), latest_l1_block(&self.provider)).await
         {
             self.last_block.fetch_max(block, Ordering::Relaxed);
         }

@@ -14,6 +14,7 @@ use alloy::rpc::types::TransactionReceipt;
 
 use super::ChainError;
 use super::bindings::{RoundsManager, ServiceRegistry, TicketBroker};
+use super::blocks::latest_l1_block;
 use crate::ticket::{ChainView, Ticket, WinningTicket};
 
 /// Parameters of a local deployment.
@@ -363,13 +364,8 @@ impl RoundsManagerClient {
     pub async fn advance_rounds(&self, rounds: u64) -> Result<u64, ChainError> {
         let provider = self.contract.provider();
         let length = self.round_length().await?;
-        let block = provider
-            .get_block_number()
-            .await
-            .map_err(|source| ChainError::Rpc {
-                call: "eth_blockNumber",
-                source,
-            })?;
+        // Rounds count `block.number`, which is the L1 block on Arbitrum (the same on anvil).
+        let block = latest_l1_block(provider).await?;
         let target_round = block / length + rounds;
         // Mine up to the round's first block so that calls evaluated at `latest` already see the
         // new round; initializeRound's transaction then lands in the round's second block.
@@ -387,17 +383,15 @@ impl RoundsManagerClient {
         self.current_round().await
     }
 
-    /// What a recipient needs to issue params now: latest block, current round, its block hash
-    /// and the gas price.
+    /// What a recipient needs to issue params now: the last seen L1 block, current round, its
+    /// block hash and the gas price.
+    ///
+    /// The block is [`latest_l1_block`], not `eth_blockNumber`: on Arbitrum the latter is the L2
+    /// block, while params expiry (`block + 40`) and B's check of it count L1 blocks, as in
+    /// go-livepeer.
     pub async fn chain_view(&self) -> Result<ChainView, ChainError> {
         let provider = self.contract.provider();
-        let block = provider
-            .get_block_number()
-            .await
-            .map_err(|source| ChainError::Rpc {
-                call: "eth_blockNumber",
-                source,
-            })?;
+        let block = latest_l1_block(provider).await?;
         let gas_price = provider
             .get_gas_price()
             .await

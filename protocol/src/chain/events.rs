@@ -216,7 +216,8 @@ impl EventReader {
         self
     }
 
-    /// The latest block of the endpoint.
+    /// The latest block of the endpoint (`eth_blockNumber`: the L2 block on Arbitrum, which is
+    /// what log ranges count; ticket expiry counts [`super::latest_l1_block`] instead).
     pub async fn latest_block(&self) -> Result<u64, ChainError> {
         self.provider
             .get_block_number()

@@ -2,6 +2,10 @@
 //! lpt's contracts, a TicketBroker client, a paginated event reader and on-chain orchestrator
 //! discovery from the ServiceRegistry ([`RegistryReader`]).
 //!
+//! Ticket expiry counts L1 blocks ([`latest_l1_block`]): on Arbitrum `eth_blockNumber` is the L2
+//! block, and go-livepeer issues and checks `paramsExpirationBlock` against the header's
+//! `l1BlockNumber` instead. Event block ranges stay L2 numbers.
+//!
 //! Everything talks through alloy's type-erased [`DynProvider`], so the same client and reader
 //! work against the local chain and any JSON-RPC URL (e.g. Arbitrum One's TicketBroker at
 //! [`ARBITRUM_ONE`]). Contract bindings come from the committed solc artifacts in
@@ -9,6 +13,7 @@
 //! Reverts are surfaced as [`ChainError::Reverted`] with the contract's reason string, which is
 //! what tests and operators match on.
 
+mod blocks;
 mod broker;
 mod events;
 mod local;
@@ -23,6 +28,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::transports::TransportError;
 use alloy::transports::http::reqwest::Url;
 
+pub use blocks::latest_l1_block;
 pub use broker::{
     Contracts, DeployConfig, RoundsManagerClient, SenderInfo, ServiceRegistryClient, TX_TIMEOUT,
     TicketBrokerClient, TxOutcome,
@@ -143,6 +149,14 @@ pub enum ChainError {
         call: &'static str,
         /// Underlying error.
         source: TransportError,
+    },
+    /// The latest block from `eth_getBlockByNumber` lacks a field or has a malformed one.
+    #[error("eth_getBlockByNumber(latest): bad {field}: {reason}")]
+    BadBlock {
+        /// The block field (`l1BlockNumber`, `number`, or `block` for the whole object).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A log with a known topic that does not decode.
     #[error("cannot decode {event} log in block {block:?}: {reason}")]

@@ -9,13 +9,17 @@
 //! of every segment and O would be paid ~20 % more than the work it did. Tickets come from the
 //! protocol crate's [`TicketSender`], which also refuses params breaking B's rules. The chain is
 //! read in the background (latest block, B's deposit) so paying a segment never waits on RPC.
+//!
+//! The latest block is the last seen **L1** block ([`protocol::chain::latest_l1_block`]), the
+//! number O's params expire in (PROTOCOL.md §4): on Arbitrum `eth_blockNumber` is the L2 block,
+//! far ahead of L1, and every params would look expired.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use alloy::providers::{DynProvider, Provider};
+use alloy::providers::DynProvider;
 use alloy::signers::local::PrivateKeySigner;
 use protocol::U256;
 use protocol::chain::TicketBrokerClient;
@@ -93,19 +97,14 @@ impl Payer {
             .address()
     }
 
-    /// The latest block B knows of.
+    /// The latest L1 block B knows of (what params expiry counts).
     pub fn block(&self) -> u64 {
         self.block.load(Ordering::Relaxed)
     }
 
-    /// Re-reads the latest block and B's deposit.
+    /// Re-reads the latest L1 block and B's deposit.
     pub async fn refresh(&self) -> Result<(), PaymentError> {
-        let block = self.provider.get_block_number().await.map_err(|source| {
-            protocol::chain::ChainError::Rpc {
-                call: "eth_blockNumber",
-                source,
-            }
-        })?;
+        let block = protocol::chain::latest_l1_block(&self.provider).await?;
         let info = self.broker.sender_info(self.address()).await?;
         self.block.store(block, Ordering::Relaxed);
         *self.deposit.lock().unwrap_or_else(|e| e.into_inner()) = info.deposit;
@@ -167,4 +166,69 @@ impl Payer {
 /// Wei amounts on the wire are 256-bit; any real fee or credit fits in an i128.
 fn to_i128(value: U256) -> i128 {
     i128::try_from(value).unwrap_or(i128::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::sol_types::SolCall;
+    use axum::http::header;
+    use protocol::chain::bindings::TicketBroker;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const L2_BLOCK: u64 = 0x1000_0000;
+    const L1_BLOCK: u64 = 0x123_4567;
+    const DEPOSIT: u64 = 5_000_000;
+
+    /// A fake Arbitrum node on a loopback port: `eth_blockNumber` is the L2 block, the latest
+    /// header carries the L1 block as `l1BlockNumber`, and `getSenderInfo` answers a deposit.
+    async fn fake_arbitrum_node() -> String {
+        async fn rpc(body: axum::body::Bytes) -> impl axum::response::IntoResponse {
+            let request: Value = serde_json::from_slice(&body).unwrap();
+            let result = match request["method"].as_str().unwrap() {
+                "eth_blockNumber" => json!(format!("{L2_BLOCK:#x}")),
+                "eth_getBlockByNumber" => json!({
+                    "number": format!("{L2_BLOCK:#x}"),
+                    "l1BlockNumber": format!("{L1_BLOCK:#x}"),
+                }),
+                "eth_call" => {
+                    let call = &request["params"][0];
+                    let input = call["input"].as_str().or(call["data"].as_str()).unwrap();
+                    let input = alloy::hex::decode(input).unwrap();
+                    assert!(input.starts_with(&TicketBroker::getSenderInfoCall::SELECTOR));
+                    // (Sender{deposit, withdrawRound}, ReserveInfo{funds, claimed}): 4 words.
+                    let mut words = [0u8; 128];
+                    words[..32].copy_from_slice(&U256::from(DEPOSIT).to_be_bytes::<32>());
+                    json!(format!("0x{}", alloy::hex::encode(words)))
+                }
+                other => panic!("unexpected method {other}"),
+            };
+            let reply = json!({"jsonrpc": "2.0", "id": request["id"], "result": result});
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                reply.to_string(),
+            )
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new().route("/", axum::routing::post(rpc));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+
+    /// B's latest block is the L1 block O's params expire in, not Arbitrum's L2 `eth_blockNumber`.
+    #[tokio::test]
+    async fn refresh_keeps_the_l1_block_on_a_two_layer_chain() {
+        let url = fake_arbitrum_node().await;
+        let signer = PrivateKeySigner::from_bytes(&protocol::B256::repeat_byte(0xb0)).unwrap();
+        let payer = Payer::connect(&url, protocol::Address::repeat_byte(0x42), signer, 1.2)
+            .await
+            .unwrap();
+        assert_eq!(payer.block(), L1_BLOCK);
+        assert_eq!(
+            *payer.deposit.lock().unwrap_or_else(|e| e.into_inner()),
+            U256::from(DEPOSIT)
+        );
+    }
 }
