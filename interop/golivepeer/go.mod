@@ -1,6 +1,6 @@
 module lpt.test/interop/golivepeer
 
-go 1.25.0
+go 1.26
 
 require (
 	github.com/ethereum/go-ethereum v1.13.5

@@ -238,15 +238,18 @@ sample = 1.0
             })
             .unwrap_or_else(|| panic!("no record for {address}: {board:#}"))
     };
-    let healthy = record("0x70997970C51812dc3A010C7d01b50e0d17dc79C8");
-    let overpriced = record("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC");
-    let degraded = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
+    // The public leaderboard keys orchestrators by lowercase address.
+    let healthy_address = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
+    let healthy = record(healthy_address);
+    let overpriced = record("0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc");
+    let degraded = "0x90f79bf6eb2c4f870365e785982e1f101e93b906";
+    assert_eq!(healthy["orchestrator"], healthy_address, "{healthy:#}");
 
     assert_eq!(healthy["success_rate"], 1.0, "{healthy:#}");
     assert_eq!(healthy["segments_received"], 5, "{healthy:#}");
     let round_trip = healthy["round_trip_time"].as_f64().unwrap();
     assert!(round_trip > 0.0 && round_trip < 2.0, "{healthy:#}");
-    let score = board["aggregated"]["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]["LOCAL"]
+    let score = board["aggregated"][healthy_address]["LOCAL"]
         ["round_trip_score"]
         .as_f64()
         .unwrap();
@@ -271,7 +274,7 @@ sample = 1.0
         deficit > 20.0,
         "the degraded orchestrator's VMAF deficit is {deficit}: {board:#}"
     );
-    let healthy_deficit = board["extras"]["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]["LOCAL"]
+    let healthy_deficit = board["extras"][healthy_address]["LOCAL"]
         ["quality"]["vmaf_deficit"]
         .as_f64()
         .unwrap();
