@@ -1,6 +1,13 @@
 //! The plain-HTTP routes of the orchestrator's port: segments, payments, rendition downloads,
 //! remote-transcoder hand-back, metrics, status, health and the admin fault switches.
 //!
+//! The remote-transcoder routes speak go-livepeer's dialect exactly (server/ot_rpc.go), so go
+//! transcoders work against this node: a task's source is a plain GET of its unguessable URL,
+//! and `/transcodeResults` checks `Authorization: Livepeer-Transcoder-1.0` and the secret in
+//! `Credentials` (401), the content type (415), `TaskId` (400), then either takes a
+//! `livepeer/transcoding-error` body as the task's failure or requires the top-level `Pixels`
+//! (400) and reads a `multipart/mixed` body as go does.
+//!
 //! Design: handlers take the raw body and read it themselves under a size cap and a deadline, so
 //! an oversized or trickled upload ends in a 413/408 with a reason and releases its memory,
 //! whatever the route. A segment's 200 is sent as soon as the body checks out; the
@@ -38,12 +45,22 @@ use crate::faults::FaultConfig;
 use crate::metrics::FailureReason;
 use crate::multipart;
 use crate::node::{CheckedSegment, Node, Refusal};
-use crate::transcode::{Rendition, Transcoded};
+use crate::remote::{Completion, Posted, PostedRendition};
 
+/// `Authorization` value of a remote transcoder's results (go-livepeer's `protoVerLPT`).
+pub const TRANSCODER_PROTOCOL: &str = "Livepeer-Transcoder-1.0";
+/// Header carrying the orchestrator's transcoder secret on `/transcodeResults`.
+pub const CREDENTIALS_HEADER: &str = "Credentials";
 /// Header carrying a remote transcoder's task id on `/transcodeResults`.
 pub const TASK_ID_HEADER: &str = "TaskId";
-/// Content type of a remote transcoder's error report.
-pub const TRANSCODE_ERROR_TYPE: &str = "application/vnd+livepeer.transcode-error";
+/// Header carrying pixels: decoded ones at the top level, encoded ones on a rendition part.
+pub const PIXELS_HEADER: &str = "Pixels";
+/// Content type of a remote transcoder's error report (its body is the message).
+pub const TRANSCODE_ERROR_TYPE: &str = "livepeer/transcoding-error";
+/// Content type of a part holding the previous rendition's perceptual hash.
+pub const PHASH_TYPE: &str = "application/octet-stream";
+/// The longest transcoder error message passed on to the broadcaster.
+const ERROR_MESSAGE_MAX: usize = 4096;
 
 /// The HTTP router over `node`.
 pub fn router(node: Arc<Node>) -> Router {
@@ -246,99 +263,165 @@ async fn stored(State(node): State<Arc<Node>>, Path(path): Path<String>) -> Resp
     }
 }
 
-fn transcoder_authorized(node: &Node, headers: &HeaderMap) -> bool {
-    match (
-        &node.config.transcoder_secret,
-        header_str(headers, "authorization"),
-    ) {
-        (Some(secret), Some(given)) => secret == given,
-        _ => false,
+/// Whether `/transcodeResults` carries go-livepeer's protocol tag and this node's secret. The
+/// secrets are compared through their SHA-256 digests, byte by byte without an early exit, so the
+/// time taken says nothing about how much of a guess was right.
+fn results_authorized(node: &Node, headers: &HeaderMap) -> bool {
+    use sha2::Digest as _;
+    let Some(secret) = &node.config.transcoder_secret else {
+        return false;
+    };
+    if header_str(headers, "authorization") != Some(TRANSCODER_PROTOCOL) {
+        return false;
+    }
+    let Some(given) = headers.get(CREDENTIALS_HEADER) else {
+        return false;
+    };
+    let expected = sha2::Sha256::digest(secret.as_bytes());
+    let given = sha2::Sha256::digest(given.as_bytes());
+    expected
+        .iter()
+        .zip(given.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+/// A task's source for the transcoder it was given to: no credentials, the name is the secret.
+async fn task_source(State(node): State<Arc<Node>>, Path(path): Path<String>) -> Response {
+    match node.store.get(&format!("task/{path}")) {
+        Some(data) => ([(header::CONTENT_TYPE, "video/mp2t")], data).into_response(),
+        None => text(StatusCode::NOT_FOUND, "no such task source"),
     }
 }
 
-async fn task_source(
-    State(node): State<Arc<Node>>,
-    Path(path): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !transcoder_authorized(&node, &headers) {
-        return text(StatusCode::UNAUTHORIZED, "invalid transcoder secret");
+/// What `/transcodeResults` headers announce.
+enum ResultsHead {
+    /// A transcoding error; the body is the message.
+    Error(i64),
+    /// Renditions in a `multipart/mixed` body with this boundary.
+    Renditions {
+        task: i64,
+        boundary: String,
+        decoded_pixels: u64,
+    },
+}
+
+/// The header checks of `/transcodeResults`, in go-livepeer's order and with its statuses.
+fn results_head(node: &Node, headers: &HeaderMap) -> Result<ResultsHead, Response> {
+    if !results_authorized(node, headers) {
+        return Err(text(StatusCode::UNAUTHORIZED, "Unauthorized"));
     }
-    match node.store.get(&format!("task/{path}")) {
-        Some(data) => ([(header::CONTENT_TYPE, "video/mp2t")], data).into_response(),
-        None => text(
-            StatusCode::NOT_FOUND,
-            format!("no task source at /task/{path}"),
-        ),
+    let content_type = header_str(headers, "content-type").unwrap_or("");
+    let media = multipart::parse_media_type(content_type)
+        .map_err(|e| text(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()))?;
+    let task = header_str(headers, TASK_ID_HEADER)
+        .and_then(|v| v.parse::<i64>().ok())
+        .ok_or_else(|| text(StatusCode::BAD_REQUEST, "Invalid Task ID"))?;
+    if media.essence == TRANSCODE_ERROR_TYPE {
+        return Ok(ResultsHead::Error(task));
     }
+    let decoded_pixels = header_str(headers, PIXELS_HEADER)
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| text(StatusCode::BAD_REQUEST, "Invalid Pixels"))?;
+    if media.essence != "multipart/mixed" {
+        return Err(text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "results must be multipart/mixed or {TRANSCODE_ERROR_TYPE}, not {content_type:?}"
+            ),
+        ));
+    }
+    Ok(ResultsHead::Renditions {
+        task,
+        // A missing boundary is the body's fault, as in go: the task fails with the reason.
+        boundary: media.param("boundary").unwrap_or_default().to_string(),
+        decoded_pixels,
+    })
 }
 
 async fn transcode_results(State(node): State<Arc<Node>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    if !transcoder_authorized(&node, &parts.headers) {
-        return text(StatusCode::UNAUTHORIZED, "invalid transcoder secret");
-    }
-    let Some(task) = header_str(&parts.headers, TASK_ID_HEADER).and_then(|v| v.parse::<i64>().ok())
-    else {
-        return text(StatusCode::BAD_REQUEST, "missing or invalid TaskId header");
-    };
     let limits = &node.config.limits;
-    let body = match read_body(
-        body,
-        limits.max_segment_bytes.saturating_mul(4),
-        Duration::from_millis(limits.upload_timeout_ms),
-    )
-    .await
-    {
+    let limit = limits.max_segment_bytes.saturating_mul(4);
+    let deadline = Duration::from_millis(limits.upload_timeout_ms);
+    let head = match results_head(&node, &parts.headers) {
+        Ok(head) => head,
+        Err(response) => {
+            discard_body(body, limit, deadline).await;
+            return response;
+        }
+    };
+    let body = match read_body(body, limit, deadline).await {
         Ok(body) => body,
         Err(response) => return response,
     };
-    let content_type = header_str(&parts.headers, "content-type").unwrap_or("");
-    let result = if content_type.starts_with(TRANSCODE_ERROR_TYPE) {
-        Err(String::from_utf8_lossy(&body).into_owned())
-    } else {
-        match parse_renditions(content_type, &body) {
-            Ok(transcoded) => Ok(transcoded),
-            Err(reason) => return text(StatusCode::BAD_REQUEST, reason),
+    let (task, result) = match head {
+        ResultsHead::Error(task) => {
+            let message = String::from_utf8_lossy(&body[..body.len().min(ERROR_MESSAGE_MAX)]);
+            (task, Err(message.into_owned()))
         }
+        ResultsHead::Renditions {
+            task,
+            boundary,
+            decoded_pixels,
+        } => match posted_renditions(&boundary, &body) {
+            Ok(renditions) => (
+                task,
+                Ok(Posted {
+                    renditions,
+                    decoded_pixels,
+                }),
+            ),
+            Err(reason) => {
+                let reason = format!("remote transcoder results: {reason}");
+                return match node.remote.complete(task, Err(reason.clone())) {
+                    Completion::NoTask => no_task(task),
+                    _ => text(StatusCode::BAD_REQUEST, reason),
+                };
+            }
+        },
     };
-    if node.remote.complete(task, result) {
-        text(StatusCode::OK, "ok")
-    } else {
-        text(StatusCode::NOT_FOUND, format!("no task {task} is waiting"))
+    match node.remote.complete(task, result) {
+        Completion::Delivered => text(StatusCode::OK, "OK"),
+        Completion::Mismatch(reason) => text(StatusCode::BAD_REQUEST, reason),
+        Completion::NoTask => no_task(task),
     }
 }
 
-fn parse_renditions(content_type: &str, body: &Bytes) -> Result<Transcoded, String> {
-    let boundary = multipart::boundary(content_type).map_err(|e| e.to_string())?;
-    let parts = multipart::decode(&boundary, body).map_err(|e| e.to_string())?;
-    let number = |part: &multipart::Part, name: &str| -> Result<u64, String> {
-        part.header(name)
-            .ok_or_else(|| format!("part without {name} header"))?
-            .parse::<u64>()
-            .map_err(|e| format!("{name} header: {e}"))
-    };
-    let renditions = parts
-        .iter()
-        .map(|part| {
-            Ok(Rendition {
-                profile: part
-                    .header("Rendition-Name")
-                    .ok_or("part without Rendition-Name header")?
-                    .to_string(),
-                width: number(part, "Width")? as u32,
-                height: number(part, "Height")? as u32,
-                frames: number(part, "Frames")?,
-                pixels: number(part, "Pixels")?,
-                data: part.body.clone(),
-            })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok(Transcoded {
-        renditions,
-        elapsed: Duration::ZERO,
-        by: String::new(),
-    })
+fn no_task(task: i64) -> Response {
+    text(StatusCode::NOT_FOUND, format!("no task {task} is waiting"))
+}
+
+/// The renditions of a results body as go-livepeer reads it: a part with a `Pixels` header is a
+/// rendition, an `application/octet-stream` part without one is the previous rendition's
+/// perceptual hash (not kept: this node does not serve perceptual hashes), other parts are
+/// skipped.
+fn posted_renditions(boundary: &str, body: &Bytes) -> Result<Vec<PostedRendition>, String> {
+    if boundary.is_empty() {
+        return Err("multipart/mixed without a boundary".into());
+    }
+    let parts = multipart::decode(boundary, body).map_err(|e| e.to_string())?;
+    let mut renditions = Vec::new();
+    for (index, part) in parts.into_iter().enumerate() {
+        if let Some(pixels) = part.header(PIXELS_HEADER) {
+            let pixels = pixels
+                .parse::<u64>()
+                .map_err(|e| format!("part {index}: Pixels {pixels:?}: {e}"))?;
+            renditions.push(PostedRendition {
+                data: part.body,
+                pixels,
+            });
+        } else if part
+            .header("content-type")
+            .is_some_and(|t| t.eq_ignore_ascii_case(PHASH_TYPE))
+            && renditions.is_empty()
+        {
+            return Err(format!(
+                "part {index}: perceptual hash without a rendition before it"
+            ));
+        }
+    }
+    Ok(renditions)
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {

@@ -8,18 +8,28 @@
 //! a transcoder's stream closes (it was killed or disconnected), its in-flight tasks fail at once
 //! with a reason, and a task timeout backs that up, so a lost transcoder costs at most the
 //! segments it held and never hangs a broadcaster.
+//!
+//! go-livepeer's result parts carry only bytes and pixel counts, in the order of the task's
+//! profiles, so each task keeps the profiles it was sent and [`RemotePool::complete`] names the
+//! renditions from them; a count that does not match fails the task. A task's source is served at
+//! an unguessable name ([`RemotePool::source_name`]) because a go transcoder fetches it with a
+//! plain GET and no credentials.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use protocol::net::{NotifySegment, SegData};
+use rand::Rng;
+use reference_transcoder::Profile;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
-use crate::transcode::Transcoded;
+use crate::profiles;
+use crate::transcode::{Rendition, Transcoded};
 
 /// Why a remote task could not be done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,7 +60,38 @@ struct Attached {
 #[derive(Debug)]
 struct Task {
     transcoder: u64,
+    /// The profiles the task was sent with, in order: result parts are matched to them.
+    profiles: Vec<Profile>,
     reply: oneshot::Sender<Result<Transcoded, String>>,
+}
+
+/// One rendition as a remote transcoder posts it: bytes and encoded pixels, nothing else.
+#[derive(Debug, Clone)]
+pub struct PostedRendition {
+    /// The rendition's bytes.
+    pub data: Bytes,
+    /// Encoded pixels (the part's `Pixels` header).
+    pub pixels: u64,
+}
+
+/// A remote transcoder's successful result for one task.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    /// Renditions in the order of the task's profiles.
+    pub renditions: Vec<PostedRendition>,
+    /// Decoded source pixels (the top-level `Pixels` header).
+    pub decoded_pixels: u64,
+}
+
+/// What became of a result handed to [`RemotePool::complete`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// The waiting segment got the result (or the transcoder's error).
+    Delivered,
+    /// The result could not be matched to the task, which failed with this reason.
+    Mismatch(String),
+    /// No task with that id is waiting (finished, timed out, or never given out).
+    NoTask,
 }
 
 /// A transcoder as `/status` shows it.
@@ -197,6 +238,8 @@ impl RemotePool {
         orch_id: String,
     ) -> Result<Transcoded, RemoteError> {
         let started = Instant::now();
+        let profiles = profiles::requested(&seg_data)
+            .map_err(|e| RemoteError::Failed(format!("task profiles: {e}")))?;
         let (reply, answer) = oneshot::channel();
         let (transcoder, notify) = {
             let mut transcoders = self.lock_transcoders();
@@ -215,8 +258,14 @@ impl RemotePool {
             chosen.last_assigned = self.tick.fetch_add(1, Ordering::Relaxed) + 1;
             (chosen.id, chosen.notify.clone())
         };
-        self.lock_tasks()
-            .insert(task_id, Task { transcoder, reply });
+        self.lock_tasks().insert(
+            task_id,
+            Task {
+                transcoder,
+                profiles,
+                reply,
+            },
+        );
         let message = NotifySegment {
             url,
             seg_data: Some(seg_data),
@@ -264,17 +313,62 @@ impl RemotePool {
         outcome
     }
 
-    /// Delivers a transcoder's result for `task_id`; false when no such task is waiting.
-    pub fn complete(&self, task_id: i64, result: Result<Transcoded, String>) -> bool {
-        match self.lock_tasks().remove(&task_id) {
-            Some(task) => task.reply.send(result).is_ok(),
-            None => false,
+    /// Delivers a transcoder's result (or its error) for `task_id`, naming each posted rendition
+    /// after the task's profile at the same position; frames are pixels ÷ (width × height).
+    pub fn complete(&self, task_id: i64, result: Result<Posted, String>) -> Completion {
+        let Some(task) = self.lock_tasks().remove(&task_id) else {
+            return Completion::NoTask;
+        };
+        let (result, completion) = match result {
+            Err(reason) => (Err(reason), Completion::Delivered),
+            Ok(posted) if posted.renditions.len() != task.profiles.len() => {
+                let reason = format!(
+                    "remote transcoder {} posted {} renditions for {} profiles",
+                    task.transcoder,
+                    posted.renditions.len(),
+                    task.profiles.len()
+                );
+                (Err(reason.clone()), Completion::Mismatch(reason))
+            }
+            Ok(posted) => {
+                let renditions = posted
+                    .renditions
+                    .into_iter()
+                    .zip(&task.profiles)
+                    .map(|(posted, profile)| {
+                        let area = u64::from(profile.width) * u64::from(profile.height);
+                        Rendition {
+                            profile: profile.name.clone(),
+                            width: profile.width,
+                            height: profile.height,
+                            frames: posted.pixels.checked_div(area).unwrap_or(0),
+                            pixels: posted.pixels,
+                            data: posted.data,
+                        }
+                    })
+                    .collect();
+                let done = Transcoded {
+                    renditions,
+                    decoded_pixels: posted.decoded_pixels,
+                    elapsed: Duration::ZERO,
+                    by: String::new(),
+                };
+                (Ok(done), Completion::Delivered)
+            }
+        };
+        // A closed receiver means the segment's request went away meanwhile.
+        match task.reply.send(result) {
+            Ok(()) => completion,
+            Err(_) => Completion::NoTask,
         }
     }
 
-    /// Source bytes are kept by the caller; this helper names where.
-    pub fn source_name(task_id: i64) -> String {
-        format!("task/{task_id}.ts")
+    /// The store name (`task/<name>.ts`, served at `/task/<name>.ts`) of a task's source: 128
+    /// bits from the thread-local CSPRNG, so the URL itself is the credential, since go-livepeer's
+    /// transcoders fetch it with a plain GET. The task id is deliberately not part of it: ids
+    /// are sequential, and a name must reveal nothing about the tasks around it.
+    pub fn source_name(_task_id: i64) -> String {
+        format!("task/{}.ts", hex::encode(rand::rng().random::<[u8; 16]>()))
     }
 
     fn lock_transcoders(&self) -> std::sync::MutexGuard<'_, Vec<Attached>> {

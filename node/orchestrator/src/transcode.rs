@@ -41,6 +41,9 @@ pub struct Rendition {
 pub struct Transcoded {
     /// Renditions in profile order.
     pub renditions: Vec<Rendition>,
+    /// Source pixels decoded (frames × width × height; 0 when the source was not decoded), which
+    /// a remote transcoder reports in its results' top-level `Pixels` header.
+    pub decoded_pixels: u64,
     /// Time spent transcoding.
     pub elapsed: Duration,
     /// Who transcoded it (`local`, `pass-through` or a remote transcoder's id).
@@ -164,6 +167,9 @@ fn session_thread(options: LadderOptions, jobs: mpsc::Receiver<Job>) {
             .transcode_owned(data.to_vec())
             .map(|out| Transcoded {
                 elapsed: out.transcode_time,
+                decoded_pixels: out
+                    .source_frames
+                    .saturating_mul(u64::from(out.source_width) * u64::from(out.source_height)),
                 renditions: out
                     .renditions
                     .into_iter()
@@ -204,6 +210,7 @@ pub fn pass_through(profiles: &[Profile], data: &Bytes, duration_ms: u64) -> Tra
         .collect();
     Transcoded {
         renditions,
+        decoded_pixels: 0,
         elapsed: started.elapsed(),
         by: "pass-through".into(),
     }

@@ -4,9 +4,14 @@
 //!
 //! Design: the work stream is read by one task; each segment runs as its own task in a
 //! [`JoinSet`] bounded by the declared capacity, so dropping the node (or killing it in a test)
-//! cancels every in-flight segment with it — exactly what the orchestrator must survive. Results
-//! use go-livepeer's multipart shape: one part per rendition with `Rendition-Name` and `Pixels`
-//! headers (plus `Width`, `Height`, `Frames`), or an error body with a dedicated content type.
+//! cancels every in-flight segment with it — exactly what the orchestrator must survive. The
+//! exchange is go-livepeer's (server/ot_rpc.go), so this transcoder also works for a go
+//! orchestrator: the source is a plain GET of `NotifySegment.url` (no credentials), results go
+//! with `Authorization: Livepeer-Transcoder-1.0`, `Credentials: <secret>`, `TaskId` and the
+//! decoded `Pixels`, one part per rendition in profile order carrying only `Content-Length`,
+//! `Content-Type` and `Pixels` (sorted, as Go's multipart writer emits them), and a failure goes
+//! as a `livepeer/transcoding-error` body holding the message. A `NotifySegment` without a URL
+//! ends the named session, as go's orchestrator uses it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,12 +20,15 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use protocol::net::transcoder_client::TranscoderClient;
-use protocol::net::{NotifySegment, RegisterRequest};
+use protocol::net::video_profile::Format;
+use protocol::net::{NotifySegment, RegisterRequest, SegData, VideoProfile};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::client::{grpc_channel, http_client};
-use crate::http::{TASK_ID_HEADER, TRANSCODE_ERROR_TYPE};
+use crate::http::{
+    CREDENTIALS_HEADER, PIXELS_HEADER, TASK_ID_HEADER, TRANSCODE_ERROR_TYPE, TRANSCODER_PROTOCOL,
+};
 use crate::multipart::{self, Part};
 use crate::profiles;
 use crate::transcode::LocalTranscoders;
@@ -123,6 +131,13 @@ async fn serve_stream(config: TranscoderConfig, completed: Arc<AtomicU64>) -> an
         let Some(notify) = message.context("reading the work stream")? else {
             anyhow::bail!("the orchestrator closed the work stream");
         };
+        if notify.url.is_empty() {
+            if let Some(token) = notify.seg_data.as_ref().and_then(|s| s.auth_token.as_ref()) {
+                tracing::info!(session = %token.session_id, "orchestrator ended a session");
+                transcoders.close(&token.session_id);
+            }
+            continue;
+        }
         let permit = slots.clone().acquire_owned().await?;
         let http = http.clone();
         let transcoders = transcoders.clone();
@@ -147,19 +162,24 @@ async fn work(
     config: &TranscoderConfig,
     notify: NotifySegment,
 ) -> anyhow::Result<()> {
-    let outcome = transcode(http, transcoders, config, &notify).await;
+    let outcome = transcode(http, transcoders, &notify).await;
     let request = http
         .post(format!("{}/transcodeResults", config.orchestrator))
-        .header("Authorization", &config.secret)
+        .header("Authorization", TRANSCODER_PROTOCOL)
+        .header(CREDENTIALS_HEADER, &config.secret)
         .header(TASK_ID_HEADER, notify.task_id.to_string());
     let request = match &outcome {
-        Ok(parts) => {
+        Ok((parts, decoded_pixels)) => {
             let (content_type, body) = multipart::encode(parts);
-            request.header("Content-Type", content_type).body(body)
+            request
+                .header("Content-Type", content_type)
+                .header(PIXELS_HEADER, decoded_pixels.to_string())
+                .body(body)
         }
         Err(err) => request
             .header("Content-Type", TRANSCODE_ERROR_TYPE)
-            .body(err.to_string()),
+            .header(PIXELS_HEADER, "0")
+            .body(format!("{err:#}")),
     };
     let response = request.send().await.context("posting results")?;
     anyhow::ensure!(
@@ -170,20 +190,48 @@ async fn work(
     outcome.map(drop)
 }
 
+/// The wire profiles `profiles::requested` reads, in the same order.
+fn wire_profiles(seg: &SegData) -> &[VideoProfile] {
+    [&seg.full_profiles3, &seg.full_profiles2, &seg.full_profiles]
+        .into_iter()
+        .find(|l| !l.is_empty())
+        .map_or(&[], |l| l.as_slice())
+}
+
+/// The MIME type go-livepeer labels a rendition part with, by the profile's output format. The
+/// reference transcoder writes MPEG-TS only, so an MP4 profile is refused rather than mislabelled.
+fn part_type(profile: &VideoProfile) -> anyhow::Result<&'static str> {
+    match Format::try_from(profile.format) {
+        Ok(Format::Mpegts) => Ok("video/mp2t"),
+        Ok(Format::Mp4) => anyhow::bail!(
+            "profile {:?}: MP4 output is not supported (this transcoder writes MPEG-TS)",
+            profile.name
+        ),
+        Err(_) => anyhow::bail!(
+            "profile {:?}: unknown format {}",
+            profile.name,
+            profile.format
+        ),
+    }
+}
+
+/// Transcodes a task; returns the result parts and the decoded pixels.
 async fn transcode(
     http: &reqwest::Client,
     transcoders: &LocalTranscoders,
-    config: &TranscoderConfig,
     notify: &NotifySegment,
-) -> anyhow::Result<Vec<Part>> {
+) -> anyhow::Result<(Vec<Part>, u64)> {
     let seg = notify
         .seg_data
         .as_ref()
         .context("NotifySegment without segData")?;
     let ladder = profiles::requested(seg)?;
+    let types = wire_profiles(seg)
+        .iter()
+        .map(part_type)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let response = http
         .get(&notify.url)
-        .header("Authorization", &config.secret)
         .send()
         .await
         .context("fetching the segment")?;
@@ -202,19 +250,24 @@ async fn transcode(
         .transcode(&session, ladder, source)
         .await
         .map_err(anyhow::Error::msg)?;
-    Ok(done
+    anyhow::ensure!(
+        done.renditions.len() == types.len(),
+        "{} renditions for {} profiles",
+        done.renditions.len(),
+        types.len()
+    );
+    let parts = done
         .renditions
         .into_iter()
-        .map(|r| Part {
+        .zip(types)
+        .map(|(r, content_type)| Part {
             headers: vec![
-                ("Content-Type".into(), "video/MP2T".into()),
-                ("Rendition-Name".into(), r.profile),
-                ("Pixels".into(), r.pixels.to_string()),
-                ("Width".into(), r.width.to_string()),
-                ("Height".into(), r.height.to_string()),
-                ("Frames".into(), r.frames.to_string()),
+                ("Content-Length".into(), r.data.len().to_string()),
+                ("Content-Type".into(), content_type.into()),
+                (PIXELS_HEADER.into(), r.pixels.to_string()),
             ],
             body: r.data,
         })
-        .collect())
+        .collect();
+    Ok((parts, done.decoded_pixels))
 }

@@ -5,6 +5,7 @@
 mod bad_input;
 mod common;
 mod faults;
+mod go_wire;
 mod large_bodies;
 mod payments;
 mod rejections;
