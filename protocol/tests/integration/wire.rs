@@ -282,6 +282,35 @@ fn malformed_payment_fields_name_the_field() {
     assert_eq!(ok.params.expiration_block, 256);
 }
 
+/// A newer go-livepeer may send fields we do not know (new numbers, nested or top level, of any
+/// wire type): they are skipped, never an error, and every known field still reads.
+#[test]
+fn unknown_fields_from_a_newer_go_livepeer_are_ignored() {
+    let known = sample_seg().encode_to_vec();
+    let newer = cat(&[
+        &known,
+        // field 99, varint 150
+        &[0x98, 0x06, 0x96, 0x01],
+        // field 100, length-delimited "new"
+        &[0xa2, 0x06, 0x03, b'n', b'e', b'w'],
+        // field 101, fixed64 and field 102, fixed32
+        &[0xa9, 0x06, 1, 2, 3, 4, 5, 6, 7, 8, 0xb5, 0x06, 1, 2, 3, 4],
+    ]);
+    assert_eq!(net::SegData::decode(newer.as_slice()).unwrap(), sample_seg());
+    let info = net::OrchestratorInfo {
+        transcoder: "https://o:8935".into(),
+        ..Default::default()
+    };
+    let mut newer_info = info.encode_to_vec();
+    newer_info.extend_from_slice(&[0xa2, 0x06, 0x03, b'n', b'e', b'w']);
+    let payment = net::PaymentResult {
+        info: Some(info.clone()),
+    };
+    let mut wrapped = vec![0x82, 0x01, newer_info.len() as u8];
+    wrapped.extend_from_slice(&newer_info);
+    assert_eq!(net::PaymentResult::decode(wrapped.as_slice()).unwrap(), payment);
+}
+
 fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
