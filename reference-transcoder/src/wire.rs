@@ -75,7 +75,10 @@ pub fn from_wire(wire: &VideoProfile) -> Result<Profile, WireProfileError> {
     if wire.quality != 0 {
         return Err(bad(
             "quality",
-            format!("{} is not supported (constant-quality encoding)", wire.quality),
+            format!(
+                "{} is not supported (constant-quality encoding)",
+                wire.quality
+            ),
         ));
     }
     if !(16..=7680).contains(&wire.width) || wire.width % 2 != 0 {
@@ -170,7 +173,10 @@ mod tests {
         let mut wire = to_wire(&Profile::preset("P240p30fps16x9").unwrap());
         wire.format = Format::Mp4 as i32;
         let err = from_wire(&wire).unwrap_err();
-        assert_eq!((err.field, err.reason.as_str()), ("format", "MP4 output is not supported"));
+        assert_eq!(
+            (err.field, err.reason.as_str()),
+            ("format", "MP4 output is not supported")
+        );
         let mut wire = to_wire(&Profile::preset("P240p30fps16x9").unwrap());
         wire.quality = 23;
         assert_eq!(from_wire(&wire).unwrap_err().field, "quality");

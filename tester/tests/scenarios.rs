@@ -249,8 +249,7 @@ sample = 1.0
     assert_eq!(healthy["segments_received"], 5, "{healthy:#}");
     let round_trip = healthy["round_trip_time"].as_f64().unwrap();
     assert!(round_trip > 0.0 && round_trip < 2.0, "{healthy:#}");
-    let score = board["aggregated"][healthy_address]["LOCAL"]
-        ["round_trip_score"]
+    let score = board["aggregated"][healthy_address]["LOCAL"]["round_trip_score"]
         .as_f64()
         .unwrap();
     assert!(score > 0.5, "{board:#}");
@@ -274,8 +273,7 @@ sample = 1.0
         deficit > 20.0,
         "the degraded orchestrator's VMAF deficit is {deficit}: {board:#}"
     );
-    let healthy_deficit = board["extras"][healthy_address]["LOCAL"]
-        ["quality"]["vmaf_deficit"]
+    let healthy_deficit = board["extras"][healthy_address]["LOCAL"]["quality"]["vmaf_deficit"]
         .as_f64()
         .unwrap();
     assert!(healthy_deficit < 10.0, "{board:#}");

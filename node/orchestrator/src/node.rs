@@ -162,7 +162,9 @@ impl Node {
     /// against O's address before it uses O.
     pub fn ping(&self, value: &[u8]) -> Result<PingPong, tonic::Status> {
         if value.len() > 1024 {
-            return Err(tonic::Status::invalid_argument("ping value above 1024 bytes"));
+            return Err(tonic::Status::invalid_argument(
+                "ping value above 1024 bytes",
+            ));
         }
         sig::sign_ping(&self.key, value)
             .map(|value| PingPong { value })

@@ -296,7 +296,10 @@ fn unknown_fields_from_a_newer_go_livepeer_are_ignored() {
         // field 101, fixed64 and field 102, fixed32
         &[0xa9, 0x06, 1, 2, 3, 4, 5, 6, 7, 8, 0xb5, 0x06, 1, 2, 3, 4],
     ]);
-    assert_eq!(net::SegData::decode(newer.as_slice()).unwrap(), sample_seg());
+    assert_eq!(
+        net::SegData::decode(newer.as_slice()).unwrap(),
+        sample_seg()
+    );
     let info = net::OrchestratorInfo {
         transcoder: "https://o:8935".into(),
         ..Default::default()
@@ -308,7 +311,10 @@ fn unknown_fields_from_a_newer_go_livepeer_are_ignored() {
     };
     let mut wrapped = vec![0x82, 0x01, newer_info.len() as u8];
     wrapped.extend_from_slice(&newer_info);
-    assert_eq!(net::PaymentResult::decode(wrapped.as_slice()).unwrap(), payment);
+    assert_eq!(
+        net::PaymentResult::decode(wrapped.as_slice()).unwrap(),
+        payment
+    );
 }
 
 fn base64_of(bytes: &[u8]) -> String {
