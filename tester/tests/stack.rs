@@ -53,7 +53,7 @@ struct StackUp {
     child: std::process::Child,
     announced: Value,
     started: BTreeSet<u32>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// Starts `lpt stack up` with 2 orchestrators of 1 transcoder each and waits for its JSON line.
@@ -106,7 +106,7 @@ fn stack_up() -> StackUp {
         child,
         announced,
         started,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -287,6 +287,54 @@ fn a_direct_target_pays_priced_orchestrators_from_a_key_in_the_environment() {
     let (code, stdout, summary) = run_direct(dir.path(), "paid", &orchestrators, &payment);
     assert_eq!(code, 0, "{stdout}");
     assert_eq!(orchestrator_success(&summary), 1.0, "{summary}");
+
+    // The tickets of that live run, as the orchestrators' journals recorded them, pass
+    // go-livepeer's own pm.Validator (interop/golivepeer).
+    let journaled: usize = (0..2)
+        .map(|i| {
+            let path = stack
+                .dir
+                .path()
+                .join(format!("orchestrator-{i}.tickets.jsonl"));
+            std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                .lines()
+                .filter(|line| line.contains("\"accepted\":true"))
+                .count()
+        })
+        .sum();
+    assert!(
+        journaled >= 2,
+        "only {journaled} accepted tickets journaled"
+    );
+    let go = Command::new(std::env::var("GO").unwrap_or_else(|_| "go".into()))
+        .args([
+            "test",
+            "-count=1",
+            "-v",
+            "-run",
+            "^TestLiveTicketsPassGoLivepeerValidator$",
+            "./...",
+        ])
+        .current_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../interop/golivepeer"
+        ))
+        .env("LPT_TICKET_JOURNALS", stack.dir.path())
+        .output()
+        .expect("`go test` runs in interop/golivepeer: install Go >= 1.26 and run ci/setup");
+    let log =
+        String::from_utf8_lossy(&go.stdout).into_owned() + &String::from_utf8_lossy(&go.stderr);
+    assert!(
+        go.status.success(),
+        "go-livepeer's validator refused live tickets:\n{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "go-livepeer's validator accepted {journaled} live tickets"
+        )),
+        "{log}"
+    );
 
     // A variable that is not set is named, and the run could not run (107).
     let unset = payment.replace("LPT_TEST_SENDER_KEY", "LPT_TEST_UNSET_KEY");

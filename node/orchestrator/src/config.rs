@@ -96,6 +96,9 @@ pub struct PaymentsConfig {
     pub expiration_blocks: u64,
     /// Redemption attempts per winning ticket before it is recorded as failed.
     pub redeem_attempts: u32,
+    /// Appends every received ticket, its recipientRand and verdict to this file (JSON lines,
+    /// owner-only): an audit trail another implementation can re-check ([`crate::journal`]).
+    pub ticket_journal: Option<std::path::PathBuf>,
 }
 
 impl Default for PaymentsConfig {
@@ -107,6 +110,7 @@ impl Default for PaymentsConfig {
             face_value: None,
             expiration_blocks: protocol::ticket::DEFAULT_EXPIRATION_WINDOW,
             redeem_attempts: 5,
+            ticket_journal: None,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod config;
 pub mod faults;
 pub mod grpc;
 pub mod http;
+pub mod journal;
 pub mod metrics;
 pub mod multipart;
 pub mod node;
@@ -198,7 +199,7 @@ pub async fn start(config: OrchestratorConfig) -> anyhow::Result<RunningOrchestr
             ..RecipientConfig::default()
         };
         let recipient = TicketRecipient::new(signer.address(), recipient_config);
-        let payments = payments::Payments::new(
+        let mut payments = payments::Payments::new(
             price,
             Some(recipient),
             Some(payments::ChainLink { broker, rounds }),
@@ -206,6 +207,12 @@ pub async fn start(config: OrchestratorConfig) -> anyhow::Result<RunningOrchestr
             config.payments.redeem_attempts,
             metrics.clone(),
         );
+        if let Some(path) = &config.payments.ticket_journal {
+            let journal = journal::TicketJournal::open(path).with_context(|| {
+                format!("payments.ticket_journal: cannot open {}", path.display())
+            })?;
+            payments = payments.with_journal(journal);
+        }
         (
             NodeKey::Account(signer),
             payments,

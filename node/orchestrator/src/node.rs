@@ -519,7 +519,7 @@ impl Node {
         body: Bytes,
     ) -> Result<Transcoded, String> {
         let task = self.remote.next_task_id();
-        let name = RemotePool::source_name(task);
+        let name = RemotePool::source_name();
         self.store.put(name.clone(), body);
         let mut seg = seg.clone();
         seg.full_profiles3 = profiles.iter().map(profiles::to_wire).collect();

@@ -16,11 +16,13 @@ use alloy::primitives::{Address, B256, I256, U256};
 use protocol::chain::{RoundsManagerClient, TicketBrokerClient};
 use protocol::net;
 use protocol::ticket::{
-    ChainView, PaymentError, PaymentReceipt, PricePerPixel, TicketRecipient, WinningTicket,
+    ChainView, PaymentError, PaymentReceipt, PricePerPixel, ReceivedPayment, TicketRecipient,
+    WinningTicket,
 };
 use serde::Serialize;
 
 use crate::faults::Faults;
+use crate::journal::TicketJournal;
 use crate::metrics::Metrics;
 
 /// The chain connection of an on-chain node.
@@ -96,6 +98,7 @@ pub struct Payments {
     redeem_attempts: u32,
     passes: std::sync::atomic::AtomicU64,
     metrics: Arc<Metrics>,
+    journal: Option<TicketJournal>,
 }
 
 impl Payments {
@@ -119,6 +122,15 @@ impl Payments {
             redeem_attempts: redeem_attempts.max(1),
             passes: Default::default(),
             metrics,
+            journal: None,
+        }
+    }
+
+    /// Records every received ticket in `journal` as well.
+    pub fn with_journal(self, journal: TicketJournal) -> Self {
+        Self {
+            journal: Some(journal),
+            ..self
         }
     }
 
@@ -170,11 +182,37 @@ impl Payments {
             });
         };
         let block = self.view().block;
-        let (receipt, winners) = {
+        let (receipt, winners, rands) = {
             let mut recipient = recipient.lock().unwrap_or_else(|e| e.into_inner());
             let receipt = recipient.receive_payment(payment, block)?;
-            (receipt, recipient.take_redeemable(u64::MAX))
+            let rands = self.journal.as_ref().and_then(|_| {
+                let received = ReceivedPayment::from_message(payment).ok()?;
+                let seed = received.params.seed;
+                Some(
+                    received
+                        .tickets
+                        .into_iter()
+                        .map(|t| {
+                            let rand = recipient.recipient_rand_for(&t.ticket, seed);
+                            (t, rand)
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            });
+            (receipt, recipient.take_redeemable(u64::MAX), rands)
         };
+        if let (Some(journal), Some(rands)) = (&self.journal, rands) {
+            for (signed, rand) in &rands {
+                let reason = receipt
+                    .rejected
+                    .iter()
+                    .find(|(nonce, _)| *nonce == signed.ticket.sender_nonce)
+                    .map(|(_, rejection)| rejection.to_string());
+                if let Err(err) = journal.record(signed, *rand, reason.as_deref()) {
+                    tracing::warn!(%err, "cannot append to the ticket journal");
+                }
+            }
+        }
         let total = payment.ticket_sender_params.len();
         self.metrics
             .tickets_received

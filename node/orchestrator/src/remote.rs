@@ -367,7 +367,7 @@ impl RemotePool {
     /// bits from the thread-local CSPRNG, so the URL itself is the credential, since go-livepeer's
     /// transcoders fetch it with a plain GET. The task id is deliberately not part of it: ids
     /// are sequential, and a name must reveal nothing about the tasks around it.
-    pub fn source_name(_task_id: i64) -> String {
+    pub fn source_name() -> String {
         format!("task/{}.ts", hex::encode(rand::rng().random::<[u8; 16]>()))
     }
 

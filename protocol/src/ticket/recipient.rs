@@ -451,6 +451,12 @@ impl TicketRecipient {
         Ok(())
     }
 
+    /// The recipientRand this recipient derives for `ticket` under the params seeded with `seed`:
+    /// what go-livepeer's `pm.Validator` checks a ticket against, and what redemption reveals.
+    pub fn recipient_rand_for(&self, ticket: &Ticket, seed: U256) -> U256 {
+        self.rand_for(ticket, seed)
+    }
+
     fn rand_for(&self, ticket: &Ticket, seed: U256) -> U256 {
         recipient_rand(
             &self.secret,

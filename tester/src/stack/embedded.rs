@@ -331,6 +331,17 @@ fn orchestrator_config(
         text.push_str(&format!(
             "face_value = \"{face_value}\"\nticket_ev = \"{ticket_ev}\"\nexpiration_blocks = {PARAMS_EXPIRATION_BLOCKS}\n"
         ));
+        // Every ticket the stack's orchestrators receive, with the recipientRand they derived,
+        // so a run's payments can be re-checked by another implementation (go-livepeer's pm).
+        let journal = options
+            .dir
+            .join(format!("orchestrator-{index}.tickets.jsonl"))
+            .display()
+            .to_string();
+        text.push_str(&format!(
+            "ticket_journal = \"{}\"\n",
+            journal.replace('\\', "\\\\").replace('"', "\\\"")
+        ));
     }
     let mode = if options.transcoders_per_orchestrator > 0 {
         "remote"
