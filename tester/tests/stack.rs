@@ -252,6 +252,49 @@ enabled = false
     (output.status.code().unwrap_or(-1), stdout, summary)
 }
 
+/// `scenarios/orchestrator-selftest.toml` as an operator edits it: their orchestrator's URI, the
+/// `[target.payment]` table uncommented with this chain, and a shorter run.
+fn selftest_scenario(orchestrator: &str, chain_rpc: &str, ticket_broker: &str) -> String {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/orchestrator-selftest.toml"
+    ))
+    .unwrap();
+    let edits = [
+        (
+            "orchestrators = [\"https://127.0.0.1:8935\"]".to_owned(),
+            format!("orchestrators = [\"{orchestrator}\"]"),
+        ),
+        (
+            "# [target.payment]".to_owned(),
+            "[target.payment]".to_owned(),
+        ),
+        (
+            "# chain_rpc = \"https://arb1.arbitrum.io/rpc\"".to_owned(),
+            format!("chain_rpc = \"{chain_rpc}\""),
+        ),
+        (
+            "# ticket_broker = \"0xa8bB618B1520E284046F3dFc448851A1Ff26e41B\"".to_owned(),
+            format!("ticket_broker = \"{ticket_broker}\""),
+        ),
+        (
+            "# key_env = \"LPT_SENDER_KEY\"".to_owned(),
+            "key_env = \"LPT_TEST_SENDER_KEY\"".to_owned(),
+        ),
+        (
+            "duration = \"30s\"".to_owned(),
+            "duration = \"8s\"".to_owned(),
+        ),
+    ];
+    edits.iter().fold(shipped, |text, (from, to)| {
+        assert!(
+            text.contains(from.as_str()),
+            "the shipped self-test no longer has {from}"
+        );
+        text.replacen(from.as_str(), to, 1)
+    })
+}
+
 fn orchestrator_success(summary: &Value) -> &Value {
     &summary["thresholds"]
         .as_array()
@@ -288,7 +331,29 @@ fn a_direct_target_pays_priced_orchestrators_from_a_key_in_the_environment() {
     assert_eq!(code, 0, "{stdout}");
     assert_eq!(orchestrator_success(&summary), 1.0, "{summary}");
 
-    // The tickets of that live run, as the orchestrators' journals recorded them, pass
+    // The shipped operator self-test, pointed at the first orchestrator and paying as its
+    // comment says, passes as shipped (shorter).
+    let selftest = selftest_scenario(
+        &orchestrators[0],
+        endpoints["chain_rpc"].as_str().unwrap(),
+        endpoints["ticket_broker"].as_str().unwrap(),
+    );
+    let scenario = dir.path().join("selftest.toml");
+    std::fs::write(&scenario, selftest).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_lpt"))
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(dir.path().join("selftest"))
+        .env("LPT_LOG", "warn")
+        .env("LPT_TEST_SENDER_KEY", ANVIL_ACCOUNT_0_KEY)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+
+    // The tickets of those live runs, as the orchestrators' journals recorded them, pass
     // go-livepeer's own pm.Validator (interop/golivepeer).
     let journaled: usize = (0..2)
         .map(|i| {
