@@ -137,6 +137,10 @@ pub struct LimitsConfig {
     pub store_secs: u64,
     /// Time a remote transcoder gets for one segment before it is failed.
     pub remote_task_timeout_ms: u64,
+    /// Accept segments uploaded by reference (`Content-Type: application/vnd+livepeer.uri`, the
+    /// body a URL this node downloads, as go-livepeer's broadcaster sends segments it keeps in
+    /// object storage). Off by default: it makes the node fetch URLs a broadcaster names.
+    pub segment_uri_uploads: bool,
 }
 
 impl Default for LimitsConfig {
@@ -151,6 +155,7 @@ impl Default for LimitsConfig {
             store_bytes: 512 * 1024 * 1024,
             store_secs: 300,
             remote_task_timeout_ms: 60_000,
+            segment_uri_uploads: false,
         }
     }
 }

@@ -51,6 +51,10 @@ use crate::remote::{Completion, Posted, PostedRendition};
 pub const TRANSCODER_PROTOCOL: &str = "Livepeer-Transcoder-1.0";
 /// Header carrying the orchestrator's transcoder secret on `/transcodeResults`.
 pub const CREDENTIALS_HEADER: &str = "Credentials";
+/// Content type of a segment upload whose body is the segment's URL.
+pub const SEGMENT_URI_TYPE: &str = "application/vnd+livepeer.uri";
+/// The longest segment URL accepted.
+const SEGMENT_URI_MAX: usize = 4096;
 /// Header carrying a remote transcoder's task id on `/transcodeResults`.
 pub const TASK_ID_HEADER: &str = "TaskId";
 /// Header carrying pixels: decoded ones at the top level, encoded ones on a rendition part.
@@ -203,14 +207,92 @@ async fn check_and_read(
             return Err(refusal(r));
         }
     };
-    let (data, hash) = read_hashed_body(body, limits.max_segment_bytes, deadline)
-        .await
-        .inspect_err(|_| {
-            // A failed upload gives back the capacity slot its session took, if that was all it did.
-            node.metrics.fail(FailureReason::BadBody);
-            node.release_unused_session(&checked.2);
-        })?;
+    let by_uri = header_str(headers, "content-type")
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(SEGMENT_URI_TYPE));
+    let read = if by_uri {
+        download_segment(node, body, deadline).await
+    } else {
+        read_hashed_body(body, limits.max_segment_bytes, deadline).await
+    };
+    let (data, hash) = read.inspect_err(|_| {
+        // A failed upload gives back the capacity slot its session took, if that was all it did.
+        node.metrics.fail(FailureReason::BadBody);
+        node.release_unused_session(&checked.2);
+    })?;
     Ok((checked, data, hash))
+}
+
+/// A segment uploaded by reference: the body is its URL (at most [`SEGMENT_URI_MAX`] bytes), and
+/// the segment is downloaded from there under the node's size cap, within what is left of the
+/// upload deadline, then hashed like an uploaded body. Refused unless
+/// `limits.segment_uri_uploads` is on; a URL that is not http(s) or cannot be fetched is a 400,
+/// as go-livepeer answers.
+async fn download_segment(
+    node: &Node,
+    body: Body,
+    deadline: Duration,
+) -> Result<(Bytes, alloy::primitives::B256), Response> {
+    let started = std::time::Instant::now();
+    if !node.config.limits.segment_uri_uploads {
+        discard_body(body, SEGMENT_URI_MAX, deadline).await;
+        return Err(text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "segments by URI ({SEGMENT_URI_TYPE}) are not accepted here (limits.segment_uri_uploads)"
+            ),
+        ));
+    }
+    let text_body = read_body(body, SEGMENT_URI_MAX, deadline).await?;
+    let bad = |reason: String| text(StatusCode::BAD_REQUEST, reason);
+    let uri = std::str::from_utf8(&text_body)
+        .map_err(|_| bad("segment URI is not UTF-8".into()))?
+        .trim();
+    let url = reqwest::Url::parse(uri).map_err(|e| bad(format!("segment URI {uri:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(format!("segment URI {uri:?}: only http(s) is fetched")));
+    }
+    let left = deadline.saturating_sub(started.elapsed());
+    let limit = node.config.limits.max_segment_bytes;
+    let fetch = async {
+        let mut response = segment_fetcher()
+            .get(url.clone())
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| format!("cannot get segment from {url}: {e}"))?;
+        let mut hasher = keccak_asm::Keccak256::default();
+        let mut data = BytesMut::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("segment from {url}: {e}"))?
+        {
+            if data.len() + chunk.len() > limit {
+                return Err(format!("segment from {url} is over {limit} bytes"));
+            }
+            hasher.update(&chunk);
+            data.extend_from_slice(&chunk);
+        }
+        Ok((
+            data.freeze(),
+            alloy::primitives::B256::from_slice(&hasher.finalize()),
+        ))
+    };
+    match tokio::time::timeout(left, fetch).await {
+        Ok(Ok(read)) => Ok(read),
+        Ok(Err(reason)) => Err(bad(reason)),
+        Err(_) => Err(bad(format!(
+            "segment from {url} did not arrive within the upload deadline ({deadline:?})"
+        ))),
+    }
+}
+
+/// One HTTP client for segment downloads, shared by every request (its TLS setup is the costly
+/// part). Like go-livepeer's, it does not verify certificates: object storage is named by the
+/// broadcaster, and the segment's hash is what is checked.
+fn segment_fetcher() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(protocol::client::http_client)
 }
 
 async fn segment(State(node): State<Arc<Node>>, request: Request) -> Response {

@@ -10,3 +10,4 @@ mod large_bodies;
 mod payments;
 mod rejections;
 mod remote;
+mod segment_uris;
