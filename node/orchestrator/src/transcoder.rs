@@ -21,7 +21,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use protocol::net::transcoder_client::TranscoderClient;
 use protocol::net::video_profile::Format;
-use protocol::net::{NotifySegment, RegisterRequest, SegData, VideoProfile};
+use protocol::net::{NotifySegment, RegisterRequest, VideoProfile};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -190,14 +190,6 @@ async fn work(
     outcome.map(drop)
 }
 
-/// The wire profiles `profiles::requested` reads, in the same order.
-fn wire_profiles(seg: &SegData) -> &[VideoProfile] {
-    [&seg.full_profiles3, &seg.full_profiles2, &seg.full_profiles]
-        .into_iter()
-        .find(|l| !l.is_empty())
-        .map_or(&[], |l| l.as_slice())
-}
-
 /// The MIME type go-livepeer labels a rendition part with, by the profile's output format. The
 /// reference transcoder writes MPEG-TS only, so an MP4 profile is refused rather than mislabelled.
 fn part_type(profile: &VideoProfile) -> anyhow::Result<&'static str> {
@@ -226,7 +218,7 @@ async fn transcode(
         .as_ref()
         .context("NotifySegment without segData")?;
     let ladder = profiles::requested(seg)?;
-    let types = wire_profiles(seg)
+    let types = protocol::sig::segment_profiles(seg)
         .iter()
         .map(part_type)
         .collect::<anyhow::Result<Vec<_>>>()?;
