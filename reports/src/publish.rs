@@ -58,6 +58,14 @@ pub const REGIONS_PATH: &str = "/api/regions";
 /// The regions leaderboard-serverless v1.0.0 accepts (`models.Regions`, fixed in its code).
 pub const V1_REGIONS: [&str; 3] = ["MDW", "FRA", "SIN"];
 
+/// Every region code leaderboard-serverless knows: v1.0.0's and those its later versions seed
+/// into their regions table (assets/migrations/2_seed_ref_data.up.sql), which `lpt publish`
+/// accepts unless told otherwise.
+pub const KNOWN_REGIONS: [&str; 22] = [
+    "GLOBAL", "ATL", "ATL2", "MDW", "FRA", "HOU", "LON", "LAX", "MAD", "MIA", "MOS2", "ASH", "NYC",
+    "PRG", "SJO", "SAO", "SEA", "SIN", "STO", "SYD", "HND", "TOR",
+];
+
 /// Most bytes of a server's answer kept as its message.
 const MAX_ANSWER_BYTES: usize = 4096;
 
@@ -104,6 +112,40 @@ impl AcceptedRegions {
     /// v1.0.0's fixed list, [`V1_REGIONS`].
     pub fn v1() -> Self {
         AcceptedRegions::List(V1_REGIONS.map(String::from).to_vec())
+    }
+
+    /// Every code leaderboard-serverless knows, [`KNOWN_REGIONS`].
+    pub fn known() -> Self {
+        AcceptedRegions::List(KNOWN_REGIONS.map(String::from).to_vec())
+    }
+
+    /// The `--accepted-regions` value: `known` ([`KNOWN_REGIONS`]), `server` (the server's
+    /// list, else the known codes) or comma-separated codes.
+    pub fn from_arg(arg: &str) -> Result<Self, PublishError> {
+        match arg.trim() {
+            "known" => Ok(Self::known()),
+            "server" => Ok(AcceptedRegions::Server {
+                fallback: KNOWN_REGIONS.map(String::from).to_vec(),
+            }),
+            list => {
+                let codes: Vec<String> = list
+                    .split(',')
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty())
+                    .collect();
+                if codes.is_empty() {
+                    return Err(PublishError::InvalidRegion {
+                        region: arg.to_string(),
+                        why: "--accepted-regions takes known, server or comma-separated codes"
+                            .into(),
+                    });
+                }
+                for code in &codes {
+                    validate_region(code)?;
+                }
+                Ok(AcceptedRegions::List(codes))
+            }
+        }
     }
 }
 
@@ -1002,6 +1044,28 @@ mod tests {
                 matches!(&e, PublishError::InvalidEndpoint { endpoint, .. } if endpoint == bad),
                 "{bad}: {e}"
             );
+        }
+    }
+
+    #[test]
+    fn accepted_regions_argument_reads_known_server_or_a_list() {
+        assert_eq!(
+            AcceptedRegions::from_arg("known").unwrap(),
+            AcceptedRegions::known()
+        );
+        assert!(matches!(
+            AcceptedRegions::from_arg("server").unwrap(),
+            AcceptedRegions::Server { fallback } if fallback.len() == KNOWN_REGIONS.len()
+        ));
+        assert_eq!(
+            AcceptedRegions::from_arg("LAX, FRA").unwrap(),
+            AcceptedRegions::List(vec!["LAX".into(), "FRA".into()])
+        );
+        assert!(AcceptedRegions::from_arg(" , ").is_err());
+        let err = AcceptedRegions::from_arg("LAX,bad region").unwrap_err();
+        assert!(err.to_string().contains("\"bad region\""), "{err}");
+        for code in V1_REGIONS {
+            assert!(KNOWN_REGIONS.contains(&code));
         }
     }
 

@@ -72,6 +72,11 @@ pub enum Command {
         /// Region code to publish the records under (default: the records' own).
         #[arg(long)]
         region: Option<String>,
+        /// Regions the leaderboard accepts, checked before anything is posted: `known` (every
+        /// code leaderboard-serverless knows), `server` (its /api/regions list, else the known
+        /// codes) or comma-separated codes.
+        #[arg(long, default_value = "known")]
+        accepted_regions: String,
         /// Environment variable holding the shared secret (never a command-line argument).
         #[arg(long, default_value = reports::publish::DEFAULT_SECRET_ENV)]
         secret_env: String,
@@ -275,8 +280,9 @@ pub fn main() -> i32 {
             run_dir,
             endpoint,
             region,
+            accepted_regions,
             secret_env,
-        } => publish(run_dir, endpoint, region, secret_env),
+        } => publish(run_dir, endpoint, region, &accepted_regions, secret_env),
         Command::Stack(StackCommand::Up {
             orchestrators,
             transcoders_per_orchestrator,
@@ -340,11 +346,15 @@ fn publish(
     run_dir: PathBuf,
     endpoint: String,
     region: Option<String>,
+    accepted_regions: &str,
     secret_env: String,
 ) -> Result<ExitCode, Failure> {
+    let regions = reports::publish::AcceptedRegions::from_arg(accepted_regions)
+        .map_err(|e| Failure::new(ExitCode::InvalidScenario, e))?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure::new(ExitCode::NotRun, e))?;
     let options = reports::PublishOptions {
         region,
+        regions,
         secret_env,
         ..reports::PublishOptions::new(endpoint)
     };
