@@ -252,6 +252,31 @@ enabled = false
     (output.status.code().unwrap_or(-1), stdout, summary)
 }
 
+/// Runs one test of interop/golivepeer (go-livepeer's own packages) with `env`; it must pass.
+fn go_test(test: &str, env: &[(&str, &str)]) -> String {
+    let output = Command::new(std::env::var("GO").unwrap_or_else(|_| "go".into()))
+        .args([
+            "test",
+            "-count=1",
+            "-v",
+            "-run",
+            &format!("^{test}$"),
+            "./...",
+        ])
+        .current_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../interop/golivepeer"
+        ))
+        .envs(env.iter().copied())
+        .output()
+        .expect("`go test` runs in interop/golivepeer: install Go >= 1.26 and run ci/setup");
+    let log = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{test} failed:\n{log}");
+    assert!(log.contains(&format!("--- PASS: {test}")), "{log}");
+    log
+}
+
 /// `scenarios/orchestrator-selftest.toml` as an operator edits it: their orchestrator's URI, the
 /// `[target.payment]` table uncommented with this chain, and a shorter run.
 fn selftest_scenario(orchestrator: &str, chain_rpc: &str, ticket_broker: &str) -> String {
@@ -353,6 +378,16 @@ fn a_direct_target_pays_priced_orchestrators_from_a_key_in_the_environment() {
         + &String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
 
+    // A go-livepeer broadcaster (go's net client and pm sender, interop/golivepeer) pays the
+    // second orchestrator over the wire, and is credited.
+    go_test(
+        "TestGoBroadcasterPaysLptOrchestratorOverTheWire",
+        &[
+            ("LPT_ORCHESTRATOR", orchestrators[1].as_str()),
+            ("LPT_SENDER_KEY", ANVIL_ACCOUNT_0_KEY),
+        ],
+    );
+
     // The tickets of those live runs, as the orchestrators' journals recorded them, pass
     // go-livepeer's own pm.Validator (interop/golivepeer).
     let journaled: usize = (0..2)
@@ -372,27 +407,10 @@ fn a_direct_target_pays_priced_orchestrators_from_a_key_in_the_environment() {
         journaled >= 2,
         "only {journaled} accepted tickets journaled"
     );
-    let go = Command::new(std::env::var("GO").unwrap_or_else(|_| "go".into()))
-        .args([
-            "test",
-            "-count=1",
-            "-v",
-            "-run",
-            "^TestLiveTicketsPassGoLivepeerValidator$",
-            "./...",
-        ])
-        .current_dir(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../interop/golivepeer"
-        ))
-        .env("LPT_TICKET_JOURNALS", stack.dir.path())
-        .output()
-        .expect("`go test` runs in interop/golivepeer: install Go >= 1.26 and run ci/setup");
-    let log =
-        String::from_utf8_lossy(&go.stdout).into_owned() + &String::from_utf8_lossy(&go.stderr);
-    assert!(
-        go.status.success(),
-        "go-livepeer's validator refused live tickets:\n{log}"
+    let journals = stack.dir.path().display().to_string();
+    let log = go_test(
+        "TestLiveTicketsPassGoLivepeerValidator",
+        &[("LPT_TICKET_JOURNALS", journals.as_str())],
     );
     assert!(
         log.contains(&format!(

@@ -250,6 +250,14 @@ impl EmbeddedStack {
         // Parameters expire by block and rounds by blocks: keep blocks coming, one a second.
         let url = chain.url().to_owned();
         let rounds = contracts.rounds(chain.provider(chain.signer(0)));
+        // A live network is never in round 0, and go-livepeer's broadcaster reads creation
+        // round 0 as "the orchestrator sent no expiration params": it signs its own round and
+        // block hash instead, which the orchestrator's recipientRand does not cover, and every
+        // ticket is refused. Start in round 1.
+        rounds
+            .advance_rounds(1)
+            .await
+            .context("cannot start the local chain in round 1")?;
         use alloy::providers::Provider;
         let miner = protocol::chain::read_provider(&url).context("cannot read the local chain")?;
         self.ticker = Some(tokio::spawn(async move {
