@@ -412,26 +412,7 @@ func TestTicketsCrossGoLivepeerPm(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go-livepeer's sender refuses lpt's params: %v", err)
 	}
-	// The Payment message go-livepeer's broadcaster builds from a batch (server/rpc.go genPayment).
-	payment := &net.Payment{
-		TicketParams: &net.TicketParams{
-			Recipient:         batch.Recipient.Bytes(),
-			FaceValue:         batch.FaceValue.Bytes(),
-			WinProb:           batch.WinProb.Bytes(),
-			RecipientRandHash: batch.RecipientRandHash.Bytes(),
-			Seed:              batch.Seed.Bytes(),
-			ExpirationBlock:   batch.ExpirationBlock.Bytes(),
-		},
-		Sender: batch.Sender.Bytes(),
-		ExpirationParams: &net.TicketExpirationParams{
-			CreationRound:          batch.CreationRound,
-			CreationRoundBlockHash: batch.CreationRoundBlockHash.Bytes(),
-		},
-		ExpectedPrice: last.ExpectedPrice,
-	}
-	for _, sp := range batch.SenderParams {
-		payment.TicketSenderParams = append(payment.TicketSenderParams, &net.TicketSenderParams{SenderNonce: sp.SenderNonce, Sig: sp.Sig})
-	}
+	payment := goPayment(batch, last.ExpectedPrice)
 	out, err := deterministic.Marshal(payment)
 	if err != nil {
 		t.Fatal(err)
@@ -473,6 +454,31 @@ func goMessages() map[string]proto.Message {
 		"NotifySegment":                &net.NotifySegment{Url: "https://o/task/abc.ts", SegData: seg, TaskId: 9, OrchId: "orch", Profiles: []byte("invalid")},
 		"Payment":                      &net.Payment{TicketParams: params, Sender: bytes.Repeat([]byte{0x77}, 20), ExpirationParams: params.ExpirationParams, TicketSenderParams: []*net.TicketSenderParams{{SenderNonce: 1, Sig: bytes.Repeat([]byte{0x66}, 65)}, {SenderNonce: 2, Sig: bytes.Repeat([]byte{0x67}, 65)}}, ExpectedPrice: price},
 	}
+}
+
+// goPayment is the Payment message go-livepeer's broadcaster builds from a ticket batch
+// (server/rpc.go genPayment).
+func goPayment(batch *pm.TicketBatch, price *net.PriceInfo) *net.Payment {
+	payment := &net.Payment{
+		TicketParams: &net.TicketParams{
+			Recipient:         batch.Recipient.Bytes(),
+			FaceValue:         batch.FaceValue.Bytes(),
+			WinProb:           batch.WinProb.Bytes(),
+			RecipientRandHash: batch.RecipientRandHash.Bytes(),
+			Seed:              batch.Seed.Bytes(),
+			ExpirationBlock:   batch.ExpirationBlock.Bytes(),
+		},
+		Sender: batch.Sender.Bytes(),
+		ExpirationParams: &net.TicketExpirationParams{
+			CreationRound:          batch.CreationRound,
+			CreationRoundBlockHash: batch.CreationRoundBlockHash.Bytes(),
+		},
+		ExpectedPrice: price,
+	}
+	for _, sp := range batch.SenderParams {
+		payment.TicketSenderParams = append(payment.TicketSenderParams, &net.TicketSenderParams{SenderNonce: sp.SenderNonce, Sig: sp.Sig})
+	}
+	return payment
 }
 
 // write merges into theirs.json (tests may run in any order).

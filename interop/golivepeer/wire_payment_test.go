@@ -96,18 +96,7 @@ func TestGoBroadcasterPaysLptOrchestratorOverTheWire(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go-livepeer's sender refuses lpt's params: %v", err)
 	}
-	payment := &net.Payment{
-		TicketParams: tp,
-		Sender:       sender.Bytes(),
-		ExpirationParams: &net.TicketExpirationParams{
-			CreationRound:          batch.CreationRound,
-			CreationRoundBlockHash: batch.CreationRoundBlockHash.Bytes(),
-		},
-		ExpectedPrice: info.PriceInfo,
-	}
-	for _, sp := range batch.SenderParams {
-		payment.TicketSenderParams = append(payment.TicketSenderParams, &net.TicketSenderParams{SenderNonce: sp.SenderNonce, Sig: sp.Sig})
-	}
+	payment := goPayment(batch, info.PriceInfo)
 
 	// The segment credentials go's broadcaster sends with a payment: an empty segment of the
 	// session, signed over go's flatten (core.SegTranscodingMetadata.Flatten, by hand: `core`

@@ -230,12 +230,17 @@ enabled = false
         ),
     )
     .unwrap();
-    let run_dir = dir.join(name);
+    run_scenario(&scenario, &dir.join(name))
+}
+
+/// `lpt run SCENARIO --out RUN_DIR` with the sender key in the environment only; returns the exit
+/// code, stdout with stderr (checked not to hold the key), and the summary (null when none).
+fn run_scenario(scenario: &std::path::Path, run_dir: &std::path::Path) -> (i32, String, Value) {
     let output = Command::new(env!("CARGO_BIN_EXE_lpt"))
         .arg("run")
-        .arg(&scenario)
+        .arg(scenario)
         .arg("--out")
-        .arg(&run_dir)
+        .arg(run_dir)
         .env("LPT_LOG", "warn")
         .env("LPT_TEST_SENDER_KEY", ANVIL_ACCOUNT_0_KEY)
         .output()
@@ -365,18 +370,9 @@ fn a_direct_target_pays_priced_orchestrators_from_a_key_in_the_environment() {
     );
     let scenario = dir.path().join("selftest.toml");
     std::fs::write(&scenario, selftest).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_lpt"))
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(dir.path().join("selftest"))
-        .env("LPT_LOG", "warn")
-        .env("LPT_TEST_SENDER_KEY", ANVIL_ACCOUNT_0_KEY)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let (code, stdout, summary) = run_scenario(&scenario, &dir.path().join("selftest"));
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(orchestrator_success(&summary), 1.0, "{summary}");
 
     // A go-livepeer broadcaster (go's net client and pm sender, interop/golivepeer) pays the
     // second orchestrator over the wire, and is credited.
