@@ -15,11 +15,21 @@ use protocol::net::{TranscodeResult, transcode_result};
 
 use crate::common::*;
 
-/// Serves `segment` at `/segment.ts` and `big` (over the node's cap) at `/big.ts`.
+/// Serves `segment` at `/segment.ts`, `big` (over the node's cap) at `/big.ts`, and at
+/// `/slow.ts` a body that sends one chunk and then nothing, forever.
 async fn object_store(segment: Bytes, big: Bytes) -> String {
+    let slow = || async {
+        let first =
+            futures_util::stream::once(async { Ok::<_, std::io::Error>(Bytes::from_static(b"G")) });
+        axum::body::Body::from_stream(futures_util::StreamExt::chain(
+            first,
+            futures_util::stream::pending(),
+        ))
+    };
     let app = Router::new()
         .route("/segment.ts", get(move || async move { segment }))
-        .route("/big.ts", get(move || async move { big }));
+        .route("/big.ts", get(move || async move { big }))
+        .route("/slow.ts", get(slow));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -72,6 +82,7 @@ async fn a_segment_by_uri_is_downloaded_checked_and_transcoded_when_enabled() {
     let mut config = offchain_config();
     config.limits.segment_uri_uploads = true;
     config.limits.max_segment_bytes = 8 * 1024 * 1024;
+    config.limits.upload_timeout_ms = 3000;
     let limit = config.limits.max_segment_bytes;
     let orchestrator = node_orchestrator::start(config).await.unwrap();
     let session = Session::offchain(orchestrator.service_uri()).await;
@@ -117,6 +128,10 @@ async fn a_segment_by_uri_is_downloaded_checked_and_transcoded_when_enabled() {
         ("not a url".to_owned(), "relative URL without a base"),
         (format!("{store}/missing.ts"), "404 Not Found"),
         (format!("{store}/big.ts"), &format!("is over {limit} bytes")),
+        (
+            format!("{store}/slow.ts"),
+            "did not arrive within the upload deadline (3s)",
+        ),
     ] {
         let (status, text) = post_uri(&session, &seg(2, &body), &uri).await;
         let text = String::from_utf8_lossy(&text);
