@@ -319,22 +319,31 @@ func (s keySigner) Account() accounts.Account {
 	return accounts.Account{Address: ethcrypto.PubkeyToAddress(s.key.PublicKey)}
 }
 
-func ticketParams(p *net.Payment) (*pm.TicketParams, *pm.TicketExpirationParams) {
-	price := big.NewRat(p.ExpectedPrice.PricePerUnit, p.ExpectedPrice.PixelsPerUnit)
-	tp := p.TicketParams
-	// As go-livepeer's orchestrator.ProcessPayment builds them from the Payment message.
+// pmParams is go-livepeer's pm.TicketParams for wire params at a price (server/rpc.go
+// pmTicketParams, with the price the orchestrator quoted).
+func pmParams(tp *net.TicketParams, price *net.PriceInfo) *pm.TicketParams {
 	return &pm.TicketParams{
-			Recipient:         ethcommon.BytesToAddress(tp.Recipient),
-			FaceValue:         new(big.Int).SetBytes(tp.FaceValue),
-			WinProb:           new(big.Int).SetBytes(tp.WinProb),
-			RecipientRandHash: ethcommon.BytesToHash(tp.RecipientRandHash),
-			Seed:              new(big.Int).SetBytes(tp.Seed),
-			ExpirationBlock:   new(big.Int).SetBytes(tp.ExpirationBlock),
-			PricePerPixel:     price,
-		}, &pm.TicketExpirationParams{
-			CreationRound:          p.ExpirationParams.CreationRound,
-			CreationRoundBlockHash: ethcommon.BytesToHash(p.ExpirationParams.CreationRoundBlockHash),
-		}
+		Recipient:         ethcommon.BytesToAddress(tp.Recipient),
+		FaceValue:         new(big.Int).SetBytes(tp.FaceValue),
+		WinProb:           new(big.Int).SetBytes(tp.WinProb),
+		RecipientRandHash: ethcommon.BytesToHash(tp.RecipientRandHash),
+		Seed:              new(big.Int).SetBytes(tp.Seed),
+		ExpirationBlock:   new(big.Int).SetBytes(tp.ExpirationBlock),
+		PricePerPixel:     big.NewRat(price.PricePerUnit, price.PixelsPerUnit),
+		ExpirationParams: &pm.TicketExpirationParams{
+			CreationRound:          tp.ExpirationParams.GetCreationRound(),
+			CreationRoundBlockHash: ethcommon.BytesToHash(tp.ExpirationParams.GetCreationRoundBlockHash()),
+		},
+	}
+}
+
+// ticketParams builds a Payment's params as go-livepeer's orchestrator.ProcessPayment does: the
+// payment-level expiration params are the ones the tickets carry.
+func ticketParams(p *net.Payment) (*pm.TicketParams, *pm.TicketExpirationParams) {
+	return pmParams(p.TicketParams, p.ExpectedPrice), &pm.TicketExpirationParams{
+		CreationRound:          p.ExpirationParams.CreationRound,
+		CreationRoundBlockHash: ethcommon.BytesToHash(p.ExpirationParams.CreationRoundBlockHash),
+	}
 }
 
 // Tickets from lpt's sender (the code the broadcaster and the direct probe pay with), against

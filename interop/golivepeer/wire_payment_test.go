@@ -74,19 +74,7 @@ func TestGoBroadcasterPaysLptOrchestratorOverTheWire(t *testing.T) {
 		t.Fatalf("lpt's orchestrator sent no ticket params, price or auth token: %v", info)
 	}
 
-	params := &pm.TicketParams{
-		Recipient:         ethcommon.BytesToAddress(tp.Recipient),
-		FaceValue:         new(big.Int).SetBytes(tp.FaceValue),
-		WinProb:           new(big.Int).SetBytes(tp.WinProb),
-		RecipientRandHash: ethcommon.BytesToHash(tp.RecipientRandHash),
-		Seed:              new(big.Int).SetBytes(tp.Seed),
-		ExpirationBlock:   new(big.Int).SetBytes(tp.ExpirationBlock),
-		PricePerPixel:     big.NewRat(info.PriceInfo.PricePerUnit, info.PriceInfo.PixelsPerUnit),
-		ExpirationParams: &pm.TicketExpirationParams{
-			CreationRound:          tp.ExpirationParams.GetCreationRound(),
-			CreationRoundBlockHash: ethcommon.BytesToHash(tp.ExpirationParams.GetCreationRoundBlockHash()),
-		},
-	}
+	params := pmParams(tp, info.PriceInfo)
 	// Fresh params: a few blocks before their expiry is a block go's sender accepts them at.
 	tm := timeManager{l1Block: params.ExpirationBlock.Int64() - 5}
 	maxEV := new(big.Rat).SetInt(new(big.Int).Lsh(big.NewInt(1), 200))
