@@ -13,3 +13,6 @@ mod nginx_probe;
 mod nginx_publish;
 mod nginx_quality;
 mod payments;
+
+mod hostile_playlists;
+mod wire_inputs;

@@ -11,3 +11,4 @@ mod l1_blocks;
 mod registry;
 mod tickets;
 mod wire;
+mod wire_inputs;

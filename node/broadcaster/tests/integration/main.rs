@@ -1,7 +1,10 @@
 //! Integration tests of the broadcaster with real sockets and the real `ffmpeg`/`ffprobe` tools.
 
 mod bad_input;
+mod hostile_ingest;
+mod hostile_orch;
 mod ingest;
 mod network;
 mod rtmp_client;
 mod support;
+mod wire_inputs;

@@ -1,0 +1,1 @@
+//! Property tests: arbitrary multipart results and headers through the orchestrator's parsers never panic (the fuzz corpora's inputs run here too).
