@@ -424,7 +424,7 @@ impl SegmentChecker {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let first_pts = decoded.first_pts_secs();
         if let Some(prev) = state.previous.get(r).copied()
-            && prev.seq + 1 == pulled.seq
+            && prev.seq.checked_add(1) == Some(pulled.seq)
             && !pulled.discontinuity
         {
             checks.push(self.continuity(
@@ -588,10 +588,11 @@ impl SegmentChecker {
             }
         }
         if let (Some(log), Some(a), Some(b)) = (&self.log, prev.last_stamp, first_stamp) {
-            let n = log.clip_frames();
-            let step = (b + n - a % n) % n;
+            // Stamps are read from pictures the target made: any u32 may come back.
+            let n = u64::from(log.clip_frames().max(1));
+            let step = (u64::from(b) % n + n - u64::from(a) % n) % n;
             let max_step = match (self.options.source_frame_secs, decoded.frame_secs()) {
-                (Some(src), Some(own)) if src > 0.0 => ((own / src).round() as u32).max(1),
+                (Some(src), Some(own)) if src > 0.0 => ((own / src).round() as u64).max(1),
                 _ => 1,
             };
             measured.push_str(&format!(", stamp {a} → {b}"));
@@ -732,6 +733,46 @@ mod tests {
             stamps.reason.contains("had not been sent by stream a"),
             "{}",
             stamps.reason
+        );
+    }
+
+    #[test]
+    fn numbers_at_the_end_of_their_types_are_judged_not_overflowed() {
+        // A hostile target may number segments up to u64::MAX and stamp frames up to u32::MAX.
+        let t0 = now_unix_ms() + 1000;
+        let checker = SegmentChecker::new("k", Some(log("k", 0, t0, 300)), CheckOptions::default());
+        let (mut first, decoded) = segment(0, 60, t0 + 2200);
+        first.seq = u64::MAX - 1;
+        checker.check(&first, Some(&Ok(decoded)));
+        let (mut last, mut decoded) = segment(0, 60, t0 + 4200);
+        last.seq = u64::MAX;
+        for f in &mut decoded.frames {
+            f.pts_secs = f.pts_secs.map(|p| p + 2.0);
+            f.stamp = f.stamp.map(|s| FrameStamp {
+                frame_number: u32::MAX - 59 + s.frame_number,
+                ..s
+            });
+        }
+        let checked = checker.check(&last, Some(&Ok(decoded)));
+        let continuity = checked
+            .verdict("continuity")
+            .expect("judged across u64::MAX - 1");
+        assert!(!continuity.passed);
+        assert!(
+            continuity
+                .reason
+                .contains(&format!("frame stamps jump from 59 to {}", u32::MAX - 59)),
+            "{}",
+            continuity.reason
+        );
+        // Seq u64::MAX has no successor: the next one is not judged against it.
+        let (mut after, decoded) = segment(0, 60, t0 + 6200);
+        after.seq = 0;
+        assert!(
+            checker
+                .check(&after, Some(&Ok(decoded)))
+                .verdict("continuity")
+                .is_none()
         );
     }
 

@@ -9,7 +9,18 @@
 //! before being seen, stalls) becomes an event with a reason, and polling goes on until the
 //! deadline: a bad target never panics the puller nor keeps it past its deadline. All pullers
 //! of a run share one `reqwest::Client` (one connection pool).
+//!
+//! A playback URL may be anybody's server, so everything read from the wire is bounded before it
+//! is used: bodies are streamed and cut at [`HlsOptions::max_playlist_bytes`] /
+//! [`HlsOptions::max_segment_bytes`], a master playlist gets at most
+//! [`HlsOptions::max_renditions`] followers, a target duration beyond
+//! [`HlsOptions::max_target_duration`] or media sequence numbers that overflow `u64` make the
+//! poll a recorded failure, and events go to the sink through [`PullSink::deliver`], which a
+//! sink whose consumer is behind uses to hold the puller back (so segment bytes never queue
+//! without bound).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +68,16 @@ pub struct HlsOptions {
     /// On the first poll of a rendition, take only the newest `n` segments (as a player
     /// joining a live stream does); `None` downloads the whole window.
     pub live_edge: Option<usize>,
+    /// A playlist body longer than this is cut there and the poll fails (`TooLarge`).
+    pub max_playlist_bytes: u64,
+    /// A segment body longer than this is cut there and the segment fails (`TooLarge`).
+    pub max_segment_bytes: u64,
+    /// Renditions of a master playlist followed at most (one task each); the rest are refused
+    /// with a recorded failure.
+    pub max_renditions: usize,
+    /// A media playlist whose `#EXT-X-TARGETDURATION` exceeds this is refused (the poll fails):
+    /// polling and stall detection are timed from it.
+    pub max_target_duration: Duration,
 }
 
 impl Default for HlsOptions {
@@ -70,6 +91,10 @@ impl Default for HlsOptions {
             master_refresh: Duration::from_secs(5),
             keep_bytes: true,
             live_edge: None,
+            max_playlist_bytes: 2 << 20,
+            max_segment_bytes: 32 << 20,
+            max_renditions: 16,
+            max_target_duration: Duration::from_secs(300),
         }
     }
 }
@@ -85,12 +110,36 @@ pub enum PullError {
     Transport { url: String, reason: String },
     #[error("GET {url}: body cut short: {reason}")]
     Truncated { url: String, reason: String },
+    #[error("GET {url}: body larger than the {limit}-byte limit; stopped reading")]
+    TooLarge { url: String, limit: u64 },
     #[error("{url} is not an HLS playlist: {reason}")]
     Garbage { url: String, reason: String },
     #[error("{url} is a master playlist where a media playlist was expected")]
     UnexpectedMaster { url: String },
     #[error("master playlist {url} lists no renditions")]
     NoRenditions { url: String },
+    #[error("master playlist {url} lists {listed} renditions; only the first {limit} are followed")]
+    TooManyRenditions {
+        url: String,
+        listed: usize,
+        limit: usize,
+    },
+    #[error(
+        "{url}: #EXT-X-TARGETDURATION:{secs} is beyond the {limit_secs} s the puller accepts; playlist refused"
+    )]
+    TargetDurationTooLong {
+        url: String,
+        secs: u64,
+        limit_secs: u64,
+    },
+    #[error(
+        "{url}: #EXT-X-MEDIA-SEQUENCE:{first} with {segments} segments numbers past 2^64 - 1; playlist refused"
+    )]
+    SequenceOverflow {
+        url: String,
+        first: u64,
+        segments: usize,
+    },
     #[error("{url}: bad URI {uri:?}: {reason}")]
     BadUri {
         url: String,
@@ -158,9 +207,20 @@ pub enum PullEvent {
     Stall(StallObservation),
 }
 
+/// A boxed future of [`PullSink::deliver`].
+pub type Delivery<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
 /// Where a puller's events go. Called from the puller's tasks; must not block.
 pub trait PullSink: Send + Sync {
     fn event(&self, event: PullEvent);
+
+    /// How the puller hands over every event: a sink whose consumer is behind returns a future
+    /// that waits for room (back-pressure: the puller downloads nothing more meanwhile). The
+    /// default takes the event at once through [`PullSink::event`].
+    fn deliver(&self, event: PullEvent) -> Delivery<'_> {
+        self.event(event);
+        Box::pin(std::future::ready(()))
+    }
 }
 
 impl<F: Fn(PullEvent) + Send + Sync> PullSink for F {
@@ -239,9 +299,10 @@ impl HlsPuller {
         let sink: Arc<dyn PullSink> = counting.clone();
         let mut tasks = JoinSet::new();
         let mut known: Vec<String> = Vec::new();
-        let wait_until = deadline.min(Instant::now() + self.options.playlist_wait);
+        let wait_until = deadline.min(after(self.options.playlist_wait));
         let mut first_error = None;
         let mut started = false;
+        let mut refusal_recorded = false;
         loop {
             if stop.is_set() {
                 break;
@@ -256,13 +317,14 @@ impl HlsPuller {
                     let renditions = match master_renditions(&self.url, &master) {
                         Ok(r) => r,
                         Err(e) => {
-                            sink.event(PullEvent::Playlist(PlaylistPoll {
+                            sink.deliver(PullEvent::Playlist(PlaylistPoll {
                                 rendition: None,
                                 url: self.url.to_string(),
                                 at_unix_ms: at,
                                 content_type: ct,
                                 outcome: Err(e.clone()),
-                            }));
+                            }))
+                            .await;
                             first_error.get_or_insert(e);
                             if !started && Instant::now() >= wait_until {
                                 break;
@@ -275,19 +337,48 @@ impl HlsPuller {
                             continue;
                         }
                     };
-                    sink.event(PullEvent::Playlist(PlaylistPoll {
+                    sink.deliver(PullEvent::Playlist(PlaylistPoll {
                         rendition: None,
                         url: self.url.to_string(),
                         at_unix_ms: at,
                         content_type: ct,
                         outcome: Ok(master.variants.len()),
-                    }));
-                    let new: Vec<RenditionInfo> = renditions
-                        .into_iter()
-                        .filter(|r| !known.contains(&r.url))
-                        .collect();
+                    }))
+                    .await;
+                    // One follower per distinct URL, at most `max_renditions` in all: a master
+                    // listing thousands of variants (or one URL thousands of times) gets the
+                    // first few followed and one recorded refusal.
+                    let listed = renditions.len();
+                    let limit = self.options.max_renditions.max(1);
+                    let mut new: Vec<RenditionInfo> = Vec::new();
+                    let mut refused = false;
+                    for r in renditions {
+                        if known.contains(&r.url) || new.iter().any(|n| n.url == r.url) {
+                            continue;
+                        }
+                        if known.len() + new.len() >= limit {
+                            refused = true;
+                            continue;
+                        }
+                        new.push(r);
+                    }
+                    if refused && !refusal_recorded {
+                        refusal_recorded = true;
+                        sink.deliver(PullEvent::Playlist(PlaylistPoll {
+                            rendition: None,
+                            url: self.url.to_string(),
+                            at_unix_ms: at,
+                            content_type: None,
+                            outcome: Err(PullError::TooManyRenditions {
+                                url: self.url.to_string(),
+                                listed,
+                                limit,
+                            }),
+                        }))
+                        .await;
+                    }
                     if !new.is_empty() {
-                        sink.event(PullEvent::Renditions(new.clone()));
+                        sink.deliver(PullEvent::Renditions(new.clone())).await;
                     }
                     for r in new {
                         known.push(r.url.clone());
@@ -306,7 +397,8 @@ impl HlsPuller {
                         bandwidth: None,
                         resolution: None,
                     };
-                    sink.event(PullEvent::Renditions(vec![info.clone()]));
+                    sink.deliver(PullEvent::Renditions(vec![info.clone()]))
+                        .await;
                     let follower = self.follower(&info, sink.clone(), stop.clone());
                     follower.follow(deadline, Some((media, ct, at))).await;
                     started = true;
@@ -329,13 +421,14 @@ impl HlsPuller {
                     );
                     let gave_up = !started && Instant::now() >= wait_until;
                     if started || !not_yet || gave_up {
-                        sink.event(PullEvent::Playlist(PlaylistPoll {
+                        sink.deliver(PullEvent::Playlist(PlaylistPoll {
                             rendition: None,
                             url: self.url.to_string(),
                             at_unix_ms: at,
                             content_type: None,
                             outcome: Err(e.clone()),
-                        }));
+                        }))
+                        .await;
                     }
                     if !started {
                         first_error = Some(e);
@@ -391,9 +484,12 @@ impl HlsPuller {
         fetch(
             &self.client,
             url,
-            self.options.request_timeout,
-            deadline,
-            true,
+            Limits {
+                timeout: self.options.request_timeout,
+                deadline,
+                keep: true,
+                max_bytes: self.options.max_playlist_bytes,
+            },
             stop,
         )
         .await
@@ -436,46 +532,60 @@ impl RenditionFollower {
             let polled = match first.take() {
                 Some((media, ct, at)) => Ok((media, ct, at)),
                 None => self.poll(deadline).await,
-            };
+            }
+            .and_then(|(media, ct, at)| {
+                self.refuse_absurd(&media)?;
+                Ok((media, ct, at))
+            });
             let mut ended = false;
             match polled {
                 Ok((media, ct, at)) => {
                     let target = (media.target_duration as f64).max(0.1);
                     target_secs = Some(target);
-                    self.sink.event(PullEvent::Playlist(PlaylistPoll {
-                        rendition: Some(self.name.clone()),
-                        url: self.url.to_string(),
-                        at_unix_ms: at,
-                        content_type: ct,
-                        outcome: Ok(media.segments.len()),
-                    }));
-                    let last_listed = media.media_sequence + media.segments.len() as u64;
-                    if let Some(h) = highest
-                        && last_listed + 1 < h
-                        && !media.segments.is_empty()
-                    {
-                        // The server restarted its numbering: follow the new one.
-                        self.sink.event(PullEvent::Playlist(PlaylistPoll {
+                    self.sink
+                        .deliver(PullEvent::Playlist(PlaylistPoll {
                             rendition: Some(self.name.clone()),
                             url: self.url.to_string(),
                             at_unix_ms: at,
-                            content_type: None,
-                            outcome: Err(PullError::SequenceWentBack {
+                            content_type: ct,
+                            outcome: Ok(media.segments.len()),
+                        }))
+                        .await;
+                    // `refuse_absurd` made sure every listed number fits in a u64; one past
+                    // the last may not, hence the saturation.
+                    let last_listed = media
+                        .media_sequence
+                        .saturating_add(media.segments.len() as u64);
+                    if let Some(h) = highest
+                        && last_listed.saturating_add(1) < h
+                        && !media.segments.is_empty()
+                    {
+                        // The server restarted its numbering: follow the new one.
+                        self.sink
+                            .deliver(PullEvent::Playlist(PlaylistPoll {
+                                rendition: Some(self.name.clone()),
                                 url: self.url.to_string(),
-                                from: h,
-                                to: media.media_sequence,
-                            }),
-                        }));
+                                at_unix_ms: at,
+                                content_type: None,
+                                outcome: Err(PullError::SequenceWentBack {
+                                    url: self.url.to_string(),
+                                    from: h,
+                                    to: media.media_sequence,
+                                }),
+                            }))
+                            .await;
                         highest = media.media_sequence.checked_sub(1);
                     }
                     if highest.is_none()
                         && let Some(n) = self.options.live_edge
                     {
                         let skip = media.segments.len().saturating_sub(n.max(1)) as u64;
-                        highest = (media.media_sequence + skip).checked_sub(1);
+                        highest = media.media_sequence.saturating_add(skip).checked_sub(1);
                     }
                     for (i, segment) in media.segments.iter().enumerate() {
-                        let seq = media.media_sequence + i as u64;
+                        let Some(seq) = media.media_sequence.checked_add(i as u64) else {
+                            break;
+                        };
                         if highest.is_some_and(|h| seq <= h) {
                             continue;
                         }
@@ -483,27 +593,31 @@ impl RenditionFollower {
                             // Segments between the last one seen and the first listed now left
                             // the window unseen (bounded so a wild jump cannot flood events).
                             for missed in (h + 1..seq).take(10_000) {
-                                self.sink.event(PullEvent::Missed {
-                                    rendition: self.name.clone(),
-                                    seq: missed,
-                                    at_unix_ms: at,
-                                });
+                                self.sink
+                                    .deliver(PullEvent::Missed {
+                                        rendition: self.name.clone(),
+                                        seq: missed,
+                                        at_unix_ms: at,
+                                    })
+                                    .await;
                             }
                         }
                         highest = Some(seq);
                         if let Some(s) = stall.take() {
                             let now = now_unix_ms();
-                            self.sink.event(PullEvent::Stall(StallObservation {
-                                stream_key: self.stream_key.clone(),
-                                rendition: self.name.clone(),
-                                ended: true,
-                                last_new_segment_unix_ms: s.last_new_unix_ms,
-                                detected_unix_ms: s.detected_unix_ms,
-                                ended_unix_ms: Some(now),
-                                stalled_ms: (at - s.last_new_unix_ms) as f64,
-                                target_duration_secs: target,
-                                last_seq: Some(seq.saturating_sub(1)),
-                            }));
+                            self.sink
+                                .deliver(PullEvent::Stall(StallObservation {
+                                    stream_key: self.stream_key.clone(),
+                                    rendition: self.name.clone(),
+                                    ended: true,
+                                    last_new_segment_unix_ms: s.last_new_unix_ms,
+                                    detected_unix_ms: s.detected_unix_ms,
+                                    ended_unix_ms: Some(now),
+                                    stalled_ms: (at - s.last_new_unix_ms) as f64,
+                                    target_duration_secs: target,
+                                    last_seq: Some(seq.saturating_sub(1)),
+                                }))
+                                .await;
                         }
                         last_new = Instant::now();
                         last_new_unix = at;
@@ -511,7 +625,9 @@ impl RenditionFollower {
                         if matches!(pulled.body, Err(PullError::Deadline { .. })) {
                             break;
                         }
-                        self.sink.event(PullEvent::Segment(Box::new(pulled)));
+                        self.sink
+                            .deliver(PullEvent::Segment(Box::new(pulled)))
+                            .await;
                         if Instant::now() >= deadline {
                             break;
                         }
@@ -520,13 +636,15 @@ impl RenditionFollower {
                 }
                 Err(PullError::Deadline { .. }) => break,
                 Err(e) => {
-                    self.sink.event(PullEvent::Playlist(PlaylistPoll {
-                        rendition: Some(self.name.clone()),
-                        url: self.url.to_string(),
-                        at_unix_ms: now_unix_ms(),
-                        content_type: None,
-                        outcome: Err(e),
-                    }));
+                    self.sink
+                        .deliver(PullEvent::Playlist(PlaylistPoll {
+                            rendition: Some(self.name.clone()),
+                            url: self.url.to_string(),
+                            at_unix_ms: now_unix_ms(),
+                            content_type: None,
+                            outcome: Err(e),
+                        }))
+                        .await;
                 }
             }
             if ended {
@@ -541,23 +659,27 @@ impl RenditionFollower {
                     detected_unix_ms: now,
                     last_new_unix_ms: last_new_unix,
                 });
-                self.sink.event(PullEvent::Stall(StallObservation {
-                    stream_key: self.stream_key.clone(),
-                    rendition: self.name.clone(),
-                    ended: false,
-                    last_new_segment_unix_ms: last_new_unix,
-                    detected_unix_ms: now,
-                    ended_unix_ms: None,
-                    stalled_ms: (now - last_new_unix) as f64,
-                    target_duration_secs: target,
-                    last_seq: highest,
-                }));
+                self.sink
+                    .deliver(PullEvent::Stall(StallObservation {
+                        stream_key: self.stream_key.clone(),
+                        rendition: self.name.clone(),
+                        ended: false,
+                        last_new_segment_unix_ms: last_new_unix,
+                        detected_unix_ms: now,
+                        ended_unix_ms: None,
+                        stalled_ms: (now - last_new_unix) as f64,
+                        target_duration_secs: target,
+                        last_seq: highest,
+                    }))
+                    .await;
             }
             let interval = match target_secs {
-                Some(t) => Duration::from_secs_f64((t * self.options.poll_factor).max(0.05)),
+                Some(t) => Duration::try_from_secs_f64((t * self.options.poll_factor).max(0.05))
+                    .unwrap_or(self.options.max_target_duration)
+                    .min(self.options.max_target_duration),
                 None => self.options.retry_interval,
             };
-            let next = poll_started + interval;
+            let next = poll_started.checked_add(interval).unwrap_or(deadline);
             if next >= deadline {
                 break;
             }
@@ -569,18 +691,48 @@ impl RenditionFollower {
         }
         if let Some(s) = stall {
             let now = now_unix_ms();
-            self.sink.event(PullEvent::Stall(StallObservation {
-                stream_key: self.stream_key.clone(),
-                rendition: self.name.clone(),
-                ended: true,
-                last_new_segment_unix_ms: s.last_new_unix_ms,
-                detected_unix_ms: s.detected_unix_ms,
-                ended_unix_ms: Some(now),
-                stalled_ms: (now - s.last_new_unix_ms) as f64,
-                target_duration_secs: target_secs.unwrap_or(0.0),
-                last_seq: highest,
-            }));
+            self.sink
+                .deliver(PullEvent::Stall(StallObservation {
+                    stream_key: self.stream_key.clone(),
+                    rendition: self.name.clone(),
+                    ended: true,
+                    last_new_segment_unix_ms: s.last_new_unix_ms,
+                    detected_unix_ms: s.detected_unix_ms,
+                    ended_unix_ms: Some(now),
+                    stalled_ms: (now - s.last_new_unix_ms) as f64,
+                    target_duration_secs: target_secs.unwrap_or(0.0),
+                    last_seq: highest,
+                }))
+                .await;
         }
+    }
+
+    /// Refuses a media playlist whose numbers the puller cannot work with: a target duration
+    /// beyond `max_target_duration` (polling and stalls are timed from it) or sequence numbers
+    /// past `u64::MAX`.
+    fn refuse_absurd(&self, media: &MediaPlaylist) -> Result<(), PullError> {
+        let limit_secs = self.options.max_target_duration.as_secs();
+        if media.target_duration > limit_secs {
+            return Err(PullError::TargetDurationTooLong {
+                url: self.url.to_string(),
+                secs: media.target_duration,
+                limit_secs,
+            });
+        }
+        let segments = media.segments.len();
+        if segments > 0
+            && media
+                .media_sequence
+                .checked_add(segments as u64 - 1)
+                .is_none()
+        {
+            return Err(PullError::SequenceOverflow {
+                url: self.url.to_string(),
+                first: media.media_sequence,
+                segments,
+            });
+        }
+        Ok(())
     }
 
     async fn poll(
@@ -590,9 +742,12 @@ impl RenditionFollower {
         let fetched = fetch(
             &self.client,
             &self.url,
-            self.options.request_timeout,
-            deadline,
-            true,
+            Limits {
+                timeout: self.options.request_timeout,
+                deadline,
+                keep: true,
+                max_bytes: self.options.max_playlist_bytes,
+            },
             &self.stop,
         )
         .await?;
@@ -645,9 +800,12 @@ impl RenditionFollower {
         let fetched = fetch(
             &self.client,
             &url,
-            self.options.request_timeout,
-            deadline,
-            self.options.keep_bytes,
+            Limits {
+                timeout: self.options.request_timeout,
+                deadline,
+                keep: self.options.keep_bytes,
+                max_bytes: self.options.max_segment_bytes,
+            },
             &self.stop,
         )
         .await;
@@ -673,19 +831,29 @@ struct Fetched {
     body: Result<Bytes, PullError>,
 }
 
-/// GETs `url` with a timeout that never runs past `deadline` nor a stop. Non-2xx statuses
-/// are errors.
+/// What one GET may take.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// The request's own timeout (headers and body).
+    timeout: Duration,
+    /// The run's deadline, which the request never runs past.
+    deadline: Instant,
+    /// Keep the body (else only count it).
+    keep: bool,
+    /// Bytes read at most: the body is streamed and cut there (a failure).
+    max_bytes: u64,
+}
+
+/// GETs `url` within `limits`, never past a stop. Non-2xx statuses are errors.
 async fn fetch(
     client: &reqwest::Client,
     url: &Url,
-    timeout: Duration,
-    deadline: Instant,
-    keep: bool,
+    limits: Limits,
     stop: &PullStop,
 ) -> Result<Fetched, PullError> {
     let mut stop = stop.clone();
     tokio::select! {
-        fetched = fetch_inner(client, url, timeout, deadline, keep) => fetched,
+        fetched = fetch_inner(client, url, limits) => fetched,
         _ = stop.wait() => Err(PullError::Deadline { url: url.to_string() }),
     }
 }
@@ -693,11 +861,15 @@ async fn fetch(
 async fn fetch_inner(
     client: &reqwest::Client,
     url: &Url,
-    timeout: Duration,
-    deadline: Instant,
-    keep: bool,
+    limits: Limits,
 ) -> Result<Fetched, PullError> {
-    let own_limit = Instant::now() + timeout;
+    let Limits {
+        timeout,
+        deadline,
+        keep,
+        max_bytes,
+    } = limits;
+    let own_limit = after(timeout);
     let until = deadline.min(own_limit);
     // Cut by the run's end rather than by the server's slowness: not the target's fault.
     let timeout_err = || {
@@ -731,10 +903,24 @@ async fn fetch_inner(
             status,
         });
     }
+    let too_large = || PullError::TooLarge {
+        url: url.to_string(),
+        limit: max_bytes,
+    };
     let mut response = response;
     let mut size = 0u64;
+    let announced = response.content_length().unwrap_or(0);
+    if announced > max_bytes {
+        // Refused on the announcement alone: nothing is read.
+        return Ok(Fetched {
+            status,
+            content_type,
+            size,
+            body: Err(too_large()),
+        });
+    }
     let mut kept = if keep {
-        Vec::with_capacity(response.content_length().unwrap_or(0).min(64 << 20) as usize)
+        Vec::with_capacity(announced as usize)
     } else {
         Vec::new()
     };
@@ -748,6 +934,12 @@ async fn fetch_inner(
                 });
             }
             Ok(Ok(Some(chunk))) => {
+                let room = max_bytes - size;
+                if chunk.len() as u64 > room {
+                    // Stop at the cap: keep nothing of a body that broke it.
+                    size = max_bytes;
+                    break Err(too_large());
+                }
                 size += chunk.len() as u64;
                 if keep {
                     kept.extend_from_slice(&chunk);
@@ -853,9 +1045,16 @@ pub fn rendition_name(url: &Url) -> String {
     }
 }
 
+/// `now + d`, or a moment decades away when that is past what an `Instant` can hold.
+fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
+}
+
 /// Sleeps `pause` unless the deadline or a stop comes first; false when either did.
 async fn sleep_or_deadline(pause: Duration, deadline: Instant, stop: &PullStop) -> bool {
-    let wake = Instant::now() + pause;
+    let wake = after(pause);
     let mut stop = stop.clone();
     tokio::select! {
         _ = tokio::time::sleep_until(wake.min(deadline)) => wake < deadline,
@@ -918,29 +1117,38 @@ impl CountingSink {
     }
 }
 
+impl CountingSink {
+    fn count(&self, event: &PullEvent) {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            PullEvent::Renditions(_) => {}
+            PullEvent::Playlist(p) => {
+                c.playlist_polls += 1;
+                c.playlist_failures += p.outcome.is_err() as u64;
+            }
+            PullEvent::Segment(s) => {
+                c.bytes += s.size;
+                if s.body.is_ok() {
+                    c.segments_ok += 1;
+                } else {
+                    c.segments_failed += 1;
+                }
+            }
+            PullEvent::Missed { .. } => c.segments_missed += 1,
+            PullEvent::Stall(s) => c.stalls += (!s.ended) as u64,
+        }
+    }
+}
+
 impl PullSink for CountingSink {
     fn event(&self, event: PullEvent) {
-        {
-            let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-            match &event {
-                PullEvent::Renditions(_) => {}
-                PullEvent::Playlist(p) => {
-                    c.playlist_polls += 1;
-                    c.playlist_failures += p.outcome.is_err() as u64;
-                }
-                PullEvent::Segment(s) => {
-                    c.bytes += s.size;
-                    if s.body.is_ok() {
-                        c.segments_ok += 1;
-                    } else {
-                        c.segments_failed += 1;
-                    }
-                }
-                PullEvent::Missed { .. } => c.segments_missed += 1,
-                PullEvent::Stall(s) => c.stalls += (!s.ended) as u64,
-            }
-        }
+        self.count(&event);
         self.inner.event(event);
+    }
+
+    fn deliver(&self, event: PullEvent) -> Delivery<'_> {
+        self.count(&event);
+        self.inner.deliver(event)
     }
 }
 

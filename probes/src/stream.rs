@@ -2,7 +2,8 @@
 //! check every segment and time it, and report everything through a [`ProbeObserver`].
 //!
 //! Design: the publisher and the puller run concurrently on the caller's runtime; the puller's
-//! events go through an unbounded channel to one consumer per stream, which decodes segments
+//! events go through a bounded channel ([`EVENT_QUEUE`] events, so at most that many segment
+//! bodies wait; a full channel holds the puller back) to one consumer per stream, which decodes segments
 //! on the blocking pool one at a time, in download order, so the stateful checks (continuity,
 //! drift) see them in order and decoding never stalls polling. Pulling goes on for a drain
 //! period after publishing ends so the last segments are fetched; if publishing fails, pulling
@@ -19,11 +20,16 @@ use tokio::time::Instant;
 use crate::checks::{CheckOptions, SegmentChecker};
 use crate::completeness::RenditionLedger;
 use crate::decode::decode_segment;
-use crate::hls::{HlsOptions, HlsPuller, PullError, PullEvent, PullSink, pull_stop};
+use crate::hls::{Delivery, HlsOptions, HlsPuller, PullError, PullEvent, PullSink, pull_stop};
 use crate::observe::{ProbeObserver, PublishObservation};
 use crate::publisher::{PublishOptions, PublishSummary, RtmpPublisher, RtmpTarget, RtmpUrlError};
 use crate::quality::{QualitySample, QualitySampler, Submission};
 use crate::replay::ReplaySource;
+
+/// Events (segment bodies among them) waiting for a stream's consumer at most: with the
+/// puller's own limits this bounds a stream's memory to about
+/// `(EVENT_QUEUE + max_renditions + 1) × max_segment_bytes` whatever the target sends.
+pub const EVENT_QUEUE: usize = 8;
 
 /// What one stream probe does.
 #[derive(Debug, Clone)]
@@ -156,7 +162,7 @@ impl StreamProbe {
             Some(log.clone()),
             checks,
         ));
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let sink: Arc<dyn PullSink> = Arc::new(ChannelSink(tx));
         let consumer = tokio::spawn(consume(
             rx,
@@ -168,10 +174,30 @@ impl StreamProbe {
             self.config.drain,
         ));
 
-        let deadline = Instant::now()
-            + self.config.publish.setup_timeout
-            + self.config.publish.duration
-            + self.config.drain;
+        let deadline = self
+            .config
+            .publish
+            .setup_timeout
+            .checked_add(self.config.publish.duration)
+            .and_then(|d| d.checked_add(self.config.drain))
+            .and_then(|d| Instant::now().checked_add(d))
+            .ok_or_else(|| {
+                format!(
+                    "setup timeout {:?} + duration {:?} + drain {:?} is past what a clock can hold",
+                    self.config.publish.setup_timeout,
+                    self.config.publish.duration,
+                    self.config.drain
+                )
+            });
+        let deadline = match deadline {
+            Ok(deadline) => deadline,
+            Err(error) => {
+                drop(sink);
+                let mut report = consumer.await.unwrap_or_default();
+                report.publish_error = Some(error);
+                return report;
+            }
+        };
         let (stop_handle, stop) = pull_stop();
         let drain = self.config.drain;
         let publish = async {
@@ -194,17 +220,30 @@ impl StreamProbe {
     }
 }
 
-struct ChannelSink(mpsc::UnboundedSender<PullEvent>);
+/// The puller's side of the bounded channel to the consumer.
+struct ChannelSink(mpsc::Sender<PullEvent>);
 
 impl PullSink for ChannelSink {
+    /// Synchronous callers cannot wait: they queue the event without bound on a task of its
+    /// own. The puller never comes here; it delivers through [`PullSink::deliver`].
     fn event(&self, event: PullEvent) {
+        let tx = self.0.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(event).await;
+        });
+    }
+
+    /// Waits for room in the channel: the consumer sets the pace of the puller.
+    fn deliver(&self, event: PullEvent) -> Delivery<'_> {
         // The consumer outlives the puller; a send error means the probe is being torn down.
-        let _ = self.0.send(event);
+        Box::pin(async move {
+            let _ = self.0.send(event).await;
+        })
     }
 }
 
 async fn consume(
-    mut rx: mpsc::UnboundedReceiver<PullEvent>,
+    mut rx: mpsc::Receiver<PullEvent>,
     checker: Arc<SegmentChecker>,
     observer: Arc<dyn ProbeObserver>,
     decode: bool,
@@ -359,5 +398,30 @@ fn count_check(report: &mut StreamReport, passed: bool) {
         report.checks_passed += 1;
     } else {
         report.checks_failed += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hls::PullEvent;
+
+    #[tokio::test]
+    async fn a_consumer_that_is_behind_holds_the_puller_back() {
+        let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
+        let sink = ChannelSink(tx);
+        let event = || PullEvent::Renditions(Vec::new());
+        for _ in 0..EVENT_QUEUE {
+            sink.deliver(event()).await;
+        }
+        let mut blocked = sink.deliver(event());
+        assert!(
+            futures_util::poll!(&mut blocked).is_pending(),
+            "a full queue must make the puller wait"
+        );
+        rx.recv().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), blocked)
+            .await
+            .expect("room made by the consumer lets the puller go on");
     }
 }
