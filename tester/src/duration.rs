@@ -1,9 +1,16 @@
 //! Human durations as scenarios write them: `"30s"`, `"2m"`, `"1h30m"`, `"250ms"`, `"1.5s"`.
 //!
 //! A bare number is refused on purpose: `duration = 30` could mean seconds or minutes, and a
-//! scenario that silently runs 60 times longer than intended is worse than an error.
+//! scenario that silently runs 60 times longer than intended is worse than an error. So is a
+//! duration beyond [`MAX_DURATION`]: runs add durations to clock readings, and a value like
+//! `"2600000000000000h"` would overflow them mid-run instead of failing validation.
 
 use std::time::Duration;
+
+/// The longest duration a scenario or a command line may give: 30 days, longer than any soak,
+/// and far below what the clock arithmetic of a run (sums of a few durations added to `Instant`)
+/// can hold.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Parses a duration made of one or more `<number><unit>` parts, units `h`, `m`, `s`, `ms`, `us`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -50,7 +57,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total += value * seconds_per_unit;
         rest = after;
     }
-    Duration::try_from_secs_f64(total).map_err(|_| format!("`{text}` is out of range"))
+    let too_long = || {
+        format!(
+            "`{text}` is longer than the {} a duration may be",
+            format_duration(MAX_DURATION)
+        )
+    };
+    let duration = Duration::try_from_secs_f64(total).map_err(|_| too_long())?;
+    if duration > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(duration)
 }
 
 /// Formats a duration the way scenarios write it (`1h30m`, `45s`, `250ms`).
@@ -102,6 +119,22 @@ mod tests {
         assert!(parse_duration("").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("1..2s").is_err());
+    }
+
+    #[test]
+    fn refuses_durations_past_the_cap() {
+        assert_eq!(parse_duration("720h"), Ok(MAX_DURATION));
+        for text in [
+            "720h1s",
+            "2600000000000000h",
+            "99999999999999999999999999999h",
+        ] {
+            let error = parse_duration(text).unwrap_err();
+            assert!(
+                error.contains("is longer than the 720h a duration may be"),
+                "{text}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -246,6 +246,50 @@ duration = "4s"
 }
 
 #[test]
+fn a_duration_past_what_a_clock_can_add_is_a_scenario_error_naming_file_line_and_key() {
+    // Each of these passed validation and then panicked on clock arithmetic once running.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_scenario(
+        dir.path(),
+        "forever.toml",
+        r#"[target]
+kind = "embedded"
+offline = true
+
+[ladder]
+profiles = ["P144p30fps16x9"]
+
+[workloads.one]
+executor = "constant-streams"
+streams = 1
+duration = "2600000000000000h"
+start_after = "99999999999999999999h"
+"#,
+    );
+    let file = path.display().to_string();
+    let expected = [
+        format!(
+            "{file}:11:12: `workloads.one.duration`: `2600000000000000h` is longer than the 720h a duration may be"
+        ),
+        format!(
+            "{file}:12:15: `workloads.one.start_after`: `99999999999999999999h` is longer than the 720h a duration may be"
+        ),
+    ];
+    let run_dir = dir.path().join("run");
+    for args in [
+        vec!["validate"],
+        vec!["run", "--out", run_dir.to_str().unwrap()],
+    ] {
+        let output = lpt().args(&args).arg(&path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(104), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_contains_all(&stderr, &expected);
+    }
+    assert!(!run_dir.join("summary.json").exists(), "nothing ran");
+}
+
+#[test]
 fn a_missing_scenario_file_is_a_configuration_error() {
     lpt()
         .args(["validate", "/nonexistent/scenario.toml"])
