@@ -197,10 +197,13 @@ async fn check_and_read(
 ) -> Result<(CheckedSegment, Bytes, alloy::primitives::B256), Response> {
     let limits = &node.config.limits;
     let deadline = Duration::from_millis(limits.upload_timeout_ms);
-    let checked = match node.check_headers(
-        header_str(headers, SEGMENT_HEADER),
-        header_str(headers, PAYMENT_HEADER),
-    ) {
+    let checked = match node
+        .check_headers(
+            header_str(headers, SEGMENT_HEADER),
+            header_str(headers, PAYMENT_HEADER),
+        )
+        .await
+    {
         Ok(checked) => checked,
         Err(r) => {
             discard_body(body, limits.max_segment_bytes, deadline).await;
@@ -214,11 +217,8 @@ async fn check_and_read(
     } else {
         read_hashed_body(body, limits.max_segment_bytes, deadline).await
     };
-    let (data, hash) = read.inspect_err(|_| {
-        // A failed upload gives back the capacity slot its session took, if that was all it did.
-        node.metrics.fail(FailureReason::BadBody);
-        node.release_unused_session(&checked.2);
-    })?;
+    // A failed upload drops `checked`, whose claim gives back the slot if that was all it did.
+    let (data, hash) = read.inspect_err(|_| node.metrics.fail(FailureReason::BadBody))?;
     Ok((checked, data, hash))
 }
 
@@ -321,16 +321,20 @@ async fn segment(State(node): State<Arc<Node>>, request: Request) -> Response {
 }
 
 async fn payment(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
-    match node.check_headers(
-        header_str(&headers, SEGMENT_HEADER),
-        header_str(&headers, PAYMENT_HEADER),
-    ) {
-        Ok((_, sender, session, _)) => {
-            let reply = PaymentResult {
-                info: Some(node.info(sender, &session)),
-            };
-            (StatusCode::OK, reply.encode_to_vec()).into_response()
-        }
+    match node
+        .check_headers(
+            header_str(&headers, SEGMENT_HEADER),
+            header_str(&headers, PAYMENT_HEADER),
+        )
+        .await
+    {
+        Ok(checked) => match node.info(checked.sender, &checked.session).await {
+            Ok(info) => {
+                let reply = PaymentResult { info: Some(info) };
+                (StatusCode::OK, reply.encode_to_vec()).into_response()
+            }
+            Err(err) => text(StatusCode::BAD_REQUEST, err.to_string()),
+        },
         Err(r) => refusal(r),
     }
 }

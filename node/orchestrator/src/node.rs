@@ -25,7 +25,7 @@ use crate::auth::AuthTokens;
 use crate::config::{OrchestratorConfig, TranscodeMode};
 use crate::faults::{self, FaultConfig, Faults};
 use crate::metrics::{FailureReason, Metrics};
-use crate::payments::Payments;
+use crate::payments::{PaymentRejected, Payments};
 use crate::profiles;
 use crate::remote::{RemoteError, RemotePool};
 use crate::store::ObjectStore;
@@ -52,8 +52,20 @@ impl Refusal {
     }
 }
 
-/// What [`Node::check_headers`] returns: the decoded segment, its sender, session and ladder.
-pub type CheckedSegment = (SegData, Address, String, Vec<Profile>);
+/// What [`Node::check_headers`] returns: the decoded segment, its sender, session and ladder,
+/// and the request's hold on its session slot (given back when this is dropped unused).
+#[derive(Debug)]
+pub struct CheckedSegment {
+    /// The decoded `Livepeer-Segment`.
+    pub seg: SegData,
+    /// The payment's sender (zero off-chain).
+    pub sender: Address,
+    /// The auth token's session id.
+    pub session: String,
+    /// The requested ladder.
+    pub profiles: Vec<Profile>,
+    claim: SessionClaim,
+}
 
 /// A segment that passed every check and is ready to transcode.
 #[derive(Debug)]
@@ -64,16 +76,76 @@ pub struct AcceptedSegment {
     profiles: Vec<Profile>,
     body: Bytes,
     faults: FaultConfig,
+    claim: SessionClaim,
 }
 
 /// One open session's claim on the node's capacity.
 #[derive(Debug, Clone, Copy)]
 struct SessionSlot {
+    /// Tells this slot from a later one of the same session id (after a close), so a request
+    /// of the old one cannot release the new one.
+    generation: u64,
     /// Last request or finished segment.
     seen: Instant,
-    /// Segments transcoded in it; a session that never completed one can be given back when
-    /// the upload that opened it fails.
+    /// Segments transcoded in it; a session that never completed one is given back when its
+    /// last request ends.
     transcoded: u64,
+    /// Requests of this session past the checks and not yet ended (reading, queued or
+    /// transcoding).
+    in_flight: usize,
+}
+
+type SessionTable = Arc<Mutex<HashMap<String, SessionSlot>>>;
+
+/// A request's hold on its session's capacity slot, taken only once every check (credentials,
+/// payment, balance) has passed and held until the request ends, however it ends: answered,
+/// refused, failed, or dropped by hyper because the client went away. When the last hold of a
+/// session that never completed a segment goes, the slot (and the session's transcoding thread,
+/// if one was started) is given back: otherwise requests that are refused, trickled or abandoned
+/// in fresh sessions would hold every slot until the idle reaper runs. Balances are kept:
+/// tickets a session paid with stay credited.
+#[derive(Debug)]
+struct SessionClaim {
+    sessions: SessionTable,
+    local: Arc<LocalTranscoders>,
+    session: String,
+    generation: u64,
+}
+
+impl SessionClaim {
+    /// Records a completed segment: from now on the slot stays until the session is closed.
+    fn completed(&self) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = sessions.get_mut(&self.session)
+            && slot.generation == self.generation
+        {
+            slot.seen = Instant::now();
+            slot.transcoded += 1;
+        }
+    }
+}
+
+impl Drop for SessionClaim {
+    fn drop(&mut self) {
+        let released = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            match sessions.get_mut(&self.session) {
+                Some(slot) if slot.generation == self.generation => {
+                    slot.in_flight = slot.in_flight.saturating_sub(1);
+                    slot.seen = Instant::now();
+                    let unused = slot.in_flight == 0 && slot.transcoded == 0;
+                    if unused {
+                        sessions.remove(&self.session);
+                    }
+                    unused
+                }
+                _ => false,
+            }
+        };
+        if released {
+            self.local.close(&self.session);
+        }
+    }
 }
 
 /// The orchestrator.
@@ -89,8 +161,9 @@ pub struct Node {
     pub(crate) faults: Faults,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) store: ObjectStore,
-    sessions: Mutex<HashMap<String, SessionSlot>>,
-    local: LocalTranscoders,
+    sessions: SessionTable,
+    next_generation: AtomicU64,
+    local: Arc<LocalTranscoders>,
     pub(crate) remote: RemotePool,
     transcoded: AtomicU64,
     crash: watch::Sender<bool>,
@@ -141,11 +214,12 @@ impl Node {
                 config.limits.store_bytes,
                 Duration::from_secs(config.limits.store_secs),
             ),
-            sessions: Mutex::new(HashMap::new()),
-            local: LocalTranscoders::new(
+            sessions: Arc::new(Mutex::new(HashMap::new())),
+            next_generation: AtomicU64::new(1),
+            local: Arc::new(LocalTranscoders::new(
                 &config.transcode.x264_preset,
                 config.transcode.encoder_threads,
-            ),
+            )),
             remote: RemotePool::new(Duration::from_millis(config.limits.remote_task_timeout_ms)),
             transcoded: AtomicU64::new(0),
             crash,
@@ -171,12 +245,17 @@ impl Node {
             .map_err(|e| tonic::Status::internal(format!("cannot sign ping: {e}")))
     }
 
-    /// `OrchestratorInfo` for `sender`'s session `session_id`, with fresh ticket params.
-    pub fn info(&self, sender: Address, session_id: &str) -> OrchestratorInfo {
+    /// `OrchestratorInfo` for `sender`'s session `session_id`, with fresh ticket params; refused
+    /// when the sender's funds on chain cannot back a ticket.
+    pub async fn info(
+        &self,
+        sender: Address,
+        session_id: &str,
+    ) -> Result<OrchestratorInfo, PaymentRejected> {
         let priced = self.payments.priced();
-        OrchestratorInfo {
+        Ok(OrchestratorInfo {
             transcoder: self.service_uri.clone(),
-            ticket_params: self.payments.ticket_params(sender),
+            ticket_params: self.payments.ticket_params(sender).await?,
             price_info: priced.then(|| self.payments.price().to_message()),
             address: self.address().map(|a| a.to_vec()).unwrap_or_default(),
             capabilities: Some(net::Capabilities {
@@ -186,11 +265,11 @@ impl Node {
             }),
             auth_token: Some(self.auth.issue(session_id)),
             ..Default::default()
-        }
+        })
     }
 
     /// Handles `GetOrchestrator`: checks B's signature and capabilities, opens a session id.
-    pub fn discover(
+    pub async fn discover(
         &self,
         req: &net::OrchestratorRequest,
     ) -> Result<OrchestratorInfo, tonic::Status> {
@@ -208,7 +287,10 @@ impl Node {
         {
             return Err(tonic::Status::invalid_argument("incompatible capabilities"));
         }
-        Ok(self.info(sender, &AuthTokens::new_session_id()))
+        // A plain error, as go-livepeer's (gRPC code Unknown): "insufficient sender reserve".
+        self.info(sender, &AuthTokens::new_session_id())
+            .await
+            .map_err(|e| tonic::Status::unknown(e.to_string()))
     }
 
     /// Handles `EndTranscodingSession`.
@@ -247,7 +329,7 @@ impl Node {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .filter(|(_, slot)| slot.seen.elapsed() > idle)
+            .filter(|(_, slot)| slot.in_flight == 0 && slot.seen.elapsed() > idle)
             .map(|(s, _)| s.clone())
             .collect();
         for session in stale {
@@ -263,7 +345,7 @@ impl Node {
 
     /// Every check before the body is read: headers, credentials, payment, balance. Returns the
     /// decoded segment, its sender and session.
-    pub fn check_headers(
+    pub async fn check_headers(
         &self,
         segment_header: Option<&str>,
         payment_header: Option<&str>,
@@ -352,16 +434,21 @@ impl Node {
                 ))
             })?
             .to_string();
+        // Refused early when full, as go-livepeer does, so a capped node does no payment work;
+        // the slot itself is taken only after payment and balance pass.
         self.check_capacity(&session)?;
         if self.payments.priced() {
             if payment.ticket_params.is_some() {
-                self.payments.process(&payment, &session).map_err(|e| {
-                    self.refuse(Refusal::new(
-                        StatusCode::BAD_REQUEST,
-                        F::PaymentRejected,
-                        e.to_string(),
-                    ))
-                })?;
+                self.payments
+                    .process(&payment, &session)
+                    .await
+                    .map_err(|e| {
+                        self.refuse(Refusal::new(
+                            StatusCode::BAD_REQUEST,
+                            F::PaymentRejected,
+                            e.to_string(),
+                        ))
+                    })?;
             }
             if !self.payments.sufficient_balance(sender, &session) {
                 return Err(self.refuse(Refusal::new(
@@ -371,9 +458,25 @@ impl Node {
                 )));
             }
         }
-        Ok((seg, sender, session, profiles))
+        let claim = self.claim_slot(&session)?;
+        Ok(CheckedSegment {
+            seg,
+            sender,
+            session,
+            profiles,
+            claim,
+        })
     }
 
+    fn capped(&self) -> Refusal {
+        self.refuse(Refusal::new(
+            StatusCode::FORBIDDEN,
+            FailureReason::Capped,
+            "OrchestratorCapped",
+        ))
+    }
+
+    /// Whether `session` could get a slot now; takes nothing.
     fn check_capacity(&self, session: &str) -> Result<(), Refusal> {
         if self.config.transcode.mode == TranscodeMode::Remote && !self.remote.has_capacity() {
             return Err(self.refuse(Refusal::new(
@@ -382,49 +485,55 @@ impl Node {
                 "OrchestratorBusy",
             )));
         }
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if !sessions.contains_key(session) && sessions.len() >= self.config.limits.max_sessions {
             drop(sessions);
-            return Err(self.refuse(Refusal::new(
-                StatusCode::FORBIDDEN,
-                FailureReason::Capped,
-                "OrchestratorCapped",
-            )));
+            return Err(self.capped());
         }
-        sessions
-            .entry(session.to_string())
-            .and_modify(|slot| slot.seen = Instant::now())
-            .or_insert(SessionSlot {
-                seen: Instant::now(),
-                transcoded: 0,
-            });
         Ok(())
     }
 
-    /// Gives back the capacity slot of `session` when its upload failed (timed out, too large,
-    /// wrong hash) and it has no transcoded segment yet: otherwise a client that trickles one
-    /// upload per fresh session would hold every slot until the idle reaper runs. Its balance is
-    /// kept: tickets it paid with stay credited.
-    pub fn release_unused_session(&self, session: &str) {
+    /// Takes (or joins) `session`'s slot for one request; the claim gives it back when dropped.
+    fn claim_slot(&self, session: &str) -> Result<SessionClaim, Refusal> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if sessions
-            .get(session)
-            .is_some_and(|slot| slot.transcoded == 0)
-        {
-            sessions.remove(session);
+        if !sessions.contains_key(session) && sessions.len() >= self.config.limits.max_sessions {
+            drop(sessions);
+            return Err(self.capped());
         }
+        let slot = sessions
+            .entry(session.to_string())
+            .or_insert_with(|| SessionSlot {
+                generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
+                seen: Instant::now(),
+                transcoded: 0,
+                in_flight: 0,
+            });
+        slot.seen = Instant::now();
+        slot.in_flight += 1;
+        Ok(SessionClaim {
+            sessions: self.sessions.clone(),
+            local: self.local.clone(),
+            session: session.to_string(),
+            generation: slot.generation,
+        })
     }
 
     /// Checks the body against `SegData.hash`; `body_hash` is keccak256(body), computed while the
     /// body was read.
     pub fn accept_body(
         &self,
-        (seg, sender, session, profiles): CheckedSegment,
+        checked: CheckedSegment,
         body: Bytes,
         body_hash: B256,
     ) -> Result<AcceptedSegment, Refusal> {
+        let CheckedSegment {
+            seg,
+            sender,
+            session,
+            profiles,
+            claim,
+        } = checked;
         if body_hash.as_slice() != seg.hash.as_slice() {
-            self.release_unused_session(&session);
             return Err(self.refuse(Refusal::new(
                 StatusCode::FORBIDDEN,
                 FailureReason::HashMismatch,
@@ -438,6 +547,7 @@ impl Node {
             profiles,
             body,
             faults: self.faults.snapshot(),
+            claim,
         })
     }
 
@@ -460,6 +570,7 @@ impl Node {
             profiles,
             body,
             faults,
+            claim,
         } = accepted;
         let seq = seg.seq;
         // `accept_body` proved keccak256(body) == seg.hash, so renditions that are the source
@@ -481,7 +592,13 @@ impl Node {
         if faults.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(faults.delay_ms)).await;
         }
-        let info = Some(self.info(sender, &session));
+        let info = match self.info(sender, &session).await {
+            Ok(info) => Some(info),
+            Err(err) => {
+                tracing::warn!(%err, "replying without fresh ticket params");
+                None
+            }
+        };
         let done = match outcome {
             Ok(done) => done,
             Err(error) => {
@@ -496,15 +613,7 @@ impl Node {
         };
         let message = result_message_off_runtime(&done.renditions, source).await;
         let result = self.finish(&session, sender, seq, done, &faults, message);
-        if let Some(slot) = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&session)
-        {
-            slot.seen = Instant::now();
-            slot.transcoded += 1;
-        }
+        claim.completed();
         TranscodeResult {
             seq,
             result: Some(result),
@@ -521,12 +630,17 @@ impl Node {
         let task = self.remote.next_task_id();
         let name = RemotePool::source_name();
         self.store.put(name.clone(), body);
+        // Removed however this ends, including when the request is dropped mid-transcode.
+        let source = StoredSource {
+            store: &self.store,
+            name: &name,
+        };
         let mut seg = seg.clone();
         seg.full_profiles3 = profiles.iter().map(profiles::to_wire).collect();
         let url = format!("{}/{name}", self.service_uri);
         let orch_id = self.address().map(|a| a.to_string()).unwrap_or_default();
         let outcome = self.remote.run(task, url, seg, orch_id).await;
-        self.store.remove(&name);
+        drop(source);
         outcome.map_err(|e| match e {
             RemoteError::Busy => "OrchestratorBusy".to_string(),
             RemoteError::Failed(reason) => reason,
@@ -578,6 +692,18 @@ impl Node {
             segments,
             sig: signature,
         })
+    }
+}
+
+/// A remote task's source in the store, removed on drop.
+struct StoredSource<'a> {
+    store: &'a ObjectStore,
+    name: &'a str,
+}
+
+impl Drop for StoredSource<'_> {
+    fn drop(&mut self) {
+        self.store.remove(self.name);
     }
 }
 
@@ -735,6 +861,14 @@ mod tests {
         )
     }
 
+    /// Runs a node future to completion: without a chain, the checks never wait on anything.
+    fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
     fn b64(bytes: &[u8]) -> String {
         base64::engine::general_purpose::STANDARD.encode(bytes)
     }
@@ -757,7 +891,7 @@ mod tests {
         #[test]
         fn arbitrary_header_text_is_a_4xx(seg in ".{0,200}", pay in proptest::option::of(".{0,200}")) {
             for priced in [false, true] {
-                assert_client_error(node(priced).check_headers(Some(&seg), pay.as_deref()));
+                assert_client_error(block_on(node(priced).check_headers(Some(&seg), pay.as_deref())));
             }
         }
 
@@ -767,20 +901,20 @@ mod tests {
             pay in proptest::collection::vec(any::<u8>(), 0..300),
         ) {
             for priced in [false, true] {
-                assert_client_error(node(priced).check_headers(Some(&b64(&seg)), Some(&b64(&pay))));
+                assert_client_error(block_on(node(priced).check_headers(Some(&b64(&seg)), Some(&b64(&pay)))));
             }
         }
 
         #[test]
         fn mutated_valid_segments_are_a_4xx(flip in any::<prop::sample::Index>(), byte in any::<u8>()) {
             let n = node(false);
-            let info = n.info(Address::ZERO, "s");
+            let info = block_on(n.info(Address::ZERO, "s")).unwrap();
             let ladder = reference_transcoder::ladder::parse_ladder("P144p30fps16x9").unwrap();
             let seg = crate::client::segment_data(&NodeKey::OffChain, &info, b"m", 1, b"body", 1000, &ladder).unwrap();
             let mut bytes = prost::Message::encode_to_vec(&seg);
             let i = flip.index(bytes.len());
             bytes[i] = byte;
-            assert_client_error(n.check_headers(Some(&b64(&bytes)), None));
+            assert_client_error(block_on(n.check_headers(Some(&b64(&bytes)), None)));
         }
     }
 
@@ -861,18 +995,44 @@ mod tests {
     }
 
     #[test]
+    fn a_request_refused_for_balance_takes_no_session_slot() {
+        let n = node(true);
+        let broadcaster = alloy::signers::local::PrivateKeySigner::random();
+        let key = NodeKey::Account(broadcaster.clone());
+        let ladder = reference_transcoder::ladder::parse_ladder("P144p30fps16x9").unwrap();
+        for session in ["a", "b", "c"] {
+            let info = block_on(n.info(broadcaster.address(), session)).unwrap();
+            let seg =
+                crate::client::segment_data(&key, &info, b"m", 1, b"body", 1000, &ladder).unwrap();
+            let payment = net::Payment {
+                sender: broadcaster.address().to_vec(),
+                ..net::Payment::default()
+            };
+            let refusal = block_on(n.check_headers(
+                Some(&headers::encode_segment(&seg)),
+                Some(&headers::encode_payment(&payment)),
+            ))
+            .unwrap_err();
+            assert_eq!(refusal.label, FailureReason::InsufficientBalance);
+            assert_eq!(n.session_count(), 0, "{session}");
+        }
+    }
+
+    #[test]
     fn a_valid_offchain_segment_passes_the_header_checks() {
         let n = node(false);
-        let info = n.info(Address::ZERO, "session-1");
+        let info = block_on(n.info(Address::ZERO, "session-1")).unwrap();
         let ladder = reference_transcoder::ladder::parse_ladder("P144p30fps16x9").unwrap();
         let seg =
             crate::client::segment_data(&NodeKey::OffChain, &info, b"m", 1, b"body", 1000, &ladder)
                 .unwrap();
-        let (_, _, session, profiles) = n
-            .check_headers(Some(&headers::encode_segment(&seg)), None)
-            .unwrap();
-        assert_eq!(session, "session-1");
-        assert_eq!(profiles, ladder);
+        let checked =
+            block_on(n.check_headers(Some(&headers::encode_segment(&seg)), None)).unwrap();
+        assert_eq!(checked.session, "session-1");
+        assert_eq!(checked.profiles, ladder);
         assert_eq!(n.session_count(), 1);
+        // The request ends without a transcoded segment: the slot is given back.
+        drop(checked);
+        assert_eq!(n.session_count(), 0);
     }
 }

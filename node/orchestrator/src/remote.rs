@@ -111,6 +111,34 @@ pub struct TranscoderStatus {
     pub failed: u64,
 }
 
+/// One task handed to a transcoder: on drop (the task ended, or its segment's request went
+/// away) the task entry is removed and the transcoder's load given back.
+struct Dispatched<'a> {
+    pool: &'a RemotePool,
+    transcoder: u64,
+    task_id: i64,
+    succeeded: bool,
+}
+
+impl Drop for Dispatched<'_> {
+    fn drop(&mut self) {
+        self.pool.lock_tasks().remove(&self.task_id);
+        if let Some(t) = self
+            .pool
+            .lock_transcoders()
+            .iter_mut()
+            .find(|t| t.id == self.transcoder)
+        {
+            t.load = t.load.saturating_sub(1);
+            if self.succeeded {
+                t.completed += 1;
+            } else {
+                t.failed += 1;
+            }
+        }
+    }
+}
+
 /// Attached remote transcoders and their tasks.
 #[derive(Debug)]
 pub struct RemotePool {
@@ -258,6 +286,15 @@ impl RemotePool {
             chosen.last_assigned = self.tick.fetch_add(1, Ordering::Relaxed) + 1;
             (chosen.id, chosen.notify.clone())
         };
+        // From here the transcoder's load and the task entry belong to this guard, so they are
+        // given back even when this future is dropped halfway (hyper drops a segment's response
+        // body, and this future with it, when the broadcaster disconnects mid-transcode).
+        let mut dispatched = Dispatched {
+            pool: self,
+            transcoder,
+            task_id,
+            succeeded: false,
+        };
         self.lock_tasks().insert(
             task_id,
             Task {
@@ -274,7 +311,6 @@ impl RemotePool {
             ..Default::default()
         };
         let outcome = if notify.send(Ok(message)).await.is_err() {
-            self.lock_tasks().remove(&task_id);
             Err(RemoteError::Failed(format!(
                 "remote transcoder {transcoder} disconnected"
             )))
@@ -289,27 +325,13 @@ impl RemotePool {
                 }
                 Ok(Ok(Err(reason))) => Err(RemoteError::Failed(reason)),
                 Ok(Err(_)) => Err(RemoteError::Failed("task dropped".into())),
-                Err(_) => {
-                    self.lock_tasks().remove(&task_id);
-                    Err(RemoteError::Failed(format!(
-                        "remote transcoder {transcoder} timed out after {:?}",
-                        self.timeout
-                    )))
-                }
+                Err(_) => Err(RemoteError::Failed(format!(
+                    "remote transcoder {transcoder} timed out after {:?}",
+                    self.timeout
+                ))),
             }
         };
-        if let Some(t) = self
-            .lock_transcoders()
-            .iter_mut()
-            .find(|t| t.id == transcoder)
-        {
-            t.load = t.load.saturating_sub(1);
-            if outcome.is_ok() {
-                t.completed += 1;
-            } else {
-                t.failed += 1;
-            }
-        }
+        dispatched.succeeded = outcome.is_ok();
         outcome
     }
 
