@@ -99,6 +99,12 @@ pub struct PaymentsConfig {
     /// Appends every received ticket, its recipientRand and verdict to this file (JSON lines,
     /// owner-only): an audit trail another implementation can re-check ([`crate::journal`]).
     pub ticket_journal: Option<std::path::PathBuf>,
+    /// Most tickets one payment may carry (default 600, the nonces one params set takes); a
+    /// larger payment is refused whole before any signature is checked.
+    pub max_tickets_per_payment: u32,
+    /// A sender's deposit and reserve read from the chain are used this long before they are
+    /// read again (default 5000; 0 reads them for every request).
+    pub sender_refresh_ms: u64,
 }
 
 impl Default for PaymentsConfig {
@@ -111,6 +117,8 @@ impl Default for PaymentsConfig {
             expiration_blocks: protocol::ticket::DEFAULT_EXPIRATION_WINDOW,
             redeem_attempts: 5,
             ticket_journal: None,
+            max_tickets_per_payment: protocol::ticket::DEFAULT_MAX_NONCES,
+            sender_refresh_ms: 5000,
         }
     }
 }

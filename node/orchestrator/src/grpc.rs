@@ -28,7 +28,7 @@ impl Orchestrator for OrchestratorService {
         &self,
         request: Request<OrchestratorRequest>,
     ) -> Result<Response<OrchestratorInfo>, Status> {
-        self.0.discover(request.get_ref()).map(Response::new)
+        self.0.discover(request.get_ref()).await.map(Response::new)
     }
 
     async fn end_transcoding_session(

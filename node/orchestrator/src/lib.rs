@@ -196,6 +196,7 @@ pub async fn start(config: OrchestratorConfig) -> anyhow::Result<RunningOrchestr
                 .map(|v| parse_wei("payments.face_value", v))
                 .transpose()?,
             expiration_window: config.payments.expiration_blocks,
+            max_tickets_per_payment: config.payments.max_tickets_per_payment,
             ..RecipientConfig::default()
         };
         let recipient = TicketRecipient::new(signer.address(), recipient_config);
@@ -206,7 +207,8 @@ pub async fn start(config: OrchestratorConfig) -> anyhow::Result<RunningOrchestr
             view,
             config.payments.redeem_attempts,
             metrics.clone(),
-        );
+        )
+        .with_sender_refresh(Duration::from_millis(config.payments.sender_refresh_ms));
         if let Some(path) = &config.payments.ticket_journal {
             let journal = journal::TicketJournal::open(path).with_context(|| {
                 format!("payments.ticket_journal: cannot open {}", path.display())

@@ -6,24 +6,42 @@
 //! them (signed, because a fee may overdraw the credit of the segment's own tickets), and a queue
 //! that redeems winners once their params expired and the sender's funds cover the face value,
 //! retrying failures and recording every outcome for `/status`.
+//!
+//! Hostile payers: a payment's ticket count is capped and its signatures recovered before the
+//! recipient's lock is taken ([`TicketVerifier`]), and a sender must have funds on chain, as
+//! go-livepeer's sender monitor requires. Each sender's deposit and reserve are read from the
+//! TicketBroker and cached per sender for at most the refresh interval (a bounded number of
+//! senders, least recently read dropped first); its max float is the reserve allocation for this
+//! recipient minus the face value of its winners not yet redeemed (kept whole while the deposit
+//! is at least three times that) ([`SenderFunds::max_float`]). Params quote a face value of at
+//! most the max float and are refused below the ticket EV, and a payment whose face value the
+//! max float does not cover is refused whole with go's error, "insufficient sender reserve".
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, I256, U256};
-use protocol::chain::{RoundsManagerClient, TicketBrokerClient};
+use protocol::chain::{RoundsManagerClient, SenderFunds, TicketBrokerClient};
 use protocol::net;
 use protocol::ticket::{
-    ChainView, PaymentError, PaymentReceipt, PricePerPixel, ReceivedPayment, TicketRecipient,
-    WinningTicket,
+    ChainView, IssueError, PaymentError, PaymentReceipt, PricePerPixel, TicketRecipient,
+    TicketVerifier, WinningTicket,
 };
 use serde::Serialize;
 
 use crate::faults::Faults;
 use crate::journal::TicketJournal;
 use crate::metrics::Metrics;
+
+/// Senders whose funds are cached at most; the least recently read is dropped first.
+const MAX_CACHED_SENDERS: usize = 10_000;
+/// Longest wait for a sender's funds from the chain before the request is refused.
+const SENDER_FUNDS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a sender's funds read from the chain are used unless set otherwise
+/// (`payments.sender_refresh_ms`).
+pub const DEFAULT_SENDER_REFRESH: Duration = Duration::from_secs(5);
 
 /// The chain connection of an on-chain node.
 #[derive(Debug, Clone)]
@@ -53,6 +71,18 @@ pub enum PaymentRejected {
     /// A priced node got no tickets at all.
     #[error("missing payment")]
     Missing,
+    /// The sender's max float does not cover a ticket's face value (go-livepeer's
+    /// `errInsufficientSenderReserve`, whose text this is).
+    #[error("insufficient sender reserve")]
+    InsufficientSenderReserve,
+    /// The sender's funds could not be read from the chain.
+    #[error("cannot read the funds of sender {sender}: {reason}")]
+    SenderFunds {
+        /// Sender.
+        sender: Address,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// One redemption outcome, as `/status` lists it.
@@ -78,6 +108,14 @@ pub struct RedemptionRecord {
     pub error: Option<String>,
 }
 
+/// A sender's funds as last read from the chain.
+#[derive(Debug, Clone, Copy)]
+struct CachedFunds {
+    funds: SenderFunds,
+    fetched: Instant,
+    read: Instant,
+}
+
 #[derive(Debug)]
 struct Pending {
     winner: WinningTicket,
@@ -90,7 +128,12 @@ struct Pending {
 pub struct Payments {
     price: PricePerPixel,
     recipient: Option<Mutex<TicketRecipient>>,
+    verifier: Option<TicketVerifier>,
     chain: Option<ChainLink>,
+    senders: Mutex<HashMap<Address, CachedFunds>>,
+    sender_refresh: Duration,
+    /// Face value of each sender's winners queued or being redeemed.
+    unredeemed: Mutex<HashMap<Address, U256>>,
     view: RwLock<ChainView>,
     balances: Mutex<HashMap<(Address, String), I256>>,
     queue: Mutex<VecDeque<Pending>>,
@@ -113,8 +156,12 @@ impl Payments {
     ) -> Self {
         Self {
             price,
+            verifier: recipient.as_ref().map(TicketRecipient::verifier),
             recipient: recipient.map(Mutex::new),
             chain,
+            senders: Mutex::new(HashMap::new()),
+            sender_refresh: DEFAULT_SENDER_REFRESH,
+            unredeemed: Mutex::new(HashMap::new()),
             view: RwLock::new(view),
             balances: Mutex::new(HashMap::new()),
             queue: Mutex::new(VecDeque::new()),
@@ -134,6 +181,15 @@ impl Payments {
         }
     }
 
+    /// Reads a sender's funds from the chain again once they are `refresh` old (zero: on every
+    /// use).
+    pub fn with_sender_refresh(self, refresh: Duration) -> Self {
+        Self {
+            sender_refresh: refresh,
+            ..self
+        }
+    }
+
     /// Whether segments must be paid for.
     pub fn priced(&self) -> bool {
         self.recipient.is_some() && self.price.price_per_unit > 0
@@ -149,30 +205,45 @@ impl Payments {
         *self.view.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Fresh ticket params for `sender`, or `None` when the node does not charge.
-    pub fn ticket_params(&self, sender: Address) -> Option<net::TicketParams> {
-        if !self.priced() {
-            return None;
-        }
+    /// Fresh ticket params for `sender`, or `None` when the node does not charge. The face value
+    /// is at most the sender's max float; a sender whose max float is below the ticket EV gets
+    /// [`PaymentRejected::InsufficientSenderReserve`].
+    pub async fn ticket_params(
+        &self,
+        sender: Address,
+    ) -> Result<Option<net::TicketParams>, PaymentRejected> {
+        let Some(recipient) = self.recipient.as_ref().filter(|_| self.priced()) else {
+            return Ok(None);
+        };
+        let max_float = self.max_float(sender).await?.unwrap_or(U256::MAX);
         let view = self.view();
-        let recipient = self.recipient.as_ref()?;
-        let mut recipient = recipient.lock().unwrap_or_else(|e| e.into_inner());
-        match recipient.issue_params(sender, self.price, &view) {
-            Ok(params) => Some(params.to_message()),
+        let issued = recipient
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .issue_params_within(sender, self.price, &view, max_float);
+        match issued {
+            Ok(params) => Ok(Some(params.to_message())),
+            Err(IssueError::InsufficientSenderReserve { max_float, ev }) => {
+                tracing::info!(%sender, %max_float, %ev, "refusing ticket params: insufficient sender reserve");
+                Err(PaymentRejected::InsufficientSenderReserve)
+            }
             Err(err) => {
                 tracing::error!(%err, "cannot issue ticket params");
-                None
+                Ok(None)
             }
         }
     }
 
     /// Validates a decoded payment and credits the session; refuses it when any ticket fails.
-    pub fn process(
+    ///
+    /// The ticket cap and the signature recoveries run before the recipient's lock is taken,
+    /// and the sender's funds are checked before anything is credited.
+    pub async fn process(
         &self,
         payment: &net::Payment,
         session: &str,
     ) -> Result<PaymentReceipt, PaymentRejected> {
-        let Some(recipient) = &self.recipient else {
+        let (Some(recipient), Some(verifier)) = (&self.recipient, &self.verifier) else {
             return Ok(PaymentReceipt {
                 sender: Address::ZERO,
                 accepted: 0,
@@ -181,48 +252,46 @@ impl Payments {
                 rejected: Vec::new(),
             });
         };
-        let block = self.view().block;
-        let (receipt, winners, rands) = {
-            let mut recipient = recipient.lock().unwrap_or_else(|e| e.into_inner());
-            let receipt = recipient.receive_payment(payment, block)?;
-            let rands = self.journal.as_ref().and_then(|_| {
-                let received = ReceivedPayment::from_message(payment).ok()?;
-                let seed = received.params.seed;
-                Some(
-                    received
-                        .tickets
-                        .into_iter()
-                        .map(|t| {
-                            let rand = recipient.recipient_rand_for(&t.ticket, seed);
-                            (t, rand)
-                        })
-                        .collect::<Vec<_>>(),
-                )
-            });
-            (receipt, recipient.take_redeemable(u64::MAX), rands)
-        };
-        if let (Some(journal), Some(rands)) = (&self.journal, rands) {
-            for (signed, rand) in &rands {
-                let reason = receipt
-                    .rejected
-                    .iter()
-                    .find(|(nonce, _)| *nonce == signed.ticket.sender_nonce)
-                    .map(|(_, rejection)| rejection.to_string());
-                if let Err(err) = journal.record(signed, *rand, reason.as_deref()) {
-                    tracing::warn!(%err, "cannot append to the ticket journal");
-                }
-            }
-        }
-        let total = payment.ticket_sender_params.len();
+        let verified = verifier.verify(payment)?;
+        let received = verified.payment();
+        let total = received.tickets.len();
         self.metrics
             .tickets_received
             .fetch_add(total as u64, Ordering::Relaxed);
+        if let Some(max_float) = self.max_float(received.sender).await?
+            && max_float < received.params.face_value
+        {
+            let refusal = PaymentRejected::InsufficientSenderReserve;
+            tracing::info!(sender = %received.sender, %max_float, face_value = %received.params.face_value, "refusing a payment: {refusal}");
+            self.journal_tickets(&verified, |_| Some(refusal.to_string()));
+            return Err(refusal);
+        }
+        let block = self.view().block;
+        let (receipt, winners) = {
+            let mut recipient = recipient.lock().unwrap_or_else(|e| e.into_inner());
+            let receipt = recipient.receive_verified(&verified, block);
+            (receipt, recipient.take_redeemable(u64::MAX))
+        };
+        self.journal_tickets(&verified, |nonce| {
+            receipt
+                .rejected
+                .iter()
+                .find(|(n, _)| *n == nonce)
+                .map(|(_, rejection)| rejection.to_string())
+        });
         self.metrics
             .tickets_accepted
             .fetch_add(u64::from(receipt.accepted), Ordering::Relaxed);
         self.metrics
             .tickets_won
             .fetch_add(u64::from(receipt.winners), Ordering::Relaxed);
+        {
+            let mut unredeemed = self.unredeemed.lock().unwrap_or_else(|e| e.into_inner());
+            for winner in &winners {
+                let owed = unredeemed.entry(winner.ticket.sender).or_default();
+                *owed = owed.saturating_add(winner.ticket.face_value);
+            }
+        }
         self.queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -240,6 +309,105 @@ impl Payments {
             });
         }
         Ok(receipt)
+    }
+
+    /// Appends each ticket of `verified` to the journal with the verdict `reason` gives for its
+    /// nonce (`None`: accepted).
+    fn journal_tickets(
+        &self,
+        verified: &protocol::ticket::VerifiedPayment,
+        reason: impl Fn(u32) -> Option<String>,
+    ) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        for signed in &verified.payment().tickets {
+            let reason = reason(signed.ticket.sender_nonce);
+            if let Err(err) = journal.record(signed, verified.recipient_rand(), reason.as_deref()) {
+                tracing::warn!(%err, "cannot append to the ticket journal");
+            }
+        }
+    }
+
+    /// The sender's max float ([`SenderFunds::max_float`] less its unredeemed winners), or
+    /// `None` for a node without a chain, which has no funds to check.
+    async fn max_float(&self, sender: Address) -> Result<Option<U256>, PaymentRejected> {
+        let Some(chain) = &self.chain else {
+            return Ok(None);
+        };
+        let funds = self.sender_funds(chain, sender).await?;
+        let unredeemed = self
+            .unredeemed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&sender)
+            .copied()
+            .unwrap_or_default();
+        Ok(Some(funds.max_float(unredeemed)))
+    }
+
+    /// `sender`'s funds: the cached copy while it is younger than the refresh interval, else
+    /// read from the chain (the cached copy still serves when the chain does not answer).
+    async fn sender_funds(
+        &self,
+        chain: &ChainLink,
+        sender: Address,
+    ) -> Result<SenderFunds, PaymentRejected> {
+        let now = Instant::now();
+        let cached = self
+            .senders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&sender)
+            .map(|entry| {
+                entry.read = now;
+                *entry
+            });
+        if let Some(entry) = cached
+            && now.duration_since(entry.fetched) < self.sender_refresh
+        {
+            return Ok(entry.funds);
+        }
+        let claimant = self
+            .verifier
+            .as_ref()
+            .map(|v| v.address())
+            .unwrap_or_default();
+        let read = tokio::time::timeout(
+            SENDER_FUNDS_TIMEOUT,
+            chain.broker.sender_funds(sender, claimant),
+        )
+        .await
+        .map_err(|_| format!("no answer within {SENDER_FUNDS_TIMEOUT:?}"))
+        .and_then(|read| read.map_err(|e| e.to_string()));
+        match (read, cached) {
+            (Ok(funds), _) => {
+                let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
+                if senders.len() >= MAX_CACHED_SENDERS
+                    && !senders.contains_key(&sender)
+                    && let Some(oldest) = senders
+                        .iter()
+                        .min_by_key(|(_, entry)| entry.read)
+                        .map(|(address, _)| *address)
+                {
+                    senders.remove(&oldest);
+                }
+                senders.insert(
+                    sender,
+                    CachedFunds {
+                        funds,
+                        fetched: now,
+                        read: now,
+                    },
+                );
+                Ok(funds)
+            }
+            (Err(reason), Some(entry)) => {
+                tracing::warn!(%sender, %reason, "cannot refresh a sender's funds; using the last read");
+                Ok(entry.funds)
+            }
+            (Err(reason), None) => Err(PaymentRejected::SenderFunds { sender, reason }),
+        }
     }
 
     /// Whether the session's credit covers at least one ticket's EV (go-livepeer's rule before
@@ -437,6 +605,20 @@ impl Payments {
         error: Option<String>,
     ) {
         let ticket = &pending.winner.ticket;
+        // Settled either way: no longer owed, and the sender's funds on chain have changed.
+        {
+            let mut unredeemed = self.unredeemed.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(owed) = unredeemed.get_mut(&ticket.sender) {
+                *owed = owed.saturating_sub(ticket.face_value);
+                if owed.is_zero() {
+                    unredeemed.remove(&ticket.sender);
+                }
+            }
+        }
+        self.senders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ticket.sender);
         self.records
             .lock()
             .unwrap_or_else(|e| e.into_inner())

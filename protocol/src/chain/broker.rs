@@ -8,12 +8,15 @@
 
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::TransactionReceipt;
 
 use super::ChainError;
-use super::bindings::{RoundsManager, ServiceRegistry, TicketBroker};
+use super::bindings::{
+    LivepeerBondingManager, LivepeerController, LivepeerManager, RoundsManager, ServiceRegistry,
+    TicketBroker,
+};
 use super::blocks::latest_l1_block;
 use crate::ticket::{ChainView, Ticket, WinningTicket};
 
@@ -175,6 +178,56 @@ pub struct SenderInfo {
     pub reserve_claimed_in_current_round: U256,
 }
 
+/// go-livepeer's `minDepositPendingRatio`: a sender whose deposit is at least this many times
+/// the face value pending redemption keeps its whole reserve allocation as max float.
+pub const MIN_DEPOSIT_PENDING_RATIO: u64 = 3;
+
+/// What a sender's funds guarantee one recipient this round: its `getSenderInfo`, what that
+/// recipient already claimed from the reserve this round, and how many recipients the reserve is
+/// split between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SenderFunds {
+    /// Deposit, unlock round and reserve.
+    pub info: SenderInfo,
+    /// Reserve the recipient claimed in the current round, wei (`claimedReserve`).
+    pub claimed_reserve: U256,
+    /// Recipients the reserve is split between: our broker's `reserveRecipients`, Livepeer's
+    /// active transcoder pool size.
+    pub reserve_recipients: U256,
+}
+
+impl SenderFunds {
+    /// The recipient's share of the reserve this round, minus what it already claimed:
+    /// `(fundsRemaining + claimedInCurrentRound) / recipients − claimed` (go-livepeer's
+    /// `reserveAlloc`; zero without recipients).
+    pub fn reserve_alloc(&self) -> U256 {
+        if self.reserve_recipients.is_zero() {
+            return U256::ZERO;
+        }
+        let reserve = self
+            .info
+            .reserve_funds_remaining
+            .saturating_add(self.info.reserve_claimed_in_current_round);
+        (reserve / self.reserve_recipients).saturating_sub(self.claimed_reserve)
+    }
+
+    /// The most a recipient should let this sender owe it in one winning ticket (go-livepeer's
+    /// `MaxFloat`): the reserve allocation, minus `pending` (face values of the sender's winners
+    /// the recipient has not redeemed yet) unless the deposit is at least
+    /// [`MIN_DEPOSIT_PENDING_RATIO`] times `pending`. The deposit is not counted itself: other
+    /// recipients may drain it, while the reserve allocation is the recipient's alone.
+    pub fn max_float(&self, pending: U256) -> U256 {
+        let alloc = self.reserve_alloc();
+        let deposit_covers_pending = !pending.is_zero()
+            && self.info.deposit >= pending.saturating_mul(U256::from(MIN_DEPOSIT_PENDING_RATIO));
+        if deposit_covers_pending {
+            alloc
+        } else {
+            alloc.saturating_sub(pending)
+        }
+    }
+}
+
 /// Client for a TicketBroker (ours on anvil or Livepeer's on Arbitrum: same ABI).
 #[derive(Debug, Clone)]
 pub struct TicketBrokerClient {
@@ -275,6 +328,57 @@ impl TicketBrokerClient {
             withdraw_round: info.sender.withdrawRound,
             reserve_funds_remaining: info.reserve.fundsRemaining,
             reserve_claimed_in_current_round: info.reserve.claimedInCurrentRound,
+        })
+    }
+
+    /// `claimedReserve(holder, claimant)`: reserve `claimant` claimed from `holder` this round.
+    pub async fn claimed_reserve(
+        &self,
+        holder: Address,
+        claimant: Address,
+    ) -> Result<U256, ChainError> {
+        view!(
+            "claimedReserve",
+            self.contract.claimedReserve(holder, claimant)
+        )
+    }
+
+    /// How many recipients a reserve is split between: `reserveRecipients()` on lpt's broker;
+    /// Livepeer's has no such function and splits among the active transcoder pool, whose size
+    /// its BondingManager (found through the broker's Controller) reports.
+    pub async fn reserve_recipients(&self) -> Result<U256, ChainError> {
+        match view!("reserveRecipients", self.contract.reserveRecipients()) {
+            Ok(count) => Ok(count),
+            Err(ours) => self.transcoder_pool_size().await.map_err(|_| ours),
+        }
+    }
+
+    async fn transcoder_pool_size(&self) -> Result<U256, ChainError> {
+        let provider = self.contract.provider();
+        let controller = view!(
+            "controller",
+            LivepeerManager::new(self.address(), provider).controller()
+        )?;
+        let bonding_manager = view!(
+            "getContract",
+            LivepeerController::new(controller, provider).getContract(keccak256("BondingManager"))
+        )?;
+        view!(
+            "getTranscoderPoolSize",
+            LivepeerBondingManager::new(bonding_manager, provider).getTranscoderPoolSize()
+        )
+    }
+
+    /// What `sender`'s funds guarantee `recipient` now ([`SenderFunds`]).
+    pub async fn sender_funds(
+        &self,
+        sender: Address,
+        recipient: Address,
+    ) -> Result<SenderFunds, ChainError> {
+        Ok(SenderFunds {
+            info: self.sender_info(sender).await?,
+            claimed_reserve: self.claimed_reserve(sender, recipient).await?,
+            reserve_recipients: self.reserve_recipients().await?,
         })
     }
 
@@ -435,5 +539,49 @@ impl ServiceRegistryClient {
     /// `getServiceURI(addr)`.
     pub async fn service_uri(&self, orchestrator: Address) -> Result<String, ChainError> {
         view!("getServiceURI", self.contract.getServiceURI(orchestrator))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn funds(
+        deposit: u64,
+        reserve: u64,
+        claimed_this_round: u64,
+        claimed_by_us: u64,
+    ) -> SenderFunds {
+        SenderFunds {
+            info: SenderInfo {
+                deposit: U256::from(deposit),
+                withdraw_round: U256::ZERO,
+                reserve_funds_remaining: U256::from(reserve),
+                reserve_claimed_in_current_round: U256::from(claimed_this_round),
+            },
+            claimed_reserve: U256::from(claimed_by_us),
+            reserve_recipients: U256::from(4),
+        }
+    }
+
+    #[test]
+    fn max_float_follows_go_livepeers_sender_monitor() {
+        // (300 + 100) / 4 recipients − 40 already claimed by this one.
+        let f = funds(0, 300, 100, 40);
+        assert_eq!(f.reserve_alloc(), U256::from(60));
+        assert_eq!(f.max_float(U256::ZERO), U256::from(60));
+        // Pending winners come off unless the deposit is at least 3× them.
+        assert_eq!(f.max_float(U256::from(25)), U256::from(35));
+        assert_eq!(f.max_float(U256::from(99)), U256::ZERO);
+        let rich = funds(75, 300, 100, 40);
+        assert_eq!(rich.max_float(U256::from(25)), U256::from(60));
+        assert_eq!(rich.max_float(U256::from(26)), U256::from(34));
+        // A deposit alone guarantees nothing; neither does a reserve without recipients.
+        assert_eq!(funds(1_000_000, 0, 0, 0).max_float(U256::ZERO), U256::ZERO);
+        let nobody = SenderFunds {
+            reserve_recipients: U256::ZERO,
+            ..f
+        };
+        assert_eq!(nobody.max_float(U256::ZERO), U256::ZERO);
     }
 }

@@ -30,8 +30,8 @@ use alloy::transports::http::reqwest::Url;
 
 pub use blocks::latest_l1_block;
 pub use broker::{
-    Contracts, DeployConfig, RoundsManagerClient, SenderInfo, ServiceRegistryClient, TX_TIMEOUT,
-    TicketBrokerClient, TxOutcome,
+    Contracts, DeployConfig, MIN_DEPOSIT_PENDING_RATIO, RoundsManagerClient, SenderFunds,
+    SenderInfo, ServiceRegistryClient, TX_TIMEOUT, TicketBrokerClient, TxOutcome,
 };
 pub use events::{BrokerEvent, DEFAULT_PAGE_SIZE, EventReader, EventRecord};
 #[cfg(target_os = "linux")]
@@ -64,6 +64,26 @@ pub mod bindings {
         ServiceRegistry,
         "../contracts/artifacts/ServiceRegistry.json"
     );
+
+    // The parts of Livepeer's deployment that lpt's own contracts fold into the TicketBroker:
+    // the Controller every Livepeer contract names, and the BondingManager's pool size, which
+    // splits a sender's reserve among recipients.
+    alloy::sol! {
+        #[sol(rpc)]
+        interface LivepeerManager {
+            function controller() external view returns (address);
+        }
+
+        #[sol(rpc)]
+        interface LivepeerController {
+            function getContract(bytes32 id) external view returns (address);
+        }
+
+        #[sol(rpc)]
+        interface LivepeerBondingManager {
+            function getTranscoderPoolSize() external view returns (uint256);
+        }
+    }
 }
 
 /// Livepeer's contract addresses on a chain.

@@ -15,9 +15,10 @@ use alloy::primitives::{Address, B256, U256, keccak256};
 
 pub use ev::{EvError, MAX_WIN_PROB, ticket_ev, tickets_for_fee, win_prob_for_ev, win_probability};
 pub use recipient::{
-    ChainView, DEFAULT_EXPIRATION_WINDOW, DEFAULT_MAX_NONCES, DEFAULT_TICKET_EV, PaymentError,
-    PaymentReceipt, REDEEM_GAS, RecipientConfig, TicketOutcome, TicketRecipient, TicketRejection,
-    WinningTicket, recipient_rand, recipient_rand_hash,
+    ChainView, DEFAULT_EXPIRATION_WINDOW, DEFAULT_MAX_NONCES, DEFAULT_TICKET_EV, IssueError,
+    PaymentError, PaymentReceipt, REDEEM_GAS, RecipientConfig, TicketOutcome, TicketRecipient,
+    TicketRejection, TicketVerifier, VerifiedPayment, WinningTicket, recipient_rand,
+    recipient_rand_hash,
 };
 pub use sender::{
     DEFAULT_MAX_TICKET_EV, DEFAULT_MAX_TOTAL_EV, ParamsRejection, SenderError, SenderLimits,

@@ -6,6 +6,14 @@
 //! (face value, price, round…) simply fails the commitment check. Each acceptance rule of
 //! PROTOCOL.md §4 fails with its own [`TicketRejection`] variant, checked in a fixed order (cheap
 //! checks before the signature recovery).
+//!
+//! Validation is split in two so a node can keep the expensive part out of its lock: a
+//! [`TicketVerifier`] (address and secret only, no state) caps the tickets of a payment before
+//! decoding it, checks the payment's one recipientRand commitment, and only then recovers each
+//! ticket's signer; [`TicketRecipient::receive_verified`] applies the stateful rules (expiry,
+//! nonces, credit) under `&mut self`. Expiry is judged at the later of the caller's block and the
+//! block the nonce book was last pruned at, so a caller holding a stale block cannot get a ticket
+//! whose nonces were already forgotten accepted a second time.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -45,6 +53,10 @@ pub struct RecipientConfig {
     pub expiration_window: u64,
     /// Most nonces accepted per recipientRand.
     pub max_nonces: u32,
+    /// Most tickets one payment may carry; a larger payment is refused before any signature is
+    /// recovered. Default [`DEFAULT_MAX_NONCES`]: a payment holds one params set, whose
+    /// recipientRand takes at most that many nonces, so a larger batch is never accepted whole.
+    pub max_tickets_per_payment: u32,
 }
 
 impl Default for RecipientConfig {
@@ -54,6 +66,7 @@ impl Default for RecipientConfig {
             face_value: None,
             expiration_window: DEFAULT_EXPIRATION_WINDOW,
             max_nonces: DEFAULT_MAX_NONCES,
+            max_tickets_per_payment: DEFAULT_MAX_NONCES,
         }
     }
 }
@@ -161,6 +174,14 @@ pub enum PaymentError {
     /// A field is malformed.
     #[error(transparent)]
     Field(#[from] FieldError),
+    /// The payment carries more tickets than a payment may.
+    #[error("payment carries {count} tickets, more than the {limit} a payment may carry")]
+    TooManyTickets {
+        /// Tickets in the payment.
+        count: usize,
+        /// The limit ([`RecipientConfig::max_tickets_per_payment`]).
+        limit: u32,
+    },
     /// The sender's credit does not cover a debit.
     #[error("insufficient balance for {sender}: have {balance}, need {needed}")]
     InsufficientBalance {
@@ -170,6 +191,23 @@ pub enum PaymentError {
         balance: U256,
         /// Amount requested.
         needed: U256,
+    },
+}
+
+/// Params O will not issue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IssueError {
+    /// The face value and EV do not make a win probability.
+    #[error(transparent)]
+    Ev(#[from] EvError),
+    /// The sender's max float, which caps the face value, is below the ticket EV (go-livepeer's
+    /// `errInsufficientSenderReserve`, whose text this is).
+    #[error("insufficient sender reserve")]
+    InsufficientSenderReserve {
+        /// The sender's max float, wei.
+        max_float: U256,
+        /// The ticket EV, wei.
+        ev: U256,
     },
 }
 
@@ -187,6 +225,9 @@ pub struct TicketRecipient {
     config: RecipientConfig,
     rng: StdRng,
     nonces: HashMap<B256, NonceRecord>,
+    /// The block [`Self::prune_nonces`] last forgot nonces at: tickets are judged at this block
+    /// at least, so none whose nonces were forgotten is accepted again.
+    pruned_block: u64,
     balances: HashMap<Address, U256>,
     unlocking: HashSet<Address>,
     winners: VecDeque<WinningTicket>,
@@ -221,6 +262,7 @@ impl TicketRecipient {
             config,
             rng,
             nonces: HashMap::new(),
+            pruned_block: 0,
             balances: HashMap::new(),
             unlocking: HashSet::new(),
             winners: VecDeque::new(),
@@ -255,9 +297,26 @@ impl TicketRecipient {
         sender: Address,
         price: PricePerPixel,
         chain: &ChainView,
-    ) -> Result<TicketParams, EvError> {
-        let face_value = self.face_value(chain.gas_price);
-        let win_prob = super::win_prob_for_ev(self.config.ticket_ev, face_value)?;
+    ) -> Result<TicketParams, IssueError> {
+        self.issue_params_within(sender, price, chain, U256::MAX)
+    }
+
+    /// [`Self::issue_params`] for a sender whose funds guarantee this recipient `max_float` wei:
+    /// the face value is at most `max_float` and never below the ticket EV, as go-livepeer's
+    /// recipient quotes it; a max float below the EV is [`IssueError::InsufficientSenderReserve`].
+    pub fn issue_params_within(
+        &mut self,
+        sender: Address,
+        price: PricePerPixel,
+        chain: &ChainView,
+        max_float: U256,
+    ) -> Result<TicketParams, IssueError> {
+        let face_value = self.face_value(chain.gas_price).min(max_float);
+        let ev = self.config.ticket_ev;
+        if face_value < ev {
+            return Err(IssueError::InsufficientSenderReserve { max_float, ev });
+        }
+        let win_prob = super::win_prob_for_ev(ev, face_value)?;
         let seed = U256::from_be_bytes(self.rng.random::<[u8; 32]>());
         let mut params = TicketParams {
             recipient: self.address,
@@ -296,6 +355,85 @@ impl TicketRecipient {
         seed: U256,
         current_block: u64,
     ) -> Result<TicketOutcome, TicketRejection> {
+        let rand = self.rand_for(ticket, seed);
+        self.accept(
+            ticket,
+            sig,
+            rand,
+            || recover_signer(ticket, sig),
+            current_block,
+        )
+    }
+
+    /// The stateless half of this recipient's validation, to run outside its lock.
+    pub fn verifier(&self) -> TicketVerifier {
+        TicketVerifier {
+            address: self.address,
+            secret: self.secret,
+            max_tickets: self.config.max_tickets_per_payment,
+        }
+    }
+
+    /// Validates every ticket of a decoded `Livepeer-Payment`. A malformed field or too many
+    /// tickets fail the whole payment; a bad ticket is listed in the receipt and the others
+    /// still count.
+    pub fn receive_payment(
+        &mut self,
+        payment: &net::Payment,
+        current_block: u64,
+    ) -> Result<PaymentReceipt, PaymentError> {
+        let verified = self.verifier().verify(payment)?;
+        Ok(self.receive_verified(&verified, current_block))
+    }
+
+    /// Applies the stateful rules (expiry, nonces, unlocking) to a payment whose signatures a
+    /// [`TicketVerifier`] already recovered, credits the accepted tickets and queues the winners.
+    /// The commitment is checked again here (one HMAC per payment), so a payment verified by
+    /// another recipient's verifier gains nothing.
+    pub fn receive_verified(
+        &mut self,
+        verified: &VerifiedPayment,
+        current_block: u64,
+    ) -> PaymentReceipt {
+        let received = &verified.received;
+        let mut receipt = PaymentReceipt {
+            sender: received.sender,
+            accepted: 0,
+            winners: 0,
+            credited: U256::ZERO,
+            rejected: Vec::new(),
+        };
+        let rand = self.payment_rand(received);
+        let recovered = (rand == verified.recipient_rand).then_some(&verified.signers);
+        for (i, signed) in received.tickets.iter().enumerate() {
+            let signer = || match recovered.and_then(|signers| signers.get(i)) {
+                Some(signer) => signer.clone(),
+                None => recover_signer(&signed.ticket, &signed.sig),
+            };
+            match self.accept(&signed.ticket, &signed.sig, rand, signer, current_block) {
+                Ok(outcome) => {
+                    receipt.accepted += 1;
+                    receipt.winners += u32::from(outcome.winning);
+                    receipt.credited = receipt.credited.saturating_add(outcome.ev);
+                }
+                Err(rejection) => receipt
+                    .rejected
+                    .push((signed.ticket.sender_nonce, rejection)),
+            }
+        }
+        receipt
+    }
+
+    /// The acceptance rules in their fixed order, with recipientRand already derived and the
+    /// signer recovered only once the cheap rules passed.
+    fn accept(
+        &mut self,
+        ticket: &Ticket,
+        sig: &[u8],
+        rand: U256,
+        signer: impl FnOnce() -> Result<Address, SigError>,
+        current_block: u64,
+    ) -> Result<TicketOutcome, TicketRejection> {
         if ticket.recipient != self.address {
             return Err(TicketRejection::WrongRecipient {
                 expected: self.address,
@@ -305,20 +443,21 @@ impl TicketRecipient {
         if ticket.sender.is_zero() {
             return Err(TicketRejection::ZeroSender);
         }
+        // Never judge at a block older than the one the nonces were pruned at: the check and the
+        // nonce insert below happen under the same `&mut self` as the pruning.
+        let current_block = current_block.max(self.pruned_block);
         if ticket.params_expiration_block <= current_block {
             return Err(TicketRejection::ParamsExpired {
                 expiration_block: ticket.params_expiration_block,
                 current_block,
             });
         }
-        let rand = self.rand_for(ticket, seed);
         if recipient_rand_hash(rand) != ticket.recipient_rand_hash {
             return Err(TicketRejection::RecipientRandMismatch(
                 ticket.recipient_rand_hash,
             ));
         }
-        let signer = sig::recover_prehash(&eip191_hash_message(ticket.hash()), sig)
-            .map_err(TicketRejection::BadSignature)?;
+        let signer = signer().map_err(TicketRejection::BadSignature)?;
         if signer != ticket.sender {
             return Err(TicketRejection::BadSignature(SigError::WrongSigner {
                 expected: ticket.sender,
@@ -343,39 +482,10 @@ impl TicketRecipient {
         Ok(TicketOutcome { ev, winning })
     }
 
-    /// Validates every ticket of a decoded `Livepeer-Payment`. A malformed field fails the whole
-    /// payment; a bad ticket is listed in the receipt and the others still count.
-    pub fn receive_payment(
-        &mut self,
-        payment: &net::Payment,
-        current_block: u64,
-    ) -> Result<PaymentReceipt, PaymentError> {
-        let received = ReceivedPayment::from_message(payment)?;
-        let mut receipt = PaymentReceipt {
-            sender: received.sender,
-            accepted: 0,
-            winners: 0,
-            credited: U256::ZERO,
-            rejected: Vec::new(),
-        };
-        for signed in &received.tickets {
-            match self.receive_ticket(
-                &signed.ticket,
-                &signed.sig,
-                received.params.seed,
-                current_block,
-            ) {
-                Ok(outcome) => {
-                    receipt.accepted += 1;
-                    receipt.winners += u32::from(outcome.winning);
-                    receipt.credited = receipt.credited.saturating_add(outcome.ev);
-                }
-                Err(rejection) => receipt
-                    .rejected
-                    .push((signed.ticket.sender_nonce, rejection)),
-            }
-        }
-        Ok(receipt)
+    /// The one recipientRand of a payment's tickets: it commits to the params and the sender,
+    /// not to the nonce.
+    fn payment_rand(&self, received: &ReceivedPayment) -> U256 {
+        payment_rand(&self.secret, received)
     }
 
     /// EV credited to `sender` and not yet debited.
@@ -422,8 +532,10 @@ impl TicketRecipient {
     /// Forgets used nonces of params that expired before `current_block` (their tickets are
     /// refused as expired anyway).
     pub fn prune_nonces(&mut self, current_block: u64) {
+        self.pruned_block = self.pruned_block.max(current_block);
+        let block = self.pruned_block;
         self.nonces
-            .retain(|_, record| record.expiration_block > current_block);
+            .retain(|_, record| record.expiration_block > block);
     }
 
     fn use_nonce(&mut self, ticket: &Ticket) -> Result<(), TicketRejection> {
@@ -458,17 +570,118 @@ impl TicketRecipient {
     }
 
     fn rand_for(&self, ticket: &Ticket, seed: U256) -> U256 {
-        recipient_rand(
-            &self.secret,
-            seed,
-            ticket.sender,
-            ticket.face_value,
-            ticket.win_prob,
-            ticket.params_expiration_block,
-            ticket.price,
-            &ticket.aux_data(),
-        )
+        ticket_rand(&self.secret, ticket, seed)
     }
+}
+
+/// The stateless checks of a [`TicketRecipient`]: the per-payment ticket cap, the recipientRand
+/// commitment and the recovery of every ticket's signer. It holds a copy of the recipient's
+/// secret and no book, so a node runs it without holding the recipient's lock.
+#[derive(Clone)]
+pub struct TicketVerifier {
+    address: Address,
+    secret: [u8; 32],
+    max_tickets: u32,
+}
+
+impl std::fmt::Debug for TicketVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TicketVerifier")
+            .field("address", &self.address)
+            .field("max_tickets", &self.max_tickets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TicketVerifier {
+    /// The recipient's address.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// Most tickets a payment may carry.
+    pub fn max_tickets(&self) -> u32 {
+        self.max_tickets
+    }
+
+    /// Counts the tickets before decoding anything (too many is
+    /// [`PaymentError::TooManyTickets`]), decodes the payment, and recovers each ticket's signer
+    /// only when the payment is addressed to this recipient by a non-zero sender under a
+    /// commitment this recipient made: a payment that fails those costs one HMAC, not one
+    /// recovery per ticket.
+    pub fn verify(&self, payment: &net::Payment) -> Result<VerifiedPayment, PaymentError> {
+        let count = payment.ticket_sender_params.len();
+        if count > self.max_tickets as usize {
+            return Err(PaymentError::TooManyTickets {
+                count,
+                limit: self.max_tickets,
+            });
+        }
+        let received = ReceivedPayment::from_message(payment)?;
+        let recipient_rand = payment_rand(&self.secret, &received);
+        let params = &received.params;
+        let signers = if params.recipient == self.address
+            && !received.sender.is_zero()
+            && recipient_rand_hash(recipient_rand) == params.recipient_rand_hash
+        {
+            received
+                .tickets
+                .iter()
+                .map(|t| recover_signer(&t.ticket, &t.sig))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(VerifiedPayment {
+            received,
+            recipient_rand,
+            signers,
+        })
+    }
+}
+
+/// A decoded payment with its recipientRand derived and, when the commitment held, every
+/// ticket's signer recovered: the input of [`TicketRecipient::receive_verified`].
+#[derive(Debug, Clone)]
+pub struct VerifiedPayment {
+    received: ReceivedPayment,
+    recipient_rand: U256,
+    signers: Vec<Result<Address, SigError>>,
+}
+
+impl VerifiedPayment {
+    /// The decoded payment.
+    pub fn payment(&self) -> &ReceivedPayment {
+        &self.received
+    }
+
+    /// The recipientRand derived for its tickets (what redemption would reveal).
+    pub fn recipient_rand(&self) -> U256 {
+        self.recipient_rand
+    }
+}
+
+/// The signer of `ticket`'s EIP-191 hash under `sig`: the expensive step of validation.
+fn recover_signer(ticket: &Ticket, sig: &[u8]) -> Result<Address, SigError> {
+    sig::recover_prehash(&eip191_hash_message(ticket.hash()), sig)
+}
+
+fn payment_rand(secret: &[u8; 32], received: &ReceivedPayment) -> U256 {
+    let params = &received.params;
+    ticket_rand(secret, &params.ticket(received.sender, 0), params.seed)
+}
+
+fn ticket_rand(secret: &[u8; 32], ticket: &Ticket, seed: U256) -> U256 {
+    recipient_rand(
+        secret,
+        seed,
+        ticket.sender,
+        ticket.face_value,
+        ticket.win_prob,
+        ticket.params_expiration_block,
+        ticket.price,
+        &ticket.aux_data(),
+    )
 }
 
 /// recipientRand = HMAC-SHA256(secret, seed ‖ sender ‖ faceValue ‖ winProb ‖ expirationBlock ‖
@@ -501,4 +714,166 @@ pub fn recipient_rand(
 /// recipientRandHash = keccak256(leftpad32(recipientRand)).
 pub fn recipient_rand_hash(recipient_rand: U256) -> B256 {
     keccak256(recipient_rand.to_be_bytes::<32>())
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::signers::local::PrivateKeySigner;
+
+    use super::*;
+    use crate::ticket::{SenderLimits, SignedTicket, TicketSender, payment_message};
+
+    const PRICE: PricePerPixel = PricePerPixel {
+        price_per_unit: 1200,
+        pixels_per_unit: 1,
+    };
+
+    fn key(byte: u8) -> PrivateKeySigner {
+        PrivateKeySigner::from_bytes(&B256::repeat_byte(byte)).unwrap()
+    }
+
+    fn chain_at(block: u64) -> ChainView {
+        ChainView {
+            block,
+            round: 7,
+            round_block_hash: B256::repeat_byte(0x77),
+            gas_price: U256::from(100_000_000u64),
+        }
+    }
+
+    fn parties(config: RecipientConfig) -> (TicketRecipient, TicketSender) {
+        (
+            TicketRecipient::with_seed(key(0xa0).address(), config, 1),
+            TicketSender::new(key(0xb0), SenderLimits::default()),
+        )
+    }
+
+    fn signed(
+        r: &mut TicketRecipient,
+        s: &mut TicketSender,
+        count: u64,
+    ) -> (TicketParams, Vec<SignedTicket>) {
+        let params = r.issue_params(s.address(), PRICE, &chain_at(100)).unwrap();
+        let tickets = s.sign_tickets(&params, count).unwrap();
+        (params, tickets)
+    }
+
+    /// The node reads its block, the chain loop then prunes at a newer block that expires the
+    /// params, and the payment is processed with the block read before: the nonce the first
+    /// acceptance recorded is gone, so the same ticket must be judged at the pruning block.
+    #[test]
+    fn a_ticket_expiring_in_the_prune_window_is_not_accepted_twice() {
+        let (mut r, mut s) = parties(RecipientConfig::default());
+        let (params, tickets) = signed(&mut r, &mut s, 1);
+        let t = &tickets[0];
+        let stale_block = params.expiration_block - 1;
+        let first = r.receive_ticket(&t.ticket, &t.sig, params.seed, stale_block);
+        assert!(first.is_ok(), "{first:?}");
+        r.prune_nonces(params.expiration_block);
+        assert_eq!(
+            r.receive_ticket(&t.ticket, &t.sig, params.seed, stale_block),
+            Err(TicketRejection::ParamsExpired {
+                expiration_block: params.expiration_block,
+                current_block: params.expiration_block,
+            })
+        );
+        let payment = payment_message(&params, s.address(), &tickets);
+        let receipt = r.receive_payment(&payment, stale_block).unwrap();
+        assert_eq!(receipt.accepted, 0, "{receipt:?}");
+        assert_eq!(r.balance(&s.address()), params.ev());
+    }
+
+    #[test]
+    fn an_oversized_payment_is_refused_before_it_is_decoded() {
+        let config = RecipientConfig {
+            max_tickets_per_payment: 3,
+            ..RecipientConfig::default()
+        };
+        let (mut r, mut s) = parties(config);
+        let (params, tickets) = signed(&mut r, &mut s, 4);
+        let mut payment = payment_message(&params, s.address(), &tickets);
+        // A malformed sender would fail decoding: the count is checked first.
+        payment.sender = vec![1, 2, 3];
+        let err = r.receive_payment(&payment, 101).unwrap_err();
+        assert_eq!(err, PaymentError::TooManyTickets { count: 4, limit: 3 });
+        assert_eq!(
+            err.to_string(),
+            "payment carries 4 tickets, more than the 3 a payment may carry"
+        );
+        assert_eq!(r.balance(&s.address()), U256::ZERO);
+        let payment = payment_message(&params, s.address(), &tickets[..3]);
+        assert_eq!(r.receive_payment(&payment, 101).unwrap().accepted, 3);
+    }
+
+    #[test]
+    fn a_payment_under_a_foreign_commitment_recovers_no_signature() {
+        let (mut r, mut s) = parties(RecipientConfig::default());
+        let (mut params, _) = signed(&mut r, &mut s, 1);
+        params.face_value += U256::from(1);
+        let tickets = s.sign_tickets(&params, 5).unwrap();
+        let payment = payment_message(&params, s.address(), &tickets);
+        let verified = r.verifier().verify(&payment).unwrap();
+        assert!(verified.signers.is_empty());
+        let receipt = r.receive_verified(&verified, 101);
+        assert_eq!(receipt.rejected.len(), 5);
+        assert!(
+            receipt
+                .rejected
+                .iter()
+                .all(|(_, why)| matches!(why, TicketRejection::RecipientRandMismatch(_)))
+        );
+    }
+
+    #[test]
+    fn verified_payments_keep_the_rule_order_and_credit() {
+        let (mut r, mut s) = parties(RecipientConfig::default());
+        let (params, mut tickets) = signed(&mut r, &mut s, 3);
+        tickets[1].sig = sig::personal_sign(&key(0xc0), tickets[1].ticket.hash().as_slice())
+            .unwrap()
+            .to_vec();
+        let payment = payment_message(&params, s.address(), &tickets);
+        let verified = r.verifier().verify(&payment).unwrap();
+        assert_eq!(verified.signers.len(), 3);
+        let receipt = r.receive_verified(&verified, 101);
+        assert_eq!(receipt.accepted, 2);
+        assert_eq!(
+            receipt.rejected,
+            vec![(
+                2,
+                TicketRejection::BadSignature(SigError::WrongSigner {
+                    expected: s.address(),
+                    recovered: key(0xc0).address(),
+                })
+            )]
+        );
+        assert_eq!(r.balance(&s.address()), params.ev() * U256::from(2));
+        // Expiry still comes before the signature: a stale payment costs no recovery verdict.
+        let receipt = r.receive_verified(&verified, params.expiration_block);
+        assert!(matches!(
+            receipt.rejected[1].1,
+            TicketRejection::ParamsExpired { .. }
+        ));
+    }
+
+    #[test]
+    fn the_face_value_is_capped_by_the_max_float_and_never_below_the_ev() {
+        let config = RecipientConfig {
+            ticket_ev: U256::from(1_000u64),
+            face_value: Some(U256::from(1_000_000u64)),
+            ..RecipientConfig::default()
+        };
+        let (mut r, s) = parties(config);
+        let sender = s.address();
+        let full = r.issue_params(sender, PRICE, &chain_at(100)).unwrap();
+        assert_eq!(full.face_value, U256::from(1_000_000u64));
+        let capped = r
+            .issue_params_within(sender, PRICE, &chain_at(100), U256::from(5_000u64))
+            .unwrap();
+        assert_eq!(capped.face_value, U256::from(5_000u64));
+        assert_eq!(capped.ev(), U256::from(1_000u64));
+        let err = r
+            .issue_params_within(sender, PRICE, &chain_at(100), U256::from(999u64))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "insufficient sender reserve");
+    }
 }
