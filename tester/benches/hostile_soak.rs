@@ -69,6 +69,21 @@ const LADDER: &str = "P144p30fps16x9";
 const PRICE_PER_UNIT: u64 = 1000;
 /// Byte rate of the endless-segment publisher.
 const ENDLESS_BYTES_PER_SEC: f64 = 2_000_000.0;
+/// How the orchestrators make renditions: `pass_through` (copies of the source, no FFmpeg) unless
+/// `LPT_BENCH_TRANSCODE=local`. The soak is about the nodes' robustness and memory; on a shared
+/// 2-core machine, real x264 work for 10 streams next to their 10 encoders falls behind real
+/// time (the orchestrator answers 429, "8 segments in flight") with or without hostile load,
+/// which would hide what the hostile load does.
+fn transcode_mode() -> &'static str {
+    match std::env::var("LPT_BENCH_TRANSCODE").as_deref() {
+        Ok("local") => "local",
+        _ => "pass_through",
+    }
+}
+
+/// Blocks the honest orchestrator's ticket params last (the embedded stack's: 30; see
+/// `run_phase`).
+const EXPIRATION_BLOCKS: u64 = 300;
 /// How long the readers may take after the publishers end to see every segment and ENDLIST.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(40);
 
@@ -165,6 +180,20 @@ async fn run(args: Args) -> i32 {
     for phase in &phases {
         phase.print();
         failures.extend(phase.failures());
+    }
+    if let [baseline, hostile] = &phases[..] {
+        println!();
+        for node in &baseline.nodes {
+            if let Some(h) = hostile.nodes.iter().find(|n| n.name == node.name) {
+                println!(
+                    "  {} peak RSS hostile / baseline: {:.1} / {:.1} MiB = {:.2}×",
+                    node.name,
+                    h.peak_mib,
+                    node.peak_mib,
+                    h.peak_mib / node.peak_mib.max(f64::MIN_POSITIVE)
+                );
+            }
+        }
     }
     if failures.is_empty() {
         println!("\nall bounds met");
@@ -329,6 +358,11 @@ struct ConnCounters {
     closed_by_node: AtomicU64,
     open: AtomicI64,
     max_open: AtomicI64,
+    /// Sum of `open` sampled once a second during the soak, and the number of samples.
+    open_sum: AtomicI64,
+    open_ticks: AtomicI64,
+    /// `open` when the honest readers were done, before the load stopped.
+    open_at_end: AtomicI64,
 }
 
 #[derive(Default)]
@@ -374,40 +408,6 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// A child of this process whose command line contains `needle` (the stack's children are
-/// started by the stack, which does not hand out their pids).
-fn child_pid(needle: &str) -> Option<u32> {
-    let me = std::process::id();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // The command name may hold spaces and parentheses: fields start after the last ')'.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid != Some(me) {
-            continue;
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline)
-            .replace('\0', " ")
-            .contains(needle)
-        {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 /// The string value of `key = "…"` in a config the stack wrote.
 fn toml_string(text: &str, key: &str) -> Option<String> {
     text.lines().find_map(|line| {
@@ -447,7 +447,9 @@ async fn run_phase(
     let offline = std::env::var_os("LPT_BENCH_OFFLINE").is_some();
     let options = StackOptions {
         orchestrators: 1,
-        transcoders_per_orchestrator: 1,
+        // Its orchestrator transcodes itself (local mode), so the measured node is the whole of
+        // what an operator runs with `-orchestrator -transcoder`.
+        transcoders_per_orchestrator: 0,
         offline,
         price_per_unit: PRICE_PER_UNIT,
         pixels_per_unit: 1,
@@ -456,8 +458,7 @@ async fn run_phase(
         ladder: reference_transcoder::ladder::parse_ladder(LADDER)?,
         deposit_wei: 10u128.pow(18),
         reserve_wei: 10u128.pow(18),
-        // The honest streams plus the hostile pushes that reach the transcoder.
-        transcoder_capacity: (HONEST_STREAMS + 4) as u32,
+        transcoder_capacity: 1,
         dir: dir.join("stack"),
         lpt: lpt.clone(),
         ready_deadline: Duration::from_secs(60),
@@ -465,10 +466,58 @@ async fn run_phase(
     let stack = EmbeddedStack::start(&options)
         .await
         .context("the embedded stack did not start (LPT_BENCH_OFFLINE=1 runs without a chain)")?;
-    let honest_uri = stack.endpoints.orchestrators[0].clone();
-    let orchestrator_pid =
-        child_pid("orchestrator-0.toml").ok_or_else(|| anyhow!("no orchestrator process"))?;
-    let transcoder_pid = child_pid("node transcoder");
+
+    // The measured orchestrator: the stack's orchestrator config (chain, key, price, tickets)
+    // with params lasting EXPIRATION_BLOCKS and the bench's transcode mode. The stack pays one
+    // winning ticket per second of output per stream and every redemption mines a block: with
+    // 10 streams about 4 blocks a second, so its 30-block params lapse within seconds and the
+    // broadcaster's segments fail on expired params after ~35 s with no hostile load at all
+    // (measured: 18 of 30 segments per stream). The stack's own orchestrator and broadcaster
+    // stay idle.
+    let stack_orch_config = std::fs::read_to_string(options.dir.join("orchestrator-0.toml"))?;
+    let journal = dir.join("orchestrator.tickets.jsonl");
+    let orch_config: Vec<String> = stack_orch_config
+        .lines()
+        .map(|line| {
+            if toml_string(line, "expiration_blocks").is_some() {
+                return format!("expiration_blocks = {EXPIRATION_BLOCKS}");
+            }
+            if toml_string(line, "mode").is_some() {
+                return format!("mode = \"{}\"", transcode_mode());
+            }
+            if toml_string(line, "ticket_journal").is_some() {
+                return format!("ticket_journal = \"{}\"", journal.display());
+            }
+            line.to_owned()
+        })
+        .collect();
+    // Capacity for the honest streams with headroom, as an operator would size it: the default
+    // (10) equals the 10 streams, and a session the broadcaster abandons after one refusal
+    // holds its slot for `session_idle_secs` (60 s), so the retry's new session is capped.
+    let orch_config = format!(
+        "{}\n\n[limits]\nmax_sessions = {}\n",
+        orch_config.join("\n"),
+        2 * HONEST_STREAMS
+    );
+    let path = dir.join("orchestrator.toml");
+    std::fs::write(&path, orch_config)?;
+    let orchestrator = Child::spawn(
+        "orchestrator",
+        &lpt,
+        [
+            std::ffi::OsStr::new("node"),
+            "orchestrator".as_ref(),
+            "--config".as_ref(),
+            path.as_os_str(),
+        ],
+        dir,
+        Duration::from_secs(60),
+    )
+    .await?;
+    let honest_uri = orchestrator.ready_str("service_uri")?.to_owned();
+    let orchestrator_pid = orchestrator
+        .pid()
+        .ok_or_else(|| anyhow!("orchestrator has no pid"))?;
 
     // The hostile orchestrator: a real node whose only sin is its ticket params' EV of 1 wei.
     let mut hostile_orch: Option<Child> = None;
@@ -480,11 +529,12 @@ async fn run_phase(
         };
         let key = alloy::signers::local::PrivateKeySigner::random();
         let config = format!(
-            "listen = \"127.0.0.1:0\"\noffchain = false\n\n[chain]\nrpc_url = \"{}\"\nprivate_key = \"0x{}\"\nticket_broker = \"{}\"\nrounds_manager = \"{}\"\npoll_ms = 250\n\n[payments]\nprice_per_unit = {PRICE_PER_UNIT}\npixels_per_unit = 1\nface_value = \"1000000000000\"\nticket_ev = \"1\"\nexpiration_blocks = 30\n\n[transcode]\nmode = \"local\"\n",
+            "listen = \"127.0.0.1:0\"\noffchain = false\n\n[chain]\nrpc_url = \"{}\"\nprivate_key = \"0x{}\"\nticket_broker = \"{}\"\nrounds_manager = \"{}\"\npoll_ms = 250\n\n[payments]\nprice_per_unit = {PRICE_PER_UNIT}\npixels_per_unit = 1\nface_value = \"1000000000000\"\nticket_ev = \"1\"\nexpiration_blocks = 30\n\n[transcode]\nmode = \"{}\"\n",
             get("rpc_url")?,
             alloy::hex::encode(key.to_bytes()),
             get("ticket_broker")?,
             get("rounds_manager")?,
+            transcode_mode(),
         );
         let path = dir.join("hostile-orchestrator.toml");
         std::fs::write(&path, config)?;
@@ -565,9 +615,6 @@ async fn run_phase(
         ("broadcaster", broadcaster_pid),
         ("orchestrator", orchestrator_pid),
     ];
-    if let Some(pid) = transcoder_pid {
-        watched.push(("transcoder", pid));
-    }
     if let Some(pid) = hostile_orch.as_ref().and_then(Child::pid) {
         watched.push(("hostile orchestrator", pid));
     }
@@ -614,6 +661,25 @@ async fn run_phase(
                 stop_rx.clone(),
             )));
         }
+        // How many stay open on average: a node that closes them keeps this low.
+        hostile_tasks.push(tokio::spawn({
+            let stats = stats.clone();
+            let mut stop = stop_rx.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop.changed() => return,
+                    }
+                    for c in &stats.conns {
+                        c.open_sum
+                            .fetch_add(c.open.load(Ordering::Relaxed), Ordering::Relaxed);
+                        c.open_ticks.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
         hostile_tasks.push(tokio::spawn(endless_publisher(
             rtmp,
             media.clone(),
@@ -788,13 +854,20 @@ async fn run_phase(
         }
     }
 
+    for c in &stats.conns {
+        c.open_at_end
+            .store(c.open.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
     let _ = stop_tx.send(true);
     for t in hostile_tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     let _ = sampler.await;
 
-    // Figures.
+    // Figures. The `/status` document is kept for whoever reads the figures.
+    if let Some((_, Some(doc))) = &status_doc {
+        let _ = std::fs::write(dir.join("status.json"), doc.to_string());
+    }
     let records: Vec<serde_json::Value> = status_doc
         .as_ref()
         .and_then(|(_, doc)| doc.as_ref())
@@ -857,6 +930,7 @@ async fn run_phase(
     }
 
     broadcaster.stop().await;
+    orchestrator.stop().await;
     if let Some(h) = hostile_orch {
         h.stop().await;
     }
@@ -873,11 +947,10 @@ async fn run_phase(
                 Some(BROADCASTER_RSS_BOUND_MIB),
             ),
             "orchestrator" => (
-                options.dir.join("orchestrator-0.log"),
+                dir.join("orchestrator.log"),
                 orch_status,
                 Some(ORCHESTRATOR_RSS_BOUND_MIB),
             ),
-            "transcoder" => (options.dir.join("transcoder-0-0.log"), None, None),
             _ => (dir.join("hostile-orchestrator.log"), None, None),
         };
         nodes.push(NodeFigures {
@@ -956,13 +1029,15 @@ impl PhaseResult {
         if let Some(h) = &self.hostile {
             for (i, c) in h.conns.iter().enumerate() {
                 println!(
-                    "  hostile conns → {:<17} connects {:>6}, failed {:>6}, closed by node {:>6}, max open {:>4}, open at end {:>4}",
+                    "  hostile conns → {:<17} connects {:>6}, failed {:>6}, closed by node {:>6}, open mean {:>4} max {:>4} at end {:>4}",
                     TARGETS[i],
                     c.connects.load(Ordering::Relaxed),
                     c.connect_failures.load(Ordering::Relaxed),
                     c.closed_by_node.load(Ordering::Relaxed),
+                    c.open_sum.load(Ordering::Relaxed)
+                        / c.open_ticks.load(Ordering::Relaxed).max(1),
                     c.max_open.load(Ordering::Relaxed),
-                    c.open.load(Ordering::Relaxed),
+                    c.open_at_end.load(Ordering::Relaxed),
                 );
             }
             println!(
