@@ -118,7 +118,7 @@ impl Default for PaymentsConfig {
             redeem_attempts: 5,
             ticket_journal: None,
             max_tickets_per_payment: protocol::ticket::DEFAULT_MAX_NONCES,
-            sender_refresh_ms: 5000,
+            sender_refresh_ms: crate::payments::DEFAULT_SENDER_REFRESH.as_millis() as u64,
         }
     }
 }
