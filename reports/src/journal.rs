@@ -10,6 +10,13 @@
 //!   one `write_all` of whole lines when it passes 256 KiB, by a background thread at least every
 //!   500 ms, on `flush`, and when the last handle drops. A killed process therefore loses at most
 //!   the last half second, and every line on disk except possibly the last is complete.
+//! - **A failed write never tears a record.** A batch that could not be written whole (disk full,
+//!   file size limit) is cut off the file again, back to the end of the last whole record, and
+//!   kept for a later try (on a file that cannot be cut, only its unwritten bytes are kept, so a
+//!   later try completes the line). The first failure is sticky: the writer reports it once,
+//!   refuses further records (counted, memory stays bounded) and exposes it through
+//!   [`JournalWriter::failure`], so a run can stop with a clear reason instead of warning once
+//!   per record.
 //! - The reader never fails on content: a torn last line, a malformed line, an unknown record kind
 //!   or an unknown version is counted in [`JournalStats`] (with the first few line numbers) and
 //!   skipped, so `lpt report` can always say what it could not use.
@@ -47,11 +54,37 @@ struct Shared {
 }
 
 struct WriterState {
-    file: File,
+    file: Box<dyn JournalFile>,
     buf: Vec<u8>,
     records: u64,
+    /// The file's length: the end of the last whole record while `can_cut` holds.
+    on_disk: u64,
+    /// Whether a fragment can be cut off the file (false once cutting failed).
+    can_cut: bool,
+    /// The first write failure, as text; once set, new records are refused.
+    failure: Option<String>,
+    /// Records refused after the failure.
+    dropped: u64,
     /// An error met by the background flusher, returned by the next call.
     deferred: Option<std::io::Error>,
+}
+
+/// Where the journal's bytes go: its file, or (in tests) a writer that fails on purpose.
+trait JournalFile: Write + Send {
+    /// Cuts the file back to `len` bytes.
+    fn cut_to(&mut self, len: u64) -> std::io::Result<()>;
+    /// Asks the OS to put the data on disk.
+    fn sync_data(&self) -> std::io::Result<()>;
+}
+
+impl JournalFile for File {
+    fn cut_to(&mut self, len: u64) -> std::io::Result<()> {
+        // Opened for appending: the next write goes to the new end.
+        self.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        File::sync_data(self)
+    }
 }
 
 impl std::fmt::Debug for JournalWriter {
@@ -87,12 +120,25 @@ impl JournalWriter {
                 file.write_all(b"\n").map_err(io)?;
             }
         }
+        let on_disk = file.metadata().map_err(io)?.len();
+        Self::with_file(path, Box::new(file), on_disk)
+    }
+
+    fn with_file(
+        path: PathBuf,
+        file: Box<dyn JournalFile>,
+        on_disk: u64,
+    ) -> Result<Self, ReportError> {
         let shared = Arc::new(Shared {
             path,
             state: Mutex::new(WriterState {
                 file,
                 buf: Vec::with_capacity(FLUSH_BYTES + 4096),
                 records: 0,
+                on_disk,
+                can_cut: true,
+                failure: None,
+                dropped: 0,
                 deferred: None,
             }),
         });
@@ -118,11 +164,17 @@ impl JournalWriter {
     }
 
     /// Appends one record. Cheap: it serializes into memory; the disk write happens in batches.
+    /// After a write failure every record is refused (see [`JournalWriter::failure`]).
     pub fn append(&self, record: impl Into<Record>) -> Result<(), ReportError> {
         let record = record.into();
         let mut state = self.shared.lock();
         if let Some(e) = state.deferred.take() {
+            state.dropped += 1;
             return Err(self.shared.io_error(e));
+        }
+        if state.failure.is_some() {
+            state.dropped += 1;
+            return Err(self.shared.io_error(state.stopped()));
         }
         let before = state.buf.len();
         if let Err(e) = record.write_json_line(&mut state.buf) {
@@ -139,13 +191,18 @@ impl JournalWriter {
         Ok(())
     }
 
-    /// Writes every buffered record to the file now.
+    /// Writes every buffered record to the file now. After a write failure this tries the
+    /// batch that failed once more (whole, or not at all) and still reports the failure:
+    /// records were refused since.
     pub fn flush(&self) -> Result<(), ReportError> {
         let mut state = self.shared.lock();
-        if let Some(e) = state.deferred.take() {
-            return Err(self.shared.io_error(e));
+        state.deferred = None;
+        let failed_before = state.failure.is_some();
+        state.write_out().map_err(|e| self.shared.io_error(e))?;
+        if failed_before {
+            return Err(self.shared.io_error(state.stopped()));
         }
-        state.write_out().map_err(|e| self.shared.io_error(e))
+        Ok(())
     }
 
     /// Flushes and asks the OS to put the data on disk (use at the end of a run).
@@ -158,6 +215,17 @@ impl JournalWriter {
     /// Records appended through this writer (all clones) so far.
     pub fn records_written(&self) -> u64 {
         self.shared.lock().records
+    }
+
+    /// The first write failure (e.g. "No space left on device (os error 28)"), once there was
+    /// one: from then on the journal refuses records, and a run should stop.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.lock().failure.clone()
+    }
+
+    /// Records refused because of a write failure.
+    pub fn dropped_records(&self) -> u64 {
+        self.shared.lock().dropped
     }
 }
 
@@ -175,13 +243,54 @@ impl Shared {
 }
 
 impl WriterState {
+    /// Writes the buffer whole, or leaves the file ending on a whole record and the buffer
+    /// holding what still has to go (see the module's design notes).
     fn write_out(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
+        let mut written = 0;
+        let result = loop {
+            if written == self.buf.len() {
+                break Ok(());
+            }
+            match self.file.write(&self.buf[written..]) {
+                Ok(0) => {
+                    break Err(std::io::Error::new(
+                        std::io::ErrorKind::WriteZero,
+                        "the journal file took no more bytes",
+                    ));
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.on_disk += written as u64;
+                self.buf.clear();
+                Ok(())
+            }
+            Err(e) => {
+                if written > 0 {
+                    if self.can_cut && self.file.cut_to(self.on_disk).is_ok() {
+                        // The fragment is gone; the whole batch stays for a later try.
+                    } else {
+                        self.can_cut = false;
+                        self.on_disk += written as u64;
+                        self.buf.drain(..written);
+                    }
+                }
+                self.failure.get_or_insert_with(|| e.to_string());
+                Err(e)
+            }
         }
-        let result = self.file.write_all(&self.buf);
-        self.buf.clear();
-        result
+    }
+
+    /// The error of a record refused after the first failure.
+    fn stopped(&self) -> std::io::Error {
+        std::io::Error::other(format!(
+            "the journal stopped taking records after a failed write ({})",
+            self.failure.as_deref().unwrap_or("unknown error")
+        ))
     }
 }
 
@@ -198,7 +307,10 @@ fn periodic_flush(weak: Weak<Shared>) {
         std::thread::sleep(FLUSH_INTERVAL);
         let Some(shared) = weak.upgrade() else { return };
         let mut state = shared.lock();
-        if let Err(e) = state.write_out() {
+        // After a failure, retries are left to explicit flushes (the end of a run).
+        if state.failure.is_none()
+            && let Err(e) = state.write_out()
+        {
             state.deferred = Some(e);
         }
     }
@@ -445,4 +557,162 @@ fn parse_kind(text: &[u8], kind: &str, v: u32) -> Result<Record, LineProblem> {
         BenchSegmentRecord::TYPE => Record::BenchSegment(typed(text, v)?),
         other => return Err(LineProblem::UnknownType(other.to_string())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An in-memory journal file with room for `room` more bytes: a write beyond it is short
+    /// (as on a nearly full disk) and the next one fails with "no space".
+    #[derive(Clone)]
+    struct NearlyFull {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        room: Arc<Mutex<usize>>,
+        can_cut: bool,
+    }
+
+    impl NearlyFull {
+        fn new(room: usize, can_cut: bool) -> Self {
+            NearlyFull {
+                bytes: Arc::default(),
+                room: Arc::new(Mutex::new(room)),
+                can_cut,
+            }
+        }
+        fn free(&self, more: usize) {
+            *self.room.lock().unwrap() += more;
+        }
+        fn read(&self) -> (Vec<Record>, JournalStats) {
+            let bytes = self.bytes.lock().unwrap().clone();
+            let mut reader = JournalReader::new(&bytes[..], PathBuf::from("mem"));
+            let records = reader.by_ref().collect::<Result<Vec<_>, _>>().unwrap();
+            (records, reader.into_stats())
+        }
+    }
+
+    impl Write for NearlyFull {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut room = self.room.lock().unwrap();
+            if *room == 0 {
+                return Err(std::io::Error::from_raw_os_error(ENOSPC));
+            }
+            let n = buf.len().min(*room);
+            *room -= n;
+            self.bytes.lock().unwrap().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl JournalFile for NearlyFull {
+        fn cut_to(&mut self, len: u64) -> std::io::Result<()> {
+            if !self.can_cut {
+                return Err(std::io::Error::other("not a regular file"));
+            }
+            let mut bytes = self.bytes.lock().unwrap();
+            let mut room = self.room.lock().unwrap();
+            *room += bytes.len() - len as usize;
+            bytes.truncate(len as usize);
+            Ok(())
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// ENOSPC on Linux (the crate has no libc dependency).
+    const ENOSPC: i32 = 28;
+
+    fn check(seq: u64) -> CheckRecord {
+        CheckRecord {
+            t_ms: 1_700_000_000_000 + seq as i64,
+            workload: "w".into(),
+            stream: "s".into(),
+            rendition: Some("r".into()),
+            seq: Some(seq),
+            check: "download".into(),
+            ok: true,
+            message: None,
+            observed: None,
+            expected: None,
+        }
+    }
+
+    fn seqs(records: &[Record]) -> Vec<u64> {
+        records
+            .iter()
+            .map(|r| match r {
+                Record::Check(c) => c.seq.unwrap(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    /// Appends `range` and flushes; returns the flush's result.
+    fn batch(writer: &JournalWriter, range: std::ops::Range<u64>) -> Result<(), ReportError> {
+        for seq in range {
+            writer.append(check(seq))?;
+        }
+        writer.flush()
+    }
+
+    fn line_len() -> usize {
+        let mut line = Vec::new();
+        Record::from(check(0)).write_json_line(&mut line).unwrap();
+        line.len()
+    }
+
+    #[test]
+    fn a_write_that_fails_mid_batch_leaves_only_whole_records_and_keeps_the_batch() {
+        // Room for three records and a half: the second batch fails in its second record.
+        let file = NearlyFull::new(line_len() * 7 / 2, true);
+        let writer =
+            JournalWriter::with_file(PathBuf::from("mem"), Box::new(file.clone()), 0).unwrap();
+        batch(&writer, 0..2).unwrap();
+        let error = batch(&writer, 2..5).unwrap_err().to_string();
+        assert!(error.contains("No space left on device"), "{error}");
+        assert_eq!(
+            writer.failure().as_deref(),
+            Some("No space left on device (os error 28)")
+        );
+        let (records, stats) = file.read();
+        assert_eq!(seqs(&records), [0, 1], "the fragment was cut off");
+        assert!(!stats.has_problems(), "{stats:?}");
+
+        // Further records are refused (bounded memory), once the run has been told.
+        assert!(writer.append(check(5)).is_err());
+        assert_eq!(writer.dropped_records(), 1);
+
+        // Space comes back: the failed batch goes out whole, the failure stays reported.
+        file.free(10 * line_len());
+        assert!(
+            writer
+                .flush()
+                .unwrap_err()
+                .to_string()
+                .contains("stopped taking records")
+        );
+        let (records, stats) = file.read();
+        assert_eq!(seqs(&records), [0, 1, 2, 3, 4]);
+        assert!(!stats.has_problems(), "{stats:?}");
+    }
+
+    #[test]
+    fn on_a_file_that_cannot_be_cut_a_later_write_completes_the_torn_record() {
+        let file = NearlyFull::new(line_len() * 5 / 2, false);
+        let writer =
+            JournalWriter::with_file(PathBuf::from("mem"), Box::new(file.clone()), 0).unwrap();
+        batch(&writer, 0..2).unwrap();
+        assert!(batch(&writer, 2..4).is_err());
+        file.free(10 * line_len());
+        assert!(writer.flush().is_err(), "the failure stays reported");
+        let (records, stats) = file.read();
+        assert_eq!(seqs(&records), [0, 1, 2, 3], "no record torn, none lost");
+        assert!(!stats.has_problems(), "{stats:?}");
+        drop(writer);
+        assert_eq!(file.read().0.len(), 4);
+    }
 }

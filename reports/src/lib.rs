@@ -129,7 +129,11 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
         path: path.to_path_buf(),
         source,
     };
-    std::fs::write(&tmp, bytes).map_err(io)?;
+    // Synced before the rename: a crash or a full disk never leaves an empty or short file
+    // under the final name.
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    std::io::Write::write_all(&mut file, bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
 

@@ -15,7 +15,8 @@ use crate::scenario;
     version,
     about = "The stream tester and network benchmarking suite for the Livepeer video network",
     after_help = "Exit codes: 0 passed, 99 thresholds failed, 104 invalid scenario or configuration, \
-                  105 interrupted, 107 the stack or a probe could not run, 108 aborted by a threshold."
+                  105 interrupted (a second Ctrl-C exits at once), 107 the stack or a probe could not run \
+                  or the results could not be written (disk full), 108 aborted by a threshold."
 )]
 pub struct Cli {
     /// Print only the verdict and errors.

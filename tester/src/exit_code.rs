@@ -16,9 +16,12 @@ pub enum ExitCode {
     ThresholdsFailed,
     /// The scenario or configuration is invalid; nothing ran.
     InvalidScenario,
-    /// Interrupted (Ctrl-C / SIGTERM); results up to that point were still written.
+    /// Interrupted (Ctrl-C / SIGTERM); results up to that point were still written. A second
+    /// interrupt exits at once with this code, without waiting for the streams to drain.
     Interrupted,
-    /// The stack or a probe could not run (a target unreachable, a part missing or crashed).
+    /// The stack or a probe could not run (a target unreachable, a part missing or crashed), or
+    /// the run could not record its results (the records journal or `summary.json` could not be
+    /// written: a full disk); the journal then holds only whole records.
     NotRun,
     /// A threshold marked `abort_on_fail` failed while the run was in progress.
     AbortedByThreshold,

@@ -1,9 +1,11 @@
 //! `lpt run`: load the scenario, bring up the target, run the workloads, judge, write, exit.
 //!
 //! The pipeline is always the same and always ends by writing `summary.json`, whatever happened:
-//! an interrupted, aborted or failed-to-start run still leaves its results. The three ways a run
-//! can stop early — Ctrl-C, an `abort_on_fail` threshold, the target or a probe failing — race the
-//! workloads in one `select!`, and each maps to its exit code.
+//! an interrupted, aborted or failed-to-start run still leaves its results. The ways a run can
+//! stop early — Ctrl-C, an `abort_on_fail` threshold, the target or a probe failing, the records
+//! journal failing to write (a full disk) — race the workloads in one `select!`, and each maps to
+//! its exit code. A second Ctrl-C does not wait for the streams to drain: it syncs the journal,
+//! writes the summary if it is not written yet and exits with 105 at once.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,14 +74,25 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
     let started = SystemTime::now();
     let started_instant = Instant::now();
     let progress = crate::progress::Progress::start(registry.clone(), options.terminal.quiet);
+    let summary_written = Arc::new(std::sync::Mutex::new(false));
+    let first_signal = watch_signals(Emergency {
+        scenario: scenario.clone(),
+        run_dir: run_dir.clone(),
+        journal: journal.clone(),
+        registry: registry.clone(),
+        started,
+        summary_written: summary_written.clone(),
+    });
 
-    // Ctrl-C and abort thresholds cancel the workloads, which then wind down (streams drain)
-    // and report; only the workloads' own end finishes the loop.
+    // Ctrl-C, abort thresholds and a journal that cannot be written cancel the workloads, which
+    // then wind down (streams drain) and report; only the workloads' own end finishes the loop.
+    // A second Ctrl-C does not wait for that (see `watch_signals`).
     let cancel = CancellationToken::new();
     let execution = execute(&scenario, &registry, &journal, &run_dir, cancel.clone());
     tokio::pin!(execution);
     let mut interrupted = false;
     let mut aborted: Option<Verdict> = None;
+    let mut journal_failed: Option<String> = None;
     let executed = loop {
         tokio::select! {
             result = &mut execution => break result,
@@ -88,19 +101,44 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
                 aborted = Some(verdict);
                 cancel.cancel();
             }
-            () = shutdown_signal(), if !interrupted => {
-                warn!("interrupted: stopping streams and writing results");
+            () = first_signal.cancelled(), if !interrupted => {
+                warn!("interrupted: stopping streams and writing results (interrupt again to stop at once)");
                 interrupted = true;
+                cancel.cancel();
+            }
+            failure = journal_failure(&journal), if journal_failed.is_none() => {
+                warn!(
+                    "the records journal {} cannot be written ({failure}): stopping the run",
+                    journal.path().display()
+                );
+                journal_failed = Some(failure);
                 cancel.cancel();
             }
         }
     };
     drop(progress);
-    let stop = match (executed, aborted, interrupted) {
-        (Err(error), _, _) => Stop::CouldNotRun(error),
-        (Ok(_), Some(verdict), _) => Stop::Aborted(verdict),
-        (Ok(_), None, true) => Stop::Interrupted,
-        (Ok(results), None, false) => Stop::Completed(results),
+    // The journal is synced before the verdict: a journal that cannot be written is a run that
+    // could not record its results, whatever else happened.
+    if let Err(error) = journal.sync()
+        && journal_failed.is_none()
+    {
+        journal_failed = Some(
+            journal
+                .failure()
+                .unwrap_or_else(|| format!("{:#}", anyhow::Error::new(error))),
+        );
+    }
+    let stop = match (executed, aborted, interrupted, journal_failed) {
+        (_, _, _, Some(failure)) => Stop::CouldNotRun(anyhow!(
+            "the records journal {} could not be written ({failure}); the run was stopped and {} \
+             records were not written; the journal holds only whole records",
+            journal.path().display(),
+            journal.dropped_records()
+        )),
+        (Err(error), _, _, None) => Stop::CouldNotRun(error),
+        (Ok(_), Some(verdict), _, None) => Stop::Aborted(verdict),
+        (Ok(_), None, true, None) => Stop::Interrupted,
+        (Ok(results), None, false, None) => Stop::Completed(results),
     };
 
     let verdicts: Vec<Verdict> = scenario
@@ -139,6 +177,40 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
         ),
         Stop::CouldNotRun(error) => (ExitCode::NotRun, format!("{error:#}"), "not_run"),
     };
+    let summary = build_summary(
+        &scenario,
+        started,
+        (code, message, workload_status),
+        &results,
+        &registry,
+        verdicts,
+    );
+    {
+        let mut written = summary_written.lock().unwrap_or_else(|e| e.into_inner());
+        summary
+            .write(&run_dir)
+            .with_context(|| format!("cannot write {}", run_dir.join("summary.json").display()))
+            .with_context(|| summary.outcome.message.clone())
+            .exit_code(ExitCode::NotRun)?;
+        *written = true;
+    }
+    options.terminal.print_summary(&summary, &run_dir);
+    crate::report::render(&run_dir, options.terminal);
+    if code == ExitCode::NotRun {
+        warn!("{}", summary.outcome.message);
+    }
+    Ok(code)
+}
+
+/// The summary of a run that ended with `outcome` (exit code, message, workload status).
+fn build_summary(
+    scenario: &Scenario,
+    started: SystemTime,
+    (code, message, workload_status): (ExitCode, String, &'static str),
+    results: &[WorkloadResult],
+    registry: &Registry,
+    verdicts: Vec<Verdict>,
+) -> Summary {
     let workloads = scenario
         .workloads
         .iter()
@@ -153,29 +225,140 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
             },
         })
         .collect();
-    let summary = Summary::new(
-        (&scenario).into(),
+    Summary::new(
+        scenario.into(),
         started,
         SystemTime::now(),
         code,
         message,
         workloads,
-        &registry,
+        registry,
         verdicts,
-    );
-    if let Err(error) = journal.sync() {
-        warn!("the records journal could not be synced: {error}");
+    )
+}
+
+/// What a second interrupt needs to leave the run's results behind before exiting.
+struct Emergency {
+    scenario: Scenario,
+    run_dir: PathBuf,
+    journal: JournalWriter,
+    registry: Arc<Registry>,
+    started: SystemTime,
+    /// Set (under the lock) once the normal path wrote `summary.json`.
+    summary_written: Arc<std::sync::Mutex<bool>>,
+}
+
+/// Listens for Ctrl-C and SIGTERM for the whole run: the first cancels the returned token (the
+/// run drains its streams and reports), the second exits with 105 at once, after syncing the
+/// journal and writing `summary.json` if the run had not yet. One listener from the start, so
+/// no signal falls between two of them.
+fn watch_signals(emergency: Emergency) -> CancellationToken {
+    let first = CancellationToken::new();
+    let notify = first.clone();
+    tokio::spawn(async move {
+        let Some(mut signals) = Signals::new() else {
+            return;
+        };
+        signals.recv().await;
+        notify.cancel();
+        signals.recv().await;
+        emergency.exit_now();
+    });
+    first
+}
+
+impl Emergency {
+    fn exit_now(self) -> ! {
+        eprintln!("interrupted again: stopping at once without draining the streams");
+        if let Err(error) = self.journal.sync() {
+            eprintln!("the records journal could not be synced: {error}");
+        }
+        let mut written = self
+            .summary_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !*written {
+            let verdicts = self
+                .scenario
+                .thresholds
+                .iter()
+                .map(|t| t.evaluate(&self.registry))
+                .collect();
+            let summary = build_summary(
+                &self.scenario,
+                self.started,
+                (
+                    ExitCode::Interrupted,
+                    "interrupted twice: stopped at once without draining; records written so far \
+                     were kept"
+                        .to_owned(),
+                    "interrupted",
+                ),
+                &[],
+                &self.registry,
+                verdicts,
+            );
+            match summary.write(&self.run_dir) {
+                Ok(()) => *written = true,
+                Err(error) => eprintln!("cannot write summary.json: {error}"),
+            }
+        }
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        // Child processes of the stack die with this process (their parent-death signal).
+        std::process::exit(ExitCode::Interrupted.code());
     }
-    summary
-        .write(&run_dir)
-        .with_context(|| format!("cannot write {}", run_dir.join("summary.json").display()))
-        .exit_code(ExitCode::NotRun)?;
-    options.terminal.print_summary(&summary, &run_dir);
-    crate::report::render(&run_dir, options.terminal);
-    if code == ExitCode::NotRun {
-        warn!("{}", summary.outcome.message);
+}
+
+/// Ctrl-C and SIGTERM, as one stream of interrupts.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// `None` when the handlers cannot be installed (then interrupts keep their default
+    /// action: the process ends at once).
+    fn new() -> Option<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Some(Signals {
+                interrupt: signal(SignalKind::interrupt()).ok()?,
+                terminate: signal(SignalKind::terminate()).ok()?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Some(Signals {})
+        }
     }
-    Ok(code)
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => {},
+                _ = self.terminate.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Resolves with the journal's first write failure (checked four times a second).
+async fn journal_failure(journal: &JournalWriter) -> String {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        if let Some(failure) = journal.failure() {
+            return failure;
+        }
+    }
 }
 
 fn default_run_dir(scenario: &Scenario) -> PathBuf {
@@ -636,27 +819,6 @@ async fn watch_abort_thresholds(
                 return verdict;
             }
         }
-    }
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
     }
 }
 

@@ -101,8 +101,11 @@ impl MetricsObserver {
     }
 
     pub(crate) fn record(&self, record: impl Into<reports::Record>) {
+        // A write failure is reported once, by the run, which stops on it; only a record that
+        // could not be serialised is worth a warning of its own.
         if let Some(journal) = &self.journal
             && let Err(error) = journal.append(record)
+            && journal.failure().is_none()
         {
             warn!("cannot append to the records journal: {error}");
         }

@@ -166,12 +166,15 @@ impl Summary {
         }
     }
 
-    /// Writes `summary.json` atomically (temporary file + rename), so a reader never sees half.
+    /// Writes `summary.json` atomically (temporary file, synced to disk, then renamed), so a
+    /// reader never sees half, nor after a crash an empty file under the final name.
     pub fn write(&self, run_dir: &Path) -> std::io::Result<()> {
         let path = run_dir.join("summary.json");
         let temporary = run_dir.join(".summary.json.tmp");
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(&temporary, json)?;
+        let mut file = std::fs::File::create(&temporary)?;
+        std::io::Write::write_all(&mut file, &json)?;
+        file.sync_all()?;
         std::fs::rename(temporary, path)
     }
 }

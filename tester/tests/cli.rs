@@ -1,6 +1,7 @@
 //! The `lpt` binary as users and CI scripts see it: exit codes, messages, summary.json.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
@@ -610,4 +611,239 @@ fn quality_with_an_unknown_model_is_a_configuration_error() {
         .args(["quality", "--model", "vmaf_9", "a.mp4", "b.mp4"])
         .assert()
         .code(104);
+}
+
+/// An embedded, offline stack run that goes on for ten minutes unless stopped.
+const LONG_OFFLINE_RUN: &str = r#"name = "long-offline"
+[target]
+kind = "embedded"
+orchestrators = 1
+transcoders_per_orchestrator = 0
+offline = true
+[source]
+width = 640
+height = 360
+clip = "6s"
+[ladder]
+profiles = ["P144p30fps16x9"]
+[workloads.one]
+executor = "constant-streams"
+streams = 1
+duration = "10m"
+"#;
+
+/// `lpt run` as a child with its stderr read line by line on a thread.
+struct RunningLpt {
+    child: std::process::Child,
+    stderr: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl RunningLpt {
+    fn start(scenario: &Path, run_dir: &Path) -> RunningLpt {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lpt"))
+            .arg("run")
+            .arg(scenario)
+            .arg("--out")
+            .arg(run_dir)
+            .env_remove("LPT_LOG")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, stderr) = std::sync::mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(pipe)).map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        RunningLpt {
+            child,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    fn interrupt(&self) {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
+        }
+    }
+
+    /// Waits for a stderr line containing `text`.
+    fn wait_for_line(&mut self, text: &str, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        while !self.seen.iter().any(|l| l.contains(text)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "no `{text}` within {within:?}; stderr:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for the exit; `None` (after killing it) when it did not come within `within`.
+    fn wait(&mut self, within: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(1)) {
+                    self.seen.push(line);
+                }
+                return Some(status.code().unwrap_or(-1));
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for RunningLpt {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every record of a journal, and what the reader found wrong with it.
+fn read_journal(path: &Path) -> (u64, reports::JournalStats) {
+    let mut reader = reports::JournalReader::open(path).unwrap();
+    let mut records = 0;
+    while reader.next_record().unwrap().is_some() {
+        records += 1;
+    }
+    (records, reader.into_stats())
+}
+
+/// Whole lines in a journal file being written.
+fn journal_lines(path: &Path) -> usize {
+    std::fs::read(path)
+        .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_second_interrupt_exits_105_at_once_keeping_the_records_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(dir.path(), "long.toml", LONG_OFFLINE_RUN);
+    let run_dir = dir.path().join("run");
+    let journal = run_dir.join("records.jsonl");
+    let mut lpt = RunningLpt::start(&scenario, &run_dir);
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while journal_lines(&journal) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no records within 180 s"
+        );
+        assert!(lpt.child.try_wait().unwrap().is_none(), "lpt ended early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = journal_lines(&journal);
+    lpt.interrupt();
+    lpt.wait_for_line("interrupted: stopping streams", Duration::from_secs(10));
+    lpt.interrupt();
+    let second = std::time::Instant::now();
+    let code = lpt.wait(Duration::from_secs(30));
+    let took = second.elapsed();
+    assert_eq!(code, Some(105), "stderr:\n{}", lpt.seen.join("\n"));
+    // The first interrupt's drain alone takes 10 s (the streams' drain period).
+    assert!(
+        took < Duration::from_secs(4),
+        "exited {took:?} after the second interrupt"
+    );
+    assert!(
+        lpt.seen
+            .iter()
+            .any(|l| l.contains("interrupted again: stopping at once")),
+        "{}",
+        lpt.seen.join("\n")
+    );
+    let (records, stats) = read_journal(&journal);
+    assert!(
+        records >= before as u64,
+        "{records} records, {before} before"
+    );
+    assert!(!stats.has_problems(), "{stats:?}");
+    let summary = read_summary(&run_dir);
+    assert_eq!(summary["outcome"]["status"], "interrupted", "{summary}");
+}
+
+/// A tmpfs of `size` mounted for one test, unmounted when dropped.
+struct TinyTmpfs(PathBuf);
+
+impl TinyTmpfs {
+    fn mount(at: &Path, size: &str) -> std::io::Result<TinyTmpfs> {
+        std::fs::create_dir_all(at)?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()?;
+        if !status.success() {
+            return Err(std::io::Error::other(format!("mount exited with {status}")));
+        }
+        Ok(TinyTmpfs(at.to_owned()))
+    }
+}
+
+impl Drop for TinyTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_under_the_journal_ends_the_run_with_107_and_a_journal_of_whole_records() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting the tiny tmpfs this test fills needs root (CI runs as root)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Only the journal is on the 16 KiB file system: it fills a few segments into the run,
+    // mid-batch, while summary.json and the stack's files have room elsewhere.
+    let full = TinyTmpfs::mount(&dir.path().join("full"), "16k").expect("mount a tmpfs as root");
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let journal = full.0.join("records.jsonl");
+    std::os::unix::fs::symlink(&journal, run_dir.join("records.jsonl")).unwrap();
+    let scenario = write_scenario(dir.path(), "long.toml", LONG_OFFLINE_RUN);
+
+    let mut lpt = RunningLpt::start(&scenario, &run_dir);
+    let code = lpt.wait(Duration::from_secs(240));
+    let stderr = lpt.seen.join("\n");
+    assert_eq!(code, Some(107), "stderr:\n{stderr}");
+    let summary = read_summary(&run_dir);
+    assert_eq!(summary["outcome"]["status"], "not_run");
+    let message = summary["outcome"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the records journal")
+            && message.contains("No space left on device")
+            && message.contains("the journal holds only whole records"),
+        "{message}"
+    );
+    assert_eq!(
+        stderr
+            .matches("cannot append to the records journal")
+            .count(),
+        0,
+        "one report of the failure, not a warning per record:\n{stderr}"
+    );
+    let (records, stats) = read_journal(&journal);
+    assert!(records > 0, "{stats:?}");
+    assert!(!stats.has_problems(), "{stats:?}");
 }
