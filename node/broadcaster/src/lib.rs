@@ -106,6 +106,10 @@ pub async fn start(config: BroadcasterConfig) -> anyhow::Result<RunningBroadcast
                 broker,
                 signer.clone(),
                 config.payment.fee_margin.unwrap_or(1.2),
+                config
+                    .payment
+                    .max_tickets_per_segment
+                    .unwrap_or(protocol::ticket::DEFAULT_SENDER_MAX_TICKETS),
             )
             .await
             .with_context(|| format!("connecting to the chain at {url}"))?;
@@ -127,6 +131,7 @@ pub async fn start(config: BroadcasterConfig) -> anyhow::Result<RunningBroadcast
         key,
         max_price,
         Duration::from_secs(config.failure_cooldown_secs),
+        config.rendition_fetch.clone(),
     );
     let rtmp = TcpListener::bind(config.rtmp_addr)
         .await
@@ -140,14 +145,18 @@ pub async fn start(config: BroadcasterConfig) -> anyhow::Result<RunningBroadcast
             .with_context(|| format!("cannot use hls_dir {}", dir.display()))?,
         None => store::SegmentStore::memory(),
     };
-    let stream_keys = match &config.stream_keys_file {
-        Some(path) => config::load_stream_keys(path)?,
-        None => Vec::new(),
-    };
-    let state = Broadcaster::new(config, profiles, pool.clone(), payer, store, stream_keys);
+    let state = Broadcaster::new(config, profiles, pool.clone(), payer, store);
     let (shutdown, rx) = watch::channel(false);
     tasks.push(tokio::spawn(rtmp::serve(rtmp, state.clone(), rx.clone())));
-    tasks.push(tokio::spawn(http::serve(http, state.clone(), rx.clone())));
+    let router = http::router(state.clone());
+    let mut http_rx = rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let _ = axum::serve(http, router)
+            .with_graceful_shutdown(async move {
+                let _ = http_rx.wait_for(|stop| *stop).await;
+            })
+            .await;
+    }));
     let janitor = state.clone();
     tasks.push(tokio::spawn(async move {
         loop {

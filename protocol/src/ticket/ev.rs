@@ -27,6 +27,14 @@ pub enum EvError {
     /// A ticket of zero EV cannot pay anything.
     #[error("ticket EV is zero")]
     ZeroEv,
+    /// Covering the fee would take more than 2⁶⁴ − 1 tickets.
+    #[error("paying {fee} wei with tickets of EV {ev} wei takes more than 2^64 - 1 tickets")]
+    TooManyTickets {
+        /// Fee to cover.
+        fee: U256,
+        /// Ticket EV.
+        ev: U256,
+    },
 }
 
 /// The win probability giving a ticket of `face_value` the expected value `ev`:
@@ -51,13 +59,14 @@ pub fn ticket_ev(face_value: U256, win_prob: U256) -> U256 {
     U256::from(ev)
 }
 
-/// Number of tickets of expected value `ev` whose total covers `fee` (at least one).
+/// Number of tickets of expected value `ev` whose total covers `fee` (at least one), exactly:
+/// a count beyond `u64` is an error, never a saturated number.
 pub fn tickets_for_fee(fee: U256, ev: U256) -> Result<u64, EvError> {
     if ev.is_zero() {
         return Err(EvError::ZeroEv);
     }
     let count = fee.div_ceil(ev).max(U256::from(1));
-    Ok(u64::try_from(count).unwrap_or(u64::MAX))
+    u64::try_from(count).map_err(|_| EvError::TooManyTickets { fee, ev })
 }
 
 /// Probability of winning as a float, for reports and statistics.
@@ -116,6 +125,17 @@ mod tests {
         );
         assert_eq!(tickets_for_fee(U256::from(10), U256::from(3)).unwrap(), 4);
         assert_eq!(tickets_for_fee(U256::ZERO, U256::from(3)).unwrap(), 1);
+        assert_eq!(
+            tickets_for_fee(U256::MAX, U256::from(1)),
+            Err(EvError::TooManyTickets {
+                fee: U256::MAX,
+                ev: U256::from(1)
+            })
+        );
+        assert_eq!(
+            tickets_for_fee(U256::from(u64::MAX), U256::from(1)).unwrap(),
+            u64::MAX
+        );
         assert!((win_probability(MAX_WIN_PROB / U256::from(100)) - 0.01).abs() < 1e-12);
     }
 }

@@ -21,8 +21,8 @@ pub use recipient::{
     recipient_rand_hash,
 };
 pub use sender::{
-    DEFAULT_MAX_TICKET_EV, DEFAULT_MAX_TOTAL_EV, ParamsRejection, SenderError, SenderLimits,
-    TicketSender,
+    DEFAULT_MAX_TICKET_EV, DEFAULT_MAX_TOTAL_EV, DEFAULT_SENDER_MAX_TICKETS, ParamsRejection,
+    SenderError, SenderLimits, TicketBatch, TicketSender,
 };
 
 use crate::fields::{self, FieldError, FieldErrorKind};

@@ -8,6 +8,10 @@
 //! error) that orchestrator is put in cooldown and the same segment is retried on the next one,
 //! up to `max_attempts`. An orchestrator in cooldown is rediscovered lazily when it expires, so a
 //! restarted node rejoins without operator action.
+//!
+//! The HTTP client follows no redirect by itself: the rendition download follows one only when
+//! it stays on the orchestrator's own host (see [`submit`] and
+//! [`RenditionFetchConfig`](crate::config::RenditionFetchConfig)).
 
 pub mod payment;
 pub mod submit;
@@ -22,6 +26,8 @@ use protocol::net;
 use protocol::sig::{self, NodeKey};
 use protocol::ticket::{PricePerPixel, TicketParams};
 use serde::Serialize;
+
+use crate::config::RenditionFetchConfig;
 
 pub use payment::Payer;
 pub use submit::{SubmitError, SubmitOutcome, Transcoded};
@@ -115,22 +121,26 @@ pub struct OrchestratorPool {
     capabilities: CapabilitySet,
     max_price: Option<(u64, u64)>,
     cooldown: Duration,
-    /// Shared HTTPS client for segment upload and rendition download.
+    /// Shared HTTPS client for segment upload and rendition download; follows no redirect.
     pub(crate) http: reqwest::Client,
+    /// Where renditions may come from and how large they may be.
+    pub(crate) rendition_fetch: RenditionFetchConfig,
     discovery_lock: tokio::sync::Mutex<()>,
 }
 
 impl OrchestratorPool {
     /// A pool over `uris`, signing as `key`, accepting prices up to `max_price`
-    /// (`price_per_unit`, `pixels_per_unit`).
+    /// (`price_per_unit`, `pixels_per_unit`), fetching renditions within `rendition_fetch`.
     pub fn new(
         uris: &[String],
         key: NodeKey,
         max_price: Option<(u64, u64)>,
         cooldown: Duration,
+        rendition_fetch: RenditionFetchConfig,
     ) -> Arc<Self> {
         let http = reqwest::Client::builder()
             .danger_accept_invalid_certs(true)
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .expect("static reqwest configuration");
@@ -155,6 +165,7 @@ impl OrchestratorPool {
             max_price,
             cooldown,
             http,
+            rendition_fetch,
             discovery_lock: tokio::sync::Mutex::new(()),
         })
     }

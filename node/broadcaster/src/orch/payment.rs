@@ -10,6 +10,12 @@
 //! protocol crate's [`TicketSender`], which also refuses params breaking B's rules. The chain is
 //! read in the background (latest block, B's deposit) so paying a segment never waits on RPC.
 //!
+//! O chooses the ticket EV, so O chooses how many signatures a segment costs B: params worth
+//! 1 wei a ticket would make one segment billions of tickets. The sender refuses a payment of
+//! more than `payment.max_tickets_per_segment` tickets, counted exactly before anything is signed,
+//! and the lock every stream's payments share is held only for that O(1) check and the nonce
+//! reservation; the (at most capped) signatures are made after it is released.
+//!
 //! The latest block is the last seen **L1** block ([`protocol::chain::latest_l1_block`]), the
 //! number O's params expire in (PROTOCOL.md §4): on Arbitrum `eth_blockNumber` is the L2 block,
 //! far ahead of L1, and every params would look expired.
@@ -73,11 +79,14 @@ impl Payer {
         broker: protocol::Address,
         signer: PrivateKeySigner,
         fee_margin: f64,
+        max_tickets_per_segment: u64,
     ) -> Result<Self, PaymentError> {
         let provider = protocol::chain::read_provider(eth_url)?;
         let broker = TicketBrokerClient::new(provider.clone(), broker);
+        let sender = TicketSender::new(signer, SenderLimits::default())
+            .with_max_tickets(max_tickets_per_segment);
         let payer = Self {
-            sender: Mutex::new(TicketSender::new(signer, SenderLimits::default())),
+            sender: Mutex::new(sender),
             margin_permille: (fee_margin * 1000.0).round() as u64,
             balances: Mutex::new(HashMap::new()),
             block: AtomicU64::new(0),
@@ -129,19 +138,26 @@ impl Payer {
         pixels: u64,
         session: &str,
     ) -> Result<(net::Payment, u64), PaymentError> {
-        let fee = params.price.fee(pixels) * U256::from(self.margin_permille) / U256::from(1000u64);
+        let fee = params
+            .price
+            .fee(pixels)
+            .saturating_mul(U256::from(self.margin_permille))
+            / U256::from(1000u64);
         let credit = self.credit(session);
         let shortfall = to_i128(fee).saturating_sub(credit);
+        if shortfall <= 0 {
+            return Ok((payment_message(params, self.address(), &[]), 0));
+        }
         let block = self.block.load(Ordering::Relaxed);
         let deposit = *self.deposit.lock().unwrap_or_else(|e| e.into_inner());
-        let mut sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
-        if shortfall <= 0 {
-            let address = sender.address();
-            return Ok((payment_message(params, address, &[]), 0));
-        }
-        let payment = sender.payment(params, U256::from(shortfall as u128), block, deposit)?;
-        let n = payment.ticket_sender_params.len() as u64;
-        self.adjust(session, to_i128(params.ev() * U256::from(n)));
+        let batch = self
+            .sender
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reserve(params, U256::from(shortfall.unsigned_abs()), block, deposit)?;
+        let payment = batch.payment()?;
+        let n = batch.count();
+        self.adjust(session, to_i128(params.ev().saturating_mul(U256::from(n))));
         Ok((payment, n))
     }
 
@@ -222,7 +238,7 @@ mod tests {
     async fn refresh_keeps_the_l1_block_on_a_two_layer_chain() {
         let url = fake_arbitrum_node().await;
         let signer = PrivateKeySigner::from_bytes(&protocol::B256::repeat_byte(0xb0)).unwrap();
-        let payer = Payer::connect(&url, protocol::Address::repeat_byte(0x42), signer, 1.2)
+        let payer = Payer::connect(&url, protocol::Address::repeat_byte(0x42), signer, 1.2, 100)
             .await
             .unwrap();
         assert_eq!(payer.block(), L1_BLOCK);

@@ -4,6 +4,14 @@
 //! answers 200 (O flushes before transcoding) and must finish within `max(2 s, 0.5 × duration)`;
 //! the whole exchange, downloads included, within `max(8 s, 4 × duration)`. Each failure is a
 //! [`SubmitError`] with a stable `kind()` that records and metrics aggregate on.
+//!
+//! O writes the rendition URLs, and off-chain nothing signs what they return, yet the broadcaster
+//! serves it. So a rendition is fetched only from O's own host and port (the configured URI or
+//! the `transcoder` O advertises, where the segment went) or a host in
+//! `rendition_fetch.allowed_hosts`; a redirect is followed (at most [`MAX_REDIRECTS`]) only when
+//! its target passes the same check, so O cannot point B at loopback or private services; and
+//! reading stops at the rendition cap (a factor of the source segment's size plus an allowance)
+//! and at [`RESULT_CAP`] for the result itself.
 
 use std::time::{Duration, Instant};
 
@@ -12,18 +20,25 @@ use prost::Message;
 use protocol::headers;
 use protocol::net;
 use protocol::sig::{self, NodeKey, SigPolicy};
+use protocol::ticket::{ParamsRejection, SenderError};
 use reference_transcoder::ladder::Profile;
 
-use super::payment::{Payer, estimated_pixels};
+use super::payment::{Payer, PaymentError, estimated_pixels};
 use super::{OrchestratorPool, Session};
+use crate::config::AllowedHost;
 use crate::segmenter::SourceSegment;
 
 /// Why a segment attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
-    /// Tickets could not be made for this orchestrator.
+    /// Tickets could not be made for this orchestrator (B's view is stale: params about to
+    /// expire, nonces used up).
     #[error("payment: {0}")]
     Payment(String),
+    /// The orchestrator's ticket params break B's rules (e.g. an EV so small that a segment would
+    /// take more than `payment.max_tickets_per_segment` tickets): nothing was signed or sent.
+    #[error("unusable ticket params: {0}")]
+    TicketParams(String),
     /// The segment could not be signed.
     #[error("segment signature: {0}")]
     Sign(String),
@@ -88,6 +103,7 @@ impl SubmitError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Payment(_) => "payment",
+            Self::TicketParams(_) => "ticket_params",
             Self::Sign(_) => "sign",
             Self::UploadTimeout(_) => "upload_timeout",
             Self::Timeout(_) => "timeout",
@@ -129,6 +145,12 @@ pub struct SubmitOutcome {
     /// Renditions or the failure.
     pub result: Result<Transcoded, SubmitError>,
 }
+
+/// Redirects followed for one rendition, each to an allowed host.
+pub const MAX_REDIRECTS: usize = 3;
+
+/// Largest `TranscodeResult` body read: it carries URLs and O's info, never media.
+pub const RESULT_CAP: u64 = 1 << 20;
 
 /// go-livepeer's upload timeout: `max(2 s, 0.5 × duration)`.
 pub fn upload_timeout(duration_ms: i64) -> Duration {
@@ -206,7 +228,7 @@ async fn run(
             let pixels = estimated_pixels(profiles, seg.duration_ms, seg.video_frames);
             let (payment, tickets) = payer
                 .pay(params, pixels, &session_key(session))
-                .map_err(|e| SubmitError::Payment(e.to_string()))?;
+                .map_err(payment_error)?;
             outcome.tickets = tickets;
             headers::encode_payment(&payment)
         }
@@ -230,11 +252,17 @@ async fn run(
     outcome.upload_ms = Some(started.elapsed().as_millis() as u64);
     let remaining = |now: Instant| total.saturating_sub(now.duration_since(started));
     let status = response.status();
-    let body = match tokio::time::timeout(remaining(Instant::now()), response.bytes()).await {
-        Err(_) => return Err(SubmitError::Timeout(total)),
-        Ok(Err(e)) => return Err(SubmitError::Connection(error_chain(&e))),
-        Ok(Ok(b)) => b,
-    };
+    let body =
+        match tokio::time::timeout(remaining(Instant::now()), read_capped(response, RESULT_CAP))
+            .await
+        {
+            Err(_) => return Err(SubmitError::Timeout(total)),
+            Ok(Err(ReadError::Connection(e))) => return Err(SubmitError::Connection(e)),
+            Ok(Err(e @ (ReadError::TooLarge { .. } | ReadError::Announced { .. }))) => {
+                return Err(SubmitError::BadResult(format!("the result is {e}")));
+            }
+            Ok(Ok(b)) => b,
+        };
     if !status.is_success() {
         return Err(SubmitError::HttpStatus {
             status: status.as_u16(),
@@ -263,23 +291,15 @@ async fn run(
             got: data.segments.len(),
         });
     }
+    let origins = Origins::of(session, &pool.rendition_fetch.allowed_hosts);
+    let cap = pool.rendition_fetch.max_rendition_bytes(seg.data.len());
     let downloads = data.segments.iter().map(|s| {
-        let url = absolute(&session.transcoder, &s.url);
-        let http = pool.http.clone();
+        let origins = &origins;
+        let http = &pool.http;
         async move {
-            let fail = |reason: String| SubmitError::Download {
-                url: url.clone(),
-                reason,
-            };
-            let resp = http
-                .get(&url)
-                .send()
+            fetch_rendition(http, origins, &session.transcoder, &s.url, cap)
                 .await
-                .map_err(|e| fail(error_chain(&e)))?;
-            if !resp.status().is_success() {
-                return Err(fail(format!("HTTP {}", resp.status())));
-            }
-            resp.bytes().await.map_err(|e| fail(error_chain(&e)))
+                .map_err(|(url, reason)| SubmitError::Download { url, reason })
         }
     });
     let bodies = match tokio::time::timeout(
@@ -316,6 +336,21 @@ async fn run(
     })
 }
 
+/// Params that expire too soon or used-up nonces are B's stale view, which a fresh session
+/// fixes; params breaking any other rule are O's, and refresh to the same params: a failure of
+/// that orchestrator.
+fn payment_error(e: PaymentError) -> SubmitError {
+    match &e {
+        PaymentError::Sender(SenderError::Rejected(ParamsRejection::ExpiresTooSoon { .. })) => {
+            SubmitError::Payment(e.to_string())
+        }
+        PaymentError::Sender(SenderError::Rejected(_) | SenderError::Ev(_)) => {
+            SubmitError::TicketParams(e.to_string())
+        }
+        _ => SubmitError::Payment(e.to_string()),
+    }
+}
+
 /// O keeps a balance per (sender, session), the session being its auth token's.
 fn session_key(session: &Session) -> String {
     match &session.info.auth_token {
@@ -324,12 +359,152 @@ fn session_key(session: &Session) -> String {
     }
 }
 
-fn absolute(base: &str, url: &str) -> String {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        url.to_string()
-    } else {
-        format!("{}/{}", base, url.trim_start_matches('/'))
+/// The places renditions may come from: O's own origins and the configured hosts.
+struct Origins<'a> {
+    /// (host, port) of the configured URI and of the transcoder URL.
+    own: Vec<(String, u16)>,
+    extra: &'a [AllowedHost],
+}
+
+impl<'a> Origins<'a> {
+    fn of(session: &Session, extra: &'a [AllowedHost]) -> Self {
+        let own = [session.uri.as_str(), session.transcoder.as_str()]
+            .into_iter()
+            .filter_map(|u| reqwest::Url::parse(u).ok())
+            .filter_map(|u| {
+                Some((
+                    u.host_str()?.to_ascii_lowercase(),
+                    u.port_or_known_default()?,
+                ))
+            })
+            .collect();
+        Self { own, extra }
     }
+
+    /// Why `url` may not be fetched, if it may not.
+    fn refuse(&self, url: &reqwest::Url) -> Option<String> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Some(format!("scheme {:?} is not http(s)", url.scheme()));
+        }
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return Some("no host".into());
+        };
+        let host = host.to_ascii_lowercase();
+        if self.own.iter().any(|(h, p)| *h == host && *p == port)
+            || self.extra.iter().any(|a| a.matches(&host, port))
+        {
+            return None;
+        }
+        let own: Vec<String> = self.own.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+        Some(format!(
+            "{host}:{port} is not the orchestrator's host ({}) nor in rendition_fetch.allowed_hosts",
+            own.join(", ")
+        ))
+    }
+}
+
+/// Downloads one rendition named `raw` (absolute, or relative to `base`) from an allowed origin,
+/// following redirects that stay allowed, reading at most `cap` bytes. The error carries the URL
+/// that failed and why.
+async fn fetch_rendition(
+    http: &reqwest::Client,
+    origins: &Origins<'_>,
+    base: &str,
+    raw: &str,
+    cap: u64,
+) -> Result<Bytes, (String, String)> {
+    let joined = if raw.starts_with("http://") || raw.starts_with("https://") {
+        raw.to_string()
+    } else {
+        format!("{}/{}", base, raw.trim_start_matches('/'))
+    };
+    let mut url = reqwest::Url::parse(&joined)
+        .map_err(|e| (joined.clone(), format!("bad rendition URL: {e}")))?;
+    for redirects in 0..=MAX_REDIRECTS {
+        if let Some(why) = origins.refuse(&url) {
+            let what = if redirects == 0 {
+                "not fetched"
+            } else {
+                "redirect not followed"
+            };
+            return Err((url.to_string(), format!("{what}: {why}")));
+        }
+        let fail = |reason: String| (url.to_string(), reason);
+        let resp = http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| fail(error_chain(&e)))?;
+        let status = resp.status();
+        if status.is_redirection() {
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| fail(format!("HTTP {status} without a Location")))?;
+            url = url
+                .join(location)
+                .map_err(|e| fail(format!("HTTP {status} to a bad Location {location:?}: {e}")))?;
+            continue;
+        }
+        if !status.is_success() {
+            return Err(fail(format!("HTTP {status}")));
+        }
+        return read_capped(resp, cap)
+            .await
+            .map_err(|e| fail(e.to_string()));
+    }
+    Err((
+        url.to_string(),
+        format!("more than {MAX_REDIRECTS} redirects"),
+    ))
+}
+
+/// Why a capped body read failed.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    /// The body announces more than the cap.
+    #[error("larger than the {cap}-byte cap (announces {announced} bytes; none read)")]
+    Announced {
+        /// The cap.
+        cap: u64,
+        /// Its Content-Length.
+        announced: u64,
+    },
+    /// The body grew past the cap.
+    #[error("larger than the {cap}-byte cap (stopped at {read} bytes)")]
+    TooLarge {
+        /// The cap.
+        cap: u64,
+        /// Bytes received when reading stopped.
+        read: u64,
+    },
+    /// The connection failed.
+    #[error("{0}")]
+    Connection(String),
+}
+
+/// Reads a body, stopping as soon as it exceeds `cap` bytes.
+async fn read_capped(mut resp: reqwest::Response, cap: u64) -> Result<Bytes, ReadError> {
+    if let Some(announced) = resp.content_length()
+        && announced > cap
+    {
+        return Err(ReadError::Announced { cap, announced });
+    }
+    let expected = resp.content_length().unwrap_or(0).min(cap);
+    let mut body = bytes::BytesMut::with_capacity(expected as usize);
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ReadError::Connection(error_chain(&e)))?
+    {
+        let read = body.len() as u64 + chunk.len() as u64;
+        if read > cap {
+            return Err(ReadError::TooLarge { cap, read });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
