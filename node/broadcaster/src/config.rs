@@ -16,6 +16,25 @@
 //! pixels_per_unit = 1
 //! hls_dir = "/var/lib/lpt/hls"                # window segments in files; omit to keep them in memory
 //!
+//! # Who may publish (omit both to let anyone publish, as on a loopback test stack)
+//! auth_webhook_url = "http://127.0.0.1:3000/auth"  # POST {"url": …}; 200 approves, else refused
+//! auth_webhook_timeout_ms = 5000             # no answer in time = refused
+//! stream_keys_file = "/etc/lpt/stream-keys"  # one key per line; publish with `<id>?key=KEY`
+//!
+//! # Limits a hostile publisher or HTTP client meets (these are the defaults)
+//! max_live_streams = 1000
+//! max_live_streams_per_ip = 100
+//! max_ended_streams = 1000                   # ended streams kept playable; oldest forgotten first
+//! max_segment_bytes = 67108864               # an open segment (or a push body) past this: refused
+//! max_segment_wall_ms = 600000               # a segment open this long in wall time: refused
+//! push_max_seq_jump = 1000                   # a push seq this far past the stream's next: refused
+//! rtmp_max_connections = 1024
+//! rtmp_handshake_timeout_ms = 10000          # accept → publish accepted
+//! http_max_connections = 4096
+//! http_header_timeout_ms = 10000             # a request head (or keep-alive wait) this long: closed
+//! http_idle_timeout_ms = 30000               # a body or response stalled this long: closed
+//! http_body_timeout_ms = 60000               # a whole push body
+//!
 //! [payment]                                  # omit for off-chain mode
 //! eth_url = "http://127.0.0.1:8545"
 //! ticket_broker = "0x…"
@@ -115,6 +134,46 @@ pub struct BroadcasterConfig {
     pub failure_cooldown_secs: u64,
     /// Seconds an ended stream stays playable before it is forgotten.
     pub ended_stream_retention_secs: u64,
+    /// Ended streams kept for `ended_stream_retention_secs`; past this many the oldest is
+    /// forgotten early, so publishers cycling through IDs cannot pile up retained windows.
+    pub max_ended_streams: usize,
+    /// Streams with a live publisher (RTMP or push), in total. Another is refused.
+    pub max_live_streams: usize,
+    /// Streams with a live publisher from one client IP address. Another is refused.
+    pub max_live_streams_per_ip: usize,
+    /// Largest open segment, bytes: a publisher whose segment grows past it (no key frame,
+    /// frozen timestamps) is disconnected and its stream ended. Also the largest push body.
+    pub max_segment_bytes: usize,
+    /// Longest wall-clock time one segment may stay open, ms (at least
+    /// `max_segment_duration_ms`): a publisher whose timestamps stand still is disconnected.
+    pub max_segment_wall_ms: u64,
+    /// Largest step past a push stream's next sequence number that a push may take.
+    pub push_max_seq_jump: u64,
+    /// go-livepeer's `-authWebhookUrl`: every new publish (RTMP, or the first push of a stream)
+    /// POSTs `{"url": "<stream URL with its query>"}` here. 200 with an empty body approves;
+    /// 200 with `{"manifestID": "…"}` approves and publishes under that ID; anything else, an
+    /// unreadable answer or no answer within `auth_webhook_timeout_ms` refuses. Absent: no check.
+    pub auth_webhook_url: Option<String>,
+    /// How long the auth webhook may take, ms.
+    pub auth_webhook_timeout_ms: u64,
+    /// A file of stream keys, one per line (blank lines and `#` comments ignored). When set, a
+    /// publisher must add `?key=<key>` to its stream name (RTMP) or push URL. Absent: no keys.
+    /// The keys live in their own file so the config itself holds no secret.
+    pub stream_keys_file: Option<PathBuf>,
+    /// Open RTMP connections; another is closed at once.
+    pub rtmp_max_connections: usize,
+    /// Time from accepting an RTMP connection until its publish is accepted, ms (handshake,
+    /// connect, publish): a client trickling its handshake is dropped.
+    pub rtmp_handshake_timeout_ms: u64,
+    /// Open HTTP connections; another gets a 503 and is closed.
+    pub http_max_connections: usize,
+    /// Time a client may take to send a request head, ms; it also bounds how long an idle
+    /// keep-alive connection waits for its next request.
+    pub http_header_timeout_ms: u64,
+    /// Longest stall while a request body is read or a response written, ms.
+    pub http_idle_timeout_ms: u64,
+    /// Time a push body may take in total, ms.
+    pub http_body_timeout_ms: u64,
     /// Payments; absent = off-chain.
     pub payment: PaymentConfig,
     /// Where renditions may be fetched from and how large they may be.
@@ -138,6 +197,21 @@ impl Default for BroadcasterConfig {
             records_kept: 2000,
             failure_cooldown_secs: 30,
             ended_stream_retention_secs: 600,
+            max_ended_streams: 1000,
+            max_live_streams: 1000,
+            max_live_streams_per_ip: 100,
+            max_segment_bytes: 64 << 20,
+            max_segment_wall_ms: 600_000,
+            push_max_seq_jump: 1000,
+            auth_webhook_url: None,
+            auth_webhook_timeout_ms: 5000,
+            stream_keys_file: None,
+            rtmp_max_connections: 1024,
+            rtmp_handshake_timeout_ms: 10_000,
+            http_max_connections: 4096,
+            http_header_timeout_ms: 10_000,
+            http_idle_timeout_ms: 30_000,
+            http_body_timeout_ms: 60_000,
             payment: PaymentConfig::default(),
             rendition_fetch: RenditionFetchConfig::default(),
         }
@@ -205,6 +279,44 @@ impl BroadcasterConfig {
         if self.hls_window < 3 {
             return invalid("hls_window", format!("{} is below 3", self.hls_window));
         }
+        if self.max_segment_wall_ms < self.max_segment_duration_ms {
+            return invalid(
+                "max_segment_wall_ms",
+                format!(
+                    "{} is below max_segment_duration_ms {}",
+                    self.max_segment_wall_ms, self.max_segment_duration_ms
+                ),
+            );
+        }
+        if self.max_segment_bytes < 188 {
+            return invalid(
+                "max_segment_bytes",
+                format!("{} is below one TS packet (188)", self.max_segment_bytes),
+            );
+        }
+        for (key, value) in [
+            ("max_live_streams", self.max_live_streams as u64),
+            (
+                "max_live_streams_per_ip",
+                self.max_live_streams_per_ip as u64,
+            ),
+            ("rtmp_max_connections", self.rtmp_max_connections as u64),
+            ("http_max_connections", self.http_max_connections as u64),
+            ("rtmp_handshake_timeout_ms", self.rtmp_handshake_timeout_ms),
+            ("http_header_timeout_ms", self.http_header_timeout_ms),
+            ("http_idle_timeout_ms", self.http_idle_timeout_ms),
+            ("http_body_timeout_ms", self.http_body_timeout_ms),
+            ("auth_webhook_timeout_ms", self.auth_webhook_timeout_ms),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be positive".into());
+            }
+        }
+        if let Some(url) = &self.auth_webhook_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return invalid("auth_webhook_url", format!("`{url}` is not an http(s) URL"));
+        }
         if self.rendition_fetch.max_size_factor == 0 {
             return invalid(
                 "rendition_fetch.max_size_factor",
@@ -246,6 +358,28 @@ impl BroadcasterConfig {
         }
         Ok(())
     }
+}
+
+/// Reads a stream keys file (`stream_keys_file`): one key per line, blank lines and `#` comments
+/// ignored. A file without a key is refused: it would lock every publisher out.
+pub fn load_stream_keys(path: &Path) -> Result<Vec<String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let keys: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    if keys.is_empty() {
+        return Err(ConfigError::Invalid {
+            key: "stream_keys_file",
+            why: format!("{} holds no key", path.display()),
+        });
+    }
+    Ok(keys)
 }
 
 /// Loads the broadcaster's signer from the configured environment variable or key file.

@@ -145,18 +145,14 @@ pub async fn start(config: BroadcasterConfig) -> anyhow::Result<RunningBroadcast
             .with_context(|| format!("cannot use hls_dir {}", dir.display()))?,
         None => store::SegmentStore::memory(),
     };
-    let state = Broadcaster::new(config, profiles, pool.clone(), payer, store);
+    let stream_keys = match &config.stream_keys_file {
+        Some(path) => config::load_stream_keys(path)?,
+        None => Vec::new(),
+    };
+    let state = Broadcaster::new(config, profiles, pool.clone(), payer, store, stream_keys);
     let (shutdown, rx) = watch::channel(false);
     tasks.push(tokio::spawn(rtmp::serve(rtmp, state.clone(), rx.clone())));
-    let router = http::router(state.clone());
-    let mut http_rx = rx.clone();
-    tasks.push(tokio::spawn(async move {
-        let _ = axum::serve(http, router)
-            .with_graceful_shutdown(async move {
-                let _ = http_rx.wait_for(|stop| *stop).await;
-            })
-            .await;
-    }));
+    tasks.push(tokio::spawn(http::serve(http, state.clone(), rx.clone())));
     let janitor = state.clone();
     tasks.push(tokio::spawn(async move {
         loop {

@@ -7,7 +7,15 @@
 //! FLV tag, a publisher vanishing mid-packet) is counted by kind in the record book and ends or
 //! skips only that connection's data; the segment in progress is flushed so the stream ends
 //! cleanly.
+//!
+//! A hostile client meets bounds at every step: a connection cap (`rtmp_max_connections`), a
+//! deadline from accept until its publish is accepted (`rtmp_handshake_timeout_ms`), publish
+//! authorization (stream key, auth webhook, stream caps: see [`Broadcaster::authorize`]), the
+//! segmenter's byte and wall-clock caps on the open segment, and a limit on unparseable tags.
+//! Its stream ends whatever way the connection's task ends, panics included, because the
+//! [`Publishing`] guard ends it on drop.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,14 +25,17 @@ use rml_rtmp::sessions::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 
 use crate::flv;
-use crate::segmenter::Segmenter;
-use crate::stream::{Broadcaster, Stream};
+use crate::segmenter::{SegmentLimit, Segmenter};
+use crate::stream::{Broadcaster, Publisher, Publishing, query_key};
 
-/// How long a handshake or a silent publisher may take before the connection is dropped.
+/// How long a silent client may stay connected before the connection is dropped.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Unparseable tags tolerated from one publisher before it is disconnected.
 const MAX_BAD_TAGS: u32 = 100;
 
@@ -43,6 +54,12 @@ pub enum RtmpError {
     /// Nothing arrived for [`IDLE_TIMEOUT`].
     #[error("no data for {0:?}")]
     Idle(Duration),
+    /// The handshake, connect and publish took longer than `rtmp_handshake_timeout_ms`.
+    #[error("no publish accepted within {0:?} of connecting")]
+    SetupTimeout(Duration),
+    /// The open segment broke a cap; the publisher is disconnected.
+    #[error("disconnected: {0}")]
+    SegmentLimit(#[from] SegmentLimit),
     /// Too many unparseable FLV tags.
     #[error("{0} unparseable media tags, last: {1}")]
     Garbage(u32, flv::FlvError),
@@ -55,6 +72,8 @@ impl RtmpError {
             Self::Handshake(_) => "rtmp_handshake",
             Self::Session(_) => "rtmp_session",
             Self::Idle(_) => "rtmp_idle",
+            Self::SetupTimeout(_) => "rtmp_handshake_timeout",
+            Self::SegmentLimit(_) => "segment_limit",
             Self::Garbage(..) => "flv_garbage",
         }
     }
@@ -77,35 +96,75 @@ pub async fn serve(
     b: Arc<Broadcaster>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let max = b.config.rtmp_max_connections;
+    let slots = Arc::new(Semaphore::new(max));
     loop {
-        tokio::select! {
+        let (socket, peer) = tokio::select! {
             _ = shutdown.changed() => break,
-            accepted = listener.accept() => {
-                let Ok((socket, peer)) = accepted else { continue };
-                let b = b.clone();
-                let shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    let mut conn = Connection { b: b.clone(), publish: None, bad_tags: 0 };
-                    let result = conn.run(socket, shutdown).await;
-                    conn.end();
-                    if let Err(e) = result {
-                        tracing::info!("RTMP {peer}: {e}");
-                        b.records().ingest_error(e.kind());
-                    }
-                });
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("RTMP accept: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                "RTMP {peer}: closed, {max} connections are open (rtmp_max_connections)"
+            );
+            b.records().ingest_error("rtmp_connection_cap");
+            continue;
+        };
+        let b = b.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let local = socket.local_addr().unwrap_or(peer);
+            let mut conn = Connection {
+                b: b.clone(),
+                peer,
+                local,
+                publish: None,
+                publish_request: None,
+                bad_tags: 0,
+            };
+            let result = conn.run(socket, shutdown).await;
+            conn.end();
+            match result {
+                Err(e @ RtmpError::SegmentLimit(_)) => {
+                    tracing::warn!("RTMP {peer}: {e}");
+                    b.records().ingest_error(e.kind());
+                }
+                Err(e) => {
+                    tracing::info!("RTMP {peer}: {e}");
+                    b.records().ingest_error(e.kind());
+                }
+                Ok(()) => {}
             }
-        }
+        });
     }
 }
 
 struct Publish {
-    stream: Arc<Stream>,
+    publishing: Publishing,
     segmenter: Segmenter,
+}
+
+/// A publish command waiting for authorization (which is asynchronous: the auth webhook).
+struct PublishRequest {
+    request_id: u32,
+    app_name: String,
+    stream_key: String,
 }
 
 struct Connection {
     b: Arc<Broadcaster>,
+    peer: SocketAddr,
+    local: SocketAddr,
     publish: Option<Publish>,
+    publish_request: Option<PublishRequest>,
     bad_tags: u32,
 }
 
@@ -116,10 +175,12 @@ impl Connection {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), RtmpError> {
         socket.set_nodelay(true)?;
+        let setup_limit = Duration::from_millis(self.b.config.rtmp_handshake_timeout_ms);
+        let setup_deadline = Instant::now() + setup_limit;
         let mut buf = vec![0u8; 64 * 1024];
         let mut handshake = Handshake::new(PeerType::Server);
         let remaining = loop {
-            let n = read(&mut socket, &mut buf).await?;
+            let n = read(&mut socket, &mut buf, Some((setup_deadline, setup_limit))).await?;
             if n == 0 {
                 return Err(RtmpError::Handshake(
                     "connection closed during handshake".into(),
@@ -144,19 +205,23 @@ impl Connection {
         let (mut session, initial) = ServerSession::new(ServerSessionConfig::new())
             .map_err(|e| RtmpError::Session(format!("{e:?}")))?;
         let mut out = Vec::new();
-        self.handle(&mut session, initial, &mut out)?;
+        let mut keep = self.process(&mut session, initial, &mut out).await?;
         if !remaining.is_empty() {
             let results = session
                 .handle_input(&remaining)
                 .map_err(|e| RtmpError::Session(format!("{e:?}")))?;
-            self.handle(&mut session, results, &mut out)?;
+            keep &= self.process(&mut session, results, &mut out).await?;
         }
         socket.write_all(&out).await?;
-        loop {
+        while keep {
             out.clear();
+            let setup = self
+                .publish
+                .is_none()
+                .then_some((setup_deadline, setup_limit));
             let n = tokio::select! {
                 _ = shutdown.changed() => return Ok(()),
-                n = read(&mut socket, &mut buf) => n?,
+                n = read(&mut socket, &mut buf, setup) => n?,
             };
             if n == 0 {
                 return Ok(());
@@ -164,12 +229,89 @@ impl Connection {
             let results = session
                 .handle_input(&buf[..n])
                 .map_err(|e| RtmpError::Session(format!("{e:?}")))?;
-            let keep = self.handle(&mut session, results, &mut out)?;
+            keep = self.process(&mut session, results, &mut out).await?;
             if !out.is_empty() {
                 socket.write_all(&out).await?;
             }
-            if !keep {
-                return Ok(());
+        }
+        Ok(())
+    }
+
+    /// Handles session results, then a publish request they raised; returns false when the
+    /// connection should close.
+    async fn process(
+        &mut self,
+        session: &mut ServerSession,
+        results: Vec<ServerSessionResult>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, RtmpError> {
+        let mut keep = self.handle(session, results, out)?;
+        if let Some(request) = self.publish_request.take() {
+            keep &= self.publish(session, request, out).await?;
+        }
+        Ok(keep)
+    }
+
+    /// Authorizes and starts a publish, or refuses it with the reason; false closes.
+    async fn publish(
+        &mut self,
+        session: &mut ServerSession,
+        request: PublishRequest,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, RtmpError> {
+        let session_err = |e| RtmpError::Session(format!("{e:?}"));
+        let requested = manifest_id(&request.app_name, &request.stream_key);
+        let query = [&request.stream_key, &request.app_name]
+            .into_iter()
+            .find_map(|s| s.split_once('?').map(|(_, q)| q))
+            .unwrap_or("");
+        let publisher = Publisher {
+            ip: self.peer.ip(),
+            key: query_key(query).map(str::to_owned),
+        };
+        let app = request.app_name.trim_matches('/');
+        let url = if request.stream_key.is_empty() {
+            format!("rtmp://{}/{app}", self.local)
+        } else {
+            format!("rtmp://{}/{app}/{}", self.local, request.stream_key)
+        };
+        let started = match self.b.authorize(&requested, &url, &publisher).await {
+            Ok(id) => self.b.begin_publish(&id, &publisher).map(|p| (id, p)),
+            Err(e) => Err(e),
+        };
+        match started {
+            Ok((id, publishing)) => {
+                tracing::info!(
+                    "RTMP {} publishes {id} from seq {} (restart: {})",
+                    self.peer,
+                    publishing.first_seq,
+                    publishing.restart
+                );
+                self.publish = Some(Publish {
+                    segmenter: Segmenter::new(
+                        self.b.segmenter_config(),
+                        publishing.first_seq,
+                        publishing.restart,
+                    ),
+                    publishing,
+                });
+                let results = session
+                    .accept_request(request.request_id)
+                    .map_err(session_err)?;
+                self.handle(session, results, out)
+            }
+            Err(e) => {
+                tracing::warn!("RTMP {}: publish of {requested:?} refused: {e}", self.peer);
+                self.b.records().ingest_error(e.kind());
+                let r = session
+                    .reject_request(
+                        request.request_id,
+                        "NetStream.Publish.BadName",
+                        &e.to_string(),
+                    )
+                    .map_err(session_err)?;
+                self.handle(session, r, out)?;
+                Ok(false)
             }
         }
     }
@@ -214,8 +356,7 @@ impl Connection {
                 stream_key,
                 ..
             } => {
-                let id = manifest_id(&app_name, &stream_key);
-                if self.publish.is_some() {
+                if self.publish.is_some() || self.publish_request.is_some() {
                     let r = session
                         .reject_request(
                             request_id,
@@ -225,31 +366,12 @@ impl Connection {
                         .map_err(session_err)?;
                     return self.handle(session, r, out);
                 }
-                match self.b.begin_publish(&id) {
-                    Ok((stream, first_seq, restart)) => {
-                        tracing::info!(
-                            "RTMP publish {id} from seq {first_seq} (restart: {restart})"
-                        );
-                        self.publish = Some(Publish {
-                            stream,
-                            segmenter: Segmenter::new(
-                                self.b.segmenter_config(),
-                                first_seq,
-                                restart,
-                            ),
-                        });
-                        let results = session.accept_request(request_id).map_err(session_err)?;
-                        self.handle(session, results, out)
-                    }
-                    Err(e) => {
-                        self.b.records().ingest_error("publish_rejected");
-                        let r = session
-                            .reject_request(request_id, "NetStream.Publish.BadName", &e.to_string())
-                            .map_err(session_err)?;
-                        self.handle(session, r, out)?;
-                        Ok(false)
-                    }
-                }
+                self.publish_request = Some(PublishRequest {
+                    request_id,
+                    app_name,
+                    stream_key,
+                });
+                Ok(true)
             }
             ServerSessionEvent::VideoDataReceived {
                 data, timestamp, ..
@@ -260,8 +382,9 @@ impl Connection {
                 match flv::parse_video(&data) {
                     Ok(tag) => {
                         if let Some(seg) = p.segmenter.push_video(tag, i64::from(timestamp.value)) {
-                            self.b.add_segment(&p.stream, seg);
+                            self.b.add_segment(p.publishing.stream(), seg);
                         }
+                        check_limits(&mut p.segmenter)?;
                     }
                     Err(e) => self.bad_tag(e)?,
                 }
@@ -274,7 +397,10 @@ impl Connection {
                     return Ok(true);
                 };
                 match flv::parse_audio(&data) {
-                    Ok(tag) => p.segmenter.push_audio(tag, i64::from(timestamp.value)),
+                    Ok(tag) => {
+                        p.segmenter.push_audio(tag, i64::from(timestamp.value));
+                        check_limits(&mut p.segmenter)?;
+                    }
                     Err(e) => self.bad_tag(e)?,
                 }
                 Ok(true)
@@ -309,22 +435,41 @@ impl Connection {
     /// Flushes the open segment and marks the stream ended.
     fn end(&mut self) {
         if let Some(mut p) = self.publish.take() {
+            let stream = p.publishing.stream();
             if let Some(seg) = p.segmenter.finish() {
-                self.b.add_segment(&p.stream, seg);
+                self.b.add_segment(stream, seg);
             }
             let stats = p.segmenter.stats().clone();
-            if stats.frames_before_keyframe > 0 && p.stream.next_seq() == 0 {
+            if stats.frames_before_keyframe > 0 && stream.next_seq() == 0 {
                 self.b.records().ingest_error("no_keyframe");
             }
-            self.b.end_publish(&p.stream, stats);
+            p.publishing.end(stats);
         }
     }
 }
 
-async fn read(socket: &mut TcpStream, buf: &mut [u8]) -> Result<usize, RtmpError> {
-    match tokio::time::timeout(IDLE_TIMEOUT, socket.read(buf)).await {
+/// Holds the open segment to its caps; one that broke a cap is dropped, not flushed.
+fn check_limits(segmenter: &mut Segmenter) -> Result<(), RtmpError> {
+    segmenter
+        .check_limits()
+        .inspect_err(|_| segmenter.discard())?;
+    Ok(())
+}
+
+/// Reads with the idle timeout and, until a publish is accepted, the setup deadline.
+async fn read(
+    socket: &mut TcpStream,
+    buf: &mut [u8],
+    setup: Option<(Instant, Duration)>,
+) -> Result<usize, RtmpError> {
+    let idle = Instant::now() + IDLE_TIMEOUT;
+    let (deadline, err) = match setup {
+        Some((deadline, limit)) if deadline < idle => (deadline, RtmpError::SetupTimeout(limit)),
+        _ => (idle, RtmpError::Idle(IDLE_TIMEOUT)),
+    };
+    match tokio::time::timeout_at(deadline, socket.read(buf)).await {
         Ok(r) => Ok(r?),
-        Err(_) => Err(RtmpError::Idle(IDLE_TIMEOUT)),
+        Err(_) => Err(err),
     }
 }
 

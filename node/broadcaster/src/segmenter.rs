@@ -7,6 +7,13 @@
 //! and flags the new segment as a discontinuity, which the HLS playlists turn into
 //! `#EXT-X-DISCONTINUITY`. Frames before the first key frame are counted and dropped: nothing
 //! could decode them.
+//!
+//! Media time is the publisher's word, so it cannot bound memory alone: a publisher whose
+//! timestamps stand still after one key frame would keep a segment open forever. Every open
+//! segment is therefore also held to a byte cap and a wall-clock cap ([`Segmenter::check_limits`]);
+//! the caller disconnects a publisher that breaks one.
+
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -21,6 +28,31 @@ pub struct SegmenterConfig {
     pub target_ms: i64,
     /// Hard cap on a segment's duration, ms (cut even without a key frame).
     pub max_ms: i64,
+    /// Most bytes an open segment may hold.
+    pub max_bytes: usize,
+    /// Most wall-clock time a segment may stay open.
+    pub max_wall: Duration,
+}
+
+/// An open segment broke a cap the publisher's timestamps cannot move.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SegmentLimit {
+    /// The open segment holds more bytes than allowed.
+    #[error("open segment reached {bytes} bytes (limit {limit}) without a cut")]
+    Bytes {
+        /// Bytes held.
+        bytes: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// The open segment has been open longer than allowed.
+    #[error("segment open for {open:?} of wall time (limit {limit:?}) without a cut")]
+    WallTime {
+        /// How long it has been open.
+        open: Duration,
+        /// The cap.
+        limit: Duration,
+    },
 }
 
 /// One finished source segment.
@@ -61,6 +93,7 @@ pub struct SegmenterStats {
 
 struct OpenSegment {
     buf: Vec<u8>,
+    opened: Instant,
     start_ms: i64,
     last_dts_ms: i64,
     video_frames: u32,
@@ -151,7 +184,7 @@ impl Segmenter {
         }
         let mut finished = None;
         if let Some(open) = &self.open {
-            let elapsed = dts_ms - open.start_ms;
+            let elapsed = dts_ms.saturating_sub(open.start_ms);
             let due = keyframe && (elapsed >= self.config.target_ms || self.forced_next);
             let capped = elapsed >= self.config.max_ms;
             if due || capped {
@@ -170,6 +203,7 @@ impl Segmenter {
             self.muxer.write_tables(&mut buf, self.aac.is_some());
             self.open = Some(OpenSegment {
                 buf,
+                opened: Instant::now(),
                 start_ms: dts_ms,
                 last_dts_ms: dts_ms,
                 video_frames: 0,
@@ -185,8 +219,12 @@ impl Segmenter {
             .write_video(&mut open.buf, avc, data, dts_ms, cts_ms, keyframe)
         {
             if open.video_frames > 0 && dts_ms > open.last_dts_ms {
-                let step = dts_ms - open.last_dts_ms;
-                self.frame_interval_ms = (self.frame_interval_ms * 7 + step) / 8;
+                let step = dts_ms.saturating_sub(open.last_dts_ms);
+                self.frame_interval_ms = self
+                    .frame_interval_ms
+                    .saturating_mul(7)
+                    .saturating_add(step)
+                    / 8;
             }
             open.video_frames += 1;
             open.last_dts_ms = dts_ms;
@@ -209,6 +247,32 @@ impl Segmenter {
         }
     }
 
+    /// Checks the open segment against the byte and wall-clock caps.
+    pub fn check_limits(&self) -> Result<(), SegmentLimit> {
+        let Some(open) = &self.open else {
+            return Ok(());
+        };
+        if open.buf.len() > self.config.max_bytes {
+            return Err(SegmentLimit::Bytes {
+                bytes: open.buf.len(),
+                limit: self.config.max_bytes,
+            });
+        }
+        let age = open.opened.elapsed();
+        if age > self.config.max_wall {
+            return Err(SegmentLimit::WallTime {
+                open: age,
+                limit: self.config.max_wall,
+            });
+        }
+        Ok(())
+    }
+
+    /// Drops the open segment (one that broke a cap is not worth transcoding or serving).
+    pub fn discard(&mut self) {
+        self.open = None;
+    }
+
     /// Closes the open segment at the end of the stream.
     pub fn finish(&mut self) -> Option<SourceSegment> {
         self.close(None, false)
@@ -221,14 +285,14 @@ impl Segmenter {
 
     fn close(&mut self, end_ms: Option<i64>, forced: bool) -> Option<SourceSegment> {
         let open = self.open.take()?;
-        let end = end_ms.unwrap_or(open.last_dts_ms + self.frame_interval_ms);
+        let end = end_ms.unwrap_or(open.last_dts_ms.saturating_add(self.frame_interval_ms));
         let seq = self.next_seq;
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.saturating_add(1);
         Some(SourceSegment {
             seq,
             data: Bytes::from(open.buf),
             start_ms: open.start_ms,
-            duration_ms: (end - open.start_ms).max(1),
+            duration_ms: end.saturating_sub(open.start_ms).max(1),
             video_frames: open.video_frames,
             size: self.size,
             discontinuity: open.discontinuity,

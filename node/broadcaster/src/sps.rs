@@ -3,7 +3,9 @@
 //! The master playlist needs each rendition's RESOLUTION and the segmenter must notice a
 //! publisher changing resolution mid-stream; both come from the SPS the publisher already sends,
 //! so the broadcaster never decodes video. Only the fields before the frame size are walked
-//! (Exp-Golomb, scaling lists skipped); a malformed SPS yields `None`, never a panic.
+//! (Exp-Golomb, scaling lists skipped); a malformed SPS yields `None`, never a panic: every
+//! value is the publisher's word, so the size arithmetic is checked and oversized pictures are
+//! refused.
 
 /// Width and height in pixels, after cropping.
 pub fn picture_size(sps: &[u8]) -> Option<(u32, u32)> {
@@ -50,8 +52,8 @@ pub fn picture_size(sps: &[u8]) -> Option<(u32, u32)> {
     }
     r.ue()?; // max_num_ref_frames
     r.bits(1)?;
-    let width_mbs = r.ue()? + 1;
-    let height_map_units = r.ue()? + 1;
+    let width_mbs = r.ue()?.checked_add(1)?;
+    let height_map_units = r.ue()?.checked_add(1)?;
     let frame_mbs_only = r.bits(1)?;
     if frame_mbs_only == 0 {
         r.bits(1)?;
@@ -66,11 +68,14 @@ pub fn picture_size(sps: &[u8]) -> Option<(u32, u32)> {
             2 => (2, 2 - frame_mbs_only),
             _ => (1, 2 - frame_mbs_only),
         };
-        crop_x = (l + rr) * unit_x;
-        crop_y = (t + b) * unit_y;
+        crop_x = l.checked_add(rr)?.checked_mul(unit_x)?;
+        crop_y = t.checked_add(b)?.checked_mul(unit_y)?;
     }
-    let width = (width_mbs * 16).checked_sub(crop_x)?;
-    let height = ((2 - frame_mbs_only) * height_map_units * 16).checked_sub(crop_y)?;
+    let width = width_mbs.checked_mul(16)?.checked_sub(crop_x)?;
+    let height = (2 - frame_mbs_only)
+        .checked_mul(height_map_units)?
+        .checked_mul(16)?
+        .checked_sub(crop_y)?;
     (width > 0 && height > 0 && width <= 16384 && height <= 16384).then_some((width, height))
 }
 
@@ -157,6 +162,87 @@ mod tests {
             0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x62, 0xd9, 0x60,
         ];
         assert_eq!(picture_size(&high), Some((426, 240)));
+    }
+
+    /// Writes Exp-Golomb and plain bits, for hand-made parameter sets.
+    #[derive(Default)]
+    struct BitWriter {
+        bits: Vec<bool>,
+    }
+
+    impl BitWriter {
+        fn bits(&mut self, n: u32, v: u64) -> &mut Self {
+            for i in (0..n).rev() {
+                self.bits.push((v >> i) & 1 == 1);
+            }
+            self
+        }
+
+        fn ue(&mut self, v: u64) -> &mut Self {
+            let coded = v + 1;
+            let len = 64 - coded.leading_zeros();
+            self.bits(len - 1, 0).bits(len, coded)
+        }
+
+        fn finish(&mut self) -> Vec<u8> {
+            self.bits(1, 1);
+            while !self.bits.len().is_multiple_of(8) {
+                self.bits.push(false);
+            }
+            self.bits
+                .chunks(8)
+                .map(|c| c.iter().fold(0u8, |acc, b| (acc << 1) | u8::from(*b)))
+                .collect()
+        }
+    }
+
+    /// A Baseline SPS (NAL header included) with the given size fields and optional crop.
+    fn baseline_sps(width_mbs_minus1: u64, height_minus1: u64, crop: Option<[u64; 4]>) -> Vec<u8> {
+        let mut w = BitWriter::default();
+        w.bits(8, 66).bits(16, 0x1e); // profile_idc, constraints, level
+        w.ue(0).ue(0).ue(0).ue(0); // sps id, log2_max_frame_num, poc type 0, log2_max_poc_lsb
+        w.ue(1).bits(1, 0); // max_num_ref_frames, gaps
+        w.ue(width_mbs_minus1).ue(height_minus1);
+        w.bits(1, 1).bits(1, 1); // frame_mbs_only, direct_8x8_inference
+        match crop {
+            Some([l, r, t, b]) => {
+                w.bits(1, 1).ue(l).ue(r).ue(t).ue(b);
+            }
+            None => {
+                w.bits(1, 0);
+            }
+        }
+        w.bits(1, 0); // no VUI
+        let mut sps = vec![0x67];
+        sps.extend(w.finish());
+        sps
+    }
+
+    #[test]
+    fn hand_made_sps_reads_back() {
+        assert_eq!(picture_size(&baseline_sps(39, 22, None)), Some((640, 368)));
+        assert_eq!(
+            picture_size(&baseline_sps(39, 22, Some([0, 0, 0, 4]))),
+            Some((640, 360))
+        );
+    }
+
+    #[test]
+    fn wire_sized_dimensions_and_crops_are_refused_without_overflow() {
+        let huge = u64::from(u32::MAX - 1);
+        // pic_width_in_mbs × 16 and the height product overflow 32 bits.
+        assert_eq!(picture_size(&baseline_sps(huge - 1, 22, None)), None);
+        assert_eq!(picture_size(&baseline_sps(39, huge - 1, None)), None);
+        assert_eq!(picture_size(&baseline_sps(0x1000_0000, 22, None)), None);
+        // Crop sums and their products overflow.
+        assert_eq!(
+            picture_size(&baseline_sps(39, 22, Some([huge, huge, 0, 0]))),
+            None
+        );
+        assert_eq!(
+            picture_size(&baseline_sps(39, 22, Some([0, 0, 0x8000_0000, 0]))),
+            None
+        );
     }
 
     #[test]

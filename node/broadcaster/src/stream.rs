@@ -9,6 +9,7 @@
 //! publisher is gone and the queue is empty, so a reader that sees ENDLIST has everything.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,7 +29,7 @@ use crate::store::{SegmentBody, SegmentStore};
 /// Segments waiting for transcoding per stream before new ones are dropped.
 const TRANSCODE_QUEUE: usize = 8;
 
-/// A stream cannot be published.
+/// A stream cannot be published (or pushed to).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
     /// The manifest ID has characters outside `[A-Za-z0-9._-]` or is empty/too long.
@@ -40,6 +41,131 @@ pub enum PublishError {
     /// The broadcaster is shutting down.
     #[error("the broadcaster is shutting down")]
     ShuttingDown,
+    /// Stream keys are configured and the publisher gave none that is listed.
+    #[error("no valid stream key: add ?key=<stream key> to the stream name or push URL")]
+    Unauthorized,
+    /// The auth webhook answered with a refusal.
+    #[error("refused by the auth webhook: {0}")]
+    Refused(String),
+    /// The auth webhook could not be asked or gave an unusable answer; the publish is refused.
+    #[error("auth webhook failed, publish refused: {0}")]
+    WebhookFailed(String),
+    /// The stream is live or recently ended and belongs to another client.
+    #[error("stream {0:?} belongs to another publisher (live or recently ended)")]
+    Taken(String),
+    /// The stream is published by the other ingest (RTMP vs HTTP push).
+    #[error("stream {id:?} is published over {ingest}; push and RTMP cannot share a stream")]
+    WrongIngest {
+        /// Manifest ID.
+        id: String,
+        /// How the stream is published.
+        ingest: &'static str,
+    },
+    /// `max_live_streams` streams are live.
+    #[error("{0} streams are live, the most this broadcaster accepts")]
+    TooManyStreams(usize),
+    /// `max_live_streams_per_ip` streams from this client are live.
+    #[error("{ip} already publishes {limit} live streams, the most one client may")]
+    TooManyFromClient {
+        /// The client.
+        ip: IpAddr,
+        /// The cap.
+        limit: usize,
+    },
+    /// A pushed segment's sequence number is too far ahead of the stream's.
+    #[error("segment {seq} is more than {limit} past the stream's next sequence number {next}")]
+    SeqJump {
+        /// The pushed number.
+        seq: u64,
+        /// The stream's next number.
+        next: u64,
+        /// `push_max_seq_jump`.
+        limit: u64,
+    },
+}
+
+impl PublishError {
+    /// The counter this refusal is recorded under (`/status` `ingest_errors`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidManifestId(_) => "publish_invalid_id",
+            Self::AlreadyLive(_) => "publish_already_live",
+            Self::ShuttingDown => "publish_shutting_down",
+            Self::Unauthorized => "publish_unauthorized",
+            Self::Refused(_) => "publish_refused",
+            Self::WebhookFailed(_) => "publish_webhook_failed",
+            Self::Taken(_) => "publish_taken",
+            Self::WrongIngest { .. } => "publish_wrong_ingest",
+            Self::TooManyStreams(_) => "publish_stream_cap",
+            Self::TooManyFromClient { .. } => "publish_client_cap",
+            Self::SeqJump { .. } => "push_seq_jump",
+        }
+    }
+}
+
+/// How a stream is published. A stream keeps the ingest it was created with: an HTTP push to an
+/// RTMP stream (or the reverse) would let one publisher rewrite another's playlists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingest {
+    /// An RTMP publisher.
+    Rtmp,
+    /// HTTP push (`/live/<id>/<seq>.ts`).
+    Push,
+}
+
+impl Ingest {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Rtmp => "RTMP",
+            Self::Push => "HTTP push",
+        }
+    }
+}
+
+/// Who publishes: the stream key when one was given (a publisher keeps its stream across
+/// networks), else the client's IP address.
+#[derive(Clone)]
+pub struct Publisher {
+    /// The client's address.
+    pub ip: IpAddr,
+    /// The stream key it gave, if any.
+    pub key: Option<String>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is a secret: never logged.
+        f.debug_struct("Publisher")
+            .field("ip", &self.ip)
+            .field("key", &self.key.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+impl Publisher {
+    fn same_as(&self, other: &Publisher) -> bool {
+        match (&self.key, &other.key) {
+            (Some(a), Some(b)) => keys_match(a, b),
+            _ => self.ip == other.ip,
+        }
+    }
+}
+
+/// Compares two secrets in time that depends only on their lengths.
+fn keys_match(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The `key` parameter of a URL query (`a=b&key=K`).
+pub fn query_key(query: &str) -> Option<&str> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("key="))
+        .filter(|k| !k.is_empty())
 }
 
 /// Checks a manifest ID.
@@ -66,7 +192,11 @@ pub struct Broadcaster {
     pub(crate) payer: Option<Arc<Payer>>,
     records: RecordBook,
     streams: Mutex<HashMap<String, Arc<Stream>>>,
+    /// Push IDs the auth webhook renamed: requested ID → stream ID.
+    aliases: Mutex<HashMap<String, String>>,
     store: SegmentStore,
+    stream_keys: Vec<String>,
+    webhook: reqwest::Client,
 }
 
 /// One stream.
@@ -74,8 +204,55 @@ pub struct Stream {
     /// Manifest ID.
     pub manifest_id: String,
     inner: Mutex<StreamInner>,
-    pending: AtomicUsize,
-    queue: mpsc::Sender<SourceSegment>,
+    pending: Arc<AtomicUsize>,
+    queue: mpsc::Sender<(SourceSegment, PendingGuard)>,
+}
+
+/// Counts one segment as pending (queued or in transcoding) until dropped, so a segment whose
+/// work is abandoned (a push client gone, a worker gone) never stays counted.
+pub struct PendingGuard(Arc<AtomicUsize>);
+
+impl PendingGuard {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A live publish. Dropping it ends the stream, so a publishing task that fails or panics
+/// never leaves its stream live.
+pub struct Publishing {
+    stream: Arc<Stream>,
+    /// The first segment's sequence number.
+    pub first_seq: u64,
+    /// The stream was published before (the first segment starts a discontinuity).
+    pub restart: bool,
+}
+
+impl Publishing {
+    /// The stream being published.
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    /// Ends the publish, keeping the segmenter's observations for `/status`.
+    pub fn end(self, stats: SegmenterStats) {
+        self.stream.lock().stats = stats;
+    }
+}
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        let mut inner = self.stream.lock();
+        inner.live = false;
+        inner.ended_at = Some(Instant::now());
+    }
 }
 
 struct StreamInner {
@@ -87,10 +264,16 @@ struct StreamInner {
     stats: SegmenterStats,
     /// Last HTTP push; a push stream has no connection whose close would end it.
     last_push: Option<Instant>,
+    /// Who published it last: nobody else may publish it while it is known.
+    owner: Option<Publisher>,
+    ingest: Option<Ingest>,
 }
 
 /// A push-ingest stream with no push for this long is ended (its playlists get ENDLIST).
 const PUSH_IDLE_END: Duration = Duration::from_secs(30);
+
+/// Most bytes of an auth webhook answer that are read.
+const WEBHOOK_ANSWER_MAX: usize = 64 * 1024;
 
 /// A stream's state for `/status`.
 #[derive(Debug, Clone, Serialize)]
@@ -111,6 +294,13 @@ pub struct StreamStatus {
     pub ingest: SegmenterStats,
 }
 
+/// The part of go-livepeer's auth webhook answer this node uses.
+#[derive(serde::Deserialize)]
+struct WebhookAnswer {
+    #[serde(rename = "manifestID", default)]
+    manifest_id: String,
+}
+
 impl Broadcaster {
     pub(crate) fn new(
         config: BroadcasterConfig,
@@ -118,6 +308,7 @@ impl Broadcaster {
         pool: Arc<OrchestratorPool>,
         payer: Option<Arc<Payer>>,
         store: SegmentStore,
+        stream_keys: Vec<String>,
     ) -> Arc<Self> {
         Arc::new(Self {
             records: RecordBook::new(config.records_kept),
@@ -126,12 +317,22 @@ impl Broadcaster {
             pool,
             payer,
             streams: Mutex::new(HashMap::new()),
+            aliases: Mutex::new(HashMap::new()),
             store,
+            stream_keys,
+            webhook: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
         })
     }
 
     fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Stream>>> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn aliases(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.aliases.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Where the window's segments are kept.
@@ -149,6 +350,8 @@ impl Broadcaster {
         SegmenterConfig {
             target_ms: self.config.segment_duration_ms as i64,
             max_ms: self.config.max_segment_duration_ms as i64,
+            max_bytes: self.config.max_segment_bytes,
+            max_wall: Duration::from_millis(self.config.max_segment_wall_ms),
         }
     }
 
@@ -162,32 +365,250 @@ impl Broadcaster {
         self.streams().values().filter(|s| s.lock().live).count()
     }
 
-    /// Starts publishing `id`: returns the stream, the first seq and whether it is a restart.
+    /// Decides whether a new publish may start: checks the stream key (when keys are
+    /// configured), then asks the auth webhook (when one is configured) about `url`, the stream
+    /// URL with its query. Returns the manifest ID to publish under: `requested`, or the one the
+    /// webhook named.
+    pub async fn authorize(
+        &self,
+        requested: &str,
+        url: &str,
+        publisher: &Publisher,
+    ) -> Result<String, PublishError> {
+        validate_manifest_id(requested)?;
+        self.check_key(publisher)?;
+        let Some(hook) = &self.config.auth_webhook_url else {
+            return Ok(requested.to_string());
+        };
+        let limit = Duration::from_millis(self.config.auth_webhook_timeout_ms);
+        let answer = tokio::time::timeout(limit, self.ask_webhook(hook, url))
+            .await
+            .map_err(|_| PublishError::WebhookFailed(format!("no answer within {limit:?}")))??;
+        match answer {
+            None => Ok(requested.to_string()),
+            Some(id) => {
+                validate_manifest_id(&id)?;
+                Ok(id)
+            }
+        }
+    }
+
+    fn check_key(&self, publisher: &Publisher) -> Result<(), PublishError> {
+        if self.stream_keys.is_empty() {
+            return Ok(());
+        }
+        let given = publisher.key.as_deref().ok_or(PublishError::Unauthorized)?;
+        // Every listed key is compared, so the time taken does not say which one was close.
+        let listed = self
+            .stream_keys
+            .iter()
+            .fold(false, |found, k| found | keys_match(k, given));
+        if listed {
+            Ok(())
+        } else {
+            Err(PublishError::Unauthorized)
+        }
+    }
+
+    /// go-livepeer's `authenticateStream`: POST `{"url": url}`; a non-200 refuses, an empty 200
+    /// approves, a 200 body must name a non-empty `manifestID`.
+    async fn ask_webhook(&self, hook: &str, url: &str) -> Result<Option<String>, PublishError> {
+        let failed = |e: String| PublishError::WebhookFailed(e);
+        let body = serde_json::json!({ "url": url }).to_string();
+        let mut resp = self
+            .webhook
+            .post(hook)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| failed(format!("{hook}: {e}")))?;
+        let status = resp.status();
+        let mut answer = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| failed(e.to_string()))? {
+            let room = WEBHOOK_ANSWER_MAX.saturating_sub(answer.len());
+            answer.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if room <= chunk.len() {
+                break;
+            }
+        }
+        if status != reqwest::StatusCode::OK {
+            let text = String::from_utf8_lossy(&answer[..answer.len().min(200)]).into_owned();
+            return Err(PublishError::Refused(format!(
+                "status {status}: {}",
+                text.trim()
+            )));
+        }
+        if answer.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let parsed: WebhookAnswer = serde_json::from_slice(&answer)
+            .map_err(|e| failed(format!("answer is not JSON: {e}")))?;
+        if parsed.manifest_id.is_empty() {
+            return Err(failed("empty manifest id not allowed".into()));
+        }
+        Ok(Some(parsed.manifest_id))
+    }
+
+    /// Starts an RTMP publish of `id` (already authorized): refuses a live stream, one owned by
+    /// another publisher, a push stream, and a publish past the stream caps.
     pub fn begin_publish(
         self: &Arc<Self>,
         id: &str,
-    ) -> Result<(Arc<Stream>, u64, bool), PublishError> {
+        publisher: &Publisher,
+    ) -> Result<Publishing, PublishError> {
         validate_manifest_id(id)?;
-        let stream = self.stream_or_create(id);
+        let mut streams = self.streams();
+        let stream = self.claim(&mut streams, id, publisher, Ingest::Rtmp, None)?;
         let mut inner = stream.lock();
-        if inner.live {
-            return Err(PublishError::AlreadyLive(id.to_string()));
-        }
-        inner.live = true;
-        inner.ended_at = None;
-        inner.publishes += 1;
         inner.stats = SegmenterStats::default();
+        let first_seq = inner.next_seq;
         let restart = inner.publishes > 1;
-        let seq = inner.next_seq;
         drop(inner);
-        Ok((stream, seq, restart))
+        Ok(Publishing {
+            stream,
+            first_seq,
+            restart,
+        })
     }
 
-    /// The stream `id`, created (with its transcode worker) if new.
-    pub fn stream_or_create(self: &Arc<Self>, id: &str) -> Arc<Stream> {
+    /// Finds the push stream for a push of segment `seq` to `requested` (the URL's ID) from
+    /// `publisher`, starting it (caps, key, webhook, as for RTMP) when it is not live, and
+    /// marks it pushed.
+    pub async fn begin_push(
+        self: &Arc<Self>,
+        requested: &str,
+        seq: u64,
+        url: &str,
+        publisher: &Publisher,
+    ) -> Result<Arc<Stream>, PublishError> {
+        validate_manifest_id(requested)?;
+        // Every push carries its key: a stream key guards each segment, not only the first.
+        self.check_key(publisher)?;
+        let known = self.aliases().get(requested).cloned();
+        let id = known.clone().unwrap_or_else(|| requested.to_string());
+        if let Some(stream) = self.stream(&id) {
+            let mut inner = stream.lock();
+            if inner.live && inner.ingest == Some(Ingest::Push) {
+                if !inner.owner.as_ref().is_some_and(|o| o.same_as(publisher)) {
+                    return Err(PublishError::Taken(id));
+                }
+                self.check_seq(seq, inner.next_seq)?;
+                inner.last_push = Some(Instant::now());
+                drop(inner);
+                return Ok(stream);
+            }
+        }
+        let id = match known {
+            Some(id) => id,
+            None => self.authorize(requested, url, publisher).await?,
+        };
         let mut streams = self.streams();
-        if let Some(s) = streams.get(id) {
-            return s.clone();
+        let stream = self.claim(&mut streams, &id, publisher, Ingest::Push, Some(seq))?;
+        drop(streams);
+        if id != requested {
+            self.aliases().insert(requested.to_string(), id);
+        }
+        stream.lock().last_push = Some(Instant::now());
+        Ok(stream)
+    }
+
+    fn check_seq(&self, seq: u64, next: u64) -> Result<(), PublishError> {
+        let limit = self.config.push_max_seq_jump;
+        if seq > next.saturating_add(limit) {
+            return Err(PublishError::SeqJump { seq, next, limit });
+        }
+        Ok(())
+    }
+
+    /// Makes `publisher` the live publisher of `id` (created if new) after every check.
+    fn claim(
+        self: &Arc<Self>,
+        streams: &mut HashMap<String, Arc<Stream>>,
+        id: &str,
+        publisher: &Publisher,
+        ingest: Ingest,
+        push_seq: Option<u64>,
+    ) -> Result<Arc<Stream>, PublishError> {
+        let existing = streams.get(id).cloned();
+        let mut next_seq = 0;
+        if let Some(s) = &existing {
+            let inner = s.lock();
+            if let Some(other) = inner.ingest.filter(|k| *k != ingest) {
+                return Err(PublishError::WrongIngest {
+                    id: id.to_string(),
+                    ingest: other.name(),
+                });
+            }
+            if inner.live {
+                return Err(PublishError::AlreadyLive(id.to_string()));
+            }
+            if inner.owner.as_ref().is_some_and(|o| !o.same_as(publisher)) {
+                return Err(PublishError::Taken(id.to_string()));
+            }
+            next_seq = inner.next_seq;
+        }
+        if let Some(seq) = push_seq {
+            self.check_seq(seq, next_seq)?;
+        }
+        let (mut live, mut from_client) = (0, 0);
+        for s in streams.values() {
+            let inner = s.lock();
+            if inner.live {
+                live += 1;
+                if inner.owner.as_ref().is_some_and(|o| o.ip == publisher.ip) {
+                    from_client += 1;
+                }
+            }
+        }
+        if live >= self.config.max_live_streams {
+            return Err(PublishError::TooManyStreams(live));
+        }
+        if from_client >= self.config.max_live_streams_per_ip {
+            return Err(PublishError::TooManyFromClient {
+                ip: publisher.ip,
+                limit: self.config.max_live_streams_per_ip,
+            });
+        }
+        let stream = match existing {
+            Some(s) => s,
+            None => self.create(streams, id),
+        };
+        let mut inner = stream.lock();
+        inner.live = true;
+        inner.ended_at = None;
+        inner.publishes = inner.publishes.saturating_add(1);
+        inner.owner = Some(publisher.clone());
+        inner.ingest = Some(ingest);
+        drop(inner);
+        Ok(stream)
+    }
+
+    /// Creates stream `id` with its transcode worker, first forgetting the oldest ended streams
+    /// beyond `max_ended_streams`.
+    fn create(
+        self: &Arc<Self>,
+        streams: &mut HashMap<String, Arc<Stream>>,
+        id: &str,
+    ) -> Arc<Stream> {
+        let mut ended: Vec<(Instant, String)> = streams
+            .iter()
+            .filter(|(_, s)| s.pending.load(Ordering::SeqCst) == 0)
+            .filter_map(|(k, s)| {
+                let inner = s.lock();
+                (!inner.live)
+                    .then_some(inner.ended_at?)
+                    .map(|t| (t, k.clone()))
+            })
+            .collect();
+        if ended.len() >= self.config.max_ended_streams {
+            ended.sort();
+            let excess = ended.len() + 1 - self.config.max_ended_streams.max(1);
+            for (_, old) in ended.into_iter().take(excess) {
+                streams.remove(&old);
+            }
+            let known: Vec<String> = streams.keys().cloned().collect();
+            self.aliases().retain(|_, to| known.contains(to));
         }
         let (tx, rx) = mpsc::channel(TRANSCODE_QUEUE);
         let mut renditions = vec![Rendition::new(
@@ -214,8 +635,10 @@ impl Broadcaster {
                 publishes: 0,
                 stats: SegmenterStats::default(),
                 last_push: None,
+                owner: None,
+                ingest: None,
             }),
-            pending: AtomicUsize::new(0),
+            pending: Arc::new(AtomicUsize::new(0)),
             queue: tx,
         });
         streams.insert(id.to_string(), stream.clone());
@@ -226,11 +649,11 @@ impl Broadcaster {
     /// A cut source segment from a live publisher: served at once, queued for transcoding.
     pub fn add_segment(&self, stream: &Stream, seg: SourceSegment) {
         stream.add_source(self, &seg);
-        stream.pending.fetch_add(1, Ordering::SeqCst);
-        if let Err(mpsc::error::TrySendError::Full(seg) | mpsc::error::TrySendError::Closed(seg)) =
-            stream.queue.try_send(seg)
+        let pending = PendingGuard::new(&stream.pending);
+        if let Err(
+            mpsc::error::TrySendError::Full((seg, _)) | mpsc::error::TrySendError::Closed((seg, _)),
+        ) = stream.queue.try_send((seg, pending))
         {
-            stream.pending.fetch_sub(1, Ordering::SeqCst);
             self.records.record(SegmentRecord {
                 manifest_id: stream.manifest_id.clone(),
                 seq: seg.seq,
@@ -246,14 +669,6 @@ impl Broadcaster {
         }
     }
 
-    /// The publisher of `stream` is gone.
-    pub fn end_publish(&self, stream: &Stream, stats: SegmenterStats) {
-        let mut inner = stream.lock();
-        inner.live = false;
-        inner.ended_at = Some(Instant::now());
-        inner.stats = stats;
-    }
-
     /// Ends idle push streams and forgets streams that ended longer than the retention ago.
     pub fn forget_ended(&self) {
         let keep = Duration::from_secs(self.config.ended_stream_retention_secs);
@@ -265,12 +680,14 @@ impl Broadcaster {
                 inner.ended_at = Some(Instant::now());
             }
         }
-        self.streams().retain(|_, s| {
+        let mut streams = self.streams();
+        streams.retain(|_, s| {
             let inner = s.lock();
             inner.live
                 || inner.ended_at.is_none_or(|t| t.elapsed() < keep)
                 || s.pending.load(Ordering::SeqCst) > 0
         });
+        self.aliases().retain(|_, to| streams.contains_key(to));
     }
 
     /// Transcodes one segment, trying orchestrators in turn, and records the outcome; returns
@@ -391,7 +808,7 @@ impl Stream {
     fn add_source(&self, b: &Broadcaster, seg: &SourceSegment) {
         let data = b.store.keep(seg.data.clone());
         let mut inner = self.lock();
-        inner.next_seq = inner.next_seq.max(seg.seq + 1);
+        inner.next_seq = inner.next_seq.max(seg.seq.saturating_add(1));
         let source = &mut inner.renditions[0];
         if seg.size.is_some() {
             source.size = seg.size;
@@ -407,7 +824,7 @@ impl Stream {
         );
     }
 
-    fn add_renditions(
+    pub(crate) fn add_renditions(
         &self,
         b: &Broadcaster,
         seg: &SourceSegment,
@@ -466,45 +883,26 @@ impl Stream {
         r.segment(seq).map(|s| s.data.clone())
     }
 
-    /// Marks a push-ingest stream live; the janitor ends it after [`PUSH_IDLE_END`] without pushes.
-    pub(crate) fn mark_pushed(&self) {
-        let mut inner = self.lock();
-        inner.live = true;
-        inner.ended_at = None;
-        inner.last_push = Some(Instant::now());
-    }
-
-    /// Adds a pushed segment to the source rendition and counts it as pending.
-    pub(crate) fn add_pushed(&self, b: &Broadcaster, seg: &SourceSegment) {
+    /// Adds a pushed segment to the source rendition; it counts as pending until the returned
+    /// guard is dropped (also when the push client disconnects and its request is abandoned).
+    pub(crate) fn add_pushed(&self, b: &Broadcaster, seg: &SourceSegment) -> PendingGuard {
         self.add_source(b, seg);
-        self.pending.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Adds a pushed segment's renditions and clears it from pending.
-    pub(crate) fn finish_pushed(
-        &self,
-        b: &Broadcaster,
-        seg: &SourceSegment,
-        renditions: Vec<(String, Bytes)>,
-    ) {
-        self.add_renditions(b, seg, renditions);
-        self.pending.fetch_sub(1, Ordering::SeqCst);
+        PendingGuard::new(&self.pending)
     }
 }
 
 async fn transcode_worker(
     b: Arc<Broadcaster>,
     stream: Arc<Stream>,
-    mut rx: mpsc::Receiver<SourceSegment>,
+    mut rx: mpsc::Receiver<(SourceSegment, PendingGuard)>,
 ) {
     // Hold only a weak interest: the worker ends when the stream is forgotten and the queue closes.
     let weak = Arc::downgrade(&stream);
     drop(stream);
-    while let Some(seg) = rx.recv().await {
+    while let Some((seg, _pending)) = rx.recv().await {
         let Some(stream) = weak.upgrade() else { break };
         let renditions = b.transcode(&stream.manifest_id, &seg).await;
         stream.add_renditions(&b, &seg, renditions);
-        stream.pending.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -513,4 +911,79 @@ fn unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source-only broadcaster on free loopback ports.
+    async fn broadcaster(config: BroadcasterConfig) -> crate::RunningBroadcaster {
+        crate::start(BroadcasterConfig {
+            rtmp_addr: "127.0.0.1:0".parse().unwrap(),
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            ladder: String::new(),
+            ..config
+        })
+        .await
+        .unwrap()
+    }
+
+    fn loopback() -> Publisher {
+        Publisher {
+            ip: IpAddr::from([127, 0, 0, 1]),
+            key: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_publishing_task_that_panics_still_ends_its_stream() {
+        let running = broadcaster(BroadcasterConfig::default()).await;
+        let b = running.state().clone();
+        let task = tokio::spawn({
+            let b = b.clone();
+            async move {
+                let publishing = b.begin_publish("doomed", &loopback()).unwrap();
+                assert!(publishing.stream().lock().live);
+                panic!("a bug in the publishing task");
+            }
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        let stream = b.stream("doomed").unwrap();
+        assert!(
+            stream.finished(),
+            "the stream stayed live after its task panicked"
+        );
+        // Its publisher may come back: the stream is ended, not stuck.
+        assert!(b.begin_publish("doomed", &loopback()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn ended_streams_beyond_the_cap_are_forgotten_oldest_first() {
+        let running = broadcaster(BroadcasterConfig {
+            max_ended_streams: 2,
+            ..BroadcasterConfig::default()
+        })
+        .await;
+        let b = running.state();
+        for id in ["s0", "s1", "s2", "s3"] {
+            drop(b.begin_publish(id, &loopback()).unwrap());
+        }
+        let known: Vec<String> = b
+            .stream_status()
+            .into_iter()
+            .map(|s| s.manifest_id)
+            .collect();
+        assert_eq!(known, ["s2", "s3"]);
+    }
+
+    #[test]
+    fn stream_keys_come_from_the_query_and_compare_whole() {
+        assert_eq!(query_key("a=1&key=s3cret"), Some("s3cret"));
+        assert_eq!(query_key("key="), None);
+        assert_eq!(query_key("monkey=1"), None);
+        assert!(keys_match("s3cret", "s3cret"));
+        assert!(!keys_match("s3cret", "s3cre"));
+        assert!(!keys_match("s3cret", "s3creT"));
+    }
 }

@@ -3,42 +3,10 @@
 
 use std::time::Duration;
 
-use reference_transcoder::{EncodedSource, MediaKind, SourceConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::rtmp_client::Publisher;
 use crate::support::*;
-
-fn source(width: u32, height: u32, secs: f64) -> EncodedSource {
-    reference_transcoder::generate(&SourceConfig {
-        width,
-        height,
-        duration_secs: secs,
-        gop_secs: 1.0,
-        x264_preset: "ultrafast".into(),
-        noise: 0,
-        ..Default::default()
-    })
-    .unwrap()
-}
-
-/// Queues every packet of `src` with timestamps shifted by `shift_ms`; `keep_keys == false`
-/// re-labels key frames as inter frames.
-fn queue(p: &mut Publisher, src: &EncodedSource, shift_ms: u32, keep_keys: bool) {
-    for pkt in src.flv_packets() {
-        let mut body = pkt.tag_body();
-        let ms = pkt.dts_ms + shift_ms;
-        match pkt.kind {
-            MediaKind::Video => {
-                if !keep_keys && !pkt.is_sequence_header {
-                    body[0] = 0x27;
-                }
-                p.video(body, ms)
-            }
-            MediaKind::Audio => p.audio(body, ms),
-        }
-    }
-}
 
 async fn health(b: &node_broadcaster::RunningBroadcaster) {
     let (code, body) = get_text(&format!("http://{}/healthz", b.http_addr)).await;

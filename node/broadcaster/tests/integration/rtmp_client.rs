@@ -35,7 +35,24 @@ fn collect(
 impl Publisher {
     /// Connects to `addr`, app `app`, and publishes `key`.
     pub async fn connect(addr: std::net::SocketAddr, app: &str, key: &str) -> Result<Self, String> {
-        let mut socket = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        Self::connect_from(None, addr, app, key).await
+    }
+
+    /// [`Publisher::connect`] from the local address `from` (e.g. `127.0.0.2`, to look like
+    /// another client); the server's refusal comes back as `Err("refused: <code>")`.
+    pub async fn connect_from(
+        from: Option<std::net::IpAddr>,
+        addr: std::net::SocketAddr,
+        app: &str,
+        key: &str,
+    ) -> Result<Self, String> {
+        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        if let Some(ip) = from {
+            socket
+                .bind(std::net::SocketAddr::new(ip, 0))
+                .map_err(|e| e.to_string())?;
+        }
+        let mut socket = socket.connect(addr).await.map_err(|e| e.to_string())?;
         let mut hs = Handshake::new(PeerType::Client);
         socket
             .write_all(
@@ -119,6 +136,12 @@ impl Publisher {
             if events.iter().any(&done) {
                 return self.flush().await;
             }
+            if let Some(ClientSessionEvent::UnhandleableOnStatusCode { code }) = events
+                .iter()
+                .find(|e| matches!(e, ClientSessionEvent::UnhandleableOnStatusCode { .. }))
+            {
+                return Err(format!("refused: {code}"));
+            }
         }
     }
 
@@ -152,6 +175,23 @@ impl Publisher {
             self.out.clear();
         }
         Ok(())
+    }
+
+    /// Whether the server closes the connection within `limit` (sending what is queued first;
+    /// a send that fails because the server is gone counts as closed).
+    pub async fn closed_by_server(&mut self, limit: Duration) -> bool {
+        if self.flush().await.is_err() {
+            return true;
+        }
+        let mut buf = vec![0u8; 8192];
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) => {}
+            }
+        }
     }
 
     /// Sends only the first half of what is queued, then drops the connection (a publisher

@@ -5,6 +5,60 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use node_broadcaster::{BroadcasterConfig, RunningBroadcaster};
+use reference_transcoder::{EncodedSource, MediaKind, SourceConfig};
+
+use crate::rtmp_client::Publisher;
+
+/// A short x264 test source with a 1 s GOP.
+pub fn source(width: u32, height: u32, secs: f64) -> EncodedSource {
+    reference_transcoder::generate(&SourceConfig {
+        width,
+        height,
+        duration_secs: secs,
+        gop_secs: 1.0,
+        x264_preset: "ultrafast".into(),
+        noise: 0,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// Queues every packet of `src` with timestamps shifted by `shift_ms`; `keep_keys == false`
+/// re-labels key frames as inter frames.
+pub fn queue(p: &mut Publisher, src: &EncodedSource, shift_ms: u32, keep_keys: bool) {
+    for pkt in src.flv_packets() {
+        let mut body = pkt.tag_body();
+        let ms = pkt.dts_ms + shift_ms;
+        match pkt.kind {
+            MediaKind::Video => {
+                if !keep_keys && !pkt.is_sequence_header {
+                    body[0] = 0x27;
+                }
+                p.video(body, ms)
+            }
+            MediaKind::Audio => p.audio(body, ms),
+        }
+    }
+}
+
+/// Waits until `b` counts `kind` in `/status` `ingest_errors` at least `n` times.
+pub async fn wait_ingest_error(b: &RunningBroadcaster, kind: &str, n: u64) {
+    let state = b.state().clone();
+    wait_for(
+        &format!("{n} × {kind} in ingest_errors"),
+        Duration::from_secs(10),
+        || {
+            state
+                .records()
+                .ingest_errors()
+                .get(kind)
+                .copied()
+                .unwrap_or(0)
+                >= n
+        },
+    )
+    .await;
+}
 
 /// A config listening on free loopback ports.
 pub fn config(ladder: &str, orchestrators: Vec<String>) -> BroadcasterConfig {
