@@ -157,12 +157,26 @@ pub fn bench(command: &BenchCommand, terminal: Terminal) -> Result<ExitCode, Fai
             ok: record.error.is_none(),
             error: record.error.clone(),
         });
-        if let Err(error) = appended {
+        // A write failure is sticky and reported once below; only other refusals warn here.
+        if let Err(error) = appended
+            && journal.failure().is_none()
+        {
             tracing::warn!("cannot append to the records journal: {error}");
         }
     });
-    if let Err(error) = journal.sync() {
+    if let Err(error) = journal.sync()
+        && journal.failure().is_none()
+    {
         tracing::warn!("the records journal could not be synced: {error}");
+    }
+    if let Some(failure) = journal.failure() {
+        return Err(anyhow::anyhow!(
+            "the records journal {} could not be written ({failure}); {} records were not \
+             written; the journal holds only whole records",
+            journal.path().display(),
+            journal.dropped_records()
+        ))
+        .exit_code(ExitCode::NotRun);
     }
     let ended = SystemTime::now();
     let info = ScenarioInfo {
