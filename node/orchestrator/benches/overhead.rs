@@ -200,7 +200,11 @@ async fn floor_server() -> (String, watch::Sender<bool>) {
             listener,
             Arc::new(tls),
             service,
-            Duration::from_secs(5),
+            node_orchestrator::server::ServeLimits {
+                handshake_timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+            Arc::new(node_orchestrator::metrics::Metrics::default()),
             stop_rx,
             crash_rx,
         )
@@ -322,7 +326,7 @@ async fn bench(io_threads: Option<usize>) {
     config.payments.expiration_blocks = 1_000_000;
     config.chain = Some(ChainConfig {
         rpc_url: chain.url().to_string(),
-        private_key: alloy::hex::encode_prefixed(chain.signer(2).to_bytes()),
+        private_key: alloy::hex::encode_prefixed(chain.signer(2).to_bytes()).into(),
         ticket_broker: contracts.ticket_broker.to_string(),
         rounds_manager: contracts.rounds_manager.to_string(),
         poll_ms: 1000,

@@ -60,6 +60,17 @@ impl AuthTokens {
         hex::encode(rand::rng().random::<[u8; 12]>())
     }
 
+    /// The unguessable key naming `session_id`'s renditions in their URLs
+    /// (`/stream/<key>/<profile>/<seq>.ts`): 128 bits of an HMAC under the node's secret, so only
+    /// whoever got the URL in a `TranscodeResult` can fetch them, and a session id seen elsewhere
+    /// (it travels in every segment header) does not lead to them.
+    pub fn rendition_key(&self, session_id: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("any key length");
+        mac.update(b"renditions\0");
+        mac.update(session_id.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
     /// A token for `session_id` expiring `validity` from now.
     pub fn issue(&self, session_id: &str) -> AuthToken {
         let expiration = unix_now() + self.validity.as_secs() as i64;
@@ -103,9 +114,58 @@ impl AuthTokens {
     }
 }
 
+/// A fresh random secret: 128 bits from the thread-local CSPRNG, hex (for a transcoder secret or
+/// a bearer token made on the spot).
+pub fn random_secret() -> String {
+    hex::encode(rand::rng().random::<[u8; 16]>())
+}
+
+/// Whether two secrets are equal, in a time that says nothing about how much of `given` was
+/// right: both sides are hashed to SHA-256 (so their lengths do not show either) and the
+/// digests compared byte by byte without an early exit.
+pub fn secrets_equal(expected: &[u8], given: &[u8]) -> bool {
+    use sha2::Digest as _;
+    let expected = Sha256::digest(expected);
+    let given = Sha256::digest(given);
+    let difference = expected
+        .iter()
+        .zip(given.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    std::hint::black_box(difference) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_compare_by_value_only() {
+        assert!(secrets_equal(b"s3cret", b"s3cret"));
+        assert!(!secrets_equal(b"s3cret", b"s3creT"));
+        assert!(!secrets_equal(b"s3cret", b"s3cre"));
+        assert!(!secrets_equal(b"s3cret", b""));
+        assert!(secrets_equal(b"", b""));
+    }
+
+    #[test]
+    fn random_secrets_are_128_bit_hex_and_fresh() {
+        let a = random_secret();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, random_secret());
+    }
+
+    #[test]
+    fn rendition_keys_depend_on_session_and_node() {
+        let tokens = AuthTokens::new(Duration::from_secs(60));
+        let key = tokens.rendition_key("abc");
+        assert_eq!(key.len(), 32);
+        assert_eq!(key, tokens.rendition_key("abc"));
+        assert_ne!(key, tokens.rendition_key("abd"));
+        assert!(!key.contains("abc"));
+        let other = AuthTokens::new(Duration::from_secs(60));
+        assert_ne!(key, other.rendition_key("abc"));
+    }
 
     #[test]
     fn issued_tokens_verify_and_tampering_fails() {

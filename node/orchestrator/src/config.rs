@@ -12,6 +12,44 @@ use serde::{Deserialize, Serialize};
 
 use crate::faults::FaultConfig;
 
+/// A secret from the config (a private key, a token): its `Debug` prints `<redacted>`, so no log
+/// line, panic or error message shows it, while it still serialises as the plain text a config
+/// file holds (write such files owner-only). Compare it with [`Secret::matches`], which takes the
+/// same time however much of a guess is right.
+#[derive(Clone, Default, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret text, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `given` is this secret, compared in constant time.
+    pub fn matches(&self, given: &[u8]) -> bool {
+        crate::auth::secrets_equal(self.0.as_bytes(), given)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_string())
+    }
+}
+
 /// Everything an orchestrator needs to start.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -32,10 +70,15 @@ pub struct OrchestratorConfig {
     pub transcode: TranscodeConfig,
     /// Fault switches in force at start.
     pub faults: FaultConfig,
-    /// Bearer token of the admin endpoint (`/admin/faults`); absent disables it.
-    pub admin_token: Option<String>,
+    /// Bearer token of the admin endpoint (`/admin/faults`); absent disables it. It also shows
+    /// `/status` in full.
+    pub admin_token: Option<Secret>,
+    /// Bearer token that shows `/status` in full (per-session balances, redemptions, each
+    /// transcoder, fault switches); without it or the admin token `/status` shows aggregates
+    /// only. Absent: only the admin token does.
+    pub status_token: Option<Secret>,
     /// Shared secret remote transcoders present in `RegisterTranscoder`; absent refuses them.
-    pub transcoder_secret: Option<String>,
+    pub transcoder_secret: Option<Secret>,
     /// Worker threads of the node's network runtime (TLS, hashing, checks, replies); absent is
     /// [`OrchestratorConfig::io_threads`]'s default. Transcoding has threads of its own.
     pub io_threads: Option<usize>,
@@ -53,6 +96,7 @@ impl Default for OrchestratorConfig {
             transcode: TranscodeConfig::default(),
             faults: FaultConfig::default(),
             admin_token: None,
+            status_token: None,
             transcoder_secret: None,
             io_threads: None,
         }
@@ -66,7 +110,7 @@ pub struct ChainConfig {
     /// JSON-RPC URL.
     pub rpc_url: String,
     /// The orchestrator's private key, hex (`0x…`).
-    pub private_key: String,
+    pub private_key: Secret,
     /// TicketBroker address.
     pub ticket_broker: String,
     /// RoundsManager address.
@@ -149,6 +193,23 @@ pub struct LimitsConfig {
     /// body a URL this node downloads, as go-livepeer's broadcaster sends segments it keeps in
     /// object storage). Off by default: it makes the node fetch URLs a broadcaster names.
     pub segment_uri_uploads: bool,
+    /// Segment bytes the whole node holds at once (bodies being received, queued or being
+    /// transcoded); an upload that would pass it is refused with 503 (`overloaded`). Default
+    /// 1 GiB.
+    pub max_inflight_bytes: usize,
+    /// Segment bytes one session holds at once; past it the upload is refused with 429
+    /// (`session_limit`). Default 512 MiB.
+    pub max_session_inflight_bytes: usize,
+    /// Segments one session has in flight at once (being received, queued for its transcoder or
+    /// transcoding): the bound of its transcode queue; the next one is refused with 429
+    /// (`session_limit`). Default 8.
+    pub max_session_segments: usize,
+    /// Open connections (TLS handshakes included); a connection past it is closed at once and
+    /// counted in `lpt_orchestrator_connections_refused_total`. Default 2048.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams a connection may open (go's HTTP/2 server allows 250; each
+    /// stream may carry an upload). Default 32.
+    pub max_streams_per_connection: u32,
 }
 
 impl Default for LimitsConfig {
@@ -164,6 +225,11 @@ impl Default for LimitsConfig {
             store_secs: 300,
             remote_task_timeout_ms: 60_000,
             segment_uri_uploads: false,
+            max_inflight_bytes: 1 << 30,
+            max_session_inflight_bytes: 512 << 20,
+            max_session_segments: 8,
+            max_connections: 2048,
+            max_streams_per_connection: 32,
         }
     }
 }
@@ -313,11 +379,30 @@ impl OrchestratorConfig {
                 reason: "must be at least 1".into(),
             });
         }
-        if self.limits.max_sessions == 0 {
-            return Err(ConfigError::Invalid {
-                key: "limits.max_sessions",
-                reason: "must be at least 1".into(),
-            });
+        let at_least_one: [(&'static str, usize); 6] = [
+            ("limits.max_sessions", self.limits.max_sessions),
+            ("limits.max_inflight_bytes", self.limits.max_inflight_bytes),
+            (
+                "limits.max_session_inflight_bytes",
+                self.limits.max_session_inflight_bytes,
+            ),
+            (
+                "limits.max_session_segments",
+                self.limits.max_session_segments,
+            ),
+            ("limits.max_connections", self.limits.max_connections),
+            (
+                "limits.max_streams_per_connection",
+                self.limits.max_streams_per_connection as usize,
+            ),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be at least 1".into(),
+                });
+            }
         }
         self.faults.validate()?;
         Ok(())
@@ -358,6 +443,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("io_threads"), "{err}");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output_but_serialise() {
+        let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+        let mut config = OrchestratorConfig::offchain();
+        config.chain = Some(ChainConfig {
+            rpc_url: "http://127.0.0.1:8545".into(),
+            private_key: key.into(),
+            ticket_broker: "0x5FbDB2315678afecb367f032d93F642f64180aa3".into(),
+            rounds_manager: "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512".into(),
+            poll_ms: 1000,
+        });
+        config.admin_token = Some("admin-token-value".into());
+        config.status_token = Some("status-token-value".into());
+        config.transcoder_secret = Some("transcoder-secret-value".into());
+        let debug = format!("{config:?} {:#?}", config.chain);
+        for secret in [
+            key,
+            &key[2..],
+            "admin-token-value",
+            "status-token-value",
+            "transcoder-secret-value",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("private_key: <redacted>"), "{debug}");
+        // A config file written from it still holds the key, and reads back the same.
+        let text = toml::to_string(&config).unwrap();
+        assert!(text.contains(key), "{text}");
+        let back = OrchestratorConfig::from_toml(&text, "written.toml").unwrap();
+        assert_eq!(back.chain.unwrap().private_key.expose(), key);
+        assert!(back.admin_token.unwrap().matches(b"admin-token-value"));
     }
 
     #[test]

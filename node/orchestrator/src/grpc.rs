@@ -58,7 +58,7 @@ impl Transcoder for TranscoderService {
     ) -> Result<Response<Self::RegisterTranscoderStream>, Status> {
         let req = request.into_inner();
         match &self.0.config.transcoder_secret {
-            Some(secret) if *secret == req.secret => {}
+            Some(secret) if secret.matches(req.secret.as_bytes()) => {}
             _ => return Err(Status::permission_denied("invalid transcoder secret")),
         }
         let capacity = usize::try_from(req.capacity.clamp(1, 64)).unwrap_or(1);

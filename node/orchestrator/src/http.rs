@@ -44,7 +44,7 @@ use serde_json::json;
 use crate::faults::FaultConfig;
 use crate::metrics::FailureReason;
 use crate::multipart;
-use crate::node::{CheckedSegment, Node, Refusal};
+use crate::node::{BudgetExceeded, BytesHeld, CheckedSegment, Node, Refusal};
 use crate::remote::{Completion, Posted, PostedRendition};
 
 /// `Authorization` value of a remote transcoder's results (go-livepeer's `protoVerLPT`).
@@ -103,48 +103,81 @@ const PREALLOCATE_MAX: usize = 32 * 1024 * 1024;
 /// 16 × the limit) before answering: closing a socket with unread data makes the kernel reset the
 /// connection, and the client would lose the 413 that explains why.
 async fn read_body(body: Body, limit: usize, deadline: Duration) -> Result<Bytes, Response> {
-    read_limited(body, limit, deadline, None, false).await
+    read_limited(body, limit, deadline, None, false, None).await
 }
 
 /// Reads and throws away a body (within the same bounds as [`read_body`]) so that a refusal
 /// reaches a client that is still uploading, without holding what it sends.
 async fn discard_body(body: Body, limit: usize, deadline: Duration) {
-    let _ = read_limited(body, limit, deadline, None, true).await;
+    let _ = read_limited(body, limit, deadline, None, true, None).await;
 }
 
 /// [`read_body`], also hashing the bytes as they arrive, so hashing a segment overlaps with
-/// receiving it instead of adding to the latency after it.
+/// receiving it instead of adding to the latency after it, and holding every byte kept in the
+/// node's and the session's budgets (`held`).
 async fn read_hashed_body(
+    node: &Node,
     body: Body,
     limit: usize,
     deadline: Duration,
+    held: &mut BytesHeld,
 ) -> Result<(Bytes, alloy::primitives::B256), Response> {
     let mut hasher = keccak_asm::Keccak256::default();
-    let data = read_limited(body, limit, deadline, Some(&mut hasher), false).await?;
+    let data = read_limited(
+        body,
+        limit,
+        deadline,
+        Some(&mut hasher),
+        false,
+        Some((node, held)),
+    )
+    .await?;
     Ok((
         data,
         alloy::primitives::B256::from_slice(&hasher.finalize()),
     ))
 }
 
+/// The reader behind [`read_body`], [`discard_body`] and [`read_hashed_body`]. With a budget,
+/// the declared length is held before anything is read and every byte past it as it arrives;
+/// when a budget cannot spare them, what was kept is freed at once, the rest of the upload is
+/// drained like a refused one and the answer is the budget's refusal (503 or 429), also when
+/// the deadline cuts the draining short.
 async fn read_limited(
     mut body: Body,
     limit: usize,
     deadline: Duration,
     mut hasher: Option<&mut keccak_asm::Keccak256>,
-    discard: bool,
+    mut discard: bool,
+    mut budget: Option<(&Node, &mut BytesHeld)>,
 ) -> Result<Bytes, Response> {
     // One allocation of the declared size: growing by doubling copies the segment several times
     // and touches fresh pages at each step (that was a tenth of the node's CPU per segment).
     let declared = axum::body::HttpBody::size_hint(&body).lower();
+    let mut refused: Option<Response> = None;
+    let mut hold = |total: usize, refused: &mut Option<Response>| -> bool {
+        match budget.as_mut() {
+            Some((node, held)) => match held.hold(total) {
+                Ok(()) => true,
+                Err(exceeded) => {
+                    *refused = Some(refusal(node.budget_refusal(exceeded)));
+                    false
+                }
+            },
+            None => true,
+        }
+    };
     let read = async {
         let reserve = if discard {
             0
         } else {
-            usize::try_from(declared)
-                .unwrap_or(0)
-                .min(limit)
-                .min(PREALLOCATE_MAX)
+            let wanted = usize::try_from(declared).unwrap_or(0).min(limit);
+            if hold(wanted, &mut refused) {
+                wanted.min(PREALLOCATE_MAX)
+            } else {
+                discard = true;
+                0
+            }
         };
         let mut kept = BytesMut::with_capacity(reserve);
         let mut seen = 0usize;
@@ -153,6 +186,10 @@ async fn read_limited(
                 .map_err(|e| text(StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
             if let Ok(data) = frame.into_data() {
                 seen = seen.saturating_add(data.len());
+                if !discard && seen <= limit && !hold(seen, &mut refused) {
+                    discard = true;
+                    kept = BytesMut::new();
+                }
                 if discard {
                     if seen > limit.saturating_mul(16) {
                         break;
@@ -167,7 +204,7 @@ async fn read_limited(
                 }
             }
         }
-        if seen > limit {
+        if seen > limit && refused.is_none() {
             return Err(text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("body larger than {limit} bytes"),
@@ -175,7 +212,11 @@ async fn read_limited(
         }
         Ok(kept.freeze())
     };
-    match tokio::time::timeout(deadline, read).await {
+    let outcome = tokio::time::timeout(deadline, read).await;
+    if let Some(response) = refused {
+        return Err(response);
+    }
+    match outcome {
         Ok(result) => result,
         Err(_) => Err(text(
             StatusCode::REQUEST_TIMEOUT,
@@ -210,15 +251,31 @@ async fn check_and_read(
             return Err(refusal(r));
         }
     };
+    let mut checked = checked;
     let by_uri = header_str(headers, "content-type")
         .is_some_and(|t| t.trim().eq_ignore_ascii_case(SEGMENT_URI_TYPE));
     let read = if by_uri {
-        download_segment(node, body, deadline).await
+        download_segment(node, body, deadline, &mut checked.bytes).await
     } else {
-        read_hashed_body(body, limits.max_segment_bytes, deadline).await
+        read_hashed_body(
+            node,
+            body,
+            limits.max_segment_bytes,
+            deadline,
+            &mut checked.bytes,
+        )
+        .await
     };
-    // A failed upload drops `checked`, whose claim gives back the slot if that was all it did.
-    let (data, hash) = read.inspect_err(|_| node.metrics.fail(FailureReason::BadBody))?;
+    // A failed upload drops `checked`, whose claim gives back the slot if that was all it did
+    // and whose bytes go back to the budgets (a budget refusal was counted as such).
+    let (data, hash) = read.inspect_err(|response| {
+        if !matches!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
+            node.metrics.fail(FailureReason::BadBody)
+        }
+    })?;
     Ok((checked, data, hash))
 }
 
@@ -231,6 +288,7 @@ async fn download_segment(
     node: &Node,
     body: Body,
     deadline: Duration,
+    held: &mut BytesHeld,
 ) -> Result<(Bytes, alloy::primitives::B256), Response> {
     let started = std::time::Instant::now();
     if !node.config.limits.segment_uri_uploads {
@@ -253,23 +311,31 @@ async fn download_segment(
     }
     let left = deadline.saturating_sub(started.elapsed());
     let limit = node.config.limits.max_segment_bytes;
+    enum Failed {
+        Bad(String),
+        Budget(BudgetExceeded),
+    }
     let fetch = async {
         let mut response = segment_fetcher()
             .get(url.clone())
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| format!("cannot get segment from {url}: {e}"))?;
+            .map_err(|e| Failed::Bad(format!("cannot get segment from {url}: {e}")))?;
         let mut hasher = keccak_asm::Keccak256::default();
         let mut data = BytesMut::new();
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| format!("segment from {url}: {e}"))?
+            .map_err(|e| Failed::Bad(format!("segment from {url}: {e}")))?
         {
             if data.len() + chunk.len() > limit {
-                return Err(format!("segment from {url} is over {limit} bytes"));
+                return Err(Failed::Bad(format!(
+                    "segment from {url} is over {limit} bytes"
+                )));
             }
+            held.hold(data.len() + chunk.len())
+                .map_err(Failed::Budget)?;
             hasher.update(&chunk);
             data.extend_from_slice(&chunk);
         }
@@ -280,7 +346,8 @@ async fn download_segment(
     };
     match tokio::time::timeout(left, fetch).await {
         Ok(Ok(read)) => Ok(read),
-        Ok(Err(reason)) => Err(bad(reason)),
+        Ok(Err(Failed::Bad(reason))) => Err(bad(reason)),
+        Ok(Err(Failed::Budget(exceeded))) => Err(refusal(node.budget_refusal(exceeded))),
         Err(_) => Err(bad(format!(
             "segment from {url} did not arrive within the upload deadline ({deadline:?})"
         ))),
@@ -339,6 +406,9 @@ async fn payment(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response 
     }
 }
 
+/// A rendition, at the URL its `TranscodeResult` named: the path carries the session's
+/// unguessable rendition key ([`crate::auth::AuthTokens::rendition_key`]), which is the
+/// credential, as the task source's name is for a transcoder.
 async fn stored(State(node): State<Arc<Node>>, Path(path): Path<String>) -> Response {
     match node.store.get(&format!("stream/{path}")) {
         Some(data) => ([(header::CONTENT_TYPE, "video/mp2t")], data).into_response(),
@@ -349,27 +419,18 @@ async fn stored(State(node): State<Arc<Node>>, Path(path): Path<String>) -> Resp
     }
 }
 
-/// Whether `/transcodeResults` carries go-livepeer's protocol tag and this node's secret. The
-/// secrets are compared through their SHA-256 digests, byte by byte without an early exit, so the
-/// time taken says nothing about how much of a guess was right.
+/// Whether `/transcodeResults` carries go-livepeer's protocol tag and this node's secret
+/// (compared in constant time).
 fn results_authorized(node: &Node, headers: &HeaderMap) -> bool {
-    use sha2::Digest as _;
     let Some(secret) = &node.config.transcoder_secret else {
         return false;
     };
     if header_str(headers, "authorization") != Some(TRANSCODER_PROTOCOL) {
         return false;
     }
-    let Some(given) = headers.get(CREDENTIALS_HEADER) else {
-        return false;
-    };
-    let expected = sha2::Sha256::digest(secret.as_bytes());
-    let given = sha2::Sha256::digest(given.as_bytes());
-    expected
-        .iter()
-        .zip(given.iter())
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
+    headers
+        .get(CREDENTIALS_HEADER)
+        .is_some_and(|given| secret.matches(given.as_bytes()))
 }
 
 /// A task's source for the transcoder it was given to: no credentials, the name is the secret.
@@ -519,18 +580,28 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
         .unwrap_or(0.0);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        node.metrics
-            .render(balance, node.session_count(), node.remote.len()),
+        node.metrics.render(
+            balance,
+            node.session_count(),
+            node.remote.len(),
+            node.inflight_bytes(),
+        ),
     )
         .into_response()
 }
 
-async fn status(State(node): State<Arc<Node>>) -> Response {
+/// `/status`: aggregates for anyone (counts, totals, price, chain view); with the status or
+/// admin bearer token also what names sessions, senders and tickets (per-session balances,
+/// redemptions), each remote transcoder and the fault switches.
+async fn status(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
     use std::sync::atomic::Ordering::Relaxed;
+    let detailed = status_authorized(&node, &headers);
     let m = &node.metrics;
     let view = node.payments.view();
     let (objects, bytes) = node.store.usage();
-    axum::Json(json!({
+    let transcoders = node.remote.status();
+    let mut doc = json!({
+        "detail": detailed,
         "address": node.address(),
         "service_uri": node.service_uri,
         "offchain": node.config.offchain,
@@ -554,23 +625,55 @@ async fn status(State(node): State<Arc<Node>>) -> Response {
         },
         "pending_redemptions": node.payments.pending_redemptions(),
         "redemption_passes": node.payments.redemption_passes(),
-        "redemptions": node.payments.redemptions(),
-        "balances": node.payments.balances().into_iter().map(|(sender, session, balance)| json!({
-            "sender": sender, "session": session, "balance_wei": balance.to_string(),
-        })).collect::<Vec<_>>(),
-        "transcoders": node.remote.status(),
+        "balance_wei_total": node.payments.total_balance().to_string(),
+        "remote": {
+            "transcoders": transcoders.len(),
+            "capacity": transcoders.iter().map(|t| t.capacity).sum::<usize>(),
+            "load": transcoders.iter().map(|t| t.load).sum::<usize>(),
+        },
+        "connections": m.connections_open.load(Relaxed),
+        "inflight_bytes": node.inflight_bytes(),
         "store": { "objects": objects, "bytes": bytes },
-        "faults": node.faults.snapshot(),
-    }))
-    .into_response()
+    });
+    if detailed {
+        doc["redemptions"] = json!(node.payments.redemptions());
+        doc["balances"] = node
+            .payments
+            .balances()
+            .into_iter()
+            .map(|(sender, session, balance)| {
+                json!({
+                    "sender": sender, "session": session, "balance_wei": balance.to_string(),
+                })
+            })
+            .collect();
+        doc["transcoders"] = json!(transcoders);
+        doc["faults"] = json!(node.faults.snapshot());
+    }
+    axum::Json(doc).into_response()
+}
+
+/// The bearer token of `headers`, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    header_str(headers, "authorization").and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// Whether the request carries the status or the admin token (compared in constant time).
+fn status_authorized(node: &Node, headers: &HeaderMap) -> bool {
+    let Some(given) = bearer(headers) else {
+        return false;
+    };
+    [&node.config.status_token, &node.config.admin_token]
+        .into_iter()
+        .flatten()
+        .any(|token| token.matches(given.as_bytes()))
 }
 
 fn admin_authorized(node: &Node, headers: &HeaderMap) -> Result<(), Response> {
     let Some(token) = &node.config.admin_token else {
         return Err(text(StatusCode::NOT_FOUND, "admin endpoint disabled"));
     };
-    let given = header_str(headers, "authorization").and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(token.as_str()) {
+    if bearer(headers).is_some_and(|given| token.matches(given.as_bytes())) {
         Ok(())
     } else {
         Err(text(StatusCode::UNAUTHORIZED, "invalid admin bearer token"))

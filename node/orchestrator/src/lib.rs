@@ -172,7 +172,7 @@ pub async fn start(config: OrchestratorConfig) -> anyhow::Result<RunningOrchestr
         let Some(chain) = &config.chain else {
             bail!("config key chain: required unless offchain = true");
         };
-        let signer = PrivateKeySigner::from_str(chain.private_key.trim())
+        let signer = PrivateKeySigner::from_str(chain.private_key.expose().trim())
             .context("chain.private_key: not a hex secp256k1 key")?;
         let provider = wallet_provider(&chain.rpc_url, signer.clone())?;
         let broker = TicketBrokerClient::new(
@@ -223,13 +223,13 @@ pub async fn start(config: OrchestratorConfig) -> anyhow::Result<RunningOrchestr
     };
     let payments = Arc::new(payments);
     let tls = tls::self_signed_server_config(server::certificate_names(local_addr, &service_uri))?;
-    let handshake_timeout = Duration::from_millis(config.limits.handshake_timeout_ms);
+    let serve_limits = server::ServeLimits::from_config(&config.limits);
     let node = Arc::new(node::Node::new(
         config,
         service_uri,
         key,
         payments.clone(),
-        metrics,
+        metrics.clone(),
         crash_tx,
     ));
 
@@ -260,7 +260,8 @@ pub async fn start(config: OrchestratorConfig) -> anyhow::Result<RunningOrchestr
         listener,
         Arc::new(tls),
         service,
-        handshake_timeout,
+        serve_limits,
+        metrics.clone(),
         stop_rx,
         crash_rx.clone(),
     ));

@@ -39,6 +39,10 @@ pub enum FailureReason {
     Transcode,
     /// Dropped by the fault switch.
     FaultDrop,
+    /// The node's budget of segment bytes in flight is spent (503).
+    Overloaded,
+    /// The session's budget of segment bytes or segments in flight is spent (429).
+    SessionLimit,
 }
 
 impl FailureReason {
@@ -58,6 +62,8 @@ impl FailureReason {
             Self::BadBody => "bad_body",
             Self::Transcode => "transcode",
             Self::FaultDrop => "fault_drop",
+            Self::Overloaded => "overloaded",
+            Self::SessionLimit => "session_limit",
         }
     }
 }
@@ -83,6 +89,10 @@ pub struct Metrics {
     pub tickets_redeemed: AtomicU64,
     /// Redemption attempts that failed.
     pub redemption_failures: AtomicU64,
+    /// Connections open now (TLS handshakes included).
+    pub connections_open: AtomicU64,
+    /// Connections closed at accept because `limits.max_connections` were open.
+    pub connections_refused: AtomicU64,
     failures: Mutex<BTreeMap<FailureReason, u64>>,
 }
 
@@ -107,8 +117,15 @@ impl Metrics {
             .collect()
     }
 
-    /// Prometheus text exposition; `balance_wei` is the total credit held for senders.
-    pub fn render(&self, balance_wei: f64, sessions: usize, transcoders: usize) -> String {
+    /// Prometheus text exposition; `balance_wei` is the total credit held for senders,
+    /// `inflight_bytes` the segment bytes held now.
+    pub fn render(
+        &self,
+        balance_wei: f64,
+        sessions: usize,
+        transcoders: usize,
+        inflight_bytes: usize,
+    ) -> String {
         let mut out = String::with_capacity(2048);
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut counter = |name: &str, help: &str, value: u64| {
@@ -157,6 +174,11 @@ impl Metrics {
             "Failed redemption attempts.",
             load(&self.redemption_failures),
         );
+        counter(
+            "lpt_orchestrator_connections_refused_total",
+            "Connections closed at accept because limits.max_connections were open.",
+            load(&self.connections_refused),
+        );
         let _ = writeln!(
             out,
             "# HELP lpt_orchestrator_transcode_seconds Transcode wall time.\n\
@@ -184,7 +206,12 @@ impl Metrics {
              # HELP lpt_orchestrator_sessions Open sessions.\n\
              # TYPE lpt_orchestrator_sessions gauge\nlpt_orchestrator_sessions {sessions}\n\
              # HELP lpt_orchestrator_transcoders Attached remote transcoders.\n\
-             # TYPE lpt_orchestrator_transcoders gauge\nlpt_orchestrator_transcoders {transcoders}"
+             # TYPE lpt_orchestrator_transcoders gauge\nlpt_orchestrator_transcoders {transcoders}\n\
+             # HELP lpt_orchestrator_connections Open connections.\n\
+             # TYPE lpt_orchestrator_connections gauge\nlpt_orchestrator_connections {}\n\
+             # HELP lpt_orchestrator_inflight_bytes Segment bytes held (received, queued, transcoding).\n\
+             # TYPE lpt_orchestrator_inflight_bytes gauge\nlpt_orchestrator_inflight_bytes {inflight_bytes}",
+            load(&self.connections_open)
         );
         out
     }
@@ -200,11 +227,14 @@ mod tests {
         m.segments_received.fetch_add(3, Ordering::Relaxed);
         m.fail(FailureReason::HashMismatch);
         m.fail(FailureReason::HashMismatch);
-        let text = m.render(12.5, 1, 0);
+        m.connections_refused.fetch_add(4, Ordering::Relaxed);
+        let text = m.render(12.5, 1, 0, 77);
         assert!(text.contains("lpt_orchestrator_segments_total 3\n"));
         assert!(
             text.contains("lpt_orchestrator_segment_failures_total{reason=\"hash_mismatch\"} 2\n")
         );
         assert!(text.contains("lpt_orchestrator_balance_wei 12.5\n"));
+        assert!(text.contains("lpt_orchestrator_connections_refused_total 4\n"));
+        assert!(text.contains("lpt_orchestrator_inflight_bytes 77"));
     }
 }

@@ -7,7 +7,7 @@
 //! the documented status code and reason text, so the rejection contract lives in one place.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,8 @@ pub struct CheckedSegment {
     pub session: String,
     /// The requested ladder.
     pub profiles: Vec<Profile>,
+    /// The segment bytes this request holds in the node's and its session's budgets.
+    pub bytes: BytesHeld,
     claim: SessionClaim,
 }
 
@@ -76,11 +78,97 @@ pub struct AcceptedSegment {
     profiles: Vec<Profile>,
     body: Bytes,
     faults: FaultConfig,
+    bytes: BytesHeld,
     claim: SessionClaim,
 }
 
+/// A budget of bytes shared by requests (the node's, or one session's): what bounds the memory
+/// uploads can hold, whatever the number of connections and streams they come on.
+#[derive(Debug)]
+pub struct ByteBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl ByteBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn try_take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// Which budget an upload ran out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetExceeded {
+    /// `limits.max_inflight_bytes`.
+    Node,
+    /// `limits.max_session_inflight_bytes`.
+    Session,
+}
+
+/// Bytes one request holds in the node's and its session's budgets; given back when dropped
+/// (the segment was transcoded, refused, or its request went away).
+#[derive(Debug)]
+pub struct BytesHeld {
+    node: Arc<ByteBudget>,
+    session: Arc<ByteBudget>,
+    held: usize,
+}
+
+impl BytesHeld {
+    /// Holds `total` bytes in all (more than now, or nothing changes), or says which budget
+    /// cannot spare them.
+    pub fn hold(&mut self, total: usize) -> Result<(), BudgetExceeded> {
+        let more = total.saturating_sub(self.held);
+        if more == 0 {
+            return Ok(());
+        }
+        if !self.node.try_take(more) {
+            return Err(BudgetExceeded::Node);
+        }
+        if !self.session.try_take(more) {
+            self.node.give(more);
+            return Err(BudgetExceeded::Session);
+        }
+        self.held += more;
+        Ok(())
+    }
+
+    /// Bytes held.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+}
+
+impl Drop for BytesHeld {
+    fn drop(&mut self) {
+        self.node.give(self.held);
+        self.session.give(self.held);
+    }
+}
+
 /// One open session's claim on the node's capacity.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct SessionSlot {
     /// Tells this slot from a later one of the same session id (after a close), so a request
     /// of the old one cannot release the new one.
@@ -93,6 +181,8 @@ struct SessionSlot {
     /// Requests of this session past the checks and not yet ended (reading, queued or
     /// transcoding).
     in_flight: usize,
+    /// The session's share of segment bytes in flight.
+    budget: Arc<ByteBudget>,
 }
 
 type SessionTable = Arc<Mutex<HashMap<String, SessionSlot>>>;
@@ -163,6 +253,7 @@ pub struct Node {
     pub(crate) store: ObjectStore,
     sessions: SessionTable,
     next_generation: AtomicU64,
+    budget: Arc<ByteBudget>,
     local: Arc<LocalTranscoders>,
     pub(crate) remote: RemotePool,
     transcoded: AtomicU64,
@@ -216,10 +307,14 @@ impl Node {
             ),
             sessions: Arc::new(Mutex::new(HashMap::new())),
             next_generation: AtomicU64::new(1),
-            local: Arc::new(LocalTranscoders::new(
-                &config.transcode.x264_preset,
-                config.transcode.encoder_threads,
-            )),
+            budget: ByteBudget::new(config.limits.max_inflight_bytes),
+            local: Arc::new(
+                LocalTranscoders::new(
+                    &config.transcode.x264_preset,
+                    config.transcode.encoder_threads,
+                )
+                .with_queue(config.limits.max_session_segments),
+            ),
             remote: RemotePool::new(Duration::from_millis(config.limits.remote_task_timeout_ms)),
             transcoded: AtomicU64::new(0),
             crash,
@@ -458,12 +553,13 @@ impl Node {
                 )));
             }
         }
-        let claim = self.claim_slot(&session)?;
+        let (claim, bytes) = self.claim_slot(&session)?;
         Ok(CheckedSegment {
             seg,
             sender,
             session,
             profiles,
+            bytes,
             claim,
         })
     }
@@ -494,9 +590,12 @@ impl Node {
     }
 
     /// Takes (or joins) `session`'s slot for one request; the claim gives it back when dropped.
-    fn claim_slot(&self, session: &str) -> Result<SessionClaim, Refusal> {
+    /// A session with `limits.max_session_segments` requests in flight gets no more: that bounds
+    /// its transcode queue.
+    fn claim_slot(&self, session: &str) -> Result<(SessionClaim, BytesHeld), Refusal> {
+        let limits = &self.config.limits;
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if !sessions.contains_key(session) && sessions.len() >= self.config.limits.max_sessions {
+        if !sessions.contains_key(session) && sessions.len() >= limits.max_sessions {
             drop(sessions);
             return Err(self.capped());
         }
@@ -507,15 +606,63 @@ impl Node {
                 seen: Instant::now(),
                 transcoded: 0,
                 in_flight: 0,
+                budget: ByteBudget::new(limits.max_session_inflight_bytes),
             });
+        if slot.in_flight >= limits.max_session_segments {
+            drop(sessions);
+            return Err(self.refuse(Refusal::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                FailureReason::SessionLimit,
+                format!(
+                    "session already has {} segments in flight (limits.max_session_segments)",
+                    limits.max_session_segments
+                ),
+            )));
+        }
         slot.seen = Instant::now();
         slot.in_flight += 1;
-        Ok(SessionClaim {
+        let bytes = BytesHeld {
+            node: self.budget.clone(),
+            session: slot.budget.clone(),
+            held: 0,
+        };
+        let claim = SessionClaim {
             sessions: self.sessions.clone(),
             local: self.local.clone(),
             session: session.to_string(),
             generation: slot.generation,
+        };
+        Ok((claim, bytes))
+    }
+
+    /// The refusal of an upload that ran out of `budget` (counted).
+    pub fn budget_refusal(&self, budget: BudgetExceeded) -> Refusal {
+        let limits = &self.config.limits;
+        self.refuse(match budget {
+            BudgetExceeded::Node => Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                FailureReason::Overloaded,
+                format!(
+                    "the node holds its limit of segment bytes in flight ({} bytes, \
+                     limits.max_inflight_bytes); try again later",
+                    limits.max_inflight_bytes
+                ),
+            ),
+            BudgetExceeded::Session => Refusal::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                FailureReason::SessionLimit,
+                format!(
+                    "the session holds its limit of segment bytes in flight ({} bytes, \
+                     limits.max_session_inflight_bytes)",
+                    limits.max_session_inflight_bytes
+                ),
+            ),
         })
+    }
+
+    /// Segment bytes the node holds now.
+    pub fn inflight_bytes(&self) -> usize {
+        self.budget.used()
     }
 
     /// Checks the body against `SegData.hash`; `body_hash` is keccak256(body), computed while the
@@ -531,6 +678,7 @@ impl Node {
             sender,
             session,
             profiles,
+            bytes,
             claim,
         } = checked;
         if body_hash.as_slice() != seg.hash.as_slice() {
@@ -547,6 +695,7 @@ impl Node {
             profiles,
             body,
             faults: self.faults.snapshot(),
+            bytes,
             claim,
         })
     }
@@ -570,6 +719,7 @@ impl Node {
             profiles,
             body,
             faults,
+            bytes,
             claim,
         } = accepted;
         let seq = seg.seq;
@@ -614,6 +764,8 @@ impl Node {
         let message = result_message_off_runtime(&done.renditions, source).await;
         let result = self.finish(&session, sender, seq, done, &faults, message);
         claim.completed();
+        // The source is no longer needed (renditions live in the store, under its own budget).
+        drop(bytes);
         TranscodeResult {
             seq,
             result: Some(result),
@@ -660,7 +812,12 @@ impl Node {
         let mut segments = Vec::with_capacity(done.renditions.len());
         let mut billed = 0u64;
         for rendition in done.renditions {
-            let name = format!("stream/{session}/{}/{seq}.ts", url_safe(&rendition.profile));
+            // Named by the session's rendition key, not its id: the URL is the credential.
+            let name = format!(
+                "stream/{}/{}/{seq}.ts",
+                self.auth.rendition_key(session),
+                url_safe(&rendition.profile)
+            );
             let data = if faults.corrupt_renditions {
                 let mut damaged = rendition.data.to_vec();
                 faults::corrupt(&mut damaged);

@@ -2,7 +2,9 @@
 //!
 //! Design: a hand-written accept loop (rather than `axum::serve`) because the socket is TLS and
 //! each connection must be bounded in time: the TLS handshake and the HTTP/1 request head get a
-//! deadline (slow-loris), bodies get theirs in the handlers. hyper-util's auto builder speaks
+//! deadline (slow-loris), bodies get theirs in the handlers; open connections are capped (a
+//! connection past the cap is closed at accept and counted) and so are the HTTP/2 streams of
+//! one connection ([`ServeLimits`]). hyper-util's auto builder speaks
 //! HTTP/1.1 or HTTP/2 by what the client sends (ALPN offers both); each request is dispatched on
 //! its content type — `application/grpc…` to tonic's router, everything else to the HTTP routes —
 //! which is how go-livepeer shares its port. A graceful stop lets connections finish; a crash
@@ -10,7 +12,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use hyper::body::Incoming;
@@ -18,10 +21,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+use crate::metrics::Metrics;
 
 /// How the server stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,12 +60,59 @@ pub fn dispatcher(
     })
 }
 
-/// Serves `service` on `listener` until `stop` or `crash` fires.
+/// What one peer may take of the server: time to finish the TLS handshake and request head,
+/// connections at once (beyond, a new one is closed as soon as it is accepted, before any TLS
+/// work) and concurrent HTTP/2 streams per connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// TLS handshake and HTTP/1 request head deadline.
+    pub handshake_timeout: Duration,
+    /// Open connections.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_streams_per_connection: u32,
+}
+
+impl Default for ServeLimits {
+    /// An orchestrator's defaults.
+    fn default() -> Self {
+        Self::from_config(&crate::config::LimitsConfig::default())
+    }
+}
+
+impl ServeLimits {
+    /// The limits an orchestrator's `[limits]` configure.
+    pub fn from_config(limits: &crate::config::LimitsConfig) -> Self {
+        Self {
+            handshake_timeout: Duration::from_millis(limits.handshake_timeout_ms),
+            max_connections: limits.max_connections,
+            max_streams_per_connection: limits.max_streams_per_connection,
+        }
+    }
+}
+
+/// Counts a connection open for as long as it lives.
+struct OpenConnection {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.metrics
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves `service` on `listener` until `stop` or `crash` fires; open and refused connections
+/// are counted in `metrics`.
 pub async fn serve<S>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     service: S,
-    handshake_timeout: Duration,
+    limits: ServeLimits,
+    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
     mut crash: watch::Receiver<bool>,
 ) -> ServeEnd
@@ -74,6 +126,9 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    let handshake_timeout = limits.handshake_timeout;
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut last_refusal_log: Option<Instant> = None;
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
@@ -85,7 +140,7 @@ where
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(limits.max_streams_per_connection.max(1))
         .keep_alive_interval(Duration::from_secs(20));
     let builder = Arc::new(builder);
     let end = loop {
@@ -98,12 +153,33 @@ where
                         continue;
                     }
                 };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    // Closed before any TLS work: the cap bounds memory and handshake CPU alike.
+                    let refused = metrics.connections_refused.fetch_add(1, Ordering::Relaxed) + 1;
+                    if last_refusal_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                        last_refusal_log = Some(Instant::now());
+                        tracing::warn!(
+                            %peer,
+                            refused,
+                            max_connections = limits.max_connections,
+                            "connection refused: limits.max_connections are open"
+                        );
+                    }
+                    drop(tcp);
+                    continue;
+                };
+                metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+                let open = OpenConnection {
+                    _permit: permit,
+                    metrics: metrics.clone(),
+                };
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let builder = builder.clone();
                 let service = service.clone();
                 let watcher = graceful.watcher();
                 connections.spawn(async move {
+                    let _open = open;
                     let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(err)) => {

@@ -78,8 +78,13 @@ type Job = (
 #[derive(Debug)]
 pub struct LocalTranscoders {
     options: LadderOptions,
-    sessions: Mutex<HashMap<String, mpsc::Sender<Job>>>,
+    /// Jobs a session's thread may have waiting; more are refused rather than queued.
+    queue: usize,
+    sessions: Mutex<HashMap<String, mpsc::SyncSender<Job>>>,
 }
+
+/// Jobs a session's thread may have waiting unless [`LocalTranscoders::with_queue`] says.
+pub const DEFAULT_QUEUE: usize = 8;
 
 impl LocalTranscoders {
     /// Transcoders using `x264_preset` and `encoder_threads` per rendition.
@@ -90,8 +95,15 @@ impl LocalTranscoders {
                 encoder_threads,
                 ..LadderOptions::default()
             },
+            queue: DEFAULT_QUEUE,
             sessions: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// At most `queue` jobs waiting per session (at least one).
+    pub fn with_queue(mut self, queue: usize) -> Self {
+        self.queue = queue.max(1);
+        self
     }
 
     /// Transcodes `data` into `profiles` on `session`'s thread.
@@ -105,10 +117,16 @@ impl LocalTranscoders {
         let mut job = Some((profiles, data, reply));
         for _ in 0..2 {
             let sender = self.session_sender(session);
-            match sender.send(job.take().expect("job present")) {
+            match sender.try_send(job.take().expect("job present")) {
                 Ok(()) => break,
+                Err(mpsc::TrySendError::Full(_)) => {
+                    return Err(format!(
+                        "the session's transcode queue is full ({} segments waiting)",
+                        self.queue
+                    ));
+                }
                 // The thread died (a panic in FFmpeg glue): start a new one and retry once.
-                Err(mpsc::SendError(returned)) => {
+                Err(mpsc::TrySendError::Disconnected(returned)) => {
                     self.close(session);
                     job = Some(returned);
                 }
@@ -130,12 +148,12 @@ impl LocalTranscoders {
             .remove(session);
     }
 
-    fn session_sender(&self, session: &str) -> mpsc::Sender<Job> {
+    fn session_sender(&self, session: &str) -> mpsc::SyncSender<Job> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(sender) = sessions.get(session) {
             return sender.clone();
         }
-        let (sender, jobs) = mpsc::channel::<Job>();
+        let (sender, jobs) = mpsc::sync_channel::<Job>(self.queue);
         let options = self.options.clone();
         let name = format!("transcode-{}", &session[..session.len().min(8)]);
         let spawned = std::thread::Builder::new()

@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::client::{grpc_channel, http_client};
+use crate::config::Secret;
 use crate::http::{
     CREDENTIALS_HEADER, PIXELS_HEADER, TASK_ID_HEADER, TRANSCODE_ERROR_TYPE, TRANSCODER_PROTOCOL,
 };
@@ -38,8 +39,8 @@ use crate::transcode::LocalTranscoders;
 pub struct TranscoderConfig {
     /// Orchestrator service URI (`https://host:port`).
     pub orchestrator: String,
-    /// Shared secret.
-    pub secret: String,
+    /// Shared secret (`Debug` prints `<redacted>`).
+    pub secret: Secret,
     /// Segments transcoded at once.
     pub capacity: usize,
     /// libx264 preset.
@@ -51,7 +52,7 @@ impl TranscoderConfig {
     pub fn new(orchestrator: &str, secret: &str) -> Self {
         Self {
             orchestrator: orchestrator.trim_end_matches('/').to_string(),
-            secret: secret.to_string(),
+            secret: secret.into(),
             capacity: 1,
             x264_preset: "veryfast".into(),
         }
@@ -111,7 +112,7 @@ async fn serve_stream(config: TranscoderConfig, completed: Arc<AtomicU64>) -> an
     let channel = grpc_channel(&config.orchestrator)?;
     let mut stream = TranscoderClient::new(channel)
         .register_transcoder(RegisterRequest {
-            secret: config.secret.clone(),
+            secret: config.secret.expose().to_string(),
             capacity: config.capacity as i64,
             capabilities: Some(crate::node::offered_capabilities().to_message()),
         })
@@ -166,7 +167,7 @@ async fn work(
     let request = http
         .post(format!("{}/transcodeResults", config.orchestrator))
         .header("Authorization", TRANSCODER_PROTOCOL)
-        .header(CREDENTIALS_HEADER, &config.secret)
+        .header(CREDENTIALS_HEADER, config.secret.expose())
         .header(TASK_ID_HEADER, notify.task_id.to_string());
     let request = match &outcome {
         Ok((parts, decoded_pixels)) => {

@@ -119,7 +119,7 @@ impl Chain {
         config.payments.expiration_blocks = 50;
         config.chain = Some(ChainConfig {
             rpc_url: self.chain.url().to_string(),
-            private_key: alloy::hex::encode_prefixed(self.chain.signer(account).to_bytes()),
+            private_key: alloy::hex::encode_prefixed(self.chain.signer(account).to_bytes()).into(),
             ticket_broker: self.contracts.ticket_broker.to_string(),
             rounds_manager: self.contracts.rounds_manager.to_string(),
             poll_ms: 100,

@@ -188,7 +188,7 @@ async fn tickets_pay_for_the_pixels_and_winners_are_redeemed_on_chain() {
     oc.payments.expiration_blocks = 5;
     oc.chain = Some(ChainConfig {
         rpc_url: chain.url().to_string(),
-        private_key: alloy::hex::encode_prefixed(orchestrator.to_bytes()),
+        private_key: alloy::hex::encode_prefixed(orchestrator.to_bytes()).into(),
         ticket_broker: contracts.ticket_broker.to_string(),
         rounds_manager: contracts.rounds_manager.to_string(),
         poll_ms: 100,

@@ -107,7 +107,7 @@ impl Chain {
         config.payments.expiration_blocks = 5;
         config.chain = Some(ChainConfig {
             rpc_url: self.chain.url().to_string(),
-            private_key: alloy::hex::encode_prefixed(self.orchestrator.to_bytes()),
+            private_key: alloy::hex::encode_prefixed(self.orchestrator.to_bytes()).into(),
             ticket_broker: self.contracts.ticket_broker.to_string(),
             rounds_manager: self.contracts.rounds_manager.to_string(),
             poll_ms: 100,
@@ -246,11 +246,12 @@ pub async fn ffprobe(data: &[u8]) -> (u32, u32, u64) {
     )
 }
 
-/// `/status` of an orchestrator.
+/// `/status` of an orchestrator, in full: with the admin token of [`offchain_config`].
 pub async fn status(client: &OrchestratorClient) -> serde_json::Value {
     client
         .http()
         .get(format!("{}/status", client.uri()))
+        .bearer_auth("admin-secret")
         .send()
         .await
         .unwrap()

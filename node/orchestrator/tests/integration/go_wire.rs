@@ -520,7 +520,11 @@ async fn our_transcoder_speaks_go_wire_to_a_go_orchestrator() {
         listener,
         Arc::new(tls),
         node_orchestrator::server::dispatcher(grpc, http),
-        Duration::from_secs(5),
+        node_orchestrator::server::ServeLimits {
+            handshake_timeout: Duration::from_secs(5),
+            ..Default::default()
+        },
+        Arc::new(node_orchestrator::metrics::Metrics::default()),
         stop_rx,
         crash_rx,
     ));

@@ -14,7 +14,7 @@ use protocol::headers;
 use protocol::net::transcoder_client::TranscoderClient;
 use protocol::net::{NotifySegment, Payment, RegisterRequest};
 use rustls::pki_types::ServerName;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 
 use crate::common::*;
@@ -81,6 +81,30 @@ async fn start_upload(
     stream
 }
 
+/// Reads the response to an upload, within `deadline`.
+async fn response_text(
+    mut stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    deadline: Duration,
+) -> String {
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(deadline, stream.read_to_end(&mut buf))
+        .await
+        .expect("the node answers within the deadline");
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// `/metrics` as text, on a fresh connection.
+async fn metrics_text(uri: &str) -> String {
+    node_orchestrator::client::http_client()
+        .get(format!("{uri}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn wait_sessions(client: &node_orchestrator::client::OrchestratorClient, n: u64) {
     wait_status(client, WAIT, &format!("{n} open sessions"), |s| {
         s["sessions"] == n
@@ -100,9 +124,9 @@ async fn unpaid_requests_do_not_take_session_slots() {
     let orchestrator = node_orchestrator::start(config).await.unwrap();
     let uri = orchestrator.service_uri();
 
-    // Ten fresh sessions (what one client can open in seconds), each refused for want of
-    // payment: go's "Insufficient balance".
-    let signer = chain.chain.signer(5);
+    // Ten fresh sessions (what one client can open in seconds) of a funded sender that pays
+    // nothing, each refused: go's "Insufficient balance".
+    let signer = chain.broadcaster.clone();
     for attempt in 0..10 {
         let hostile = Session::onchain(uri, signer.clone()).await;
         let body = segments()[0].clone();
@@ -230,6 +254,225 @@ async fn a_broadcaster_hanging_up_mid_transcode_frees_the_remote_transcoder() {
         // Its source is no longer served.
         let source = probe.client.http().get(&task.url).send().await.unwrap();
         assert_eq!(source.status(), 404);
+    }
+    orchestrator.shutdown().await;
+}
+
+/// Item 10: uploads past the node's byte budget are refused with 503 and a reason while the
+/// budget is held, whatever the number of connections, and are counted; the budget comes back
+/// when the holders go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_past_the_node_byte_budget_are_refused_with_503() {
+    let mut config = offchain_config();
+    config.transcode.mode = TranscodeMode::PassThrough;
+    config.limits.max_segment_bytes = 2_000_000;
+    config.limits.max_session_inflight_bytes = 2_000_000;
+    config.limits.max_inflight_bytes = 3_500_000;
+    config.limits.upload_timeout_ms = 1500;
+    let orchestrator = node_orchestrator::start(config).await.unwrap();
+    let uri = orchestrator.service_uri().to_string();
+    let addr = orchestrator.local_addr();
+
+    // Two uploads from two sessions hold 3 MB of the 3.5 MB between them; a third one, from a
+    // third session, cannot be held.
+    let mut holders = Vec::new();
+    for seq in 0..2 {
+        let header = fresh_segment_header(&uri, seq).await;
+        holders.push(start_upload(addr, &header, 1_500_000).await);
+    }
+    let header = fresh_segment_header(&uri, 2).await;
+    let third = start_upload(addr, &header, 1_500_000).await;
+    let text = response_text(third, WAIT).await;
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.contains("limits.max_inflight_bytes"), "{text}");
+    for holder in holders {
+        let text = response_text(holder, WAIT).await;
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+    let metrics = metrics_text(&uri).await;
+    assert!(
+        metrics.contains("lpt_orchestrator_segment_failures_total{reason=\"overloaded\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lpt_orchestrator_inflight_bytes 0"),
+        "{metrics}"
+    );
+    let mut honest = Session::offchain(&uri).await;
+    let reply = honest.send(3).await.expect("the budget is free again");
+    assert_eq!(reply.renditions().unwrap().len(), ladder().len());
+    orchestrator.shutdown().await;
+}
+
+/// Item 10: one session cannot pile up uploads: past `max_session_segments` in flight, or past
+/// its byte budget, it gets 429 with the key to raise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_cannot_pile_up_segments_or_bytes() {
+    let mut config = offchain_config();
+    config.transcode.mode = TranscodeMode::PassThrough;
+    config.limits.max_segment_bytes = 2_000_000;
+    config.limits.max_session_inflight_bytes = 2_500_000;
+    config.limits.max_session_segments = 2;
+    config.limits.upload_timeout_ms = 1500;
+    let orchestrator = node_orchestrator::start(config).await.unwrap();
+    let uri = orchestrator.service_uri().to_string();
+    let addr = orchestrator.local_addr();
+
+    // Segments: two small uploads in flight, the third of the same session is refused.
+    let session = Session::offchain(&uri).await;
+    let first = start_upload(addr, &segment_header(&session, 0), 10_000).await;
+    let second = start_upload(addr, &segment_header(&session, 1), 10_000).await;
+    let third = start_upload(addr, &segment_header(&session, 2), 10_000).await;
+    let text = response_text(third, WAIT).await;
+    assert!(text.starts_with("HTTP/1.1 429"), "{text}");
+    assert!(text.contains("limits.max_session_segments"), "{text}");
+    for upload in [first, second] {
+        let text = response_text(upload, WAIT).await;
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+
+    // Bytes: 1.5 MB held, another 1.5 MB of the same session is past its 2.5 MB.
+    let session = Session::offchain(&uri).await;
+    let first = start_upload(addr, &segment_header(&session, 0), 1_500_000).await;
+    let second = start_upload(addr, &segment_header(&session, 1), 1_500_000).await;
+    let text = response_text(second, WAIT).await;
+    assert!(text.starts_with("HTTP/1.1 429"), "{text}");
+    assert!(text.contains("limits.max_session_inflight_bytes"), "{text}");
+    let text = response_text(first, WAIT).await;
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+
+    let metrics = metrics_text(&uri).await;
+    assert!(
+        metrics.contains("lpt_orchestrator_segment_failures_total{reason=\"session_limit\"} 2\n"),
+        "{metrics}"
+    );
+    // The session is served again once its uploads are gone.
+    let mut honest = Session::offchain(&uri).await;
+    for seq in 0..3 {
+        honest
+            .send(seq)
+            .await
+            .expect("one segment at a time is fine");
+    }
+    orchestrator.shutdown().await;
+}
+
+/// Item 10: connections past `max_connections` are closed at once (not held until the
+/// handshake deadline) and counted; the node serves again when they go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_at_once() {
+    let mut config = offchain_config();
+    config.transcode.mode = TranscodeMode::PassThrough;
+    config.limits.max_connections = 3;
+    config.limits.handshake_timeout_ms = 60_000;
+    let orchestrator = node_orchestrator::start(config).await.unwrap();
+    let uri = orchestrator.service_uri().to_string();
+    let addr = orchestrator.local_addr();
+
+    // Three silent connections (a slowloris that never starts TLS) take every place.
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    for _ in 0..2 {
+        let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf))
+            .await
+            .expect("a connection past the cap is closed at once");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    drop(silent);
+    // The places come back as the server sees the silent ones close.
+    let client = node_orchestrator::client::http_client();
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(response) = client.get(format!("{uri}/healthz")).send().await
+            && response.status() == 200
+        {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "the node never served again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Two refused above, and any attempt of the loop that came before the server saw a close.
+    let metrics = metrics_text(&uri).await;
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("lpt_orchestrator_connections_refused_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(refused >= 2, "{metrics}");
+    orchestrator.shutdown().await;
+}
+
+/// Item 13: without a token `/status` shows aggregates only (no session id, sender, ticket,
+/// transcoder or fault switch), and a rendition is served only at the URL its result named: the
+/// session id, which travels in every segment header, does not lead to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_renditions_give_nothing_away_without_credentials() {
+    let mut config = offchain_config();
+    config.transcode.mode = TranscodeMode::PassThrough;
+    config.status_token = Some("status-secret".into());
+    let orchestrator = node_orchestrator::start(config).await.unwrap();
+    let uri = orchestrator.service_uri().to_string();
+    let mut session = Session::offchain(&uri).await;
+    let session_id = session.info.auth_token.clone().unwrap().session_id;
+    let reply = session.send(0).await.unwrap();
+
+    let anyone = node_orchestrator::client::http_client();
+    let get_status = |token: Option<&'static str>| {
+        let mut request = anyone.get(format!("{uri}/status"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    for token in [None, Some("status-secreT"), Some("admin")] {
+        let public = get_status(token).await;
+        let text = public.to_string();
+        assert!(!text.contains(&session_id), "{token:?}: {text}");
+        assert_eq!(public["detail"], false, "{text}");
+        for private in ["balances", "redemptions", "transcoders", "faults"] {
+            assert!(public.get(private).is_none(), "{private} shown: {text}");
+        }
+        assert_eq!(public["sessions"], 1, "{text}");
+        assert_eq!(public["segments"]["transcoded"], 1, "{text}");
+    }
+    for token in ["status-secret", "admin-secret"] {
+        let full = get_status(Some(token)).await;
+        assert_eq!(full["detail"], true, "{full}");
+        assert_eq!(full["faults"]["drop_fraction"], 0.0, "{full}");
+        assert!(full["transcoders"].is_array(), "{full}");
+    }
+
+    // The named URL serves the rendition; the session id and a near miss of the key do not.
+    let rendition = &reply.renditions().unwrap()[0];
+    assert!(!rendition.url.contains(&session_id), "{}", rendition.url);
+    let data = session.client.download(&rendition.url).await.unwrap();
+    assert_eq!(
+        data,
+        segments()[0],
+        "pass-through renditions are the source"
+    );
+    let profile = &session.ladder[0].name;
+    for url in [
+        format!("{uri}/stream/{session_id}/{profile}/0.ts"),
+        format!("{uri}/stream/{session_id}/{profile}.m3u8"),
+        {
+            let mut near = rendition.url.clone();
+            let at = near.find("/stream/").unwrap() + "/stream/".len();
+            let flipped = if &near[at..=at] == "0" { "1" } else { "0" };
+            near.replace_range(at..=at, flipped);
+            near
+        },
+    ] {
+        let response = anyone.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{url}");
     }
     orchestrator.shutdown().await;
 }
