@@ -414,6 +414,8 @@ struct PhaseResult {
     hostile: Option<Arc<HostileStats>>,
     /// Attempts at the hostile orchestrator by result, from `/status` records.
     hostile_orch_attempts: BTreeMap<String, u64>,
+    /// Honest segments that did not come out `ok`, by the broadcaster's final error.
+    honest_failures: BTreeMap<String, u64>,
     ingest_errors: BTreeMap<String, u64>,
     dir: PathBuf,
 }
@@ -911,6 +913,21 @@ async fn run_phase(
                 .collect()
         })
         .unwrap_or_default();
+    let mut honest_failures = BTreeMap::new();
+    for rec in &records {
+        if rec["manifest_id"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("honest-"))
+            && rec["outcome"].as_str() != Some("ok")
+        {
+            let error = rec["error"].as_str().unwrap_or("-");
+            // The orchestrator's address differs per run; the reason is what matters.
+            let reason = error.split_once(": ").map_or(error, |(_, r)| r);
+            *honest_failures
+                .entry(reason.chars().take(80).collect::<String>())
+                .or_insert(0) += 1;
+        }
+    }
     let mut hostile_orch_attempts = BTreeMap::new();
     if let Some(uri) = &hostile_uri {
         for rec in &records {
@@ -998,6 +1015,7 @@ async fn run_phase(
         streams,
         hostile: hostile.then_some(stats),
         hostile_orch_attempts,
+        honest_failures,
         ingest_errors,
         dir: dir.to_owned(),
     })
@@ -1092,6 +1110,12 @@ impl PhaseResult {
             );
         }
         println!("  broadcaster ingest errors: {:?}", self.ingest_errors);
+        if !self.honest_failures.is_empty() {
+            println!(
+                "  honest segments failed, by the broadcaster's reason: {:?}",
+                self.honest_failures
+            );
+        }
     }
 
     fn failures(&self) -> Vec<String> {
