@@ -112,7 +112,9 @@ impl EmbeddedStack {
             Some(stack.start_chain(options).await?)
         };
 
-        let secret = format!("lpt-{}", std::process::id());
+        // 128 random bits: the orchestrators' ports are reachable by anything on this machine,
+        // and a secret derived from the pid would be guessed by any of it.
+        let secret = node_orchestrator::auth::random_secret();
         for index in 0..options.orchestrators {
             let config = orchestrator_config(
                 options,
@@ -122,7 +124,8 @@ impl EmbeddedStack {
                 &secret,
             );
             let path = options.dir.join(format!("orchestrator-{index}.toml"));
-            std::fs::write(&path, config)
+            // It holds the orchestrator's chain key and the transcoder secret.
+            write_private(&path, &config)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             let name = format!("orchestrator-{index}");
             let child = Child::spawn(
@@ -311,7 +314,7 @@ fn orchestrator_config(
     chain: Option<&protocol::chain::LocalChain>,
     secret: &str,
 ) -> String {
-    // The transcoder secret is made fresh for each run and only guards loopback ports.
+    // The transcoder secret is made fresh (random) for each run and only guards loopback ports.
     let mut text = format!(
         "listen = \"127.0.0.1:0\"\noffchain = {}\ntranscoder_secret = \"{secret}\"\n",
         options.offline
@@ -469,6 +472,22 @@ fn broadcaster_config(
     text
 }
 
+/// Writes `text` to `path` readable and writable by the owner only (0600), also when the file
+/// was already there with wider permissions: node configs hold chain keys and secrets.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
 /// The path of the running `lpt` binary, to start nodes with.
 pub fn current_lpt() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("cannot find the lpt binary to start the stack's nodes")
@@ -476,4 +495,31 @@ pub fn current_lpt() -> anyhow::Result<PathBuf> {
 
 pub fn stack_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("stack")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn configs_holding_keys_are_written_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orchestrator-0.toml");
+        // Already there and world-readable: rewritten, and narrowed.
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&path, "private_key = \"0x01\"\n").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "private_key = \"0x01\"\n"
+        );
+        let fresh = dir.path().join("fresh.toml");
+        write_private(&fresh, "x").unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 }
