@@ -93,7 +93,11 @@ async fn priced(
             listener,
             Arc::new(tls),
             node_orchestrator::server::dispatcher(grpc, segment),
-            Duration::from_secs(5),
+            node_orchestrator::server::ServeLimits {
+                handshake_timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+            Arc::new(node_orchestrator::metrics::Metrics::default()),
             stop_rx,
             crash_rx,
         )
