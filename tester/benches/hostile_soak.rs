@@ -36,7 +36,7 @@
 //! - Every 2 s an HTTP push to a live honest RTMP stream with `Content-Duration` = i64::MAX and
 //!   seq = u64::MAX-1, and an RTMP publish of a live honest stream's ID (taking it over; when
 //!   accepted, 3 s of other pictures are sent into it); after the soak, one publish of each
-//!   ended honest ID.
+//!   ended honest ID. Hostile publishers connect from 127.2.0.1, the honest ones from 127.0.0.1.
 //! - A second, hostile orchestrator in the broadcaster's list next to the honest one: a real
 //!   `lpt node orchestrator` quoting ticket params with EV = 1 wei (face value 10^12 wei), so an
 //!   unguarded broadcaster signs about a billion tickets per segment. Hostile orchestrators that
@@ -61,7 +61,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use tester::stack::{Child, EmbeddedStack, StackOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// Honest streams (each one publisher and one reader).
@@ -1445,9 +1444,18 @@ fn count(hay: &[u8], needle: &[u8]) -> usize {
 }
 
 /// Connects to `addr` and publishes `key`; Err when the node refuses or does not answer.
+/// The hostile publishers' source address: another client than the honest ffmpeg publishers
+/// (127.0.0.1), so a node that lets a publisher's own address resume its stream still has to
+/// refuse these.
+const HOSTILE_PUBLISHER_IP: Ipv4Addr = Ipv4Addr::new(127, 2, 0, 1);
+
 async fn rtmp_publish(addr: SocketAddr, key: &str, deadline: Duration) -> Result<RtmpConn, String> {
     let attempt = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        socket
+            .bind(SocketAddr::new(IpAddr::V4(HOSTILE_PUBLISHER_IP), 0))
+            .map_err(|e| e.to_string())?;
+        let mut s = socket.connect(addr).await.map_err(|e| e.to_string())?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
