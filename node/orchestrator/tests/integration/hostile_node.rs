@@ -476,3 +476,47 @@ async fn status_and_renditions_give_nothing_away_without_credentials() {
     }
     orchestrator.shutdown().await;
 }
+
+/// Item 10: one connection may not open hundreds of concurrent upload streams: the server's
+/// HTTP/2 SETTINGS announce `max_streams_per_connection` (read off the wire, as a hostile client
+/// would before opening its streams).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connections_get_the_configured_stream_cap() {
+    let mut config = offchain_config();
+    config.limits.max_streams_per_connection = 4;
+    let orchestrator = node_orchestrator::start(config).await.unwrap();
+    let connector =
+        TlsConnector::from(Arc::new(node_orchestrator::tls::insecure_client_config(&[
+            b"h2",
+        ])));
+    let tcp = tokio::net::TcpStream::connect(orchestrator.local_addr())
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    // Client preface and an empty SETTINGS frame.
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    // The server's first frame is its SETTINGS: 6-byte entries of (id, value).
+    let mut head = [0u8; 9];
+    tokio::time::timeout(WAIT, tls.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(head[3], 0x4, "SETTINGS frame first: {head:?}");
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let mut payload = vec![0u8; len];
+    tls.read_exact(&mut payload).await.unwrap();
+    let max_streams = payload
+        .chunks_exact(6)
+        .find(|entry| entry[..2] == [0, 3])
+        .map(|entry| u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]));
+    assert_eq!(max_streams, Some(4), "{payload:?}");
+    drop(tls);
+    orchestrator.shutdown().await;
+}
