@@ -15,6 +15,8 @@ use crate::thresholds::Threshold;
 /// Wei per `pixels_per_unit` pixels the embedded orchestrators ask when the scenario says nothing
 /// (go-livepeer orchestrators on mainnet ask about a thousand wei per pixel).
 pub const DEFAULT_PRICE_PER_UNIT: i64 = 1000;
+/// The most streams one workload may run at once.
+pub const MAX_STREAMS: i64 = 100_000;
 
 const ROOT_KEYS: &[&str] = &[
     "name",
@@ -858,7 +860,7 @@ fn read_workloads(
         let executor = match executor {
             "constant-streams" | "soak" => {
                 reader.deny_unknown(&w, &["executor", "start_after", "streams", "duration"]);
-                let streams = reader.integer(&w, "streams", 1, 100_000);
+                let streams = reader.integer(&w, "streams", 1, MAX_STREAMS);
                 let duration = reader.duration(&w, "duration");
                 let streams = reader.require(&w, "streams", "2", streams);
                 let duration = reader.require(&w, "duration", "\"30s\"", duration);
@@ -874,8 +876,9 @@ fn read_workloads(
             }
             "ramping-streams" => {
                 reader.deny_unknown(&w, &["executor", "start_after", "start_streams", "stages"]);
-                let start_streams =
-                    reader.integer(&w, "start_streams", 0, 100_000).unwrap_or(0) as u32;
+                let start_streams = reader
+                    .integer(&w, "start_streams", 0, MAX_STREAMS)
+                    .unwrap_or(0) as u32;
                 let mut stages = Vec::new();
                 let tables = reader.tables(&w, "stages");
                 let tables = reader.require(
@@ -888,7 +891,7 @@ fn read_workloads(
                     let s = sub_table(stage, &w, index, "stages");
                     reader.deny_unknown(&s, &["duration", "target"]);
                     let duration = reader.duration(&s, "duration");
-                    let target = reader.integer(&s, "target", 0, 100_000);
+                    let target = reader.integer(&s, "target", 0, MAX_STREAMS);
                     let duration = reader.require(&s, "duration", "\"30s\"", duration);
                     let target = reader.require(&s, "target", "10", target);
                     if let (Some(duration), Some(target)) = (duration, target) {
@@ -931,10 +934,12 @@ fn read_workloads(
                         hint,
                     );
                 }
-                let start_streams =
-                    reader.integer(&w, "start_streams", 1, 100_000).unwrap_or(1) as u32;
-                let max_streams =
-                    reader.integer(&w, "max_streams", 1, 100_000).unwrap_or(64) as u32;
+                let start_streams = reader
+                    .integer(&w, "start_streams", 1, MAX_STREAMS)
+                    .unwrap_or(1) as u32;
+                let max_streams = reader
+                    .integer(&w, "max_streams", 1, MAX_STREAMS)
+                    .unwrap_or(64) as u32;
                 if max_streams < start_streams {
                     reader.error_at(
                         &w,

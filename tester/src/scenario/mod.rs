@@ -12,7 +12,7 @@ mod reader;
 
 pub use describe::describe;
 pub use diagnostics::{Diagnostic, Diagnostics};
-pub use load::{DEFAULT_PRICE_PER_UNIT, LoadError, load, parse};
+pub use load::{DEFAULT_PRICE_PER_UNIT, LoadError, MAX_STREAMS, load, parse};
 pub use model::*;
 
 use std::path::Path;

@@ -456,6 +456,12 @@ fn broadcaster_config(
         orchestrators.join(", "),
         options.pixels_per_unit
     );
+    // Every publisher of a run comes from this machine, so the per-client cap that guards a public
+    // broadcaster would cut a large capacity run short: allow as many as a scenario may ask for.
+    text.push_str(&format!(
+        "max_live_streams = {streams}\nmax_live_streams_per_ip = {streams}\n",
+        streams = crate::scenario::MAX_STREAMS
+    ));
     // The window's segments go to files, as nginx-rtmp's do: they sit in the page cache rather
     // than in the broadcaster's memory.
     let hls_dir = hls_dir.display().to_string();
