@@ -202,7 +202,9 @@ pub struct LimitsConfig {
     pub max_session_inflight_bytes: usize,
     /// Segments one session has in flight at once (being received, queued for its transcoder or
     /// transcoding): the bound of its transcode queue; the next one is refused with 429
-    /// (`session_limit`). Default 8.
+    /// (`session_limit`). Default 64: a session is an auth token's, and our broadcaster sends
+    /// every stream it routes to this node under one token, so the cap must cover all of them
+    /// (memory stays bounded by the byte budgets).
     pub max_session_segments: usize,
     /// Open connections (TLS handshakes included); a connection past it is closed at once and
     /// counted in `lpt_orchestrator_connections_refused_total`. Default 2048.
@@ -227,7 +229,7 @@ impl Default for LimitsConfig {
             segment_uri_uploads: false,
             max_inflight_bytes: 1 << 30,
             max_session_inflight_bytes: 512 << 20,
-            max_session_segments: 8,
+            max_session_segments: crate::transcode::DEFAULT_QUEUE,
             max_connections: 2048,
             max_streams_per_connection: 32,
         }

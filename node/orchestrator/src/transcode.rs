@@ -83,8 +83,10 @@ pub struct LocalTranscoders {
     sessions: Mutex<HashMap<String, mpsc::SyncSender<Job>>>,
 }
 
-/// Jobs a session's thread may have waiting unless [`LocalTranscoders::with_queue`] says.
-pub const DEFAULT_QUEUE: usize = 8;
+/// Jobs a session's thread may have waiting unless [`LocalTranscoders::with_queue`] says: the
+/// orchestrator's default `limits.max_session_segments`, because a session carries every stream
+/// one broadcaster routes here and streams cut their segments in bursts.
+pub const DEFAULT_QUEUE: usize = 64;
 
 impl LocalTranscoders {
     /// Transcoders using `x264_preset` and `encoder_threads` per rendition.

@@ -159,50 +159,85 @@ async fn killing_the_serving_orchestrator_moves_the_stream_to_the_other() {
 
 const ETH: u64 = 1_000_000_000_000_000_000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tickets_pay_for_the_pixels_and_winners_are_redeemed_on_chain() {
-    let chain = LocalChain::start().expect("anvil (run `npm ci` in ci/chain)");
-    let contracts = Contracts::deploy(
-        &chain.provider(chain.signer(0)),
-        DeployConfig {
-            round_length: 10_000,
-            ..DeployConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    let broadcaster = chain.signer(1);
-    contracts
-        .ticket_broker(chain.provider(broadcaster.clone()))
-        .fund_deposit_and_reserve(U256::from(ETH), U256::from(ETH / 2))
+/// A funded broadcaster paying one on-chain orchestrator on a fresh anvil chain: 1e6 wei per
+/// pixel, tickets of face value 1e12 winning with probability 1/2 (EV 5e11), params valid for
+/// `expiration_blocks`.
+struct PaidPair {
+    chain: LocalChain,
+    contracts: Contracts,
+    broadcaster: alloy::signers::local::PrivateKeySigner,
+    orchestrator: alloy::signers::local::PrivateKeySigner,
+    o: node_orchestrator::RunningOrchestrator,
+    b: node_broadcaster::RunningBroadcaster,
+    _dir: tempfile::TempDir,
+}
+
+impl PaidPair {
+    async fn start(expiration_blocks: u64) -> Self {
+        let chain = LocalChain::start().expect("anvil (run `npm ci` in ci/chain)");
+        let contracts = Contracts::deploy(
+            &chain.provider(chain.signer(0)),
+            DeployConfig {
+                round_length: 10_000,
+                ..DeployConfig::default()
+            },
+        )
         .await
         .unwrap();
-    let orchestrator = chain.signer(2);
-    // 1e6 wei per pixel; tickets of face value 1e12 winning with probability 1/2 (EV 5e11).
-    let mut oc = orchestrator_config();
-    oc.offchain = false;
-    oc.payments.price_per_unit = 1_000_000;
-    oc.payments.pixels_per_unit = 1;
-    oc.payments.face_value = Some("1000000000000".into());
-    oc.payments.ticket_ev = "500000000000".into();
-    oc.payments.expiration_blocks = 5;
-    oc.chain = Some(ChainConfig {
-        rpc_url: chain.url().to_string(),
-        private_key: alloy::hex::encode_prefixed(orchestrator.to_bytes()).into(),
-        ticket_broker: contracts.ticket_broker.to_string(),
-        rounds_manager: contracts.rounds_manager.to_string(),
-        poll_ms: 100,
-    });
-    let o = node_orchestrator::start(oc).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("broadcaster.key");
-    std::fs::write(&key_file, alloy::hex::encode(broadcaster.to_bytes())).unwrap();
-    let mut bc = config("P144p30fps16x9", vec![o.service_uri().to_string()]);
-    bc.payment.eth_url = Some(chain.url().to_string());
-    bc.payment.ticket_broker = Some(contracts.ticket_broker.to_string());
-    bc.payment.key_file = Some(key_file);
-    let b = start(bc).await;
-    assert_eq!(b.eth_address, Some(broadcaster.address()));
+        let broadcaster = chain.signer(1);
+        contracts
+            .ticket_broker(chain.provider(broadcaster.clone()))
+            .fund_deposit_and_reserve(U256::from(ETH), U256::from(ETH / 2))
+            .await
+            .unwrap();
+        let orchestrator = chain.signer(2);
+        let mut oc = orchestrator_config();
+        oc.offchain = false;
+        oc.payments.price_per_unit = 1_000_000;
+        oc.payments.pixels_per_unit = 1;
+        oc.payments.face_value = Some("1000000000000".into());
+        oc.payments.ticket_ev = "500000000000".into();
+        oc.payments.expiration_blocks = expiration_blocks;
+        oc.chain = Some(ChainConfig {
+            rpc_url: chain.url().to_string(),
+            private_key: alloy::hex::encode_prefixed(orchestrator.to_bytes()).into(),
+            ticket_broker: contracts.ticket_broker.to_string(),
+            rounds_manager: contracts.rounds_manager.to_string(),
+            poll_ms: 100,
+        });
+        let o = node_orchestrator::start(oc).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("broadcaster.key");
+        std::fs::write(&key_file, alloy::hex::encode(broadcaster.to_bytes())).unwrap();
+        let mut bc = config("P144p30fps16x9", vec![o.service_uri().to_string()]);
+        bc.payment.eth_url = Some(chain.url().to_string());
+        bc.payment.ticket_broker = Some(contracts.ticket_broker.to_string());
+        bc.payment.key_file = Some(key_file);
+        let b = start(bc).await;
+        assert_eq!(b.eth_address, Some(broadcaster.address()));
+        Self {
+            chain,
+            contracts,
+            broadcaster,
+            orchestrator,
+            o,
+            b,
+            _dir: dir,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_pay_for_the_pixels_and_winners_are_redeemed_on_chain() {
+    let PaidPair {
+        chain,
+        contracts,
+        broadcaster,
+        orchestrator,
+        o,
+        b,
+        _dir,
+    } = PaidPair::start(5).await;
     let publisher = ffmpeg_publish(&b.rtmp_url("paid"), 12, "320x180");
     let (exit, stderr) = wait_child(publisher, Duration::from_secs(60)).await;
     assert!(exit.success(), "{stderr}");
@@ -329,4 +364,36 @@ async fn http_push_with_accept_multipart_returns_every_rendition() {
     assert_eq!((w, h), (256, 144));
     b.shutdown().await;
     o.shutdown().await;
+}
+
+/// Every stream a broadcaster routes to one orchestrator shares its session (one auth token) and
+/// so one balance at O: streams whose segments are cut at the same moment must each pay their
+/// own way, or one is sent without tickets on the strength of another's unprocessed payment and
+/// refused "Insufficient balance"; and O's per-session limits must hold every stream at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_paid_streams_sharing_one_session_are_never_refused() {
+    // Params that outlive the run: a refresh would start a new session, which is not under test.
+    let pair = PaidPair::start(1000).await;
+    let streams: Vec<String> = (0..10).map(|i| format!("paid-{i}")).collect();
+    let publishers: Vec<_> = streams
+        .iter()
+        .map(|id| ffmpeg_publish(&pair.b.rtmp_url(id), 8, "160x90"))
+        .collect();
+    for publisher in publishers {
+        let (exit, stderr) = wait_child(publisher, Duration::from_secs(60)).await;
+        assert!(exit.success(), "{stderr}");
+    }
+    for id in &streams {
+        wait_finished(&pair.b, id, Duration::from_secs(60)).await;
+    }
+    let records = pair.b.state().records().records();
+    assert_eq!(records.len(), 10 * 4, "{records:#?}");
+    let refused: Vec<_> = records
+        .iter()
+        .flat_map(|r| r.attempts.iter().filter_map(|a| a.error.clone()))
+        .collect();
+    assert_eq!(refused, Vec::<String>::new());
+    assert!(records.iter().all(|r| r.outcome == "ok"), "{records:#?}");
+    pair.b.shutdown().await;
+    pair.o.shutdown().await;
 }
