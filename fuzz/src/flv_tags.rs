@@ -84,7 +84,7 @@ pub fn run(data: &[u8]) {
             seg.duration_ms
         );
         assert!(
-            seg.data.len() % 188 == 0 && seg.data.chunks(188).all(|p| p[0] == 0x47),
+            seg.data.len().is_multiple_of(188) && seg.data.chunks(188).all(|p| p[0] == 0x47),
             "segment {} is not whole TS packets ({} bytes)",
             seg.seq,
             seg.data.len()

@@ -130,7 +130,7 @@ struct BitWriter {
 
 impl BitWriter {
     fn bit(&mut self, b: bool) {
-        if self.used % 8 == 0 {
+        if self.used.is_multiple_of(8) {
             self.out.push(0);
         }
         if b {
