@@ -29,11 +29,12 @@ import (
 // issued, and `POST /payment` with the two headers as go's broadcaster sends them. lpt's
 // orchestrator accepts it and credits the session with the tickets' EV, which its /status shows.
 // $LPT_ORCHESTRATOR is an on-chain orchestrator's service URI, $LPT_SENDER_KEY the funded
-// broadcaster key (hex).
+// broadcaster key (hex), $LPT_STATUS_TOKEN the orchestrator's status_token (balances are shown
+// only to its bearer).
 func TestGoBroadcasterPaysLptOrchestratorOverTheWire(t *testing.T) {
-	uri, keyHex := os.Getenv("LPT_ORCHESTRATOR"), os.Getenv("LPT_SENDER_KEY")
-	if uri == "" || keyHex == "" {
-		t.Fatal("LPT_ORCHESTRATOR and LPT_SENDER_KEY are not set: run `cargo test -p tester --profile ci --test stack`, which starts an on-chain stack and runs this test against it")
+	uri, keyHex, statusToken := os.Getenv("LPT_ORCHESTRATOR"), os.Getenv("LPT_SENDER_KEY"), os.Getenv("LPT_STATUS_TOKEN")
+	if uri == "" || keyHex == "" || statusToken == "" {
+		t.Fatal("LPT_ORCHESTRATOR, LPT_SENDER_KEY and LPT_STATUS_TOKEN are not set: run `cargo test -p tester --profile ci --test stack`, which starts an on-chain stack and runs this test against it")
 	}
 	key, err := ethcrypto.HexToECDSA(strings.TrimPrefix(keyHex, "0x"))
 	if err != nil {
@@ -131,7 +132,12 @@ func TestGoBroadcasterPaysLptOrchestratorOverTheWire(t *testing.T) {
 	}
 
 	// The session is credited with the tickets' EV, as lpt's orchestrator reports it.
-	resp, err = client.Get(uri + "/status")
+	statusRequest, err := http.NewRequest(http.MethodGet, uri+"/status", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	statusRequest.Header.Set("Authorization", "Bearer "+statusToken)
+	resp, err = client.Do(statusRequest)
 	if err != nil {
 		t.Fatal(err)
 	}

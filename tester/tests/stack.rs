@@ -376,11 +376,15 @@ fn a_direct_target_pays_priced_orchestrators_from_a_key_in_the_environment() {
 
     // A go-livepeer broadcaster (go's net client and pm sender, interop/golivepeer) pays the
     // second orchestrator over the wire, and is credited.
+    let config = std::fs::read_to_string(stack.dir.path().join("orchestrator-1.toml")).unwrap();
+    let config: toml_edit::Document<String> = config.parse().unwrap();
+    let status_token = config["status_token"].as_str().unwrap().to_owned();
     go_test(
         "TestGoBroadcasterPaysLptOrchestratorOverTheWire",
         &[
             ("LPT_ORCHESTRATOR", orchestrators[1].as_str()),
             ("LPT_SENDER_KEY", ANVIL_ACCOUNT_0_KEY),
+            ("LPT_STATUS_TOKEN", status_token.as_str()),
         ],
     );
 

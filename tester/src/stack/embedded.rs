@@ -115,6 +115,9 @@ impl EmbeddedStack {
         // 128 random bits: the orchestrators' ports are reachable by anything on this machine,
         // and a secret derived from the pid would be guessed by any of it.
         let secret = node_orchestrator::auth::random_secret();
+        // Unlocks each orchestrator's per-sender balances and redemptions on /status; it stays
+        // in the owner-only config, where the operator of the stack can read it.
+        let status_token = node_orchestrator::auth::random_secret();
         for index in 0..options.orchestrators {
             let config = orchestrator_config(
                 options,
@@ -122,6 +125,7 @@ impl EmbeddedStack {
                 contracts.as_ref(),
                 stack.chain.as_ref(),
                 &secret,
+                &status_token,
             );
             let path = options.dir.join(format!("orchestrator-{index}.toml"));
             // It holds the orchestrator's chain key and the transcoder secret.
@@ -313,10 +317,11 @@ fn orchestrator_config(
     contracts: Option<&protocol::chain::Contracts>,
     chain: Option<&protocol::chain::LocalChain>,
     secret: &str,
+    status_token: &str,
 ) -> String {
     // The transcoder secret is made fresh (random) for each run and only guards loopback ports.
     let mut text = format!(
-        "listen = \"127.0.0.1:0\"\noffchain = {}\ntranscoder_secret = \"{secret}\"\n",
+        "listen = \"127.0.0.1:0\"\noffchain = {}\ntranscoder_secret = \"{secret}\"\nstatus_token = \"{status_token}\"\n",
         options.offline
     );
     if let (Some(contracts), Some(chain)) = (contracts, chain) {
