@@ -28,6 +28,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
+mod chunks;
+
+use chunks::{ChunkError, ChunkReader};
+
 use crate::flv;
 use crate::segmenter::{SegmentLimit, Segmenter};
 use crate::stream::{Broadcaster, Publisher, Publishing, query_key};
@@ -48,9 +52,12 @@ pub enum RtmpError {
     /// The client's handshake bytes are invalid.
     #[error("handshake: {0}")]
     Handshake(String),
-    /// The chunk stream or a command is invalid.
+    /// A command or message `rml_rtmp`'s session refused.
     #[error("session: {0}")]
     Session(String),
+    /// The chunk stream is malformed or exceeds a bound (see [`chunks`]).
+    #[error("chunk stream: {0}")]
+    Chunks(#[from] ChunkError),
     /// Nothing arrived for [`IDLE_TIMEOUT`].
     #[error("no data for {0:?}")]
     Idle(Duration),
@@ -71,6 +78,7 @@ impl RtmpError {
             Self::Io(_) => "rtmp_io",
             Self::Handshake(_) => "rtmp_handshake",
             Self::Session(_) => "rtmp_session",
+            Self::Chunks(_) => "rtmp_chunks",
             Self::Idle(_) => "rtmp_idle",
             Self::SetupTimeout(_) => "rtmp_handshake_timeout",
             Self::SegmentLimit(_) => "segment_limit",
@@ -204,14 +212,15 @@ impl Connection {
         };
         let (mut session, initial) = ServerSession::new(ServerSessionConfig::new())
             .map_err(|e| RtmpError::Session(format!("{e:?}")))?;
+        let (mut chunks, chunk_size) = ChunkReader::new()?;
         let mut out = Vec::new();
         let mut keep = self.process(&mut session, initial, &mut out).await?;
-        if !remaining.is_empty() {
-            let results = session
-                .handle_input(&remaining)
-                .map_err(|e| RtmpError::Session(format!("{e:?}")))?;
-            keep &= self.process(&mut session, results, &mut out).await?;
-        }
+        let mut input = chunk_size;
+        input.extend(chunks.push(&remaining)?);
+        let results = session
+            .handle_input(&input)
+            .map_err(|e| RtmpError::Session(format!("{e:?}")))?;
+        keep &= self.process(&mut session, results, &mut out).await?;
         socket.write_all(&out).await?;
         while keep {
             out.clear();
@@ -226,8 +235,12 @@ impl Connection {
             if n == 0 {
                 return Ok(());
             }
+            let messages = chunks.push(&buf[..n])?;
+            if messages.is_empty() {
+                continue;
+            }
             let results = session
-                .handle_input(&buf[..n])
+                .handle_input(&messages)
                 .map_err(|e| RtmpError::Session(format!("{e:?}")))?;
             keep = self.process(&mut session, results, &mut out).await?;
             if !out.is_empty() {

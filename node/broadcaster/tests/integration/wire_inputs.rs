@@ -304,6 +304,8 @@ proptest! {
         no_panics(|| rtmp_chunks::run(&input));
     }
 
-    // `rtmp_mutated_corpus` joins when rml_rtmp no longer panics on malformed chunk streams
-    // (fuzz/README.md, pending crashes): mutated captures reach both panics within 128 cases.
+    #[test]
+    fn rtmp_mutated_corpus(data in mutated("rtmp_chunks")) {
+        no_panics(|| rtmp_chunks::run(&data));
+    }
 }
