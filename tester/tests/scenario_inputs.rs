@@ -170,3 +170,12 @@ proptest! {
         scenario_toml::run(text.as_bytes());
     }
 }
+
+/// The file on which `toml_edit` 0.23's `Document::parse` panicked ("all items have spans").
+#[test]
+fn toml_that_panicked_the_parser_is_a_diagnostic_naming_file_and_line() {
+    let diagnostics = tester::scenario::parse(std::path::Path::new("odd.toml"), "==\n[.")
+        .expect_err("not TOML");
+    let text = diagnostics.to_string();
+    assert!(text.contains("odd.toml:1:"), "{text}");
+}
