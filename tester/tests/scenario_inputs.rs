@@ -10,40 +10,16 @@
 #[path = "../../fuzz/src/common.rs"]
 mod common;
 
+#[path = "../../fuzz/src/proptest_support.rs"]
+mod proptest_support;
+
 #[path = "../../fuzz/src/scenario_toml.rs"]
 mod scenario_toml;
 
 use proptest::prelude::*;
 
-use common::{committed_inputs, mutate, replay_committed};
-
-/// `cases` cases from a fixed seed, so the suite tests the same inputs on every run (the fuzzer
-/// is what explores); `PROPTEST_RNG_SEED=<n>` picks other ones.
-fn config(cases: u32) -> ProptestConfig {
-    let defaults = ProptestConfig::default();
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        rng_seed: if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
-            defaults.rng_seed
-        } else {
-            proptest::test_runner::RngSeed::Fixed(18)
-        },
-        ..defaults
-    }
-}
-
-fn mutated() -> impl Strategy<Value = Vec<u8>> {
-    let corpus: Vec<Vec<u8>> = committed_inputs("scenario_toml")
-        .into_iter()
-        .map(|(_, b)| b)
-        .collect();
-    (
-        0..corpus.len(),
-        proptest::collection::vec(any::<(u32, u8, u8)>(), 1..8),
-    )
-        .prop_map(move |(i, ops)| mutate(&corpus[i], &ops))
-}
+use common::replay_committed;
+use proptest_support::{config, mutated};
 
 /// Durations as a scenario writes them, reasonable and not.
 fn duration() -> impl Strategy<Value = String> {
@@ -161,7 +137,7 @@ proptest! {
     }
 
     #[test]
-    fn scenario_mutated_corpus(data in mutated()) {
+    fn scenario_mutated_corpus(data in mutated("scenario_toml")) {
         scenario_toml::run(&data);
     }
 
@@ -174,8 +150,8 @@ proptest! {
 /// The file on which `toml_edit` 0.23's `Document::parse` panicked ("all items have spans").
 #[test]
 fn toml_that_panicked_the_parser_is_a_diagnostic_naming_file_and_line() {
-    let diagnostics = tester::scenario::parse(std::path::Path::new("odd.toml"), "==\n[.")
-        .expect_err("not TOML");
+    let diagnostics =
+        tester::scenario::parse(std::path::Path::new("odd.toml"), "==\n[.").expect_err("not TOML");
     let text = diagnostics.to_string();
     assert!(text.contains("odd.toml:1:"), "{text}");
 }

@@ -8,6 +8,9 @@
 #[path = "../../../fuzz/src/common.rs"]
 mod common;
 
+#[path = "../../../fuzz/src/proptest_support.rs"]
+mod proptest_support;
+
 #[path = "../../../fuzz/src/m3u8.rs"]
 mod m3u8;
 
@@ -16,36 +19,8 @@ mod ts_demux;
 
 use proptest::prelude::*;
 
-use common::{committed_inputs, mutate, no_panics, replay_committed};
-
-/// `cases` cases from a fixed seed, so the suite tests the same inputs on every run (the fuzzer
-/// is what explores); `PROPTEST_RNG_SEED=<n>` picks other ones.
-fn config(cases: u32) -> ProptestConfig {
-    let defaults = ProptestConfig::default();
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        rng_seed: if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
-            defaults.rng_seed
-        } else {
-            proptest::test_runner::RngSeed::Fixed(18)
-        },
-        ..defaults
-    }
-}
-
-/// A corpus file of `target` with byte-level mutations.
-fn mutated(target: &'static str) -> impl Strategy<Value = Vec<u8>> {
-    let corpus: Vec<Vec<u8>> = committed_inputs(target)
-        .into_iter()
-        .map(|(_, b)| b)
-        .collect();
-    (
-        0..corpus.len(),
-        proptest::collection::vec(any::<(u32, u8, u8)>(), 1..8),
-    )
-        .prop_map(move |(i, ops)| mutate(&corpus[i], &ops))
-}
+use common::{no_panics, replay_committed};
+use proptest_support::{config, mutated};
 
 // ---- playlists through the puller ----
 

@@ -8,6 +8,9 @@
 #[path = "../../../../fuzz/src/common.rs"]
 mod common;
 
+#[path = "../../../../fuzz/src/proptest_support.rs"]
+mod proptest_support;
+
 #[path = "../../../../fuzz/src/multipart_results.rs"]
 mod multipart_results;
 
@@ -19,35 +22,8 @@ mod orchestrator_steps;
 
 use proptest::prelude::*;
 
-use common::{committed_inputs, mutate, replay_committed};
-
-/// `cases` cases from a fixed seed, so the suite tests the same inputs on every run (the fuzzer
-/// is what explores); `PROPTEST_RNG_SEED=<n>` picks other ones.
-fn config(cases: u32) -> ProptestConfig {
-    let defaults = ProptestConfig::default();
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        rng_seed: if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
-            defaults.rng_seed
-        } else {
-            proptest::test_runner::RngSeed::Fixed(18)
-        },
-        ..defaults
-    }
-}
-
-fn mutated(target: &'static str) -> impl Strategy<Value = Vec<u8>> {
-    let corpus: Vec<Vec<u8>> = committed_inputs(target)
-        .into_iter()
-        .map(|(_, b)| b)
-        .collect();
-    (
-        0..corpus.len(),
-        proptest::collection::vec(any::<(u32, u8, u8)>(), 1..8),
-    )
-        .prop_map(move |(i, ops)| mutate(&corpus[i], &ops))
-}
+use common::replay_committed;
+use proptest_support::{config, mutated};
 
 /// The segment header target as the fuzz target runs it: protocol's steps, then the node's.
 fn segment_header_input(data: &[u8]) {
