@@ -609,6 +609,9 @@ impl Broadcaster {
             }
             let known: Vec<String> = streams.keys().cloned().collect();
             self.aliases().retain(|_, to| known.contains(to));
+            if let Some(payer) = &self.payer {
+                payer.forget_streams(|id| streams.contains_key(id));
+            }
         }
         let (tx, rx) = mpsc::channel(TRANSCODE_QUEUE);
         let mut renditions = vec![Rendition::new(
@@ -688,6 +691,9 @@ impl Broadcaster {
                 || s.pending.load(Ordering::SeqCst) > 0
         });
         self.aliases().retain(|_, to| streams.contains_key(to));
+        if let Some(payer) = &self.payer {
+            payer.forget_streams(|id| streams.contains_key(id));
+        }
     }
 
     /// Transcodes one segment, trying orchestrators in turn, and records the outcome; returns
@@ -975,6 +981,40 @@ mod tests {
             .map(|s| s.manifest_id)
             .collect();
         assert_eq!(known, ["s2", "s3"]);
+    }
+
+    #[tokio::test]
+    async fn forgotten_streams_take_their_payment_credit_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, format!("{}\n", "b0".repeat(32))).unwrap();
+        let mut config = BroadcasterConfig {
+            max_ended_streams: 2,
+            ..BroadcasterConfig::default()
+        };
+        config.payment.eth_url = Some(crate::orch::payment::tests::fake_arbitrum_node().await);
+        config.payment.ticket_broker = Some(format!("{}", protocol::Address::repeat_byte(0x42)));
+        config.payment.key_file = Some(key_file);
+        let running = broadcaster(config).await;
+        let b = running.state();
+        let payer = b.payer.clone().expect("payments on");
+        let price = protocol::ticket::PricePerPixel {
+            price_per_unit: 1,
+            pixels_per_unit: 1,
+        };
+        let key = |id: &str| crate::orch::payment::CreditKey {
+            stream: id.to_string(),
+            session: "https://o:8935#session".to_string(),
+        };
+        for id in ["s0", "s1", "s2", "s3"] {
+            let publishing = b.begin_publish(id, &loopback()).unwrap();
+            payer.debit(&key(id), &price, 1000);
+            drop(publishing);
+        }
+        // s0 and s1 were forgotten when s2 and s3 were created, and their credit with them.
+        assert_eq!(payer.credits_held(), 2);
+        assert_eq!(payer.credit(&key("s0")), 0);
+        assert_eq!(payer.credit(&key("s3")), -1000);
     }
 
     #[test]

@@ -53,12 +53,22 @@ pub fn estimated_pixels(profiles: &[Profile], duration_ms: i64, source_frames: u
 pub struct Payer {
     sender: Mutex<TicketSender>,
     margin_permille: u64,
-    /// Credit (wei) B believes O holds, per O session (auth token session id).
-    balances: Mutex<HashMap<String, i128>>,
+    /// Credit (wei) B believes O holds, per stream and O session.
+    balances: Mutex<HashMap<CreditKey, i128>>,
     block: AtomicU64,
     deposit: Mutex<U256>,
     provider: DynProvider,
     broker: TicketBrokerClient,
+}
+
+/// Whose credit a payment or a fee moves: one stream's, at one orchestrator session (see
+/// `submit::credit_key` for why per stream).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CreditKey {
+    /// The stream's manifest ID.
+    pub stream: String,
+    /// The orchestrator's URI and its auth token's session ID.
+    pub session: String,
 }
 
 /// A failure to prepare a payment.
@@ -136,7 +146,7 @@ impl Payer {
         &self,
         params: &TicketParams,
         pixels: u64,
-        session: &str,
+        session: &CreditKey,
     ) -> Result<(net::Payment, u64), PaymentError> {
         let fee = params
             .price
@@ -162,20 +172,35 @@ impl Payer {
     }
 
     /// Charges the fee O billed for `pixels` output pixels at `price` to `session`'s credit.
-    pub fn debit(&self, session: &str, price: &protocol::ticket::PricePerPixel, pixels: u64) {
+    pub fn debit(&self, session: &CreditKey, price: &protocol::ticket::PricePerPixel, pixels: u64) {
         self.adjust(session, -to_i128(price.fee(pixels)));
     }
 
     /// The credit B believes O holds for `session` (negative when O is owed).
-    pub fn credit(&self, session: &str) -> i128 {
+    pub fn credit(&self, session: &CreditKey) -> i128 {
         let balances = self.balances.lock().unwrap_or_else(|e| e.into_inner());
         balances.get(session).copied().unwrap_or(0)
     }
 
-    fn adjust(&self, session: &str, amount: i128) {
+    fn adjust(&self, session: &CreditKey, amount: i128) {
         let mut balances = self.balances.lock().unwrap_or_else(|e| e.into_inner());
-        let balance = balances.entry(session.to_owned()).or_insert(0);
+        let balance = balances.entry(session.clone()).or_insert(0);
         *balance = balance.saturating_add(amount);
+    }
+
+    /// Drops the credit of every stream `known` no longer holds, so the map lives as long as the
+    /// streams the broadcaster keeps (bounded by `max_live_streams` and `max_ended_streams`).
+    pub fn forget_streams(&self, known: impl Fn(&str) -> bool) {
+        let mut balances = self.balances.lock().unwrap_or_else(|e| e.into_inner());
+        balances.retain(|key, _| known(&key.stream));
+    }
+
+    /// How many (stream, session) credits are held.
+    pub fn credits_held(&self) -> usize {
+        self.balances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 }
 
@@ -185,7 +210,7 @@ fn to_i128(value: U256) -> i128 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use alloy::sol_types::SolCall;
     use axum::http::header;
     use protocol::chain::bindings::TicketBroker;
@@ -199,7 +224,7 @@ mod tests {
 
     /// A fake Arbitrum node on a loopback port: `eth_blockNumber` is the L2 block, the latest
     /// header carries the L1 block as `l1BlockNumber`, and `getSenderInfo` answers a deposit.
-    async fn fake_arbitrum_node() -> String {
+    pub(crate) async fn fake_arbitrum_node() -> String {
         async fn rpc(body: axum::body::Bytes) -> impl axum::response::IntoResponse {
             let request: Value = serde_json::from_slice(&body).unwrap();
             let result = match request["method"].as_str().unwrap() {

@@ -23,7 +23,7 @@ use protocol::sig::{self, NodeKey, SigPolicy};
 use protocol::ticket::{ParamsRejection, SenderError};
 use reference_transcoder::ladder::Profile;
 
-use super::payment::{Payer, PaymentError, estimated_pixels};
+use super::payment::{CreditKey, Payer, PaymentError, estimated_pixels};
 use super::{OrchestratorPool, Session};
 use crate::config::AllowedHost;
 use crate::segmenter::SourceSegment;
@@ -227,7 +227,7 @@ async fn run(
         (Some(payer), Some(params)) => {
             let pixels = estimated_pixels(profiles, seg.duration_ms, seg.video_frames);
             let (payment, tickets) = payer
-                .pay(params, pixels, &session_key(session, manifest_id))
+                .pay(params, pixels, &credit_key(session, manifest_id))
                 .map_err(payment_error)?;
             outcome.tickets = tickets;
             headers::encode_payment(&payment)
@@ -323,7 +323,7 @@ async fn run(
     }
     let pixels = data.segments.iter().map(|s| s.pixels.max(0) as u64).sum();
     if let (Some(payer), Some(params)) = (payer, &session.params) {
-        payer.debit(&session_key(session, manifest_id), &params.price, pixels);
+        payer.debit(&credit_key(session, manifest_id), &params.price, pixels);
     }
     Ok(Transcoded {
         pixels,
@@ -356,10 +356,14 @@ fn payment_error(e: PaymentError) -> SubmitError {
 /// one credit too, a stream could send a segment without tickets on the strength of another
 /// stream's payment that O has not processed yet, and be refused "Insufficient balance". Per
 /// stream, each segment's credit comes from that stream's earlier segments, which O answered.
-fn session_key(session: &Session, manifest_id: &str) -> String {
-    match &session.info.auth_token {
-        Some(token) => format!("{}#{}#{manifest_id}", session.uri, token.session_id),
-        None => format!("{}#{manifest_id}", session.uri),
+fn credit_key(session: &Session, manifest_id: &str) -> CreditKey {
+    let session = match &session.info.auth_token {
+        Some(token) => format!("{}#{}", session.uri, token.session_id),
+        None => session.uri.to_string(),
+    };
+    CreditKey {
+        stream: manifest_id.to_string(),
+        session,
     }
 }
 
