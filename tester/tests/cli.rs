@@ -447,12 +447,25 @@ fn json_logs_are_one_object_per_line() {
         .unwrap();
     assert_eq!(output.status.code(), Some(107));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let log_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with('{')).collect();
-    assert!(!log_lines.is_empty(), "{stderr}");
-    for line in log_lines {
+    // Every line is a JSON object, the unreachable target's warning among them.
+    let mut messages = Vec::new();
+    for line in stderr.lines().filter(|l| !l.is_empty()) {
         let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        assert!(value["level"].is_string());
+        assert!(value["level"].is_string(), "{line}");
+        let message = value["fields"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{line}"));
+        messages.push((value["level"].to_string(), message.to_string()));
     }
+    let unreachable = format!(
+        "RTMP ingest at 127.0.0.1:{port} (rtmp://127.0.0.1:{port}/live/{{stream}}) is unreachable"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|(level, m)| level == "\"WARN\"" && m.starts_with(&unreachable)),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -500,8 +513,9 @@ fn bench_with_one_session_reports_a_real_time_fraction() {
         load["segments"], 2,
         "a 4 s source with 2 s GOPs is two segments"
     );
-    let fraction = load["realtime_segment_fraction"].as_f64().unwrap();
-    assert!((0.0..=1.0).contains(&fraction));
+    // 144p from a 320x180 source transcodes far faster than real time on any machine, and the
+    // fraction is the share of the two segments that did.
+    assert_eq!(load["realtime_segment_fraction"].as_f64(), Some(1.0));
     assert_eq!(
         summary["metrics"]["realtime_segments"]["values"]["count"],
         2.0
