@@ -135,8 +135,11 @@ async fn http_push_ingest_serves_the_pushed_segment() {
         media.contains("#EXTINF:2.000,\nsource/0.ts\n#EXTINF:2.000,\nsource/1.ts\n"),
         "{media}"
     );
-    let (_, body) = get_text(&format!("{base}/stream/pushed/source/1.ts")).await;
-    assert_eq!(body.len(), String::from_utf8_lossy(&segments[1].data).len());
+    let served = reqwest::get(format!("{base}/stream/pushed/source/1.ts"))
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.bytes().await.unwrap(), segments[1].data);
     b.shutdown().await;
 }
 
