@@ -28,10 +28,11 @@ fn function_selectors_match_livepeer() {
                 .unwrap(),
             [0xec, 0x8b, 0x3c, 0xb6],
         ),
+        // go-livepeer eth/contracts/serviceRegistry.go: "binding the contract method 0x214c2a4b".
         (
             "getServiceURI(address)",
             ServiceRegistry::getServiceURICall::SELECTOR,
-            alloy::primitives::keccak256("getServiceURI(address)")[..4].try_into().unwrap(),
+            [0x21, 0x4c, 0x2a, 0x4b],
         ),
     ];
     for (name, ours, livepeer) in table {
@@ -76,10 +77,11 @@ fn event_topics_match_livepeer() {
             TB::Withdrawal::SIGNATURE_HASH,
             b256!("df273cb619d95419a9cd0ec88123a0538c85064229baa6363788f743fff90deb"),
         ),
+        // go-livepeer eth/contracts/serviceRegistry.go: "binding the contract event 0xfbb6…3a4c".
         (
             "ServiceURIUpdate",
             ServiceRegistry::ServiceURIUpdate::SIGNATURE_HASH,
-            alloy::primitives::keccak256("ServiceURIUpdate(address,string)"),
+            b256!("fbb63068732c85741c9f8e61caffaabe038d577bfafd2d2dcc0e352a4f653a4c"),
         ),
     ];
     for (name, ours, livepeer) in table {
