@@ -341,7 +341,18 @@ async fn accepts_ticket_one_round_after_creation() {
     let world = World::funded().await;
     let winner = world.winner(&mut world.sender(), 17).await;
     world.advance_rounds(1).await;
+    let b = world.broadcaster.address();
+    let before = world.b_broker.sender_info(b).await.unwrap();
     world.o_broker.redeem_winning_ticket(&winner).await.unwrap();
+    let after = world.b_broker.sender_info(b).await.unwrap();
+    assert_eq!(before.deposit - after.deposit, U256::from(FACE_VALUE));
+    assert!(
+        world
+            .o_broker
+            .is_ticket_used(winner.ticket.hash())
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
