@@ -32,7 +32,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ReportError;
-use crate::records::*;
+use observation::record::*;
 
 /// File name of the journal inside a run directory.
 pub const JOURNAL_FILE: &str = "records.jsonl";

@@ -1,8 +1,8 @@
 //! Records journal, Polars aggregation, plots and report writers (HTML, JUnit, Markdown, JSON).
 //!
-//! The pipeline is visible in the module list: a run appends typed [`records`] to a crash-safe
-//! [`journal`]; at the end (or later, from `lpt report DIR`) [`finalize_run`] reads the journal into
-//! Polars tables ([`frames`]), [`aggregate`]s them, draws the [`plots`], and writes every output
+//! The pipeline is visible in the module list: a run appends typed records (`observation::record`)
+//! to a crash-safe [`journal`]; at the end (or later, from `lpt report DIR`) [`finalize_run`] reads
+//! the journal into Polars tables ([`frames`]), [`aggregate`]s them, draws the [`plots`], and writes every output
 //! ([`render`], [`summary`], [`leaderboard`]). [`compare()`] puts two runs side by side, and
 //! [`publish()`] posts a run's leaderboard records to a public leaderboard API.
 //!
@@ -19,7 +19,6 @@ pub mod journal;
 pub mod leaderboard;
 pub mod plots;
 pub mod publish;
-pub mod records;
 pub mod render;
 pub mod summary;
 pub mod util;
@@ -31,10 +30,6 @@ pub use compare::{CompareOptions, Comparison, compare};
 pub use error::ReportError;
 pub use journal::{JOURNAL_FILE, JournalReader, JournalStats, JournalWriter};
 pub use publish::{PublishError, PublishOptions, PublishReport, publish};
-pub use records::{
-    BenchSegmentRecord, CheckRecord, QualitySample, Record, RecordKind, RedemptionRecord,
-    SegmentRecord, TicketRecord,
-};
 pub use summary::{SUMMARY_FILE, SummarySource, Verdict};
 
 /// File names written into a run directory.

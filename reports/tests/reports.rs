@@ -7,12 +7,12 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use observation::record::*;
 use polars::prelude::*;
 use reports::aggregate::{AggregateOptions, aggregate};
 use reports::compare::{ChangeVerdict, CompareOptions, compare};
 use reports::frames::RecordFrames;
 use reports::plots::PLOT_STEMS;
-use reports::records::union_schema;
 use reports::*;
 use serde_json::{Value, json};
 

@@ -145,7 +145,7 @@ pub fn bench(command: &BenchCommand, terminal: Terminal) -> Result<ExitCode, Fai
         .encoder_name();
     let result = run_bench(&options, |record| {
         observe(&registry, record);
-        let appended = journal.append(reports::BenchSegmentRecord {
+        let appended = journal.append(observation::record::BenchSegmentRecord {
             t_ms: unix_ms(started) + (record.started_secs * 1e3) as i64,
             sessions: record.load,
             session: record.session,

@@ -12,9 +12,10 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::exit_code::ExitCode;
-use crate::metrics::{MetricKind, Registry, Tags, Unit, catalog};
+use crate::metrics::{Registry, Tags};
 use crate::scenario::Scenario;
 use crate::thresholds::Verdict;
+use observation::metric::{MetricKind, Unit};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -103,7 +104,7 @@ pub fn metric_summaries(registry: &Registry) -> BTreeMap<String, MetricSummary> 
         .snapshot()
         .into_iter()
         .filter_map(|(name, series)| {
-            let def = catalog::lookup(name)?;
+            let def = observation::metric::lookup(name)?;
             let mut overall = crate::metrics::Sink::new(def.kind);
             for (_, sink) in &series {
                 overall.merge(sink);
