@@ -185,17 +185,19 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
         &registry,
         verdicts,
     );
-    {
+    // The lock is held while the reports render, so a second Ctrl-C in the meantime waits for
+    // this one write instead of writing a summary of its own.
+    let report = {
         let mut written = summary_written.lock().unwrap_or_else(|e| e.into_inner());
-        summary
-            .write(&run_dir)
+        let report = crate::report::finish(&run_dir, &summary)
             .with_context(|| format!("cannot write {}", run_dir.join("summary.json").display()))
             .with_context(|| summary.outcome.message.clone())
             .exit_code(ExitCode::NotRun)?;
         *written = true;
-    }
+        report
+    };
     options.terminal.print_summary(&summary, &run_dir);
-    crate::report::render(&run_dir, options.terminal);
+    crate::report::announce(&run_dir, report.as_ref(), options.terminal);
     if code == ExitCode::NotRun {
         warn!("{}", summary.outcome.message);
     }
@@ -298,8 +300,8 @@ impl Emergency {
                 &self.registry,
                 verdicts,
             );
-            match summary.write(&self.run_dir) {
-                Ok(()) => *written = true,
+            match observation::summary::write_summary(&self.run_dir, &summary) {
+                Ok(_) => *written = true,
                 Err(error) => eprintln!("cannot write summary.json: {error}"),
             }
         }
