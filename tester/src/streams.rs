@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use observation::record::{CheckRecord, QualitySample, Record, RecordKind, SegmentRecord};
-use probes::quality::{QualityObservation, QualitySampler};
+use probes::quality::QualitySampler;
 use probes::{
-    CheckObservation, CheckOptions, ProbeObserver, PublishObservation, PublishPhase, ReplaySource,
-    SegmentObservation, StallObservation, StreamProbe, StreamProbeConfig,
+    CheckObservation, CheckOptions, ProbeObserver, PublishObservation, PublishPhase,
+    QualityObservation, ReplaySource, SegmentObservation, StallObservation, StreamProbe,
+    StreamProbeConfig,
 };
 use reports::JournalWriter;
 use tokio_util::sync::CancellationToken;
