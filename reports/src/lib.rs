@@ -15,6 +15,7 @@
 //! stop the report: they are listed in it under "missing".
 
 pub mod aggregate;
+pub mod breakdowns;
 pub mod compare;
 pub mod error;
 pub mod frames;
@@ -28,7 +29,8 @@ pub mod util;
 
 use std::path::{Path, PathBuf};
 
-pub use aggregate::{AggregateOptions, Aggregates};
+pub use aggregate::AggregateOptions;
+pub use breakdowns::Aggregates;
 pub use compare::{CompareOptions, Comparison, compare};
 pub use error::ReportError;
 pub use journal::{JOURNAL_FILE, JournalReader, JournalStats, JournalWriter};

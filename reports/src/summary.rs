@@ -20,7 +20,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::aggregate::Aggregates;
+use crate::breakdowns::Aggregates;
 use crate::error::ReportError;
 use crate::journal::JournalStats;
 
