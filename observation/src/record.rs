@@ -508,6 +508,26 @@ impl Record {
         }
     }
 
+    /// Reads one journal line's record of kind `kind` at version `v` (the line's `type` and `v`).
+    pub fn from_json(kind: &str, v: u32, text: &[u8]) -> Result<Record, RecordParseError> {
+        fn typed<K: RecordKind>(text: &[u8], v: u32) -> Result<K, RecordParseError> {
+            if v != K::VERSION {
+                return Err(RecordParseError::UnknownVersion(K::TYPE.to_string(), v));
+            }
+            serde_json::from_slice(text)
+                .map_err(|e| RecordParseError::Malformed(format!("{}: {e}", K::TYPE)))
+        }
+        Ok(match kind {
+            SegmentRecord::TYPE => Record::Segment(typed(text, v)?),
+            CheckRecord::TYPE => Record::Check(typed(text, v)?),
+            QualitySample::TYPE => Record::Quality(typed(text, v)?),
+            TicketRecord::TYPE => Record::Ticket(typed(text, v)?),
+            RedemptionRecord::TYPE => Record::Redemption(typed(text, v)?),
+            BenchSegmentRecord::TYPE => Record::BenchSegment(typed(text, v)?),
+            other => return Err(RecordParseError::UnknownType(other.to_string())),
+        })
+    }
+
     /// Appends this record as one JSON line (`{"type":..,"v":..,fields}\n`) to `out`.
     pub fn write_json_line(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         match self {
@@ -519,6 +539,17 @@ impl Record {
             Record::BenchSegment(r) => write_line(r, out),
         }
     }
+}
+
+/// Why a journal line is not a record this build reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordParseError {
+    /// Not JSON, or not the fields of its kind.
+    Malformed(String),
+    /// A kind this build knows, at a version it does not.
+    UnknownVersion(String, u32),
+    /// A kind this build does not know.
+    UnknownType(String),
 }
 
 /// Writes `{"type":TYPE,"v":VERSION,<the struct's fields>}\n`: the struct is serialized in place
