@@ -46,7 +46,7 @@ pub use hls::{
 pub use latency::segment_latency;
 pub use observe::{
     CheckObservation, NullObserver, ProbeObserver, PublishObservation, PublishPhase,
-    SegmentLatency, SegmentMedia, SegmentObservation, StallObservation,
+    QualityObservation, SegmentLatency, SegmentMedia, SegmentObservation, StallObservation,
 };
 pub use payments::{
     ChainActivity, OrchestratorPrice, PaymentError, PaymentProbe, PaymentProbeConfig,
@@ -54,8 +54,8 @@ pub use payments::{
 };
 pub use publisher::{PublishError, PublishOptions, PublishSummary, RtmpPublisher, RtmpTarget};
 pub use quality::{
-    QualityObservation, QualityProbeError, QualitySample, QualitySampler, QualitySamplerConfig,
-    QualitySamplerStats, Sampling, Submission, sustainable_fraction,
+    QualityProbeError, QualitySample, QualitySampler, QualitySamplerConfig, QualitySamplerStats,
+    Sampling, Submission, sustainable_fraction,
 };
 pub use replay::{ReplayError, ReplayPacket, ReplaySource};
 pub use sendlog::{SendLog, SentFrame};

@@ -22,7 +22,7 @@ pub trait ProbeObserver: Send + Sync {
     fn publish_progress(&self, p: &PublishObservation);
     /// One sampled segment scored by the quality probe (or why it could not be). Called from a
     /// blocking-pool thread. Default: ignored.
-    fn quality(&self, _q: &crate::quality::QualityObservation) {}
+    fn quality(&self, _q: &QualityObservation) {}
 }
 
 /// An observer that drops everything (for load where only the summary matters).
@@ -166,5 +166,35 @@ pub struct PublishObservation {
     /// How late the latest batch went out relative to its wall-clock due time.
     pub lag_ms: f64,
     pub max_lag_ms: f64,
+    pub error: Option<String>,
+}
+
+/// One scored rendition segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityObservation {
+    pub stream_key: String,
+    pub rendition: String,
+    pub seq: u64,
+    /// Clip frame of the source segment the rendition segment was matched to.
+    pub source_first_frame: Option<u32>,
+    /// Pooled mean VMAF of the rendition against the source.
+    pub vmaf: Option<f64>,
+    pub vmaf_min: Option<f64>,
+    pub vmaf_p5: Option<f64>,
+    /// Mean luma PSNR, dB.
+    pub psnr_y: Option<f64>,
+    /// Pooled mean VMAF of the reference transcoder's rendition of the same profile.
+    pub vmaf_reference: Option<f64>,
+    /// `vmaf − vmaf_reference` (negative: worse than the reference).
+    pub difference: Option<f64>,
+    pub frames_paired: u64,
+    /// Source frames the rendition did not show.
+    pub unmatched_source: u64,
+    /// Rendition frames with no source partner (no stamp, foreign stamp, beyond the source).
+    pub unmatched_rendition: u64,
+    /// Wall time of the scoring job.
+    pub scoring_ms: f64,
+    pub scored_at_unix_ms: UnixMs,
+    /// Why the segment could not be scored.
     pub error: Option<String>,
 }

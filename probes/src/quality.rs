@@ -31,8 +31,8 @@ use quality::{
 use reference_transcoder::{EncodedSource, LadderOptions, Profile, TsSegment};
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{UnixMs, now_unix_ms};
-use crate::observe::ProbeObserver;
+use crate::clock::now_unix_ms;
+use crate::observe::{ProbeObserver, QualityObservation};
 
 /// Source segments are cut at this target length (the source's 2 s GOP).
 const SOURCE_SEGMENT_SECS: f64 = 2.0;
@@ -138,36 +138,6 @@ pub enum QualityProbeError {
     Source(#[from] reference_transcoder::SourceError),
     #[error(transparent)]
     Options(#[from] quality::QualityError),
-}
-
-/// One scored rendition segment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct QualityObservation {
-    pub stream_key: String,
-    pub rendition: String,
-    pub seq: u64,
-    /// Clip frame of the source segment the rendition segment was matched to.
-    pub source_first_frame: Option<u32>,
-    /// Pooled mean VMAF of the rendition against the source.
-    pub vmaf: Option<f64>,
-    pub vmaf_min: Option<f64>,
-    pub vmaf_p5: Option<f64>,
-    /// Mean luma PSNR, dB.
-    pub psnr_y: Option<f64>,
-    /// Pooled mean VMAF of the reference transcoder's rendition of the same profile.
-    pub vmaf_reference: Option<f64>,
-    /// `vmaf − vmaf_reference` (negative: worse than the reference).
-    pub difference: Option<f64>,
-    pub frames_paired: u64,
-    /// Source frames the rendition did not show.
-    pub unmatched_source: u64,
-    /// Rendition frames with no source partner (no stamp, foreign stamp, beyond the source).
-    pub unmatched_rendition: u64,
-    /// Wall time of the scoring job.
-    pub scoring_ms: f64,
-    pub scored_at_unix_ms: UnixMs,
-    /// Why the segment could not be scored.
-    pub error: Option<String>,
 }
 
 impl QualityObservation {

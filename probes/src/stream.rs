@@ -367,7 +367,7 @@ async fn consume(
     report
 }
 
-type ScoringJob = tokio::task::JoinHandle<crate::quality::QualityObservation>;
+type ScoringJob = tokio::task::JoinHandle<crate::observe::QualityObservation>;
 
 /// Counts the scoring jobs that have finished and forgets them (a long run keeps only the few
 /// in flight).
@@ -385,7 +385,7 @@ async fn collect_finished(scoring: &mut Vec<ScoringJob>, report: &mut StreamRepo
 
 fn count_score(
     report: &mut StreamReport,
-    result: Result<crate::quality::QualityObservation, tokio::task::JoinError>,
+    result: Result<crate::observe::QualityObservation, tokio::task::JoinError>,
 ) {
     match result {
         Ok(q) if q.error.is_none() => report.quality_scored += 1,

@@ -9,6 +9,7 @@
 
 use std::time::Instant;
 
+use observation::record::*;
 use reports::*;
 
 const RENDITIONS: [&str; 3] = ["P240p30fps16x9", "P360p30fps16x9", "P720p30fps16x9"];

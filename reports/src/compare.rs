@@ -9,8 +9,10 @@
 //! - A change is a **regression** only when the whole interval lies beyond the noise threshold in
 //!   the bad direction (default 2 %), an **improvement** only when it lies wholly beyond it in the
 //!   good direction; an interval wholly inside ±noise is **within noise**, anything else is
-//!   **inconclusive**. Which direction is bad is a property of the metric (latency: up; success
-//!   rate and VMAF: down).
+//!   **inconclusive**. Which direction is bad is a property of the metric, read from the metric
+//!   table (`observation::metric`): latency up, success rate and VMAF down.
+//! - Which journal column holds a metric's samples is also the table's: the run's live registry
+//!   was fed from the same columns of the same records.
 //! - Large runs are subsampled to at most `max_samples` values per metric (deterministic seed), so
 //!   comparing two 24-hour soaks takes seconds; the reported point estimates use all values.
 //! - Runs of different scenarios are not compared: the result says why (`comparable = false`).
@@ -20,6 +22,8 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use observation::metric::{self, Better, MetricDef};
 
 use crate::error::ReportError;
 use crate::frames::RecordFrames;
@@ -57,16 +61,6 @@ impl Default for CompareOptions {
             output: None,
         }
     }
-}
-
-/// Which direction of change is bad.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Better {
-    /// Lower is better (latency, transcode ratio).
-    Lower,
-    /// Higher is better (success rate, VMAF).
-    Higher,
 }
 
 /// The judgement of one metric.
@@ -227,7 +221,7 @@ impl Stat {
     }
 }
 
-/// Sample sets of one run, keyed by (sample name, tag string).
+/// Sample sets of one run, keyed by (metric name, tag string).
 type Samples = BTreeMap<(&'static str, String), Vec<f64>>;
 
 fn push(s: &mut Samples, name: &'static str, tags: String, v: f64) {
@@ -248,120 +242,161 @@ fn column_str(df: &DataFrame, name: &str) -> Result<StringChunked, ReportError> 
         .map_err(ReportError::polars(format!("compare: column {name}")))
 }
 
+/// A metric's samples from the journal column the metric table names, overall and (when
+/// `by_rendition`) per rendition.
+fn journal_samples(
+    s: &mut Samples,
+    frames: &RecordFrames,
+    def: &'static MetricDef,
+    by_rendition: bool,
+) -> Result<(), ReportError> {
+    let Some(source) = def.journal else {
+        return Ok(());
+    };
+    let Some((_, df)) = frames
+        .tables()
+        .into_iter()
+        .find(|(t, _)| *t == source.record)
+    else {
+        return Ok(());
+    };
+    if df.height() == 0 {
+        return Ok(());
+    }
+    let values = column_f64(df, source.column)?;
+    let rendition = column_str(df, "rendition")?;
+    let filter = match source.only {
+        Some((column, value)) => Some((column_str(df, column)?, value)),
+        None => None,
+    };
+    for i in 0..df.height() {
+        if let Some((column, value)) = &filter
+            && column.get(i) != Some(*value)
+        {
+            continue;
+        }
+        if let Some(v) = values.get(i).filter(|v| v.is_finite()) {
+            push(s, def.name, String::new(), v);
+            if by_rendition {
+                let r = rendition.get(i).unwrap_or("");
+                push(s, def.name, format!("{{rendition={r}}}"), v);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Real-time samples of `lpt bench`'s segments (transcode time ÷ duration, and whether it was at
+/// most 1), per session count: derived from two columns, so not a column of the table's.
+fn bench_samples(s: &mut Samples, frames: &RecordFrames) -> Result<(), ReportError> {
+    let b = &frames.bench;
+    if b.height() == 0 {
+        return Ok(());
+    }
+    let sessions = column_f64(b, "sessions")?;
+    let ok = column_f64(b, "ok")?;
+    let transcode = column_f64(b, "transcode_ms")?;
+    let duration = column_f64(b, "duration_s")?;
+    for i in 0..b.height() {
+        if ok.get(i) != Some(1.0) {
+            continue;
+        }
+        if let (Some(n), Some(t), Some(d)) = (sessions.get(i), transcode.get(i), duration.get(i))
+            && d > 0.0
+        {
+            let ratio = t / 1000.0 / d;
+            let tag = format!("{{sessions={n}}}");
+            push(s, TRANSCODE_RATIO, tag.clone(), ratio);
+            push(
+                s,
+                REALTIME_SEGMENTS,
+                tag,
+                if ratio <= 1.0 { 1.0 } else { 0.0 },
+            );
+        }
+    }
+    Ok(())
+}
+
+const TRANSCODE_RATIO: &str = "transcode_realtime_ratio";
+const REALTIME_SEGMENTS: &str = "realtime_segments";
+
 fn samples(frames: &RecordFrames) -> Result<Samples, ReportError> {
     let mut s = Samples::new();
-    let seg = &frames.segments;
-    if seg.height() > 0 {
-        let rendition = column_str(seg, "rendition")?;
-        let ok = column_f64(seg, "ok")?;
-        let latency = column_f64(seg, "latency_ms")?;
-        let rtt = column_f64(seg, "round_trip_ms")?;
-        for i in 0..seg.height() {
-            let r = rendition.get(i).unwrap_or("");
-            let tag = format!("{{rendition={r}}}");
-            if let Some(v) = ok.get(i) {
-                push(&mut s, "segment_success", String::new(), v);
-                push(&mut s, "segment_success", tag.clone(), v);
-            }
-            if let Some(v) = latency.get(i).filter(|v| v.is_finite()) {
-                push(&mut s, "latency", String::new(), v);
-                push(&mut s, "latency", tag.clone(), v);
-            }
-            if let Some(v) = rtt.get(i).filter(|v| v.is_finite()) {
-                push(&mut s, "round_trip", String::new(), v);
-            }
+    let mut seen: Vec<&str> = Vec::new();
+    for c in COMPARED {
+        if seen.contains(&c.metric) {
+            continue;
         }
+        seen.push(c.metric);
+        journal_samples(&mut s, frames, c.def(), c.by_rendition)?;
     }
-    let q = &frames.quality;
-    if q.height() > 0 {
-        let rendition = column_str(q, "rendition")?;
-        let origin = column_str(q, "origin")?;
-        let vmaf = column_f64(q, "vmaf")?;
-        for i in 0..q.height() {
-            if origin.get(i) != Some("network") {
-                continue;
-            }
-            if let Some(v) = vmaf.get(i).filter(|v| v.is_finite()) {
-                let r = rendition.get(i).unwrap_or("");
-                push(&mut s, "vmaf", String::new(), v);
-                push(&mut s, "vmaf", format!("{{rendition={r}}}"), v);
-            }
-        }
-    }
-    let b = &frames.bench;
-    if b.height() > 0 {
-        let sessions = column_f64(b, "sessions")?;
-        let ok = column_f64(b, "ok")?;
-        let transcode = column_f64(b, "transcode_ms")?;
-        let duration = column_f64(b, "duration_s")?;
-        for i in 0..b.height() {
-            if ok.get(i) != Some(1.0) {
-                continue;
-            }
-            if let (Some(n), Some(t), Some(d)) =
-                (sessions.get(i), transcode.get(i), duration.get(i))
-                && d > 0.0
-            {
-                let ratio = t / 1000.0 / d;
-                let tag = format!("{{sessions={n}}}");
-                push(&mut s, "transcode_ratio", tag.clone(), ratio);
-                push(
-                    &mut s,
-                    "real_time",
-                    tag,
-                    if ratio <= 1.0 { 1.0 } else { 0.0 },
-                );
-            }
-        }
-    }
+    bench_samples(&mut s, frames)?;
     Ok(s)
 }
 
-/// (sample name, metric name, statistic, unit, better)
-const METRICS: &[(&str, &str, Stat, &str, Better)] = &[
-    ("latency", "latency_mean", Stat::Mean, "ms", Better::Lower),
-    (
-        "latency",
-        "latency_p50",
-        Stat::Quantile(0.5),
-        "ms",
-        Better::Lower,
-    ),
-    (
-        "latency",
-        "latency_p95",
-        Stat::Quantile(0.95),
-        "ms",
-        Better::Lower,
-    ),
-    (
+/// One statistic `lpt compare` judges: a metric of the table, under the name it is reported as.
+struct Compared {
+    /// The metric (`observation::metric::CATALOG`), whose samples and better direction it uses.
+    metric: &'static str,
+    /// The name in `compare.json` and the table.
+    label: &'static str,
+    stat: Stat,
+    /// The unit of the statistic as reported.
+    unit: &'static str,
+    /// Also judged per rendition.
+    by_rendition: bool,
+}
+
+impl Compared {
+    fn def(&self) -> &'static MetricDef {
+        metric::lookup(self.metric).expect("every compared metric is in the metric table")
+    }
+}
+
+const fn compared(
+    metric: &'static str,
+    label: &'static str,
+    stat: Stat,
+    unit: &'static str,
+    by_rendition: bool,
+) -> Compared {
+    Compared {
+        metric,
+        label,
+        stat,
+        unit,
+        by_rendition,
+    }
+}
+
+/// What is compared, in the order it is reported.
+const COMPARED: &[Compared] = &[
+    compared("latency", "latency_mean", Stat::Mean, "ms", true),
+    compared("latency", "latency_p50", Stat::Quantile(0.5), "ms", true),
+    compared("latency", "latency_p95", Stat::Quantile(0.95), "ms", true),
+    compared(
         "segment_success",
         "segment_success_rate",
         Stat::Mean,
         "ratio",
-        Better::Higher,
+        true,
     ),
-    (
-        "round_trip",
-        "round_trip_mean",
-        Stat::Mean,
-        "ms",
-        Better::Lower,
-    ),
-    ("vmaf", "vmaf_mean", Stat::Mean, "vmaf", Better::Higher),
-    (
-        "transcode_ratio",
+    compared("round_trip", "round_trip_mean", Stat::Mean, "ms", false),
+    compared("vmaf", "vmaf_mean", Stat::Mean, "vmaf", true),
+    compared(
+        TRANSCODE_RATIO,
         "transcode_ratio_mean",
         Stat::Mean,
         "ratio",
-        Better::Lower,
+        false,
     ),
-    (
-        "real_time",
+    compared(
+        REALTIME_SEGMENTS,
         "real_time_fraction",
         Stat::Mean,
         "ratio",
-        Better::Higher,
+        false,
     ),
 ];
 
@@ -450,6 +485,7 @@ fn judge(
     let (worse, improved) = match better {
         Better::Lower => (lo > o.noise, hi < -o.noise),
         Better::Higher => (hi < -o.noise, lo > o.noise),
+        Better::Neither => (false, false),
     };
     let verdict = if worse {
         ChangeVerdict::Regression
@@ -572,19 +608,20 @@ pub fn compare(
         keys.dedup();
         let empty = Vec::new();
         let mut rng = SplitMix(options.seed);
-        for &(sample, metric, stat, unit, better) in METRICS {
-            for key in keys.iter().filter(|k| k.0 == sample) {
+        for c in COMPARED {
+            let better = c.def().better;
+            for key in keys.iter().filter(|k| k.0 == c.metric) {
                 let b = base_samples.get(*key).unwrap_or(&empty);
                 let n = new_samples.get(*key).unwrap_or(&empty);
-                let j = judge(b, n, stat, better, options, &mut rng);
+                let j = judge(b, n, c.stat, better, options, &mut rng);
                 match j.verdict {
                     ChangeVerdict::Regression => cmp.regressions += 1,
                     ChangeVerdict::Improvement => cmp.improvements += 1,
                     _ => {}
                 }
                 cmp.metrics.push(MetricChange {
-                    metric: format!("{metric}{}", key.1),
-                    unit: unit.to_string(),
+                    metric: format!("{}{}", c.label, key.1),
+                    unit: c.unit.to_string(),
                     better,
                     base: j.base,
                     new: j.new,

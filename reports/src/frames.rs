@@ -3,7 +3,7 @@
 //! Design decision: records go straight from the JSON line into per-column builders (no `Vec` of
 //! structs, no JSON-to-Arrow inference), so memory stays near the size of the columns even for a
 //! 24-hour soak. `records.parquet` is **one file with a `type` column**: the union of every kind's
-//! columns (same name ⇒ same type, see `records::union_schema`), nulls where a kind lacks a column.
+//! columns (same name ⇒ same type, see `observation::record::union_schema`), nulls where a kind lacks a column.
 //! One file is one artifact for CI to upload, and `pl.read_parquet(..).filter(type == "segment")`
 //! gives any kind back.
 
@@ -14,7 +14,7 @@ use polars::prelude::*;
 
 use crate::error::ReportError;
 use crate::journal::{JournalReader, JournalStats};
-use crate::records::*;
+use observation::record::*;
 
 /// Every record kind of a run as a table.
 #[derive(Debug, Clone)]

@@ -32,7 +32,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ReportError;
-use crate::records::*;
+use observation::record::*;
 
 /// File name of the journal inside a run directory.
 pub const JOURNAL_FILE: &str = "records.jsonl";
@@ -541,21 +541,10 @@ fn parse_line(text: &[u8]) -> Result<Record, LineProblem> {
 }
 
 fn parse_kind(text: &[u8], kind: &str, v: u32) -> Result<Record, LineProblem> {
-    fn typed<K: RecordKind>(text: &[u8], v: u32) -> Result<K, LineProblem> {
-        if v != K::VERSION {
-            return Err(LineProblem::UnknownVersion(K::TYPE.to_string(), v));
-        }
-        serde_json::from_slice(text)
-            .map_err(|e| LineProblem::Malformed(format!("{}: {e}", K::TYPE)))
-    }
-    Ok(match kind {
-        SegmentRecord::TYPE => Record::Segment(typed(text, v)?),
-        CheckRecord::TYPE => Record::Check(typed(text, v)?),
-        QualitySample::TYPE => Record::Quality(typed(text, v)?),
-        TicketRecord::TYPE => Record::Ticket(typed(text, v)?),
-        RedemptionRecord::TYPE => Record::Redemption(typed(text, v)?),
-        BenchSegmentRecord::TYPE => Record::BenchSegment(typed(text, v)?),
-        other => return Err(LineProblem::UnknownType(other.to_string())),
+    Record::from_json(kind, v, text).map_err(|problem| match problem {
+        RecordParseError::Malformed(e) => LineProblem::Malformed(e),
+        RecordParseError::UnknownVersion(kind, v) => LineProblem::UnknownVersion(kind, v),
+        RecordParseError::UnknownType(kind) => LineProblem::UnknownType(kind),
     })
 }
 

@@ -345,7 +345,7 @@ pub fn build(
 mod tests {
     use super::*;
     use crate::frames::RecordFrames;
-    use crate::records::{Record, SegmentRecord, TicketRecord};
+    use observation::record::{Record, SegmentRecord, TicketRecord};
 
     const EIP55: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
     const LOWER: &str = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";

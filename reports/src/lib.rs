@@ -1,17 +1,21 @@
 //! Records journal, Polars aggregation, plots and report writers (HTML, JUnit, Markdown, JSON).
 //!
-//! The pipeline is visible in the module list: a run appends typed [`records`] to a crash-safe
-//! [`journal`]; at the end (or later, from `lpt report DIR`) [`finalize_run`] reads the journal into
-//! Polars tables ([`frames`]), [`aggregate`]s them, draws the [`plots`], and writes every output
+//! The pipeline is visible in the module list: a run appends typed records (`observation::record`)
+//! to a crash-safe [`journal`]; at the end (or later, from `lpt report DIR`) [`finalize_run`] reads
+//! the journal into Polars tables ([`frames`]), [`aggregate`]s them, draws the [`plots`], and writes every output
 //! ([`render`], [`summary`], [`leaderboard`]). [`compare()`] puts two runs side by side, and
 //! [`publish()`] posts a run's leaderboard records to a public leaderboard API.
 //!
-//! Design decision: one entry point renders every artifact from the run directory alone, so a run
-//! that finished, one that crashed, and one re-rendered a month later go through the same code.
+//! Design decision: one pipeline renders every artifact from the run directory, so a run that
+//! finished ([`finish_run`], handed the run's summary), one that crashed and one re-rendered a
+//! month later ([`finalize_run`], reading `summary.json`) go through the same code. `summary.json`
+//! is written once: by [`finish_run`] with the report's `report` and `breakdowns` added, or by
+//! [`finalize_run`] only when the run left none.
 //! Content problems (a torn journal line, a missing `summary.json`, a run with no records) never
 //! stop the report: they are listed in it under "missing".
 
 pub mod aggregate;
+pub mod breakdowns;
 pub mod compare;
 pub mod error;
 pub mod frames;
@@ -19,30 +23,26 @@ pub mod journal;
 pub mod leaderboard;
 pub mod plots;
 pub mod publish;
-pub mod records;
 pub mod render;
 pub mod summary;
 pub mod util;
 
 use std::path::{Path, PathBuf};
 
-pub use aggregate::{AggregateOptions, Aggregates};
+pub use aggregate::AggregateOptions;
+pub use breakdowns::Aggregates;
 pub use compare::{CompareOptions, Comparison, compare};
 pub use error::ReportError;
 pub use journal::{JOURNAL_FILE, JournalReader, JournalStats, JournalWriter};
 pub use publish::{PublishError, PublishOptions, PublishReport, publish};
-pub use records::{
-    BenchSegmentRecord, CheckRecord, QualitySample, Record, RecordKind, RedemptionRecord,
-    SegmentRecord, TicketRecord,
-};
-pub use summary::{SUMMARY_FILE, SummarySource, Verdict};
+pub use summary::{SummarySource, Verdict};
 
 /// File names written into a run directory.
 pub mod files {
     /// The journal (input).
     pub const JOURNAL: &str = crate::journal::JOURNAL_FILE;
-    /// The extended summary.
-    pub const SUMMARY: &str = crate::summary::SUMMARY_FILE;
+    /// The run's summary.
+    pub const SUMMARY: &str = observation::summary::SUMMARY_FILE;
     /// All records, one table with a `type` column.
     pub const PARQUET: &str = "records.parquet";
     /// The HTML report.
@@ -146,25 +146,63 @@ fn to_json<T: serde::Serialize>(what: &str, v: &T) -> Result<Vec<u8>, ReportErro
     Ok(bytes)
 }
 
-/// Reads a run directory's journal and summary and writes every report artifact into it:
-/// `records.parquet`, `plots/*.svg|png`, `report.html`, `junit.xml`, `summary.md`,
-/// `leaderboard.json` (when orchestrators were tested) and the extended `summary.json`.
+/// The end of a run: renders every report artifact from the run's journal and writes `summary`
+/// (the run's summary, with `report` and `breakdowns` added) as `summary.json`, once.
+pub fn finish_run<S: serde::Serialize + ?Sized>(
+    run_dir: &Path,
+    summary: &S,
+    options: &ReportOptions,
+) -> Result<ReportOutcome, ReportError> {
+    check_run_dir(run_dir)?;
+    let value = serde_json::to_value(summary).map_err(|source| ReportError::Serialize {
+        what: "the run's summary".into(),
+        source,
+    })?;
+    render_run(
+        run_dir,
+        summary::LoadedSummary::from_run(value)?,
+        true,
+        options,
+    )
+}
+
+/// `lpt report DIR`: renders every report artifact of a run directory from its journal and
+/// `summary.json`: `records.parquet`, `plots/*.svg|png`, `report.html`, `junit.xml`, `summary.md`
+/// and `leaderboard.json` (when orchestrators were tested). `summary.json` is read, never
+/// rewritten; only a run that left none (or an unreadable one) gets a journal-only summary.
 ///
 /// Works on a finished run, a crashed run (no `summary.json`, torn journal) and an empty directory;
 /// what is missing is said in the outputs and in [`ReportOutcome::missing`].
 pub fn finalize_run(run_dir: &Path, options: &ReportOptions) -> Result<ReportOutcome, ReportError> {
-    if !run_dir.is_dir() {
-        return Err(ReportError::NotARunDirectory {
-            path: run_dir.to_path_buf(),
-            why: if run_dir.exists() {
-                "not a directory".into()
-            } else {
-                "no such directory".into()
-            },
-        });
-    }
-    let mut timer = PhaseTimer::new();
+    check_run_dir(run_dir)?;
     let summary = summary::LoadedSummary::load(run_dir)?;
+    let left_none = summary.source == SummarySource::Journal && !summary.raw.contains_key("report");
+    render_run(run_dir, summary, left_none, options)
+}
+
+fn check_run_dir(run_dir: &Path) -> Result<(), ReportError> {
+    if run_dir.is_dir() {
+        return Ok(());
+    }
+    Err(ReportError::NotARunDirectory {
+        path: run_dir.to_path_buf(),
+        why: if run_dir.exists() {
+            "not a directory".into()
+        } else {
+            "no such directory".into()
+        },
+    })
+}
+
+/// The report pipeline: journal → frames → aggregates → parquet, plots, leaderboard, HTML, JUnit,
+/// Markdown, then (when `write_summary`) `summary.json` with `report` and `breakdowns`.
+fn render_run(
+    run_dir: &Path,
+    summary: summary::LoadedSummary,
+    write_summary: bool,
+    options: &ReportOptions,
+) -> Result<ReportOutcome, ReportError> {
+    let mut timer = PhaseTimer::new();
     let mut missing = Vec::new();
     if let Some(p) = &summary.problem {
         missing.push(p.clone());
@@ -280,28 +318,18 @@ pub fn finalize_run(run_dir: &Path, options: &ReportOptions) -> Result<ReportOut
         artifacts.push(path);
     }
 
-    let summary_path = run_dir.join(files::SUMMARY);
-    artifacts.push(summary_path.clone());
-    let meta = summary::ReportMeta {
-        schema_version: summary::REPORT_SCHEMA_VERSION,
-        generated_at,
-        generated_by: format!("reports {}", env!("CARGO_PKG_VERSION")),
-        summary_source: summary.source.clone(),
-        journal: journal_stats.clone(),
-        journal_present,
-        missing: missing.clone(),
-        artifacts: artifacts
-            .iter()
-            .map(|p| {
-                p.strip_prefix(run_dir)
-                    .unwrap_or(p)
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect(),
-    };
-    let extended = summary.extended(&meta, &aggregates)?;
-    write_file(&summary_path, &to_json("summary.json", &extended)?)?;
+    if write_summary {
+        write_extended_summary(
+            run_dir,
+            &summary,
+            &journal_stats,
+            journal_present,
+            &missing,
+            &mut artifacts,
+            generated_at,
+            &aggregates,
+        )?;
+    }
     timer.done("html, junit, markdown, summary.json");
 
     Ok(ReportOutcome {
@@ -315,4 +343,45 @@ pub fn finalize_run(run_dir: &Path, options: &ReportOptions) -> Result<ReportOut
         leaderboard_records: board.map_or(0, |b| b.records.len()),
         aggregates,
     })
+}
+
+/// Adds `report` (listing `artifacts`, summary.json included) and `breakdowns` to the summary and
+/// writes it.
+#[allow(clippy::too_many_arguments)]
+fn write_extended_summary(
+    run_dir: &Path,
+    summary: &summary::LoadedSummary,
+    journal_stats: &JournalStats,
+    journal_present: bool,
+    missing: &[String],
+    artifacts: &mut Vec<PathBuf>,
+    generated_at: String,
+    aggregates: &Aggregates,
+) -> Result<(), ReportError> {
+    let summary_path = run_dir.join(files::SUMMARY);
+    artifacts.push(summary_path.clone());
+    let meta = summary::ReportMeta {
+        schema_version: summary::REPORT_SCHEMA_VERSION,
+        generated_at,
+        generated_by: format!("reports {}", env!("CARGO_PKG_VERSION")),
+        summary_source: summary.source.clone(),
+        journal: journal_stats.clone(),
+        journal_present,
+        missing: missing.to_vec(),
+        artifacts: artifacts
+            .iter()
+            .map(|p| {
+                p.strip_prefix(run_dir)
+                    .unwrap_or(p)
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect(),
+    };
+    let extended = summary.extended(&meta, aggregates)?;
+    observation::summary::write_summary(run_dir, &extended).map_err(|source| ReportError::Io {
+        path: summary_path,
+        source,
+    })?;
+    Ok(())
 }

@@ -19,7 +19,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
-use crate::aggregate::{Aggregates, BenchStep, Group, QualityStats};
+use crate::breakdowns::{Aggregates, BenchStep, BucketPoint, Group, QualityStats};
 use crate::error::ReportError;
 
 /// DejaVu Sans (see `assets/DejaVu-LICENSE.txt`).
@@ -354,7 +354,7 @@ fn time_axis(a: &Aggregates) -> (f64, &'static str) {
     }
 }
 
-fn by_rendition(a: &Aggregates) -> BTreeMap<&str, Vec<&crate::aggregate::BucketPoint>> {
+fn by_rendition(a: &Aggregates) -> BTreeMap<&str, Vec<&BucketPoint>> {
     let mut m: BTreeMap<&str, Vec<_>> = BTreeMap::new();
     for b in &a.plot.buckets {
         m.entry(b.rendition.as_str()).or_default().push(b);

@@ -1,16 +1,18 @@
-//! `summary.json`: a lenient view of the base summary the tester writes, and the extended summary
-//! this crate writes back.
+//! `summary.json` as the reports read it: a lenient view of the run's summary, and the `report` and
+//! `breakdowns` keys the report step adds before the run writes it.
 //!
 //! Design decisions:
-//! - The base file is kept as a raw JSON object and every key of it is written back unchanged;
-//!   this crate only adds (or replaces, when re-run) two top-level keys: `report` (what was read,
-//!   what was missing, which files were written) and `breakdowns` (the `Aggregates`). Unknown base
-//!   keys survive, so the tester can grow its schema without touching this crate.
-//! - The typed view uses `#[serde(default)]` everywhere; a base file that does not even fit the
-//!   lenient view is reported as unreadable and the run is rendered from the journal alone.
-//! - When there is no base summary (a crashed run), a minimal base is synthesized with
-//!   `outcome.status = "unknown"` and `report.summary_source = "journal"`, so the written file
-//!   still validates against `schema/summary.schema.json` and a later `lpt report` recognizes it.
+//! - The run's summary is kept as a raw JSON object and every key of it is written unchanged; this
+//!   crate only adds two top-level keys: `report` (what was read, what was missing, which files
+//!   were written) and `breakdowns` (the `Aggregates`). Unknown keys survive, so the tester can
+//!   grow the summary without touching this crate. The file is written once, by
+//!   `observation::summary::write_summary`, under its one schema.
+//! - The typed view uses `#[serde(default)]` everywhere, so `lpt report` and `lpt compare` read
+//!   summaries of every earlier version; a file that does not even fit the lenient view is reported
+//!   as unreadable and the run is rendered from the journal alone.
+//! - When there is no summary (a crashed run), a minimal one is synthesized with
+//!   `outcome.status = "unknown"` and `report.summary_source = "journal"`; `lpt report` writes it,
+//!   so a later `lpt report` recognizes it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,12 +20,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::aggregate::Aggregates;
+use crate::breakdowns::Aggregates;
 use crate::error::ReportError;
 use crate::journal::JournalStats;
 
-/// File name of the summary in a run directory.
-pub const SUMMARY_FILE: &str = "summary.json";
+use observation::summary::SUMMARY_FILE;
 /// Version of the `report` + `breakdowns` extension.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
 
@@ -184,6 +185,28 @@ pub struct ReportMeta {
 }
 
 impl LoadedSummary {
+    /// The summary a run hands over before it is written.
+    pub fn from_run(summary: Value) -> Result<Self, ReportError> {
+        let Value::Object(raw) = summary else {
+            return Err(ReportError::Serialize {
+                what: "the run's summary".into(),
+                source: serde::de::Error::custom("not a JSON object"),
+            });
+        };
+        let view = serde_json::from_value(Value::Object(raw.clone())).map_err(|source| {
+            ReportError::Serialize {
+                what: "the run's summary".into(),
+                source,
+            }
+        })?;
+        Ok(LoadedSummary {
+            raw,
+            view,
+            source: SummarySource::Tester,
+            problem: None,
+        })
+    }
+
     /// Reads `<run_dir>/summary.json`, falling back to a synthesized base when it is missing or
     /// unreadable. Only I/O errors other than "not found" are errors.
     pub fn load(run_dir: &Path) -> Result<Self, ReportError> {

@@ -23,6 +23,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use observation::record::*;
 use reports::leaderboard::{Leaderboard, LeaderboardRecord, aggregate};
 use reports::publish::{AcceptedRegions, Delivery, PublishError, PublishOptions, publish};
 use reports::*;

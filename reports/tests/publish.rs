@@ -19,6 +19,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use hmac::{Hmac, Mac};
+use observation::record::*;
 use reports::publish::{Delivery, PublishError, PublishOptions, publish};
 use reports::*;
 use serde_json::Value;

@@ -7,12 +7,13 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use observation::record::*;
+use observation::summary::SUMMARY_FILE;
 use polars::prelude::*;
 use reports::aggregate::{AggregateOptions, aggregate};
 use reports::compare::{ChangeVerdict, CompareOptions, compare};
 use reports::frames::RecordFrames;
 use reports::plots::PLOT_STEMS;
-use reports::records::union_schema;
 use reports::*;
 use serde_json::{Value, json};
 
@@ -182,12 +183,14 @@ fn base_summary(scenario: &str) -> Value {
         "ended_at": "2026-11-22T01:02:34.656Z",
         "duration_s": 31.2,
         "outcome": {"exit_code": 99, "status": "thresholds_failed", "message": "1 threshold failed"},
-        "environment": {"os": "Debian 12", "cpu": "test CPU", "cores": 2, "encoder": "libx264"},
+        "environment": {"os": "Debian 12", "arch": "x86_64", "cpu": "test CPU", "cores": 2, "encoder": "libx264"},
+        "workloads": [{"name": "smoke", "executor": "constant-streams", "status": "completed", "message": null}],
         "metrics": {
             "latency": {"type": "trend", "unit": "ms",
                 "values": {"count": 8, "mean": 2875.0, "p(95)": 4975.0},
                 "series": [{"tags": {"rendition": R360}, "values": {"p(95)": 5200.0}}]},
-            "segment_success": {"type": "rate", "unit": "none", "values": {"rate": 0.8889, "passes": 8, "fails": 1}}
+            "segment_success": {"type": "rate", "unit": "none", "values": {"rate": 0.8889, "passes": 8, "fails": 1},
+                "series": []}
         },
         "thresholds": [
             {"metric": "segment_success", "expression": "rate >= 0.99", "observed": 0.8889,
@@ -215,8 +218,11 @@ fn read_json(path: &Path) -> Value {
 }
 
 fn schema_validator() -> jsonschema::Validator {
-    let schema =
-        read_json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/summary.schema.json"));
+    let schema = read_json(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(observation::summary::SCHEMA_PATH),
+    );
     jsonschema::validator_for(&schema).expect("the checked-in schema is valid")
 }
 
@@ -487,12 +493,12 @@ fn every_artifact_exists_and_parses_after_finalize() {
     let dir = tempfile::tempdir().unwrap();
     let records = fixed_records();
     write_journal(dir.path(), &records);
-    std::fs::write(
-        dir.path().join(SUMMARY_FILE),
-        serde_json::to_vec_pretty(&base_summary("smoke")).unwrap(),
+    let out = finish_run(
+        dir.path(),
+        &base_summary("smoke"),
+        &ReportOptions::default(),
     )
     .unwrap();
-    let out = finalize_run(dir.path(), &ReportOptions::default()).unwrap();
     assert_eq!(out.summary_source, SummarySource::Tester);
     assert_eq!(out.records, records.len());
     assert_eq!(out.verdict.passed, Some(false));
@@ -960,6 +966,44 @@ fn compare_flags_a_10_percent_latency_regression_and_not_a_half_percent_change()
         .find(|m| m.metric == format!("latency_p95{{rendition={R240}}}"))
         .unwrap();
     assert_ne!(p95.verdict, ChangeVerdict::Regression);
+}
+
+/// A `summary.json` as runs wrote it before the summary had one writer: the tester's file,
+/// re-read and extended with `report` and `breakdowns` by the reports step.
+const V1_EXTENDED_SUMMARY: &str = include_str!("fixtures/summary-v1-extended.json");
+
+#[test]
+fn runs_written_with_the_v1_extended_summary_still_compare_and_render_without_a_rewrite() {
+    let old = serde_json::from_str::<Value>(V1_EXTENDED_SUMMARY).unwrap();
+    assert_valid_summary(&old);
+    let base = tempfile::tempdir().unwrap();
+    let new = tempfile::tempdir().unwrap();
+    latency_run(base.path(), "smoke", 1.0, 200);
+    latency_run(new.path(), "smoke", 1.2, 200);
+    std::fs::write(base.path().join(SUMMARY_FILE), V1_EXTENDED_SUMMARY).unwrap();
+
+    let c = compare(base.path(), new.path(), &CompareOptions::default()).unwrap();
+    assert!(c.comparable, "{:?}", c.reason);
+    assert_eq!(c.base_scenario, "smoke");
+    assert!(
+        !c.warnings.iter().any(|w| w.contains("unknown")),
+        "{:?}",
+        c.warnings
+    );
+    let mean = c
+        .metrics
+        .iter()
+        .find(|m| m.metric == "latency_mean")
+        .unwrap();
+    assert_eq!(mean.verdict, ChangeVerdict::Regression);
+
+    let out = finalize_run(base.path(), &ReportOptions::default()).unwrap();
+    assert_eq!(out.summary_source, SummarySource::Tester);
+    assert_eq!(
+        std::fs::read_to_string(base.path().join(SUMMARY_FILE)).unwrap(),
+        V1_EXTENDED_SUMMARY,
+        "lpt report reads summary.json and never rewrites it"
+    );
 }
 
 #[test]

@@ -145,7 +145,7 @@ pub fn bench(command: &BenchCommand, terminal: Terminal) -> Result<ExitCode, Fai
         .encoder_name();
     let result = run_bench(&options, |record| {
         observe(&registry, record);
-        let appended = journal.append(reports::BenchSegmentRecord {
+        let appended = journal.append(observation::record::BenchSegmentRecord {
             t_ms: unix_ms(started) + (record.started_secs * 1e3) as i64,
             sessions: record.load,
             session: record.session,
@@ -217,14 +217,18 @@ pub fn bench(command: &BenchCommand, terminal: Terminal) -> Result<ExitCode, Fai
         vec![],
     );
     summary.bench = bench_json;
-    summary
-        .write(&run_dir)
-        .with_context(|| format!("cannot write the summary into {}", run_dir.display()))
-        .exit_code(ExitCode::NotRun)?;
+    // A bench that ran gets its reports (and breakdowns in summary.json); one that could not run
+    // has only its summary.
+    let report = match &result {
+        Ok(_) => crate::report::finish(&run_dir, &summary),
+        Err(_) => observation::summary::write_summary(&run_dir, &summary).map(|_| None),
+    }
+    .with_context(|| format!("cannot write the summary into {}", run_dir.display()))
+    .exit_code(ExitCode::NotRun)?;
     match result {
         Ok(bench_summary) => {
             print_table(&bench_summary, terminal);
-            crate::report::render(&run_dir, terminal);
+            crate::report::announce(&run_dir, report.as_ref(), terminal);
             Ok(ExitCode::Passed)
         }
         Err(error) => Err(Failure::new(ExitCode::NotRun, error)),

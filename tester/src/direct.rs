@@ -13,13 +13,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, anyhow};
+use observation::record::SegmentRecord;
 use probes::ProbeObserver;
+use probes::QualityObservation;
 use probes::direct::{
     DirectObserver, DirectSegmentObservation, DirectSender, DirectSource, DirectTestConfig,
     DirectTestSummary, run_direct_tests, wire_ladder,
 };
-use probes::quality::{QualityObservation, QualitySampler};
-use reports::SegmentRecord;
+use probes::quality::QualitySampler;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 

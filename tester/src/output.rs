@@ -88,7 +88,7 @@ impl Terminal {
                     .map(|(k, v)| {
                         let shown = if k == "count" || k == "passes" || k == "fails" || k == "rate"
                         {
-                            format_value(*v, crate::metrics::Unit::Plain)
+                            format_value(*v, observation::metric::Unit::Plain)
                         } else {
                             format_value(*v, metric.unit)
                         };

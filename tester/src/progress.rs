@@ -39,7 +39,7 @@ pub fn status_line(registry: &Registry) -> String {
     if let Some(p95) = value("latency", Aggregation::Percentile(95.0)) {
         line.push_str(&format!(
             "  latency p95 {}",
-            format_value(p95, crate::metrics::Unit::Milliseconds)
+            format_value(p95, observation::metric::Unit::Milliseconds)
         ));
     }
     if let Some(vmaf) = value("vmaf", Aggregation::Mean) {

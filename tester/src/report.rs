@@ -3,37 +3,45 @@
 
 use std::path::Path;
 
-use reports::{CompareOptions, ReportOptions, finalize_run};
+use reports::{CompareOptions, ReportOptions, ReportOutcome, finalize_run, finish_run};
 use tracing::warn;
 
 use crate::exit_code::{ExitCode, Failure};
 use crate::output::Terminal;
+use crate::summary::Summary;
 
-/// Renders every report of `run_dir` (HTML, plots, JUnit, Markdown, Parquet, breakdowns in
-/// summary.json). A failure here never changes a run's verdict: it is reported and the run's
-/// summary.json and journal stay as written.
-pub fn render(run_dir: &Path, terminal: Terminal) -> Option<reports::ReportOutcome> {
-    match finalize_run(run_dir, &ReportOptions::default()) {
-        Ok(outcome) => {
-            if !terminal.quiet {
-                println!(
-                    "report: {} ({} records)",
-                    run_dir.join(reports::files::HTML).display(),
-                    outcome.records
-                );
-            }
-            for missing in &outcome.missing {
-                warn!("report: {missing}");
-            }
-            Some(outcome)
-        }
+/// The end of a run: renders every report of `run_dir` (HTML, plots, JUnit, Markdown, Parquet)
+/// and writes `summary.json` once, with the breakdowns. A report that cannot be rendered never
+/// changes a run's verdict: it is logged and `summary.json` is written without breakdowns; the
+/// error is only a summary that cannot be written at all.
+pub fn finish(run_dir: &Path, summary: &Summary) -> std::io::Result<Option<ReportOutcome>> {
+    match finish_run(run_dir, summary, &ReportOptions::default()) {
+        Ok(outcome) => Ok(Some(outcome)),
         Err(error) => {
             warn!(
                 "the reports for {} could not be rendered: {error}",
                 run_dir.display()
             );
-            None
+            observation::summary::write_summary(run_dir, summary)?;
+            Ok(None)
         }
+    }
+}
+
+/// Says where the report is and what it found missing.
+pub fn announce(run_dir: &Path, outcome: Option<&ReportOutcome>, terminal: Terminal) {
+    let Some(outcome) = outcome else {
+        return;
+    };
+    if !terminal.quiet {
+        println!(
+            "report: {} ({} records)",
+            run_dir.join(reports::files::HTML).display(),
+            outcome.records
+        );
+    }
+    for missing in &outcome.missing {
+        warn!("report: {missing}");
     }
 }
 

@@ -23,7 +23,9 @@ use crate::metrics::Registry;
 use crate::metrics::Tags;
 use crate::output::Terminal;
 use crate::scenario::Sampling;
-use crate::scenario::{self, DirectPayment, Executor, KeySource, Scenario, Source, Target};
+use crate::scenario::{
+    self, DirectPayment, Executor, KeySource, Scenario, Source, Target, Workload,
+};
 use crate::stack::embedded::{current_lpt, stack_dir};
 use crate::stack::{EmbeddedStack, StackOptions};
 use crate::streams::{DeliveredPixels, MetricsObserver, ProbeRunner, StreamTarget};
@@ -185,17 +187,19 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
         &registry,
         verdicts,
     );
-    {
+    // The lock is held while the reports render, so a second Ctrl-C in the meantime waits for
+    // this one write instead of writing a summary of its own.
+    let report = {
         let mut written = summary_written.lock().unwrap_or_else(|e| e.into_inner());
-        summary
-            .write(&run_dir)
+        let report = crate::report::finish(&run_dir, &summary)
             .with_context(|| format!("cannot write {}", run_dir.join("summary.json").display()))
             .with_context(|| summary.outcome.message.clone())
             .exit_code(ExitCode::NotRun)?;
         *written = true;
-    }
+        report
+    };
     options.terminal.print_summary(&summary, &run_dir);
-    crate::report::render(&run_dir, options.terminal);
+    crate::report::announce(&run_dir, report.as_ref(), options.terminal);
     if code == ExitCode::NotRun {
         warn!("{}", summary.outcome.message);
     }
@@ -298,8 +302,8 @@ impl Emergency {
                 &self.registry,
                 verdicts,
             );
-            match summary.write(&self.run_dir) {
-                Ok(()) => *written = true,
+            match observation::summary::write_summary(&self.run_dir, &summary) {
+                Ok(_) => *written = true,
                 Err(error) => eprintln!("cannot write summary.json: {error}"),
             }
         }
@@ -370,6 +374,14 @@ fn default_run_dir(scenario: &Scenario) -> PathBuf {
     Path::new("runs").join(format!("{}-{stamp}", scenario.name))
 }
 
+/// The embedded stack of a run, with what the payment probe needs to know of its prices.
+struct RunningStack {
+    nodes: EmbeddedStack,
+    /// Each orchestrator's price (wei per `pixels_per_unit` pixels), in start order.
+    prices: Vec<u64>,
+    pixels_per_unit: u64,
+}
+
 /// Brings up the target and runs every workload against it, each from its own start time.
 async fn execute(
     scenario: &Scenario,
@@ -378,8 +390,76 @@ async fn execute(
     run_dir: &Path,
     cancel: CancellationToken,
 ) -> anyhow::Result<Vec<WorkloadResult>> {
-    let mut stack = None;
-    let target = match &scenario.target {
+    let (stack, target) = bring_up_target(scenario, run_dir).await?;
+    let publishes = scenario
+        .workloads
+        .iter()
+        .any(|w| !matches!(w.executor, Executor::DirectOrchestrator { .. }));
+
+    let (encoded, source) = prepare_source(&scenario.source).await?;
+    let quality = quality_sampler(scenario, &encoded)?;
+    // The payment probe reconciles what the broadcaster paid; direct tests pay from the tester.
+    let payments = match &stack {
+        Some(stack) if scenario.payments.enabled && publishes => {
+            Some(payment_probe(&stack.nodes.endpoints, &stack.prices, stack.pixels_per_unit).await?)
+        }
+        _ => None,
+    };
+    let direct_source = if scenario
+        .workloads
+        .iter()
+        .any(|w| matches!(w.executor, Executor::DirectOrchestrator { .. }))
+    {
+        Some(Arc::new(
+            DirectSource::from_encoded(&encoded, 2.0)
+                .context("cannot cut the source into segments for direct tests")?,
+        ))
+    } else {
+        None
+    };
+    let workloads = Workloads {
+        scenario,
+        registry,
+        journal,
+        target,
+        source,
+        direct_source,
+        sender: sender_of(stack.as_ref(), &scenario.target)?,
+        embedded_orchestrators: stack
+            .as_ref()
+            .map(|stack| stack.nodes.endpoints.orchestrators.clone())
+            .unwrap_or_default(),
+        quality: quality.clone(),
+        pixels: Arc::new(DeliveredPixels::default()),
+        client: probes::http_client().context("cannot build the HTTP client")?,
+        run_id: format!(
+            "lpt{}",
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs()
+        ),
+        cancel: cancel.clone(),
+    };
+    let results =
+        futures_util::future::join_all(scenario.workloads.iter().map(|w| workloads.start(w))).await;
+    tokio::join!(
+        settle_payments(payments, &workloads.pixels, registry, run_dir),
+        finish_scoring(quality.as_deref(), &cancel)
+    );
+    if let Some(stack) = stack {
+        stack.nodes.stop().await;
+    }
+    Ok(results)
+}
+
+/// Starts the embedded stack, or checks that an external target is reachable; a direct target has
+/// no stream target.
+async fn bring_up_target(
+    scenario: &Scenario,
+    run_dir: &Path,
+) -> anyhow::Result<(Option<RunningStack>, Option<StreamTarget>)> {
+    match &scenario.target {
         Target::Embedded {
             orchestrators,
             transcoders_per_orchestrator,
@@ -411,18 +491,22 @@ async fn execute(
                 lpt: current_lpt()?,
                 ready_deadline: Duration::from_secs(60),
             };
-            let started = EmbeddedStack::start(&options)
+            let nodes = EmbeddedStack::start(&options)
                 .await
                 .context("the embedded stack did not come up")?;
             let target = StreamTarget {
-                rtmp_url: started.endpoints.rtmp_url.clone(),
-                playback_url: started.endpoints.playback_url.clone(),
+                rtmp_url: nodes.endpoints.rtmp_url.clone(),
+                playback_url: nodes.endpoints.playback_url.clone(),
             };
-            let prices: Vec<u64> = (0..*orchestrators).map(|i| options.price_of(i)).collect();
-            stack = Some((started, prices, *pixels_per_unit));
-            Some(target)
+            let prices = (0..*orchestrators).map(|i| options.price_of(i)).collect();
+            let stack = RunningStack {
+                nodes,
+                prices,
+                pixels_per_unit: *pixels_per_unit,
+            };
+            Ok((Some(stack), Some(target)))
         }
-        Target::Direct { .. } => None,
+        Target::Direct { .. } => Ok((None, None)),
         Target::External {
             rtmp_url,
             playback_url,
@@ -430,98 +514,91 @@ async fn execute(
         } => {
             check_reachable("RTMP ingest", rtmp_url, 1935).await?;
             check_reachable("HLS playback", playback_url, 80).await?;
-            Some(StreamTarget {
+            let target = StreamTarget {
                 rtmp_url: rtmp_url.clone(),
                 playback_url: playback_url.clone(),
-            })
+            };
+            Ok((None, Some(target)))
         }
-    };
-    let publishes = scenario
-        .workloads
-        .iter()
-        .any(|w| !matches!(w.executor, Executor::DirectOrchestrator { .. }));
+    }
+}
 
-    let (encoded, source) = prepare_source(&scenario.source).await?;
-    let quality = quality_sampler(scenario, &encoded)?;
-    // The payment probe reconciles what the broadcaster paid; direct tests pay from the tester.
-    let payments = match &stack {
-        Some((stack, prices, pixels_per_unit)) if scenario.payments.enabled && publishes => {
-            Some(payment_probe(&stack.endpoints, prices, *pixels_per_unit).await?)
-        }
-        _ => None,
-    };
-    let direct_source = if scenario
-        .workloads
-        .iter()
-        .any(|w| matches!(w.executor, Executor::DirectOrchestrator { .. }))
+/// Who pays in direct tests: the scenario's own payment key, else the embedded stack's funded
+/// sender when it runs on a chain; `None` tests unpaid.
+fn sender_of(
+    stack: Option<&RunningStack>,
+    target: &Target,
+) -> anyhow::Result<Option<DirectSender>> {
+    if let Target::Direct {
+        payment: Some(payment),
+    } = target
     {
-        Some(Arc::new(
-            DirectSource::from_encoded(&encoded, 2.0)
-                .context("cannot cut the source into segments for direct tests")?,
-        ))
-    } else {
-        None
+        return Ok(Some(direct_sender(payment)?));
+    }
+    let Some(stack) = stack else {
+        return Ok(None);
     };
-    let sender = match (&stack, &scenario.target) {
-        (
-            _,
-            Target::Direct {
-                payment: Some(payment),
-            },
-        ) => Some(direct_sender(payment)?),
-        (Some((stack, _, _)), _) => match (
-            stack.sender_signer(),
-            &stack.endpoints.chain_rpc,
-            &stack.endpoints.ticket_broker,
-        ) {
-            (Some(signer), Some(rpc), Some(broker)) => Some(DirectSender {
-                signer,
-                rpc_url: rpc.clone(),
-                ticket_broker: broker.parse().context("ticket broker address")?,
-                limits: protocol::ticket::SenderLimits::default(),
-            }),
-            _ => None,
-        },
-        (None, _) => None,
-    };
-    let embedded_orchestrators = stack
-        .as_ref()
-        .map(|(stack, _, _)| stack.endpoints.orchestrators.clone())
-        .unwrap_or_default();
-    let pixels = Arc::new(DeliveredPixels::default());
-    let client = probes::http_client().context("cannot build the HTTP client")?;
-    let run_id = format!(
-        "lpt{}",
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs()
-    );
-    let workloads = scenario.workloads.iter().map(|workload| {
+    let endpoints = &stack.nodes.endpoints;
+    match (
+        stack.nodes.sender_signer(),
+        &endpoints.chain_rpc,
+        &endpoints.ticket_broker,
+    ) {
+        (Some(signer), Some(rpc), Some(broker)) => Ok(Some(DirectSender {
+            signer,
+            rpc_url: rpc.clone(),
+            ticket_broker: broker.parse().context("ticket broker address")?,
+            limits: protocol::ticket::SenderLimits::default(),
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// What every workload of a run shares: where streams go, the sources, who pays, and where
+/// observations end up.
+struct Workloads<'a> {
+    scenario: &'a Scenario,
+    registry: &'a Arc<Registry>,
+    journal: &'a JournalWriter,
+    target: Option<StreamTarget>,
+    source: Arc<ReplaySource>,
+    direct_source: Option<Arc<DirectSource>>,
+    sender: Option<DirectSender>,
+    embedded_orchestrators: Vec<String>,
+    quality: Option<Arc<QualitySampler>>,
+    pixels: Arc<DeliveredPixels>,
+    client: reqwest::Client,
+    run_id: String,
+    cancel: CancellationToken,
+}
+
+impl<'a> Workloads<'a> {
+    /// One workload, run to its end by its executor.
+    fn start(&self, workload: &'a Workload) -> futures_util::future::BoxFuture<'a, WorkloadResult> {
         if let (Executor::DirectOrchestrator { .. }, Some(source)) =
-            (&workload.executor, &direct_source)
+            (&workload.executor, &self.direct_source)
         {
             let context = DirectContext {
-                embedded_orchestrators: embedded_orchestrators.clone(),
-                sender: sender.clone(),
+                embedded_orchestrators: self.embedded_orchestrators.clone(),
+                sender: self.sender.clone(),
                 source: source.clone(),
-                ladder: scenario.ladder.clone(),
-                quality: quality.clone(),
+                ladder: self.scenario.ladder.clone(),
+                quality: self.quality.clone(),
                 observer: Arc::new(MetricsObserver {
-                    registry: registry.clone(),
-                    journal: Some(journal.clone()),
-                    pixels: pixels.clone(),
+                    registry: self.registry.clone(),
+                    journal: Some(self.journal.clone()),
+                    pixels: self.pixels.clone(),
                     workload: workload.name.clone(),
                     load: None,
                 }),
             };
-            let run_id = run_id.clone();
-            let cancel = cancel.clone();
+            let run_id = self.run_id.clone();
+            let cancel = self.cancel.clone();
             return async move { run_direct_workload(workload, &run_id, context, cancel).await }
                 .boxed();
         }
         // The loader refuses stream workloads without a stack to publish to.
-        let Some(target) = target.clone() else {
+        let Some(target) = self.target.clone() else {
             let message = format!(
                 "workload `{}` publishes streams, but the target has none",
                 workload.name
@@ -539,78 +616,73 @@ async fn execute(
         let capacity = matches!(workload.executor, Executor::Capacity { .. });
         let runner = Arc::new(ProbeRunner {
             target,
-            source: source.clone(),
-            client: client.clone(),
-            registry: registry.clone(),
-            journal: Some(journal.clone()),
-            pixels: pixels.clone(),
-            quality: quality.clone(),
-            ladder: scenario.ladder.clone(),
+            source: self.source.clone(),
+            client: self.client.clone(),
+            registry: self.registry.clone(),
+            journal: Some(self.journal.clone()),
+            pixels: self.pixels.clone(),
+            quality: self.quality.clone(),
+            ladder: self.scenario.ladder.clone(),
             duration: workload.executor.max_duration(),
             load: capacity.then(|| load.clone()),
         });
-        let run_id = run_id.clone();
-        let cancel = cancel.clone();
-        let registry = registry.clone();
+        let run_id = self.run_id.clone();
+        let cancel = self.cancel.clone();
+        let registry = self.registry.clone();
+        let thresholds = &self.scenario.thresholds;
         async move {
             run_workload(
-                workload,
-                &run_id,
-                runner,
-                registry,
-                load,
-                &scenario.thresholds,
-                cancel,
+                workload, &run_id, runner, registry, load, thresholds, cancel,
             )
             .await
         }
         .boxed()
-    });
-    let results = futures_util::future::join_all(workloads).await;
-
-    let settle_payments = async {
-        if let Some(probe) = payments {
-            info!("waiting for the orchestrators' redemptions to settle on chain");
-            match probe.settle_total(u128::from(pixels.get())).await {
-                Ok(report) => record_payments(registry, &report, run_dir),
-                Err(error) => {
-                    warn!("the payment probe failed: {error}");
-                    registry.add_bool(
-                        "checks",
-                        &crate::metrics::tags([("check", "payments")]),
-                        false,
-                    );
-                }
-            }
-        }
-    };
-    // Scoring runs at low priority and lags the streams: its last samples are awaited (bounded)
-    // so the summary holds every score the run took.
-    let finish_scoring = async {
-        let Some(sampler) = &quality else { return };
-        if sampler.pending() == 0 {
-            return;
-        }
-        info!(
-            pending = sampler.pending(),
-            "waiting for the quality probe's last scores"
-        );
-        let deadline = tokio::time::Instant::now() + QUALITY_TAIL;
-        tokio::select! {
-            idle = sampler.wait_idle(deadline) => if !idle {
-                warn!(
-                    pending = sampler.pending(),
-                    "quality samples still unscored after {QUALITY_TAIL:?}; they are left out"
-                );
-            },
-            () = cancel.cancelled() => {}
-        }
-    };
-    tokio::join!(settle_payments, finish_scoring);
-    if let Some((stack, _, _)) = stack {
-        stack.stop().await;
     }
-    Ok(results)
+}
+
+/// Waits for the orchestrators' redemptions to settle and records the reconciliation.
+async fn settle_payments(
+    payments: Option<PaymentProbe>,
+    pixels: &DeliveredPixels,
+    registry: &Registry,
+    run_dir: &Path,
+) {
+    let Some(probe) = payments else { return };
+    info!("waiting for the orchestrators' redemptions to settle on chain");
+    match probe.settle_total(u128::from(pixels.get())).await {
+        Ok(report) => record_payments(registry, &report, run_dir),
+        Err(error) => {
+            warn!("the payment probe failed: {error}");
+            registry.add_bool(
+                "checks",
+                &crate::metrics::tags([("check", "payments")]),
+                false,
+            );
+        }
+    }
+}
+
+/// Scoring runs at low priority and lags the streams: its last samples are awaited (bounded) so
+/// the summary holds every score the run took.
+async fn finish_scoring(quality: Option<&QualitySampler>, cancel: &CancellationToken) {
+    let Some(sampler) = quality else { return };
+    if sampler.pending() == 0 {
+        return;
+    }
+    info!(
+        pending = sampler.pending(),
+        "waiting for the quality probe's last scores"
+    );
+    let deadline = tokio::time::Instant::now() + QUALITY_TAIL;
+    tokio::select! {
+        idle = sampler.wait_idle(deadline) => if !idle {
+            warn!(
+                pending = sampler.pending(),
+                "quality samples still unscored after {QUALITY_TAIL:?}; they are left out"
+            );
+        },
+        () = cancel.cancelled() => {}
+    }
 }
 
 /// The quality probe's sampler, sized from the scenario (`sample = "auto"`: what one scoring

@@ -2,19 +2,23 @@
 //!
 //! [`ProbeRunner`] is the [`StreamRunner`] the executors use for stream workloads: each stream is a
 //! `probes::StreamProbe` publishing the shared stamped source to the target's RTMP URL and pulling
-//! its HLS back. [`MetricsObserver`] is where probe observations become the catalogue's metrics,
-//! tagged with workload, stream and rendition (and, in a capacity search, the stream count at the
-//! time, so each step can be judged alone).
+//! its HLS back. [`MetricsObserver`] is where probe observations become journal records; each
+//! record feeds the live registry through the metric table's mapping (`Registry::add_record`),
+//! tagged with its workload, stream and rendition columns (and, in a capacity search, the stream
+//! count at the time, so each step can be judged alone). Only the samples no record column holds
+//! (stream-tester's segment latency, VMAF deficit, stalls, publisher lag) are added by name here.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use probes::quality::{QualityObservation, QualitySampler};
+use observation::record::{CheckRecord, QualitySample, Record, RecordKind, SegmentRecord};
+use probes::quality::QualitySampler;
 use probes::{
-    CheckObservation, CheckOptions, ProbeObserver, PublishObservation, PublishPhase, ReplaySource,
-    SegmentObservation, StallObservation, StreamProbe, StreamProbeConfig,
+    CheckObservation, CheckOptions, ProbeObserver, PublishObservation, PublishPhase,
+    QualityObservation, ReplaySource, SegmentObservation, StallObservation, StreamProbe,
+    StreamProbeConfig,
 };
-use reports::{CheckRecord, JournalWriter, QualitySample, SegmentRecord};
+use reports::JournalWriter;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -50,10 +54,23 @@ impl MetricsObserver {
         if let Some(rendition) = rendition {
             tags.insert("rendition".into(), rendition.to_owned());
         }
+        tags.extend(self.load_tags());
+        tags
+    }
+
+    /// The tags a record's columns do not carry: `sessions` in a capacity search.
+    fn load_tags(&self) -> Tags {
+        let mut tags = Tags::new();
         if let Some(load) = &self.load {
             tags.insert("sessions".into(), load.get().to_string());
         }
         tags
+    }
+
+    /// Feeds a record's metric samples to the registry and appends it to the journal.
+    pub(crate) fn observe<R: RecordKind + Into<Record>>(&self, record: R) {
+        self.registry.add_record(&record, &self.load_tags());
+        self.record(record);
     }
 }
 
@@ -65,15 +82,6 @@ impl MetricsObserver {
             tags.insert("orchestrator".into(), orchestrator.to_owned());
             tags.insert("region".into(), region.to_owned());
         }
-        if let Some(vmaf) = q.vmaf {
-            self.registry.add("vmaf", &tags, vmaf);
-        }
-        if let Some(psnr) = q.psnr_y {
-            self.registry.add("psnr", &tags, psnr);
-        }
-        if let Some(reference) = q.vmaf_reference {
-            self.registry.add("vmaf_reference", &tags, reference);
-        }
         if let Some(difference) = q.difference {
             self.registry.add("vmaf_deficit", &tags, -difference);
         }
@@ -84,7 +92,7 @@ impl MetricsObserver {
             if vmaf.is_none() && origin == "reference" {
                 continue;
             }
-            self.record(QualitySample {
+            self.observe(QualitySample {
                 t_ms: q.scored_at_unix_ms,
                 workload: self.workload.clone(),
                 stream: q.stream_key.clone(),
@@ -100,7 +108,9 @@ impl MetricsObserver {
         }
     }
 
-    pub(crate) fn record(&self, record: impl Into<reports::Record>) {
+    /// Appends a record to the journal only (the direct executor's per-rendition rows, whose
+    /// metrics are per segment).
+    pub(crate) fn record(&self, record: impl Into<Record>) {
         // A write failure is reported once, by the run, which stops on it; only a record that
         // could not be serialised is worth a warning of its own.
         if let Some(journal) = &self.journal
@@ -115,7 +125,7 @@ impl MetricsObserver {
 impl ProbeObserver for MetricsObserver {
     fn segment(&self, s: &SegmentObservation) {
         let media = s.media.as_ref();
-        self.record(SegmentRecord {
+        self.observe(SegmentRecord {
             t_ms: s
                 .download_finished_unix_ms
                 .or(s.first_seen_unix_ms)
@@ -142,30 +152,20 @@ impl ProbeObserver for MetricsObserver {
             width: media.map(|m| m.width),
             height: media.map(|m| m.height),
         });
-        let tags = self.tags(&s.stream_key, Some(&s.rendition));
-        self.registry.add_bool("segment_success", &tags, s.success);
         if let (true, Some(m)) = (s.success && s.rendition != "source", media) {
             let pixels = u64::from(m.width) * u64::from(m.height) * m.frames;
             self.pixels
                 .0
                 .fetch_add(pixels, std::sync::atomic::Ordering::Relaxed);
         }
-        if s.success {
-            self.registry.add("segments", &tags, 1.0);
-        }
-        if let Some(ms) = s.latency.glass_to_glass_ms {
-            self.registry.add("latency", &tags, ms);
-        }
         if let Some(ms) = s.latency.segment_latency_ms {
+            let tags = self.tags(&s.stream_key, Some(&s.rendition));
             self.registry.add("segment_latency", &tags, ms);
-        }
-        if let Some(ms) = s.download_ms {
-            self.registry.add("download_time", &tags, ms);
         }
     }
 
     fn check(&self, c: &CheckObservation) {
-        self.record(CheckRecord {
+        self.observe(CheckRecord {
             t_ms: c.at_unix_ms,
             workload: self.workload.clone(),
             stream: c.stream_key.clone(),
@@ -177,9 +177,6 @@ impl ProbeObserver for MetricsObserver {
             observed: None,
             expected: None,
         });
-        let mut tags = self.tags(&c.stream_key, Some(&c.rendition));
-        tags.insert("check".into(), c.check.clone());
-        self.registry.add_bool("checks", &tags, c.passed);
     }
 
     fn quality(&self, q: &QualityObservation) {

@@ -1,22 +1,21 @@
 //! `summary.json`: the machine-readable end of every run, written first and rendered second.
 //!
 //! It holds everything the terminal shows — the outcome, every metric's aggregates overall and per
-//! tag set, every threshold with its observed value — under a versioned schema checked in at
-//! `tester/schema/summary.schema.json`. The `reports` crate extends it with breakdowns; consumers
-//! must ignore keys they do not know.
+//! tag set, every threshold with its observed value. The run hands it to the report step
+//! (`crate::report::finish`), which adds the breakdowns and writes `summary.json` once through
+//! `observation::summary::write_summary`, under the one versioned schema checked in at
+//! `observation/schema/summary.schema.json`; consumers must ignore keys they do not know.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::SystemTime;
 
 use serde::Serialize;
 
 use crate::exit_code::ExitCode;
-use crate::metrics::{MetricKind, Registry, Tags, Unit, catalog};
+use crate::metrics::{Registry, Tags};
 use crate::scenario::Scenario;
 use crate::thresholds::Verdict;
-
-pub const SCHEMA_VERSION: u32 = 1;
+use observation::metric::{MetricKind, Unit};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -103,7 +102,7 @@ pub fn metric_summaries(registry: &Registry) -> BTreeMap<String, MetricSummary> 
         .snapshot()
         .into_iter()
         .filter_map(|(name, series)| {
-            let def = catalog::lookup(name)?;
+            let def = observation::metric::lookup(name)?;
             let mut overall = crate::metrics::Sink::new(def.kind);
             for (_, sink) in &series {
                 overall.merge(sink);
@@ -141,7 +140,7 @@ impl Summary {
         thresholds: Vec<Verdict>,
     ) -> Summary {
         Summary {
-            schema_version: SCHEMA_VERSION,
+            schema_version: observation::summary::SCHEMA_VERSION,
             tool: Tool {
                 name: "lpt",
                 version: env!("CARGO_PKG_VERSION"),
@@ -164,18 +163,6 @@ impl Summary {
             thresholds,
             bench: None,
         }
-    }
-
-    /// Writes `summary.json` atomically (temporary file, synced to disk, then renamed), so a
-    /// reader never sees half, nor after a crash an empty file under the final name.
-    pub fn write(&self, run_dir: &Path) -> std::io::Result<()> {
-        let path = run_dir.join("summary.json");
-        let temporary = run_dir.join(".summary.json.tmp");
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        let mut file = std::fs::File::create(&temporary)?;
-        std::io::Write::write_all(&mut file, &json)?;
-        file.sync_all()?;
-        std::fs::rename(temporary, path)
     }
 }
 

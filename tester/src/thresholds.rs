@@ -13,7 +13,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::hint::closest;
-use crate::metrics::{Aggregation, MetricDef, MetricKind, Registry, TAG_KEYS, Tags, Unit, catalog};
+use crate::metrics::{Aggregation, Registry, Tags};
+use observation::metric::{MetricDef, MetricKind, TAG_KEYS, Unit};
 
 /// A metric name with an optional tag selector: `latency{rendition=P360p30fps16x9,stream=s1}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,13 +117,13 @@ pub fn parse_selector(text: &str) -> Result<Selector, ThresholdError> {
         }
         None => (text, None),
     };
-    let metric = catalog::lookup(name).ok_or_else(|| {
-        let names = catalog::CATALOG.iter().map(|m| m.name);
+    let metric = observation::metric::lookup(name).ok_or_else(|| {
+        let names = observation::metric::CATALOG.iter().map(|m| m.name);
         match closest(name, names) {
             Some(hint) => error(format!("unknown metric `{name}`; did you mean `{hint}`?")),
             None => error(format!(
                 "unknown metric `{name}`; known metrics: {}",
-                catalog::CATALOG
+                observation::metric::CATALOG
                     .iter()
                     .map(|m| m.name)
                     .collect::<Vec<_>>()
@@ -396,7 +397,7 @@ mod tests {
     use crate::metrics::tags;
 
     fn metric(name: &str) -> &'static MetricDef {
-        catalog::lookup(name).unwrap()
+        observation::metric::lookup(name).unwrap()
     }
 
     fn threshold(selector: &str, expression: &str) -> Threshold {

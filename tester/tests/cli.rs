@@ -28,7 +28,7 @@ fn write_scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 fn schema_validator() -> jsonschema::Validator {
     let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("tester/schema/summary.schema.json")).unwrap(),
+        &std::fs::read_to_string(repo_root().join(observation::summary::SCHEMA_PATH)).unwrap(),
     )
     .unwrap();
     jsonschema::validator_for(&schema).expect("the checked-in schema is valid")
@@ -362,6 +362,15 @@ duration = "8s"
         errors.is_empty(),
         "summary.json breaks its schema: {errors:?}"
     );
+    // Written once, at the end of the run, with the report step's keys in it.
+    assert_eq!(summary["report"]["summary_source"], "tester", "{summary}");
+    assert!(
+        summary["breakdowns"]["segments"]["overall"]["segments"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{summary}"
+    );
+    assert!(!run_dir.join(".summary.json.tmp").exists());
     for t in summary["thresholds"].as_array().unwrap() {
         assert_eq!(t["passed"], true, "{t}");
     }

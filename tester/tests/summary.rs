@@ -59,7 +59,9 @@ duration = "1s"
 
     let schema: Value = serde_json::from_str(
         &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/summary.schema.json"),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(observation::summary::SCHEMA_PATH),
         )
         .unwrap(),
     )

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixMs;
 use crate::observe::CheckObservation;
-use crate::quality::QualityObservation;
+use crate::observe::QualityObservation;
 
 pub use reason::{FAILURE_CODES, FailureReason};
 pub use run::{run_direct_test, run_direct_tests};

@@ -33,10 +33,11 @@ use crate::checks::{CheckOptions, SegmentChecker};
 use crate::clock::{UnixMs, now_unix_ms};
 use crate::decode::decode_segment;
 use crate::hls::PulledSegment;
+use crate::observe::QualityObservation;
 use crate::observe::{
     CheckObservation, ProbeObserver, PublishObservation, SegmentObservation, StallObservation,
 };
-use crate::quality::{QualityObservation, QualitySample, QualitySampler, Submission};
+use crate::quality::{QualitySample, QualitySampler, Submission};
 
 /// Check verdicts that make a rendition wrong (the others are reported, not failed on).
 const OUTPUT_CHECKS: &[&str] = &["decode", "codec", "resolution", "stamps"];

@@ -10,11 +10,12 @@ use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
 use node_orchestrator::config::ChainConfig;
 use node_orchestrator::{OrchestratorConfig, RunningOrchestrator};
+use probes::QualityObservation;
 use probes::direct::{
     DirectObserver, DirectSegmentObservation, DirectSender, DirectSource, DirectTestConfig,
     NullDirectObserver, run_direct_test, run_direct_tests, wire_ladder,
 };
-use probes::quality::{QualityObservation, QualitySampler, QualitySamplerConfig, Sampling};
+use probes::quality::{QualitySampler, QualitySamplerConfig, Sampling};
 use protocol::chain::{Contracts, DeployConfig, LocalChain};
 use protocol::net::VideoProfile;
 use protocol::ticket::SenderLimits;

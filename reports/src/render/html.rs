@@ -8,7 +8,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use super::ReportContext;
-use crate::aggregate::{Distribution, Group, QualityStats, SegmentStats};
+use crate::breakdowns::{Distribution, Group, QualityStats, SegmentStats};
 use crate::util::{escape_xml as esc, fmt_num, fmt_pct, fmt_price};
 
 const CSS: &str = r#"

@@ -5,7 +5,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 
-use crate::aggregate::Aggregates;
+use crate::breakdowns::Aggregates;
 use crate::journal::JournalStats;
 use crate::leaderboard::Leaderboard;
 use crate::plots::{PlotOutput, SkippedPlot};

@@ -3,20 +3,23 @@
 //! Probes add samples to a [`Registry`]; each (metric, tag set) pair keeps one [`Sink`]. Trends keep
 //! an HDR histogram, so percentiles stay exact to three significant digits and memory stays flat
 //! however long the run. A threshold's tag selector merges every series whose tags include the
-//! selector's, which is why sinks know how to [`Sink::merge`].
+//! selector's, which is why sinks know how to [`Sink::merge`]. Which metrics exist, and their
+//! types, is `observation::metric`'s table; a journal record's samples are fed through
+//! [`Registry::add_record`], the same mapping `lpt compare` reads back from the journal.
 
-pub mod catalog;
 mod sink;
 
-pub use catalog::{CATALOG, MetricDef, MetricKind, TAG_KEYS, Unit};
 pub use sink::{Aggregation, Sink};
 
 use std::collections::{BTreeMap, HashMap};
+
+use observation::metric;
+use observation::record::RecordKind;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Tags on a sample or a series, ordered so equal sets compare and hash equally.
-pub type Tags = BTreeMap<String, String>;
+pub type Tags = observation::sample::Tags;
 
 /// Builds a tag set from pairs: `tags([("rendition", "P360p30fps16x9")])`.
 pub fn tags<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Tags {
@@ -57,7 +60,7 @@ impl Registry {
     /// # Panics
     /// When `metric` is not in the catalogue: that is a bug in a probe, not a user's mistake.
     pub fn add(&self, metric: &str, tags: &Tags, value: f64) {
-        let def = catalog::lookup(metric)
+        let def = metric::lookup(metric)
             .unwrap_or_else(|| panic!("metric `{metric}` is not in the catalogue"));
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
         let by_tags = series.entry(def.name).or_default();
@@ -68,6 +71,16 @@ impl Registry {
                 sink.add(value);
                 by_tags.insert(tags.clone(), sink);
             }
+        }
+    }
+
+    /// Adds every metric sample a journal record stands for
+    /// (`observation::sample::journal_samples`), tagged with the record's tag columns and `extra`.
+    pub fn add_record<R: RecordKind>(&self, record: &R, extra: &Tags) {
+        let mut tags = observation::sample::record_tags(record);
+        tags.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for (def, value) in observation::sample::journal_samples(record) {
+            self.add(def.name, &tags, value);
         }
     }
 

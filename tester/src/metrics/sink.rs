@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::MetricKind;
+use observation::metric::MetricKind;
 
 /// Values are multiplied by this before going into a histogram (1/1000 of the unit).
 const RESOLUTION: f64 = 1000.0;

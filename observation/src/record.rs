@@ -1,5 +1,5 @@
-//! The typed records a run writes as it happens, one Rust type per record kind, and the Polars
-//! schema of each.
+//! The typed records a run writes to its journal as it happens, one Rust type per record kind,
+//! and the Polars schema of each.
 //!
 //! Design decisions:
 //! - **Timestamps are `t_ms: i64`, unix epoch milliseconds (UTC)**: integral, exact, sortable, and
@@ -10,11 +10,12 @@
 //! - The `type` tag and the `v` version are written by the journal, not stored in the structs, so a
 //!   record cannot carry a stale version: on the wire every line is
 //!   `{"type":"segment","v":1, ...fields}`. A reader that meets a version it does not know counts
-//!   the line and skips it (see `journal`).
-//! - One macro declares each record's struct, its Polars schema and a column builder, so the three
-//!   can never drift apart; a field of the same name has the same Polars type in every record kind
-//!   (checked by a test), which lets `records.parquet` hold all kinds in one table with a `type`
-//!   column.
+//!   the line and skips it (see `reports::journal`).
+//! - One macro declares each record's struct, its Polars schema, a column builder and by-name
+//!   access to its numeric and text columns, so they can never drift apart; by-name access is how
+//!   [`crate::sample`] reads a record with the metric table's column names. A field of the same
+//!   name has the same Polars type in every record kind (checked by a test), which lets
+//!   `records.parquet` hold all kinds in one table with a `type` column.
 
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,11 @@ pub trait RecordKind: Serialize + for<'de> Deserialize<'de> + Sized {
     type Columns: RecordColumns<Self>;
     /// The Polars schema of this kind's table, including the `type` and `v` columns.
     fn schema() -> Schema;
+    /// The value of a numeric or boolean column (`true` is 1), `None` when the column is null,
+    /// text, or not one of this kind's.
+    fn number(&self, column: &str) -> Option<f64>;
+    /// The value of a text column, `None` when it is null, not text, or not one of this kind's.
+    fn text(&self, column: &str) -> Option<&str>;
 }
 
 /// Column-wise accumulation of one record kind, finished into a `DataFrame`.
@@ -55,10 +61,18 @@ pub trait Cell {
     fn push(acc: &mut Self::Acc, value: &Self);
     /// Turns the accumulator into a named column.
     fn finish(acc: Self::Acc, name: &str) -> Column;
+    /// The value as a number, for numeric and boolean cells.
+    fn number(&self) -> Option<f64> {
+        None
+    }
+    /// The value as text, for text cells.
+    fn text(&self) -> Option<&str> {
+        None
+    }
 }
 
 macro_rules! primitive_cell {
-    ($t:ty, $dtype:expr) => {
+    ($t:ty, $dtype:expr, |$v:ident| $as_f64:expr) => {
         impl Cell for $t {
             type Acc = Vec<$t>;
             fn dtype() -> DataType {
@@ -69,6 +83,10 @@ macro_rules! primitive_cell {
             }
             fn finish(acc: Self::Acc, name: &str) -> Column {
                 Column::new(name.into(), acc)
+            }
+            fn number(&self) -> Option<f64> {
+                let $v = *self;
+                Some($as_f64)
             }
         }
         impl Cell for Option<$t> {
@@ -82,15 +100,18 @@ macro_rules! primitive_cell {
             fn finish(acc: Self::Acc, name: &str) -> Column {
                 Column::new(name.into(), acc)
             }
+            fn number(&self) -> Option<f64> {
+                self.as_ref().and_then(Cell::number)
+            }
         }
     };
 }
 
-primitive_cell!(i64, DataType::Int64);
-primitive_cell!(u32, DataType::UInt32);
-primitive_cell!(u64, DataType::UInt64);
-primitive_cell!(f64, DataType::Float64);
-primitive_cell!(bool, DataType::Boolean);
+primitive_cell!(i64, DataType::Int64, |v| v as f64);
+primitive_cell!(u32, DataType::UInt32, |v| f64::from(v));
+primitive_cell!(u64, DataType::UInt64, |v| v as f64);
+primitive_cell!(f64, DataType::Float64, |v| v);
+primitive_cell!(bool, DataType::Boolean, |v| if v { 1.0 } else { 0.0 });
 
 /// Accumulates strings straight into Arrow buffers, so millions of rows do not hold millions of
 /// small heap strings.
@@ -121,6 +142,9 @@ impl Cell for String {
     fn finish(acc: Self::Acc, name: &str) -> Column {
         acc.finish(name)
     }
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
 }
 
 impl Cell for Option<String> {
@@ -133,6 +157,9 @@ impl Cell for Option<String> {
     }
     fn finish(acc: Self::Acc, name: &str) -> Column {
         acc.finish(name)
+    }
+    fn text(&self) -> Option<&str> {
+        self.as_deref()
     }
 }
 
@@ -158,6 +185,18 @@ macro_rules! record_kind {
                     Field::new("v".into(), DataType::UInt32),
                     $( Field::new(stringify!($field).into(), <$ty as Cell>::dtype()), )+
                 ])
+            }
+            fn number(&self, column: &str) -> Option<f64> {
+                match column {
+                    $( stringify!($field) => <$ty as Cell>::number(&self.$field), )+
+                    _ => None,
+                }
+            }
+            fn text(&self, column: &str) -> Option<&str> {
+                match column {
+                    $( stringify!($field) => <$ty as Cell>::text(&self.$field), )+
+                    _ => None,
+                }
             }
         }
 
@@ -469,6 +508,26 @@ impl Record {
         }
     }
 
+    /// Reads one journal line's record of kind `kind` at version `v` (the line's `type` and `v`).
+    pub fn from_json(kind: &str, v: u32, text: &[u8]) -> Result<Record, RecordParseError> {
+        fn typed<K: RecordKind>(text: &[u8], v: u32) -> Result<K, RecordParseError> {
+            if v != K::VERSION {
+                return Err(RecordParseError::UnknownVersion(K::TYPE.to_string(), v));
+            }
+            serde_json::from_slice(text)
+                .map_err(|e| RecordParseError::Malformed(format!("{}: {e}", K::TYPE)))
+        }
+        Ok(match kind {
+            SegmentRecord::TYPE => Record::Segment(typed(text, v)?),
+            CheckRecord::TYPE => Record::Check(typed(text, v)?),
+            QualitySample::TYPE => Record::Quality(typed(text, v)?),
+            TicketRecord::TYPE => Record::Ticket(typed(text, v)?),
+            RedemptionRecord::TYPE => Record::Redemption(typed(text, v)?),
+            BenchSegmentRecord::TYPE => Record::BenchSegment(typed(text, v)?),
+            other => return Err(RecordParseError::UnknownType(other.to_string())),
+        })
+    }
+
     /// Appends this record as one JSON line (`{"type":..,"v":..,fields}\n`) to `out`.
     pub fn write_json_line(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         match self {
@@ -480,6 +539,17 @@ impl Record {
             Record::BenchSegment(r) => write_line(r, out),
         }
     }
+}
+
+/// Why a journal line is not a record this build reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordParseError {
+    /// Not JSON, or not the fields of its kind.
+    Malformed(String),
+    /// A kind this build knows, at a version it does not.
+    UnknownVersion(String, u32),
+    /// A kind this build does not know.
+    UnknownType(String),
 }
 
 /// Writes `{"type":TYPE,"v":VERSION,<the struct's fields>}\n`: the struct is serialized in place

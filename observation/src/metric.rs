@@ -1,0 +1,394 @@
+//! Every metric `lpt` knows: its name, type, unit, which direction is better, the tags its samples
+//! carry and, when the journal holds it, the record column its samples come from.
+//!
+//! The catalogue is closed on purpose: a threshold naming a metric that nothing produces would
+//! otherwise fail with "no data" only after the whole run; here it fails at validation, with the
+//! closest known name as a hint. The live registry (thresholds, progress, `summary.json`), the
+//! journal-to-metric mapping ([`crate::sample`]) and `lpt compare` all read this one table.
+
+use serde::{Deserialize, Serialize};
+
+/// The four metric types (k6's taxonomy), which decide the aggregations a threshold may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    /// A running sum (segments downloaded, tickets sent). Aggregations: `count`, `rate` (per second).
+    Counter,
+    /// The fraction of true samples (segment succeeded, check passed). Aggregations: `rate`, `count`.
+    Rate,
+    /// A distribution of values (latency, VMAF). Aggregations: `p(N)`, `mean`, `med`, `min`, `max`, `count`.
+    Trend,
+    /// A value that is set (streams live, EV error). Aggregations: `value` (last), `min`, `max`.
+    Gauge,
+}
+
+impl MetricKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Rate => "rate",
+            MetricKind::Trend => "trend",
+            MetricKind::Gauge => "gauge",
+        }
+    }
+}
+
+/// What a metric's numbers mean; time metrics are stored in milliseconds and accept `ms`/`s`/`m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    #[serde(rename = "ms")]
+    Milliseconds,
+    #[serde(rename = "none")]
+    Plain,
+}
+
+/// Which direction of change is an improvement: `lpt compare` calls a change in the other
+/// direction a regression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Better {
+    /// Lower is better (latency, failures, transcode ratio).
+    Lower,
+    /// Higher is better (success rate, VMAF).
+    Higher,
+    /// Neither: a measure of load or activity (streams live, tickets sent).
+    Neither,
+}
+
+/// Where the journal keeps a metric's samples: a column of one record kind, optionally only the
+/// rows whose text column `only.0` equals `only.1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalColumn {
+    /// The record kind's wire tag (`segment`, `check`, `quality`, …).
+    pub record: &'static str,
+    /// The numeric or boolean column that holds the sample.
+    pub column: &'static str,
+    /// A row filter on a text column, e.g. `("origin", "network")`.
+    pub only: Option<(&'static str, &'static str)>,
+}
+
+/// One metric's definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub unit: Unit,
+    pub better: Better,
+    /// The tag keys its samples may carry (a subset of [`TAG_KEYS`]).
+    pub tags: &'static [&'static str],
+    /// The journal column its samples come from; `None` for a metric only the live registry
+    /// holds (its probe adds it by name).
+    pub journal: Option<JournalColumn>,
+    pub description: &'static str,
+}
+
+use Better::*;
+use MetricKind::*;
+use Unit::*;
+
+/// Tags of a stream's rendition segment.
+const SEGMENT_TAGS: &[&str] = &[
+    "workload",
+    "stream",
+    "rendition",
+    "orchestrator",
+    "region",
+    "sessions",
+];
+/// Tags of a segment sent straight to an orchestrator.
+const DIRECT_TAGS: &[&str] = &["workload", "orchestrator", "region", "reason", "sessions"];
+/// Tags of a check outcome.
+const CHECK_TAGS: &[&str] = &[
+    "workload",
+    "stream",
+    "rendition",
+    "orchestrator",
+    "region",
+    "check",
+    "sessions",
+];
+/// Tags of a stream (publisher) sample.
+const STREAM_TAGS: &[&str] = &["workload", "stream", "orchestrator", "region", "sessions"];
+/// Tags of a bench sample.
+const BENCH_TAGS: &[&str] = &["sessions"];
+
+const fn journal(record: &'static str, column: &'static str) -> Option<JournalColumn> {
+    Some(JournalColumn {
+        record,
+        column,
+        only: None,
+    })
+}
+
+const fn journal_where(
+    record: &'static str,
+    column: &'static str,
+    only: (&'static str, &'static str),
+) -> Option<JournalColumn> {
+    Some(JournalColumn {
+        record,
+        column,
+        only: Some(only),
+    })
+}
+
+/// Every metric. `journal` names the record column that holds its samples: the stream probe's
+/// records feed the live registry through it ([`crate::sample::journal_samples`]), and `lpt
+/// compare` reads it back from the journal. The direct-orchestrator executor adds its samples by
+/// name, once per segment, since its journal rows are one per rendition (they repeat the segment's
+/// upload, transcode and round-trip times on each).
+pub const CATALOG: &[MetricDef] = &[
+    MetricDef {
+        name: "segment_success",
+        kind: Rate,
+        unit: Plain,
+        better: Higher,
+        tags: SEGMENT_TAGS,
+        journal: journal("segment", "ok"),
+        description: "a rendition segment was downloaded and passed every check",
+    },
+    MetricDef {
+        name: "segments",
+        kind: Counter,
+        unit: Plain,
+        better: Neither,
+        tags: SEGMENT_TAGS,
+        journal: journal("segment", "ok"),
+        description: "rendition segments downloaded",
+    },
+    MetricDef {
+        name: "latency",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: SEGMENT_TAGS,
+        journal: journal("segment", "latency_ms"),
+        description: "glass-to-glass latency: stamped frame sent → its segment downloadable",
+    },
+    MetricDef {
+        name: "segment_latency",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: SEGMENT_TAGS,
+        journal: None,
+        description: "stream-tester's latency: last packet of a source segment sent → rendition segment downloaded",
+    },
+    MetricDef {
+        name: "checks",
+        kind: Rate,
+        unit: Plain,
+        better: Higher,
+        tags: CHECK_TAGS,
+        journal: journal("check", "ok"),
+        description: "segment checks that passed (tag `check` names the check)",
+    },
+    MetricDef {
+        name: "stalls",
+        kind: Counter,
+        unit: Plain,
+        better: Lower,
+        tags: SEGMENT_TAGS,
+        journal: None,
+        description: "renditions with no new segment for 3 × target duration",
+    },
+    MetricDef {
+        name: "streams",
+        kind: Gauge,
+        unit: Plain,
+        better: Neither,
+        tags: &["workload"],
+        journal: None,
+        description: "streams publishing",
+    },
+    MetricDef {
+        name: "publish_lag",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: STREAM_TAGS,
+        journal: None,
+        description: "how far a publisher fell behind the wall clock",
+    },
+    MetricDef {
+        name: "vmaf",
+        kind: Trend,
+        unit: Plain,
+        better: Higher,
+        tags: SEGMENT_TAGS,
+        journal: journal_where("quality", "vmaf", ("origin", "network")),
+        description: "VMAF of a sampled rendition segment against the source",
+    },
+    MetricDef {
+        name: "vmaf_reference",
+        kind: Trend,
+        unit: Plain,
+        better: Higher,
+        tags: SEGMENT_TAGS,
+        journal: journal_where("quality", "vmaf", ("origin", "reference")),
+        description: "VMAF of the local reference transcoder's rendition of the same segment",
+    },
+    MetricDef {
+        name: "vmaf_deficit",
+        kind: Trend,
+        unit: Plain,
+        better: Lower,
+        tags: SEGMENT_TAGS,
+        journal: None,
+        description: "vmaf_reference − vmaf for the same segment and profile",
+    },
+    MetricDef {
+        name: "psnr",
+        kind: Trend,
+        unit: Plain,
+        better: Higher,
+        tags: SEGMENT_TAGS,
+        journal: journal_where("quality", "psnr", ("origin", "network")),
+        description: "PSNR-Y (dB) of a sampled rendition segment against the source",
+    },
+    MetricDef {
+        name: "round_trip",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: DIRECT_TAGS,
+        journal: journal("segment", "round_trip_ms"),
+        description: "direct-to-orchestrator: upload start → last rendition downloaded",
+    },
+    MetricDef {
+        name: "upload_time",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: DIRECT_TAGS,
+        journal: journal("segment", "upload_ms"),
+        description: "time to upload a segment to an orchestrator",
+    },
+    MetricDef {
+        name: "transcode_time",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: DIRECT_TAGS,
+        journal: journal("segment", "transcode_ms"),
+        description: "time an orchestrator took to transcode a segment",
+    },
+    MetricDef {
+        name: "download_time",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: SEGMENT_TAGS,
+        journal: journal("segment", "download_ms"),
+        description: "time to download a segment's renditions",
+    },
+    MetricDef {
+        name: "orchestrator_success",
+        kind: Rate,
+        unit: Plain,
+        better: Higher,
+        tags: DIRECT_TAGS,
+        journal: None,
+        description: "direct-to-orchestrator: a segment came back complete and correct",
+    },
+    MetricDef {
+        name: "orchestrator_failures",
+        kind: Counter,
+        unit: Plain,
+        better: Lower,
+        tags: DIRECT_TAGS,
+        journal: None,
+        description: "direct-to-orchestrator: failed segments, tagged with their reason",
+    },
+    MetricDef {
+        name: "transcode_realtime_ratio",
+        kind: Trend,
+        unit: Plain,
+        better: Lower,
+        tags: BENCH_TAGS,
+        journal: None,
+        description: "transcode time ÷ segment duration (below 1 is faster than real time)",
+    },
+    MetricDef {
+        name: "realtime_segments",
+        kind: Rate,
+        unit: Plain,
+        better: Higher,
+        tags: BENCH_TAGS,
+        journal: None,
+        description: "segments transcoded within their own duration",
+    },
+    MetricDef {
+        name: "tickets_sent",
+        kind: Counter,
+        unit: Plain,
+        better: Neither,
+        tags: DIRECT_TAGS,
+        journal: None,
+        description: "payment tickets sent by the broadcaster",
+    },
+    MetricDef {
+        name: "tickets_won",
+        kind: Counter,
+        unit: Plain,
+        better: Neither,
+        tags: &[],
+        journal: None,
+        description: "winning tickets",
+    },
+    MetricDef {
+        name: "tickets_redeemed",
+        kind: Counter,
+        unit: Plain,
+        better: Neither,
+        tags: &[],
+        journal: None,
+        description: "winning tickets redeemed on chain",
+    },
+    MetricDef {
+        name: "payment_ev_error",
+        kind: Gauge,
+        unit: Plain,
+        better: Lower,
+        tags: &[],
+        journal: None,
+        description: "relative error of value redeemed vs fees expected for pixels delivered",
+    },
+];
+
+/// Tag keys that probes attach to samples; selectors may use only these.
+pub const TAG_KEYS: &[&str] = &[
+    "workload",
+    "stream",
+    "rendition",
+    "orchestrator",
+    "region",
+    "check",
+    "reason",
+    "sessions",
+];
+
+/// The definition of `name`, if it is a metric.
+pub fn lookup(name: &str) -> Option<&'static MetricDef> {
+    CATALOG.iter().find(|m| m.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_tags_known() {
+        for (i, def) in CATALOG.iter().enumerate() {
+            assert!(
+                CATALOG[..i].iter().all(|d| d.name != def.name),
+                "{} is defined twice",
+                def.name
+            );
+            for tag in def.tags {
+                assert!(TAG_KEYS.contains(tag), "{}: unknown tag {tag}", def.name);
+            }
+        }
+    }
+}

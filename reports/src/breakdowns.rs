@@ -1,0 +1,249 @@
+//! The breakdowns of a run: plain serializable structs (`Option` where no sample exists) that
+//! [`crate::aggregate`] computes from the record tables and the JSON (`summary.json`'s
+//! `breakdowns`), HTML, Markdown, JUnit and plot writers render.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Count, mean, extremes and percentiles of one numeric column (`None` when there is no sample).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    /// Non-null samples.
+    pub count: u64,
+    /// Arithmetic mean.
+    pub mean: Option<f64>,
+    /// Smallest sample.
+    pub min: Option<f64>,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+    /// 95th percentile.
+    pub p95: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// Largest sample.
+    pub max: Option<f64>,
+}
+
+/// Segment × rendition statistics of one group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SegmentStats {
+    /// Segment × rendition records.
+    pub segments: u64,
+    /// Records with `ok`.
+    pub ok: u64,
+    /// Records without `ok`.
+    pub failed: u64,
+    /// `ok / segments`, `None` without records.
+    pub success_rate: Option<f64>,
+    /// Glass-to-glass latency (ms).
+    pub latency_ms: Distribution,
+    /// Upload → transcode → download round trip (ms).
+    pub round_trip_ms: Distribution,
+    /// Mean rendition download time (ms).
+    pub download_ms_mean: Option<f64>,
+    /// Mean measured bitrate (kbit/s).
+    pub bitrate_kbps_mean: Option<f64>,
+    /// Bytes received.
+    pub bytes_total: u64,
+    /// Mean segment duration (s).
+    pub duration_s_mean: Option<f64>,
+}
+
+/// Quality statistics of one group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QualityStats {
+    /// Samples with a VMAF score.
+    pub samples: u64,
+    /// Mean VMAF.
+    pub vmaf_mean: Option<f64>,
+    /// 5th percentile VMAF.
+    pub vmaf_p5: Option<f64>,
+    /// 25th percentile VMAF.
+    pub vmaf_p25: Option<f64>,
+    /// Median VMAF.
+    pub vmaf_p50: Option<f64>,
+    /// 75th percentile VMAF.
+    pub vmaf_p75: Option<f64>,
+    /// 95th percentile VMAF.
+    pub vmaf_p95: Option<f64>,
+    /// Lowest VMAF.
+    pub vmaf_min: Option<f64>,
+    /// Highest VMAF.
+    pub vmaf_max: Option<f64>,
+    /// Mean PSNR (dB).
+    pub psnr_mean: Option<f64>,
+    /// Lowest PSNR (dB).
+    pub psnr_min: Option<f64>,
+}
+
+/// One group of a breakdown: its key values and its statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group<T> {
+    /// Key column → value, e.g. `{"rendition": "P360p30fps16x9"}`.
+    pub key: BTreeMap<String, String>,
+    /// The group's statistics.
+    #[serde(flatten)]
+    pub stats: T,
+}
+
+impl<T> Group<T> {
+    /// The value of one key column.
+    pub fn key(&self, name: &str) -> &str {
+        self.key.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// Segment statistics overall and per tag.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SegmentBreakdowns {
+    /// All records.
+    pub overall: SegmentStats,
+    /// Per workload.
+    pub by_workload: Vec<Group<SegmentStats>>,
+    /// Per rendition.
+    pub by_rendition: Vec<Group<SegmentStats>>,
+    /// Per workload and rendition.
+    pub by_workload_rendition: Vec<Group<SegmentStats>>,
+    /// Per stream.
+    pub by_stream: Vec<Group<SegmentStats>>,
+    /// Per orchestrator.
+    pub by_orchestrator: Vec<Group<SegmentStats>>,
+    /// Per region.
+    pub by_region: Vec<Group<SegmentStats>>,
+    /// Per orchestrator and region.
+    pub by_orchestrator_region: Vec<Group<SegmentStats>>,
+}
+
+/// Quality statistics per tag; every group is also split by `origin` (network / reference).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QualityBreakdowns {
+    /// Per origin.
+    pub by_origin: Vec<Group<QualityStats>>,
+    /// Per rendition and origin.
+    pub by_rendition: Vec<Group<QualityStats>>,
+    /// Per orchestrator and origin.
+    pub by_orchestrator: Vec<Group<QualityStats>>,
+}
+
+/// Outcome counts of one check name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckGroupStats {
+    /// Check name.
+    pub check: String,
+    /// Times it ran.
+    pub total: u64,
+    /// Times it held.
+    pub passed: u64,
+    /// Times it did not.
+    pub failed: u64,
+    /// `passed / total`.
+    pub pass_rate: Option<f64>,
+    /// The first failure's message.
+    pub first_failure: Option<String>,
+}
+
+/// Ticket and redemption totals of one group (wei as `f64`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PaymentStats {
+    /// Tickets sent.
+    pub tickets: u64,
+    /// Winning tickets.
+    pub winning_tickets: u64,
+    /// Sum of face values sent.
+    pub face_value_total_wei: f64,
+    /// Sum of expected values sent.
+    pub ev_total_wei: f64,
+    /// Sum of winning tickets' face values.
+    pub won_face_value_wei: f64,
+    /// Pixels paid for.
+    pub pixels_total: u64,
+    /// Redemptions observed.
+    pub redemptions: u64,
+    /// Successful redemptions.
+    pub redemptions_ok: u64,
+    /// Face value redeemed successfully.
+    pub redeemed_wei: f64,
+}
+
+/// Payment totals overall and per orchestrator.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PaymentBreakdowns {
+    /// All tickets and redemptions.
+    pub overall: PaymentStats,
+    /// Per orchestrator.
+    pub by_orchestrator: Vec<Group<PaymentStats>>,
+}
+
+/// One concurrency step of `lpt bench`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BenchStep {
+    /// Concurrent sessions.
+    pub sessions: u32,
+    /// Encoder path of this step (the first segment's).
+    pub encoder: String,
+    /// Segments transcoded (attempts).
+    pub segments: u64,
+    /// Successful transcodes.
+    pub ok: u64,
+    /// Fraction of successful segments transcoded in no more than their own duration.
+    pub real_time_fraction: Option<f64>,
+    /// Transcode time ÷ segment duration over successful segments.
+    pub transcode_ratio: Distribution,
+}
+
+/// A time bucket of one rendition's segments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketPoint {
+    /// Bucket start, seconds since the run's first record.
+    pub t_s: f64,
+    /// Rendition, or `all`.
+    pub rendition: String,
+    /// Records in the bucket.
+    pub segments: u64,
+    /// `ok / segments`.
+    pub success_rate: f64,
+    /// Median latency (ms).
+    pub latency_p50_ms: Option<f64>,
+    /// 95th percentile latency (ms).
+    pub latency_p95_ms: Option<f64>,
+}
+
+/// Plot data that is too bulky for `summary.json`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlotData {
+    /// Bucket width (s).
+    pub bucket_s: f64,
+    /// Per rendition and bucket, plus rendition `all`.
+    pub buckets: Vec<BucketPoint>,
+    /// Latency CDF points per rendition: (latency ms, cumulative fraction 0–1), at most
+    /// `CDF_POINTS` + 1 per rendition.
+    pub latency_cdf: BTreeMap<String, Vec<(f64, f64)>>,
+}
+
+/// Points kept per latency CDF line.
+pub const CDF_POINTS: usize = 400;
+
+/// Everything computed from the records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Aggregates {
+    /// First record time (unix ms).
+    pub first_record_ms: Option<i64>,
+    /// Last record time (unix ms).
+    pub last_record_ms: Option<i64>,
+    /// Segment statistics.
+    pub segments: SegmentBreakdowns,
+    /// Quality statistics.
+    pub quality: QualityBreakdowns,
+    /// Check outcomes per check name.
+    pub checks: Vec<CheckGroupStats>,
+    /// Payments.
+    pub payments: PaymentBreakdowns,
+    /// Bench steps, by sessions ascending.
+    pub bench: Vec<BenchStep>,
+    /// Plot series (not serialized).
+    #[serde(skip)]
+    pub plot: PlotData,
+}
