@@ -88,7 +88,7 @@ impl<'s> Collector<'s> {
     }
 
     /// An error listed before the other errors at its position: a table's unknown keys are
-    /// reported after its reader ran but read first, as the problem to fix first.
+    /// found only once its reader has run, yet are the first thing to fix there.
     pub fn leading_error(
         &mut self,
         span: Option<Range<usize>>,
