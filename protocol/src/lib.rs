@@ -11,6 +11,7 @@ pub mod chain;
 pub mod client;
 pub mod fields;
 pub mod headers;
+pub mod key;
 pub mod sig;
 pub mod ticket;
 pub mod tls;

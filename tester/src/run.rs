@@ -23,9 +23,7 @@ use crate::metrics::Registry;
 use crate::metrics::Tags;
 use crate::output::Terminal;
 use crate::scenario::Sampling;
-use crate::scenario::{
-    self, DirectPayment, Executor, KeySource, Scenario, Source, Target, Workload,
-};
+use crate::scenario::{self, DirectPayment, Executor, Scenario, Source, Target, Workload};
 use crate::stack::embedded::{current_lpt, stack_dir};
 use crate::stack::{EmbeddedStack, StackOptions};
 use crate::streams::{DeliveredPixels, MetricsObserver, ProbeRunner, StreamTarget};
@@ -897,16 +895,8 @@ async fn watch_abort_thresholds(
 /// The tester's paying account for a direct target: the key is read from where the scenario
 /// says (an environment variable or a file) and never logged or echoed in an error.
 fn direct_sender(payment: &DirectPayment) -> anyhow::Result<DirectSender> {
-    let (key_env, key_file) = match &payment.key {
-        KeySource::Env(var) => (Some(var.clone()), None),
-        KeySource::File(path) => (None, Some(path.clone())),
-    };
-    let signer = node_broadcaster::config::load_signer(&node_broadcaster::config::PaymentConfig {
-        key_env,
-        key_file,
-        ..Default::default()
-    })
-    .context("the direct target's sender key")?;
+    let signer =
+        protocol::key::load_signer(&payment.key).context("the direct target's sender key")?;
     Ok(DirectSender {
         signer,
         rpc_url: payment.chain_rpc.clone(),

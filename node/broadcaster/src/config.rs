@@ -52,7 +52,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use reference_transcoder::ladder::{Profile, parse_ladder};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +82,7 @@ pub enum ConfigError {
 }
 
 /// How the broadcaster pays orchestrators.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentConfig {
     /// JSON-RPC URL of the chain; absent means off-chain mode (no tickets, empty signatures).
@@ -102,7 +102,7 @@ pub struct PaymentConfig {
 }
 
 /// The broadcaster's settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BroadcasterConfig {
     /// RTMP listen address (port 0 picks a free port).
@@ -382,24 +382,15 @@ pub fn load_stream_keys(path: &Path) -> Result<Vec<String>, ConfigError> {
     Ok(keys)
 }
 
-/// Loads the broadcaster's signer from the configured environment variable or key file.
-pub fn load_signer(
-    p: &PaymentConfig,
-) -> Result<alloy::signers::local::PrivateKeySigner, ConfigError> {
-    let hex = if let Some(var) = &p.key_env {
-        std::env::var(var)
-            .map_err(|_| ConfigError::Key(format!("environment variable {var} is not set")))?
-    } else if let Some(path) = &p.key_file {
-        std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::Key(format!("cannot read key file {}: {e}", path.display()))
-        })?
-    } else {
-        return Err(ConfigError::Key("no key_env or key_file".into()));
-    };
-    // The error deliberately omits the value: it is a secret.
-    hex.trim()
-        .parse()
-        .map_err(|_| ConfigError::Key("the key is not a 32-byte hex private key".into()))
+impl PaymentConfig {
+    /// Where the broadcaster's key is read from: `key_env`, else `key_file`.
+    pub fn key_source(&self) -> Result<protocol::key::KeySource, ConfigError> {
+        match (&self.key_env, &self.key_file) {
+            (Some(var), _) => Ok(protocol::key::KeySource::Env(var.clone())),
+            (None, Some(path)) => Ok(protocol::key::KeySource::File(path.clone())),
+            (None, None) => Err(ConfigError::Key("no key_env or key_file".into())),
+        }
+    }
 }
 
 /// Limits on fetching the renditions an orchestrator points to (`[rendition_fetch]`).
@@ -409,7 +400,7 @@ pub fn load_signer(
 /// `transcoder` it advertises) or a host listed here, follows a redirect only when it stays on
 /// those, and stops reading a rendition at `max_size_factor` × its source segment's size +
 /// `max_extra_bytes`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RenditionFetchConfig {
     /// Other hosts renditions may come from (an object store): `host` (any port) or `host:port`.
@@ -441,8 +432,8 @@ impl RenditionFetchConfig {
 
 /// A host in `rendition_fetch.allowed_hosts`: `host` matches any port, `host:port` one port.
 /// IPv6 addresses are written in brackets (`[::1]:8935`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct AllowedHost {
     /// Lower-case host name or IP address (IPv6 in brackets, as URLs write it).
     pub host: String,
@@ -496,6 +487,16 @@ impl std::str::FromStr for AllowedHost {
             host: host.to_ascii_lowercase(),
             port,
         })
+    }
+}
+
+impl From<AllowedHost> for String {
+    /// The entry as a config writes it: `host` or `host:port`.
+    fn from(allowed: AllowedHost) -> String {
+        match allowed.port {
+            Some(port) => format!("{}:{port}", allowed.host),
+            None => allowed.host,
+        }
     }
 }
 

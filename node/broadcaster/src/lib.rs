@@ -93,7 +93,8 @@ pub async fn start(config: BroadcasterConfig) -> anyhow::Result<RunningBroadcast
     let mut tasks = Vec::new();
     let (key, payer) = match &config.payment.eth_url {
         Some(url) => {
-            let signer = config::load_signer(&config.payment)?;
+            let signer = protocol::key::load_signer(&config.payment.key_source()?)
+                .map_err(|e| config::ConfigError::Key(e.to_string()))?;
             let broker = config
                 .payment
                 .ticket_broker

@@ -33,10 +33,11 @@ use std::time::{Duration, Instant};
 use alloy::primitives::{U256, keccak256};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use node_orchestrator::client::{OrchestratorClient, SegmentRequest, segment_data};
 use node_orchestrator::config::{ChainConfig, OrchestratorConfig, TranscodeMode};
+use node_orchestrator::profiles::segment_data;
 use node_orchestrator::transcode::Rendition;
 use protocol::chain::{Contracts, DeployConfig, LocalChain};
+use protocol::client::{OrchestratorClient, SegmentRequest};
 use protocol::sig::NodeKey;
 use protocol::ticket::{SenderLimits, TicketParams, TicketSender};
 use reference_transcoder::{LadderOptions, LadderTranscoder, Profile, SourceConfig};
@@ -214,7 +215,7 @@ async fn floor_server() -> (String, watch::Sender<bool>) {
 }
 
 async fn measure_floor(uri: &str, body: &Bytes) -> (Vec<Duration>, Duration) {
-    let http = node_orchestrator::client::http_client();
+    let http = protocol::client::http_client();
     let url = format!("{uri}/echo");
     timed(|_| {
         let request = http.post(&url).body(body.clone());
@@ -385,7 +386,7 @@ async fn bench(io_threads: Option<usize>) {
     println!("where the time goes:");
     let healthz = format!("{}/healthz", orchestrator.service_uri());
     let (times, _) = on_client_thread(move || async move {
-        let http = node_orchestrator::client::http_client();
+        let http = protocol::client::http_client();
         timed(|_| {
             let request = http.get(&healthz);
             async move {
@@ -423,7 +424,7 @@ async fn bench(io_threads: Option<usize>) {
         ),
         (
             "the node's assembly keccak256 (keccak256_bulk)",
-            node_orchestrator::node::keccak256_bulk,
+            node_orchestrator::node::results::keccak256_bulk,
         ),
     ] {
         let cpu_before = thread_cpu();
@@ -452,7 +453,9 @@ async fn bench(io_threads: Option<usize>) {
                     (0..MEASURED / 2)
                         .map(|_| {
                             let started = Instant::now();
-                            std::hint::black_box(node_orchestrator::node::keccak256_bulk(&segment));
+                            std::hint::black_box(node_orchestrator::node::results::keccak256_bulk(
+                                &segment,
+                            ));
                             started.elapsed()
                         })
                         .collect()
@@ -479,7 +482,7 @@ async fn bench(io_threads: Option<usize>) {
     let mut sig_times: Vec<Duration> = (0..50)
         .map(|_| {
             let started = Instant::now();
-            std::hint::black_box(node_orchestrator::node::transcode_result_message(
+            std::hint::black_box(node_orchestrator::node::results::transcode_result_message(
                 &renditions,
                 None,
             ));

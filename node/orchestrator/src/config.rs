@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::faults::FaultConfig;
+use crate::faults::{FaultConfig, InvalidFault};
 
 /// A secret from the config (a private key, a token): its `Debug` prints `<redacted>`, so no log
 /// line, panic or error message shows it, while it still serialises as the plain text a config
@@ -300,6 +300,9 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// A fault switch is out of range.
+    #[error(transparent)]
+    Fault(#[from] InvalidFault),
 }
 
 impl OrchestratorConfig {

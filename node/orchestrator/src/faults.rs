@@ -11,8 +11,6 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
-
 /// Every fault switch; the default is an honest node.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -51,17 +49,27 @@ impl Default for FaultConfig {
     }
 }
 
+/// A fault switch out of its range, named by its config key.
+#[derive(Debug, thiserror::Error)]
+#[error("config key {key}: {reason}")]
+pub struct InvalidFault {
+    /// Dotted key.
+    pub key: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
 impl FaultConfig {
     /// Checks value ranges.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), InvalidFault> {
         if !(0.0..=1.0).contains(&self.drop_fraction) {
-            return Err(ConfigError::Invalid {
+            return Err(InvalidFault {
                 key: "faults.drop_fraction",
                 reason: format!("{} is not within 0..=1", self.drop_fraction),
             });
         }
         if !(self.overcharge_factor.is_finite() && self.overcharge_factor >= 1.0) {
-            return Err(ConfigError::Invalid {
+            return Err(InvalidFault {
                 key: "faults.overcharge_factor",
                 reason: format!("{} must be at least 1", self.overcharge_factor),
             });
@@ -100,7 +108,7 @@ impl Faults {
     }
 
     /// Replaces every switch (validated first).
-    pub fn set(&self, config: FaultConfig) -> Result<(), ConfigError> {
+    pub fn set(&self, config: FaultConfig) -> Result<(), InvalidFault> {
         config.validate()?;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
         *self

@@ -44,7 +44,9 @@ use serde_json::json;
 use crate::faults::FaultConfig;
 use crate::metrics::FailureReason;
 use crate::multipart;
-use crate::node::{BudgetExceeded, BytesHeld, CheckedSegment, Node, Refusal};
+use crate::node::Node;
+use crate::node::admission::{CheckedSegment, Refusal};
+use crate::node::sessions::{BudgetExceeded, BytesHeld};
 use crate::remote::{Completion, Posted, PostedRendition};
 
 /// `Authorization` value of a remote transcoder's results (go-livepeer's `protoVerLPT`).

@@ -5,15 +5,15 @@
 //! with the `reference-transcoder` crate (or hands segments to attached remote transcoders,
 //! [`transcoder::start_transcoder`] / [`run_transcoder`]), stores renditions for download, bills
 //! output pixels and redeems winning tickets on chain. Fault switches ([`faults`]) make it
-//! misbehave on purpose so probes can prove they notice. [`client`] is the broadcaster's side of
-//! the same wire protocol, shared with the broadcaster node and the direct-to-orchestrator probe.
+//! misbehave on purpose so probes can prove they notice. The broadcaster's side of the same wire
+//! protocol is [`protocol::client`], shared with the broadcaster node and the direct-to-orchestrator
+//! probe.
 //!
 //! Design: the library owns everything (`start` returns a handle with the bound address and a
 //! stop switch) and the `lpt node …` commands are thin wrappers that run until a signal, so tests,
 //! the stack launcher and the CLI all run the same code.
 
 pub mod auth;
-pub mod client;
 pub mod config;
 pub mod faults;
 pub mod grpc;

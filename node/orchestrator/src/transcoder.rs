@@ -25,7 +25,6 @@ use protocol::net::{NotifySegment, RegisterRequest, VideoProfile};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::client::{grpc_channel, http_client};
 use crate::config::Secret;
 use crate::http::{
     CREDENTIALS_HEADER, PIXELS_HEADER, TASK_ID_HEADER, TRANSCODE_ERROR_TYPE, TRANSCODER_PROTOCOL,
@@ -33,6 +32,7 @@ use crate::http::{
 use crate::multipart::{self, Part};
 use crate::profiles;
 use crate::transcode::LocalTranscoders;
+use protocol::client::{grpc_channel, http_client};
 
 /// A remote transcoder's settings.
 #[derive(Debug, Clone)]

@@ -1,5 +1,7 @@
 //! A one-paragraph, plain-language account of what a scenario would run (`lpt validate`).
 
+use std::time::Duration;
+
 use super::model::*;
 use crate::duration::format_duration;
 
@@ -223,32 +225,39 @@ pub fn describe(scenario: &Scenario) -> String {
 }
 
 fn describe_faults(faults: &Faults) -> String {
+    let switches = &faults.switches;
     let mut what = Vec::new();
-    if faults.drop_segments > 0.0 {
+    if switches.drop_fraction > 0.0 {
         what.push(format!(
             "drops {:.0}% of segments",
-            faults.drop_segments * 100.0
+            switches.drop_fraction * 100.0
         ));
     }
-    if let Some(delay) = faults.delay {
-        what.push(format!("delays each segment by {}", format_duration(delay)));
+    if switches.delay_ms > 0 {
+        what.push(format!(
+            "delays each segment by {}",
+            format_duration(Duration::from_millis(switches.delay_ms))
+        ));
     }
-    if faults.corrupt_renditions {
+    if switches.corrupt_renditions {
         what.push("corrupts every rendition".into());
     }
-    if faults.degrade_quality {
+    if switches.degrade_quality {
         what.push("encodes at a twentieth of the profile bitrate".into());
     }
-    if faults.wrong_resolution {
+    if switches.wrong_resolution {
         what.push("encodes at the wrong resolution".into());
     }
-    if let Some(factor) = faults.overcharge {
-        what.push(format!("bills {factor}× the pixels it produced"));
+    if switches.overcharge_factor != FaultConfig::default().overcharge_factor {
+        what.push(format!(
+            "bills {}× the pixels it produced",
+            switches.overcharge_factor
+        ));
     }
-    if faults.stop_redeeming {
+    if switches.stop_redeeming {
         what.push("never redeems its tickets".into());
     }
-    if let Some(n) = faults.crash_after_segments {
+    if let Some(n) = switches.crash_after_segments {
         what.push(format!("crashes after {n} segments"));
     }
     let who = if faults.orchestrators.is_empty() {

@@ -64,7 +64,8 @@ impl std::error::Error for Diagnostics {}
 pub(crate) struct Collector<'s> {
     file: PathBuf,
     source: &'s str,
-    found: Vec<(usize, Diagnostic)>,
+    /// Each diagnostic with its byte offset and whether it leads the others at that offset.
+    found: Vec<(usize, bool, Diagnostic)>,
 }
 
 impl<'s> Collector<'s> {
@@ -83,6 +84,29 @@ impl<'s> Collector<'s> {
         message: impl Into<String>,
         hint: Option<String>,
     ) {
+        self.record(span, false, key_path, message.into(), hint);
+    }
+
+    /// An error listed before the other errors at its position: a table's unknown keys are
+    /// found only once its reader has run, yet are the first thing to fix there.
+    pub fn leading_error(
+        &mut self,
+        span: Option<Range<usize>>,
+        key_path: &str,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        self.record(span, true, key_path, message.into(), hint);
+    }
+
+    fn record(
+        &mut self,
+        span: Option<Range<usize>>,
+        leading: bool,
+        key_path: &str,
+        message: String,
+        hint: Option<String>,
+    ) {
         let offset = span.map(|s| s.start).unwrap_or(0).min(self.source.len());
         let before = &self.source[..offset];
         let line = before.matches('\n').count() + 1;
@@ -94,12 +118,13 @@ impl<'s> Collector<'s> {
             + 1;
         self.found.push((
             offset,
+            leading,
             Diagnostic {
                 file: self.file.clone(),
                 line,
                 column,
                 key_path: key_path.to_owned(),
-                message: message.into(),
+                message,
                 hint,
             },
         ));
@@ -110,7 +135,8 @@ impl<'s> Collector<'s> {
     }
 
     pub fn finish(mut self) -> Diagnostics {
-        self.found.sort_by_key(|(offset, _)| *offset);
-        Diagnostics(self.found.into_iter().map(|(_, d)| d).collect())
+        self.found
+            .sort_by_key(|(offset, leading, _)| (*offset, !*leading));
+        Diagnostics(self.found.into_iter().map(|(_, _, d)| d).collect())
     }
 }

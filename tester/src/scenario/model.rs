@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use node_orchestrator::faults::FaultConfig;
+
 use crate::thresholds::Threshold;
 
 /// A validated scenario, ready to run.
@@ -68,35 +70,17 @@ pub struct DirectPayment {
 }
 
 /// Where a private key is read from when the run starts.
-#[derive(Debug, Clone, PartialEq)]
-pub enum KeySource {
-    /// An environment variable holding the hex key.
-    Env(String),
-    /// A file holding the hex key on one line.
-    File(std::path::PathBuf),
-}
+pub use protocol::key::KeySource;
 
-/// The orchestrator fault switches (issue 6): each makes one kind of misbehaviour observable.
+/// Fault switches for some of the embedded orchestrators: each makes one kind of misbehaviour
+/// observable, so a scenario can prove a probe catches it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Faults {
     /// 0-based indices of the orchestrators that misbehave; empty means all.
     pub orchestrators: Vec<u32>,
-    /// Fraction of segments answered with an error instead of renditions.
-    pub drop_segments: f64,
-    /// Extra delay before answering each segment.
-    pub delay: Option<Duration>,
-    /// Corrupt the bytes of every rendition.
-    pub corrupt_renditions: bool,
-    /// Encode every rendition far below its profile's bitrate (a twentieth).
-    pub degrade_quality: bool,
-    /// Encode at a size other than the profile's.
-    pub wrong_resolution: bool,
-    /// Bill this multiple of the pixels actually produced.
-    pub overcharge: Option<f64>,
-    /// Never redeem winning tickets.
-    pub stop_redeeming: bool,
-    /// Exit abruptly after this many segments.
-    pub crash_after_segments: Option<u32>,
+    /// The switches, under the orchestrator's own names: the `[target.faults]` keys are its
+    /// `[faults]` keys, and the table goes into those orchestrators' configs as it is.
+    pub switches: FaultConfig,
 }
 
 /// The video the publishers send.

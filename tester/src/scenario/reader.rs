@@ -5,9 +5,15 @@
 //! bad or unknown key with its exact position and a "did you mean" hint, and keeps going. Getters
 //! return `None` after recording an error, so the loader reads as a plain list of fields.
 //!
+//! A table's known keys are the keys its reader asks for: [`Reader::strict`] runs a section's
+//! reader and then reports every key of the table that no read asked for, so each key is written
+//! once, where it is read.
+//!
 //! [`Diagnostic`]: super::Diagnostic
 
+use std::collections::HashMap;
 use std::ops::Range;
+use std::path::Path;
 use std::time::Duration;
 
 use toml_edit::{Item, TableLike, Value};
@@ -26,6 +32,9 @@ pub(crate) struct Table<'a> {
 
 pub(crate) struct Reader<'s> {
     pub errors: Collector<'s>,
+    /// The keys asked of each table so far (by the table's address in the document), in the
+    /// order first asked: the keys its reader knows.
+    asked: HashMap<usize, Vec<String>>,
 }
 
 /// Joins a key path: `join("workloads", "smoke")` → `workloads.smoke`.
@@ -51,6 +60,14 @@ fn type_name(item: &Item) -> &'static str {
 }
 
 impl<'s> Reader<'s> {
+    /// A reader of `source`, the text of `file`.
+    pub fn new(file: &Path, source: &'s str) -> Self {
+        Reader {
+            errors: Collector::new(file, source),
+            asked: HashMap::new(),
+        }
+    }
+
     /// Views `item` as a table, or records that it should have been one.
     pub fn as_table<'a>(&mut self, item: &'a Item, path: &str) -> Option<Table<'a>> {
         match item.as_table_like() {
@@ -71,8 +88,21 @@ impl<'s> Reader<'s> {
         }
     }
 
-    /// Records every key of `table` that is not in `known`, with the closest known key as a hint.
-    pub fn deny_unknown(&mut self, table: &Table<'_>, known: &[&str]) {
+    /// Runs `read` over `table`, then records every key of `table` that no read asked for, with
+    /// the closest asked key as a hint. Keys asked before (a `kind` that chose this reader) count
+    /// as known too.
+    pub fn strict<T>(&mut self, table: &Table<'_>, read: impl FnOnce(&mut Self) -> T) -> T {
+        let value = read(self);
+        self.report_unasked(table);
+        value
+    }
+
+    fn report_unasked(&mut self, table: &Table<'_>) {
+        let known: Vec<&str> = self
+            .asked
+            .get(&table.address())
+            .map(|keys| keys.iter().map(String::as_str).collect())
+            .unwrap_or_default();
         for (key, _) in table.table.iter() {
             if known.contains(&key) {
                 continue;
@@ -80,7 +110,7 @@ impl<'s> Reader<'s> {
             let span = table.table.key(key).and_then(|k| k.span());
             let hint = closest(key, known.iter().copied()).map(|h| format!("did you mean `{h}`?"));
             let hint = hint.or_else(|| Some(format!("known keys here: {}", known.join(", "))));
-            self.errors.error(
+            self.errors.leading_error(
                 span,
                 &join(&table.path, key),
                 format!("unknown key `{key}`"),
@@ -131,7 +161,12 @@ impl<'s> Reader<'s> {
         );
     }
 
-    pub fn item<'a>(&self, table: &Table<'a>, key: &str) -> Option<&'a Item> {
+    /// The value at `key`, if present; every getter asks through here, which makes `key` known.
+    pub fn item<'a>(&mut self, table: &Table<'a>, key: &str) -> Option<&'a Item> {
+        let asked = self.asked.entry(table.address()).or_default();
+        if !asked.iter().any(|k| k == key) {
+            asked.push(key.to_owned());
+        }
         table.table.get(key).filter(|i| !i.is_none())
     }
 
@@ -326,5 +361,10 @@ impl<'a> Table<'a> {
 
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// Where the table lives in the document: the same table read twice has one address.
+    fn address(&self) -> usize {
+        (self.table as *const dyn TableLike).cast::<()>() as usize
     }
 }

@@ -5,13 +5,18 @@
 //! contracts are deployed, the broadcaster's deposit and reserve funded, and a block ticker mines a
 //! block a second and initialises rounds, because ticket parameters expire by block and anvil only
 //! mines on demand. Keys are anvil's well-known test accounts (account 0 the broadcaster, 1… the
-//! orchestrators): for local use only. Node configs are written into the run directory, where the
-//! nodes' logs also go.
+//! orchestrators): for local use only. Node configs are the nodes' own config structs, serialised
+//! into the run directory, where the nodes' logs also go.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use node_broadcaster::config::{BroadcasterConfig, PaymentConfig};
+use node_orchestrator::config::{
+    ChainConfig, OrchestratorConfig, PaymentsConfig, TranscodeConfig, TranscodeMode,
+};
 use tokio::task::JoinHandle;
 use tracing::info;
 
@@ -129,7 +134,7 @@ impl EmbeddedStack {
             );
             let path = options.dir.join(format!("orchestrator-{index}.toml"));
             // It holds the orchestrator's chain key and the transcoder secret.
-            write_private(&path, &config)
+            write_private(&path, &config_text(&config)?)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             let name = format!("orchestrator-{index}");
             let child = Child::spawn(
@@ -189,7 +194,7 @@ impl EmbeddedStack {
             &options.dir.join("hls"),
         );
         let path = options.dir.join("broadcaster.toml");
-        std::fs::write(&path, broadcaster_config)
+        std::fs::write(&path, config_text(&broadcaster_config)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
         let key_env: Vec<(&str, String)> = match &stack.chain {
             Some(chain) => vec![(BROADCASTER_KEY_ENV, hex_key(&chain.signer(0)))],
@@ -318,73 +323,61 @@ fn orchestrator_config(
     chain: Option<&protocol::chain::LocalChain>,
     secret: &str,
     status_token: &str,
-) -> String {
-    // The transcoder secret is made fresh (random) for each run and only guards loopback ports.
-    let mut text = format!(
-        "listen = \"127.0.0.1:0\"\noffchain = {}\ntranscoder_secret = \"{secret}\"\nstatus_token = \"{status_token}\"\n",
-        options.offline
-    );
-    if let (Some(contracts), Some(chain)) = (contracts, chain) {
-        text.push_str(&format!(
-            "\n[chain]\nrpc_url = \"{}\"\nprivate_key = \"{}\"\nticket_broker = \"{}\"\nrounds_manager = \"{}\"\npoll_ms = {ORCHESTRATOR_CHAIN_POLL_MS}\n",
-            chain.url(),
-            hex_key(&chain.signer(index as usize + 1)),
-            contracts.ticket_broker,
-            contracts.rounds_manager
-        ));
-    }
-    text.push_str(&format!(
-        "\n[payments]\nprice_per_unit = {}\npixels_per_unit = {}\n",
-        if options.offline {
+) -> OrchestratorConfig {
+    let mut payments = PaymentsConfig {
+        price_per_unit: if options.offline {
             0
         } else {
             options.price_of(index)
         },
-        options.pixels_per_unit
-    ));
+        pixels_per_unit: options.pixels_per_unit,
+        ..PaymentsConfig::default()
+    };
     if !options.offline {
         let (face_value, ticket_ev) = ticket_economics(options, options.price_of(index));
-        text.push_str(&format!(
-            "face_value = \"{face_value}\"\nticket_ev = \"{ticket_ev}\"\nexpiration_blocks = {PARAMS_EXPIRATION_BLOCKS}\n"
-        ));
+        payments.face_value = Some(face_value.to_string());
+        payments.ticket_ev = ticket_ev.to_string();
+        payments.expiration_blocks = PARAMS_EXPIRATION_BLOCKS;
         // Every ticket the stack's orchestrators receive, with the recipientRand they derived,
         // so a run's payments can be re-checked by another implementation (go-livepeer's pm).
-        let journal = options
-            .dir
-            .join(format!("orchestrator-{index}.tickets.jsonl"))
-            .display()
-            .to_string();
-        text.push_str(&format!(
-            "ticket_journal = \"{}\"\n",
-            journal.replace('\\', "\\\\").replace('"', "\\\"")
-        ));
+        payments.ticket_journal = Some(
+            options
+                .dir
+                .join(format!("orchestrator-{index}.tickets.jsonl")),
+        );
     }
-    let mode = if options.transcoders_per_orchestrator > 0 {
-        "remote"
-    } else {
-        "local"
-    };
-    text.push_str(&format!("\n[transcode]\nmode = \"{mode}\"\n"));
-    if let Some(faults) = options
+    let faults = options
         .faults
         .as_ref()
         .filter(|f| f.orchestrators.is_empty() || f.orchestrators.contains(&index))
-    {
-        text.push_str(&format!(
-            "\n[faults]\ndrop_fraction = {}\ndelay_ms = {}\ncorrupt_renditions = {}\ndegrade_quality = {}\nwrong_resolution = {}\novercharge_factor = {}\nstop_redeeming = {}\n",
-            faults.drop_segments,
-            faults.delay.map_or(0, |d| d.as_millis()),
-            faults.corrupt_renditions,
-            faults.degrade_quality,
-            faults.wrong_resolution,
-            faults.overcharge.unwrap_or(1.0),
-            faults.stop_redeeming,
-        ));
-        if let Some(n) = faults.crash_after_segments {
-            text.push_str(&format!("crash_after_segments = {n}\n"));
-        }
+        .map(|f| f.switches.clone())
+        .unwrap_or_default();
+    OrchestratorConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        offchain: options.offline,
+        chain: contracts.zip(chain).map(|(contracts, chain)| ChainConfig {
+            rpc_url: chain.url().to_owned(),
+            private_key: hex_key(&chain.signer(index as usize + 1)).into(),
+            ticket_broker: contracts.ticket_broker.to_string(),
+            rounds_manager: contracts.rounds_manager.to_string(),
+            poll_ms: ORCHESTRATOR_CHAIN_POLL_MS,
+        }),
+        payments,
+        transcode: TranscodeConfig {
+            mode: if options.transcoders_per_orchestrator > 0 {
+                TranscodeMode::Remote
+            } else {
+                TranscodeMode::Local
+            },
+            ..TranscodeConfig::default()
+        },
+        faults,
+        // The transcoder secret is made fresh (random) for each run and only guards loopback
+        // ports.
+        transcoder_secret: Some(secret.into()),
+        status_token: Some(status_token.into()),
+        ..OrchestratorConfig::default()
     }
-    text
 }
 
 /// Blocks after which the embedded orchestrators' ticket params expire (and winners become due).
@@ -448,39 +441,40 @@ fn broadcaster_config(
     endpoints: &Endpoints,
     contracts: Option<&protocol::chain::Contracts>,
     hls_dir: &Path,
-) -> String {
+) -> BroadcasterConfig {
     let ladder: Vec<&str> = options.ladder.iter().map(|p| p.name.as_str()).collect();
-    let orchestrators: Vec<String> = endpoints
-        .orchestrators
-        .iter()
-        .map(|u| format!("\"{u}\""))
-        .collect();
-    let mut text = format!(
-        "rtmp_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\nladder = \"{}\"\norchestrators = [{}]\npixels_per_unit = {}\nfailure_cooldown_secs = {FAILURE_COOLDOWN_SECS}\n",
-        ladder.join(","),
-        orchestrators.join(", "),
-        options.pixels_per_unit
-    );
     // Every publisher of a run comes from this machine, so the per-client cap that guards a public
     // broadcaster would cut a large capacity run short: allow as many as a scenario may ask for.
-    text.push_str(&format!(
-        "max_live_streams = {streams}\nmax_live_streams_per_ip = {streams}\n",
-        streams = crate::scenario::MAX_STREAMS
-    ));
-    // The window's segments go to files, as nginx-rtmp's do: they sit in the page cache rather
-    // than in the broadcaster's memory.
-    let hls_dir = hls_dir.display().to_string();
-    text.push_str(&format!(
-        "hls_dir = \"{}\"\n",
-        hls_dir.replace('\\', "\\\\").replace('"', "\\\"")
-    ));
-    if let (Some(contracts), Some(rpc)) = (contracts, &endpoints.chain_rpc) {
-        text.push_str(&format!(
-            "\n[payment]\neth_url = \"{rpc}\"\nticket_broker = \"{}\"\nkey_env = \"{BROADCASTER_KEY_ENV}\"\n",
-            contracts.ticket_broker
-        ));
+    let streams = crate::scenario::MAX_STREAMS as usize;
+    let payment = match (contracts, &endpoints.chain_rpc) {
+        (Some(contracts), Some(rpc)) => PaymentConfig {
+            eth_url: Some(rpc.clone()),
+            ticket_broker: Some(contracts.ticket_broker.to_string()),
+            key_env: Some(BROADCASTER_KEY_ENV.to_owned()),
+            ..PaymentConfig::default()
+        },
+        _ => PaymentConfig::default(),
+    };
+    BroadcasterConfig {
+        rtmp_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ladder: ladder.join(","),
+        orchestrators: endpoints.orchestrators.clone(),
+        pixels_per_unit: options.pixels_per_unit,
+        failure_cooldown_secs: FAILURE_COOLDOWN_SECS,
+        max_live_streams: streams,
+        max_live_streams_per_ip: streams,
+        // The window's segments go to files, as nginx-rtmp's do: they sit in the page cache
+        // rather than in the broadcaster's memory.
+        hls_dir: Some(hls_dir.to_owned()),
+        payment,
+        ..BroadcasterConfig::default()
     }
-    text
+}
+
+/// A node config as the file the node reads.
+fn config_text(config: &impl serde::Serialize) -> anyhow::Result<String> {
+    toml::to_string(config).context("cannot write a node config as TOML")
 }
 
 /// Writes `text` to `path` readable and writable by the owner only (0600), also when the file
@@ -532,5 +526,74 @@ mod tests {
         write_private(&fresh, "x").unwrap();
         let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn node_configs_read_back_with_the_nodes_own_parsers() {
+        use crate::scenario::FaultConfig;
+        let dir = tempfile::tempdir().unwrap();
+        let switches = FaultConfig {
+            drop_fraction: 0.5,
+            delay_ms: 250,
+            crash_after_segments: Some(7),
+            ..FaultConfig::default()
+        };
+        let options = StackOptions {
+            orchestrators: 2,
+            transcoders_per_orchestrator: 1,
+            offline: true,
+            price_per_unit: 1000,
+            pixels_per_unit: 1,
+            prices: Vec::new(),
+            faults: Some(Faults {
+                orchestrators: vec![1],
+                switches: switches.clone(),
+            }),
+            ladder: vec![Profile::preset("P240p30fps16x9").unwrap()],
+            deposit_wei: 1,
+            reserve_wei: 1,
+            transcoder_capacity: 1,
+            dir: dir.path().to_owned(),
+            lpt: PathBuf::from("lpt"),
+            ready_deadline: Duration::from_secs(1),
+        };
+        let read = |index| {
+            let config =
+                orchestrator_config(&options, index, None, None, "secret-text", "token-text");
+            assert!(!format!("{config:?}").contains("secret-text"));
+            let text = config_text(&config).unwrap();
+            OrchestratorConfig::from_toml(&text, "orchestrator.toml").unwrap()
+        };
+        let honest = read(0);
+        assert!(!honest.faults.any());
+        assert!(honest.offchain);
+        assert_eq!(honest.payments.price_per_unit, 0);
+        assert_eq!(honest.transcode.mode, TranscodeMode::Remote);
+        assert!(honest.transcoder_secret.unwrap().matches(b"secret-text"));
+        assert!(honest.status_token.unwrap().matches(b"token-text"));
+        assert_eq!(read(1).faults, switches);
+
+        let endpoints = Endpoints {
+            rtmp_url: String::new(),
+            playback_url: String::new(),
+            orchestrators: vec!["https://127.0.0.1:8935".into()],
+            orchestrator_addresses: Vec::new(),
+            chain_rpc: None,
+            ticket_broker: None,
+            service_registry: None,
+            broadcaster_address: None,
+        };
+        let hls = dir.path().join("hls \"quoted\"");
+        let config = broadcaster_config(&options, &endpoints, None, &hls);
+        let back = BroadcasterConfig::from_toml_str(&config_text(&config).unwrap()).unwrap();
+        assert_eq!(back.orchestrators, endpoints.orchestrators);
+        assert_eq!(back.ladder, "P240p30fps16x9");
+        assert_eq!(back.hls_dir.as_deref(), Some(hls.as_path()));
+        assert_eq!(back.failure_cooldown_secs, FAILURE_COOLDOWN_SECS);
+        assert_eq!(
+            back.max_live_streams_per_ip,
+            crate::scenario::MAX_STREAMS as usize
+        );
+        assert_eq!(back.payment, PaymentConfig::default());
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use node_orchestrator::client::segment_data;
 use node_orchestrator::config::TranscodeMode;
+use node_orchestrator::profiles::segment_data;
 use protocol::headers;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

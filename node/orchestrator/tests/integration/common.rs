@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
 use bytes::Bytes;
-use node_orchestrator::client::{
-    ClientError, OrchestratorClient, SegmentReply, SegmentRequest, segment_data,
-};
 use node_orchestrator::config::{ChainConfig, OrchestratorConfig};
+use node_orchestrator::profiles::segment_data;
 use protocol::chain::{Contracts, DeployConfig, LocalChain, TicketBrokerClient};
+use protocol::client::{ClientError, OrchestratorClient, SegmentReply, SegmentRequest};
 use protocol::net::OrchestratorInfo;
 use protocol::sig::NodeKey;
 use protocol::ticket::{SenderLimits, TicketParams, TicketSender};

@@ -84,10 +84,7 @@ async fn drop_fault_loses_exactly_the_configured_fraction() {
             Err(err) => {
                 // The connection is cut: no result, no error text.
                 assert!(
-                    matches!(
-                        err,
-                        node_orchestrator::client::ClientError::Transport { .. }
-                    ),
+                    matches!(err, protocol::client::ClientError::Transport { .. }),
                     "{err}"
                 );
                 lost += 1;
@@ -195,8 +192,7 @@ async fn crash_fault_stops_the_node_after_n_segments() {
             .unwrap(),
         ServeEnd::Crashed
     );
-    let fresh =
-        node_orchestrator::client::OrchestratorClient::connect(orchestrator.service_uri()).unwrap();
+    let fresh = protocol::client::OrchestratorClient::connect(orchestrator.service_uri()).unwrap();
     assert!(
         fresh.ping(b"x".to_vec()).await.is_err(),
         "node still answers after the crash"

@@ -13,9 +13,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use node_orchestrator::client::{grpc_channel, http_client};
 use node_orchestrator::config::TranscodeMode;
 use node_orchestrator::{RunningOrchestrator, TranscoderConfig, start_transcoder};
+use protocol::client::{grpc_channel, http_client};
 use protocol::net::transcoder_client::TranscoderClient;
 use protocol::net::transcoder_server::{Transcoder, TranscoderServer};
 use protocol::net::{NotifySegment, RegisterRequest, SegData};
@@ -66,7 +66,7 @@ async fn next_task(stream: &mut tonic::Streaming<NotifySegment>) -> NotifySegmen
 fn send_in_background(
     uri: &str,
     seq: usize,
-) -> tokio::task::JoinHandle<Result<node_orchestrator::client::SegmentReply, String>> {
+) -> tokio::task::JoinHandle<Result<protocol::client::SegmentReply, String>> {
     let uri = uri.to_string();
     tokio::spawn(async move {
         let mut session = Session::offchain(&uri).await;
@@ -77,7 +77,7 @@ fn send_in_background(
 
 /// The transcode error a segment's reply carries.
 async fn segment_error(
-    reply: tokio::task::JoinHandle<Result<node_orchestrator::client::SegmentReply, String>>,
+    reply: tokio::task::JoinHandle<Result<protocol::client::SegmentReply, String>>,
 ) -> String {
     let reply = tokio::time::timeout(WAIT, reply)
         .await

@@ -8,8 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use node_orchestrator::client::{ClientError, SegmentRequest, grpc_channel, segment_data};
 use node_orchestrator::config::TranscodeMode;
+use node_orchestrator::profiles::segment_data;
+use protocol::client::{ClientError, SegmentRequest, grpc_channel};
 use protocol::headers;
 use protocol::net::transcoder_client::TranscoderClient;
 use protocol::net::{NotifySegment, Payment, RegisterRequest};
@@ -95,7 +96,7 @@ async fn response_text(
 
 /// `/metrics` as text, on a fresh connection.
 async fn metrics_text(uri: &str) -> String {
-    node_orchestrator::client::http_client()
+    protocol::client::http_client()
         .get(format!("{uri}/metrics"))
         .send()
         .await
@@ -105,7 +106,7 @@ async fn metrics_text(uri: &str) -> String {
         .unwrap()
 }
 
-async fn wait_sessions(client: &node_orchestrator::client::OrchestratorClient, n: u64) {
+async fn wait_sessions(client: &protocol::client::OrchestratorClient, n: u64) {
     wait_status(client, WAIT, &format!("{n} open sessions"), |s| {
         s["sessions"] == n
     })
@@ -384,7 +385,7 @@ async fn connections_past_the_cap_are_closed_at_once() {
     }
     drop(silent);
     // The places come back as the server sees the silent ones close.
-    let client = node_orchestrator::client::http_client();
+    let client = protocol::client::http_client();
     let started = std::time::Instant::now();
     loop {
         if let Ok(response) = client.get(format!("{uri}/healthz")).send().await
@@ -420,7 +421,7 @@ async fn status_and_renditions_give_nothing_away_without_credentials() {
     let session_id = session.info.auth_token.clone().unwrap().session_id;
     let reply = session.send(0).await.unwrap();
 
-    let anyone = node_orchestrator::client::http_client();
+    let anyone = protocol::client::http_client();
     let get_status = |token: Option<&'static str>| {
         let mut request = anyone.get(format!("{uri}/status"));
         if let Some(token) = token {

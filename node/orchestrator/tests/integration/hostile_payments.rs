@@ -6,8 +6,9 @@
 
 use alloy::primitives::{I256, U256};
 use alloy::signers::local::PrivateKeySigner;
-use node_orchestrator::client::{ClientError, OrchestratorClient, SegmentRequest, segment_data};
+use node_orchestrator::profiles::segment_data;
 use protocol::chain::TicketBrokerClient;
+use protocol::client::{ClientError, OrchestratorClient, SegmentRequest};
 use protocol::sig::NodeKey;
 use protocol::ticket::{SenderLimits, TicketParams, TicketSender, payment_message};
 

@@ -163,7 +163,7 @@ async fn stop_redeeming_fault_keeps_winners_queued_until_switched_off() {
     let payment = protocol::ticket::payment_message(&params, sender.address(), &tickets);
     session.sender = None;
     let body = segments()[0].clone();
-    let seg = node_orchestrator::client::segment_data(
+    let seg = node_orchestrator::profiles::segment_data(
         &session.key,
         &session.info,
         &session.manifest,
@@ -175,7 +175,7 @@ async fn stop_redeeming_fault_keeps_winners_queued_until_switched_off() {
     .unwrap();
     session
         .client
-        .submit_segment(node_orchestrator::client::SegmentRequest::new(
+        .submit_segment(protocol::client::SegmentRequest::new(
             &seg,
             Some(&payment),
             body,

@@ -3,8 +3,9 @@
 //! balance 400, over capacity 403 `OrchestratorCapped`, no transcoder 403 `OrchestratorBusy`.
 
 use bytes::Bytes;
-use node_orchestrator::client::{ClientError, OrchestratorClient, SegmentRequest, segment_data};
 use node_orchestrator::config::TranscodeMode;
+use node_orchestrator::profiles::segment_data;
+use protocol::client::{ClientError, OrchestratorClient, SegmentRequest};
 use protocol::headers;
 use protocol::sig::NodeKey;
 use protocol::ticket::{TicketParams, payment_message};

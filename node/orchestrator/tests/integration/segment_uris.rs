@@ -7,8 +7,8 @@
 use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
-use node_orchestrator::client::segment_data;
 use node_orchestrator::http::SEGMENT_URI_TYPE;
+use node_orchestrator::profiles::segment_data;
 use prost::Message;
 use protocol::headers;
 use protocol::net::{TranscodeResult, transcode_result};
