@@ -10,6 +10,7 @@ use node_orchestrator::client::{ClientError, OrchestratorClient, SegmentRequest,
 use protocol::chain::TicketBrokerClient;
 use protocol::sig::NodeKey;
 use protocol::ticket::{SenderLimits, TicketParams, TicketSender, payment_message};
+use testkit::chain::ETH;
 
 use crate::common::*;
 

@@ -8,6 +8,7 @@ use node_orchestrator::config::TranscodeMode;
 use protocol::headers;
 use protocol::sig::NodeKey;
 use protocol::ticket::{TicketParams, payment_message};
+use testkit::chain::ETH;
 
 use crate::common::*;
 
