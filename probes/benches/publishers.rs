@@ -49,7 +49,7 @@ fn main() {
         source.bitrate_bps() / 1000.0,
         source.loop_ms / 1000.0
     );
-    let nginx = support::nginx::Nginx::start();
+    let nginx = testkit::nginx::Nginx::start();
 
     // Ours.
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -90,7 +90,7 @@ fn main() {
     let secs = env("LPT_BENCH_SECS", 30);
     let (encoded, _) = support::encoded_source();
     let segment = encoded.ts_segments(2.0).unwrap().remove(0);
-    let nginx = support::nginx::Nginx::start();
+    let nginx = testkit::nginx::Nginx::start();
     let dir = nginx.static_dir();
     std::fs::write(dir.join("base.ts"), &segment.data).unwrap();
     println!(

@@ -1,13 +1,15 @@
 //! Decoding a downloaded segment into what the checks need: codec, size, per-frame timestamps
 //! and frame stamps.
 //!
-//! Design: segments are demuxed from memory with `reference-transcoder`'s `MemoryInput` (no
-//! temporary files) and decoded single-threaded — many segments are decoded at once on a
-//! probe machine, so per-segment decoder threads would only add start-up cost. Only the facts
-//! are kept (a few bytes per frame); pictures are dropped as soon as their stamp is read.
-//! (reference-transcoder's own `probe` helper was not committed when this was written.)
+//! Design: segments are demuxed from memory (no temporary files) and decoded by
+//! `reference-transcoder`'s one [`VideoDecoder`], single-threaded — many segments are decoded at
+//! once on a probe machine, so per-segment decoder threads would only add start-up cost. A
+//! demuxer error ends the segment with what was read. Only the facts are kept (a few bytes per
+//! frame); pictures are dropped as soon as their stamp is read.
 
-use ffmpeg_next::{Packet, codec, media};
+use reference_transcoder::decode::{
+    DecodeOptions, DecoderError, DecoderThreads, Demuxer, ReadErrors, VideoDecoder,
+};
 use reference_transcoder::memio::MemoryInput;
 use reference_transcoder::{FrameStamp, read_stamp};
 
@@ -98,6 +100,12 @@ impl DecodedSegment {
     }
 }
 
+/// How segments are decoded: one thread each, a demuxer error ends the segment.
+const OPTIONS: DecodeOptions = DecodeOptions {
+    threads: DecoderThreads::Single,
+    read_errors: ReadErrors::EndInput,
+};
+
 /// Decodes segment bytes (MPEG-TS, or anything FFmpeg recognises).
 pub fn decode_segment(data: &[u8]) -> Result<DecodedSegment, DecodeError> {
     if data.is_empty() {
@@ -107,103 +115,44 @@ pub fn decode_segment(data: &[u8]) -> Result<DecodedSegment, DecodeError> {
     if is_ts && !data.len().is_multiple_of(188) {
         return Err(DecodeError::Truncated { len: data.len() });
     }
-    let mut memory = MemoryInput::open(data.to_vec(), is_ts.then_some("mpegts"))
+    let memory = MemoryInput::open(data.to_vec(), is_ts.then_some("mpegts"))
         .map_err(|e| DecodeError::Demux(e.to_string()))?;
-    let input = memory.input();
-    let container = input.format().name().to_string();
-    let (index, tb, fps, params) = {
-        let s = input
-            .streams()
-            .best(media::Type::Video)
-            .ok_or(DecodeError::NoVideoStream)?;
-        let fps = [s.avg_frame_rate(), s.rate()]
-            .into_iter()
-            .find(|r| r.numerator() > 0 && r.denominator() > 0)
-            .map(f64::from);
-        (s.index(), s.time_base(), fps, s.parameters())
-    };
-    let audio_codec = input
-        .streams()
-        .best(media::Type::Audio)
-        .map(|s| s.parameters().id().name().to_string());
-    let id = params.id();
-    let decoder_codec = ffmpeg_next::decoder::find(id)
-        .ok_or_else(|| DecodeError::UnsupportedCodec(format!("{id:?}")))?;
-    let codec_name = decoder_codec.name().to_string();
-    let mut ctx =
-        codec::context::Context::from_parameters(params).map_err(|e| DecodeError::Decoder {
-            codec: codec_name.clone(),
-            reason: e.to_string(),
-        })?;
-    ctx.set_threading(codec::threading::Config {
-        kind: codec::threading::Type::None,
-        count: 1,
-        ..Default::default()
-    });
-    let mut decoder = ctx
-        .decoder()
-        .open_as(decoder_codec)
-        .and_then(|o| o.video())
-        .map_err(|e| DecodeError::Decoder {
-            codec: codec_name.clone(),
-            reason: e.to_string(),
+    let mut decoder =
+        VideoDecoder::open(Demuxer::Memory(memory), OPTIONS).map_err(|e| match e {
+            DecoderError::NoVideoStream => DecodeError::NoVideoStream,
+            DecoderError::UnsupportedCodec { codec } => DecodeError::UnsupportedCodec(codec),
+            DecoderError::Parameters { codec, source } | DecoderError::Open { codec, source } => {
+                DecodeError::Decoder {
+                    codec,
+                    reason: source.to_string(),
+                }
+            }
         })?;
     let mut out = DecodedSegment {
-        container,
-        codec: codec_name,
+        container: decoder.container.clone(),
+        codec: decoder.codec.clone(),
         width: 0,
         height: 0,
-        fps,
-        audio_codec,
+        fps: decoder.fps.map(f64::from),
+        audio_codec: decoder.audio_codec.clone(),
         frames: Vec::with_capacity(128),
         decode_errors: 0,
     };
-    let tb = f64::from(tb);
+    let tb = f64::from(decoder.time_base);
     let mut frame = ffmpeg_next::frame::Video::empty();
-    let mut drain = |decoder: &mut ffmpeg_next::decoder::Video, out: &mut DecodedSegment| {
-        loop {
-            match decoder.receive_frame(&mut frame) {
-                Ok(()) => {}
-                Err(ffmpeg_next::Error::Eof) => return,
-                Err(ffmpeg_next::Error::Other {
-                    errno: libc::EAGAIN,
-                }) => return,
-                Err(_) => {
-                    out.decode_errors += 1;
-                    return;
-                }
-            }
-            out.width = frame.width();
-            out.height = frame.height();
-            out.frames.push(FrameFacts {
-                pts_secs: frame.timestamp().or(frame.pts()).map(|p| p as f64 * tb),
-                is_key: frame.is_key(),
-                stamp: read_stamp(&frame),
-            });
-        }
-    };
-    loop {
-        // av_read_frame does not unref its target: a fresh packet per read (dropped, hence
-        // unreferenced, at the end of each turn) keeps a reused one from leaking every payload.
-        let mut packet = Packet::empty();
-        match packet.read(input) {
-            Ok(()) => {}
-            Err(ffmpeg_next::Error::Eof) => break,
-            Err(_) => {
-                out.decode_errors += 1;
-                break;
-            }
-        }
-        if packet.stream() != index {
-            continue;
-        }
-        if decoder.send_packet(&packet).is_err() {
-            out.decode_errors += 1;
-        }
-        drain(&mut decoder, &mut out);
+    while decoder
+        .next_frame(&mut frame)
+        .map_err(|e| DecodeError::Demux(e.to_string()))?
+    {
+        out.width = frame.width();
+        out.height = frame.height();
+        out.frames.push(FrameFacts {
+            pts_secs: frame.timestamp().or(frame.pts()).map(|p| p as f64 * tb),
+            is_key: frame.is_key(),
+            stamp: read_stamp(&frame),
+        });
     }
-    let _ = decoder.send_eof();
-    drain(&mut decoder, &mut out);
+    out.decode_errors = decoder.decode_errors as u32;
     if out.frames.is_empty() {
         return Err(DecodeError::NoFrames {
             errors: out.decode_errors,

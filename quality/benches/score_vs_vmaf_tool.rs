@@ -20,15 +20,6 @@ fn env_or(name: &str, default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-fn ffmpeg(args: &[&str]) {
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-v", "error", "-y"])
-        .args(args)
-        .status()
-        .expect("the ffmpeg tool runs");
-    assert!(status.success(), "ffmpeg {args:?} failed");
-}
-
 fn vmaf_tool() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let build = exe.parent().and_then(Path::parent).unwrap().join("build");
@@ -108,7 +99,7 @@ fn main() {
         path("dist.y4m"),
     );
     eprintln!("preparing {frames} frames of 1280x720 testsrc2 …");
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-f",
         "lavfi",
         "-i",
@@ -125,7 +116,7 @@ fn main() {
         "yuv420p",
         &s(&ref_mp4),
     ]);
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-i",
         &s(&ref_mp4),
         "-c:v",
@@ -136,8 +127,8 @@ fn main() {
         "1500k",
         &s(&dist_mp4),
     ]);
-    ffmpeg(&["-i", &s(&ref_mp4), "-pix_fmt", "yuv420p", &s(&ref_y4m)]);
-    ffmpeg(&["-i", &s(&dist_mp4), "-pix_fmt", "yuv420p", &s(&dist_y4m)]);
+    testkit::ffmpeg::run(&["-i", &s(&ref_mp4), "-pix_fmt", "yuv420p", &s(&ref_y4m)]);
+    testkit::ffmpeg::run(&["-i", &s(&dist_mp4), "-pix_fmt", "yuv420p", &s(&dist_y4m)]);
 
     // Interleaved rounds (tool, ours, tool, ours, …) so that load from other processes hits both
     // alike; the best round of each is compared.

@@ -1,10 +1,12 @@
 //! Decoding any container FFmpeg reads into frames, on a thread per input.
 //!
-//! Each input is demuxed and decoded on its own thread and handed over through a bounded channel,
-//! so decoding both inputs overlaps with scoring while only a few decoded frames per input exist
-//! at any moment. Stamps are read on the decoding thread too, keeping that work off the scoring
-//! thread. A corrupt packet is counted and skipped (the decoder resynchronises), so a damaged
-//! segment still yields the frames that can be decoded.
+//! Frames come from `reference-transcoder`'s one [`VideoDecoder`] with the codec's default
+//! threads. Each input is demuxed and decoded on its own thread and handed over through a
+//! bounded channel, so decoding both inputs overlaps with scoring while only a few decoded
+//! frames per input exist at any moment. Stamps are read on the decoding thread too, keeping
+//! that work off the scoring thread. A corrupt packet is counted and skipped, and demuxer errors
+//! are skipped while the demuxer resynchronises (up to `MAX_CONSECUTIVE_READ_ERRORS` in a row),
+//! so a damaged segment still yields the frames that can be decoded.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +15,9 @@ use std::thread::JoinHandle;
 
 use ffmpeg::frame::Video;
 use ffmpeg_next as ffmpeg;
+use reference_transcoder::decode::{
+    DecodeOptions, DecoderError, DecoderThreads, Demuxer, ReadError, ReadErrors, VideoDecoder,
+};
 
 use crate::QualityError;
 use crate::stamp::{Stamp, StampReader};
@@ -52,30 +57,18 @@ impl From<&Path> for MediaInput {
     }
 }
 
-/// The demuxer of a file or of an in-memory buffer.
-enum Demuxer {
-    File(ffmpeg::format::context::Input),
-    Memory(reference_transcoder::memio::MemoryInput),
-}
-
-impl Demuxer {
-    fn input(&mut self) -> &mut ffmpeg::format::context::Input {
-        match self {
-            Demuxer::File(input) => input,
-            Demuxer::Memory(memory) => memory.input(),
-        }
-    }
-}
+/// How scored inputs are decoded.
+const OPTIONS: DecodeOptions = DecodeOptions {
+    threads: DecoderThreads::CodecDefault,
+    read_errors: ReadErrors::Skip {
+        max_consecutive: MAX_CONSECUTIVE_READ_ERRORS,
+    },
+};
 
 /// A demuxer plus decoder for the best video stream of one input.
 pub struct VideoReader {
     path: PathBuf,
-    demuxer: Demuxer,
-    decoder: ffmpeg::decoder::Video,
-    stream_index: usize,
-    draining: bool,
-    /// Packets the decoder rejected and frames it failed to produce.
-    pub decode_errors: u64,
+    decoder: VideoDecoder,
 }
 
 impl VideoReader {
@@ -86,7 +79,7 @@ impl VideoReader {
             source,
         };
         ffmpeg::init().map_err(open_error)?;
-        let mut demuxer = match media {
+        let demuxer = match media {
             MediaInput::File(file) => {
                 Demuxer::File(ffmpeg::format::input(&file).map_err(open_error)?)
             }
@@ -94,81 +87,41 @@ impl VideoReader {
                 reference_transcoder::memio::MemoryInput::open(data, None).map_err(open_error)?,
             ),
         };
-        let path = path.as_path();
-        let input = demuxer.input();
-        let stream = input
-            .streams()
-            .best(ffmpeg::media::Type::Video)
-            .ok_or_else(|| QualityError::NoVideoStream {
-                path: path.to_owned(),
-            })?;
-        let stream_index = stream.index();
-        let decoder = ffmpeg::codec::Context::from_parameters(stream.parameters())
-            .and_then(|context| context.decoder().video())
-            .map_err(|source| QualityError::Decoder {
-                path: path.to_owned(),
-                source,
-            })?;
-        Ok(VideoReader {
-            path: path.to_owned(),
-            demuxer,
-            decoder,
-            stream_index,
-            draining: false,
-            decode_errors: 0,
-        })
+        let decoder = VideoDecoder::open(demuxer, OPTIONS).map_err(|e| match e {
+            DecoderError::NoVideoStream => QualityError::NoVideoStream { path: path.clone() },
+            DecoderError::UnsupportedCodec { .. } => QualityError::Decoder {
+                path: path.clone(),
+                source: ffmpeg::Error::DecoderNotFound,
+            },
+            DecoderError::Parameters { source, .. } | DecoderError::Open { source, .. } => {
+                QualityError::Decoder {
+                    path: path.clone(),
+                    source,
+                }
+            }
+        })?;
+        Ok(VideoReader { path, decoder })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Packets the decoder rejected and frames it failed to produce.
+    pub fn decode_errors(&self) -> u64 {
+        self.decoder.decode_errors
+    }
+
     /// The next frame in presentation order, or `None` at the end of the stream.
     pub fn next_frame(&mut self) -> Result<Option<Video>, QualityError> {
         let mut frame = Video::empty();
-        let mut read_errors = 0;
-        loop {
-            match self.decoder.receive_frame(&mut frame) {
-                Ok(()) => return Ok(Some(frame)),
-                Err(ffmpeg::Error::Eof) => return Ok(None),
-                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {}
-                Err(_) => {
-                    self.decode_errors += 1;
-                    if self.draining {
-                        return Ok(None);
-                    }
-                }
-            }
-            if self.draining {
-                return Ok(None);
-            }
-            let mut packet = ffmpeg::Packet::empty();
-            match packet.read(self.demuxer.input()) {
-                Ok(()) => {
-                    read_errors = 0;
-                    if packet.stream() == self.stream_index
-                        && self.decoder.send_packet(&packet).is_err()
-                    {
-                        self.decode_errors += 1;
-                    }
-                }
-                Err(ffmpeg::Error::Eof) => {
-                    // A decoder that already failed may refuse EOF; it then has nothing to drain.
-                    if self.decoder.send_eof().is_err() {
-                        return Ok(None);
-                    }
-                    self.draining = true;
-                }
-                Err(source) => {
-                    read_errors += 1;
-                    if read_errors >= MAX_CONSECUTIVE_READ_ERRORS {
-                        return Err(QualityError::Read {
-                            path: self.path.clone(),
-                            source,
-                        });
-                    }
-                }
-            }
+        match self.decoder.next_frame(&mut frame) {
+            Ok(true) => Ok(Some(frame)),
+            Ok(false) => Ok(None),
+            Err(ReadError(source)) => Err(QualityError::Read {
+                path: self.path.clone(),
+                source,
+            }),
         }
     }
 }
@@ -275,6 +228,6 @@ fn decode_loop(
         }
     }
     DecodeStats {
-        decode_errors: reader.decode_errors,
+        decode_errors: reader.decode_errors(),
     }
 }

@@ -17,16 +17,6 @@ use reference_transcoder::{FrameStamp, write_stamp};
 
 const STREAM_ID: u32 = 0x5eed;
 
-/// Runs the `ffmpeg` tool quietly and asserts it succeeded.
-fn ffmpeg(args: &[&str]) {
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-v", "error", "-y"])
-        .args(args)
-        .status()
-        .expect("the ffmpeg tool runs");
-    assert!(status.success(), "ffmpeg {args:?} failed");
-}
-
 /// A lavfi testsrc2 clip as raw yuv420p frames.
 fn testsrc_frames(width: u32, height: u32, fps: u32, frames: u32) -> Vec<Vec<u8>> {
     let output = Command::new("ffmpeg")
@@ -200,7 +190,7 @@ fn agrees_with_netflix_vmaf_tool() {
     let reference = dir.path().join("reference.y4m");
     let compressed = dir.path().join("compressed.mp4");
     let distorted = dir.path().join("distorted.y4m");
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-f",
         "lavfi",
         "-i",
@@ -211,7 +201,7 @@ fn agrees_with_netflix_vmaf_tool() {
         "yuv420p",
         reference.to_str().unwrap(),
     ]);
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-i",
         reference.to_str().unwrap(),
         "-c:v",
@@ -220,7 +210,7 @@ fn agrees_with_netflix_vmaf_tool() {
         "60k",
         compressed.to_str().unwrap(),
     ]);
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-i",
         compressed.to_str().unwrap(),
         "-pix_fmt",
@@ -416,7 +406,7 @@ fn stamp_pairing_follows_a_60_to_30_fps_conversion_with_scaling() {
 fn degraded_rendition_scores_far_below_a_normal_one_and_identical_scores_the_maximum() {
     let dir = tempfile::tempdir().unwrap();
     let reference = dir.path().join("reference.y4m");
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-f",
         "lavfi",
         "-i",
@@ -429,7 +419,7 @@ fn degraded_rendition_scores_far_below_a_normal_one_and_identical_scores_the_max
     ]);
     let normal = dir.path().join("normal.mp4");
     let degraded = dir.path().join("degraded.ts");
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-i",
         reference.to_str().unwrap(),
         "-c:v",
@@ -438,7 +428,7 @@ fn degraded_rendition_scores_far_below_a_normal_one_and_identical_scores_the_max
         "1500k",
         normal.to_str().unwrap(),
     ]);
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-i",
         reference.to_str().unwrap(),
         "-c:v",
@@ -529,7 +519,7 @@ fn subsampling_scores_every_nth_frame_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let reference = dir.path().join("reference.y4m");
     let distorted = dir.path().join("distorted.mp4");
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-f",
         "lavfi",
         "-i",
@@ -540,7 +530,7 @@ fn subsampling_scores_every_nth_frame_exactly() {
         "yuv420p",
         reference.to_str().unwrap(),
     ]);
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-i",
         reference.to_str().unwrap(),
         "-c:v",
@@ -596,7 +586,7 @@ fn subsampling_scores_every_nth_frame_exactly() {
 fn ssim_and_the_4k_model_are_selectable() {
     let dir = tempfile::tempdir().unwrap();
     let reference = dir.path().join("reference.y4m");
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-f",
         "lavfi",
         "-i",
@@ -630,7 +620,7 @@ fn bad_inputs_give_counts_or_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let reference = dir.path().join("reference.y4m");
     let shorter = dir.path().join("shorter.mp4");
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-f",
         "lavfi",
         "-i",
@@ -641,7 +631,7 @@ fn bad_inputs_give_counts_or_typed_errors() {
         "yuv420p",
         reference.to_str().unwrap(),
     ]);
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-i",
         reference.to_str().unwrap(),
         "-frames:v",
@@ -708,7 +698,7 @@ fn bad_inputs_give_counts_or_typed_errors() {
 
     // A truncated file still scores what decodes.
     let truncated = dir.path().join("truncated.mp4");
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-i",
         reference.to_str().unwrap(),
         "-c:v",
@@ -734,7 +724,7 @@ fn bad_inputs_give_counts_or_typed_errors() {
     // 16-pixel pictures); 32x32 is the smallest accepted.
     for (size, accepted) in [("16x16", false), ("320x16", false), ("32x32", true)] {
         let tiny = dir.path().join(format!("tiny-{size}.y4m"));
-        ffmpeg(&[
+        testkit::ffmpeg::run(&[
             "-f",
             "lavfi",
             "-i",
@@ -795,7 +785,7 @@ fn reference_ladder_scores_a_starved_network_rendition_below_its_own_transcode()
     std::fs::write(&source_ts, &segment.data).unwrap();
     // The "orchestrator": the right size and rate (60 -> 30 fps by FFmpeg's fps conversion),
     // but starved of bits.
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-i",
         source_ts.to_str().unwrap(),
         "-s",

@@ -11,11 +11,13 @@
 //!   bottom band quality scoring should leave out.
 //! - [`ladder::LadderTranscoder`] is one stream's transcoding session
 //!   ([`ladder::parse_ladder`], [`ladder::parse_json_profiles`] build its ladder).
-//! - [`probe::decode_bytes`] / [`probe::decode_file`] stream decoded frames (with stamps) to a
+//! - [`decode::VideoDecoder`] is the one video decoder every reader of media goes through;
+//!   [`probe::decode_bytes`] / [`probe::decode_file`] stream its frames (with stamps) to a
 //!   callback and summarise the segment.
 //! - [`bench::run_bench`] runs `lpt bench` over an [`input::BenchInput`].
 
 pub mod bench;
+pub mod decode;
 pub mod h264;
 pub mod input;
 pub mod ladder;

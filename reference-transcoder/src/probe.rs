@@ -1,18 +1,21 @@
 //! Decoding helpers for probes and quality scoring: decode a TS/FLV/MP4 segment (bytes or path)
 //! frame by frame, with each frame's timestamp and stamp, and summarise what was found.
 //!
-//! Design: frames are handed to a callback one at a time (converted to YUV420P at their own size
-//! only when they are not already), so memory stays bounded by one frame plus the decoder's
-//! references whatever the segment's length; the summary (`MediaInfo`) comes back at the end.
+//! Design: frames come from [`VideoDecoder`] with frame threads, and are handed to a callback one
+//! at a time (converted to YUV420P at their own size only when they are not already), so memory
+//! stays bounded by one frame plus the decoder's references whatever the segment's length; the
+//! summary (`MediaInfo`) comes back at the end.
 
 use std::path::{Path, PathBuf};
 
 use ffmpeg_next::format::Pixel;
-use ffmpeg_next::format::context::Input;
 use ffmpeg_next::software::scaling;
-use ffmpeg_next::{Packet, Rational, codec, frame, media};
+use ffmpeg_next::{Rational, frame};
 use serde::Serialize;
 
+use crate::decode::{
+    DecodeOptions, DecoderError, DecoderThreads, Demuxer, ReadError, ReadErrors, VideoDecoder,
+};
 use crate::memio::{OpenError, open_container};
 use crate::stamp::{FrameStamp, read_stamp};
 
@@ -83,6 +86,32 @@ pub enum DecodeError {
     NoFrames,
 }
 
+impl From<DecoderError> for DecodeError {
+    fn from(e: DecoderError) -> Self {
+        match e {
+            DecoderError::NoVideoStream => DecodeError::NoVideoStream,
+            DecoderError::UnsupportedCodec { codec } => DecodeError::UnsupportedCodec { codec },
+            DecoderError::Parameters { source, .. } => DecodeError::Decoder {
+                stage: "reading stream parameters",
+                source,
+            },
+            DecoderError::Open { source, .. } => DecodeError::Decoder {
+                stage: "opening",
+                source,
+            },
+        }
+    }
+}
+
+impl From<ReadError> for DecodeError {
+    fn from(ReadError(source): ReadError) -> Self {
+        DecodeError::Decoder {
+            stage: "reading",
+            source,
+        }
+    }
+}
+
 impl From<OpenError> for DecodeError {
     fn from(e: OpenError) -> Self {
         match e {
@@ -98,8 +127,8 @@ pub fn decode_bytes<F: FnMut(&DecodedFrame)>(
     data: Vec<u8>,
     on_frame: F,
 ) -> Result<MediaInfo, DecodeError> {
-    let mut input = open_container(data)?;
-    decode_input(input.input(), on_frame)
+    let input = open_container(data)?;
+    decode_input(Demuxer::Memory(input), on_frame)
 }
 
 /// Decodes a file, calling `on_frame` for every frame.
@@ -108,11 +137,11 @@ pub fn decode_file<F: FnMut(&DecodedFrame)>(
     on_frame: F,
 ) -> Result<MediaInfo, DecodeError> {
     crate::init_ffmpeg();
-    let mut input = ffmpeg_next::format::input(path).map_err(|source| DecodeError::Open {
+    let input = ffmpeg_next::format::input(path).map_err(|source| DecodeError::Open {
         path: path.to_path_buf(),
         source,
     })?;
-    decode_input(&mut input, on_frame)
+    decode_input(Demuxer::File(input), on_frame)
 }
 
 /// Decodes segment bytes and returns only the summary.
@@ -125,55 +154,24 @@ pub fn probe_file(path: &Path) -> Result<MediaInfo, DecodeError> {
     decode_file(path, |_| {})
 }
 
+/// How this module decodes: one input at a time, so frame threads; a demuxer error ends the
+/// input with what was read.
+const OPTIONS: DecodeOptions = DecodeOptions {
+    threads: DecoderThreads::Frame,
+    read_errors: ReadErrors::EndInput,
+};
+
 fn decode_input<F: FnMut(&DecodedFrame)>(
-    input: &mut Input,
+    demuxer: Demuxer,
     mut on_frame: F,
 ) -> Result<MediaInfo, DecodeError> {
-    let container = input.format().name().to_string();
-    let (index, tb, fps, params) = {
-        let s = input
-            .streams()
-            .best(media::Type::Video)
-            .ok_or(DecodeError::NoVideoStream)?;
-        let fps = [s.avg_frame_rate(), s.rate()]
-            .into_iter()
-            .find(|r| r.numerator() > 0 && r.denominator() > 0);
-        (s.index(), s.time_base(), fps, s.parameters())
-    };
-    let audio_codec = input
-        .streams()
-        .best(media::Type::Audio)
-        .map(|s| s.parameters().id().name().to_string());
-    let codec_id = params.id();
-    let decoder_codec =
-        ffmpeg_next::decoder::find(codec_id).ok_or_else(|| DecodeError::UnsupportedCodec {
-            codec: format!("{codec_id:?}"),
-        })?;
-    let mut ctx = codec::context::Context::from_parameters(params).map_err(|source| {
-        DecodeError::Decoder {
-            stage: "reading stream parameters",
-            source,
-        }
-    })?;
-    ctx.set_threading(codec::threading::Config {
-        kind: codec::threading::Type::Frame,
-        count: 0,
-        ..Default::default()
-    });
-    let mut decoder = ctx
-        .decoder()
-        .open_as(decoder_codec)
-        .and_then(|o| o.video())
-        .map_err(|source| DecodeError::Decoder {
-            stage: "opening",
-            source,
-        })?;
-
+    let decoder = VideoDecoder::open(demuxer, OPTIONS)?;
+    let fps = decoder.fps;
     let mut state = FrameLoop {
-        tb,
+        tb: decoder.time_base,
         info: MediaInfo {
-            container,
-            codec: decoder_codec.name().to_string(),
+            container: decoder.container.clone(),
+            codec: decoder.codec.clone(),
             width: 0,
             height: 0,
             frames: 0,
@@ -181,37 +179,19 @@ fn decode_input<F: FnMut(&DecodedFrame)>(
             first_pts_secs: None,
             last_pts_secs: None,
             fps: fps.map(f64::from),
-            audio_codec,
+            audio_codec: decoder.audio_codec.clone(),
             key_frames: 0,
             stamped_frames: 0,
             decode_errors: 0,
         },
+        decoder,
         decoded: frame::Video::empty(),
         converted: None,
         scaler: None,
     };
-    loop {
-        // av_read_frame does not unref its target: a fresh packet per read avoids leaking the last.
-        let mut packet = Packet::empty();
-        match packet.read(input) {
-            Ok(()) => {}
-            Err(ffmpeg_next::Error::Eof) => break,
-            Err(_) => {
-                state.info.decode_errors += 1;
-                break;
-            }
-        }
-        if packet.stream() != index {
-            continue;
-        }
-        if decoder.send_packet(&packet).is_err() {
-            state.info.decode_errors += 1;
-        }
-        state.drain(&mut decoder, &mut on_frame)?;
-    }
-    let _ = decoder.send_eof();
-    state.drain(&mut decoder, &mut on_frame)?;
+    state.run(&mut on_frame)?;
     let mut info = state.info;
+    info.decode_errors = state.decoder.decode_errors as u32;
     if info.frames == 0 {
         return Err(DecodeError::NoFrames);
     }
@@ -224,6 +204,7 @@ fn decode_input<F: FnMut(&DecodedFrame)>(
 }
 
 struct FrameLoop {
+    decoder: VideoDecoder,
     tb: Rational,
     info: MediaInfo,
     decoded: frame::Video,
@@ -232,23 +213,8 @@ struct FrameLoop {
 }
 
 impl FrameLoop {
-    fn drain<F: FnMut(&DecodedFrame)>(
-        &mut self,
-        decoder: &mut ffmpeg_next::decoder::Video,
-        on_frame: &mut F,
-    ) -> Result<(), DecodeError> {
-        loop {
-            match decoder.receive_frame(&mut self.decoded) {
-                Ok(()) => {}
-                Err(ffmpeg_next::Error::Other {
-                    errno: libc::EAGAIN,
-                })
-                | Err(ffmpeg_next::Error::Eof) => return Ok(()),
-                Err(_) => {
-                    self.info.decode_errors += 1;
-                    continue;
-                }
-            }
+    fn run<F: FnMut(&DecodedFrame)>(&mut self, on_frame: &mut F) -> Result<(), DecodeError> {
+        while self.decoder.next_frame(&mut self.decoded)? {
             let f = &self.decoded;
             let pts = f.timestamp().or(f.pts());
             let pts_secs = pts.map(|p| p as f64 * f64::from(self.tb));
@@ -309,5 +275,6 @@ impl FrameLoop {
                 picture,
             });
         }
+        Ok(())
     }
 }

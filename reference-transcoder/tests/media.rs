@@ -35,31 +35,8 @@ fn shared() -> &'static Shared {
     })
 }
 
-/// Runs ffprobe on bytes written to a temporary file and returns its JSON.
-fn ffprobe(data: &[u8], suffix: &str, args: &[&str]) -> serde_json::Value {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(format!("probe.{suffix}"));
-    std::fs::write(&path, data).unwrap();
-    ffprobe_path(&path, args)
-}
-
-fn ffprobe_path(path: &Path, args: &[&str]) -> serde_json::Value {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-of", "json"])
-        .args(args)
-        .arg(path)
-        .output()
-        .expect("ffprobe runs");
-    assert!(
-        out.status.success(),
-        "ffprobe failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn video_stream(data: &[u8], suffix: &str) -> serde_json::Value {
-    let j = ffprobe(
+    let j = testkit::ffmpeg::probe_bytes_json(
         data,
         suffix,
         &[
@@ -188,7 +165,7 @@ fn segments_are_cut_at_key_frames_and_last_two_seconds() {
             seg.seq,
             seg.duration_secs
         );
-        let j = ffprobe(
+        let j = testkit::ffmpeg::probe_bytes_json(
             &seg.data,
             "ts",
             &[

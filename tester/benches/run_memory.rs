@@ -11,9 +11,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "../tests/support/nginx.rs"]
-mod nginx;
-use nginx::Nginx;
+use testkit::nginx::{Nginx, NginxOptions};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -39,7 +37,9 @@ fn rss_mib(pid: u32) -> Option<f64> {
 fn main() {
     let minutes = env_or("LPT_BENCH_MINUTES", 10);
     let streams = env_or("LPT_BENCH_STREAMS", 10);
-    let nginx = Nginx::start();
+    let nginx = Nginx::start_with(&NginxOptions {
+        playlist_window: Duration::from_secs(12),
+    });
     let scenario = nginx.dir.path().join("memory.toml");
     std::fs::write(
         &scenario,

@@ -549,22 +549,13 @@ fn bench_with_an_unknown_profile_is_a_configuration_error() {
         .stderr(predicate::str::contains("P240p30fps16x9"));
 }
 
-fn ffmpeg(args: &[&str]) {
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y"])
-        .args(args)
-        .status()
-        .expect("the ffmpeg tool is installed by ci/setup");
-    assert!(status.success(), "ffmpeg {args:?}");
-}
-
 #[test]
 fn quality_scores_two_files_and_writes_per_frame_csv() {
     let dir = tempfile::tempdir().unwrap();
     let reference = dir.path().join("ref.mp4");
     let degraded = dir.path().join("degraded.mp4");
     let csv = dir.path().join("frames.csv");
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-f",
         "lavfi",
         "-i",
@@ -577,7 +568,7 @@ fn quality_scores_two_files_and_writes_per_frame_csv() {
         "12",
         reference.to_str().unwrap(),
     ]);
-    ffmpeg(&[
+    testkit::ffmpeg::run(&[
         "-i",
         reference.to_str().unwrap(),
         "-c:v",

@@ -7,10 +7,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use testkit::nginx::{Nginx, NginxOptions};
+use testkit::ports::wait_until;
 
-#[path = "support/nginx.rs"]
-mod nginx;
-use nginx::{Nginx, wait_until};
+/// nginx keeping 12 s of HLS in each playlist.
+fn nginx() -> Nginx {
+    Nginx::start_with(&NginxOptions {
+        playlist_window: Duration::from_secs(12),
+    })
+}
 
 fn scenario(nginx: &Nginx, duration: &str, thresholds: &str) -> PathBuf {
     let path = nginx.dir.path().join("scenario.toml");
@@ -67,7 +72,7 @@ fn verdict<'a>(summary: &'a Value, metric: &str) -> &'a Value {
 
 #[test]
 fn a_run_through_nginx_measures_everything_and_fails_only_the_impossible_threshold() {
-    let nginx = Nginx::start();
+    let nginx = nginx();
     let scenario = scenario(
         &nginx,
         "12s",
@@ -140,7 +145,7 @@ fn a_run_through_nginx_measures_everything_and_fails_only_the_impossible_thresho
 
 #[test]
 fn a_run_killed_with_sigkill_leaves_a_readable_journal() {
-    let nginx = Nginx::start();
+    let nginx = nginx();
     let scenario = scenario(&nginx, "10m", r#""segment_success" = ["rate >= 0.9"]"#);
     let run_dir = nginx.dir.path().join("run");
     let mut child = lpt()
@@ -187,7 +192,7 @@ fn a_run_killed_with_sigkill_leaves_a_readable_journal() {
 
 #[test]
 fn ctrl_c_stops_the_run_and_keeps_its_results() {
-    let nginx = Nginx::start();
+    let nginx = nginx();
     let scenario = scenario(&nginx, "10m", r#""segment_success" = ["rate >= 0.9"]"#);
     let run_dir = nginx.dir.path().join("run");
     let mut child = lpt()
@@ -220,7 +225,7 @@ fn ctrl_c_stops_the_run_and_keeps_its_results() {
 
 #[test]
 fn an_abort_on_fail_threshold_ends_the_run_early_with_108() {
-    let nginx = Nginx::start();
+    let nginx = nginx();
     let scenario = scenario(
         &nginx,
         "10m",

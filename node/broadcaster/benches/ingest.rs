@@ -22,15 +22,13 @@
 #[allow(dead_code)]
 mod rtmp_client;
 
-#[path = "../../../tester/tests/support/nginx.rs"]
-mod nginx;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reference_transcoder::{MediaKind, SourceConfig};
+use testkit::nginx::{Nginx, NginxOptions};
 
 /// (kind, is sequence header, dts ms, FLV tag body).
 type ReplayPacket = (MediaKind, bool, u32, Vec<u8>);
@@ -375,7 +373,9 @@ async fn parent() {
         stop_broadcaster(child);
         cost
     };
-    let nginx = nginx::Nginx::start();
+    let nginx = Nginx::start_with(&NginxOptions {
+        playlist_window: Duration::from_secs(12),
+    });
     let peer = Target {
         pid: nginx.pid(),
         rtmp: format!("127.0.0.1:{}", nginx.rtmp_port).parse().unwrap(),

@@ -36,16 +36,16 @@ use bytes::Bytes;
 use node_orchestrator::config::{ChainConfig, OrchestratorConfig, TranscodeMode};
 use node_orchestrator::profiles::segment_data;
 use node_orchestrator::transcode::Rendition;
-use protocol::chain::{Contracts, DeployConfig, LocalChain};
+use protocol::chain::DeployConfig;
 use protocol::client::{OrchestratorClient, SegmentRequest};
 use protocol::sig::NodeKey;
 use protocol::ticket::{SenderLimits, TicketParams, TicketSender};
 use reference_transcoder::{LadderOptions, LadderTranscoder, Profile, SourceConfig};
+use testkit::chain::{ETH, ORCHESTRATOR, TestChain};
 use tokio::sync::watch;
 
 const WARMUP: usize = 20;
 const MEASURED: usize = 2000;
-const ETH: u64 = 1_000_000_000_000_000_000;
 const LADDER: &str = "P240p30fps16x9,P360p30fps16x9,P720p30fps16x9";
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -301,22 +301,16 @@ async fn bench(io_threads: Option<usize>) {
     let segment = Bytes::from(source.ts_segments(2.0).unwrap().remove(0).data);
     let ladder = reference_transcoder::ladder::parse_ladder(LADDER).unwrap();
 
-    let chain = LocalChain::start().expect("anvil (npm ci in ci/chain)");
-    let contracts = Contracts::deploy(
-        &chain.provider(chain.signer(0)),
-        DeployConfig {
-            round_length: 100_000,
-            ..DeployConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    let broadcaster = chain.signer(1);
-    contracts
-        .ticket_broker(chain.provider(broadcaster.clone()))
-        .fund_deposit_and_reserve(U256::from(ETH), U256::from(ETH))
-        .await
-        .unwrap();
+    let test_chain = TestChain::deploy(DeployConfig {
+        round_length: 100_000,
+        ..DeployConfig::default()
+    })
+    .await;
+    let broadcaster = test_chain.broadcaster();
+    test_chain
+        .fund(&broadcaster, U256::from(ETH), U256::from(ETH))
+        .await;
+    let TestChain { chain, contracts } = test_chain;
     let mut config = OrchestratorConfig::offchain();
     config.io_threads = io_threads;
     config.offchain = false;
@@ -327,7 +321,7 @@ async fn bench(io_threads: Option<usize>) {
     config.payments.expiration_blocks = 1_000_000;
     config.chain = Some(ChainConfig {
         rpc_url: chain.url().to_string(),
-        private_key: alloy::hex::encode_prefixed(chain.signer(2).to_bytes()).into(),
+        private_key: alloy::hex::encode_prefixed(chain.signer(ORCHESTRATOR).to_bytes()).into(),
         ticket_broker: contracts.ticket_broker.to_string(),
         rounds_manager: contracts.rounds_manager.to_string(),
         poll_ms: 1000,

@@ -10,11 +10,12 @@ use probes::{
     CheckOptions, HlsOptions, HlsPuller, PullError, PullEvent, SegmentChecker, StreamProbe,
     StreamProbeConfig, decode_segment, http_client,
 };
+use testkit::ports::free_port;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use crate::support::{Recorder, encoded_source, free_port, runtime};
+use crate::support::{Recorder, encoded_source, runtime};
 
 /// Serves the routes below on a loopback port until the runtime stops.
 async fn bad_server(segment: Arc<Vec<u8>>, extinf: f64) -> u16 {

@@ -6,7 +6,6 @@
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
 use node_orchestrator::config::ChainConfig;
 use node_orchestrator::{OrchestratorConfig, RunningOrchestrator};
@@ -16,12 +15,12 @@ use probes::direct::{
     NullDirectObserver, run_direct_test, run_direct_tests, wire_ladder,
 };
 use probes::quality::{QualitySampler, QualitySamplerConfig, Sampling};
-use protocol::chain::{Contracts, DeployConfig, LocalChain};
+use protocol::chain::{Contracts, LocalChain};
 use protocol::net::VideoProfile;
 use protocol::ticket::SenderLimits;
 use reference_transcoder::{EncodedSource, SourceConfig};
+use testkit::chain::{BROADCASTER, TestChain, long_rounds};
 
-const ETH: u64 = 1_000_000_000_000_000_000;
 pub const STREAM_ID: u32 = 0x5eed;
 
 /// The stamped source: 426×240, 30 fps, 2 s GOPs, 4 s (made once per test binary).
@@ -85,23 +84,8 @@ struct Chain {
 
 impl Chain {
     async fn start() -> Self {
-        let chain = LocalChain::start().expect("anvil (run `npm ci` in ci/chain)");
-        let deployer = chain.provider(chain.signer(0));
-        let contracts = Contracts::deploy(
-            &deployer,
-            DeployConfig {
-                round_length: 10_000,
-                ..DeployConfig::default()
-            },
-        )
-        .await
-        .unwrap();
-        let broadcaster = chain.signer(1);
-        contracts
-            .ticket_broker(chain.provider(broadcaster.clone()))
-            .fund_deposit_and_reserve(U256::from(ETH), U256::from(ETH / 2))
-            .await
-            .unwrap();
+        let TestChain { chain, contracts } = TestChain::funded(long_rounds()).await;
+        let broadcaster = chain.signer(BROADCASTER);
         Self {
             chain,
             contracts,

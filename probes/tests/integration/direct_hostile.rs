@@ -252,11 +252,9 @@ async fn wrong_rendition_urls_fail_the_download() {
 /// never sends, and every planned segment says which.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_ticket_params_say_which_rule() {
-    use protocol::chain::{Contracts, DeployConfig, LocalChain};
-    let chain = LocalChain::start().expect("anvil (run `npm ci` in ci/chain)");
-    let contracts = Contracts::deploy(&chain.provider(chain.signer(0)), DeployConfig::default())
-        .await
-        .unwrap();
+    use protocol::chain::DeployConfig;
+    use testkit::chain::TestChain;
+    let TestChain { chain, contracts } = TestChain::deploy(DeployConfig::default()).await;
     let sender = probes::direct::DirectSender {
         signer: chain.signer(1),
         rpc_url: chain.url().to_string(),

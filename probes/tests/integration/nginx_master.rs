@@ -8,9 +8,10 @@ use probes::{
     CheckOptions, HlsOptions, HlsPuller, PublishOptions, PullEvent, RtmpPublisher, RtmpTarget,
     SegmentChecker, decode_segment, http_client,
 };
+use testkit::nginx::Nginx;
 use tokio::time::Instant;
 
-use crate::support::{encoded_source, nginx::Nginx, runtime};
+use crate::support::{encoded_source, runtime};
 
 #[test]
 fn master_playlist_renditions_are_all_followed_with_resolution_and_drift_checked() {

@@ -8,10 +8,11 @@ use probes::{
     CheckOptions, HlsOptions, HlsPuller, PublishOptions, PublishPhase, PullEvent, RtmpPublisher,
     RtmpTarget, SegmentChecker, decode_segment, http_client,
 };
+use testkit::nginx::Nginx;
 use tokio::process::Command;
 use tokio::time::Instant;
 
-use crate::support::{encoded_source, nginx::Nginx, runtime};
+use crate::support::{encoded_source, runtime};
 
 #[test]
 fn ffmpeg_publishes_into_nginx_and_our_puller_reads_every_segment_back() {

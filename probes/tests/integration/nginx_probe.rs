@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use probes::{StreamProbe, StreamProbeConfig, http_client};
+use testkit::nginx::Nginx;
 
-use crate::support::{Recorder, encoded_source, nginx::Nginx, runtime};
+use crate::support::{Recorder, encoded_source, runtime};
 
 #[test]
 fn stream_probe_round_trips_through_nginx_with_every_check_passing() {

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use probes::{PublishOptions, PublishPhase, RtmpPublisher, RtmpTarget};
+use testkit::nginx::Nginx;
 
-use crate::support::{encoded_source, nginx::Nginx, runtime};
+use crate::support::{encoded_source, runtime};
 
 #[test]
 fn publisher_feeds_nginx_which_cuts_hls() {

@@ -10,8 +10,9 @@ use probes::{
     ProbeObserver, QualityObservation, QualitySample, QualitySampler, QualitySamplerConfig,
     Sampling, StreamProbe, StreamProbeConfig, Submission, http_client,
 };
+use testkit::nginx::Nginx;
 
-use crate::support::{Recorder, encoded_source, nginx::Nginx, runtime};
+use crate::support::{Recorder, encoded_source, runtime};
 
 /// Keeps quality observations (and everything else through [`Recorder`]).
 #[derive(Default)]

@@ -16,8 +16,8 @@ use protocol::ticket::{
     WinningTicket, recipient_rand_hash,
 };
 use protocol::{Address, U256};
+use testkit::chain::{ETH, TestChain};
 
-const ETH: u64 = 1_000_000_000_000_000_000;
 const FACE_VALUE: u64 = 1_000_000_000_000_000; // 1e15 wei
 /// Advertised price: 1000 wei per pixel, so one ticket's face value pays 1e12 pixels.
 const PRICE_PER_PIXEL: u128 = 1000;
@@ -32,12 +32,7 @@ struct World {
 
 impl World {
     async fn new() -> World {
-        let chain =
-            LocalChain::start().expect("anvil starts (run `npm ci` in ci/chain or set LPT_ANVIL)");
-        let deployer = chain.provider(chain.signer(0));
-        let contracts = Contracts::deploy(&deployer, DeployConfig::default())
-            .await
-            .unwrap();
+        let TestChain { chain, contracts } = TestChain::deploy(DeployConfig::default()).await;
         World { chain, contracts }
     }
 

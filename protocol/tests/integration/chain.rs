@@ -16,9 +16,10 @@ use protocol::ticket::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use testkit::chain::{BROADCASTER, ETH, ORCHESTRATOR, TestChain};
+
 use super::tickets::high_s_twin;
 
-const ETH: u64 = 1_000_000_000_000_000_000;
 const FACE_VALUE: u64 = 1_000_000_000_000_000; // 1e15 wei
 
 /// One chain with the contracts deployed, a funded broadcaster (account 1) and an orchestrator
@@ -35,13 +36,8 @@ struct World {
 
 impl World {
     async fn new() -> Self {
-        let chain =
-            LocalChain::start().expect("anvil starts (run `npm ci` in ci/chain or set LPT_ANVIL)");
-        let deployer = chain.provider(chain.signer(0));
-        let contracts = Contracts::deploy(&deployer, DeployConfig::default())
-            .await
-            .unwrap();
-        let (broadcaster, orchestrator) = (chain.signer(1), chain.signer(2));
+        let TestChain { chain, contracts } = TestChain::deploy(DeployConfig::default()).await;
+        let (broadcaster, orchestrator) = (chain.signer(BROADCASTER), chain.signer(ORCHESTRATOR));
         let b_broker = contracts.ticket_broker(chain.provider(broadcaster.clone()));
         let o_broker = contracts.ticket_broker(chain.provider(orchestrator.clone()));
         // Account 3 plays the keeper that initializes rounds.

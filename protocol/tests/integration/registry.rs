@@ -2,16 +2,12 @@
 //! read back as exactly the set of (address, latest URI) that is registered now, whatever the
 //! page size.
 
-use protocol::chain::{Contracts, DeployConfig, LocalChain, RegistryReader};
+use protocol::chain::{DeployConfig, RegistryReader};
+use testkit::chain::TestChain;
 
 #[tokio::test]
 async fn registry_reader_returns_current_registrations_only() {
-    let chain =
-        LocalChain::start().expect("anvil starts (run `npm ci` in ci/chain or set LPT_ANVIL)");
-    let deployer = chain.provider(chain.signer(0));
-    let contracts = Contracts::deploy(&deployer, DeployConfig::default())
-        .await
-        .unwrap();
+    let TestChain { chain, contracts } = TestChain::deploy(DeployConfig::default()).await;
     let start = chain.block_number().await.unwrap();
     let registry = |i: usize| contracts.service_registry(chain.provider(chain.signer(i)));
     let (a, b, c) = (registry(1), registry(2), registry(3));

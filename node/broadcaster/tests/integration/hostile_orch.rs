@@ -18,13 +18,14 @@ use bytes::Bytes;
 use node_broadcaster::segmenter::SourceSegment;
 use node_broadcaster::{BroadcasterConfig, RunningBroadcaster, SegmentRecord};
 use prost::Message;
-use protocol::chain::{Contracts, DeployConfig, LocalChain};
+use protocol::chain::DeployConfig;
 use protocol::net::orchestrator_server::{Orchestrator, OrchestratorServer};
 use protocol::net::{
     AuthToken, EndTranscodingSessionRequest, EndTranscodingSessionResponse, OrchestratorInfo,
     OrchestratorRequest, PingPong, PriceInfo, TicketExpirationParams, TicketParams, TranscodeData,
     TranscodeResult, TranscodedSegmentData, transcode_result,
 };
+use testkit::chain::{BROADCASTER, TestChain};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -200,8 +201,6 @@ async fn transcode_one(
     (record, took)
 }
 
-const ETH: u64 = 1_000_000_000_000_000_000;
-
 /// Ticket params worth 1 wei each: faceValue 1 gwei (well inside the deposit) winning with
 /// probability 10⁻⁹. They pass go-livepeer's sender rules (EV < faceValue, EV ≤ maxTicketEV,
 /// total EV ≤ maxTotalEV).
@@ -228,16 +227,8 @@ fn one_wei_params(expiration_block: u64) -> TicketParams {
 /// next orchestrator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_wei_tickets_are_refused_before_signing_and_the_segment_moves_on() {
-    let chain = LocalChain::start().expect("anvil (run `npm ci` in ci/chain)");
-    let contracts = Contracts::deploy(&chain.provider(chain.signer(0)), DeployConfig::default())
-        .await
-        .unwrap();
-    let broadcaster = chain.signer(1);
-    contracts
-        .ticket_broker(chain.provider(broadcaster.clone()))
-        .fund_deposit_and_reserve(U256::from(ETH), U256::from(ETH / 2))
-        .await
-        .unwrap();
+    let TestChain { chain, contracts } = TestChain::funded(DeployConfig::default()).await;
+    let broadcaster = chain.signer(BROADCASTER);
 
     let posts = Arc::new(AtomicUsize::new(0));
     let counted = posts.clone();

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use alloy::primitives::U256;
 use node_orchestrator::config::{ChainConfig, OrchestratorConfig};
-use protocol::chain::{BrokerEvent, Contracts, DeployConfig, EventReader, LocalChain};
+use protocol::chain::{BrokerEvent, Contracts, EventReader, LocalChain};
+use testkit::chain::{BROADCASTER, ORCHESTRATOR, TestChain, long_rounds};
 
 use crate::support::*;
 
@@ -157,8 +158,6 @@ async fn killing_the_serving_orchestrator_moves_the_stream_to_the_other() {
     survivor.shutdown().await;
 }
 
-const ETH: u64 = 1_000_000_000_000_000_000;
-
 /// A funded broadcaster paying one on-chain orchestrator on a fresh anvil chain: 1e6 wei per
 /// pixel, tickets of face value 1e12 winning with probability 1/2 (EV 5e11), params valid for
 /// `expiration_blocks`.
@@ -174,23 +173,9 @@ struct PaidPair {
 
 impl PaidPair {
     async fn start(expiration_blocks: u64) -> Self {
-        let chain = LocalChain::start().expect("anvil (run `npm ci` in ci/chain)");
-        let contracts = Contracts::deploy(
-            &chain.provider(chain.signer(0)),
-            DeployConfig {
-                round_length: 10_000,
-                ..DeployConfig::default()
-            },
-        )
-        .await
-        .unwrap();
-        let broadcaster = chain.signer(1);
-        contracts
-            .ticket_broker(chain.provider(broadcaster.clone()))
-            .fund_deposit_and_reserve(U256::from(ETH), U256::from(ETH / 2))
-            .await
-            .unwrap();
-        let orchestrator = chain.signer(2);
+        let TestChain { chain, contracts } = TestChain::funded(long_rounds()).await;
+        let broadcaster = chain.signer(BROADCASTER);
+        let orchestrator = chain.signer(ORCHESTRATOR);
         let mut oc = orchestrator_config();
         oc.offchain = false;
         oc.payments.price_per_unit = 1_000_000;

@@ -171,26 +171,15 @@ pub fn ffmpeg_read(url: &str) -> (bool, String) {
 
 /// `ffprobe` of a URL: (width, height, duration seconds) of its video stream.
 pub fn ffprobe_video(url: &str) -> (u32, u32, f64) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
+    let v = testkit::ffmpeg::probe_json(
+        url,
+        &[
             "-select_streams",
             "v:0",
             "-show_entries",
             "stream=width,height:format=duration",
-            "-of",
-            "json",
-            url,
-        ])
-        .output()
-        .expect("ffprobe runs");
-    assert!(
-        out.status.success(),
-        "ffprobe {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let s = &v["streams"][0];
     let duration = v["format"]["duration"]
         .as_str()

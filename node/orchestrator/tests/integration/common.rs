@@ -12,16 +12,16 @@ use alloy::signers::local::PrivateKeySigner;
 use bytes::Bytes;
 use node_orchestrator::config::{ChainConfig, OrchestratorConfig};
 use node_orchestrator::profiles::segment_data;
-use protocol::chain::{Contracts, DeployConfig, LocalChain, TicketBrokerClient};
+use protocol::chain::{Contracts, LocalChain, TicketBrokerClient};
 use protocol::client::{ClientError, OrchestratorClient, SegmentReply, SegmentRequest};
 use protocol::net::OrchestratorInfo;
 use protocol::sig::NodeKey;
 use protocol::ticket::{SenderLimits, TicketParams, TicketSender};
 use reference_transcoder::{Profile, SourceConfig};
+use testkit::chain::{BROADCASTER, ETH, ORCHESTRATOR, TestChain, long_rounds};
 use tokio::io::AsyncWriteExt;
 
 pub const SEGMENT_MS: u64 = 1000;
-pub const ETH: u64 = 1_000_000_000_000_000_000;
 
 /// 40 one-second 256×144 segments of the stamped synthetic source.
 pub fn segments() -> &'static [Bytes] {
@@ -68,29 +68,12 @@ pub struct Chain {
 
 impl Chain {
     pub async fn start() -> Self {
-        let chain = LocalChain::start().expect("anvil (run `npm ci` in ci/chain)");
-        let deployer = chain.provider(chain.signer(0));
-        let contracts = Contracts::deploy(
-            &deployer,
-            DeployConfig {
-                round_length: 10_000,
-                ..DeployConfig::default()
-            },
-        )
-        .await
-        .unwrap();
-        let broadcaster = chain.signer(1);
-        contracts
-            .ticket_broker(chain.provider(broadcaster.clone()))
-            .fund_deposit_and_reserve(U256::from(ETH), U256::from(ETH / 2))
-            .await
-            .unwrap();
-        let orchestrator = chain.signer(2);
+        let TestChain { chain, contracts } = TestChain::funded(long_rounds()).await;
         Self {
+            broadcaster: chain.signer(BROADCASTER),
+            orchestrator: chain.signer(ORCHESTRATOR),
             chain,
             contracts,
-            broadcaster,
-            orchestrator,
         }
     }
 

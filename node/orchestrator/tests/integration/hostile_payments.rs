@@ -11,6 +11,7 @@ use protocol::chain::TicketBrokerClient;
 use protocol::client::{ClientError, OrchestratorClient, SegmentRequest};
 use protocol::sig::NodeKey;
 use protocol::ticket::{SenderLimits, TicketParams, TicketSender, payment_message};
+use testkit::chain::ETH;
 
 use crate::common::*;
 

@@ -19,6 +19,7 @@ use protocol::net::{Payment, SegData};
 use protocol::sig::{self, NodeKey, SigPolicy};
 use protocol::ticket::TicketParams;
 use rustls::pki_types::ServerName;
+use testkit::chain::ETH;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 

@@ -9,6 +9,7 @@ use protocol::client::{ClientError, OrchestratorClient, SegmentRequest};
 use protocol::headers;
 use protocol::sig::NodeKey;
 use protocol::ticket::{TicketParams, payment_message};
+use testkit::chain::ETH;
 
 use crate::common::*;
 

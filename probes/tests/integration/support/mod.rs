@@ -1,36 +1,13 @@
-//! Test support: a real nginx with the RTMP module on free loopback ports, the shared stamped
-//! source, and small helpers to wait for events with deadlines.
+//! Test support of the probes: the shared stamped source, a runtime per test, and an observer
+//! that keeps every observation for assertions. The nginx peer and loopback ports come from
+//! `testkit`.
 
 #![allow(dead_code)]
 
-pub mod nginx;
-
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use probes::ReplaySource;
 use reference_transcoder::{EncodedSource, SourceConfig};
-
-/// A free loopback TCP port (bound then released).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
-/// Waits until `addr` accepts TCP connections, or panics after `timeout`.
-pub fn wait_for_port(addr: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{addr} did not accept connections within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// The stamped 640×360 source shared by every test of this binary (encoded once).
 pub fn encoded_source() -> &'static (EncodedSource, Arc<ReplaySource>) {

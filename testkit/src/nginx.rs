@@ -1,12 +1,36 @@
-//! nginx with its RTMP module, configured in a temporary directory: RTMP ingest producing HLS,
-//! and an HTTP server serving that HLS. Killed on drop.
+//! nginx with its RTMP module (`ci/setup` installs it), configured in a temporary directory: RTMP
+//! ingest packaging HLS (application `live`), a relay-only RTMP application (`bench`, for
+//! publisher load where nginx's own work must stay small), and an HTTP server for that HLS and
+//! for static files. A real third-party RTMP-in/HLS-out peer on loopback ports of its own.
+//!
+//! nginx runs without a master process, so the one process [`Nginx::pid`] names does all the
+//! work (benches measure its CPU). It is killed on drop.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{free_port, wait_for_port};
+use crate::ports::{free_port, wait_for_port};
 
+/// How long nginx gets to listen on both ports.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a test may choose about the peer.
+#[derive(Debug, Clone)]
+pub struct NginxOptions {
+    /// The live window of each HLS playlist (`hls_playlist_length`); segments are 2 s.
+    pub playlist_window: Duration,
+}
+
+impl Default for NginxOptions {
+    fn default() -> Self {
+        NginxOptions {
+            playlist_window: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A running nginx; its files (config, logs, HLS, static files) live in [`Nginx::dir`].
 pub struct Nginx {
     child: Child,
     pub dir: tempfile::TempDir,
@@ -15,8 +39,13 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// Starts nginx and waits until both ports accept connections.
+    /// Starts nginx with the default options and waits until both ports accept connections.
     pub fn start() -> Nginx {
+        Nginx::start_with(&NginxOptions::default())
+    }
+
+    /// Starts nginx with `options` and waits until both ports accept connections.
+    pub fn start_with(options: &NginxOptions) -> Nginx {
         let dir = tempfile::tempdir().expect("temp dir");
         let (rtmp_port, http_port) = (free_port(), free_port());
         let root = dir.path();
@@ -43,9 +72,8 @@ rtmp {{
             hls on;
             hls_path {hls};
             hls_fragment 2s;
-            hls_playlist_length 10s;
+            hls_playlist_length {window}s;
         }}
-        # Relay only (no HLS): for publisher load, where nginx's own work must stay small.
         application bench {{
             live on;
             record off;
@@ -79,6 +107,7 @@ http {{
             pid = p("nginx.pid"),
             err = p("error.log"),
             hls = hls.display(),
+            window = options.playlist_window.as_secs(),
             static_dir = root.join("static").display(),
             body = p("body"),
             proxy = p("proxy"),
@@ -97,24 +126,26 @@ http {{
             .arg(&conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
-            .expect("spawn nginx");
+            .expect("nginx is installed by ci/setup");
         let nginx = Nginx {
             child,
             dir,
             rtmp_port,
             http_port,
         };
-        wait_for_port(&format!("127.0.0.1:{rtmp_port}"), Duration::from_secs(10));
-        wait_for_port(&format!("127.0.0.1:{http_port}"), Duration::from_secs(10));
+        wait_for_port(&format!("127.0.0.1:{rtmp_port}"), STARTUP_TIMEOUT);
+        wait_for_port(&format!("127.0.0.1:{http_port}"), STARTUP_TIMEOUT);
         nginx
     }
 
+    /// RTMP URL in the HLS-packaging application.
     pub fn rtmp_url(&self, key: &str) -> String {
         format!("rtmp://127.0.0.1:{}/live/{key}", self.rtmp_port)
     }
 
+    /// The HLS playlist nginx packages for stream `key`.
     pub fn hls_url(&self, key: &str) -> String {
         format!("http://127.0.0.1:{}/hls/{key}.m3u8", self.http_port)
     }
@@ -133,10 +164,23 @@ http {{
         format!("http://127.0.0.1:{}/static/{file}", self.http_port)
     }
 
+    /// Where nginx writes the HLS it packages.
     pub fn hls_dir(&self) -> PathBuf {
         self.dir.path().join("hls")
     }
 
+    /// Whether nginx has written a playlist for any stream yet.
+    pub fn playlist_exists(&self) -> bool {
+        std::fs::read_dir(self.hls_dir())
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "m3u8"))
+            })
+            .unwrap_or(false)
+    }
+
+    /// The nginx process.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -1,0 +1,156 @@
+//! What a pull reports: the events a [`PullSink`] receives as they happen (renditions found,
+//! playlist polls, segments, missed segments, stalls), why a request failed, and the totals.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixMs;
+use crate::observe::StallObservation;
+
+/// Why a request or a playlist failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullError {
+    #[error("GET {url}: HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("GET {url}: no complete response within {timeout_ms} ms")]
+    Timeout { url: String, timeout_ms: u64 },
+    #[error("GET {url}: {reason}")]
+    Transport { url: String, reason: String },
+    #[error("GET {url}: body cut short: {reason}")]
+    Truncated { url: String, reason: String },
+    #[error("GET {url}: body larger than the {limit}-byte limit; stopped reading")]
+    TooLarge { url: String, limit: u64 },
+    #[error("{url} is not an HLS playlist: {reason}")]
+    Garbage { url: String, reason: String },
+    #[error("{url} is a master playlist where a media playlist was expected")]
+    UnexpectedMaster { url: String },
+    #[error("master playlist {url} lists no renditions")]
+    NoRenditions { url: String },
+    #[error("master playlist {url} lists {listed} renditions; only the first {limit} are followed")]
+    TooManyRenditions {
+        url: String,
+        listed: usize,
+        limit: usize,
+    },
+    #[error(
+        "{url}: #EXT-X-TARGETDURATION:{secs} is beyond the {limit_secs} s the puller accepts; playlist refused"
+    )]
+    TargetDurationTooLong {
+        url: String,
+        secs: u64,
+        limit_secs: u64,
+    },
+    #[error(
+        "{url}: #EXT-X-MEDIA-SEQUENCE:{first} with {segments} segments numbers past 2^64 - 1; playlist refused"
+    )]
+    SequenceOverflow {
+        url: String,
+        first: u64,
+        segments: usize,
+    },
+    #[error("{url}: bad URI {uri:?}: {reason}")]
+    BadUri {
+        url: String,
+        uri: String,
+        reason: String,
+    },
+    #[error("{url}: media sequence went back from {from} to {to}")]
+    SequenceWentBack { url: String, from: u64, to: u64 },
+    #[error("the run's deadline passed before {url} was read")]
+    Deadline { url: String },
+}
+
+/// A rendition found in the master playlist (or the media playlist itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenditionInfo {
+    pub name: String,
+    pub url: String,
+    pub bandwidth: Option<u64>,
+    pub resolution: Option<(u32, u32)>,
+}
+
+/// One segment, downloaded or not.
+#[derive(Debug, Clone)]
+pub struct PulledSegment {
+    pub rendition: String,
+    pub seq: u64,
+    pub url: String,
+    pub extinf_secs: f64,
+    pub discontinuity: bool,
+    pub target_duration_secs: f64,
+    pub first_seen_unix_ms: UnixMs,
+    pub download_started_unix_ms: UnixMs,
+    pub download_finished_unix_ms: UnixMs,
+    pub http_status: Option<u16>,
+    pub content_type: Option<String>,
+    /// Bytes received (also when `body` is not kept).
+    pub size: u64,
+    /// The body (empty when `keep_bytes` is off), or why it could not be had.
+    pub body: Result<Bytes, PullError>,
+}
+
+/// One poll of a playlist.
+#[derive(Debug, Clone)]
+pub struct PlaylistPoll {
+    pub rendition: Option<String>,
+    pub url: String,
+    pub at_unix_ms: UnixMs,
+    pub content_type: Option<String>,
+    /// Segments listed, or why the poll failed.
+    pub outcome: Result<usize, PullError>,
+}
+
+/// Everything a puller reports.
+#[derive(Debug, Clone)]
+pub enum PullEvent {
+    Renditions(Vec<RenditionInfo>),
+    Playlist(PlaylistPoll),
+    Segment(Box<PulledSegment>),
+    /// A segment that left the playlist window before this puller saw it.
+    Missed {
+        rendition: String,
+        seq: u64,
+        at_unix_ms: UnixMs,
+    },
+    Stall(StallObservation),
+}
+
+/// A boxed future of [`PullSink::deliver`].
+pub type Delivery<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Where a puller's events go. Called from the puller's tasks; must not block.
+pub trait PullSink: Send + Sync {
+    fn event(&self, event: PullEvent);
+
+    /// How the puller hands over every event: a sink whose consumer is behind returns a future
+    /// that waits for room (back-pressure: the puller downloads nothing more meanwhile). The
+    /// default takes the event at once through [`PullSink::event`].
+    fn deliver(&self, event: PullEvent) -> Delivery<'_> {
+        self.event(event);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+impl<F: Fn(PullEvent) + Send + Sync> PullSink for F {
+    fn event(&self, event: PullEvent) {
+        self(event)
+    }
+}
+
+/// Totals of one pull.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullSummary {
+    pub renditions: usize,
+    pub segments_ok: u64,
+    pub segments_failed: u64,
+    pub segments_missed: u64,
+    pub playlist_polls: u64,
+    pub playlist_failures: u64,
+    pub stalls: u64,
+    pub bytes: u64,
+    /// Set when the playback URL never produced a playlist.
+    pub error: Option<PullError>,
+}

@@ -1,0 +1,345 @@
+//! One rendition followed until the deadline: its media playlist polled, each new segment
+//! downloaded once in order, segments that left the window unseen reported as missed, and
+//! stalls opened and closed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use m3u8_rs::{MediaPlaylist, Playlist};
+use tokio::time::Instant;
+use url::Url;
+
+use super::HlsOptions;
+use super::events::{PlaylistPoll, PullError, PullEvent, PullSink, PulledSegment};
+use super::fetch::{Limits, fetch};
+use super::parse::parse_playlist;
+use super::stop::PullStop;
+use crate::clock::{UnixMs, now_unix_ms};
+use crate::observe::StallObservation;
+
+/// Polls one media playlist and downloads its segments.
+pub(super) struct RenditionFollower {
+    pub(super) client: reqwest::Client,
+    pub(super) url: Url,
+    pub(super) name: String,
+    pub(super) stream_key: String,
+    pub(super) options: HlsOptions,
+    pub(super) sink: Arc<dyn PullSink>,
+    pub(super) stop: PullStop,
+}
+
+struct StallState {
+    detected_unix_ms: UnixMs,
+    last_new_unix_ms: UnixMs,
+}
+
+impl RenditionFollower {
+    pub(super) async fn follow(
+        &self,
+        deadline: Instant,
+        mut first: Option<(MediaPlaylist, Option<String>, UnixMs)>,
+    ) {
+        let mut highest: Option<u64> = None;
+        let mut last_new = Instant::now();
+        let mut last_new_unix = now_unix_ms();
+        let mut target_secs: Option<f64> = None;
+        let mut stall: Option<StallState> = None;
+        loop {
+            let poll_started = Instant::now();
+            if poll_started >= deadline || self.stop.is_set() {
+                break;
+            }
+            let polled = match first.take() {
+                Some((media, ct, at)) => Ok((media, ct, at)),
+                None => self.poll(deadline).await,
+            }
+            .and_then(|(media, ct, at)| {
+                self.refuse_absurd(&media)?;
+                Ok((media, ct, at))
+            });
+            let mut ended = false;
+            match polled {
+                Ok((media, ct, at)) => {
+                    let target = (media.target_duration as f64).max(0.1);
+                    target_secs = Some(target);
+                    self.sink
+                        .deliver(PullEvent::Playlist(PlaylistPoll {
+                            rendition: Some(self.name.clone()),
+                            url: self.url.to_string(),
+                            at_unix_ms: at,
+                            content_type: ct,
+                            outcome: Ok(media.segments.len()),
+                        }))
+                        .await;
+                    // `refuse_absurd` made sure every listed number fits in a u64; one past
+                    // the last may not, hence the saturation.
+                    let last_listed = media
+                        .media_sequence
+                        .saturating_add(media.segments.len() as u64);
+                    if let Some(h) = highest
+                        && last_listed.saturating_add(1) < h
+                        && !media.segments.is_empty()
+                    {
+                        // The server restarted its numbering: follow the new one.
+                        self.sink
+                            .deliver(PullEvent::Playlist(PlaylistPoll {
+                                rendition: Some(self.name.clone()),
+                                url: self.url.to_string(),
+                                at_unix_ms: at,
+                                content_type: None,
+                                outcome: Err(PullError::SequenceWentBack {
+                                    url: self.url.to_string(),
+                                    from: h,
+                                    to: media.media_sequence,
+                                }),
+                            }))
+                            .await;
+                        highest = media.media_sequence.checked_sub(1);
+                    }
+                    if highest.is_none()
+                        && let Some(n) = self.options.live_edge
+                    {
+                        let skip = media.segments.len().saturating_sub(n.max(1)) as u64;
+                        highest = media.media_sequence.saturating_add(skip).checked_sub(1);
+                    }
+                    for (i, segment) in media.segments.iter().enumerate() {
+                        let Some(seq) = media.media_sequence.checked_add(i as u64) else {
+                            break;
+                        };
+                        if highest.is_some_and(|h| seq <= h) {
+                            continue;
+                        }
+                        if let Some(h) = highest {
+                            // Segments between the last one seen and the first listed now left
+                            // the window unseen (bounded so a wild jump cannot flood events).
+                            for missed in (h + 1..seq).take(10_000) {
+                                self.sink
+                                    .deliver(PullEvent::Missed {
+                                        rendition: self.name.clone(),
+                                        seq: missed,
+                                        at_unix_ms: at,
+                                    })
+                                    .await;
+                            }
+                        }
+                        highest = Some(seq);
+                        if let Some(s) = stall.take() {
+                            let now = now_unix_ms();
+                            self.sink
+                                .deliver(PullEvent::Stall(StallObservation {
+                                    stream_key: self.stream_key.clone(),
+                                    rendition: self.name.clone(),
+                                    ended: true,
+                                    last_new_segment_unix_ms: s.last_new_unix_ms,
+                                    detected_unix_ms: s.detected_unix_ms,
+                                    ended_unix_ms: Some(now),
+                                    stalled_ms: (at - s.last_new_unix_ms) as f64,
+                                    target_duration_secs: target,
+                                    last_seq: Some(seq.saturating_sub(1)),
+                                }))
+                                .await;
+                        }
+                        last_new = Instant::now();
+                        last_new_unix = at;
+                        let pulled = self.download(segment, seq, at, target, deadline).await;
+                        if matches!(pulled.body, Err(PullError::Deadline { .. })) {
+                            break;
+                        }
+                        self.sink
+                            .deliver(PullEvent::Segment(Box::new(pulled)))
+                            .await;
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                    }
+                    ended = media.end_list;
+                }
+                Err(PullError::Deadline { .. }) => break,
+                Err(e) => {
+                    self.sink
+                        .deliver(PullEvent::Playlist(PlaylistPoll {
+                            rendition: Some(self.name.clone()),
+                            url: self.url.to_string(),
+                            at_unix_ms: now_unix_ms(),
+                            content_type: None,
+                            outcome: Err(e),
+                        }))
+                        .await;
+                }
+            }
+            if ended {
+                break;
+            }
+            if let Some(target) = target_secs
+                && stall.is_none()
+                && last_new.elapsed().as_secs_f64() > self.options.stall_factor * target
+            {
+                let now = now_unix_ms();
+                stall = Some(StallState {
+                    detected_unix_ms: now,
+                    last_new_unix_ms: last_new_unix,
+                });
+                self.sink
+                    .deliver(PullEvent::Stall(StallObservation {
+                        stream_key: self.stream_key.clone(),
+                        rendition: self.name.clone(),
+                        ended: false,
+                        last_new_segment_unix_ms: last_new_unix,
+                        detected_unix_ms: now,
+                        ended_unix_ms: None,
+                        stalled_ms: (now - last_new_unix) as f64,
+                        target_duration_secs: target,
+                        last_seq: highest,
+                    }))
+                    .await;
+            }
+            let interval = match target_secs {
+                Some(t) => Duration::try_from_secs_f64((t * self.options.poll_factor).max(0.05))
+                    .unwrap_or(self.options.max_target_duration)
+                    .min(self.options.max_target_duration),
+                None => self.options.retry_interval,
+            };
+            let next = poll_started.checked_add(interval).unwrap_or(deadline);
+            if next >= deadline {
+                break;
+            }
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = stop.wait() => break,
+            }
+        }
+        if let Some(s) = stall {
+            let now = now_unix_ms();
+            self.sink
+                .deliver(PullEvent::Stall(StallObservation {
+                    stream_key: self.stream_key.clone(),
+                    rendition: self.name.clone(),
+                    ended: true,
+                    last_new_segment_unix_ms: s.last_new_unix_ms,
+                    detected_unix_ms: s.detected_unix_ms,
+                    ended_unix_ms: Some(now),
+                    stalled_ms: (now - s.last_new_unix_ms) as f64,
+                    target_duration_secs: target_secs.unwrap_or(0.0),
+                    last_seq: highest,
+                }))
+                .await;
+        }
+    }
+
+    /// Refuses a media playlist whose numbers the puller cannot work with: a target duration
+    /// beyond `max_target_duration` (polling and stalls are timed from it) or sequence numbers
+    /// past `u64::MAX`.
+    fn refuse_absurd(&self, media: &MediaPlaylist) -> Result<(), PullError> {
+        let limit_secs = self.options.max_target_duration.as_secs();
+        if media.target_duration > limit_secs {
+            return Err(PullError::TargetDurationTooLong {
+                url: self.url.to_string(),
+                secs: media.target_duration,
+                limit_secs,
+            });
+        }
+        let segments = media.segments.len();
+        if segments > 0
+            && media
+                .media_sequence
+                .checked_add(segments as u64 - 1)
+                .is_none()
+        {
+            return Err(PullError::SequenceOverflow {
+                url: self.url.to_string(),
+                first: media.media_sequence,
+                segments,
+            });
+        }
+        Ok(())
+    }
+
+    async fn poll(
+        &self,
+        deadline: Instant,
+    ) -> Result<(MediaPlaylist, Option<String>, UnixMs), PullError> {
+        let fetched = fetch(
+            &self.client,
+            &self.url,
+            Limits {
+                timeout: self.options.request_timeout,
+                deadline,
+                keep: true,
+                max_bytes: self.options.max_playlist_bytes,
+            },
+            &self.stop,
+        )
+        .await?;
+        let at = now_unix_ms();
+        let body = fetched.body?;
+        match parse_playlist(&self.url, &body)? {
+            Playlist::MediaPlaylist(m) => Ok((m, fetched.content_type, at)),
+            Playlist::MasterPlaylist(_) => Err(PullError::UnexpectedMaster {
+                url: self.url.to_string(),
+            }),
+        }
+    }
+
+    async fn download(
+        &self,
+        segment: &m3u8_rs::MediaSegment,
+        seq: u64,
+        first_seen: UnixMs,
+        target: f64,
+        deadline: Instant,
+    ) -> PulledSegment {
+        let started = now_unix_ms();
+        let mut pulled = PulledSegment {
+            rendition: self.name.clone(),
+            seq,
+            url: segment.uri.clone(),
+            extinf_secs: segment.duration as f64,
+            discontinuity: segment.discontinuity,
+            target_duration_secs: target,
+            first_seen_unix_ms: first_seen,
+            download_started_unix_ms: started,
+            download_finished_unix_ms: started,
+            http_status: None,
+            content_type: None,
+            size: 0,
+            body: Ok(Bytes::new()),
+        };
+        let url = match self.url.join(&segment.uri) {
+            Ok(u) => u,
+            Err(e) => {
+                pulled.body = Err(PullError::BadUri {
+                    url: self.url.to_string(),
+                    uri: segment.uri.clone(),
+                    reason: e.to_string(),
+                });
+                return pulled;
+            }
+        };
+        pulled.url = url.to_string();
+        let fetched = fetch(
+            &self.client,
+            &url,
+            Limits {
+                timeout: self.options.request_timeout,
+                deadline,
+                keep: self.options.keep_bytes,
+                max_bytes: self.options.max_segment_bytes,
+            },
+            &self.stop,
+        )
+        .await;
+        pulled.download_finished_unix_ms = now_unix_ms();
+        match fetched {
+            Ok(f) => {
+                pulled.http_status = Some(f.status);
+                pulled.content_type = f.content_type;
+                pulled.size = f.size;
+                pulled.body = f.body;
+            }
+            Err(e) => pulled.body = Err(e),
+        }
+        pulled
+    }
+}

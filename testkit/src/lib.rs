@@ -1,0 +1,18 @@
+//! Fixtures shared by the workspace's tests and benches, so that no test file carries its own
+//! copy of one.
+//!
+//! Each fixture starts real parts on loopback ports it allocated itself and cleans up on drop,
+//! so tests that use them run in parallel. Failures panic with what went wrong: these are test
+//! helpers, and a panic is how a test reports a broken environment.
+//!
+//! - [`ports`]: free loopback ports and waiting, with a deadline, for a port or a condition.
+//! - [`nginx`]: nginx with its RTMP module packaging HLS, a real third-party RTMP-in/HLS-out peer.
+//! - [`ffmpeg`]: the `ffmpeg` and `ffprobe` tools, run quietly, with their failures asserted.
+//! - [`chain`] (feature `chain`): anvil with the contracts deployed and a funded broadcaster,
+//!   started through `protocol`'s own chain code.
+
+#[cfg(feature = "chain")]
+pub mod chain;
+pub mod ffmpeg;
+pub mod nginx;
+pub mod ports;
