@@ -28,7 +28,7 @@ use protocol::{Address, U256};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::reconcile::{Delivered, Reconciliation, Redemption, Verdict, reconcile};
+use crate::reconcile::{Delivered, Reconciliation, Redemption, PaymentVerdict, reconcile};
 
 /// The recipient name of the pooled entry of [`PaymentProbe::settle_total`].
 pub const POOLED_RECIPIENT: &str = "all orchestrators";
@@ -307,7 +307,7 @@ impl PaymentProbe {
             let results = self.reconcile(&delivered, &activity, pooled);
             let short = results
                 .iter()
-                .any(|r| r.verdict == Verdict::MissingRedemptions);
+                .any(|r| r.verdict == PaymentVerdict::MissingRedemptions);
             let count = activity.redemptions.len();
             quiet = if last_count == Some(count) {
                 quiet + 1
@@ -375,7 +375,7 @@ impl PaymentProbe {
         settled: bool,
         waited: Duration,
     ) -> PaymentReport {
-        let has = |v: Verdict| results.iter().any(|r| r.verdict == v);
+        let has = |v: PaymentVerdict| results.iter().any(|r| r.verdict == v);
         PaymentReport {
             sender: hex(self.config.sender),
             ticket_broker: hex(self.config.ticket_broker),
@@ -395,11 +395,11 @@ impl PaymentProbe {
                 .filter_map(|r| r.ev_error)
                 .map(f64::abs)
                 .reduce(f64::max),
-            overcharged: has(Verdict::Overcharged),
-            missing_redemptions: has(Verdict::MissingRedemptions),
+            overcharged: has(PaymentVerdict::Overcharged),
+            missing_redemptions: has(PaymentVerdict::MissingRedemptions),
             unknown_recipients: results
                 .iter()
-                .filter(|r| r.verdict == Verdict::UnknownRecipient)
+                .filter(|r| r.verdict == PaymentVerdict::UnknownRecipient)
                 .map(|r| r.recipient.clone())
                 .collect(),
             orchestrators: results,

@@ -45,12 +45,12 @@ pub struct Reconciliation {
     pub interval: Option<(u64, u64)>,
     /// `(redeemed − expected) / expected`; `None` when nothing was owed.
     pub ev_error: Option<f64>,
-    pub verdict: Verdict,
+    pub verdict: PaymentVerdict,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub enum PaymentVerdict {
     /// Redeemed value is inside the interval chance allows.
     Consistent,
     /// More redeemed than chance allows for the work delivered.
@@ -85,12 +85,12 @@ pub fn reconcile(
         let expected_winners = face.filter(|v| *v > 0.0).map(|v| expected / v);
         let interval = expected_winners.map(|mean| poisson_interval(mean, confidence));
         let verdict = match interval {
-            _ if expected == 0.0 && winners == 0 => Verdict::NothingOwed,
-            Some((_, high)) if winners > high => Verdict::Overcharged,
-            Some((low, _)) if winners < low => Verdict::MissingRedemptions,
-            Some(_) => Verdict::Consistent,
+            _ if expected == 0.0 && winners == 0 => PaymentVerdict::NothingOwed,
+            Some((_, high)) if winners > high => PaymentVerdict::Overcharged,
+            Some((low, _)) if winners < low => PaymentVerdict::MissingRedemptions,
+            Some(_) => PaymentVerdict::Consistent,
             // No face value known and nothing redeemed although work was owed.
-            None => Verdict::MissingRedemptions,
+            None => PaymentVerdict::MissingRedemptions,
         };
         results.push(Reconciliation {
             recipient: d.recipient.clone(),
@@ -123,7 +123,7 @@ pub fn reconcile(
             expected_winners: None,
             interval: None,
             ev_error: None,
-            verdict: Verdict::UnknownRecipient,
+            verdict: PaymentVerdict::UnknownRecipient,
         });
     }
     results
@@ -203,7 +203,7 @@ mod tests {
             None,
             0.999,
         )[0];
-        assert_eq!(r.verdict, Verdict::Consistent);
+        assert_eq!(r.verdict, PaymentVerdict::Consistent);
         assert_eq!(r.expected_winners, Some(100.0));
         assert!((r.ev_error.unwrap() + 0.03).abs() < 1e-9);
     }
@@ -216,11 +216,11 @@ mod tests {
             None,
             0.999,
         )[0];
-        assert_eq!(over.verdict, Verdict::Overcharged);
+        assert_eq!(over.verdict, PaymentVerdict::Overcharged);
         assert!((over.ev_error.unwrap() - 2.0).abs() < 1e-9);
 
         let missing = &reconcile(&[orchestrator(1_000_000_000)], &[], Some(1e7), 0.999)[0];
-        assert_eq!(missing.verdict, Verdict::MissingRedemptions);
+        assert_eq!(missing.verdict, PaymentVerdict::MissingRedemptions);
         assert_eq!(missing.ev_error, Some(-1.0));
     }
 
@@ -232,9 +232,9 @@ mod tests {
             Some(1e7),
             0.999,
         );
-        assert_eq!(results[0].verdict, Verdict::NothingOwed);
+        assert_eq!(results[0].verdict, PaymentVerdict::NothingOwed);
         assert_eq!(results[1].recipient, "0xbb");
-        assert_eq!(results[1].verdict, Verdict::UnknownRecipient);
+        assert_eq!(results[1].verdict, PaymentVerdict::UnknownRecipient);
         assert_eq!(results[1].redeemed_wei, 2e7);
     }
 }

@@ -77,7 +77,7 @@ pub struct RenditionRecord {
 
 /// One segment of one session.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SegmentRecord {
+pub struct BenchedSegment {
     /// Concurrent sessions in the run this segment belongs to.
     pub load: u32,
     pub session: u32,
@@ -153,7 +153,7 @@ pub enum BenchError {
 /// Runs the benchmark, calling `on_record` for every segment as it finishes.
 pub fn run_bench(
     options: &BenchOptions,
-    mut on_record: impl FnMut(&SegmentRecord),
+    mut on_record: impl FnMut(&BenchedSegment),
 ) -> Result<BenchSummary, BenchError> {
     if options.profiles.is_empty() {
         return Err(BenchError::Invalid("the ladder is empty".into()));
@@ -216,7 +216,7 @@ fn run_load(
     options: &BenchOptions,
     segments: &Arc<Vec<InputSegment>>,
     sessions: u32,
-    on_record: &mut impl FnMut(&SegmentRecord),
+    on_record: &mut impl FnMut(&BenchedSegment),
 ) -> Result<LoadSummary, BenchError> {
     let per_session = options
         .segments_per_session
@@ -233,7 +233,7 @@ fn run_load(
                 .map_err(BenchError::Session)?,
         );
     }
-    let (tx, rx) = channel::<SegmentRecord>();
+    let (tx, rx) = channel::<BenchedSegment>();
     let cpu_before = process_cpu_secs();
     let started = Instant::now();
     let mut handles = Vec::with_capacity(sessions as usize);
@@ -301,9 +301,9 @@ fn segment_record(
     t0: Instant,
     transcode_secs: f64,
     result: Result<crate::ladder::LadderOutput, TranscodeError>,
-) -> SegmentRecord {
+) -> BenchedSegment {
     let duration = segment.duration_secs;
-    let mut record = SegmentRecord {
+    let mut record = BenchedSegment {
         load,
         session,
         seq,
@@ -346,7 +346,7 @@ fn segment_record(
 
 fn summarise(
     sessions: u32,
-    records: &[SegmentRecord],
+    records: &[BenchedSegment],
     wall: f64,
     cpu: f64,
     target: f64,

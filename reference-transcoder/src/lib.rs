@@ -28,7 +28,7 @@ pub mod stamp;
 #[cfg(feature = "wire")]
 pub mod wire;
 
-pub use bench::{BenchMode, BenchOptions, BenchSummary, SegmentRecord, run_bench};
+pub use bench::{BenchMode, BenchOptions, BenchSummary, BenchedSegment, run_bench};
 pub use input::BenchInput;
 pub use ladder::{
     LadderOptions, LadderOutput, LadderTranscoder, Profile, RenditionOutput, TranscodeError,

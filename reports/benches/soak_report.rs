@@ -3,7 +3,7 @@
 //! every failure, quality samples on every 100th, a ticket every 10th),
 //! then times `finalize_run` and reports its wall time and peak resident memory.
 //!
-//! Goal (issue 9): under 60 s and under 2 GiB on the project's 2-core machine.
+//! Goal: under 60 s and under 2 GiB on the project's 2-core machine.
 //! Run: `CARGO_TARGET_DIR=$HOME/.cache/lpt-target-reports cargo bench -p reports --bench soak_report`
 //! Optional: `SOAK_STREAMS=5` shrinks the run for a quick look; `SOAK_KEEP=1` keeps the run dir.
 

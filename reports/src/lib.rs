@@ -35,7 +35,7 @@ pub use compare::{CompareOptions, Comparison, compare};
 pub use error::ReportError;
 pub use journal::{JOURNAL_FILE, JournalReader, JournalStats, JournalWriter};
 pub use publish::{PublishError, PublishOptions, PublishReport, publish};
-pub use summary::{SummarySource, Verdict};
+pub use summary::{SummarySource, RunVerdict};
 
 /// File names written into a run directory.
 pub mod files {
@@ -84,7 +84,7 @@ pub struct ReportOutcome {
     /// The run directory.
     pub run_dir: PathBuf,
     /// The headline verdict (from the tester's outcome; unknown when summary.json was missing).
-    pub verdict: Verdict,
+    pub verdict: RunVerdict,
     /// Where the base summary came from.
     pub summary_source: SummarySource,
     /// What the journal reader found.

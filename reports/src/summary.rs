@@ -106,7 +106,7 @@ pub struct ThresholdView {
     pub expression: String,
     /// Observed value (in the metric's unit), `None` without data.
     pub observed: Option<f64>,
-    /// Verdict.
+    /// Whether the threshold held.
     pub passed: bool,
     /// Why it failed without an observation (`no data`).
     pub reason: Option<String>,
@@ -310,7 +310,7 @@ impl LoadedSummary {
     }
 
     /// The headline verdict.
-    pub fn verdict(&self) -> Verdict {
+    pub fn verdict(&self) -> RunVerdict {
         let status = self.view.outcome.status.as_str();
         let failed = self.view.thresholds.iter().filter(|t| !t.passed).count();
         let total = self.view.thresholds.len();
@@ -340,7 +340,7 @@ impl LoadedSummary {
             ),
             other => (None, format!("{} — see the outcome message", other.to_uppercase())),
         };
-        Verdict {
+        RunVerdict {
             passed,
             status: status.to_string(),
             headline,
@@ -364,7 +364,7 @@ impl LoadedSummary {
 
 /// The headline of a report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verdict {
+pub struct RunVerdict {
     /// `Some(true)` passed, `Some(false)` failed or did not run, `None` unknown.
     pub passed: Option<bool>,
     /// The outcome status.

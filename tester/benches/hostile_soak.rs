@@ -1,4 +1,4 @@
-//! Hostile soak (issue 18): one broadcaster and one orchestrator under 1,000 garbage and
+//! Hostile soak: one broadcaster and one orchestrator under 1,000 garbage and
 //! slowloris connections and hostile publisher and orchestrator inputs, while 10 honest streams
 //! run through them. What must hold: every honest segment transcoded and served, the resident
 //! memory of each node under a stated bound, no panic in any node's log, and both nodes still

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 use reference_transcoder::bench::{
-    BenchMode, BenchOptions, BenchSummary, SegmentRecord, run_bench,
+    BenchMode, BenchOptions, BenchSummary, BenchedSegment, run_bench,
 };
 use reference_transcoder::input::BenchInput;
 use reference_transcoder::ladder::{
@@ -240,7 +240,7 @@ fn unix_ms(time: SystemTime) -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn observe(registry: &Registry, record: &SegmentRecord) {
+fn observe(registry: &Registry, record: &BenchedSegment) {
     let sessions = record.load.to_string();
     let tags = tags([("sessions", sessions.as_str())]);
     registry.add_bool(

@@ -28,7 +28,7 @@ use crate::stack::embedded::{current_lpt, stack_dir};
 use crate::stack::{EmbeddedStack, StackOptions};
 use crate::streams::{DeliveredPixels, MetricsObserver, ProbeRunner, StreamTarget};
 use crate::summary::{Summary, WorkloadOutcome};
-use crate::thresholds::{Threshold, Verdict};
+use crate::thresholds::{Threshold, ThresholdVerdict};
 use futures_util::FutureExt;
 use probes::ReplaySource;
 use probes::direct::{DirectSender, DirectSource};
@@ -50,7 +50,7 @@ pub struct RunOptions {
 enum Stop {
     Completed(Vec<WorkloadResult>),
     Interrupted,
-    Aborted(Verdict),
+    Aborted(ThresholdVerdict),
     CouldNotRun(anyhow::Error),
 }
 
@@ -91,7 +91,7 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
     let execution = execute(&scenario, &registry, &journal, &run_dir, cancel.clone());
     tokio::pin!(execution);
     let mut interrupted = false;
-    let mut aborted: Option<Verdict> = None;
+    let mut aborted: Option<ThresholdVerdict> = None;
     let mut journal_failed: Option<String> = None;
     let executed = loop {
         tokio::select! {
@@ -141,7 +141,7 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
         (Ok(results), None, false, None) => Stop::Completed(results),
     };
 
-    let verdicts: Vec<Verdict> = scenario
+    let verdicts: Vec<ThresholdVerdict> = scenario
         .thresholds
         .iter()
         .map(|t| t.evaluate(&registry))
@@ -211,7 +211,7 @@ fn build_summary(
     (code, message, workload_status): (ExitCode, String, &'static str),
     results: &[WorkloadResult],
     registry: &Registry,
-    verdicts: Vec<Verdict>,
+    verdicts: Vec<ThresholdVerdict>,
 ) -> Summary {
     let workloads = scenario
         .workloads
@@ -872,7 +872,7 @@ async fn watch_abort_thresholds(
     thresholds: &[Threshold],
     registry: &Registry,
     started: Instant,
-) -> Verdict {
+) -> ThresholdVerdict {
     let watched: Vec<&Threshold> = thresholds.iter().filter(|t| t.abort_on_fail).collect();
     if watched.is_empty() {
         return std::future::pending().await;

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::exit_code::ExitCode;
 use crate::metrics::{Registry, Tags};
 use crate::scenario::Scenario;
-use crate::thresholds::Verdict;
+use crate::thresholds::ThresholdVerdict;
 use observation::metric::{MetricKind, Unit};
 
 #[derive(Debug, Clone, Serialize)]
@@ -29,7 +29,7 @@ pub struct Summary {
     pub environment: Environment,
     pub workloads: Vec<WorkloadOutcome>,
     pub metrics: BTreeMap<String, MetricSummary>,
-    pub thresholds: Vec<Verdict>,
+    pub thresholds: Vec<ThresholdVerdict>,
     /// `lpt bench` only: the benchmark's own summary (loads, real-time fractions, capacity).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bench: Option<serde_json::Value>,
@@ -137,7 +137,7 @@ impl Summary {
         message: String,
         workloads: Vec<WorkloadOutcome>,
         registry: &Registry,
-        thresholds: Vec<Verdict>,
+        thresholds: Vec<ThresholdVerdict>,
     ) -> Summary {
         Summary {
             schema_version: observation::summary::SCHEMA_VERSION,

@@ -79,7 +79,7 @@ pub struct Threshold {
 
 /// The outcome of one threshold, with what was observed beside it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Verdict {
+pub struct ThresholdVerdict {
     pub metric: String,
     pub expression: String,
     /// In the metric's unit (milliseconds for time metrics); `None` when there was no data.
@@ -322,7 +322,7 @@ impl Threshold {
     }
 
     /// Judges the threshold against what the registry holds now.
-    pub fn evaluate(&self, registry: &Registry) -> Verdict {
+    pub fn evaluate(&self, registry: &Registry) -> ThresholdVerdict {
         let observed = registry
             .merged(self.selector.metric.name, &self.selector.tags)
             .and_then(|sink| sink.aggregate(self.expression.aggregation, registry.elapsed()));
@@ -346,7 +346,7 @@ impl Threshold {
                 )),
             ),
         };
-        Verdict {
+        ThresholdVerdict {
             metric: self.selector_text.clone(),
             expression: self.expression.text.clone(),
             observed,
@@ -376,7 +376,7 @@ fn round_sig(value: f64) -> f64 {
     (value * factor).round() / factor
 }
 
-impl fmt::Display for Verdict {
+impl fmt::Display for ThresholdVerdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mark = if self.passed { "✓" } else { "✗" };
         let observed = self

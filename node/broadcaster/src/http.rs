@@ -38,7 +38,7 @@ use tower::ServiceExt;
 
 use crate::hls;
 use crate::orch::OrchestratorStatus;
-use crate::records::SegmentRecord;
+use crate::records::SourceSegmentRecord;
 use crate::segmenter::SourceSegment;
 use crate::stream::{
     Broadcaster, PublishError, Publisher, StreamStatus, query_key, validate_manifest_id,
@@ -199,7 +199,7 @@ pub struct StatusDocument {
     /// Ingest problems by kind.
     pub ingest_errors: std::collections::BTreeMap<String, u64>,
     /// Per-segment outcomes, oldest first.
-    pub segments: Vec<SegmentRecord>,
+    pub segments: Vec<SourceSegmentRecord>,
 }
 
 /// The router.

@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{BroadcasterConfig, ConfigError, PaymentConfig};
-pub use records::{Attempt, SegmentRecord};
+pub use records::{Attempt, SourceSegmentRecord};
 pub use stream::Broadcaster;
 
 /// A broadcaster serving in the background.

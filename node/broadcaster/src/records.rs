@@ -1,6 +1,6 @@
 //! Outcome records of every segment and the counters behind `/status` and `/metrics`.
 //!
-//! One [`SegmentRecord`] per source segment says where it went and how long each phase took;
+//! One [`SourceSegmentRecord`] per source segment says where it went and how long each phase took;
 //! every orchestrator tried appears as an [`Attempt`] with its error, so a failover shows which
 //! segment moved, from where, and why. Records are kept in a bounded ring (newest last) while
 //! counters are cumulative, so a long run neither loses totals nor grows without bound.
@@ -34,7 +34,7 @@ pub struct Attempt {
 
 /// What happened to one source segment.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SegmentRecord {
+pub struct SourceSegmentRecord {
     /// Stream.
     pub manifest_id: String,
     /// Sequence number.
@@ -76,7 +76,7 @@ struct Totals {
 #[derive(Debug)]
 pub struct RecordBook {
     kept: usize,
-    inner: Mutex<(VecDeque<SegmentRecord>, Totals)>,
+    inner: Mutex<(VecDeque<SourceSegmentRecord>, Totals)>,
 }
 
 impl RecordBook {
@@ -89,7 +89,7 @@ impl RecordBook {
     }
 
     /// Adds a finished segment's record.
-    pub fn record(&self, rec: SegmentRecord) {
+    pub fn record(&self, rec: SourceSegmentRecord) {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (ring, totals) = &mut *guard;
         match rec.outcome.as_str() {
@@ -132,7 +132,7 @@ impl RecordBook {
     }
 
     /// The kept records, oldest first.
-    pub fn records(&self) -> Vec<SegmentRecord> {
+    pub fn records(&self) -> Vec<SourceSegmentRecord> {
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         guard.0.iter().cloned().collect()
     }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::config::BroadcasterConfig;
 use crate::hls::{self, HlsSegment, Rendition};
 use crate::orch::{OrchestratorPool, Payer, submit};
-use crate::records::{Attempt, RecordBook, SegmentRecord};
+use crate::records::{Attempt, RecordBook, SourceSegmentRecord};
 use crate::segmenter::{SegmenterConfig, SegmenterStats, SourceSegment};
 use crate::store::{SegmentBody, SegmentStore};
 
@@ -657,7 +657,7 @@ impl Broadcaster {
             mpsc::error::TrySendError::Full((seg, _)) | mpsc::error::TrySendError::Closed((seg, _)),
         ) = stream.queue.try_send((seg, pending))
         {
-            self.records.record(SegmentRecord {
+            self.records.record(SourceSegmentRecord {
                 manifest_id: stream.manifest_id.clone(),
                 seq: seg.seq,
                 duration_ms: seg.duration_ms,
@@ -700,7 +700,7 @@ impl Broadcaster {
     /// the renditions delivered.
     pub async fn transcode(&self, manifest_id: &str, seg: &SourceSegment) -> Vec<(String, Bytes)> {
         let cut_at = unix_ms();
-        let mut record = SegmentRecord {
+        let mut record = SourceSegmentRecord {
             manifest_id: manifest_id.to_string(),
             seq: seg.seq,
             duration_ms: seg.duration_ms,

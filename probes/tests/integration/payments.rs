@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use alloy::signers::local::PrivateKeySigner;
 use probes::payments::POOLED_RECIPIENT;
-use probes::{OrchestratorPrice, PaymentProbe, PaymentProbeConfig, reconcile::Verdict};
+use probes::{OrchestratorPrice, PaymentProbe, PaymentProbeConfig, reconcile::PaymentVerdict};
 use protocol::chain::{Contracts, DeployConfig, LocalChain, TicketBrokerClient};
 use protocol::ticket::{
     MAX_WIN_PROB, PricePerPixel, SenderLimits, TicketExpirationParams, TicketParams, TicketSender,
@@ -154,7 +154,7 @@ async fn payment_probe_reconciles_real_redemptions_and_flags_each_fault() {
     let r = &report.orchestrators[0];
     assert_eq!(
         (r.recipient.as_str(), r.verdict),
-        (hex(o).as_str(), Verdict::Consistent)
+        (hex(o).as_str(), PaymentVerdict::Consistent)
     );
     assert_eq!(r.expected_winners, Some(WINNERS as f64));
     assert!(report.payment_ev_error.unwrap() < 1e-9, "{report:?}");
@@ -184,7 +184,7 @@ async fn payment_probe_reconciles_real_redemptions_and_flags_each_fault() {
     let few_pixels = HashMap::from([(o, PIXELS_PER_TICKET / 10)]);
     let report = probe.settle(&few_pixels).await.unwrap();
     assert!(report.overcharged, "{report:?}");
-    assert_eq!(report.orchestrators[0].verdict, Verdict::Overcharged);
+    assert_eq!(report.orchestrators[0].verdict, PaymentVerdict::Overcharged);
     assert!(
         (report.payment_ev_error.unwrap() - (WINNERS as f64 * 10.0 - 1.0)).abs() < 1e-6,
         "{report:?}"
@@ -202,7 +202,7 @@ async fn payment_probe_reconciles_real_redemptions_and_flags_each_fault() {
     let report = probe2.settle(&owed).await.unwrap();
     assert!(!report.settled && report.missing_redemptions, "{report:?}");
     assert!(!report.overcharged);
-    let verdicts: Vec<(String, Verdict)> = report
+    let verdicts: Vec<(String, PaymentVerdict)> = report
         .orchestrators
         .iter()
         .map(|r| (r.recipient.clone(), r.verdict))
@@ -210,8 +210,8 @@ async fn payment_probe_reconciles_real_redemptions_and_flags_each_fault() {
     assert_eq!(
         verdicts,
         vec![
-            (hex(o), Verdict::Consistent),
-            (hex(o2), Verdict::MissingRedemptions)
+            (hex(o), PaymentVerdict::Consistent),
+            (hex(o2), PaymentVerdict::MissingRedemptions)
         ]
     );
     assert!(report.payment_ev_error == Some(1.0), "{report:?}");
@@ -227,7 +227,7 @@ async fn payment_probe_reconciles_real_redemptions_and_flags_each_fault() {
         .await
         .unwrap();
     assert!(report.settled && report.missing_redemptions, "{report:?}");
-    assert_eq!(report.orchestrators[1].verdict, Verdict::MissingRedemptions);
+    assert_eq!(report.orchestrators[1].verdict, PaymentVerdict::MissingRedemptions);
 
     // Unknown recipient: another sender pays a stranger the run never used.
     let window = world.chain.block_number().await.unwrap();
@@ -251,9 +251,9 @@ async fn payment_probe_reconciles_real_redemptions_and_flags_each_fault() {
     assert_eq!(report.tickets_redeemed, 2);
     assert_eq!(report.deposit_funded_wei, ETH as f64);
     let last = report.orchestrators.last().unwrap();
-    assert_eq!(last.verdict, Verdict::UnknownRecipient);
+    assert_eq!(last.verdict, PaymentVerdict::UnknownRecipient);
     assert_eq!(last.redeemed_wei, 2.0 * FACE_VALUE as f64);
-    assert_eq!(report.orchestrators[0].verdict, Verdict::NothingOwed);
+    assert_eq!(report.orchestrators[0].verdict, PaymentVerdict::NothingOwed);
     assert!(!report.consistent());
     // The window starts after the first sender's activity: none of it leaks in.
     assert!(

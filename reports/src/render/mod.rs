@@ -9,7 +9,7 @@ use crate::breakdowns::Aggregates;
 use crate::journal::JournalStats;
 use crate::leaderboard::Leaderboard;
 use crate::plots::{PlotOutput, SkippedPlot};
-use crate::summary::{LoadedSummary, ThresholdView, Verdict};
+use crate::summary::{LoadedSummary, ThresholdView, RunVerdict};
 use crate::util::fmt_num;
 
 /// Everything a writer renders.
@@ -17,7 +17,7 @@ pub struct ReportContext<'a> {
     /// The base summary (read or synthesized).
     pub summary: &'a LoadedSummary,
     /// The headline.
-    pub verdict: &'a Verdict,
+    pub verdict: &'a RunVerdict,
     /// The aggregates.
     pub aggregates: &'a Aggregates,
     /// What the journal reader found.

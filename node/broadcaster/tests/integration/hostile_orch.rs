@@ -16,7 +16,7 @@ use axum::body::Body;
 use axum::routing::{get, post};
 use bytes::Bytes;
 use node_broadcaster::segmenter::SourceSegment;
-use node_broadcaster::{BroadcasterConfig, RunningBroadcaster, SegmentRecord};
+use node_broadcaster::{BroadcasterConfig, RunningBroadcaster, SourceSegmentRecord};
 use prost::Message;
 use protocol::chain::DeployConfig;
 use protocol::net::orchestrator_server::{Orchestrator, OrchestratorServer};
@@ -187,7 +187,7 @@ async fn transcode_one(
     b: &RunningBroadcaster,
     id: &str,
     seg: &SourceSegment,
-) -> (SegmentRecord, Duration) {
+) -> (SourceSegmentRecord, Duration) {
     let started = Instant::now();
     b.state().transcode(id, seg).await;
     let took = started.elapsed();
