@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use observation::record::*;
 use reports::leaderboard::{Leaderboard, LeaderboardRecord, aggregate};
+use testkit::ports::free_port;
 use reports::publish::{AcceptedRegions, Delivery, PublishError, PublishOptions, publish};
 use reports::*;
 use serde_json::Value;
@@ -282,14 +283,6 @@ impl Postgres {
             self.port
         )
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 // ---------------------------------------------------------------------------------------------

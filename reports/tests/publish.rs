@@ -470,10 +470,9 @@ async fn a_closed_port_is_a_clear_error_within_a_bounded_time() {
     set_secrets();
     let run = tempfile::tempdir().unwrap();
     rendered_run(run.path());
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", testkit::ports::free_port())
+        .parse()
+        .unwrap();
 
     let started = Instant::now();
     let err = publish(run.path(), &options(addr, SECRET_ENV))

@@ -386,12 +386,7 @@ duration = "8s"
 
 #[test]
 fn an_unreachable_external_target_exits_107_naming_it() {
-    // Bind and drop a listener to find a loopback port that nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::ports::free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = write_scenario(
         dir.path(),
@@ -435,11 +430,7 @@ duration = "10s"
 #[test]
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::ports::free_port();
     let path = write_scenario(
         dir.path(),
         "unreachable.toml",

@@ -105,11 +105,7 @@ fn a_refused_hmac_is_reported_and_exits_non_zero() {
 #[test]
 fn an_unreachable_leaderboard_exits_107_and_a_missing_secret_104() {
     let dir = run_dir_with_one_record();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::ports::free_port();
     let (code, text) = publish(dir.path(), &format!("http://127.0.0.1:{port}"));
     assert_eq!(code, 107, "{text}");
     assert!(text.contains("nothing was published"), "{text}");

@@ -286,10 +286,7 @@ async fn unreachable(uri: &str) -> probes::DirectTestSummary {
 #[tokio::test]
 async fn unreachable_says_which_layer_failed() {
     // TCP: a port nobody listens on.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let closed = format!("127.0.0.1:{}", testkit::ports::free_port());
     let tcp = unreachable(&format!("https://{closed}")).await;
     assert!(
         tcp.errors[0].message.starts_with("unreachable (tcp)"),
