@@ -75,7 +75,8 @@ pub struct MetricDef {
     pub kind: MetricKind,
     pub unit: Unit,
     pub better: Better,
-    /// The tag keys its samples may carry (a subset of [`TAG_KEYS`]).
+    /// The tag keys its samples may carry (a subset of [`TAG_KEYS`]); the live registry checks
+    /// every sample against it when debug assertions are on.
     pub tags: &'static [&'static str],
     /// The journal column its samples come from; `None` for a metric only the live registry
     /// holds (its probe adds it by name).

@@ -58,10 +58,17 @@ impl Registry {
     /// Adds a sample. For rates, pass 1.0 (true) or 0.0 (false); for gauges, the new value.
     ///
     /// # Panics
-    /// When `metric` is not in the catalogue: that is a bug in a probe, not a user's mistake.
+    /// When `metric` is not in the catalogue, and (with debug assertions) when a tag is not one
+    /// its definition lists: both are bugs in a probe, not a user's mistake.
     pub fn add(&self, metric: &str, tags: &Tags, value: f64) {
         let def = metric::lookup(metric)
             .unwrap_or_else(|| panic!("metric `{metric}` is not in the catalogue"));
+        debug_assert!(
+            tags.keys().all(|key| def.tags.contains(&key.as_str())),
+            "metric `{metric}` is defined with tags {:?}, not {:?}",
+            def.tags,
+            tags.keys().collect::<Vec<_>>()
+        );
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
         let by_tags = series.entry(def.name).or_default();
         match by_tags.get_mut(tags) {
@@ -164,6 +171,13 @@ mod tests {
                 .is_none()
         );
         assert!(registry.merged("vmaf", &Tags::new()).is_none());
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "is defined with tags")]
+    fn a_tag_the_metric_table_does_not_list_is_a_programming_error() {
+        Registry::new().add("streams", &tags([("rendition", "P240p30fps16x9")]), 1.0);
     }
 
     #[test]
