@@ -28,7 +28,7 @@ use protocol::{Address, U256};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::reconcile::{Delivered, Reconciliation, Redemption, PaymentVerdict, reconcile};
+use crate::reconcile::{Delivered, PaymentVerdict, Reconciliation, Redemption, reconcile};
 
 /// The recipient name of the pooled entry of [`PaymentProbe::settle_total`].
 pub const POOLED_RECIPIENT: &str = "all orchestrators";

@@ -20,20 +20,9 @@ fn env_or(name: &str, default: u32) -> u32 {
         .unwrap_or(default)
 }
 
+/// Netflix's tool, built with the same libvmaf our scorer links.
 fn vmaf_tool() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let build = exe.parent().and_then(Path::parent).unwrap().join("build");
-    std::fs::read_dir(&build)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("out/build/tools/vmaf"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "no vmaf tool under {}/libvmaf-sys-*/out/build/tools",
-                build.display()
-            )
-        })
+    testkit::vmaf::tool(&quality::vmaf::version())
 }
 
 /// Peak resident memory of this process so far, in MiB.

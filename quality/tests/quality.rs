@@ -143,22 +143,9 @@ fn encode_h264(
 }
 
 /// Netflix's `vmaf` tool from the libvmaf-sys build in this test binary's target directory.
+/// Netflix's tool, built with the same libvmaf our scorer links.
 fn vmaf_tool() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let build = profile_dir.join("build");
-    std::fs::read_dir(&build)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", build.display()))
-        .filter_map(|entry| entry.ok())
-        .map(|entry| entry.path().join("out/build/tools/vmaf"))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "Netflix's vmaf tool was not found under {}/libvmaf-sys-*/out/build/tools/vmaf; \
-                 it is built by libvmaf-sys's meson build (features = [\"static\"])",
-                build.display()
-            )
-        })
+    testkit::vmaf::tool(&quality::vmaf::version())
 }
 
 fn options() -> QualityOptions {

@@ -35,7 +35,7 @@ pub use compare::{CompareOptions, Comparison, compare};
 pub use error::ReportError;
 pub use journal::{JOURNAL_FILE, JournalReader, JournalStats, JournalWriter};
 pub use publish::{PublishError, PublishOptions, PublishReport, publish};
-pub use summary::{SummarySource, RunVerdict};
+pub use summary::{RunVerdict, SummarySource};
 
 /// File names written into a run directory.
 pub mod files {

@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 
 use observation::record::*;
 use reports::leaderboard::{Leaderboard, LeaderboardRecord, aggregate};
-use testkit::ports::free_port;
 use reports::publish::{AcceptedRegions, Delivery, PublishError, PublishOptions, publish};
 use reports::*;
 use serde_json::Value;
+use testkit::ports::free_port;
 
 const SECRET_ENV: &str = "LPT_TEST_LEADERBOARD_SERVERLESS_SECRET";
 const SECRET: &str = "leaderboard-serverless-test-secret";

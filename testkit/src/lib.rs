@@ -8,6 +8,7 @@
 //! - [`ports`]: free loopback ports and waiting, with a deadline, for a port or a condition.
 //! - [`nginx`]: nginx with its RTMP module packaging HLS, a real third-party RTMP-in/HLS-out peer.
 //! - [`ffmpeg`]: the `ffmpeg` and `ffprobe` tools, run quietly, with their failures asserted.
+//! - [`vmaf`]: Netflix's `vmaf` tool of the libvmaf the caller links, to check scores against.
 //! - [`chain`] (feature `chain`): anvil with the contracts deployed and a funded broadcaster,
 //!   started through `protocol`'s own chain code.
 
@@ -16,3 +17,4 @@ pub mod chain;
 pub mod ffmpeg;
 pub mod nginx;
 pub mod ports;
+pub mod vmaf;

@@ -72,7 +72,10 @@ mod tests {
         let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
         let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
         assert_eq!(distinct.len(), ports.len(), "{ports:?}");
-        assert!(ports.iter().all(|p| PORTS.contains(&u32::from(*p))), "{ports:?}");
+        assert!(
+            ports.iter().all(|p| PORTS.contains(&u32::from(*p))),
+            "{ports:?}"
+        );
     }
 
     #[test]
@@ -81,7 +84,11 @@ mod tests {
         let held: Vec<std::net::TcpListener> = (first + 1..first + 100)
             .filter_map(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok())
             .collect();
-        assert!(held.len() >= 90, "only {} of 99 ports could be held", held.len());
+        assert!(
+            held.len() >= 90,
+            "only {} of 99 ports could be held",
+            held.len()
+        );
         let next = free_port();
         assert!(
             held.iter().all(|l| l.local_addr().unwrap().port() != next),

@@ -227,7 +227,10 @@ async fn payment_probe_reconciles_real_redemptions_and_flags_each_fault() {
         .await
         .unwrap();
     assert!(report.settled && report.missing_redemptions, "{report:?}");
-    assert_eq!(report.orchestrators[1].verdict, PaymentVerdict::MissingRedemptions);
+    assert_eq!(
+        report.orchestrators[1].verdict,
+        PaymentVerdict::MissingRedemptions
+    );
 
     // Unknown recipient: another sender pays a stranger the run never used.
     let window = world.chain.block_number().await.unwrap();

@@ -9,7 +9,7 @@ use crate::breakdowns::Aggregates;
 use crate::journal::JournalStats;
 use crate::leaderboard::Leaderboard;
 use crate::plots::{PlotOutput, SkippedPlot};
-use crate::summary::{LoadedSummary, ThresholdView, RunVerdict};
+use crate::summary::{LoadedSummary, RunVerdict, ThresholdView};
 use crate::util::fmt_num;
 
 /// Everything a writer renders.
