@@ -125,20 +125,9 @@ impl RenditionFollower {
                         }
                         highest = Some(seq);
                         if let Some(s) = stall.take() {
-                            let now = now_unix_ms();
-                            self.sink
-                                .deliver(PullEvent::Stall(StallObservation {
-                                    stream_key: self.stream_key.clone(),
-                                    rendition: self.name.clone(),
-                                    ended: true,
-                                    last_new_segment_unix_ms: s.last_new_unix_ms,
-                                    detected_unix_ms: s.detected_unix_ms,
-                                    ended_unix_ms: Some(now),
-                                    stalled_ms: (at - s.last_new_unix_ms) as f64,
-                                    target_duration_secs: target,
-                                    last_seq: Some(seq.saturating_sub(1)),
-                                }))
-                                .await;
+                            let ended = Some(now_unix_ms());
+                            let last_seq = Some(seq.saturating_sub(1));
+                            self.report_stall(&s, ended, at, target, last_seq).await;
                         }
                         last_new = Instant::now();
                         last_new_unix = at;
@@ -176,23 +165,12 @@ impl RenditionFollower {
                 && last_new.elapsed().as_secs_f64() > self.options.stall_factor * target
             {
                 let now = now_unix_ms();
-                stall = Some(StallState {
+                let detected = StallState {
                     detected_unix_ms: now,
                     last_new_unix_ms: last_new_unix,
-                });
-                self.sink
-                    .deliver(PullEvent::Stall(StallObservation {
-                        stream_key: self.stream_key.clone(),
-                        rendition: self.name.clone(),
-                        ended: false,
-                        last_new_segment_unix_ms: last_new_unix,
-                        detected_unix_ms: now,
-                        ended_unix_ms: None,
-                        stalled_ms: (now - last_new_unix) as f64,
-                        target_duration_secs: target,
-                        last_seq: highest,
-                    }))
-                    .await;
+                };
+                self.report_stall(&detected, None, now, target, highest).await;
+                stall = Some(detected);
             }
             let interval = match target_secs {
                 Some(t) => Duration::try_from_secs_f64((t * self.options.poll_factor).max(0.05))
@@ -212,20 +190,34 @@ impl RenditionFollower {
         }
         if let Some(s) = stall {
             let now = now_unix_ms();
-            self.sink
-                .deliver(PullEvent::Stall(StallObservation {
-                    stream_key: self.stream_key.clone(),
-                    rendition: self.name.clone(),
-                    ended: true,
-                    last_new_segment_unix_ms: s.last_new_unix_ms,
-                    detected_unix_ms: s.detected_unix_ms,
-                    ended_unix_ms: Some(now),
-                    stalled_ms: (now - s.last_new_unix_ms) as f64,
-                    target_duration_secs: target_secs.unwrap_or(0.0),
-                    last_seq: highest,
-                }))
-                .await;
+            let target = target_secs.unwrap_or(0.0);
+            self.report_stall(&s, Some(now), now, target, highest).await;
         }
+    }
+
+    /// Tells the sink about `stall`: just detected (`ended_unix_ms` is `None`) or over. It lasted
+    /// from the last new segment until `stalled_until_unix_ms`.
+    async fn report_stall(
+        &self,
+        stall: &StallState,
+        ended_unix_ms: Option<UnixMs>,
+        stalled_until_unix_ms: UnixMs,
+        target_duration_secs: f64,
+        last_seq: Option<u64>,
+    ) {
+        self.sink
+            .deliver(PullEvent::Stall(StallObservation {
+                stream_key: self.stream_key.clone(),
+                rendition: self.name.clone(),
+                ended: ended_unix_ms.is_some(),
+                last_new_segment_unix_ms: stall.last_new_unix_ms,
+                detected_unix_ms: stall.detected_unix_ms,
+                ended_unix_ms,
+                stalled_ms: (stalled_until_unix_ms - stall.last_new_unix_ms) as f64,
+                target_duration_secs,
+                last_seq,
+            }))
+            .await;
     }
 
     /// Refuses a media playlist whose numbers the puller cannot work with: a target duration
