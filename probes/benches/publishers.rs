@@ -8,6 +8,10 @@
 //! the very end). Environment: `LPT_BENCH_OURS` (default 200 streams), `LPT_BENCH_FFMPEG`
 //! (default 10), `LPT_BENCH_SECS` (default 20), `LPT_BENCH_SEND_AHEAD_MS` (publisher batching
 //! window, default 250 like `PublishOptions`).
+//!
+//! Goal: ours cost at most 1/50 of ffmpeg's CPU per stream-second. `cargo test` runs it as a
+//! check (40 of ours, 2 ffmpeg, 5 s) failing above the goal plus a 50 % noise margin (see
+//! `testkit::bench`).
 
 #[path = "../tests/integration/support/mod.rs"]
 mod support;
@@ -15,13 +19,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use probes::{PublishOptions, RtmpPublisher, RtmpTarget};
+use testkit::bench::{Better, Goal, Mode, env_or, judge};
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+/// Ours ÷ ffmpeg in CPU per stream-second.
+const GOAL: f64 = 1.0 / 50.0;
 
 /// (user + system, system) CPU seconds.
 fn cpu(who: i32) -> (f64, f64) {
@@ -37,9 +38,10 @@ fn cpu_secs(who: i32) -> f64 {
 }
 
 fn main() {
-    let ours = env("LPT_BENCH_OURS", 200) as u32;
-    let theirs = env("LPT_BENCH_FFMPEG", 10) as u32;
-    let secs = env("LPT_BENCH_SECS", 20);
+    let mode = Mode::from_args();
+    let ours: u32 = env_or("LPT_BENCH_OURS", mode.pick(200, 40));
+    let theirs: u32 = env_or("LPT_BENCH_FFMPEG", mode.pick(10, 2));
+    let secs: u64 = env_or("LPT_BENCH_SECS", mode.pick(20, 5));
     let (encoded, source) = support::encoded_source();
     println!(
         "source: {}x{} {} fps, {:.0} kbps, clip {:.1} s",
@@ -70,7 +72,7 @@ fn main() {
                     duration: Duration::from_secs(secs),
                     start_frame: source.start_frame_for_stream(i),
                     progress_interval: Duration::from_secs(3600),
-                    send_ahead: Duration::from_millis(env("LPT_BENCH_SEND_AHEAD_MS", 250)),
+                    send_ahead: Duration::from_millis(env_or("LPT_BENCH_SEND_AHEAD_MS", 250)),
                     ..Default::default()
                 },
             );
@@ -158,9 +160,20 @@ fn main() {
         "ffmpeg: {their_cpu:.2} CPU-s ({their_sys:.2} s in the kernel) = {their_per:.3} CPU-ms per stream-second"
     );
     println!(
-        "ratio:  ours cost 1/{:.0} of ffmpeg's per stream (goal <= 1/50); one core sustains ~{:.0} of our publishers at this bit rate",
-        their_per / ours_per,
+        "one core sustains ~{:.0} of our publishers at this bit rate",
         1000.0 / ours_per
     );
     drop(nginx);
+    judge(
+        mode,
+        &[Goal {
+            what: "RTMP publishing, CPU-ms per stream-second".into(),
+            ours: ours_per,
+            peer: their_per,
+            peer_name: "ffmpeg -re -c copy".into(),
+            better: Better::Lower,
+            goal: GOAL,
+            margin: 0.5,
+        }],
+    );
 }

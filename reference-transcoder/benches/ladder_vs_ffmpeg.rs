@@ -2,7 +2,12 @@
 //! side in one run: a 1080p30 source, one decode, split, scale to 240p/360p/720p, libx264
 //! `veryfast` at the preset bit rates, no output (ffmpeg: null muxer; ours: TS in memory).
 //!
-//! Run: `cargo bench -p reference-transcoder --bench ladder_vs_ffmpeg`
+//! Goal: ours at least 0.8× ffmpeg's frames per CPU-second (we pay for per-segment sessions and
+//! a TS muxer that ffmpeg's null muxer does not).
+//!
+//! Run: `cargo bench -p reference-transcoder --bench ladder_vs_ffmpeg` (the full run);
+//! `cargo test` runs it as a check: a 4 s clip, one round, failing below the goal less a 25 %
+//! noise margin (see `testkit::bench`).
 //! Environment: `LPT_BENCH_SECS` (clip length, default 20), `LPT_BENCH_ROUNDS` (default 3),
 //! `LPT_BENCH_SCALE`, `LPT_BENCH_ENCODER_THREADS` (see below), `LPT_BENCH_TUNE_ALLOCATOR=0`
 //! (skips `tune_allocator_for_transcoding`).
@@ -10,33 +15,18 @@
 use std::process::Command;
 use std::time::Instant;
 
+use testkit::bench::{Better, Goal, Mode, Who, cpu_time, env_or, judge, median};
+
 use reference_transcoder::ladder::{
     BENCH_LADDER, LadderOptions, LadderTranscoder, ScaleAlgorithm, parse_ladder,
 };
 use reference_transcoder::source::{SourceConfig, generate};
 
-fn env_or(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// User + system CPU seconds of this process, or of its waited-for children.
-fn cpu_secs(who: i32) -> f64 {
-    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    unsafe { libc::getrusage(who, u.as_mut_ptr()) };
-    let u = unsafe { u.assume_init() };
-    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    s(u.ru_utime) + s(u.ru_stime)
-}
+/// Ours ÷ ffmpeg in frames per CPU-second.
+const GOAL: f64 = 0.8;
 
 fn main() {
+    let mode = Mode::from_args();
     // As `lpt bench` does (BenchOptions::tune_allocator); LPT_BENCH_TUNE_ALLOCATOR=0 turns it off.
     if std::env::var("LPT_BENCH_TUNE_ALLOCATOR").as_deref() != Ok("0") {
         println!(
@@ -44,8 +34,8 @@ fn main() {
             reference_transcoder::tune_allocator_for_transcoding()
         );
     }
-    let secs = env_or("LPT_BENCH_SECS", 20.0);
-    let rounds = env_or("LPT_BENCH_ROUNDS", 3.0) as usize;
+    let secs = env_or("LPT_BENCH_SECS", mode.pick(20.0, 4.0));
+    let rounds = env_or("LPT_BENCH_ROUNDS", mode.pick(3, 1));
     let ladder = parse_ladder(BENCH_LADDER).expect("bench ladder");
     println!("making a {secs} s 1920x1080 30 fps source (2 s GOP)...");
     let source = generate(&SourceConfig {
@@ -112,7 +102,7 @@ fn main() {
     let options = LadderOptions {
         copy_audio: false,
         scale,
-        encoder_threads: env_or("LPT_BENCH_ENCODER_THREADS", 0.0) as usize,
+        encoder_threads: env_or("LPT_BENCH_ENCODER_THREADS", 0),
         ..Default::default()
     };
     println!(
@@ -122,27 +112,27 @@ fn main() {
     let (mut ffmpeg_fps, mut ours_fps, mut ffmpeg_cpu, mut ours_cpu) =
         (vec![], vec![], vec![], vec![]);
     for round in 1..=rounds {
-        let (t, c) = (Instant::now(), cpu_secs(libc::RUSAGE_CHILDREN));
+        let (t, c) = (Instant::now(), cpu_time(Who::Children).as_secs_f64());
         let status = Command::new("ffmpeg")
             .args(&ffmpeg_args)
             .status()
             .expect("ffmpeg runs");
         assert!(status.success(), "ffmpeg failed");
         let f = frames / t.elapsed().as_secs_f64();
-        let fc = frames / (cpu_secs(libc::RUSAGE_CHILDREN) - c);
+        let fc = frames / (cpu_time(Who::Children).as_secs_f64() - c);
         ffmpeg_fps.push(f);
         ffmpeg_cpu.push(fc);
 
         let mut transcoder =
             LadderTranscoder::new(ladder.clone(), options.clone()).expect("session");
-        let (t, c) = (Instant::now(), cpu_secs(libc::RUSAGE_SELF));
+        let (t, c) = (Instant::now(), cpu_time(Who::Myself).as_secs_f64());
         let mut out_frames = 0;
         for s in &segments {
             let out = transcoder.transcode(&s.data).expect("transcode");
             out_frames += out.source_frames;
         }
         let o = out_frames as f64 / t.elapsed().as_secs_f64();
-        let oc = out_frames as f64 / (cpu_secs(libc::RUSAGE_SELF) - c);
+        let oc = out_frames as f64 / (cpu_time(Who::Myself).as_secs_f64() - c);
         assert_eq!(out_frames as f64, frames);
         ours_fps.push(o);
         ours_cpu.push(oc);
@@ -153,15 +143,23 @@ fn main() {
         );
     }
     let (fc, oc) = (median(ffmpeg_cpu), median(ours_cpu));
-    println!(
-        "CPU efficiency: ffmpeg {fc:.1}, ours {oc:.1} frames per CPU-second, ours/ffmpeg = {:.3}",
-        oc / fc
-    );
     let (f, o) = (median(ffmpeg_fps), median(ours_fps));
     println!(
-        "ladder {BENCH_LADDER} from 1080p30, {} frames, {} segments: ffmpeg {f:.1} fps, ours {o:.1} fps, ours/ffmpeg = {:.3} (median of {rounds})",
+        "ladder {BENCH_LADDER} from 1080p30, {} frames, {} segments: ffmpeg {f:.1} fps, ours {o:.1} fps, ours/ffmpeg = {:.3} by wall clock (median of {rounds})",
         frames,
         segments.len(),
         o / f
+    );
+    judge(
+        mode,
+        &[Goal {
+            what: "ladder transcoding, frames per CPU-second".into(),
+            ours: oc,
+            peer: fc,
+            peer_name: "ffmpeg".into(),
+            better: Better::Higher,
+            goal: GOAL,
+            margin: 0.25,
+        }],
     );
 }

@@ -109,9 +109,12 @@ fn a_run_through_nginx_measures_everything_and_fails_only_the_impossible_thresho
     );
     let latency = &summary["metrics"]["latency"]["values"];
     let p50 = latency["p(50)"].as_f64().unwrap();
+    // A frame waits for the rest of its 2 s segment to be cut (1 s at the median), then up to a
+    // playlist poll: a median under half a segment means stamps are misread, one over three
+    // segments that the puller lags the live edge.
     assert!(
-        (100.0..20_000.0).contains(&p50),
-        "glass-to-glass p50 {p50} ms"
+        (500.0..=6_000.0).contains(&p50),
+        "glass-to-glass p50 {p50} ms, expected 0.5 to 6 s behind 2 s segments"
     );
     assert_eq!(verdict(&summary, "segment_success")["passed"], true);
     assert_eq!(verdict(&summary, "checks{check=stamps}")["passed"], true);

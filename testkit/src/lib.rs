@@ -5,6 +5,8 @@
 //! so tests that use them run in parallel. Failures panic with what went wrong: these are test
 //! helpers, and a panic is how a test reports a broken environment.
 //!
+//! - [`bench`]: the benchmarks' full and check modes, CPU and memory measures, goals against a
+//!   peer.
 //! - [`ports`]: free loopback ports and waiting, with a deadline, for a port or a condition.
 //! - [`nginx`]: nginx with its RTMP module packaging HLS, a real third-party RTMP-in/HLS-out peer.
 //! - [`ffmpeg`]: the `ffmpeg` and `ffprobe` tools, run quietly, with their failures asserted.
@@ -12,6 +14,7 @@
 //! - [`chain`] (feature `chain`): anvil with the contracts deployed and a funded broadcaster,
 //!   started through `protocol`'s own chain code.
 
+pub mod bench;
 #[cfg(feature = "chain")]
 pub mod chain;
 pub mod ffmpeg;

@@ -15,8 +15,11 @@
 //! broadcaster source-only and against nginx with its RTMP module (`ci/setup` installs it)
 //! packaging the same HLS, and the ratio of the two is printed (`NO_PEER=1` skips it).
 //!
+//! Goal against the peer: our CPU per stream-second at most nginx-rtmp's (ratio ≤ 1).
+//!
 //! `cargo bench -p node-broadcaster --profile ci --bench ingest` (env `STREAMS`, `SECS` override
-//! 20 / 30).
+//! 20 / 30). `cargo test` runs it as a check: 5 streams for 12 s, source only, against nginx-rtmp,
+//! failing above the goal plus a 30 % noise margin (see `testkit::bench`).
 
 #[path = "../tests/integration/rtmp_client.rs"]
 #[allow(dead_code)]
@@ -28,6 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reference_transcoder::{MediaKind, SourceConfig};
+use testkit::bench::{Better, Goal, Mode, env_or, judge};
 use testkit::nginx::{Nginx, NginxOptions};
 
 /// (kind, is sequence header, dts ms, FLV tag body).
@@ -276,15 +280,13 @@ fn print_cost(what: &str, cost: &Cost, goals: bool) {
     );
 }
 
+/// Our broadcaster's CPU per stream-second ÷ nginx-rtmp's, source only.
+const GOAL: f64 = 1.0;
+
 async fn parent() {
-    let streams: usize = std::env::var("STREAMS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    let secs: u64 = std::env::var("SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+    let mode = Mode::from_args();
+    let streams: usize = env_or("STREAMS", mode.pick(20, 5));
+    let secs: u64 = env_or("SECS", mode.pick(30, 12));
     eprintln!("encoding a 10 s 1280x720 2 Mbps source once…");
     let source = reference_transcoder::generate(&SourceConfig {
         width: 1280,
@@ -311,7 +313,7 @@ async fn parent() {
     );
     let run_for = Duration::from_secs(secs);
 
-    let orchestrator = if std::env::var_os("SOURCE_ONLY").is_some() {
+    let orchestrator = if mode == Mode::Check || std::env::var_os("SOURCE_ONLY").is_some() {
         None
     } else {
         let mut config = node_orchestrator::config::OrchestratorConfig::offchain();
@@ -357,7 +359,7 @@ async fn parent() {
         true,
     );
 
-    if std::env::var_os("NO_PEER").is_some() {
+    if mode == Mode::Full && std::env::var_os("NO_PEER").is_some() {
         return;
     }
     // The same load without the orchestrator side, against nginx with its RTMP module doing the
@@ -386,8 +388,16 @@ async fn parent() {
     println!("peer comparison, source only (RTMP in, segments in files, HLS out), same load:");
     print_cost("  our broadcaster", &source_only, false);
     print_cost("  nginx-rtmp (one process)", &nginx_cost, false);
-    println!(
-        "  CPU ratio ours / nginx-rtmp: {:.2}",
-        source_only.cpu_ms_per_stream_second / nginx_cost.cpu_ms_per_stream_second
+    judge(
+        mode,
+        &[Goal {
+            what: "RTMP ingest and HLS packaging, CPU-ms per stream-second".into(),
+            ours: source_only.cpu_ms_per_stream_second,
+            peer: nginx_cost.cpu_ms_per_stream_second,
+            peer_name: "nginx-rtmp".into(),
+            better: Better::Lower,
+            goal: GOAL,
+            margin: 0.3,
+        }],
     );
 }

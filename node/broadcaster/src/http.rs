@@ -32,10 +32,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
+use crate::accept::{Accepted, CappedListener};
 use crate::hls;
 use crate::orch::OrchestratorStatus;
 use crate::records::SourceSegmentRecord;
@@ -43,9 +44,6 @@ use crate::segmenter::SourceSegment;
 use crate::stream::{
     Broadcaster, PublishError, Publisher, StreamStatus, query_key, validate_manifest_id,
 };
-
-/// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// What a connection past `http_max_connections` reads before it is closed.
 const BUSY: &[u8] =
@@ -58,32 +56,20 @@ pub async fn serve(
     b: Arc<Broadcaster>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let max = b.config.http_max_connections;
     let header_timeout = Duration::from_millis(b.config.http_header_timeout_ms);
     let stall = Duration::from_millis(b.config.http_idle_timeout_ms);
-    let slots = Arc::new(Semaphore::new(max));
     let app = router(b.clone());
-    loop {
-        let (socket, peer) = tokio::select! {
-            _ = shutdown.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("HTTP accept: {e}");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(
-                "HTTP {peer}: closed, {max} connections are open (http_max_connections)"
-            );
-            b.records().ingest_error("http_connection_cap");
-            // Best effort: a client whose buffer is full just sees the close.
-            let _ = socket.try_write(BUSY);
-            continue;
-        };
+    let listener = CappedListener::new(
+        listener,
+        b.config.http_max_connections,
+        "HTTP",
+        "http_max_connections",
+        "http_connection_cap",
+        BUSY,
+    );
+    while let Some(Accepted { socket, peer, slot }) =
+        listener.next(&mut shutdown, b.records()).await
+    {
         let app = app.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {

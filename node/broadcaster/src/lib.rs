@@ -10,6 +10,7 @@
 //! Publish to `rtmp://HOST:PORT/<manifestID>` or `rtmp://HOST:PORT/<app>/<manifestID>` (any app
 //! name, e.g. `live`); play `http://HOST:HTTP_PORT/stream/<manifestID>.m3u8`.
 
+mod accept;
 pub mod config;
 pub mod flv;
 pub mod hls;

@@ -11,6 +11,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use crate::segmenter::SourceSegment;
+
 /// One orchestrator's try at one segment.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Attempt {
@@ -55,6 +57,24 @@ pub struct SourceSegmentRecord {
     pub error: Option<String>,
     /// Unix ms when the segment was cut.
     pub cut_at_unix_ms: u64,
+}
+
+impl SourceSegmentRecord {
+    /// A record of `seg` that went nowhere yet: no attempt, no renditions, outcome `failed`.
+    pub fn unsent(manifest_id: &str, seg: &SourceSegment, cut_at_unix_ms: u64) -> Self {
+        Self {
+            manifest_id: manifest_id.to_owned(),
+            seq: seg.seq,
+            duration_ms: seg.duration_ms,
+            bytes: seg.data.len(),
+            attempts: Vec::new(),
+            orchestrator: None,
+            renditions: Vec::new(),
+            outcome: "failed".into(),
+            error: None,
+            cut_at_unix_ms,
+        }
+    }
 }
 
 /// Ingest-side events counted per kind (`rtmp_handshake`, `flv_parse`, `no_keyframe`, …).

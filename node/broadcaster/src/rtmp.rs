@@ -25,21 +25,20 @@ use rml_rtmp::sessions::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 mod chunks;
 
 use chunks::{ChunkError, ChunkReader};
 
+use crate::accept::{Accepted, CappedListener};
 use crate::flv;
 use crate::segmenter::{SegmentLimit, Segmenter};
 use crate::stream::{Broadcaster, Publisher, Publishing, query_key};
 
 /// How long a silent client may stay connected before the connection is dropped.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
-/// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Unparseable tags tolerated from one publisher before it is disconnected.
 const MAX_BAD_TAGS: u32 = 100;
 
@@ -104,27 +103,17 @@ pub async fn serve(
     b: Arc<Broadcaster>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let max = b.config.rtmp_max_connections;
-    let slots = Arc::new(Semaphore::new(max));
-    loop {
-        let (socket, peer) = tokio::select! {
-            _ = shutdown.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("RTMP accept: {e}");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(
-                "RTMP {peer}: closed, {max} connections are open (rtmp_max_connections)"
-            );
-            b.records().ingest_error("rtmp_connection_cap");
-            continue;
-        };
+    let listener = CappedListener::new(
+        listener,
+        b.config.rtmp_max_connections,
+        "RTMP",
+        "rtmp_max_connections",
+        "rtmp_connection_cap",
+        b"",
+    );
+    while let Some(Accepted { socket, peer, slot }) =
+        listener.next(&mut shutdown, b.records()).await
+    {
         let b = b.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {

@@ -658,16 +658,8 @@ impl Broadcaster {
         ) = stream.queue.try_send((seg, pending))
         {
             self.records.record(SourceSegmentRecord {
-                manifest_id: stream.manifest_id.clone(),
-                seq: seg.seq,
-                duration_ms: seg.duration_ms,
-                bytes: seg.data.len(),
-                attempts: Vec::new(),
-                orchestrator: None,
-                renditions: Vec::new(),
-                outcome: "failed".into(),
                 error: Some("backlog: transcode queue full".into()),
-                cut_at_unix_ms: unix_ms(),
+                ..SourceSegmentRecord::unsent(&stream.manifest_id, &seg, unix_ms())
             });
         }
     }
@@ -700,18 +692,7 @@ impl Broadcaster {
     /// the renditions delivered.
     pub async fn transcode(&self, manifest_id: &str, seg: &SourceSegment) -> Vec<(String, Bytes)> {
         let cut_at = unix_ms();
-        let mut record = SourceSegmentRecord {
-            manifest_id: manifest_id.to_string(),
-            seq: seg.seq,
-            duration_ms: seg.duration_ms,
-            bytes: seg.data.len(),
-            attempts: Vec::new(),
-            orchestrator: None,
-            renditions: Vec::new(),
-            outcome: "failed".into(),
-            error: None,
-            cut_at_unix_ms: cut_at,
-        };
+        let mut record = SourceSegmentRecord::unsent(manifest_id, seg, cut_at);
         if self.profiles.is_empty() {
             record.outcome = "source_only".into();
             self.records.record(record);

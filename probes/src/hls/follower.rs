@@ -169,7 +169,8 @@ impl RenditionFollower {
                     detected_unix_ms: now,
                     last_new_unix_ms: last_new_unix,
                 };
-                self.report_stall(&detected, None, now, target, highest).await;
+                self.report_stall(&detected, None, now, target, highest)
+                    .await;
                 stall = Some(detected);
             }
             let interval = match target_secs {
