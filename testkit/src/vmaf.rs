@@ -66,12 +66,17 @@ pub fn tool_in(build: &Path, linked_version: &str) -> PathBuf {
         })
 }
 
-/// What `vmaf --version` prints, trimmed; empty when the tool does not run.
+/// What `vmaf --version` prints (on standard error, as libvmaf 2.3's tool does, or on standard
+/// output), trimmed; empty when the tool does not run.
 fn reported_version(tool: &Path) -> String {
     Command::new(tool)
         .arg("--version")
         .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .map(|out| {
+            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+            text.trim().to_owned()
+        })
         .unwrap_or_default()
 }
 
@@ -87,7 +92,8 @@ mod tests {
         let tools = build.join(dir).join("out/build/tools");
         std::fs::create_dir_all(&tools).unwrap();
         let path = tools.join("vmaf");
-        std::fs::write(&path, format!("#!/bin/sh\necho {version}\n")).unwrap();
+        // As libvmaf 2.3's tool does, on standard error.
+        std::fs::write(&path, format!("#!/bin/sh\necho {version} >&2\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         let file = std::fs::File::options().write(true).open(&path).unwrap();
         file.set_modified(SystemTime::now() - age).unwrap();

@@ -18,8 +18,9 @@
 //! Goal against the peer: our CPU per stream-second at most nginx-rtmp's (ratio ≤ 1).
 //!
 //! `cargo bench -p node-broadcaster --profile ci --bench ingest` (env `STREAMS`, `SECS` override
-//! 20 / 30). `cargo test` runs it as a check: 5 streams for 12 s, source only, against nginx-rtmp,
-//! failing above the goal plus a 30 % noise margin (see `testkit::bench`).
+//! 20 / 30). `cargo test` runs it as a check: 20 streams for 10 s, source only, against nginx-rtmp,
+//! failing above the goal plus a 50 % noise margin (short runs measured 1.06 here, against 0.68
+//! for the full run) (see `testkit::bench`).
 
 #[path = "../tests/integration/rtmp_client.rs"]
 #[allow(dead_code)]
@@ -285,8 +286,8 @@ const GOAL: f64 = 1.0;
 
 async fn parent() {
     let mode = Mode::from_args();
-    let streams: usize = env_or("STREAMS", mode.pick(20, 5));
-    let secs: u64 = env_or("SECS", mode.pick(30, 12));
+    let streams: usize = env_or("STREAMS", 20);
+    let secs: u64 = env_or("SECS", mode.pick(30, 10));
     eprintln!("encoding a 10 s 1280x720 2 Mbps source once…");
     let source = reference_transcoder::generate(&SourceConfig {
         width: 1280,
@@ -397,7 +398,7 @@ async fn parent() {
             peer_name: "nginx-rtmp".into(),
             better: Better::Lower,
             goal: GOAL,
-            margin: 0.3,
+            margin: 0.5,
         }],
     );
 }
