@@ -305,13 +305,22 @@ fn a_missing_scenario_file_is_a_configuration_error() {
         .code(104);
 }
 
-#[test]
-fn an_offline_embedded_stack_run_passes_with_a_valid_summary() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_scenario(
-        dir.path(),
-        "offline.toml",
-        r#"name = "embedded-offline"
+/// One offline embedded run, made once and shared by the tests that read its results.
+struct OfflineRun {
+    run_dir: PathBuf,
+    output: std::process::Output,
+}
+
+fn offline_run() -> &'static OfflineRun {
+    static RUN: std::sync::OnceLock<OfflineRun> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-offline-run");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = write_scenario(
+            &dir,
+            "offline.toml",
+            r#"name = "embedded-offline"
 [target]
 kind = "embedded"
 orchestrators = 1
@@ -332,15 +341,22 @@ duration = "8s"
 "segment_success{rendition=P144p30fps16x9}" = ["count >= 3"]
 "latency" = ["p(95) < 10s"]
 "#,
-    );
-    let run_dir = dir.path().join("run");
-    let output = lpt()
-        .arg("run")
-        .arg(&path)
-        .arg("--out")
-        .arg(&run_dir)
-        .output()
-        .unwrap();
+        );
+        let run_dir = dir.join("run");
+        let output = lpt()
+            .arg("run")
+            .arg(&path)
+            .arg("--out")
+            .arg(&run_dir)
+            .output()
+            .unwrap();
+        OfflineRun { run_dir, output }
+    })
+}
+
+#[test]
+fn an_offline_embedded_stack_run_passes_with_a_valid_summary() {
+    let OfflineRun { run_dir, output } = offline_run();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
         output.status.code(),
@@ -853,4 +869,118 @@ fn a_full_disk_under_the_journal_ends_the_run_with_107_and_a_journal_of_whole_re
     let (records, stats) = read_journal(&journal);
     assert!(records > 0, "{stats:?}");
     assert!(!stats.has_problems(), "{stats:?}");
+}
+
+/// A copy of the shared offline run under `dir/name`, to edit.
+fn copy_of_offline_run(dir: &Path, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&offline_run().run_dir)
+        .arg(&to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    to
+}
+
+/// `lpt compare BASE NEW`: exit code and standard output + error.
+fn compare(base: &Path, new: &Path) -> (i32, String) {
+    let output = lpt().arg("compare").arg(base).arg(new).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+fn edit_summary(run_dir: &Path, edit: impl FnOnce(&mut Value)) {
+    let mut summary = read_summary(run_dir);
+    edit(&mut summary);
+    std::fs::write(
+        run_dir.join("summary.json"),
+        serde_json::to_vec(&summary).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn lpt_compare_judges_like_runs_and_warns_on_or_refuses_mismatched_ones() {
+    let base = &offline_run().run_dir;
+    let work = tempfile::tempdir().unwrap();
+
+    // The same run on both sides: every compared statistic is within noise.
+    let (code, text) = compare(base, base);
+    assert_eq!(code, 0, "{text}");
+    assert_contains_all(
+        &text,
+        &[
+            "latency_mean{rendition=P144p30fps16x9}",
+            "segment_success_rate{rendition=P144p30fps16x9}",
+            "0 regression(s), 0 improvement(s)",
+        ],
+    );
+    assert!(!text.contains("warning:"), "{text}");
+
+    // The scenario was edited between the runs: compared, with a warning.
+    let edited = copy_of_offline_run(work.path(), "edited");
+    edit_summary(&edited, |s| {
+        let source = s["scenario"]["source"].as_str().unwrap().to_owned();
+        s["scenario"]["source"] = Value::from(source.replace("8s", "9s"));
+    });
+    let (code, text) = compare(base, &edited);
+    assert_eq!(code, 0, "{text}");
+    assert_contains_all(
+        &text,
+        &[
+            "warning: scenario \"embedded-offline\" was edited between the runs",
+            "0 regression(s)",
+        ],
+    );
+
+    // No summary.json on one side: compared from the journal, with a warning naming the side.
+    let unsummarised = copy_of_offline_run(work.path(), "unsummarised");
+    std::fs::remove_file(unsummarised.join("summary.json")).unwrap();
+    let (code, text) = compare(base, &unsummarised);
+    assert_eq!(code, 0, "{text}");
+    assert_contains_all(
+        &text,
+        &["warning: the new run's scenario is unknown (summary.json missing)"],
+    );
+
+    // Another scenario: refused with 104, saying why.
+    let other = copy_of_offline_run(work.path(), "other");
+    edit_summary(&other, |s| s["scenario"]["name"] = Value::from("other"));
+    let (code, text) = compare(base, &other);
+    assert_eq!(code, 104, "{text}");
+    assert_contains_all(
+        &text,
+        &[
+            "cannot compare",
+            "the runs are of different scenarios: base ran \"embedded-offline\"",
+        ],
+    );
+
+    // A rendition's samples in one run only: its statistics are reported without a verdict on
+    // change, and the rest is still judged.
+    let fewer = copy_of_offline_run(work.path(), "fewer");
+    let journal = std::fs::read_to_string(fewer.join("records.jsonl")).unwrap();
+    let kept: String = journal
+        .lines()
+        .filter(|line| !line.contains("\"P144p30fps16x9\""))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert!(
+        kept.len() < journal.len(),
+        "the journal has P144p30fps16x9 records"
+    );
+    std::fs::write(fewer.join("records.jsonl"), kept).unwrap();
+    let (code, text) = compare(base, &fewer);
+    assert_eq!(code, 0, "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("latency_mean{rendition=P144p30fps16x9}"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.ends_with("InsufficientData"), "{line}");
 }
