@@ -369,7 +369,7 @@ fn an_offline_embedded_stack_run_passes_with_a_valid_summary() {
         "{stdout}"
     );
 
-    let summary = read_summary(&run_dir);
+    let summary = read_summary(run_dir);
     let errors: Vec<String> = schema_validator()
         .iter_errors(&summary)
         .map(|e| e.to_string())
