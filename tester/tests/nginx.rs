@@ -18,6 +18,16 @@ fn nginx() -> Nginx {
 }
 
 fn scenario(nginx: &Nginx, duration: &str, thresholds: &str) -> PathBuf {
+    let workload = format!(
+        r#"executor = "constant-streams"
+streams = 1
+duration = "{duration}""#
+    );
+    scenario_with(nginx, &workload, thresholds)
+}
+
+/// A scenario against `nginx` whose one workload, `one`, is `workload`.
+fn scenario_with(nginx: &Nginx, workload: &str, thresholds: &str) -> PathBuf {
     let path = nginx.dir.path().join("scenario.toml");
     std::fs::write(
         &path,
@@ -37,9 +47,7 @@ clip = "6s"
 profiles = ["P360p30fps16x9"]
 
 [workloads.one]
-executor = "constant-streams"
-streams = 1
-duration = "{duration}"
+{workload}
 
 [thresholds]
 {thresholds}
@@ -258,4 +266,54 @@ fn an_abort_on_fail_threshold_ends_the_run_early_with_108() {
             .unwrap()
             .contains("latency max < 1ms")
     );
+}
+
+#[test]
+fn a_capacity_search_through_nginx_steps_up_real_streams_and_reports_the_count_that_held() {
+    let nginx = nginx();
+    // Each step lasts long enough for its newest stream's first segment to be pulled and judged.
+    let scenario = scenario_with(
+        &nginx,
+        r#"executor = "capacity"
+start_streams = 1
+step = 1
+step_duration = "7s"
+max_streams = 3
+until = "segment_success""#,
+        r#""segment_success" = ["rate >= 0.9"]"#,
+    );
+    let run_dir = nginx.dir.path().join("run");
+    let output = lpt()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = summary(&run_dir);
+    let workload = &summary["workloads"][0];
+    assert_eq!(workload["executor"], "capacity", "{workload}");
+    assert_eq!(
+        workload["message"], "held up to max_streams = 3",
+        "{workload}"
+    );
+    // Every step was judged on samples of its own stream count ("0" tags the segments still
+    // pulled from the playlist window after the search stopped every stream).
+    let mut steps: Vec<String> = summary["metrics"]["segment_success"]["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|series| series["tags"]["sessions"].as_str().map(str::to_owned))
+        .filter(|sessions| sessions != "0")
+        .collect();
+    steps.sort();
+    steps.dedup();
+    assert_eq!(steps, ["1", "2", "3"]);
 }
