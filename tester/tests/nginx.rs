@@ -59,6 +59,26 @@ profiles = ["P360p30fps16x9"]
     path
 }
 
+/// Runs `lpt run SCENARIO --out RUN_DIR` to the end, asserts it exited with `code`, and returns
+/// its standard output.
+fn run_expecting(scenario: &Path, run_dir: &Path, code: i32) -> String {
+    let output = lpt()
+        .arg("run")
+        .arg(scenario)
+        .arg("--out")
+        .arg(run_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 fn lpt() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lpt"));
     command.env_remove("NO_COLOR").env("LPT_LOG", "warn");
@@ -90,20 +110,7 @@ fn a_run_through_nginx_measures_everything_and_fails_only_the_impossible_thresho
 "#,
     );
     let run_dir = nginx.dir.path().join("run");
-    let output = lpt()
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&run_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(99),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = run_expecting(&scenario, &run_dir, 99);
 
     let summary = summary(&run_dir);
     assert_eq!(summary["outcome"]["status"], "thresholds_failed");
@@ -244,19 +251,7 @@ fn an_abort_on_fail_threshold_ends_the_run_early_with_108() {
     );
     let run_dir = nginx.dir.path().join("run");
     let started = Instant::now();
-    let output = lpt()
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&run_dir)
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(108),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_expecting(&scenario, &run_dir, 108);
     assert!(started.elapsed() < Duration::from_secs(120));
     let summary = summary(&run_dir);
     assert_eq!(summary["outcome"]["status"], "aborted_by_threshold");
@@ -283,20 +278,7 @@ until = "segment_success""#,
         r#""segment_success" = ["rate >= 0.9"]"#,
     );
     let run_dir = nginx.dir.path().join("run");
-    let output = lpt()
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&run_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_expecting(&scenario, &run_dir, 0);
     let summary = summary(&run_dir);
     let workload = &summary["workloads"][0];
     assert_eq!(workload["executor"], "capacity", "{workload}");
