@@ -417,8 +417,8 @@ const FACE_VALUE_PER_EV: (u128, u128) = (101, 100);
 /// Each ticket wins with probability ≈ 0.99, so chance adds about ±1.3 % to what 60 winners
 /// redeem, and credit left unspent at the end at most one ticket per stream and orchestrator:
 /// smoke measured +3.3 % honest and +13.3 % with every orchestrator overcharging 10 %, so its
-/// `payment_ev_error max < 0.1` catches a 10 % overcharge (a 1/5 probability left ±40 % to
-/// chance).
+/// `payment_ev_error max < 0.1` catches a 10 % overcharge (at probability 1/5, chance alone
+/// would move 60 winners by ±40 %).
 fn ticket_economics(options: &StackOptions, price_per_unit: u64) -> (u128, u128) {
     let pixels_per_second: f64 = options
         .ladder
