@@ -8,6 +8,12 @@
 //! default options (each first poll downloads the whole window), starts spread over the first
 //! second; this process's CPU time (`getrusage(RUSAGE_SELF)`) over the run gives the fraction
 //! of a core used, hence pullers per core. Segment bodies are counted, not kept.
+//!
+//! The peer, on the same live playlist right after: `LPT_BENCH_FFMPEG` `ffmpeg -i URL -c copy
+//! -f null -` readers (default 10), their CPU read with `getrusage(RUSAGE_CHILDREN)`. Goal: ours
+//! cost at most 1/20 of an ffmpeg reader per stream-second (ffmpeg also demuxes what it reads).
+//! `cargo test` runs it as a check (200 pullers and 2 readers for 8 s each) failing above the
+//! goal plus a 50 % noise margin (see `testkit::bench`).
 //! Environment: `LPT_BENCH_PULLERS` (default 2000), `LPT_BENCH_SECS` (default 30).
 
 #[path = "../tests/integration/support/mod.rs"]
@@ -18,21 +24,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use probes::{HlsOptions, HlsPuller, PullEvent, PullSink, http_client};
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use testkit::bench::{Better, Goal, Mode, Who, cpu_time, env_or, judge};
 
 fn cpu_secs() -> f64 {
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage fills the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
-    t(u.ru_utime) + t(u.ru_stime)
+    cpu_time(Who::Myself).as_secs_f64()
 }
+
+/// Ours ÷ an ffmpeg reader in CPU per stream-second.
+const GOAL: f64 = 0.05;
 
 #[derive(Default)]
 struct Counts {
@@ -86,8 +85,10 @@ fn write_playlist(dir: &std::path::Path, highest: u64) {
 }
 
 fn main() {
-    let pullers = env("LPT_BENCH_PULLERS", 2000);
-    let secs = env("LPT_BENCH_SECS", 30);
+    let mode = Mode::from_args();
+    let pullers: u64 = env_or("LPT_BENCH_PULLERS", mode.pick(2000, 200));
+    let readers: u64 = env_or("LPT_BENCH_FFMPEG", mode.pick(10, 2));
+    let secs: u64 = env_or("LPT_BENCH_SECS", mode.pick(30, 8));
     let (encoded, _) = support::encoded_source();
     let segment = encoded.ts_segments(2.0).unwrap().remove(0);
     let nginx = testkit::nginx::Nginx::start();
@@ -156,6 +157,7 @@ fn main() {
     });
     let wall = wall0.elapsed().as_secs_f64();
     let cpu = cpu_secs() - cpu0;
+    let ffmpeg_cpu = ffmpeg_readers(&url, readers, secs);
     stop.store(true, Ordering::Relaxed);
     let highest = writer.join().unwrap();
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -169,9 +171,55 @@ fn main() {
         c(&counts.playlist_failures),
         c(&counts.bytes) as f64 / wall / 1e6
     );
+    assert_eq!(c(&counts.failed), 0, "every segment downloads");
     println!(
         "CPU: {cpu:.2} s over {wall:.1} s = {:.2} of a core -> {:.0} pullers per core (goal >= 2000)",
         cpu / wall,
         pullers as f64 / (cpu / wall)
     );
+    println!("ffmpeg: {readers} readers x {secs} s: {ffmpeg_cpu:.2} CPU-s");
+    judge(
+        mode,
+        &[Goal {
+            what: "HLS pulling, CPU-ms per stream-second".into(),
+            ours: cpu * 1000.0 / (pullers * secs) as f64,
+            peer: ffmpeg_cpu * 1000.0 / (readers * secs) as f64,
+            peer_name: "ffmpeg -c copy -f null".into(),
+            better: Better::Lower,
+            goal: GOAL,
+            margin: 0.5,
+        }],
+    );
+}
+
+/// Runs `readers` ffmpeg processes reading the live playlist at `url` for `secs` seconds each,
+/// side by side, and returns the CPU seconds they used.
+fn ffmpeg_readers(url: &str, readers: u64, secs: u64) -> f64 {
+    let cpu0 = cpu_time(Who::Children).as_secs_f64();
+    let mut children: Vec<_> = (0..readers)
+        .map(|_| {
+            std::process::Command::new("ffmpeg")
+                .args(["-hide_banner", "-nostats", "-v", "error", "-i", url])
+                .args(["-t", &secs.to_string(), "-c", "copy", "-f", "null", "-"])
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .expect("ffmpeg runs")
+        })
+        .collect();
+    // A reader of a live playlist stops at `-t` of media, which arrives in real time.
+    let deadline = Instant::now() + Duration::from_secs(secs + 20);
+    for child in &mut children {
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "an ffmpeg reader failed: {status}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "an ffmpeg reader ran past {secs} s + 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    cpu_time(Who::Children).as_secs_f64() - cpu0
 }
