@@ -7,33 +7,55 @@
 //! work), cut into 2 s segments; every segment is scored in turn on this thread with the
 //! sampler's default options (1 libvmaf thread, one reference encoder thread) unless
 //! overridden. Environment: `LPT_BENCH_SIZE` (`640x360`, default), `LPT_BENCH_SEGMENTS`
-//! (default 5), `LPT_BENCH_VMAF_THREADS` (default 1).
+//! (default 5; 2 in a check), `LPT_BENCH_VMAF_THREADS` (default 1).
+//!
+//! The peer: Netflix's `vmaf` tool, with as many threads, scoring the same pass-through pairs
+//! from y4m files decoded beforehand (its decoding is not counted; ours is). Goal: ours at least
+//! 0.85× the tool's frames per CPU-second (measured 0.95-0.96). `cargo test` runs it as a check
+//! failing below the goal less a 25 % noise margin (see `testkit::bench`).
 
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use probes::{QualitySample, QualitySampler, QualitySamplerConfig, Sampling};
 use reference_transcoder::{SourceConfig, generate};
+use testkit::bench::{Better, Goal, Mode, Who, cpu_time, env_or, judge};
 
-fn env(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
+/// Ours ÷ the tool in frames per CPU-second, scoring pass-through segments.
+const GOAL: f64 = 0.85;
 
 fn cpu_secs() -> f64 {
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage fills the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
-    t(u.ru_utime) + t(u.ru_stime)
+    cpu_time(Who::Myself).as_secs_f64()
+}
+
+/// CPU seconds the vmaf tool takes to score `distorted` against `reference` (y4m files).
+fn tool_cpu_secs(reference: &Path, distorted: &Path, threads: u32, out: &Path) -> f64 {
+    let before = cpu_time(Who::Children).as_secs_f64();
+    let status = Command::new(testkit::vmaf::tool(&quality::vmaf::version()))
+        .arg("-r")
+        .arg(reference)
+        .arg("-d")
+        .arg(distorted)
+        .args(["--threads", &threads.to_string(), "--json", "-q", "-o"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("the vmaf tool runs");
+    assert!(status.success(), "the vmaf tool failed: {status}");
+    cpu_time(Who::Children).as_secs_f64() - before
 }
 
 fn main() {
-    let size = env("LPT_BENCH_SIZE", "640x360");
+    let mode = Mode::from_args();
+    let size: String = env_or("LPT_BENCH_SIZE", "640x360".to_owned());
     let (w, h) = size
         .split_once('x')
         .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
         .expect("LPT_BENCH_SIZE is WIDTHxHEIGHT");
-    let segments: usize = env("LPT_BENCH_SEGMENTS", "5").parse().expect("a count");
-    let threads: u32 = env("LPT_BENCH_VMAF_THREADS", "1").parse().expect("a count");
+    let segments: usize = env_or("LPT_BENCH_SEGMENTS", mode.pick(5, 2));
+    let threads: u32 = env_or("LPT_BENCH_VMAF_THREADS", 1);
     let source = generate(&SourceConfig {
         width: w,
         height: h,
@@ -61,6 +83,7 @@ fn main() {
         "P720p30fps16x9"
     };
     println!("{size}, {segments} segments of 2 s, {threads} libvmaf thread(s)");
+    let mut passthrough_frames_per_cpu_second = f64::NAN;
     for rendition in ["passthrough", preset] {
         let (wall, cpu) = (Instant::now(), cpu_secs());
         let mut frames = 0;
@@ -77,11 +100,50 @@ fn main() {
             frames += q.frames_paired;
         }
         let n = cut.len() as f64;
+        let cpu = cpu_secs() - cpu;
         println!(
             "{rendition:>16}: {:.0} ms wall, {:.0} ms CPU per segment ({} frames paired)",
             wall.elapsed().as_secs_f64() * 1000.0 / n,
-            (cpu_secs() - cpu) * 1000.0 / n,
+            cpu * 1000.0 / n,
             frames
         );
+        if rendition == "passthrough" {
+            passthrough_frames_per_cpu_second = frames as f64 / cpu;
+        }
     }
+
+    // The tool on the same pass-through pairs: each segment against itself, from y4m.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut tool_cpu, mut tool_frames) = (0.0, 0u64);
+    for s in &cut {
+        let ts = dir.path().join(format!("{}.ts", s.seq));
+        let y4m = dir.path().join(format!("{}.y4m", s.seq));
+        std::fs::write(&ts, &s.data).expect("write the segment");
+        testkit::ffmpeg::run(&[
+            "-i",
+            ts.to_str().unwrap(),
+            "-pix_fmt",
+            "yuv420p",
+            y4m.to_str().unwrap(),
+        ]);
+        tool_cpu += tool_cpu_secs(&y4m, &y4m, threads, &dir.path().join("tool.json"));
+        tool_frames += u64::from(s.frames);
+    }
+    println!(
+        "{:>16}: {:.0} ms CPU per segment ({tool_frames} frames)",
+        "vmaf tool",
+        tool_cpu * 1000.0 / cut.len() as f64
+    );
+    judge(
+        mode,
+        &[Goal {
+            what: "sampled pass-through scoring, frames per CPU-second".into(),
+            ours: passthrough_frames_per_cpu_second,
+            peer: tool_frames as f64 / tool_cpu,
+            peer_name: "Netflix's vmaf tool (y4m)".into(),
+            better: Better::Higher,
+            goal: GOAL,
+            margin: 0.25,
+        }],
+    );
 }
