@@ -177,17 +177,7 @@ fn agrees_with_netflix_vmaf_tool() {
     let reference = dir.path().join("reference.y4m");
     let compressed = dir.path().join("compressed.mp4");
     let distorted = dir.path().join("distorted.y4m");
-    testkit::ffmpeg::run(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x180:rate=30",
-        "-frames:v",
-        "60",
-        "-pix_fmt",
-        "yuv420p",
-        reference.to_str().unwrap(),
-    ]);
+    testkit::ffmpeg::testsrc(&reference, "320x180", 60);
     testkit::ffmpeg::run(&[
         "-i",
         reference.to_str().unwrap(),
@@ -393,17 +383,7 @@ fn stamp_pairing_follows_a_60_to_30_fps_conversion_with_scaling() {
 fn degraded_rendition_scores_far_below_a_normal_one_and_identical_scores_the_maximum() {
     let dir = tempfile::tempdir().unwrap();
     let reference = dir.path().join("reference.y4m");
-    testkit::ffmpeg::run(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=640x360:rate=30",
-        "-frames:v",
-        "45",
-        "-pix_fmt",
-        "yuv420p",
-        reference.to_str().unwrap(),
-    ]);
+    testkit::ffmpeg::testsrc(&reference, "640x360", 45);
     let normal = dir.path().join("normal.mp4");
     let degraded = dir.path().join("degraded.ts");
     testkit::ffmpeg::run(&[
@@ -506,17 +486,7 @@ fn subsampling_scores_every_nth_frame_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let reference = dir.path().join("reference.y4m");
     let distorted = dir.path().join("distorted.mp4");
-    testkit::ffmpeg::run(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x180:rate=30",
-        "-frames:v",
-        "30",
-        "-pix_fmt",
-        "yuv420p",
-        reference.to_str().unwrap(),
-    ]);
+    testkit::ffmpeg::testsrc(&reference, "320x180", 30);
     testkit::ffmpeg::run(&[
         "-i",
         reference.to_str().unwrap(),
@@ -573,17 +543,7 @@ fn subsampling_scores_every_nth_frame_exactly() {
 fn ssim_and_the_4k_model_are_selectable() {
     let dir = tempfile::tempdir().unwrap();
     let reference = dir.path().join("reference.y4m");
-    testkit::ffmpeg::run(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x180:rate=30",
-        "-frames:v",
-        "10",
-        "-pix_fmt",
-        "yuv420p",
-        reference.to_str().unwrap(),
-    ]);
+    testkit::ffmpeg::testsrc(&reference, "320x180", 10);
     let opts = QualityOptions {
         ssim: true,
         model: "vmaf_4k_v0.6.1".parse().unwrap(),
@@ -607,17 +567,7 @@ fn bad_inputs_give_counts_or_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let reference = dir.path().join("reference.y4m");
     let shorter = dir.path().join("shorter.mp4");
-    testkit::ffmpeg::run(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x180:rate=30",
-        "-frames:v",
-        "20",
-        "-pix_fmt",
-        "yuv420p",
-        reference.to_str().unwrap(),
-    ]);
+    testkit::ffmpeg::testsrc(&reference, "320x180", 20);
     testkit::ffmpeg::run(&[
         "-i",
         reference.to_str().unwrap(),
@@ -711,17 +661,7 @@ fn bad_inputs_give_counts_or_typed_errors() {
     // 16-pixel pictures); 32x32 is the smallest accepted.
     for (size, accepted) in [("16x16", false), ("320x16", false), ("32x32", true)] {
         let tiny = dir.path().join(format!("tiny-{size}.y4m"));
-        testkit::ffmpeg::run(&[
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size={size}:rate=30"),
-            "-frames:v",
-            "3",
-            "-pix_fmt",
-            "yuv420p",
-            tiny.to_str().unwrap(),
-        ]);
+        testkit::ffmpeg::testsrc(&tiny, size, 3);
         let all_metrics = QualityOptions {
             ssim: true,
             ..options()

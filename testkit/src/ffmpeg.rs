@@ -15,6 +15,23 @@ pub fn run(args: &[&str]) {
     assert!(status.success(), "ffmpeg {args:?} failed");
 }
 
+/// Writes `frames` frames of lavfi's `testsrc2` at `size` (`WIDTHxHEIGHT`), 30 fps, yuv420p, to
+/// `output` (its extension picks the container, e.g. `.y4m`).
+pub fn testsrc(output: impl AsRef<Path>, size: &str, frames: u32) {
+    let output = output.as_ref().to_str().expect("a UTF-8 path");
+    run(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=size={size}:rate=30"),
+        "-frames:v",
+        &frames.to_string(),
+        "-pix_fmt",
+        "yuv420p",
+        output,
+    ]);
+}
+
 /// Runs `ffprobe -of json` with `args` on the file or URL at `input` and returns its JSON.
 pub fn probe_json(input: impl AsRef<Path>, args: &[&str]) -> serde_json::Value {
     let input = input.as_ref();
