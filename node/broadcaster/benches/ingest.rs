@@ -19,8 +19,9 @@
 //!
 //! `cargo bench -p node-broadcaster --profile ci --bench ingest` (env `STREAMS`, `SECS` override
 //! 20 / 30). `cargo test` runs it as a check: 20 streams for 10 s, source only, against nginx-rtmp,
-//! failing above the goal plus a 50 % noise margin (short runs measured 1.06 here, against 0.68
-//! for the full run) (see `testkit::bench`).
+//! failing above twice the goal (see `testkit::bench`): short runs measured 1.0 to 1.44 here
+//! (nginx's own cost moves most), against 0.68 for the full run, so only a doubling is told
+//! from noise.
 
 #[path = "../tests/integration/rtmp_client.rs"]
 #[allow(dead_code)]
@@ -398,7 +399,7 @@ async fn parent() {
             peer_name: "nginx-rtmp".into(),
             better: Better::Lower,
             goal: GOAL,
-            margin: 0.5,
+            margin: 1.0,
         }],
     );
 }
