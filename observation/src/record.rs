@@ -565,18 +565,23 @@ fn write_line<R: RecordKind>(record: &R, out: &mut Vec<u8>) -> serde_json::Resul
     Ok(())
 }
 
-/// The schema of `records.parquet`: the union of every kind's columns, `type` and `v` first, then
-/// each column in the order it first appears. Columns a kind lacks are null in its rows.
-pub fn union_schema() -> Schema {
-    let mut union = Schema::default();
-    for schema in [
+/// Every record kind's own schema, in the order their columns enter [`union_schema`].
+pub fn kind_schemas() -> [Schema; 6] {
+    [
         SegmentRecord::schema(),
         CheckRecord::schema(),
         QualitySample::schema(),
         TicketRecord::schema(),
         RedemptionRecord::schema(),
         BenchSegmentRecord::schema(),
-    ] {
+    ]
+}
+
+/// The schema of `records.parquet`: the union of every kind's columns, `type` and `v` first, then
+/// each column in the order it first appears. Columns a kind lacks are null in its rows.
+pub fn union_schema() -> Schema {
+    let mut union = Schema::default();
+    for schema in kind_schemas() {
         for (name, dtype) in schema.iter() {
             if !union.contains(name) {
                 union.with_column(name.clone(), dtype.clone());

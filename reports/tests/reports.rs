@@ -262,14 +262,7 @@ fn records_round_trip_through_a_journal_line() {
 #[test]
 fn same_column_name_has_same_type_in_every_record_kind() {
     let union = union_schema();
-    for schema in [
-        SegmentRecord::schema(),
-        CheckRecord::schema(),
-        QualitySample::schema(),
-        TicketRecord::schema(),
-        RedemptionRecord::schema(),
-        BenchSegmentRecord::schema(),
-    ] {
+    for schema in observation::record::kind_schemas() {
         for (name, dtype) in schema.iter() {
             assert_eq!(union.get(name), Some(dtype), "column {name}");
         }
