@@ -358,16 +358,16 @@ pub const CATALOG: &[MetricDef] = &[
     },
 ];
 
-/// Tag keys that probes attach to samples; selectors may use only these.
+/// Tag keys that probes attach to samples, in alphabetical order; selectors may use only these.
 pub const TAG_KEYS: &[&str] = &[
-    "workload",
-    "stream",
-    "rendition",
-    "orchestrator",
-    "region",
     "check",
+    "orchestrator",
     "reason",
+    "region",
+    "rendition",
     "sessions",
+    "stream",
+    "workload",
 ];
 
 /// The definition of `name`, if it is a metric.
@@ -391,5 +391,10 @@ mod tests {
                 assert!(TAG_KEYS.contains(tag), "{}: unknown tag {tag}", def.name);
             }
         }
+        let used: std::collections::BTreeSet<&str> = CATALOG
+            .iter()
+            .flat_map(|d| d.tags.iter().copied())
+            .collect();
+        assert_eq!(used.into_iter().collect::<Vec<_>>(), TAG_KEYS);
     }
 }

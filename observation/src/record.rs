@@ -71,35 +71,33 @@ pub trait Cell {
     }
 }
 
+/// The part of a `Cell` impl shared by a value kept as a `Vec` of itself.
+macro_rules! vec_cell {
+    ($dtype:expr) => {
+        type Acc = Vec<Self>;
+        fn dtype() -> DataType {
+            $dtype
+        }
+        fn push(acc: &mut Self::Acc, value: &Self) {
+            acc.push(*value);
+        }
+        fn finish(acc: Self::Acc, name: &str) -> Column {
+            Column::new(name.into(), acc)
+        }
+    };
+}
+
 macro_rules! primitive_cell {
     ($t:ty, $dtype:expr, |$v:ident| $as_f64:expr) => {
         impl Cell for $t {
-            type Acc = Vec<$t>;
-            fn dtype() -> DataType {
-                $dtype
-            }
-            fn push(acc: &mut Self::Acc, value: &Self) {
-                acc.push(*value);
-            }
-            fn finish(acc: Self::Acc, name: &str) -> Column {
-                Column::new(name.into(), acc)
-            }
+            vec_cell!($dtype);
             fn number(&self) -> Option<f64> {
                 let $v = *self;
                 Some($as_f64)
             }
         }
         impl Cell for Option<$t> {
-            type Acc = Vec<Option<$t>>;
-            fn dtype() -> DataType {
-                $dtype
-            }
-            fn push(acc: &mut Self::Acc, value: &Self) {
-                acc.push(*value);
-            }
-            fn finish(acc: Self::Acc, name: &str) -> Column {
-                Column::new(name.into(), acc)
-            }
+            vec_cell!($dtype);
             fn number(&self) -> Option<f64> {
                 self.as_ref().and_then(Cell::number)
             }

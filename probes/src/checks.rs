@@ -784,29 +784,26 @@ mod tests {
             stream_id: 9,
             frame_number: 5,
         });
-        let c = SegmentChecker::new("k", Some(log("k", 0, t0, 300)), CheckOptions::default())
-            .check(&pulled, Some(&Ok(decoded)));
-        assert!(
-            c.verdict("stamps")
-                .unwrap()
-                .reason
-                .contains("stream id 0x9"),
-            "{:?}",
-            c.verdict("stamps")
-        );
+        assert_stamp_check_fails(&pulled, decoded, t0, "stream id 0x9");
 
         let (mut pulled, decoded) = segment(0, 60, t0 + 2200);
         pulled.first_seen_unix_ms = t0 + 120_000;
+        assert_stamp_check_fails(&pulled, decoded, t0, "more than 60000 ms");
+    }
+
+    /// Checks one segment of stream `k` sent from `t0` and asserts its stamp check failed with
+    /// `reason`.
+    fn assert_stamp_check_fails(
+        pulled: &PulledSegment,
+        decoded: DecodedSegment,
+        t0: UnixMs,
+        reason: &str,
+    ) {
         let c = SegmentChecker::new("k", Some(log("k", 0, t0, 300)), CheckOptions::default())
-            .check(&pulled, Some(&Ok(decoded)));
-        assert!(
-            c.verdict("stamps")
-                .unwrap()
-                .reason
-                .contains("more than 60000 ms"),
-            "{:?}",
-            c.verdict("stamps")
-        );
+            .check(pulled, Some(&Ok(decoded)));
+        let stamps = c.verdict("stamps").unwrap();
+        assert!(!stamps.passed, "{stamps:?}");
+        assert!(stamps.reason.contains(reason), "{stamps:?}");
     }
 
     #[test]

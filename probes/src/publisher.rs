@@ -285,25 +285,31 @@ impl RtmpPublisher {
                 &mut wbuf,
             )
             .map_err(sess)?;
-            wait_for(
-                &mut session,
-                &mut reader,
-                &mut writer,
-                &mut rbuf,
-                &mut wbuf,
-                &url,
-                |e| match e {
-                    ClientSessionEvent::ConnectionRequestAccepted => Some(Ok(())),
-                    ClientSessionEvent::ConnectionRequestRejected { description } => {
-                        Some(Err(PublishError::ConnectRejected {
-                            url: url.clone(),
-                            app: self.target.app.clone(),
-                            description: description.clone(),
-                        }))
-                    }
-                    _ => None,
-                },
-            )
+            // The server's answer to what was just pushed.
+            macro_rules! answer {
+                ($pick:expr) => {
+                    wait_for(
+                        &mut session,
+                        &mut reader,
+                        &mut writer,
+                        &mut rbuf,
+                        &mut wbuf,
+                        &url,
+                        $pick,
+                    )
+                };
+            }
+            answer!(|e| match e {
+                ClientSessionEvent::ConnectionRequestAccepted => Some(Ok(())),
+                ClientSessionEvent::ConnectionRequestRejected { description } => {
+                    Some(Err(PublishError::ConnectRejected {
+                        url: url.clone(),
+                        app: self.target.app.clone(),
+                        description: description.clone(),
+                    }))
+                }
+                _ => None,
+            })
             .await?;
             push(
                 session
@@ -311,18 +317,10 @@ impl RtmpPublisher {
                 &mut wbuf,
             )
             .map_err(sess)?;
-            wait_for(
-                &mut session,
-                &mut reader,
-                &mut writer,
-                &mut rbuf,
-                &mut wbuf,
-                &url,
-                |e| match e {
-                    ClientSessionEvent::PublishRequestAccepted => Some(Ok(())),
-                    _ => None,
-                },
-            )
+            answer!(|e| match e {
+                ClientSessionEvent::PublishRequestAccepted => Some(Ok(())),
+                _ => None,
+            })
             .await
         };
         tokio::time::timeout_at(setup_deadline, setup)

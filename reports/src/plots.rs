@@ -362,19 +362,72 @@ fn by_rendition(a: &Aggregates) -> BTreeMap<&str, Vec<&BucketPoint>> {
     m
 }
 
-fn latency_over_time<DB: DrawingBackend>(
+/// What an over-time plot shows of each bucket: one line per rendition and a dashed line over
+/// all renditions.
+struct OverTime<'f> {
+    y: std::ops::Range<f64>,
+    y_desc: String,
+    per_rendition: &'f dyn Fn(&BucketPoint) -> Option<f64>,
+    rendition_label: &'f dyn Fn(&str) -> String,
+    all: &'f dyn Fn(&BucketPoint) -> Option<f64>,
+    all_label: &'static str,
+    legend_at: SeriesLabelPosition,
+}
+
+fn over_time<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     a: &Aggregates,
+    plot: OverTime<'_>,
 ) -> DrawResult {
     let (div, x_desc) = time_axis(a);
-    let series = by_rendition(a);
     let x_max = a
         .plot
         .buckets
         .iter()
         .map(|b| b.t_s / div)
         .fold(0.0, f64::max);
+    let mut chart = chart_builder(root, title)
+        .build_cartesian_2d(padded(0.0, x_max + a.plot.bucket_s / div), plot.y)
+        .map_err(e)?;
+    mesh!(chart, x_desc, plot.y_desc).draw().map_err(e)?;
+    let bucket_middle = |b: &BucketPoint| (b.t_s + a.plot.bucket_s / 2.0) / div;
+    let line_of = |points: &[&BucketPoint], value: &dyn Fn(&BucketPoint) -> Option<f64>| {
+        points
+            .iter()
+            .filter_map(|b| Some((bucket_middle(b), value(b)?)))
+            .collect::<Vec<(f64, f64)>>()
+    };
+    let series = by_rendition(a);
+    let renditions = series.iter().filter(|(rendition, _)| **rendition != "all");
+    for (i, (rendition, points)) in renditions.enumerate() {
+        let c = color(i);
+        let line = line_of(points, plot.per_rendition);
+        chart
+            .draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))
+            .map_err(e)?
+            .label((plot.rendition_label)(rendition))
+            .legend(legend_line(c));
+        markers(&mut chart, &line, c)?;
+    }
+    if let Some(all) = series.get("all") {
+        let c = RGBColor(30, 30, 30);
+        let line = line_of(all, plot.all);
+        chart
+            .draw_series(DashedLineSeries::new(line.clone(), 8, 5, c.stroke_width(2)))
+            .map_err(e)?
+            .label(plot.all_label)
+            .legend(legend_line(c));
+        markers(&mut chart, &line, c)?;
+    }
+    legend(&mut chart, plot.legend_at)
+}
+
+fn latency_over_time<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    a: &Aggregates,
+) -> DrawResult {
     let y_max = a
         .plot
         .buckets
@@ -382,59 +435,19 @@ fn latency_over_time<DB: DrawingBackend>(
         .filter_map(|b| b.latency_p95_ms)
         .fold(0.0_f64, f64::max)
         / 1000.0;
-    let mut chart = chart_builder(root, title)
-        .build_cartesian_2d(
-            padded(0.0, x_max + a.plot.bucket_s / div),
-            padded(0.0, y_max),
-        )
-        .map_err(e)?;
-    let y_desc = format!(
-        "Latency per {} s bucket (s)",
-        crate::util::fmt_num(Some(a.plot.bucket_s))
-    );
-    mesh!(chart, x_desc, y_desc).draw().map_err(e)?;
-    let mut i = 0;
-    for (rendition, points) in &series {
-        if *rendition == "all" {
-            continue;
-        }
-        let c = color(i);
-        i += 1;
-        let line: Vec<(f64, f64)> = points
-            .iter()
-            .filter_map(|b| {
-                Some((
-                    (b.t_s + a.plot.bucket_s / 2.0) / div,
-                    b.latency_p95_ms? / 1000.0,
-                ))
-            })
-            .collect();
-        chart
-            .draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))
-            .map_err(e)?
-            .label(format!("{rendition} p95"))
-            .legend(legend_line(c));
-        markers(&mut chart, &line, c)?;
-    }
-    if let Some(all) = series.get("all") {
-        let c = RGBColor(30, 30, 30);
-        let line: Vec<(f64, f64)> = all
-            .iter()
-            .filter_map(|b| {
-                Some((
-                    (b.t_s + a.plot.bucket_s / 2.0) / div,
-                    b.latency_p50_ms? / 1000.0,
-                ))
-            })
-            .collect();
-        chart
-            .draw_series(DashedLineSeries::new(line.clone(), 8, 5, c.stroke_width(2)))
-            .map_err(e)?
-            .label("all renditions p50")
-            .legend(legend_line(c));
-        markers(&mut chart, &line, c)?;
-    }
-    legend(&mut chart, SeriesLabelPosition::UpperRight)
+    let plot = OverTime {
+        y: padded(0.0, y_max),
+        y_desc: format!(
+            "Latency per {} s bucket (s)",
+            crate::util::fmt_num(Some(a.plot.bucket_s))
+        ),
+        per_rendition: &|b| Some(b.latency_p95_ms? / 1000.0),
+        rendition_label: &|rendition| format!("{rendition} p95"),
+        all: &|b| Some(b.latency_p50_ms? / 1000.0),
+        all_label: "all renditions p50",
+        legend_at: SeriesLabelPosition::UpperRight,
+    };
+    over_time(root, title, a, plot)
 }
 
 fn success_over_time<DB: DrawingBackend>(
@@ -442,14 +455,6 @@ fn success_over_time<DB: DrawingBackend>(
     title: &str,
     a: &Aggregates,
 ) -> DrawResult {
-    let (div, x_desc) = time_axis(a);
-    let series = by_rendition(a);
-    let x_max = a
-        .plot
-        .buckets
-        .iter()
-        .map(|b| b.t_s / div)
-        .fold(0.0, f64::max);
     let y_min = a
         .plot
         .buckets
@@ -458,56 +463,20 @@ fn success_over_time<DB: DrawingBackend>(
         .fold(100.0_f64, f64::min);
     // Zoom in when everything is near 100 %, so a dip of a few percent is visible.
     let y_lo = if y_min >= 90.0 { 90.0 } else { 0.0 };
-    let mut chart = chart_builder(root, title)
-        .build_cartesian_2d(padded(0.0, x_max + a.plot.bucket_s / div), y_lo..100.5)
-        .map_err(e)?;
-    let y_desc = format!(
-        "Segments OK per {} s bucket (%)",
-        crate::util::fmt_num(Some(a.plot.bucket_s))
-    );
-    mesh!(chart, x_desc, y_desc).draw().map_err(e)?;
-    let mut i = 0;
-    for (rendition, points) in &series {
-        if *rendition == "all" {
-            continue;
-        }
-        let c = color(i);
-        i += 1;
-        let line: Vec<(f64, f64)> = points
-            .iter()
-            .map(|b| {
-                (
-                    (b.t_s + a.plot.bucket_s / 2.0) / div,
-                    (b.success_rate * 100.0).max(y_lo),
-                )
-            })
-            .collect();
-        chart
-            .draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))
-            .map_err(e)?
-            .label(*rendition)
-            .legend(legend_line(c));
-        markers(&mut chart, &line, c)?;
-    }
-    if let Some(all) = series.get("all") {
-        let c = RGBColor(30, 30, 30);
-        let line: Vec<(f64, f64)> = all
-            .iter()
-            .map(|b| {
-                (
-                    (b.t_s + a.plot.bucket_s / 2.0) / div,
-                    (b.success_rate * 100.0).max(y_lo),
-                )
-            })
-            .collect();
-        chart
-            .draw_series(DashedLineSeries::new(line.clone(), 8, 5, c.stroke_width(2)))
-            .map_err(e)?
-            .label("all renditions")
-            .legend(legend_line(c));
-        markers(&mut chart, &line, c)?;
-    }
-    legend(&mut chart, SeriesLabelPosition::LowerRight)
+    let percent_ok = move |b: &BucketPoint| Some((b.success_rate * 100.0).max(y_lo));
+    let plot = OverTime {
+        y: y_lo..100.5,
+        y_desc: format!(
+            "Segments OK per {} s bucket (%)",
+            crate::util::fmt_num(Some(a.plot.bucket_s))
+        ),
+        per_rendition: &percent_ok,
+        rendition_label: &|rendition| rendition.to_string(),
+        all: &percent_ok,
+        all_label: "all renditions",
+        legend_at: SeriesLabelPosition::LowerRight,
+    };
+    over_time(root, title, a, plot)
 }
 
 fn vmaf<DB: DrawingBackend>(

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::metrics::{Registry, Tags, tags};
-use crate::scenario::{Executor, Stage, Workload};
+use crate::scenario::{CapacitySearch, Executor, Stage, Workload};
 use crate::thresholds::Threshold;
 
 /// One stream to run.
@@ -165,27 +165,12 @@ pub async fn run_workload(
             start_streams,
             stages,
         } => ramp(&mut streams, *start_streams, stages, &cancel).await,
-        Executor::Capacity {
-            start_streams,
-            step,
-            step_duration,
-            max_streams,
-            until,
-        } => {
+        Executor::Capacity(search) => {
             let gates: Vec<&Threshold> = thresholds
                 .iter()
-                .filter(|t| &t.selector_text == until)
+                .filter(|t| t.selector_text == search.until)
                 .collect();
-            capacity(
-                &mut streams,
-                *start_streams,
-                *step,
-                *step_duration,
-                *max_streams,
-                &gates,
-                &cancel,
-            )
-            .await
+            capacity(&mut streams, search, &gates, &cancel).await
         }
         Executor::DirectOrchestrator { .. } => WorkloadResult {
             completed: false,
@@ -262,20 +247,18 @@ async fn ramp(
 
 async fn capacity(
     streams: &mut Streams,
-    start: u32,
-    step: u32,
-    step_duration: Duration,
-    max: u32,
+    search: &CapacitySearch,
     gates: &[&Threshold],
     cancel: &CancellationToken,
 ) -> WorkloadResult {
+    let max = search.max_streams;
     let mut held: u32 = 0;
-    let mut count = start;
+    let mut count = search.start_streams;
     loop {
         streams.set_count(count);
         info!(workload = %streams.workload, streams = count, "capacity step");
         tokio::select! {
-            () = tokio::time::sleep(step_duration) => {}
+            () = tokio::time::sleep(search.step_duration) => {}
             () = cancel.cancelled() => return cancelled(Some(held)),
         }
         // Judge this step alone: samples are tagged with the stream count they were taken at.
@@ -302,7 +285,7 @@ async fn capacity(
         if count >= max {
             return completed(Some(held), Some(format!("held up to max_streams = {max}")));
         }
-        count = (count + step).min(max);
+        count = (count + search.step).min(max);
     }
 }
 
@@ -457,13 +440,13 @@ mod tests {
         let gate =
             Threshold::parse("segment_success", "rate >= 0.99", false, Duration::ZERO).unwrap();
         let result = run_workload(
-            &workload(Executor::Capacity {
+            &workload(Executor::Capacity(CapacitySearch {
                 start_streams: 1,
                 step: 1,
                 step_duration: Duration::from_secs(2),
                 max_streams: 10,
                 until: "segment_success".into(),
-            }),
+            })),
             "run",
             Arc::new(runner.clone()),
             registry,

@@ -458,23 +458,15 @@ async fn bring_up_target(
     run_dir: &Path,
 ) -> anyhow::Result<(Option<RunningStack>, Option<StreamTarget>)> {
     match &scenario.target {
-        Target::Embedded {
-            orchestrators,
-            transcoders_per_orchestrator,
-            offline,
-            price_per_unit,
-            pixels_per_unit,
-            prices,
-            faults,
-        } => {
+        Target::Embedded(stack) => {
             let options = StackOptions {
-                prices: prices.clone(),
-                orchestrators: *orchestrators,
-                transcoders_per_orchestrator: *transcoders_per_orchestrator,
-                offline: *offline,
-                price_per_unit: *price_per_unit,
-                pixels_per_unit: *pixels_per_unit,
-                faults: faults.clone(),
+                prices: stack.prices.clone(),
+                orchestrators: stack.orchestrators,
+                transcoders_per_orchestrator: stack.transcoders_per_orchestrator,
+                offline: stack.offline,
+                price_per_unit: stack.price_per_unit,
+                pixels_per_unit: stack.pixels_per_unit,
+                faults: stack.faults.clone(),
                 ladder: scenario.ladder.clone(),
                 deposit_wei: scenario.payments.deposit_wei,
                 reserve_wei: scenario.payments.reserve_wei,
@@ -496,11 +488,13 @@ async fn bring_up_target(
                 rtmp_url: nodes.endpoints.rtmp_url.clone(),
                 playback_url: nodes.endpoints.playback_url.clone(),
             };
-            let prices = (0..*orchestrators).map(|i| options.price_of(i)).collect();
+            let prices = (0..stack.orchestrators)
+                .map(|i| options.price_of(i))
+                .collect();
             let stack = RunningStack {
                 nodes,
                 prices,
-                pixels_per_unit: *pixels_per_unit,
+                pixels_per_unit: stack.pixels_per_unit,
             };
             Ok((Some(stack), Some(target)))
         }
@@ -611,7 +605,7 @@ impl<'a> Workloads<'a> {
             .boxed();
         };
         let load = Arc::new(LiveLoad::default());
-        let capacity = matches!(workload.executor, Executor::Capacity { .. });
+        let capacity = matches!(workload.executor, Executor::Capacity(_));
         let runner = Arc::new(ProbeRunner {
             target,
             source: self.source.clone(),
@@ -706,7 +700,7 @@ fn quality_sampler(
                     Executor::RampingStreams { stages, .. } => {
                         stages.iter().map(|s| s.target).max().unwrap_or(1)
                     }
-                    Executor::Capacity { max_streams, .. } => *max_streams,
+                    Executor::Capacity(search) => search.max_streams,
                     Executor::DirectOrchestrator { .. } => 1,
                 })
                 .sum::<u32>()

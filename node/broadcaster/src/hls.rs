@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::fmt::Write;
 
+use crate::segmenter::SourceSegment;
 use crate::store::SegmentBody;
 
 /// Name of the source rendition.
@@ -27,6 +28,18 @@ pub struct HlsSegment {
     pub data: SegmentBody,
     /// Preceded by `#EXT-X-DISCONTINUITY`.
     pub discontinuity: bool,
+}
+
+impl HlsSegment {
+    /// The playlist entry of source segment `seg` (or of one of its renditions) holding `data`.
+    pub fn of(seg: &SourceSegment, data: SegmentBody) -> Self {
+        Self {
+            seq: seg.seq,
+            duration_ms: seg.duration_ms,
+            data,
+            discontinuity: seg.discontinuity,
+        }
+    }
 }
 
 /// One rendition of a stream.

@@ -709,14 +709,14 @@ impl Broadcaster {
                 break;
             };
             tried.push(session.uri.clone());
-            let out = submit::submit(
-                &self.pool,
-                self.payer.as_deref(),
-                &session,
+            let out = submit::submit(submit::Submission {
+                pool: &self.pool,
+                payer: self.payer.as_deref(),
+                session: &session,
                 manifest_id,
                 seg,
-                &self.profiles,
-            )
+                profiles: &self.profiles,
+            })
             .await;
             let mut attempt = Attempt {
                 orchestrator: session.uri.clone(),
@@ -800,15 +800,7 @@ impl Stream {
         if seg.size.is_some() {
             source.size = seg.size;
         }
-        source.push(
-            HlsSegment {
-                seq: seg.seq,
-                duration_ms: seg.duration_ms,
-                data,
-                discontinuity: seg.discontinuity,
-            },
-            b.config.hls_window,
-        );
+        source.push(HlsSegment::of(seg, data), b.config.hls_window);
     }
 
     pub(crate) fn add_renditions(
@@ -825,15 +817,7 @@ impl Stream {
         let mut inner = self.lock();
         for (name, data) in renditions {
             if let Some(r) = inner.renditions.iter_mut().find(|r| r.name == name) {
-                r.push(
-                    HlsSegment {
-                        seq: seg.seq,
-                        duration_ms: seg.duration_ms,
-                        data,
-                        discontinuity: seg.discontinuity,
-                    },
-                    b.config.hls_window,
-                );
+                r.push(HlsSegment::of(seg, data), b.config.hls_window);
             }
         }
     }

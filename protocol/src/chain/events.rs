@@ -1,20 +1,16 @@
 //! Reading the TicketBroker's six settlement events over a block range from any JSON-RPC node.
 //!
-//! Public RPC providers cap `eth_getLogs` by block span or result count, so the range is read in
-//! pages of [`DEFAULT_PAGE_SIZE`] blocks; when a page is refused the page is halved and retried,
-//! down to a single block, before the error is returned. Logs are filtered on the broker address
-//! and the six topic0 values in one request per page and decoded into [`BrokerEvent`].
+//! The range is read in pages (see [`super::logs`]); logs are filtered on the broker address and
+//! the six topic0 values in one request per page and decoded into [`BrokerEvent`].
 
 use alloy::primitives::{Address, B256, Bytes, U256};
-use alloy::providers::{DynProvider, Provider};
-use alloy::rpc::types::{Filter, Log};
+use alloy::providers::DynProvider;
+use alloy::rpc::types::Log;
 use alloy::sol_types::SolEvent;
 
 use super::bindings::TicketBroker;
+use super::logs::LogPages;
 use super::{ChainError, read_provider};
-
-/// Blocks per `eth_getLogs` request unless configured otherwise.
-pub const DEFAULT_PAGE_SIZE: u64 = 10_000;
 
 /// A decoded TicketBroker event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,18 +185,14 @@ pub struct EventRecord {
 /// Reads TicketBroker events from any RPC endpoint.
 #[derive(Debug, Clone)]
 pub struct EventReader {
-    provider: DynProvider,
-    broker: Address,
-    page_size: u64,
+    logs: LogPages,
 }
 
 impl EventReader {
     /// A reader of the broker at `broker` through `provider`.
     pub fn new(provider: DynProvider, broker: Address) -> Self {
         Self {
-            provider,
-            broker,
-            page_size: DEFAULT_PAGE_SIZE,
+            logs: LogPages::new(provider, broker),
         }
     }
 
@@ -211,61 +203,34 @@ impl EventReader {
     }
 
     /// Blocks per request (at least 1).
-    pub fn with_page_size(mut self, blocks: u64) -> Self {
-        self.page_size = blocks.max(1);
-        self
+    pub fn with_page_size(self, blocks: u64) -> Self {
+        Self {
+            logs: self.logs.with_page_size(blocks),
+        }
     }
 
     /// The latest block of the endpoint (`eth_blockNumber`: the L2 block on Arbitrum, which is
     /// what log ranges count; ticket expiry counts [`super::latest_l1_block`] instead).
     pub async fn latest_block(&self) -> Result<u64, ChainError> {
-        self.provider
-            .get_block_number()
-            .await
-            .map_err(|source| ChainError::Rpc {
-                call: "eth_blockNumber",
-                source,
-            })
+        self.logs.latest_block().await
     }
 
     /// All six events emitted in blocks `from..=to`, in chain order.
     pub async fn read(&self, from: u64, to: u64) -> Result<Vec<EventRecord>, ChainError> {
         let mut records = Vec::new();
-        let mut page = self.page_size;
-        let mut start = from;
-        while start <= to {
-            let end = start.saturating_add(page - 1).min(to);
-            let filter = Filter::new()
-                .address(self.broker)
-                .event_signature(BrokerEvent::TOPICS.to_vec())
-                .from_block(start)
-                .to_block(end);
-            match self.provider.get_logs(&filter).await {
-                Ok(logs) => {
-                    for log in &logs {
-                        if let Some(event) = BrokerEvent::decode(log)? {
-                            records.push(EventRecord {
-                                block_number: log.block_number.unwrap_or_default(),
-                                tx_hash: log.transaction_hash.unwrap_or_default(),
-                                log_index: log.log_index.unwrap_or_default(),
-                                event,
-                            });
-                        }
-                    }
-                    if end == u64::MAX {
-                        break;
-                    }
-                    start = end + 1;
-                }
-                Err(_) if page > 1 => page = page.div_ceil(2),
-                Err(source) => {
-                    return Err(ChainError::Rpc {
-                        call: "eth_getLogs",
-                        source,
+        self.logs
+            .for_each(&BrokerEvent::TOPICS, from, to, |log| {
+                if let Some(event) = BrokerEvent::decode(log)? {
+                    records.push(EventRecord {
+                        block_number: log.block_number.unwrap_or_default(),
+                        tx_hash: log.transaction_hash.unwrap_or_default(),
+                        log_index: log.log_index.unwrap_or_default(),
+                        event,
                     });
                 }
-            }
-        }
+                Ok(())
+            })
+            .await?;
         Ok(records)
     }
 }

@@ -17,6 +17,7 @@ mod blocks;
 mod broker;
 mod events;
 mod local;
+mod logs;
 mod registry;
 
 use std::path::PathBuf;
@@ -33,10 +34,11 @@ pub use broker::{
     Contracts, DeployConfig, MIN_DEPOSIT_PENDING_RATIO, RoundsManagerClient, SenderFunds,
     SenderInfo, ServiceRegistryClient, TX_TIMEOUT, TicketBrokerClient, TxOutcome,
 };
-pub use events::{BrokerEvent, DEFAULT_PAGE_SIZE, EventReader, EventRecord};
+pub use events::{BrokerEvent, EventReader, EventRecord};
 #[cfg(target_os = "linux")]
 pub use local::die_with_parent;
 pub use local::{ANVIL_ENV, LocalChain};
+pub use logs::DEFAULT_PAGE_SIZE;
 pub use registry::{RegisteredOrchestrator, RegistryReader};
 
 /// alloy bindings generated from the committed solc artifacts.

@@ -12,13 +12,12 @@
 use std::collections::BTreeSet;
 
 use alloy::primitives::Address;
-use alloy::providers::{DynProvider, Provider};
-use alloy::rpc::types::Filter;
+use alloy::providers::DynProvider;
 use alloy::sol_types::SolEvent;
 
 use super::bindings::ServiceRegistry;
 use super::broker::ServiceRegistryClient;
-use super::events::DEFAULT_PAGE_SIZE;
+use super::logs::LogPages;
 use super::{ChainError, read_provider};
 
 /// An orchestrator found on chain.
@@ -35,18 +34,14 @@ pub struct RegisteredOrchestrator {
 /// Reads registered orchestrators from a ServiceRegistry.
 #[derive(Debug, Clone)]
 pub struct RegistryReader {
-    provider: DynProvider,
-    registry: Address,
-    page_size: u64,
+    logs: LogPages,
 }
 
 impl RegistryReader {
     /// A reader of the registry at `registry` through `provider`.
     pub fn new(provider: DynProvider, registry: Address) -> Self {
         Self {
-            provider,
-            registry,
-            page_size: DEFAULT_PAGE_SIZE,
+            logs: LogPages::new(provider, registry),
         }
     }
 
@@ -56,9 +51,10 @@ impl RegistryReader {
     }
 
     /// Blocks per `eth_getLogs` request (at least 1).
-    pub fn with_page_size(mut self, blocks: u64) -> Self {
-        self.page_size = blocks.max(1);
-        self
+    pub fn with_page_size(self, blocks: u64) -> Self {
+        Self {
+            logs: self.logs.with_page_size(blocks),
+        }
     }
 
     /// Every address with a `ServiceURIUpdate` in blocks `from..=to`, with the block of its
@@ -69,46 +65,25 @@ impl RegistryReader {
         to: u64,
     ) -> Result<Vec<(Address, u64)>, ChainError> {
         let mut seen: Vec<(Address, u64)> = Vec::new();
-        let mut page = self.page_size;
-        let mut start = from;
-        while start <= to {
-            let end = start.saturating_add(page - 1).min(to);
-            let filter = Filter::new()
-                .address(self.registry)
-                .event_signature(ServiceRegistry::ServiceURIUpdate::SIGNATURE_HASH)
-                .from_block(start)
-                .to_block(end);
-            match self.provider.get_logs(&filter).await {
-                Ok(logs) => {
-                    for log in &logs {
-                        let block = log.block_number;
-                        let update = ServiceRegistry::ServiceURIUpdate::decode_log(&log.inner)
-                            .map_err(|e| ChainError::BadLog {
-                                event: "ServiceURIUpdate",
-                                block,
-                                reason: e.to_string(),
-                            })?
-                            .data;
-                        let block = block.unwrap_or_default();
-                        match seen.iter_mut().find(|(a, _)| *a == update.addr) {
-                            Some(entry) => entry.1 = entry.1.max(block),
-                            None => seen.push((update.addr, block)),
-                        }
-                    }
-                    if end == u64::MAX {
-                        break;
-                    }
-                    start = end + 1;
+        let signature = ServiceRegistry::ServiceURIUpdate::SIGNATURE_HASH;
+        self.logs
+            .for_each(&[signature], from, to, |log| {
+                let block = log.block_number;
+                let update = ServiceRegistry::ServiceURIUpdate::decode_log(&log.inner)
+                    .map_err(|e| ChainError::BadLog {
+                        event: "ServiceURIUpdate",
+                        block,
+                        reason: e.to_string(),
+                    })?
+                    .data;
+                let block = block.unwrap_or_default();
+                match seen.iter_mut().find(|(a, _)| *a == update.addr) {
+                    Some(entry) => entry.1 = entry.1.max(block),
+                    None => seen.push((update.addr, block)),
                 }
-                Err(_) if page > 1 => page = page.div_ceil(2),
-                Err(source) => {
-                    return Err(ChainError::Rpc {
-                        call: "eth_getLogs",
-                        source,
-                    });
-                }
-            }
-        }
+                Ok(())
+            })
+            .await?;
         Ok(seen)
     }
 
@@ -120,7 +95,7 @@ impl RegistryReader {
         from: u64,
         to: u64,
     ) -> Result<Vec<RegisteredOrchestrator>, ChainError> {
-        let client = ServiceRegistryClient::new(self.provider.clone(), self.registry);
+        let client = ServiceRegistryClient::new(self.logs.provider.clone(), self.logs.contract);
         let mut found = BTreeSet::new();
         for (address, updated_block) in self.updated_addresses(from, to).await? {
             let service_uri = client.service_uri(address).await?;
@@ -138,14 +113,7 @@ impl RegistryReader {
 
     /// [`Self::registered`] from block 0 to the latest block.
     pub async fn registered_now(&self) -> Result<Vec<RegisteredOrchestrator>, ChainError> {
-        let latest = self
-            .provider
-            .get_block_number()
-            .await
-            .map_err(|source| ChainError::Rpc {
-                call: "eth_blockNumber",
-                source,
-            })?;
+        let latest = self.logs.latest_block().await?;
         self.registered(0, latest).await
     }
 }

@@ -23,29 +23,23 @@ pub fn describe(scenario: &Scenario) -> String {
     parts.push(ensure_period(title));
 
     parts.push(match &scenario.target {
-        Target::Embedded {
-            orchestrators,
-            transcoders_per_orchestrator,
-            offline,
-            price_per_unit,
-            pixels_per_unit,
-            prices,
-            faults,
-        } => format!(
-            "It starts the embedded stack: {orchestrators} orchestrator{} with {transcoders_per_orchestrator} transcoder{} each and a broadcaster{}.",
-            plural(*orchestrators),
-            plural(*transcoders_per_orchestrator),
-            if *offline {
+        Target::Embedded(stack) => format!(
+            "It starts the embedded stack: {} orchestrator{} with {} transcoder{} each and a broadcaster{}.",
+            stack.orchestrators,
+            plural(stack.orchestrators),
+            stack.transcoders_per_orchestrator,
+            plural(stack.transcoders_per_orchestrator),
+            if stack.offline {
                 ", off-chain (price 0, no tickets)".to_owned()
             } else {
-                let price = if prices.is_empty() {
-                    price_per_unit.to_string()
+                let price = if stack.prices.is_empty() {
+                    stack.price_per_unit.to_string()
                 } else {
-                    format!("{prices:?}")
+                    format!("{:?}", stack.prices)
                 };
-                format!(", paying {price} wei per {pixels_per_unit} pixel{} with tickets on a local anvil chain", plural(*pixels_per_unit as u32))
+                format!(", paying {price} wei per {} pixel{} with tickets on a local anvil chain", stack.pixels_per_unit, plural(stack.pixels_per_unit as u32))
             }
-        ) + &faults.as_ref().map(describe_faults).unwrap_or_default(),
+        ) + &stack.faults.as_ref().map(describe_faults).unwrap_or_default(),
         Target::Direct { payment: None } => {
             "It starts no stack: the tester acts as a broadcaster itself, sending unpaid segments (off-chain orchestrators).".to_owned()
         }
@@ -139,15 +133,13 @@ pub fn describe(scenario: &Scenario) -> String {
                     steps.join(", then ")
                 )
             }
-            Executor::Capacity {
-                start_streams,
-                step,
-                step_duration,
-                max_streams,
-                until,
-            } => format!(
-                "a capacity search from {start_streams} streams adding {step} every {} up to {max_streams}, until `{until}` breaks",
-                format_duration(*step_duration)
+            Executor::Capacity(search) => format!(
+                "a capacity search from {} streams adding {} every {} up to {}, until `{}` breaks",
+                search.start_streams,
+                search.step,
+                format_duration(search.step_duration),
+                search.max_streams,
+                search.until
             ),
             Executor::DirectOrchestrator {
                 orchestrators,

@@ -29,19 +29,7 @@ pub struct Scenario {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
     /// The node stack shipped in this workspace, started for the run on loopback ports.
-    Embedded {
-        orchestrators: u32,
-        transcoders_per_orchestrator: u32,
-        /// No chain, price 0, no signatures (go-livepeer's off-chain mode).
-        offline: bool,
-        /// The orchestrators' price: wei per `pixels_per_unit` output pixels.
-        price_per_unit: u64,
-        pixels_per_unit: u64,
-        /// Per-orchestrator prices (by index) overriding `price_per_unit`; empty when all ask it.
-        prices: Vec<u64>,
-        /// Faults injected into some orchestrators, so a scenario can prove a probe catches them.
-        faults: Option<Faults>,
-    },
+    Embedded(EmbeddedTarget),
     /// Nothing to start: direct-to-orchestrator workloads name the orchestrators they test.
     Direct {
         /// How the tester pays with tickets; absent sends unpaid segments (off-chain orchestrators).
@@ -54,6 +42,22 @@ pub enum Target {
         chain_rpc: Option<String>,
         ticket_broker: Option<String>,
     },
+}
+
+/// The embedded node stack a run starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddedTarget {
+    pub orchestrators: u32,
+    pub transcoders_per_orchestrator: u32,
+    /// No chain, price 0, no signatures (go-livepeer's off-chain mode).
+    pub offline: bool,
+    /// The orchestrators' price: wei per `pixels_per_unit` output pixels.
+    pub price_per_unit: u64,
+    pub pixels_per_unit: u64,
+    /// Per-orchestrator prices (by index) overriding `price_per_unit`; empty when all ask it.
+    pub prices: Vec<u64>,
+    /// Faults injected into some orchestrators, so a scenario can prove a probe catches them.
+    pub faults: Option<Faults>,
 }
 
 /// The account a `direct` target pays from, on a real network or any chain with a TicketBroker.
@@ -123,13 +127,7 @@ pub enum Executor {
         stages: Vec<Stage>,
     },
     /// Add streams step by step until the named threshold breaks; report the last count that held.
-    Capacity {
-        start_streams: u32,
-        step: u32,
-        step_duration: Duration,
-        max_streams: u32,
-        until: String,
-    },
+    Capacity(CapacitySearch),
     /// The tester acts as a broadcaster and tests each orchestrator directly.
     DirectOrchestrator {
         orchestrators: OrchestratorList,
@@ -147,7 +145,7 @@ impl Executor {
         match self {
             Executor::ConstantStreams { .. } => "constant-streams",
             Executor::RampingStreams { .. } => "ramping-streams",
-            Executor::Capacity { .. } => "capacity",
+            Executor::Capacity(_) => "capacity",
             Executor::DirectOrchestrator { .. } => "direct-orchestrator",
             Executor::Soak { .. } => "soak",
         }
@@ -166,7 +164,7 @@ impl Executor {
                 .chain([*start_streams])
                 .max()
                 .unwrap_or(0),
-            Executor::Capacity { max_streams, .. } => *max_streams,
+            Executor::Capacity(search) => search.max_streams,
             Executor::DirectOrchestrator { .. } => 0,
         }
     }
@@ -178,16 +176,10 @@ impl Executor {
             | Executor::Soak { duration, .. }
             | Executor::DirectOrchestrator { duration, .. } => *duration,
             Executor::RampingStreams { stages, .. } => stages.iter().map(|s| s.duration).sum(),
-            Executor::Capacity {
-                start_streams,
-                step,
-                step_duration,
-                max_streams,
-                ..
-            } => {
-                let steps =
-                    (max_streams.saturating_sub(*start_streams)).div_ceil((*step).max(1)) + 1;
-                *step_duration * steps
+            Executor::Capacity(search) => {
+                let added = search.max_streams.saturating_sub(search.start_streams);
+                let steps = added.div_ceil(search.step.max(1)) + 1;
+                search.step_duration * steps
             }
         }
     }
@@ -200,6 +192,17 @@ pub struct Stage {
 }
 
 /// Which orchestrators a direct-to-orchestrator workload tests.
+/// A capacity search: streams added step by step until a threshold breaks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacitySearch {
+    pub start_streams: u32,
+    pub step: u32,
+    pub step_duration: Duration,
+    pub max_streams: u32,
+    /// The selector text of the threshold whose failure ends the search.
+    pub until: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum OrchestratorList {
     /// Every orchestrator of the embedded stack.

@@ -212,16 +212,7 @@ impl<'s> Reader<'s> {
             self.wrong_type(table, key, item, "an integer");
             return None;
         };
-        if n < min || n > max {
-            self.error_at(
-                table,
-                key,
-                format!("{n} is out of range {min}..={max}"),
-                None,
-            );
-            return None;
-        }
-        Some(n)
+        self.within(table, key, n, min..=max)
     }
 
     /// A number (integer or float) within `min..=max`.
@@ -235,16 +226,26 @@ impl<'s> Reader<'s> {
                 return None;
             }
         };
-        if !(min..=max).contains(&n) {
-            self.error_at(
-                table,
-                key,
-                format!("{n} is out of range {min}..={max}"),
-                None,
-            );
-            return None;
+        self.within(table, key, n, min..=max)
+    }
+
+    /// `n` when it is in `range`, else an error at `key`.
+    fn within<N>(
+        &mut self,
+        table: &Table<'_>,
+        key: &str,
+        n: N,
+        range: std::ops::RangeInclusive<N>,
+    ) -> Option<N>
+    where
+        N: PartialOrd + std::fmt::Display,
+    {
+        if range.contains(&n) {
+            return Some(n);
         }
-        Some(n)
+        let message = format!("{n} is out of range {}..={}", range.start(), range.end());
+        self.error_at(table, key, message, None);
+        None
     }
 
     pub fn duration(&mut self, table: &Table<'_>, key: &str) -> Option<Duration> {

@@ -258,19 +258,23 @@ mod tests {
         assert!(!alive(pid));
     }
 
+    /// The error of a part started from `script` that must fail to get ready.
+    async fn start_failure(name: &str, script: &str, ready_within: Duration) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        match shell(name, script, dir.path(), ready_within).await {
+            Ok(_) => panic!("{name} got ready but must not"),
+            Err(error) => error.to_string(),
+        }
+    }
+
     #[tokio::test]
     async fn a_part_that_exits_early_is_named_with_its_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let error = shell(
+        let error = start_failure(
             "broadcaster",
             "echo 'bind: address in use' >&2; exit 3",
-            dir.path(),
             Duration::from_secs(10),
         )
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+        .await;
         assert!(
             error.starts_with("broadcaster exited before it was ready (exit status: 3)"),
             "{error}"
@@ -280,17 +284,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_part_that_never_gets_ready_times_out_by_name() {
-        let dir = tempfile::tempdir().unwrap();
-        let error = shell(
+        let error = start_failure(
             "orchestrator-1",
             "echo waiting >&2; exec sleep 60",
-            dir.path(),
             Duration::from_millis(300),
         )
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+        .await;
         assert!(
             error.starts_with("orchestrator-1 was not ready within 300ms"),
             "{error}"

@@ -162,15 +162,20 @@ pub fn total_timeout(duration_ms: i64) -> Duration {
     Duration::from_millis((duration_ms.max(0) as u64 * 4).max(8000))
 }
 
+/// One source segment of a stream, to be sent to one orchestrator session.
+#[derive(Clone, Copy)]
+pub struct Submission<'a> {
+    pub pool: &'a OrchestratorPool,
+    /// `None` sends unpaid (off-chain).
+    pub payer: Option<&'a Payer>,
+    pub session: &'a Session,
+    pub manifest_id: &'a str,
+    pub seg: &'a SourceSegment,
+    pub profiles: &'a [Profile],
+}
+
 /// Submits `seg` of stream `manifest_id` to `session`.
-pub async fn submit(
-    pool: &OrchestratorPool,
-    payer: Option<&Payer>,
-    session: &Session,
-    manifest_id: &str,
-    seg: &SourceSegment,
-    profiles: &[Profile],
-) -> SubmitOutcome {
+pub async fn submit(submission: Submission<'_>) -> SubmitOutcome {
     let started = Instant::now();
     let mut outcome = SubmitOutcome {
         upload_ms: None,
@@ -180,32 +185,24 @@ pub async fn submit(
         round_trip: Duration::ZERO,
         result: Err(SubmitError::Connection("not sent".into())),
     };
-    outcome.result = run(
+    outcome.result = run(submission, &mut outcome, started).await;
+    outcome.round_trip = started.elapsed();
+    outcome
+}
+
+async fn run(
+    submission: Submission<'_>,
+    outcome: &mut SubmitOutcome,
+    started: Instant,
+) -> Result<Transcoded, SubmitError> {
+    let Submission {
         pool,
         payer,
         session,
         manifest_id,
         seg,
         profiles,
-        &mut outcome,
-        started,
-    )
-    .await;
-    outcome.round_trip = started.elapsed();
-    outcome
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    pool: &OrchestratorPool,
-    payer: Option<&Payer>,
-    session: &Session,
-    manifest_id: &str,
-    seg: &SourceSegment,
-    profiles: &[Profile],
-    outcome: &mut SubmitOutcome,
-    started: Instant,
-) -> Result<Transcoded, SubmitError> {
+    } = submission;
     let total = total_timeout(seg.duration_ms);
     let upload = upload_timeout(seg.duration_ms);
     let mut seg_data = net::SegData {

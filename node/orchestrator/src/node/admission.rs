@@ -53,20 +53,16 @@ pub struct CheckedSegment {
     pub profiles: Vec<Profile>,
     /// The segment bytes this request holds in the node's and its session's budgets.
     pub bytes: BytesHeld,
-    claim: SessionClaim,
+    pub(super) claim: SessionClaim,
 }
 
 /// A segment that passed every check and is ready to transcode.
 #[derive(Debug)]
 pub struct AcceptedSegment {
-    pub(super) seg: SegData,
-    pub(super) sender: Address,
-    pub(super) session: String,
-    pub(super) profiles: Vec<Profile>,
+    pub(super) checked: CheckedSegment,
     pub(super) body: Bytes,
+    /// The fault switches as they were when the segment was accepted.
     pub(super) faults: FaultConfig,
-    pub(super) bytes: BytesHeld,
-    pub(super) claim: SessionClaim,
 }
 
 impl Node {
@@ -209,15 +205,7 @@ impl Node {
         body: Bytes,
         body_hash: B256,
     ) -> Result<AcceptedSegment, Refusal> {
-        let CheckedSegment {
-            seg,
-            sender,
-            session,
-            profiles,
-            bytes,
-            claim,
-        } = checked;
-        if body_hash.as_slice() != seg.hash.as_slice() {
+        if body_hash.as_slice() != checked.seg.hash.as_slice() {
             return Err(self.refuse(Refusal::new(
                 StatusCode::FORBIDDEN,
                 FailureReason::HashMismatch,
@@ -225,14 +213,9 @@ impl Node {
             )));
         }
         Ok(AcceptedSegment {
-            seg,
-            sender,
-            session,
-            profiles,
+            checked,
             body,
             faults: self.faults.snapshot(),
-            bytes,
-            claim,
         })
     }
 }

@@ -10,7 +10,7 @@ use protocol::net::{self, SegData, TranscodeResult};
 use reference_transcoder::Profile;
 
 use super::Node;
-use super::admission::AcceptedSegment;
+use super::admission::{AcceptedSegment, CheckedSegment};
 use super::results::{SourceHash, result_message_off_runtime};
 use crate::config::TranscodeMode;
 use crate::metrics::FailureReason;
@@ -25,7 +25,10 @@ impl Node {
         let drop = self.faults.should_drop(accepted.faults.drop_fraction);
         if drop {
             self.metrics.fail(FailureReason::FaultDrop);
-            tracing::warn!(seq = accepted.seg.seq, "drop fault switch: segment dropped");
+            tracing::warn!(
+                seq = accepted.checked.seg.seq,
+                "drop fault switch: segment dropped"
+            );
         }
         drop
     }
@@ -33,14 +36,17 @@ impl Node {
     /// Transcodes an accepted segment, stores the renditions, bills and signs the result.
     pub async fn transcode(&self, accepted: AcceptedSegment) -> TranscodeResult {
         let AcceptedSegment {
-            seg,
-            sender,
-            session,
-            profiles,
+            checked:
+                CheckedSegment {
+                    seg,
+                    sender,
+                    session,
+                    profiles,
+                    bytes,
+                    claim,
+                },
             body,
             faults,
-            bytes,
-            claim,
         } = accepted;
         let seq = seg.seq;
         // `accept_body` proved keccak256(body) == seg.hash, so renditions that are the source

@@ -35,7 +35,7 @@ fn read_embedded(reader: &mut Reader<'_>, t: &Table<'_>) -> Target {
         .unwrap_or(1) as u64;
     let prices = read_prices(reader, t, orchestrators);
     let faults = section(reader, t, "faults").map(|f| faults::read(reader, &f, orchestrators));
-    Target::Embedded {
+    Target::Embedded(EmbeddedTarget {
         faults,
         prices,
         orchestrators,
@@ -43,7 +43,7 @@ fn read_embedded(reader: &mut Reader<'_>, t: &Table<'_>) -> Target {
         offline,
         price_per_unit,
         pixels_per_unit,
-    }
+    })
 }
 
 fn read_external(reader: &mut Reader<'_>, t: &Table<'_>) -> Option<Target> {

@@ -151,13 +151,13 @@ fn read_capacity(
             None,
         );
     }
-    Executor::Capacity {
+    Executor::Capacity(CapacitySearch {
         start_streams,
         step,
         step_duration,
         max_streams,
         until: until.unwrap_or_default(),
-    }
+    })
 }
 
 /// `direct-orchestrator`: the tester pays orchestrators directly and checks what they return.
