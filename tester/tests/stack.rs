@@ -191,13 +191,13 @@ fn sigkill_of_stack_up_takes_every_child_with_it() {
 const ANVIL_ACCOUNT_0_KEY: &str =
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
-/// Runs direct scenario `name` against `orchestrators` (`payment` is the `[target.payment]` table
-/// or nothing) in a run directory of its own, and returns the exit code, stdout with stderr, and
+/// Runs direct scenario `name` against `orchestrators` (the workload's TOML value, and keys after
+/// it; `payment` is the `[target.payment]` table or nothing) in a run directory of its own, and returns the exit code, stdout with stderr, and
 /// the summary (null when none was written).
 fn run_direct(
     dir: &std::path::Path,
     name: &str,
-    orchestrators: &[String],
+    orchestrators: &str,
     payment: &str,
 ) -> (i32, String, Value) {
     let scenario = dir.join(format!("{name}.toml"));
@@ -218,7 +218,7 @@ profiles = ["P144p30fps16x9"]
 
 [workloads.direct]
 executor = "direct-orchestrator"
-orchestrators = {orchestrators:?}
+orchestrators = {orchestrators}
 duration = "4s"
 
 [quality]
@@ -325,6 +325,17 @@ fn selftest_scenario(orchestrator: &str, chain_rpc: &str, ticket_broker: &str) -
     })
 }
 
+/// The orchestrators whose segments a run's journal records.
+fn tested_orchestrators(run_dir: &std::path::Path) -> BTreeSet<String> {
+    let journal = std::fs::read_to_string(run_dir.join("records.jsonl")).unwrap();
+    journal
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|record| record["type"] == "segment")
+        .map(|record| record["orchestrator"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn orchestrator_success(summary: &Value) -> &Value {
     &summary["thresholds"]
         .as_array()
@@ -344,10 +355,11 @@ fn a_direct_target_pays_priced_orchestrators_from_a_key_in_the_environment() {
         .iter()
         .map(|o| o.as_str().unwrap().to_owned())
         .collect();
+    let listed = format!("{orchestrators:?}");
     let dir = tempfile::tempdir().unwrap();
 
     // The stack's orchestrators charge: unpaid segments are refused, so the threshold fails.
-    let (code, stdout, summary) = run_direct(dir.path(), "unpaid", &orchestrators, "");
+    let (code, stdout, summary) = run_direct(dir.path(), "unpaid", &listed, "");
     assert_eq!(code, 99, "{stdout}");
     assert_eq!(orchestrator_success(&summary), 0.0, "{summary}");
 
@@ -357,9 +369,26 @@ fn a_direct_target_pays_priced_orchestrators_from_a_key_in_the_environment() {
         endpoints["chain_rpc"].as_str().unwrap(),
         endpoints["ticket_broker"].as_str().unwrap()
     );
-    let (code, stdout, summary) = run_direct(dir.path(), "paid", &orchestrators, &payment);
+    let (code, stdout, summary) = run_direct(dir.path(), "paid", &listed, &payment);
     assert_eq!(code, 0, "{stdout}");
     assert_eq!(orchestrator_success(&summary), 1.0, "{summary}");
+
+    // The same orchestrators discovered on chain, from the ServiceRegistry's events and its
+    // current URIs, as a run against the real network finds them.
+    let discovered = format!(
+        "\"chain\"\nchain_rpc = \"{}\"\nservice_registry = \"{}\"",
+        endpoints["chain_rpc"].as_str().unwrap(),
+        endpoints["service_registry"].as_str().unwrap()
+    );
+    let (code, stdout, summary) = run_direct(dir.path(), "discovered", &discovered, &payment);
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(orchestrator_success(&summary), 1.0, "{summary}");
+    let listed_run = tested_orchestrators(&dir.path().join("paid"));
+    assert_eq!(listed_run.len(), 2, "{listed_run:?}");
+    assert_eq!(
+        tested_orchestrators(&dir.path().join("discovered")),
+        listed_run
+    );
 
     // The shipped operator self-test, pointed at the first orchestrator and paying as its
     // comment says, passes as shipped (shorter).
@@ -421,7 +450,7 @@ fn a_direct_target_pays_priced_orchestrators_from_a_key_in_the_environment() {
 
     // A variable that is not set is named, and the run could not run (107).
     let unset = payment.replace("LPT_TEST_SENDER_KEY", "LPT_TEST_UNSET_KEY");
-    let (code, stdout, _) = run_direct(dir.path(), "unset-key", &orchestrators, &unset);
+    let (code, stdout, _) = run_direct(dir.path(), "unset-key", &listed, &unset);
     assert_eq!(code, 107, "{stdout}");
     assert!(stdout.contains("LPT_TEST_UNSET_KEY"), "{stdout}");
 
