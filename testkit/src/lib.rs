@@ -13,6 +13,10 @@
 //! - [`vmaf`]: Netflix's `vmaf` tool of the libvmaf the caller links, to check scores against.
 //! - [`chain`] (feature `chain`): anvil with the contracts deployed and a funded broadcaster,
 //!   started through `protocol`'s own chain code.
+//! - [`tickets`] (feature `chain`): winning tickets made by hand, committed to a known rand.
+//! - [`procfs`]: another process's resident memory, from `/proc`.
+//! - [`publisher`]: `ffmpeg` publishing test video and audio over RTMP in real time.
+//! - [`scenario`]: pieces of `lpt` scenario files, such as an nginx target.
 
 pub mod bench;
 #[cfg(feature = "chain")]
@@ -20,4 +24,9 @@ pub mod chain;
 pub mod ffmpeg;
 pub mod nginx;
 pub mod ports;
+pub mod procfs;
+pub mod publisher;
+pub mod scenario;
+#[cfg(feature = "chain")]
+pub mod tickets;
 pub mod vmaf;
