@@ -11,10 +11,7 @@ use alloy::signers::local::PrivateKeySigner;
 use probes::payments::POOLED_RECIPIENT;
 use probes::{OrchestratorPrice, PaymentProbe, PaymentProbeConfig, reconcile::PaymentVerdict};
 use protocol::chain::{Contracts, DeployConfig, LocalChain, TicketBrokerClient};
-use protocol::ticket::{
-    MAX_WIN_PROB, PricePerPixel, SenderLimits, TicketExpirationParams, TicketParams, TicketSender,
-    WinningTicket, recipient_rand_hash,
-};
+use protocol::ticket::{SenderLimits, TicketSender, WinningTicket};
 use protocol::{Address, U256};
 use testkit::chain::{ETH, TestChain};
 
@@ -53,29 +50,13 @@ impl World {
         let rounds = self.contracts.rounds(self.chain.reader());
         let view = rounds.chain_view().await.unwrap();
         let mut signer = TicketSender::new(sender.clone(), SenderLimits::default());
-        let mut winners = Vec::new();
-        for rand in first_rand..first_rand + count {
-            let params = TicketParams {
-                recipient,
-                face_value: U256::from(FACE_VALUE),
-                win_prob: MAX_WIN_PROB,
-                recipient_rand_hash: recipient_rand_hash(U256::from(rand)),
-                seed: U256::ZERO,
-                expiration_block: view.block + 40,
-                expiration: TicketExpirationParams {
-                    creation_round: view.round,
-                    creation_round_block_hash: view.round_block_hash,
-                },
-                price: PricePerPixel::default(),
-            };
-            let signed = signer.sign_tickets(&params, 1).unwrap().remove(0);
-            winners.push(WinningTicket {
-                ticket: signed.ticket,
-                sig: signed.sig,
-                recipient_rand: U256::from(rand),
-            });
-        }
-        winners
+        let face_value = U256::from(FACE_VALUE);
+        (first_rand..first_rand + count)
+            .map(|rand| {
+                let rand = U256::from(rand);
+                testkit::tickets::winner(&mut signer, &view, recipient, face_value, rand)
+            })
+            .collect()
     }
 
     fn config(

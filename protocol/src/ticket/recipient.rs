@@ -718,96 +718,49 @@ pub fn recipient_rand_hash(recipient_rand: U256) -> B256 {
 
 #[cfg(test)]
 mod tests {
+    //! What only the crate sees: which signatures verification recovered. The rules and
+    //! crediting through the public API are tested in `tests/integration/tickets.rs`.
+
     use alloy::signers::local::PrivateKeySigner;
 
     use super::*;
     use crate::ticket::{SenderLimits, SignedTicket, TicketSender, payment_message};
 
-    const PRICE: PricePerPixel = PricePerPixel {
-        price_per_unit: 1200,
-        pixels_per_unit: 1,
-    };
-
     fn key(byte: u8) -> PrivateKeySigner {
         PrivateKeySigner::from_bytes(&B256::repeat_byte(byte)).unwrap()
     }
 
-    fn chain_at(block: u64) -> ChainView {
-        ChainView {
-            block,
-            round: 7,
-            round_block_hash: B256::repeat_byte(0x77),
-            gas_price: U256::from(100_000_000u64),
-        }
-    }
-
-    fn parties(config: RecipientConfig) -> (TicketRecipient, TicketSender) {
+    fn parties() -> (TicketRecipient, TicketSender) {
         (
-            TicketRecipient::with_seed(key(0xa0).address(), config, 1),
+            TicketRecipient::with_seed(key(0xa0).address(), RecipientConfig::default(), 1),
             TicketSender::new(key(0xb0), SenderLimits::default()),
         )
     }
 
+    /// Params issued at block 100 of round 7 and `count` tickets signed on them.
     fn signed(
         r: &mut TicketRecipient,
         s: &mut TicketSender,
         count: u64,
     ) -> (TicketParams, Vec<SignedTicket>) {
-        let params = r.issue_params(s.address(), PRICE, &chain_at(100)).unwrap();
+        let chain = ChainView {
+            block: 100,
+            round: 7,
+            round_block_hash: B256::repeat_byte(0x77),
+            gas_price: U256::from(100_000_000u64),
+        };
+        let price = PricePerPixel {
+            price_per_unit: 1200,
+            pixels_per_unit: 1,
+        };
+        let params = r.issue_params(s.address(), price, &chain).unwrap();
         let tickets = s.sign_tickets(&params, count).unwrap();
         (params, tickets)
     }
 
-    /// The node reads its block, the chain loop then prunes at a newer block that expires the
-    /// params, and the payment is processed with the block read before: the nonce the first
-    /// acceptance recorded is gone, so the same ticket must be judged at the pruning block.
-    #[test]
-    fn a_ticket_expiring_in_the_prune_window_is_not_accepted_twice() {
-        let (mut r, mut s) = parties(RecipientConfig::default());
-        let (params, tickets) = signed(&mut r, &mut s, 1);
-        let t = &tickets[0];
-        let stale_block = params.expiration_block - 1;
-        let first = r.receive_ticket(&t.ticket, &t.sig, params.seed, stale_block);
-        assert!(first.is_ok(), "{first:?}");
-        r.prune_nonces(params.expiration_block);
-        assert_eq!(
-            r.receive_ticket(&t.ticket, &t.sig, params.seed, stale_block),
-            Err(TicketRejection::ParamsExpired {
-                expiration_block: params.expiration_block,
-                current_block: params.expiration_block,
-            })
-        );
-        let payment = payment_message(&params, s.address(), &tickets);
-        let receipt = r.receive_payment(&payment, stale_block).unwrap();
-        assert_eq!(receipt.accepted, 0, "{receipt:?}");
-        assert_eq!(r.balance(&s.address()), params.ev());
-    }
-
-    #[test]
-    fn an_oversized_payment_is_refused_before_it_is_decoded() {
-        let config = RecipientConfig {
-            max_tickets_per_payment: 3,
-            ..RecipientConfig::default()
-        };
-        let (mut r, mut s) = parties(config);
-        let (params, tickets) = signed(&mut r, &mut s, 4);
-        let mut payment = payment_message(&params, s.address(), &tickets);
-        // A malformed sender would fail decoding: the count is checked first.
-        payment.sender = vec![1, 2, 3];
-        let err = r.receive_payment(&payment, 101).unwrap_err();
-        assert_eq!(err, PaymentError::TooManyTickets { count: 4, limit: 3 });
-        assert_eq!(
-            err.to_string(),
-            "payment carries 4 tickets, more than the 3 a payment may carry"
-        );
-        assert_eq!(r.balance(&s.address()), U256::ZERO);
-        let payment = payment_message(&params, s.address(), &tickets[..3]);
-        assert_eq!(r.receive_payment(&payment, 101).unwrap().accepted, 3);
-    }
-
     #[test]
     fn a_payment_under_a_foreign_commitment_recovers_no_signature() {
-        let (mut r, mut s) = parties(RecipientConfig::default());
+        let (mut r, mut s) = parties();
         let (mut params, _) = signed(&mut r, &mut s, 1);
         params.face_value += U256::from(1);
         let tickets = s.sign_tickets(&params, 5).unwrap();
@@ -826,7 +779,7 @@ mod tests {
 
     #[test]
     fn verified_payments_keep_the_rule_order_and_credit() {
-        let (mut r, mut s) = parties(RecipientConfig::default());
+        let (mut r, mut s) = parties();
         let (params, mut tickets) = signed(&mut r, &mut s, 3);
         tickets[1].sig = sig::personal_sign(&key(0xc0), tickets[1].ticket.hash().as_slice())
             .unwrap()
@@ -853,27 +806,5 @@ mod tests {
             receipt.rejected[1].1,
             TicketRejection::ParamsExpired { .. }
         ));
-    }
-
-    #[test]
-    fn the_face_value_is_capped_by_the_max_float_and_never_below_the_ev() {
-        let config = RecipientConfig {
-            ticket_ev: U256::from(1_000u64),
-            face_value: Some(U256::from(1_000_000u64)),
-            ..RecipientConfig::default()
-        };
-        let (mut r, s) = parties(config);
-        let sender = s.address();
-        let full = r.issue_params(sender, PRICE, &chain_at(100)).unwrap();
-        assert_eq!(full.face_value, U256::from(1_000_000u64));
-        let capped = r
-            .issue_params_within(sender, PRICE, &chain_at(100), U256::from(5_000u64))
-            .unwrap();
-        assert_eq!(capped.face_value, U256::from(5_000u64));
-        assert_eq!(capped.ev(), U256::from(1_000u64));
-        let err = r
-            .issue_params_within(sender, PRICE, &chain_at(100), U256::from(999u64))
-            .unwrap_err();
-        assert_eq!(err.to_string(), "insufficient sender reserve");
     }
 }

@@ -11,7 +11,7 @@ use protocol::chain::{
 };
 use protocol::ticket::{
     MAX_WIN_PROB, PricePerPixel, RecipientConfig, SenderLimits, Ticket, TicketExpirationParams,
-    TicketParams, TicketRecipient, TicketSender, WinningTicket, recipient_rand_hash,
+    TicketParams, TicketRecipient, TicketSender, WinningTicket,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -66,19 +66,14 @@ impl World {
     /// Hand-made params committed to a known `rand`, in the current round.
     async fn params(&self, rand: U256, win_prob: U256) -> TicketParams {
         let view = self.rounds.chain_view().await.unwrap();
-        TicketParams {
-            recipient: self.orchestrator.address(),
-            face_value: U256::from(FACE_VALUE),
+        let face_value = U256::from(FACE_VALUE);
+        testkit::tickets::params(
+            &view,
+            self.orchestrator.address(),
+            face_value,
             win_prob,
-            recipient_rand_hash: recipient_rand_hash(rand),
-            seed: U256::ZERO,
-            expiration_block: view.block + 40,
-            expiration: TicketExpirationParams {
-                creation_round: view.round,
-                creation_round_block_hash: view.round_block_hash,
-            },
-            price: PricePerPixel::default(),
-        }
+            rand,
+        )
     }
 
     fn sender(&self) -> TicketSender {
@@ -87,13 +82,17 @@ impl World {
 
     /// A winning ticket (winProb at the maximum) built by hand, bypassing the recipient.
     async fn winner(&self, sender: &mut TicketSender, rand: u64) -> WinningTicket {
-        let params = self.params(U256::from(rand), MAX_WIN_PROB).await;
-        let signed = sender.sign_tickets(&params, 1).unwrap().remove(0);
-        WinningTicket {
-            ticket: signed.ticket,
-            sig: signed.sig,
-            recipient_rand: U256::from(rand),
-        }
+        let view = self.rounds.chain_view().await.unwrap();
+        let (recipient, face_value) = (self.orchestrator.address(), U256::from(FACE_VALUE));
+        testkit::tickets::winner(sender, &view, recipient, face_value, U256::from(rand))
+    }
+
+    /// Whether the TicketBroker has `ticket` as redeemed.
+    async fn is_used(&self, ticket: &WinningTicket) -> bool {
+        self.o_broker
+            .is_ticket_used(ticket.ticket.hash())
+            .await
+            .unwrap()
     }
 
     async fn balance(&self, who: Address) -> U256 {
@@ -134,13 +133,7 @@ async fn expect_revert(world: &World, winner: &WinningTicket, reason: &str) {
         .await
         .unwrap_err();
     assert_eq!(revert_reason(err), reason);
-    assert!(
-        !world
-            .o_broker
-            .is_ticket_used(winner.ticket.hash())
-            .await
-            .unwrap()
-    );
+    assert!(!world.is_used(&winner).await);
 }
 
 #[tokio::test]
@@ -224,13 +217,7 @@ async fn funded_sender_pays_and_recipient_redeems_a_winning_ticket() {
     assert_eq!(before_info.deposit - after_info.deposit, fv);
     assert_eq!(after_info.reserve_funds_remaining, U256::from(ETH / 2));
     assert_eq!(world.balance(o).await + tx.fee() - before_balance, fv);
-    assert!(
-        world
-            .o_broker
-            .is_ticket_used(winner.ticket.hash())
-            .await
-            .unwrap()
-    );
+    assert!(world.is_used(&winner).await);
 
     let events = world.events().await;
     assert!(events.contains(&BrokerEvent::WinningTicketRedeemed {
@@ -342,13 +329,7 @@ async fn accepts_ticket_one_round_after_creation() {
     world.o_broker.redeem_winning_ticket(&winner).await.unwrap();
     let after = world.b_broker.sender_info(b).await.unwrap();
     assert_eq!(before.deposit - after.deposit, U256::from(FACE_VALUE));
-    assert!(
-        world
-            .o_broker
-            .is_ticket_used(winner.ticket.hash())
-            .await
-            .unwrap()
-    );
+    assert!(world.is_used(&winner).await);
 }
 
 #[tokio::test]
@@ -406,13 +387,7 @@ async fn batch_redeem_pays_every_ticket() {
         "one ticket per params, each with nonce 1"
     );
     for w in &winners {
-        assert!(
-            world
-                .o_broker
-                .is_ticket_used(w.ticket.hash())
-                .await
-                .unwrap()
-        );
+        assert!(world.is_used(w).await);
     }
 }
 
@@ -434,13 +409,7 @@ async fn batch_redeem_with_a_used_ticket_reverts_as_a_whole() {
         matches!(err, ChainError::Reverted { call: "batchRedeemWinningTickets", ref reason } if reason == "ticket is used"),
         "{err}"
     );
-    assert!(
-        !world
-            .o_broker
-            .is_ticket_used(second.ticket.hash())
-            .await
-            .unwrap()
-    );
+    assert!(!world.is_used(&second).await);
 }
 
 #[tokio::test]

@@ -5,9 +5,9 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use protocol::sig::{self, SigError};
 use protocol::ticket::{
-    ChainView, MAX_WIN_PROB, ParamsRejection, PricePerPixel, RecipientConfig, SenderError,
-    SenderLimits, TicketParams, TicketRecipient, TicketRejection, TicketSender, payment_message,
-    ticket_ev,
+    ChainView, MAX_WIN_PROB, ParamsRejection, PaymentError, PricePerPixel, RecipientConfig,
+    SenderError, SenderLimits, SignedTicket, TicketParams, TicketRecipient, TicketRejection,
+    TicketSender, payment_message, ticket_ev,
 };
 
 pub fn key(byte: u8) -> PrivateKeySigner {
@@ -30,7 +30,11 @@ fn chain_at(block: u64) -> ChainView {
 
 /// A recipient with go-livepeer's defaults: face value = 0.1 gwei × 1.2M gas × 100 = 1.2e16 wei.
 fn recipient(seed: u64) -> TicketRecipient {
-    TicketRecipient::with_seed(key(0xa0).address(), RecipientConfig::default(), seed)
+    recipient_with(RecipientConfig::default(), seed)
+}
+
+fn recipient_with(config: RecipientConfig, seed: u64) -> TicketRecipient {
+    TicketRecipient::with_seed(key(0xa0).address(), config, seed)
 }
 
 fn sender() -> TicketSender {
@@ -207,14 +211,22 @@ fn sender_refuses_each_broken_rule_by_name() {
     assert_eq!(s.last_nonce(&ok.recipient_rand_hash), 0);
 }
 
-/// Issues params, signs one ticket and returns everything needed to feed the recipient.
-fn one_ticket(
+/// Issues params at block 100 and signs `count` tickets on them: everything needed to feed the
+/// recipient.
+fn signed(
     r: &mut TicketRecipient,
     s: &mut TicketSender,
-) -> (TicketParams, protocol::ticket::SignedTicket) {
+    count: u64,
+) -> (TicketParams, Vec<SignedTicket>) {
     let params = r.issue_params(s.address(), PRICE, &chain_at(100)).unwrap();
-    let ticket = s.sign_tickets(&params, 1).unwrap().remove(0);
-    (params, ticket)
+    let tickets = s.sign_tickets(&params, count).unwrap();
+    (params, tickets)
+}
+
+/// [`signed`] with one ticket.
+fn one_ticket(r: &mut TicketRecipient, s: &mut TicketSender) -> (TicketParams, SignedTicket) {
+    let (params, mut tickets) = signed(r, s, 1);
+    (params, tickets.remove(0))
 }
 
 #[test]
@@ -496,4 +508,73 @@ fn win_rate_at_one_percent_is_binomial() {
             r.pending_winners().next().unwrap().ticket.win_prob
         ) * U256::from(N)
     );
+}
+
+/// The node reads its block, the chain loop then prunes at a newer block that expires the
+/// params, and the payment is processed with the block read before: the nonce the first
+/// acceptance recorded is gone, so the same ticket must be judged at the pruning block.
+#[test]
+fn a_ticket_expiring_in_the_prune_window_is_not_accepted_twice() {
+    let (mut r, mut s) = (recipient(1), sender());
+    let (params, tickets) = signed(&mut r, &mut s, 1);
+    let t = &tickets[0];
+    let stale_block = params.expiration_block - 1;
+    let first = r.receive_ticket(&t.ticket, &t.sig, params.seed, stale_block);
+    assert!(first.is_ok(), "{first:?}");
+    r.prune_nonces(params.expiration_block);
+    assert_eq!(
+        r.receive_ticket(&t.ticket, &t.sig, params.seed, stale_block),
+        Err(TicketRejection::ParamsExpired {
+            expiration_block: params.expiration_block,
+            current_block: params.expiration_block,
+        })
+    );
+    let payment = payment_message(&params, s.address(), &tickets);
+    let receipt = r.receive_payment(&payment, stale_block).unwrap();
+    assert_eq!(receipt.accepted, 0, "{receipt:?}");
+    assert_eq!(r.balance(&s.address()), params.ev());
+}
+
+#[test]
+fn an_oversized_payment_is_refused_before_it_is_decoded() {
+    let config = RecipientConfig {
+        max_tickets_per_payment: 3,
+        ..RecipientConfig::default()
+    };
+    let (mut r, mut s) = (recipient_with(config, 1), sender());
+    let (params, tickets) = signed(&mut r, &mut s, 4);
+    let mut payment = payment_message(&params, s.address(), &tickets);
+    // A malformed sender would fail decoding: the count is checked first.
+    payment.sender = vec![1, 2, 3];
+    let err = r.receive_payment(&payment, 101).unwrap_err();
+    assert_eq!(err, PaymentError::TooManyTickets { count: 4, limit: 3 });
+    assert_eq!(
+        err.to_string(),
+        "payment carries 4 tickets, more than the 3 a payment may carry"
+    );
+    assert_eq!(r.balance(&s.address()), U256::ZERO);
+    let payment = payment_message(&params, s.address(), &tickets[..3]);
+    assert_eq!(r.receive_payment(&payment, 101).unwrap().accepted, 3);
+}
+
+#[test]
+fn the_face_value_is_capped_by_the_max_float_and_never_below_the_ev() {
+    let config = RecipientConfig {
+        ticket_ev: U256::from(1_000u64),
+        face_value: Some(U256::from(1_000_000u64)),
+        ..RecipientConfig::default()
+    };
+    let (mut r, s) = (recipient_with(config, 1), sender());
+    let sender = s.address();
+    let full = r.issue_params(sender, PRICE, &chain_at(100)).unwrap();
+    assert_eq!(full.face_value, U256::from(1_000_000u64));
+    let capped = r
+        .issue_params_within(sender, PRICE, &chain_at(100), U256::from(5_000u64))
+        .unwrap();
+    assert_eq!(capped.face_value, U256::from(5_000u64));
+    assert_eq!(capped.ev(), U256::from(1_000u64));
+    let err = r
+        .issue_params_within(sender, PRICE, &chain_at(100), U256::from(999u64))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "insufficient sender reserve");
 }
