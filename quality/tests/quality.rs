@@ -17,6 +17,12 @@ use reference_transcoder::{FrameStamp, write_stamp};
 
 const STREAM_ID: u32 = 0x5eed;
 
+/// Encodes `input` with x264 and `options` (rate control, size, container) to `output`.
+fn x264(input: &Path, options: &[&str], output: &Path) {
+    let (input, output) = (input.to_str().unwrap(), output.to_str().unwrap());
+    testkit::ffmpeg::run(&[&["-i", input, "-c:v", "libx264"], options, &[output]].concat());
+}
+
 /// A lavfi testsrc2 clip as raw yuv420p frames.
 fn testsrc_frames(width: u32, height: u32, fps: u32, frames: u32) -> Vec<Vec<u8>> {
     let output = Command::new("ffmpeg")
@@ -178,15 +184,7 @@ fn agrees_with_netflix_vmaf_tool() {
     let compressed = dir.path().join("compressed.mp4");
     let distorted = dir.path().join("distorted.y4m");
     testkit::ffmpeg::testsrc(&reference, "320x180", 60);
-    testkit::ffmpeg::run(&[
-        "-i",
-        reference.to_str().unwrap(),
-        "-c:v",
-        "libx264",
-        "-b:v",
-        "60k",
-        compressed.to_str().unwrap(),
-    ]);
+    x264(&reference, &["-b:v", "60k"], &compressed);
     testkit::ffmpeg::run(&[
         "-i",
         compressed.to_str().unwrap(),
@@ -386,28 +384,12 @@ fn degraded_rendition_scores_far_below_a_normal_one_and_identical_scores_the_max
     testkit::ffmpeg::testsrc(&reference, "640x360", 45);
     let normal = dir.path().join("normal.mp4");
     let degraded = dir.path().join("degraded.ts");
-    testkit::ffmpeg::run(&[
-        "-i",
-        reference.to_str().unwrap(),
-        "-c:v",
-        "libx264",
-        "-b:v",
-        "1500k",
-        normal.to_str().unwrap(),
-    ]);
-    testkit::ffmpeg::run(&[
-        "-i",
-        reference.to_str().unwrap(),
-        "-c:v",
-        "libx264",
-        "-b:v",
-        "100k",
-        "-maxrate",
-        "100k",
-        "-bufsize",
-        "100k",
-        degraded.to_str().unwrap(),
-    ]);
+    x264(&reference, &["-b:v", "1500k"], &normal);
+    x264(
+        &reference,
+        &["-b:v", "100k", "-maxrate", "100k", "-bufsize", "100k"],
+        &degraded,
+    );
 
     let normal_report = compare_files(&reference, &normal, &options()).unwrap();
     let degraded_report = compare_files(&reference, &degraded, &options()).unwrap();
@@ -487,15 +469,7 @@ fn subsampling_scores_every_nth_frame_exactly() {
     let reference = dir.path().join("reference.y4m");
     let distorted = dir.path().join("distorted.mp4");
     testkit::ffmpeg::testsrc(&reference, "320x180", 30);
-    testkit::ffmpeg::run(&[
-        "-i",
-        reference.to_str().unwrap(),
-        "-c:v",
-        "libx264",
-        "-b:v",
-        "150k",
-        distorted.to_str().unwrap(),
-    ]);
+    x264(&reference, &["-b:v", "150k"], &distorted);
     let full = compare_files(&reference, &distorted, &options()).unwrap();
     let sampled = compare_files(
         &reference,
@@ -568,17 +542,7 @@ fn bad_inputs_give_counts_or_typed_errors() {
     let reference = dir.path().join("reference.y4m");
     let shorter = dir.path().join("shorter.mp4");
     testkit::ffmpeg::testsrc(&reference, "320x180", 20);
-    testkit::ffmpeg::run(&[
-        "-i",
-        reference.to_str().unwrap(),
-        "-frames:v",
-        "12",
-        "-c:v",
-        "libx264",
-        "-s",
-        "160x90",
-        shorter.to_str().unwrap(),
-    ]);
+    x264(&reference, &["-frames:v", "12", "-s", "160x90"], &shorter);
 
     // Unstamped inputs of different lengths: paired by order, the rest counted.
     let report = compare_files(&reference, &shorter, &options()).unwrap();
@@ -635,15 +599,7 @@ fn bad_inputs_give_counts_or_typed_errors() {
 
     // A truncated file still scores what decodes.
     let truncated = dir.path().join("truncated.mp4");
-    testkit::ffmpeg::run(&[
-        "-i",
-        reference.to_str().unwrap(),
-        "-c:v",
-        "libx264",
-        "-f",
-        "mpegts",
-        dir.path().join("whole.ts").to_str().unwrap(),
-    ]);
+    x264(&reference, &["-f", "mpegts"], &dir.path().join("whole.ts"));
     let whole = std::fs::read(dir.path().join("whole.ts")).unwrap();
     std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
     let partial = compare_files(&reference, &truncated, &options()).unwrap();
@@ -712,25 +668,14 @@ fn reference_ladder_scores_a_starved_network_rendition_below_its_own_transcode()
     std::fs::write(&source_ts, &segment.data).unwrap();
     // The "orchestrator": the right size and rate (60 -> 30 fps by FFmpeg's fps conversion),
     // but starved of bits.
-    testkit::ffmpeg::run(&[
-        "-i",
-        source_ts.to_str().unwrap(),
-        "-s",
-        "426x240",
-        "-r",
-        "30",
-        "-c:v",
-        "libx264",
-        "-b:v",
-        "30k",
-        "-maxrate",
-        "30k",
-        "-bufsize",
-        "30k",
-        "-f",
-        "mpegts",
-        network_ts.to_str().unwrap(),
-    ]);
+    x264(
+        &source_ts,
+        &[
+            "-s", "426x240", "-r", "30", "-b:v", "30k", "-maxrate", "30k", "-bufsize", "30k", "-f",
+            "mpegts",
+        ],
+        &network_ts,
+    );
 
     let profile = Profile::preset("P240p30fps16x9").unwrap();
     let ladder_options = LadderOptions {

@@ -423,38 +423,43 @@ fn rendered_run(dir: &Path, run: &'static str, tests: Vec<Tested>, t0_ms: i64) -
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
+/// A rendition downloaded with a round trip of `ms` milliseconds.
+fn ms(ms: f64) -> Option<f64> {
+    Some(ms)
+}
+
+/// A rendition not downloaded.
 fn lost() -> Option<f64> {
     None
 }
 
 fn first_run() -> Vec<Tested> {
-    let s = Some;
     vec![
         tested(
             HEALTHY,
             "FRA",
             true,
             &[
-                [s(812.5), s(901.25)],
-                [s(790.0), s(1020.75)],
-                [s(845.125), s(870.0)],
-                [s(1103.0), s(990.5)],
+                [ms(812.5), ms(901.25)],
+                [ms(790.0), ms(1020.75)],
+                [ms(845.125), ms(870.0)],
+                [ms(1103.0), ms(990.5)],
             ],
         ),
         tested(
             HEALTHY,
             "MDW",
             true,
-            &[[s(1312.0), s(1420.0)], [s(1250.5), s(1399.75)]],
+            &[[ms(1312.0), ms(1420.0)], [ms(1250.5), ms(1399.75)]],
         ),
         tested(
             FLAKY,
             "FRA",
             true,
             &[
-                [s(1701.0), s(2210.5)],
-                [s(1650.25), lost()],
-                [s(1999.0), s(2301.0)],
+                [ms(1701.0), ms(2210.5)],
+                [ms(1650.25), lost()],
+                [ms(1999.0), ms(2301.0)],
                 [lost(), lost()],
             ],
         ),
@@ -462,32 +467,31 @@ fn first_run() -> Vec<Tested> {
             UNTIMED,
             "SIN",
             false,
-            &[[s(700.0), s(760.0)], [s(710.0), s(755.0)]],
+            &[[ms(700.0), ms(760.0)], [ms(710.0), ms(755.0)]],
         ),
         tested(DOWN, "MDW", true, &[[lost(), lost()], [lost(), lost()]]),
     ]
 }
 
 fn second_run() -> Vec<Tested> {
-    let s = Some;
     vec![
         tested(
             HEALTHY,
             "FRA",
             true,
-            &[[s(1500.0), s(1333.333)], [s(1404.5), s(1611.0)]],
+            &[[ms(1500.0), ms(1333.333)], [ms(1404.5), ms(1611.0)]],
         ),
         tested(
             FLAKY,
             "FRA",
             true,
             &[
-                [lost(), s(2500.0)],
-                [s(2050.0), s(2600.75)],
-                [s(1890.0), s(1875.5)],
+                [lost(), ms(2500.0)],
+                [ms(2050.0), ms(2600.75)],
+                [ms(1890.0), ms(1875.5)],
             ],
         ),
-        tested(UNTIMED, "SIN", false, &[[s(699.0), s(701.0)]]),
+        tested(UNTIMED, "SIN", false, &[[ms(699.0), ms(701.0)]]),
     ]
 }
 

@@ -11,7 +11,7 @@ use observation::record::*;
 use observation::summary::SUMMARY_FILE;
 use polars::prelude::*;
 use reports::aggregate::{AggregateOptions, aggregate};
-use reports::compare::{ChangeVerdict, CompareOptions, compare};
+use reports::compare::{ChangeVerdict, CompareOptions, MetricChange, compare};
 use reports::frames::RecordFrames;
 use reports::plots::PLOT_STEMS;
 use reports::*;
@@ -905,6 +905,14 @@ fn latency_run(dir: &Path, scenario: &str, factor: f64, n: u64) {
     .unwrap();
 }
 
+/// The comparison's row for `metric`.
+fn change<'a>(c: &'a Comparison, metric: &str) -> &'a MetricChange {
+    c.metrics
+        .iter()
+        .find(|m| m.metric == metric)
+        .unwrap_or_else(|| panic!("no {metric} in the comparison"))
+}
+
 #[test]
 fn compare_flags_a_10_percent_latency_regression_and_not_a_half_percent_change() {
     let base = tempfile::tempdir().unwrap();
@@ -917,22 +925,14 @@ fn compare_flags_a_10_percent_latency_regression_and_not_a_half_percent_change()
     let c = compare(base.path(), slower.path(), &CompareOptions::default()).unwrap();
     assert!(c.comparable);
     assert!(c.has_regression());
-    let mean = c
-        .metrics
-        .iter()
-        .find(|m| m.metric == "latency_mean")
-        .unwrap();
+    let mean = change(&c, "latency_mean");
     assert_eq!(mean.verdict, ChangeVerdict::Regression);
     assert!((mean.change.unwrap() - 0.10).abs() < 1e-9);
     assert!(
         mean.ci_low.unwrap() > 0.02 && mean.ci_high.unwrap() < 0.2,
         "{mean:?}"
     );
-    let success = c
-        .metrics
-        .iter()
-        .find(|m| m.metric == "segment_success_rate")
-        .unwrap();
+    let success = change(&c, "segment_success_rate");
     assert_eq!(success.verdict, ChangeVerdict::WithinNoise);
     let written: Comparison =
         serde_json::from_slice(&std::fs::read(slower.path().join("compare.json")).unwrap())
@@ -947,17 +947,9 @@ fn compare_flags_a_10_percent_latency_regression_and_not_a_half_percent_change()
 
     let c = compare(base.path(), same.path(), &CompareOptions::default()).unwrap();
     assert!(!c.has_regression(), "{}", c.render_table());
-    let mean = c
-        .metrics
-        .iter()
-        .find(|m| m.metric == "latency_mean")
-        .unwrap();
+    let mean = change(&c, "latency_mean");
     assert_eq!(mean.verdict, ChangeVerdict::WithinNoise, "{mean:?}");
-    let p95 = c
-        .metrics
-        .iter()
-        .find(|m| m.metric == format!("latency_p95{{rendition={R240}}}"))
-        .unwrap();
+    let p95 = change(&c, &format!("latency_p95{{rendition={R240}}}"));
     assert_ne!(p95.verdict, ChangeVerdict::Regression);
 }
 
@@ -983,11 +975,7 @@ fn runs_written_with_the_v1_extended_summary_still_compare_and_render_without_a_
         "{:?}",
         c.warnings
     );
-    let mean = c
-        .metrics
-        .iter()
-        .find(|m| m.metric == "latency_mean")
-        .unwrap();
+    let mean = change(&c, "latency_mean");
     assert_eq!(mean.verdict, ChangeVerdict::Regression);
 
     let out = finalize_run(base.path(), &ReportOptions::default()).unwrap();
