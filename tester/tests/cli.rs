@@ -42,6 +42,19 @@ fn assert_contains_all(text: &str, expected: &[impl AsRef<str>]) {
     }
 }
 
+/// The standard output of a finished `lpt`, asserting that it exited 0 (both its outputs shown
+/// when not).
+fn exited_zero(output: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 fn read_summary(run_dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap()).unwrap()
 }
@@ -311,16 +324,11 @@ struct OfflineRun {
     output: std::process::Output,
 }
 
-fn offline_run() -> &'static OfflineRun {
-    static RUN: std::sync::OnceLock<OfflineRun> = std::sync::OnceLock::new();
-    RUN.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-offline-run");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = write_scenario(
-            &dir,
-            "offline.toml",
-            r#"name = "embedded-offline"
+/// A scenario `name` without thresholds: one stream for `duration` through an embedded, offline
+/// stack with one orchestrator transcoding itself, at P144p.
+fn offline_scenario(name: &str, duration: &str) -> String {
+    format!(
+        r#"name = "{name}"
 [target]
 kind = "embedded"
 orchestrators = 1
@@ -335,13 +343,24 @@ profiles = ["P144p30fps16x9"]
 [workloads.one]
 executor = "constant-streams"
 streams = 1
-duration = "8s"
-[thresholds]
+duration = "{duration}"
+"#
+    )
+}
+
+fn offline_run() -> &'static OfflineRun {
+    static RUN: std::sync::OnceLock<OfflineRun> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-offline-run");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let scenario = offline_scenario("embedded-offline", "8s")
+            + r#"[thresholds]
 "segment_success" = ["rate >= 0.9"]
 "segment_success{rendition=P144p30fps16x9}" = ["count >= 3"]
 "latency" = ["p(95) < 10s"]
-"#,
-        );
+"#;
+        let path = write_scenario(&dir, "offline.toml", &scenario);
         let run_dir = dir.join("run");
         let output = lpt()
             .arg("run")
@@ -357,13 +376,7 @@ duration = "8s"
 #[test]
 fn an_offline_embedded_stack_run_passes_with_a_valid_summary() {
     let OfflineRun { run_dir, output } = offline_run();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = exited_zero(output);
     assert!(
         stdout.contains("embedded-offline — passed (exit 0)"),
         "{stdout}"
@@ -507,13 +520,7 @@ fn bench_with_one_session_reports_a_real_time_fraction() {
         .arg(&run_dir)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = exited_zero(&output);
     assert!(stdout.contains("1 session: "), "{stdout}");
     assert!(stdout.contains("of segments in real time"), "{stdout}");
 
@@ -635,23 +642,9 @@ fn quality_with_an_unknown_model_is_a_configuration_error() {
 }
 
 /// An embedded, offline stack run that goes on for ten minutes unless stopped.
-const LONG_OFFLINE_RUN: &str = r#"name = "long-offline"
-[target]
-kind = "embedded"
-orchestrators = 1
-transcoders_per_orchestrator = 0
-offline = true
-[source]
-width = 640
-height = 360
-clip = "6s"
-[ladder]
-profiles = ["P144p30fps16x9"]
-[workloads.one]
-executor = "constant-streams"
-streams = 1
-duration = "10m"
-"#;
+fn long_offline_run() -> String {
+    offline_scenario("long-offline", "10m")
+}
 
 /// `lpt run` as a child with its stderr read line by line on a thread.
 struct RunningLpt {
@@ -758,7 +751,7 @@ fn journal_lines(path: &Path) -> usize {
 #[test]
 fn a_second_interrupt_exits_105_at_once_keeping_the_records_written() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = write_scenario(dir.path(), "long.toml", LONG_OFFLINE_RUN);
+    let scenario = write_scenario(dir.path(), "long.toml", &long_offline_run());
     let run_dir = dir.path().join("run");
     let journal = run_dir.join("records.jsonl");
     let mut lpt = RunningLpt::start(&scenario, &run_dir);
@@ -844,7 +837,7 @@ fn a_full_disk_under_the_journal_ends_the_run_with_107_and_a_journal_of_whole_re
     std::fs::create_dir_all(&run_dir).unwrap();
     let journal = full.0.join("records.jsonl");
     std::os::unix::fs::symlink(&journal, run_dir.join("records.jsonl")).unwrap();
-    let scenario = write_scenario(dir.path(), "long.toml", LONG_OFFLINE_RUN);
+    let scenario = write_scenario(dir.path(), "long.toml", &long_offline_run());
 
     let mut lpt = RunningLpt::start(&scenario, &run_dir);
     let code = lpt.wait(Duration::from_secs(240));

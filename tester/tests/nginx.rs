@@ -3,7 +3,7 @@
 //! run produces: 99 (a threshold failed), 105 (interrupted), 108 (aborted by a threshold).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -33,11 +33,7 @@ fn scenario_with(nginx: &Nginx, workload: &str, thresholds: &str) -> PathBuf {
         &path,
         format!(
             r#"name = "nginx"
-[target]
-kind = "external"
-rtmp_url = "rtmp://127.0.0.1:{}/live/{{stream}}"
-playback_url = "http://127.0.0.1:{}/hls/{{stream}}.m3u8"
-
+{target}
 [source]
 width = 640
 height = 360
@@ -52,7 +48,7 @@ profiles = ["P360p30fps16x9"]
 [thresholds]
 {thresholds}
 "#,
-            nginx.rtmp_port, nginx.http_port
+            target = testkit::scenario::nginx_target(nginx),
         ),
     )
     .unwrap();
@@ -77,6 +73,23 @@ fn run_expecting(scenario: &Path, run_dir: &Path, code: i32) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// A ten-minute `lpt run` against `nginx`, started quietly in the background: the child and
+/// its run directory.
+fn start_long_run(nginx: &Nginx) -> (Child, PathBuf) {
+    let scenario = scenario(nginx, "10m", r#""segment_success" = ["rate >= 0.9"]"#);
+    let run_dir = nginx.dir.path().join("run");
+    let child = lpt()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&run_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, run_dir)
 }
 
 fn lpt() -> Command {
@@ -164,17 +177,7 @@ fn a_run_through_nginx_measures_everything_and_fails_only_the_impossible_thresho
 #[test]
 fn a_run_killed_with_sigkill_leaves_a_readable_journal() {
     let nginx = nginx();
-    let scenario = scenario(&nginx, "10m", r#""segment_success" = ["rate >= 0.9"]"#);
-    let run_dir = nginx.dir.path().join("run");
-    let mut child = lpt()
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&run_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, run_dir) = start_long_run(&nginx);
     let journal = run_dir.join("records.jsonl");
     wait_until(
         "segment records in the journal",
@@ -211,17 +214,7 @@ fn a_run_killed_with_sigkill_leaves_a_readable_journal() {
 #[test]
 fn ctrl_c_stops_the_run_and_keeps_its_results() {
     let nginx = nginx();
-    let scenario = scenario(&nginx, "10m", r#""segment_success" = ["rate >= 0.9"]"#);
-    let run_dir = nginx.dir.path().join("run");
-    let mut child = lpt()
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&run_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, run_dir) = start_long_run(&nginx);
     wait_until("publishing to nginx", Duration::from_secs(60), || {
         nginx.playlist_exists()
     });
@@ -298,4 +291,45 @@ until = "segment_success""#,
     steps.sort();
     steps.dedup();
     assert_eq!(steps, ["1", "2", "3"]);
+}
+
+#[test]
+fn a_ramping_run_through_nginx_starts_and_stops_real_streams_stage_by_stage() {
+    let nginx = nginx();
+    // Up from one stream to three, then down to one: every stream publishes long enough for its
+    // segments to be pulled and checked.
+    let scenario = scenario_with(
+        &nginx,
+        r#"executor = "ramping-streams"
+start_streams = 1
+stages = [{ duration = "8s", target = 3 }, { duration = "8s", target = 1 }]"#,
+        r#""segment_success" = ["rate >= 0.9"]"#,
+    );
+    let run_dir = nginx.dir.path().join("run");
+    run_expecting(&scenario, &run_dir, 0);
+    let summary = summary(&run_dir);
+    let workload = &summary["workloads"][0];
+    assert_eq!(workload["executor"], "ramping-streams", "{workload}");
+    assert_eq!(workload["status"], "completed", "{workload}");
+    let streams = &summary["metrics"]["streams"]["values"];
+    assert_eq!(streams["max"], 3.0, "{streams}");
+    assert_eq!(streams["value"], 0.0, "{streams}");
+    // Segments of three streams were pulled and checked; the first stream lived through both
+    // stages, the third only around the peak.
+    let journal = std::fs::read_to_string(run_dir.join("records.jsonl")).unwrap();
+    let mut segments: std::collections::BTreeMap<String, u32> = Default::default();
+    for line in journal.lines() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        if record["type"] == "segment" {
+            let stream = record["stream"].as_str().unwrap();
+            let suffix = stream.rsplit('-').next().unwrap().to_owned();
+            *segments.entry(suffix).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        segments.keys().collect::<Vec<_>>(),
+        ["0", "1", "2"],
+        "{segments:?}"
+    );
+    assert!(segments["2"] < segments["0"], "{segments:?}");
 }
