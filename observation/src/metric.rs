@@ -249,6 +249,15 @@ pub const CATALOG: &[MetricDef] = &[
         description: "PSNR-Y (dB) of a sampled rendition segment against the source",
     },
     MetricDef {
+        name: "quality_sample_fraction",
+        kind: Gauge,
+        unit: Plain,
+        better: Neither,
+        tags: &[],
+        journal: None,
+        description: "fraction of each rendition's segments the quality probe scores",
+    },
+    MetricDef {
         name: "round_trip",
         kind: Trend,
         unit: Milliseconds,

@@ -395,7 +395,7 @@ async fn execute(
         .any(|w| !matches!(w.executor, Executor::DirectOrchestrator { .. }));
 
     let (encoded, source) = prepare_source(&scenario.source).await?;
-    let quality = quality_sampler(scenario, &encoded)?;
+    let quality = quality_sampler(scenario, &encoded, registry)?;
     // The payment probe reconciles what the broadcaster paid; direct tests pay from the tester.
     let payments = match &stack {
         Some(stack) if scenario.payments.enabled && publishes => {
@@ -678,10 +678,12 @@ async fn finish_scoring(quality: Option<&QualitySampler>, cancel: &CancellationT
 }
 
 /// The quality probe's sampler, sized from the scenario (`sample = "auto"`: what one scoring
-/// slot keeps up with, from the cost measured in the `quality_sampler` bench).
+/// slot keeps up with, from the cost measured in the `quality_sampler` bench). The fraction it
+/// samples is the `quality_sample_fraction` gauge.
 fn quality_sampler(
     scenario: &Scenario,
     encoded: &EncodedSource,
+    registry: &Registry,
 ) -> anyhow::Result<Option<Arc<QualitySampler>>> {
     let q = &scenario.quality;
     if !q.enabled {
@@ -690,25 +692,17 @@ fn quality_sampler(
     let fraction = match q.sampling {
         Sampling::Fraction(f) => f,
         Sampling::Auto => {
-            let streams = scenario
+            // A direct test scores like one stream.
+            let streams: u32 = scenario
                 .workloads
                 .iter()
-                .map(|w| match &w.executor {
-                    Executor::ConstantStreams { streams, .. } | Executor::Soak { streams, .. } => {
-                        *streams
-                    }
-                    Executor::RampingStreams { stages, .. } => {
-                        stages.iter().map(|s| s.target).max().unwrap_or(1)
-                    }
-                    Executor::Capacity(search) => search.max_streams,
-                    Executor::DirectOrchestrator { .. } => 1,
-                })
-                .sum::<u32>()
-                .max(1);
+                .map(|w| w.executor.max_streams().max(1))
+                .sum();
             // ≈1.7 s per 2 s 640×360 segment with the reference transcode, one slot.
             sustainable_fraction(1.7, 1, streams as usize * (scenario.ladder.len() + 1), 2.0)
         }
     };
+    registry.add("quality_sample_fraction", &Tags::new(), fraction);
     let config = QualitySamplerConfig {
         sampling: probes::quality::Sampling::Fraction(fraction),
         model: q.model.parse().map_err(|e| anyhow!("quality.model: {e}"))?,

@@ -333,3 +333,56 @@ stages = [{ duration = "8s", target = 3 }, { duration = "8s", target = 1 }]"#,
     );
     assert!(segments["2"] < segments["0"], "{segments:?}");
 }
+
+#[test]
+fn sample_auto_scores_the_fraction_one_scoring_slot_keeps_up_with() {
+    let nginx = nginx();
+    let scenario = scenario_with(
+        &nginx,
+        r#"executor = "constant-streams"
+streams = 2
+duration = "14s""#,
+        r#""segment_success" = ["rate >= 0.9"]
+
+[quality]
+sample = "auto"
+reference = false"#,
+    );
+    let run_dir = nginx.dir.path().join("run");
+    run_expecting(&scenario, &run_dir, 0);
+    let summary = summary(&run_dir);
+    // Two streams of one rendition each, plus the reference each would be scored against:
+    // four 2 s segments every 2 s for one slot that takes 1.7 s a segment.
+    let fraction = 2.0 / (4.0 * 1.7);
+    assert_eq!(
+        summary["metrics"]["quality_sample_fraction"]["values"]["value"],
+        fraction
+    );
+    let sampled =
+        |seq: u64| ((seq + 1) as f64 * fraction).floor() > (seq as f64 * fraction).floor();
+    let journal = std::fs::read_to_string(run_dir.join("records.jsonl")).unwrap();
+    let records: Vec<Value> = journal
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let scored: Vec<(String, u64)> = records
+        .iter()
+        .filter(|r| r["type"] == "quality")
+        .map(|r| {
+            (
+                r["stream"].as_str().unwrap().to_owned(),
+                r["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let pulled = records.iter().filter(|r| r["type"] == "segment").count();
+    assert!(pulled >= 10, "{pulled} segments pulled");
+    // Every scored segment is one the fraction picks (seq 0 never is), and each stream had some.
+    assert!(scored.iter().all(|(_, seq)| sampled(*seq)), "{scored:?}");
+    for stream in ["-one-0", "-one-1"] {
+        assert!(
+            scored.iter().any(|(key, _)| key.ends_with(stream)),
+            "no segment of {stream} scored: {scored:?}"
+        );
+    }
+}

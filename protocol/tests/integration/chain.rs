@@ -133,7 +133,7 @@ async fn expect_revert(world: &World, winner: &WinningTicket, reason: &str) {
         .await
         .unwrap_err();
     assert_eq!(revert_reason(err), reason);
-    assert!(!world.is_used(&winner).await);
+    assert!(!world.is_used(winner).await);
 }
 
 #[tokio::test]
@@ -217,7 +217,7 @@ async fn funded_sender_pays_and_recipient_redeems_a_winning_ticket() {
     assert_eq!(before_info.deposit - after_info.deposit, fv);
     assert_eq!(after_info.reserve_funds_remaining, U256::from(ETH / 2));
     assert_eq!(world.balance(o).await + tx.fee() - before_balance, fv);
-    assert!(world.is_used(&winner).await);
+    assert!(world.is_used(winner).await);
 
     let events = world.events().await;
     assert!(events.contains(&BrokerEvent::WinningTicketRedeemed {
