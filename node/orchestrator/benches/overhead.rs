@@ -235,14 +235,7 @@ fn real_renditions(segment: &Bytes, ladder: &[Profile]) -> Vec<Rendition> {
         .unwrap()
         .renditions
         .into_iter()
-        .map(|r| Rendition {
-            profile: r.profile,
-            width: r.width,
-            height: r.height,
-            frames: r.frames,
-            pixels: r.pixels,
-            data: Bytes::from(r.data),
-        })
+        .map(Rendition::from)
         .collect()
 }
 

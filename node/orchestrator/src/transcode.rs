@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reference_transcoder::{LadderOptions, LadderTranscoder, Profile};
+use reference_transcoder::{LadderOptions, LadderTranscoder, Profile, RenditionOutput};
 use tokio::sync::oneshot;
 
 use crate::faults::FaultConfig;
@@ -34,6 +34,20 @@ pub struct Rendition {
     pub pixels: u64,
     /// MPEG-TS bytes.
     pub data: Bytes,
+}
+
+impl From<RenditionOutput> for Rendition {
+    /// What the node keeps of a rendition the ladder transcoder encoded.
+    fn from(r: RenditionOutput) -> Self {
+        Self {
+            profile: r.profile,
+            width: r.width,
+            height: r.height,
+            frames: r.frames,
+            pixels: r.pixels,
+            data: Bytes::from(r.data),
+        }
+    }
 }
 
 /// A transcoded segment.
@@ -190,18 +204,7 @@ fn session_thread(options: LadderOptions, jobs: mpsc::Receiver<Job>) {
                 decoded_pixels: out
                     .source_frames
                     .saturating_mul(u64::from(out.source_width) * u64::from(out.source_height)),
-                renditions: out
-                    .renditions
-                    .into_iter()
-                    .map(|r| Rendition {
-                        profile: r.profile,
-                        width: r.width,
-                        height: r.height,
-                        frames: r.frames,
-                        pixels: r.pixels,
-                        data: Bytes::from(r.data),
-                    })
-                    .collect(),
+                renditions: out.renditions.into_iter().map(Rendition::from).collect(),
                 by: "local".into(),
             })
             .map_err(|e| e.to_string());

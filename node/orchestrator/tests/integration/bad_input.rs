@@ -2,7 +2,6 @@
 //! slow-loris uploads all end in a 4xx with a reason (or a closed connection for a stalled
 //! request head), and the node keeps serving.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -10,32 +9,9 @@ use bytes::Bytes;
 use node_orchestrator::config::TranscodeMode;
 use node_orchestrator::profiles::segment_data;
 use protocol::headers;
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::TlsConnector;
 
 use crate::common::*;
-
-async fn post(
-    session: &Session,
-    segment: Option<&str>,
-    payment: Option<&str>,
-    body: Bytes,
-) -> (u16, String) {
-    let mut request = session
-        .client
-        .http()
-        .post(format!("{}/segment", session.client.uri()))
-        .body(body);
-    if let Some(s) = segment {
-        request = request.header(headers::SEGMENT_HEADER, s);
-    }
-    if let Some(p) = payment {
-        request = request.header(headers::PAYMENT_HEADER, p);
-    }
-    let response = request.send().await.unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_headers_and_bodies_get_a_4xx_with_a_reason() {
@@ -47,20 +23,26 @@ async fn malformed_headers_and_bodies_get_a_4xx_with_a_reason() {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let body = Bytes::from_static(b"not really a segment");
 
-    let (status, reason) = post(&session, None, None, body.clone()).await;
+    let (status, reason) = post_segment(&session.client, None, None, body.clone()).await;
     assert_eq!(status, 403);
     assert!(reason.contains("Livepeer-Segment"), "{reason}");
 
-    let (status, reason) = post(&session, Some("***"), None, body.clone()).await;
+    let (status, reason) = post_segment(&session.client, Some("***"), None, body.clone()).await;
     assert_eq!(status, 403);
     assert!(reason.contains("invalid base64"), "{reason}");
 
     let garbage = b64(&[0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]);
-    let (status, reason) = post(&session, Some(&garbage), None, body.clone()).await;
+    let (status, reason) = post_segment(&session.client, Some(&garbage), None, body.clone()).await;
     assert_eq!(status, 403);
     assert!(reason.contains("invalid protobuf"), "{reason}");
 
-    let (status, reason) = post(&session, Some(&garbage), Some(&garbage), body.clone()).await;
+    let (status, reason) = post_segment(
+        &session.client,
+        Some(&garbage),
+        Some(&garbage),
+        body.clone(),
+    )
+    .await;
     assert_eq!(status, 402);
     assert!(
         reason.contains("Livepeer-Payment") && reason.contains("protobuf"),
@@ -69,8 +51,8 @@ async fn malformed_headers_and_bodies_get_a_4xx_with_a_reason() {
 
     // A well-formed segment header with an empty ladder.
     let mut seg = segment_data(&session.key, &session.info, b"m", 0, &body, 1000, &[]).unwrap();
-    let (status, reason) = post(
-        &session,
+    let (status, reason) = post_segment(
+        &session.client,
         Some(&headers::encode_segment(&seg)),
         None,
         body.clone(),
@@ -82,33 +64,31 @@ async fn malformed_headers_and_bodies_get_a_4xx_with_a_reason() {
     // Oversized body: refused while reading, with the limit in the reason.
     seg = segment_data(&session.key, &session.info, b"m", 0, &body, 1000, &ladder()).unwrap();
     let big = Bytes::from(vec![0x47u8; 200 * 1024]);
-    let (status, reason) = post(&session, Some(&headers::encode_segment(&seg)), None, big).await;
+    let (status, reason) = post_segment(
+        &session.client,
+        Some(&headers::encode_segment(&seg)),
+        None,
+        big,
+    )
+    .await;
     assert_eq!(status, 413);
     assert!(reason.contains("65536"), "{reason}");
 
     // The node still serves a good segment.
     let good = segments()[0].clone();
     let seg = segment_data(&session.key, &session.info, b"m", 1, &good, 1000, &ladder()).unwrap();
-    let (code, _) = post(&session, Some(&headers::encode_segment(&seg)), None, good).await;
+    let (code, _) = post_segment(
+        &session.client,
+        Some(&headers::encode_segment(&seg)),
+        None,
+        good,
+    )
+    .await;
     assert_eq!(code, 200);
     let s = crate::common::status(&session.client).await;
     assert_eq!(s["segments"]["failures"]["bad_segment_header"], 3);
     assert_eq!(s["segments"]["failures"]["bad_body"], 1);
     orchestrator.shutdown().await;
-}
-
-async fn tls_connect(
-    addr: std::net::SocketAddr,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let connector =
-        TlsConnector::from(Arc::new(node_orchestrator::tls::insecure_client_config(&[
-            b"http/1.1",
-        ])));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,11 @@
 //! Shared fixtures: a synthetic source cut into short low-resolution segments (made once per
 //! test binary), an anvil chain with the contracts and a funded broadcaster, orchestrator configs,
-//! a broadcaster session helper, ffprobe as an independent pixel counter, and waiting on
-//! `/status` with a deadline.
+//! a broadcaster session helper, hand-written requests (raw `/segment` posts, TLS connections and
+//! trickled uploads) for what the client would never send, ffprobe as an independent pixel
+//! counter, and waiting on `/status` with a deadline.
 
 use std::process::Stdio;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
@@ -14,12 +15,16 @@ use node_orchestrator::config::{ChainConfig, OrchestratorConfig};
 use node_orchestrator::profiles::segment_data;
 use protocol::chain::{Contracts, LocalChain, TicketBrokerClient};
 use protocol::client::{ClientError, OrchestratorClient, SegmentReply, SegmentRequest};
-use protocol::net::OrchestratorInfo;
+use protocol::headers;
+use protocol::net::{OrchestratorInfo, Payment, SegData};
 use protocol::sig::NodeKey;
 use protocol::ticket::{SenderLimits, TicketParams, TicketSender};
 use reference_transcoder::{Profile, SourceConfig};
+use rustls::pki_types::ServerName;
 use testkit::chain::{BROADCASTER, ETH, ORCHESTRATOR, TestChain, long_rounds};
 use tokio::io::AsyncWriteExt;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 pub const SEGMENT_MS: u64 = 1000;
 
@@ -145,19 +150,44 @@ impl Session {
         }
     }
 
+    /// The segment header of `body` as segment `seq` of this session (its info, manifest and
+    /// ladder), signed by `key`: the session's own, or another to forge one.
+    pub fn segment_by(&self, key: &NodeKey, seq: i64, body: &[u8]) -> Result<SegData, ClientError> {
+        segment_data(
+            key,
+            &self.info,
+            &self.manifest,
+            seq,
+            body,
+            SEGMENT_MS as i32,
+            &self.ladder,
+        )
+    }
+
+    /// The segment header of `body` as segment `seq`, signed by the session's key.
+    pub fn segment(&self, seq: i64, body: &[u8]) -> SegData {
+        self.segment_by(&self.key, seq, body).unwrap()
+    }
+
+    /// Submits `body` under `seg` with `payment` as given: no tickets are added.
+    pub async fn submit(
+        &self,
+        seg: &SegData,
+        payment: Option<&Payment>,
+        body: Bytes,
+    ) -> Result<SegmentReply, ClientError> {
+        let mut request = SegmentRequest::new(seg, payment, body, SEGMENT_MS);
+        if let Some(timeout) = self.total_timeout {
+            request.total_timeout = timeout;
+        }
+        self.client.submit_segment(request).await
+    }
+
     /// Sends segment `seq` (paying one fee estimate of tickets when on chain), keeping the
     /// refreshed info.
     pub async fn send(&mut self, seq: usize) -> Result<SegmentReply, ClientError> {
         let body = segments()[seq % segments().len()].clone();
-        let seg = segment_data(
-            &self.key,
-            &self.info,
-            &self.manifest,
-            seq as i64,
-            &body,
-            SEGMENT_MS as i32,
-            &self.ladder,
-        )?;
+        let seg = self.segment_by(&self.key, seq as i64, &body)?;
         let payment = match &mut self.sender {
             Some(sender) => {
                 let params = TicketParams::from_orchestrator_info(&self.info).unwrap();
@@ -177,16 +207,81 @@ impl Session {
             }
             None => None,
         };
-        let mut request = SegmentRequest::new(&seg, payment.as_ref(), body, SEGMENT_MS);
-        if let Some(timeout) = self.total_timeout {
-            request.total_timeout = timeout;
-        }
-        let reply = self.client.submit_segment(request).await?;
+        let reply = self.submit(&seg, payment.as_ref(), body).await?;
         if let Some(info) = reply.info() {
             self.info = info.clone();
         }
         Ok(reply)
     }
+}
+
+/// The status and reason of a refusal; anything else fails the test.
+pub fn refused<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (u16, String) {
+    match result {
+        Err(ClientError::Rejected { status, reason }) => (status, reason),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Posts `body` to `/segment` with the given raw `Livepeer-Segment` and `Livepeer-Payment`
+/// header values, which the client would never send malformed; returns the status and text.
+pub async fn post_segment(
+    client: &OrchestratorClient,
+    segment: Option<&str>,
+    payment: Option<&str>,
+    body: Bytes,
+) -> (u16, String) {
+    let mut request = client
+        .http()
+        .post(format!("{}/segment", client.uri()))
+        .body(body);
+    if let Some(s) = segment {
+        request = request.header(headers::SEGMENT_HEADER, s);
+    }
+    if let Some(p) = payment {
+        request = request.header(headers::PAYMENT_HEADER, p);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// A TLS connection to the node at `addr` offering HTTP/1.1, for requests written by hand.
+pub async fn tls_connect(addr: std::net::SocketAddr) -> TlsStream<tokio::net::TcpStream> {
+    tls_connect_alpn(addr, b"http/1.1").await
+}
+
+/// A TLS connection to the node at `addr` offering only the protocol `alpn`.
+pub async fn tls_connect_alpn(
+    addr: std::net::SocketAddr,
+    alpn: &[u8],
+) -> TlsStream<tokio::net::TcpStream> {
+    let connector =
+        TlsConnector::from(Arc::new(node_orchestrator::tls::insecure_client_config(&[
+            alpn,
+        ])));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Opens an upload of `declared` bytes under `segment_header` and sends only its first 100
+/// bytes; the connection is returned so the caller decides when it goes away.
+pub async fn start_upload(
+    addr: std::net::SocketAddr,
+    segment_header: &str,
+    declared: usize,
+) -> TlsStream<tokio::net::TcpStream> {
+    let mut stream = tls_connect(addr).await;
+    let head = format!(
+        "POST /segment HTTP/1.1\r\nHost: localhost\r\n{}: {segment_header}\r\nContent-Length: {declared}\r\n\r\n",
+        headers::SEGMENT_HEADER,
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&[0x47; 100]).await.unwrap();
+    stream.flush().await.unwrap();
+    stream
 }
 
 /// (width, height, frames) of a rendition counted by ffprobe, an independent decoder.

@@ -5,43 +5,19 @@
 //! give their session slot back, a broadcaster that hangs up mid-transcode gives the remote
 //! transcoder's load back, and so on. Limits are set small so each test takes seconds.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use node_orchestrator::config::TranscodeMode;
 use node_orchestrator::profiles::segment_data;
-use protocol::client::{ClientError, SegmentRequest, grpc_channel};
+use protocol::client::grpc_channel;
 use protocol::headers;
 use protocol::net::transcoder_client::TranscoderClient;
 use protocol::net::{NotifySegment, Payment, RegisterRequest};
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::TlsConnector;
 
 use crate::common::*;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn refused<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (u16, String) {
-    match result {
-        Err(ClientError::Rejected { status, reason }) => (status, reason),
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
-async fn tls_connect(
-    addr: std::net::SocketAddr,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let connector =
-        TlsConnector::from(Arc::new(node_orchestrator::tls::insecure_client_config(&[
-            b"http/1.1",
-        ])));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap()
-}
 
 /// The `Livepeer-Segment` header of segment `seq` of a fresh off-chain session.
 async fn fresh_segment_header(uri: &str, seq: usize) -> String {
@@ -51,35 +27,7 @@ async fn fresh_segment_header(uri: &str, seq: usize) -> String {
 
 fn segment_header(session: &Session, seq: usize) -> String {
     let body = &segments()[seq % segments().len()];
-    let seg = segment_data(
-        &session.key,
-        &session.info,
-        &session.manifest,
-        seq as i64,
-        body,
-        SEGMENT_MS as i32,
-        &session.ladder,
-    )
-    .unwrap();
-    headers::encode_segment(&seg)
-}
-
-/// Opens an upload of `declared` bytes under `segment_header` and sends only its first 100
-/// bytes; the connection is returned so the caller decides when it goes away.
-async fn start_upload(
-    addr: std::net::SocketAddr,
-    segment_header: &str,
-    declared: usize,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut stream = tls_connect(addr).await;
-    let head = format!(
-        "POST /segment HTTP/1.1\r\nHost: localhost\r\n{}: {segment_header}\r\nContent-Length: {declared}\r\n\r\n",
-        headers::SEGMENT_HEADER,
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&[0x47; 100]).await.unwrap();
-    stream.flush().await.unwrap();
-    stream
+    headers::encode_segment(&session.segment(seq as i64, body))
 }
 
 /// Reads the response to an upload, within `deadline`.
@@ -146,12 +94,7 @@ async fn unpaid_requests_do_not_take_session_slots() {
             sender: signer.address().to_vec(),
             ..Payment::default()
         };
-        let (status_code, reason) = refused(
-            hostile
-                .client
-                .submit_segment(SegmentRequest::new(&seg, Some(&payment), body, SEGMENT_MS))
-                .await,
-        );
+        let (status_code, reason) = refused(hostile.submit(&seg, Some(&payment), body).await);
         assert_eq!(
             (status_code, reason.as_str()),
             (400, "Insufficient balance")
@@ -486,17 +429,7 @@ async fn http2_connections_get_the_configured_stream_cap() {
     let mut config = offchain_config();
     config.limits.max_streams_per_connection = 4;
     let orchestrator = node_orchestrator::start(config).await.unwrap();
-    let connector =
-        TlsConnector::from(Arc::new(node_orchestrator::tls::insecure_client_config(&[
-            b"h2",
-        ])));
-    let tcp = tokio::net::TcpStream::connect(orchestrator.local_addr())
-        .await
-        .unwrap();
-    let mut tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut tls = tls_connect_alpn(orchestrator.local_addr(), b"h2").await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     // Client preface and an empty SETTINGS frame.
     tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")

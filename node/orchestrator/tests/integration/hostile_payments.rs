@@ -6,9 +6,8 @@
 
 use alloy::primitives::{I256, U256};
 use alloy::signers::local::PrivateKeySigner;
-use node_orchestrator::profiles::segment_data;
 use protocol::chain::TicketBrokerClient;
-use protocol::client::{ClientError, OrchestratorClient, SegmentRequest};
+use protocol::client::{ClientError, OrchestratorClient};
 use protocol::sig::NodeKey;
 use protocol::ticket::{SenderLimits, TicketParams, TicketSender, payment_message};
 use testkit::chain::ETH;
@@ -24,13 +23,6 @@ fn broker(chain: &Chain, payer: &PrivateKeySigner) -> TicketBrokerClient {
     chain
         .contracts
         .ticket_broker(chain.chain.provider(payer.clone()))
-}
-
-fn rejected(result: Result<impl std::fmt::Debug, ClientError>) -> (u16, String) {
-    match result {
-        Err(ClientError::Rejected { status, reason }) => (status, reason),
-        other => panic!("expected a rejection, got {other:?}"),
-    }
 }
 
 fn balances(status: &serde_json::Value) -> Vec<I256> {
@@ -117,20 +109,8 @@ async fn a_sender_whose_unredeemed_winners_use_up_its_reserve_is_refused_more_wo
             &sender.sign_tickets(&params, tickets).unwrap(),
         );
         let body = segments()[seq].clone();
-        let seg = segment_data(
-            &session.key,
-            &session.info,
-            &session.manifest,
-            seq as i64,
-            &body,
-            1000,
-            &session.ladder,
-        )
-        .unwrap();
-        session
-            .client
-            .submit_segment(SegmentRequest::new(&seg, Some(&payment), body, 1000))
-            .await
+        let seg = session.segment(seq as i64, &body);
+        session.submit(&seg, Some(&payment), body).await
     };
 
     send(0, 2).await.unwrap().renditions().unwrap();
@@ -138,7 +118,7 @@ async fn a_sender_whose_unredeemed_winners_use_up_its_reserve_is_refused_more_wo
     assert_eq!(before["tickets"]["won"], 2);
     assert_eq!(before["pending_redemptions"], 2);
 
-    let (status_code, reason) = rejected(send(1, 1).await);
+    let (status_code, reason) = refused(send(1, 1).await);
     assert_eq!(status_code, 400);
     assert_eq!(reason.trim(), "insufficient sender reserve");
     let after = status(&session.client).await;
@@ -160,22 +140,8 @@ async fn an_oversized_ticket_batch_is_refused_whole() {
     let tickets = sender.sign_tickets(&params, 601).unwrap();
     let payment = payment_message(&params, chain.broadcaster.address(), &tickets);
     let body = segments()[0].clone();
-    let seg = segment_data(
-        &session.key,
-        &session.info,
-        &session.manifest,
-        0,
-        &body,
-        1000,
-        &session.ladder,
-    )
-    .unwrap();
-    let (status_code, reason) = rejected(
-        session
-            .client
-            .submit_segment(SegmentRequest::new(&seg, Some(&payment), body, 1000))
-            .await,
-    );
+    let seg = session.segment(0, &body);
+    let (status_code, reason) = refused(session.submit(&seg, Some(&payment), body).await);
     assert_eq!(status_code, 400);
     assert!(
         reason.contains("payment carries 601 tickets, more than the 600 a payment may carry"),

@@ -5,7 +5,6 @@
 //! decided while it is still uploading), a header refusal beats a trickled body, and a trickled
 //! upload ends in a 408 that gives back the capacity slot its session took.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
@@ -13,15 +12,12 @@ use base64::Engine;
 use bytes::Bytes;
 use node_orchestrator::config::TranscodeMode;
 use node_orchestrator::profiles::segment_data;
-use protocol::client::{ClientError, SegmentRequest};
 use protocol::headers;
 use protocol::net::{Payment, SegData};
 use protocol::sig::{self, NodeKey, SigPolicy};
 use protocol::ticket::TicketParams;
-use rustls::pki_types::ServerName;
 use testkit::chain::ETH;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::TlsConnector;
 
 use crate::common::*;
 
@@ -37,16 +33,7 @@ fn large_body(seed: u8) -> Bytes {
 
 /// The segment header for `body` signed by `key`, and a payment covering a second of the ladder.
 fn paid(session: &mut Session, key: &NodeKey, seq: i64, body: &Bytes) -> (SegData, Payment) {
-    let seg = segment_data(
-        key,
-        &session.info,
-        &session.manifest,
-        seq,
-        body,
-        SEGMENT_MS as i32,
-        &session.ladder,
-    )
-    .unwrap();
+    let seg = session.segment_by(key, seq, body).unwrap();
     let params = TicketParams::from_orchestrator_info(&session.info).unwrap();
     let pixels: u64 = session
         .ladder
@@ -67,13 +54,6 @@ fn paid(session: &mut Session, key: &NodeKey, seq: i64, body: &Bytes) -> (SegDat
     (seg, payment)
 }
 
-fn refused<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (u16, String) {
-    match result {
-        Err(ClientError::Rejected { status, reason }) => (status, reason),
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_segments_keep_the_contract_and_a_verifiable_result_signature() {
     let chain = Chain::start().await;
@@ -88,13 +68,7 @@ async fn large_segments_keep_the_contract_and_a_verifiable_result_signature() {
     let body = large_body(0);
     let (seg, payment) = paid(&mut session, &key, 0, &body);
     let reply = session
-        .client
-        .submit_segment(SegmentRequest::new(
-            &seg,
-            Some(&payment),
-            body.clone(),
-            SEGMENT_MS,
-        ))
+        .submit(&seg, Some(&payment), body.clone())
         .await
         .unwrap();
     let renditions = reply.renditions().unwrap();
@@ -120,13 +94,7 @@ async fn large_segments_keep_the_contract_and_a_verifiable_result_signature() {
     changed[LARGE / 2] ^= 1;
     let (code, reason) = refused(
         session
-            .client
-            .submit_segment(SegmentRequest::new(
-                &seg,
-                Some(&payment),
-                Bytes::from(changed),
-                SEGMENT_MS,
-            ))
+            .submit(&seg, Some(&payment), Bytes::from(changed))
             .await,
     );
     assert_eq!((code, reason.as_str()), (403, "segment hash mismatch"));
@@ -135,17 +103,7 @@ async fn large_segments_keep_the_contract_and_a_verifiable_result_signature() {
     // while the body was arriving.
     let stranger = NodeKey::Account(chain.chain.signer(5));
     let (seg, payment) = paid(&mut session, &stranger, 2, &body);
-    let (code, reason) = refused(
-        session
-            .client
-            .submit_segment(SegmentRequest::new(
-                &seg,
-                Some(&payment),
-                body.clone(),
-                SEGMENT_MS,
-            ))
-            .await,
-    );
+    let (code, reason) = refused(session.submit(&seg, Some(&payment), body.clone()).await);
     assert_eq!(code, 403);
     assert!(reason.contains("invalid segment signature"), "{reason}");
 
@@ -154,20 +112,6 @@ async fn large_segments_keep_the_contract_and_a_verifiable_result_signature() {
     assert_eq!(s["segments"]["failures"]["hash_mismatch"], 1);
     assert_eq!(s["segments"]["failures"]["bad_signature"], 1);
     orchestrator.shutdown().await;
-}
-
-async fn tls_connect(
-    addr: std::net::SocketAddr,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let connector =
-        TlsConnector::from(Arc::new(node_orchestrator::tls::insecure_client_config(&[
-            b"http/1.1",
-        ])));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap()
 }
 
 /// Sends a request head declaring a body of `declared` bytes with `segment_header`, then only

@@ -163,24 +163,9 @@ async fn stop_redeeming_fault_keeps_winners_queued_until_switched_off() {
     let payment = protocol::ticket::payment_message(&params, sender.address(), &tickets);
     session.sender = None;
     let body = segments()[0].clone();
-    let seg = node_orchestrator::profiles::segment_data(
-        &session.key,
-        &session.info,
-        &session.manifest,
-        0,
-        &body,
-        1000,
-        &session.ladder,
-    )
-    .unwrap();
+    let seg = session.segment(0, &body);
     session
-        .client
-        .submit_segment(protocol::client::SegmentRequest::new(
-            &seg,
-            Some(&payment),
-            body,
-            1000,
-        ))
+        .submit(&seg, Some(&payment), body)
         .await
         .unwrap()
         .renditions()

@@ -2,43 +2,14 @@
 //! header 402, bad segment signature / hash mismatch / expired auth token 403, insufficient
 //! balance 400, over capacity 403 `OrchestratorCapped`, no transcoder 403 `OrchestratorBusy`.
 
-use bytes::Bytes;
 use node_orchestrator::config::TranscodeMode;
 use node_orchestrator::profiles::segment_data;
-use protocol::client::{ClientError, OrchestratorClient, SegmentRequest};
 use protocol::headers;
 use protocol::sig::NodeKey;
 use protocol::ticket::{TicketParams, payment_message};
 use testkit::chain::ETH;
 
 use crate::common::*;
-
-fn rejected(result: Result<impl std::fmt::Debug, ClientError>) -> (u16, String) {
-    match result {
-        Err(ClientError::Rejected { status, reason }) => (status, reason),
-        other => panic!("expected a rejection, got {other:?}"),
-    }
-}
-
-async fn post_raw(
-    client: &OrchestratorClient,
-    segment: Option<&str>,
-    payment: Option<&str>,
-    body: Bytes,
-) -> (u16, String) {
-    let mut request = client
-        .http()
-        .post(format!("{}/segment", client.uri()))
-        .body(body);
-    if let Some(s) = segment {
-        request = request.header(headers::SEGMENT_HEADER, s);
-    }
-    if let Some(p) = payment {
-        request = request.header(headers::PAYMENT_HEADER, p);
-    }
-    let response = request.send().await.unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paid_node_refuses_each_bad_request_with_its_status_and_reason() {
@@ -59,7 +30,7 @@ async fn paid_node_refuses_each_bad_request_with_its_status_and_reason() {
         .unwrap();
 
     // Bad payment header: 402.
-    let (status, reason) = post_raw(
+    let (status, reason) = post_segment(
         &session.client,
         Some(&headers::encode_segment(&seg)),
         Some("%%% not base64"),
@@ -75,30 +46,18 @@ async fn paid_node_refuses_each_bad_request_with_its_status_and_reason() {
     // Segment signed by another key: 403.
     let stranger = NodeKey::Account(chain.chain.signer(5));
     let forged = segment_data(&stranger, &session.info, b"m", 0, &body, 1000, &ladder()).unwrap();
-    let (status, reason) = rejected(
+    let (status, reason) = refused(
         session
-            .client
-            .submit_segment(SegmentRequest::new(
-                &forged,
-                Some(&good_payment),
-                body.clone(),
-                1000,
-            ))
+            .submit(&forged, Some(&good_payment), body.clone())
             .await,
     );
     assert_eq!(status, 403);
     assert!(reason.contains("invalid segment signature"), "{reason}");
 
     // Body differs from the signed hash: 403.
-    let (status, reason) = rejected(
+    let (status, reason) = refused(
         session
-            .client
-            .submit_segment(SegmentRequest::new(
-                &seg,
-                Some(&good_payment),
-                segments()[1].clone(),
-                1000,
-            ))
+            .submit(&seg, Some(&good_payment), segments()[1].clone())
             .await,
     );
     assert_eq!(status, 403);
@@ -110,35 +69,19 @@ async fn paid_node_refuses_each_bad_request_with_its_status_and_reason() {
     let broke_params = TicketParams::from_orchestrator_info(&broke.info).unwrap();
     let empty = payment_message(&broke_params, chain.broadcaster.address(), &[]);
     broke.sender = None;
-    let (status, reason) = rejected(
-        broke
-            .client
-            .submit_segment(SegmentRequest::new(
-                &broke_seg,
-                Some(&empty),
-                body.clone(),
-                1000,
-            ))
-            .await,
-    );
+    let (status, reason) = refused(broke.submit(&broke_seg, Some(&empty), body.clone()).await);
     assert_eq!((status, reason.as_str()), (400, "Insufficient balance"));
 
     // The ticket was accepted once (with the hash-mismatched upload); replaying it is refused.
-    let (status, reason) = rejected(
+    let (status, reason) = refused(
         session
-            .client
-            .submit_segment(SegmentRequest::new(
-                &seg,
-                Some(&good_payment),
-                body.clone(),
-                1000,
-            ))
+            .submit(&seg, Some(&good_payment), body.clone())
             .await,
     );
     assert_eq!(status, 400);
     assert!(reason.contains("nonce 1 already used"), "{reason}");
 
-    let s = status_of(&session.client).await;
+    let s = crate::common::status(&session.client).await;
     let failures = &s["segments"]["failures"];
     assert_eq!(failures["bad_payment_header"], 1);
     assert_eq!(failures["bad_signature"], 1);
@@ -148,24 +91,20 @@ async fn paid_node_refuses_each_bad_request_with_its_status_and_reason() {
     orchestrator.shutdown().await;
 }
 
-async fn status_of(client: &OrchestratorClient) -> serde_json::Value {
-    status(client).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_auth_token_is_refused() {
     let mut config = offchain_config();
     config.limits.auth_token_secs = 0;
     let orchestrator = node_orchestrator::start(config).await.unwrap();
     let mut session = Session::offchain(orchestrator.service_uri()).await;
-    let (status, reason) = rejected(session.send(0).await);
+    let (status, reason) = refused(session.send(0).await);
     assert_eq!(status, 403);
     assert!(reason.starts_with("expired auth token"), "{reason}");
     // A token from another node is invalid rather than expired.
     let other = node_orchestrator::start(offchain_config()).await.unwrap();
     let mut foreign = Session::offchain(other.service_uri()).await;
     foreign.client = session.client.clone();
-    let (status, reason) = rejected(foreign.send(0).await);
+    let (status, reason) = refused(foreign.send(0).await);
     assert_eq!((status, reason.as_str()), (403, "invalid auth token"));
     orchestrator.shutdown().await;
     other.shutdown().await;
@@ -180,7 +119,7 @@ async fn sessions_past_the_limit_get_orchestrator_capped() {
     let mut first = Session::offchain(orchestrator.service_uri()).await;
     first.send(0).await.unwrap().renditions().unwrap();
     let mut second = Session::offchain(orchestrator.service_uri()).await;
-    let (status, reason) = rejected(second.send(0).await);
+    let (status, reason) = refused(second.send(0).await);
     assert_eq!((status, reason.as_str()), (403, "OrchestratorCapped"));
     // The first session keeps working; ending it frees the slot.
     first.send(1).await.unwrap().renditions().unwrap();
@@ -200,7 +139,7 @@ async fn remote_mode_without_transcoders_is_orchestrator_busy() {
     config.transcoder_secret = Some("s".into());
     let orchestrator = node_orchestrator::start(config).await.unwrap();
     let mut session = Session::offchain(orchestrator.service_uri()).await;
-    let (status, reason) = rejected(session.send(0).await);
+    let (status, reason) = refused(session.send(0).await);
     assert_eq!((status, reason.as_str()), (403, "OrchestratorBusy"));
     orchestrator.shutdown().await;
 }

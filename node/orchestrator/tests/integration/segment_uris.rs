@@ -8,7 +8,6 @@ use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
 use node_orchestrator::http::SEGMENT_URI_TYPE;
-use node_orchestrator::profiles::segment_data;
 use prost::Message;
 use protocol::headers;
 use protocol::net::{TranscodeResult, transcode_result};
@@ -58,16 +57,7 @@ async fn a_segment_by_uri_is_refused_unless_enabled() {
     let orchestrator = node_orchestrator::start(offchain_config()).await.unwrap();
     let session = Session::offchain(orchestrator.service_uri()).await;
     let body = segments()[0].clone();
-    let seg = segment_data(
-        &session.key,
-        &session.info,
-        &session.manifest,
-        0,
-        &body,
-        SEGMENT_MS as i32,
-        &session.ladder,
-    )
-    .unwrap();
+    let seg = session.segment(0, &body);
     let store = object_store(body, Bytes::new()).await;
     let (status, text) = post_uri(&session, &seg, &format!("{store}/segment.ts")).await;
     assert_eq!(status, 415);
@@ -87,21 +77,14 @@ async fn a_segment_by_uri_is_downloaded_checked_and_transcoded_when_enabled() {
     let orchestrator = node_orchestrator::start(config).await.unwrap();
     let session = Session::offchain(orchestrator.service_uri()).await;
     let body = segments()[0].clone();
-    let seg = |seq: i64, body: &[u8]| {
-        segment_data(
-            &session.key,
-            &session.info,
-            &session.manifest,
-            seq,
-            body,
-            SEGMENT_MS as i32,
-            &session.ladder,
-        )
-        .unwrap()
-    };
     let store = object_store(body.clone(), Bytes::from(vec![0u8; limit + 1])).await;
 
-    let (status, reply) = post_uri(&session, &seg(0, &body), &format!("{store}/segment.ts")).await;
+    let (status, reply) = post_uri(
+        &session,
+        &session.segment(0, &body),
+        &format!("{store}/segment.ts"),
+    )
+    .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
     let result = TranscodeResult::decode(reply).unwrap();
     let Some(transcode_result::Result::Data(data)) = result.result else {
@@ -117,7 +100,7 @@ async fn a_segment_by_uri_is_downloaded_checked_and_transcoded_when_enabled() {
     // The downloaded bytes are what the signature's hash covers.
     let (status, text) = post_uri(
         &session,
-        &seg(1, b"other bytes"),
+        &session.segment(1, b"other bytes"),
         &format!("{store}/segment.ts"),
     )
     .await;
@@ -133,7 +116,7 @@ async fn a_segment_by_uri_is_downloaded_checked_and_transcoded_when_enabled() {
             "did not arrive within the upload deadline (3s)",
         ),
     ] {
-        let (status, text) = post_uri(&session, &seg(2, &body), &uri).await;
+        let (status, text) = post_uri(&session, &session.segment(2, &body), &uri).await;
         let text = String::from_utf8_lossy(&text);
         assert_eq!(status, 400, "{uri}: {text}");
         assert!(text.contains(reason), "{uri}: {text}");
