@@ -13,6 +13,8 @@
 //! - [`vmaf`]: Netflix's `vmaf` tool of the libvmaf the caller links, to check scores against.
 //! - [`chain`] (feature `chain`): anvil with the contracts deployed and a funded broadcaster,
 //!   started through `protocol`'s own chain code.
+//! - [`orchestrator`] (feature `chain`): a fake orchestrator's discovery, the `Orchestrator` gRPC
+//!   service answering with the price and ticket params a test gives it.
 //! - [`tickets`] (feature `chain`): winning tickets made by hand, committed to a known rand.
 //! - [`procfs`]: another process's resident memory, from `/proc`.
 //! - [`publisher`]: `ffmpeg` publishing test video and audio over RTMP in real time.
@@ -23,6 +25,8 @@ pub mod bench;
 pub mod chain;
 pub mod ffmpeg;
 pub mod nginx;
+#[cfg(feature = "chain")]
+pub mod orchestrator;
 pub mod ports;
 pub mod procfs;
 pub mod publisher;

@@ -19,60 +19,17 @@ use node_broadcaster::segmenter::SourceSegment;
 use node_broadcaster::{BroadcasterConfig, RunningBroadcaster, SourceSegmentRecord};
 use prost::Message;
 use protocol::chain::DeployConfig;
-use protocol::net::orchestrator_server::{Orchestrator, OrchestratorServer};
 use protocol::net::{
-    AuthToken, EndTranscodingSessionRequest, EndTranscodingSessionResponse, OrchestratorInfo,
-    OrchestratorRequest, PingPong, PriceInfo, TicketExpirationParams, TicketParams, TranscodeData,
-    TranscodeResult, TranscodedSegmentData, transcode_result,
+    PriceInfo, TicketExpirationParams, TicketParams, TranscodeData, TranscodeResult,
+    TranscodedSegmentData, transcode_result,
 };
 use testkit::chain::{BROADCASTER, TestChain};
+use testkit::orchestrator::FakeDiscovery;
 use tokio::sync::watch;
-use tonic::{Request, Response, Status};
 
 use crate::support::*;
 
 const LADDER: &str = "P144p30fps16x9";
-
-/// What a fake orchestrator answers to `GetOrchestrator`, after `delay`.
-#[derive(Clone, Default)]
-struct Discovery {
-    uri: String,
-    price: Option<PriceInfo>,
-    ticket_params: Option<TicketParams>,
-    delay: Duration,
-}
-
-#[tonic::async_trait]
-impl Orchestrator for Discovery {
-    async fn get_orchestrator(
-        &self,
-        _: Request<OrchestratorRequest>,
-    ) -> Result<Response<OrchestratorInfo>, Status> {
-        tokio::time::sleep(self.delay).await;
-        Ok(Response::new(OrchestratorInfo {
-            transcoder: self.uri.clone(),
-            price_info: self.price.clone(),
-            ticket_params: self.ticket_params.clone(),
-            auth_token: Some(AuthToken {
-                token: b"token".to_vec(),
-                session_id: "fake".into(),
-                expiration: i64::MAX / 2,
-            }),
-            ..Default::default()
-        }))
-    }
-
-    async fn end_transcoding_session(
-        &self,
-        _: Request<EndTranscodingSessionRequest>,
-    ) -> Result<Response<EndTranscodingSessionResponse>, Status> {
-        Ok(Response::new(EndTranscodingSessionResponse {}))
-    }
-
-    async fn ping(&self, request: Request<PingPong>) -> Result<Response<PingPong>, Status> {
-        Ok(Response::new(request.into_inner()))
-    }
-}
 
 /// A fake orchestrator serving until dropped.
 struct FakeOrchestrator {
@@ -83,17 +40,17 @@ struct FakeOrchestrator {
 /// Starts a fake orchestrator on a free loopback port: `discovery` (its `uri` filled in) for
 /// gRPC, and `routes(uri)` for everything else.
 async fn fake_orchestrator(
-    discovery: Discovery,
+    discovery: FakeDiscovery,
     routes: impl FnOnce(&str) -> Router,
 ) -> FakeOrchestrator {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let uri = format!("https://{addr}");
-    let grpc = tonic::service::Routes::new(OrchestratorServer::new(Discovery {
+    let discovery = FakeDiscovery {
         uri: uri.clone(),
         ..discovery
-    }))
-    .into_axum_router();
+    };
+    let grpc = tonic::service::Routes::new(discovery.service()).into_axum_router();
     let http = routes(&uri);
     let tls = node_orchestrator::tls::self_signed_server_config(vec!["127.0.0.1".into()]).unwrap();
     let (stop, stop_rx) = watch::channel(false);
@@ -128,6 +85,18 @@ fn result_at(url: &str) -> Vec<u8> {
         info: None,
     }
     .encode_to_vec()
+}
+
+/// The reason of a segment that failed on its first attempt's rendition download.
+fn download_failure(record: &SourceSegmentRecord) -> String {
+    assert_eq!(record.outcome, "failed", "{record:#?}");
+    let attempt = &record.attempts[0];
+    assert_eq!(
+        attempt.error_kind.as_deref(),
+        Some("download"),
+        "{record:#?}"
+    );
+    attempt.error.clone().unwrap_or_default()
 }
 
 /// An honest, free orchestrator: it answers every segment with the uploaded bytes as the
@@ -233,7 +202,7 @@ async fn one_wei_tickets_are_refused_before_signing_and_the_segment_moves_on() {
     let posts = Arc::new(AtomicUsize::new(0));
     let counted = posts.clone();
     let hostile = fake_orchestrator(
-        Discovery {
+        FakeDiscovery {
             price: Some(PriceInfo {
                 price_per_unit: 1,
                 pixels_per_unit: 10,
@@ -255,7 +224,7 @@ async fn one_wei_tickets_are_refused_before_signing_and_the_segment_moves_on() {
     .await;
     // The honest one answers discovery later, so the hostile one (lower latency) is tried first.
     let honest = fake_orchestrator(
-        Discovery {
+        FakeDiscovery {
             delay: Duration::from_millis(300),
             ..Default::default()
         },
@@ -317,7 +286,7 @@ async fn pointing_at(
     url: impl FnOnce(&str) -> String,
     routes: impl FnOnce(Router) -> Router,
 ) -> FakeOrchestrator {
-    fake_orchestrator(Discovery::default(), move |uri| {
+    fake_orchestrator(FakeDiscovery::default(), move |uri| {
         let result = result_at(&url(uri));
         routes(Router::new().route("/segment", post(move |_: Bytes| async move { result })))
     })
@@ -332,14 +301,7 @@ async fn a_rendition_on_another_port_is_not_fetched_unless_allowed() {
     let o = pointing_at(|_| format!("http://{elsewhere}/r.ts"), |r| r).await;
     let b = offchain(vec![o.uri.clone()], |_| {}).await;
     let (record, _) = transcode_one(&b, "elsewhere", &segment(188 * 100)).await;
-    assert_eq!(record.outcome, "failed", "{record:#?}");
-    let attempt = &record.attempts[0];
-    assert_eq!(
-        attempt.error_kind.as_deref(),
-        Some("download"),
-        "{record:#?}"
-    );
-    let reason = attempt.error.clone().unwrap_or_default();
+    let reason = download_failure(&record);
     assert!(
         reason.contains(&format!(
             "not fetched: 127.0.0.1:{} is not the orchestrator's host",
@@ -369,7 +331,7 @@ async fn a_redirect_off_the_orchestrators_host_is_not_followed() {
     let (elsewhere, hits) = bystander().await;
     let posts = Arc::new(AtomicUsize::new(0));
     let counted = posts.clone();
-    let o = fake_orchestrator(Discovery::default(), move |uri| {
+    let o = fake_orchestrator(FakeDiscovery::default(), move |uri| {
         // The first segment's rendition redirects away, the second's elsewhere on O's host.
         let away = result_at(&format!("{uri}/away.ts"));
         let home = result_at(&format!("{uri}/home.ts"));
@@ -450,14 +412,7 @@ async fn an_oversized_rendition_is_cut_off_at_the_cap() {
     let seg = segment(188 * 100);
     let cap = 188 * 100 + (64 << 10);
     let (record, took) = transcode_one(&b, "huge", &seg).await;
-    assert_eq!(record.outcome, "failed", "{record:#?}");
-    let attempt = &record.attempts[0];
-    assert_eq!(
-        attempt.error_kind.as_deref(),
-        Some("download"),
-        "{record:#?}"
-    );
-    let reason = attempt.error.clone().unwrap_or_default();
+    let reason = download_failure(&record);
     assert!(
         reason.contains(&format!("larger than the {cap}-byte cap (stopped at ")),
         "{reason}"
