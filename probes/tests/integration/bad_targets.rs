@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use crate::support::{Recorder, encoded_source, runtime};
+use crate::support::{Recorder, encoded_source, http_response, read_request_path, runtime};
 
 /// Serves the routes below on a loopback port until the runtime stops.
 async fn bad_server(segment: Arc<Vec<u8>>, extinf: f64) -> u16 {
@@ -30,31 +30,15 @@ async fn bad_server(segment: Arc<Vec<u8>>, extinf: f64) -> u16 {
             let segment = segment.clone();
             let sliding_polls = sliding_polls.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut got = 0;
-                while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf[got..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got += n,
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf[..got]).to_string();
-                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let Some(path) = read_request_path(&mut conn).await else {
+                    return;
+                };
                 let playlist = format!(
                     "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n{}",
                     (0..6)
                         .map(|i| format!("#EXTINF:{extinf:.3},\nseg{i}.ts\n"))
                         .collect::<String>()
                 );
-                let respond = |status: &str, ctype: &str, body: &[u8]| {
-                    let mut r = format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    )
-                    .into_bytes();
-                    r.extend_from_slice(body);
-                    r
-                };
                 // First poll: segments 0..=2; later: the window has slid to 10..=12 after a
                 // discontinuity (segments 3..=9 were never listed to this client).
                 let sliding = if sliding_polls.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -76,41 +60,45 @@ async fn bad_server(segment: Arc<Vec<u8>>, extinf: f64) -> u16 {
                     "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:{first_seq}\n{sliding}"
                 );
                 let reply = match path.as_str() {
-                    "/sliding/index.m3u8" => respond(
+                    "/sliding/index.m3u8" => http_response(
                         "200 OK",
                         "application/vnd.apple.mpegurl",
                         sliding.as_bytes(),
                     ),
-                    p if p.starts_with("/sliding/seg") => respond("200 OK", "video/mp2t", &segment),
+                    p if p.starts_with("/sliding/seg") => {
+                        http_response("200 OK", "video/mp2t", &segment)
+                    }
                     "/garbage/index.m3u8" => {
-                        respond("200 OK", "text/html", b"<html>not a playlist</html>")
+                        http_response("200 OK", "text/html", b"<html>not a playlist</html>")
                     }
                     "/error/index.m3u8" => {
-                        respond("500 Internal Server Error", "text/plain", b"boom")
+                        http_response("500 Internal Server Error", "text/plain", b"boom")
                     }
-                    "/live/index.m3u8" => respond(
+                    "/live/index.m3u8" => http_response(
                         "200 OK",
                         "application/vnd.apple.mpegurl",
                         playlist.as_bytes(),
                     ),
-                    "/live/seg0.ts" => respond("200 OK", "video/mp2t", &segment),
+                    "/live/seg0.ts" => http_response("200 OK", "video/mp2t", &segment),
                     "/live/seg1.ts" => {
                         // Announces the whole segment, sends half, hangs up.
-                        let mut r = respond("200 OK", "video/mp2t", &segment);
+                        let mut r = http_response("200 OK", "video/mp2t", &segment);
                         r.truncate(r.len() - segment.len() / 2);
                         r
                     }
-                    "/live/seg2.ts" => respond("500 Internal Server Error", "text/plain", b"boom"),
-                    "/live/seg3.ts" => respond("200 OK", "text/plain", &segment),
+                    "/live/seg2.ts" => {
+                        http_response("500 Internal Server Error", "text/plain", b"boom")
+                    }
+                    "/live/seg3.ts" => http_response("200 OK", "text/plain", &segment),
                     "/live/seg4.ts" | "/slow/index.m3u8" => {
                         // Never answers; holds the connection until the client gives up.
-                        let _ = conn.read(&mut buf).await;
+                        let _ = conn.read(&mut [0u8; 1]).await;
                         return;
                     }
                     "/live/seg5.ts" => {
-                        respond("200 OK", "video/mp2t", &segment[..segment.len() - 100])
+                        http_response("200 OK", "video/mp2t", &segment[..segment.len() - 100])
                     }
-                    _ => respond("404 Not Found", "text/plain", b"no"),
+                    _ => http_response("404 Not Found", "text/plain", b"no"),
                 };
                 let _ = conn.write_all(&reply).await;
                 let _ = conn.shutdown().await;

@@ -49,6 +49,14 @@ pub fn ladder_240p() -> Vec<VideoProfile> {
     wire_ladder(&reference_transcoder::ladder::parse_ladder("P240p30fps16x9").unwrap())
 }
 
+/// Runs `config` on the shared [`source`], with no observer and no quality sampling: for tests
+/// that judge only the summary.
+pub async fn run_unobserved(config: DirectTestConfig) -> probes::DirectTestSummary {
+    run_direct_test(config, source(), Arc::new(NullDirectObserver), None)
+        .await
+        .unwrap()
+}
+
 /// An off-chain orchestrator on a free loopback port, one encoder thread.
 pub fn offchain() -> OrchestratorConfig {
     let mut config = OrchestratorConfig::offchain();
@@ -265,17 +273,11 @@ async fn degraded_quality_scores_below_the_reference_transcoder() {
 /// A test that cannot start reports every planned segment failed with the reason.
 async fn unreachable(uri: &str) -> probes::DirectTestSummary {
     let started = Instant::now();
-    let summary = run_direct_test(
-        DirectTestConfig {
-            duration: Some(Duration::from_secs(6)),
-            ..DirectTestConfig::new(uri, ladder_240p())
-        },
-        source(),
-        Arc::new(NullDirectObserver),
-        None,
-    )
-    .await
-    .unwrap();
+    let summary = run_unobserved(DirectTestConfig {
+        duration: Some(Duration::from_secs(6)),
+        ..DirectTestConfig::new(uri, ladder_240p())
+    })
+    .await;
     assert!(started.elapsed() < Duration::from_secs(8));
     assert_eq!(summary.segments_planned, 3);
     assert_eq!(summary.count("unreachable"), 3, "{:?}", summary.errors);

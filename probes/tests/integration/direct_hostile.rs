@@ -11,58 +11,16 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::post;
 use bytes::Bytes;
-use probes::direct::{DirectTestConfig, NullDirectObserver, run_direct_test};
+use probes::direct::DirectTestConfig;
 use prost::Message;
-use protocol::net::orchestrator_server::{Orchestrator, OrchestratorServer};
 use protocol::net::{
-    AuthToken, EndTranscodingSessionRequest, EndTranscodingSessionResponse, OrchestratorInfo,
-    OrchestratorRequest, PingPong, PriceInfo, TicketExpirationParams, TicketParams, TranscodeData,
-    TranscodeResult, TranscodedSegmentData, transcode_result,
+    PriceInfo, TicketExpirationParams, TicketParams, TranscodeData, TranscodeResult,
+    TranscodedSegmentData, transcode_result,
 };
+use testkit::orchestrator::FakeDiscovery;
 use tokio::sync::watch;
-use tonic::{Request, Response, Status};
 
-use super::direct::{ladder_240p, source};
-
-/// Answers discovery like an honest off-chain orchestrator, or with the given price and ticket
-/// params.
-#[derive(Clone)]
-struct Discovery {
-    uri: String,
-    price: Option<PriceInfo>,
-    ticket_params: Option<TicketParams>,
-}
-
-#[tonic::async_trait]
-impl Orchestrator for Discovery {
-    async fn get_orchestrator(
-        &self,
-        _: Request<OrchestratorRequest>,
-    ) -> Result<Response<OrchestratorInfo>, Status> {
-        Ok(Response::new(OrchestratorInfo {
-            transcoder: self.uri.clone(),
-            price_info: self.price.clone(),
-            ticket_params: self.ticket_params.clone(),
-            auth_token: Some(AuthToken {
-                token: b"token".to_vec(),
-                session_id: "hostile".into(),
-                expiration: i64::MAX / 2,
-            }),
-            ..Default::default()
-        }))
-    }
-
-    async fn end_transcoding_session(
-        &self,
-        _: Request<EndTranscodingSessionRequest>,
-    ) -> Result<Response<EndTranscodingSessionResponse>, Status> {
-        Ok(Response::new(EndTranscodingSessionResponse {}))
-    }
-
-    async fn ping(&self, request: Request<PingPong>) -> Result<Response<PingPong>, Status> {
-        Ok(Response::new(request.into_inner()))
-    }
-}
+use super::direct::{ladder_240p, run_unobserved};
 
 /// Starts a TLS server on a free port with honest discovery and `segment` as `POST /segment`.
 async fn hostile(segment: Router) -> (String, watch::Sender<bool>) {
@@ -78,12 +36,13 @@ async fn priced(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let uri = format!("https://{addr}");
-    let grpc = tonic::service::Routes::new(OrchestratorServer::new(Discovery {
+    let discovery = FakeDiscovery {
         uri: uri.clone(),
         price,
         ticket_params,
-    }))
-    .into_axum_router();
+        ..FakeDiscovery::default()
+    };
+    let grpc = tonic::service::Routes::new(discovery.service()).into_axum_router();
     let tls = node_orchestrator::tls::self_signed_server_config(vec!["127.0.0.1".into()]).unwrap();
     let (stop, stop_rx) = watch::channel(false);
     let (_crash, crash_rx) = watch::channel(false);
@@ -113,17 +72,11 @@ async fn priced(
 /// test took.
 async fn one_segment(uri: &str) -> (String, String, Duration) {
     let started = Instant::now();
-    let summary = run_direct_test(
-        DirectTestConfig {
-            duration: Some(Duration::from_secs(2)),
-            ..DirectTestConfig::new(uri, ladder_240p())
-        },
-        source(),
-        Arc::new(NullDirectObserver),
-        None,
-    )
-    .await
-    .unwrap();
+    let summary = run_unobserved(DirectTestConfig {
+        duration: Some(Duration::from_secs(2)),
+        ..DirectTestConfig::new(uri, ladder_240p())
+    })
+    .await;
     assert_eq!(summary.segments_planned, 1);
     assert_eq!(summary.segments_sent, 1, "{:?}", summary.errors);
     assert_eq!(summary.success_rate, 0.0);
@@ -284,17 +237,11 @@ async fn unusable_ticket_params_say_which_rule() {
         (Some(greedy), "invalid_ticket_params", "rule EV < faceValue"),
     ] {
         let (uri, _stop) = priced(Router::new(), price.clone(), params).await;
-        let summary = run_direct_test(
-            DirectTestConfig {
-                sender: Some(sender.clone()),
-                ..DirectTestConfig::new(&uri, ladder_240p())
-            },
-            source(),
-            Arc::new(NullDirectObserver),
-            None,
-        )
-        .await
-        .unwrap();
+        let summary = run_unobserved(DirectTestConfig {
+            sender: Some(sender.clone()),
+            ..DirectTestConfig::new(&uri, ladder_240p())
+        })
+        .await;
         assert_eq!(summary.segments_planned, 2);
         assert_eq!(summary.segments_sent, 0);
         assert_eq!(summary.count(code), 2, "{:?}", summary.errors);

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::support::runtime;
+use crate::support::{http_response, read_request_path, runtime};
 
 const VARIANTS: usize = 10_000;
 const MANY_SEGMENTS: usize = 100;
@@ -43,26 +43,11 @@ async fn hostile_server() -> (u16, Requests) {
             };
             let seen = seen.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut got = 0;
-                while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf[got..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got += n,
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf[..got]).to_string();
-                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                *seen.lock().unwrap().entry(path.clone()).or_default() += 1;
-                let respond = |ctype: &str, body: &[u8]| {
-                    let mut r = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    )
-                    .into_bytes();
-                    r.extend_from_slice(body);
-                    r
+                let Some(path) = read_request_path(&mut conn).await else {
+                    return;
                 };
+                *seen.lock().unwrap().entry(path.clone()).or_default() += 1;
+                let respond = |ctype: &str, body: &[u8]| http_response("200 OK", ctype, body);
                 let playlist =
                     |text: String| respond("application/vnd.apple.mpegurl", text.as_bytes());
                 let segment = respond("video/mp2t", &[0x47; 188]);
@@ -121,7 +106,7 @@ async fn hostile_server() -> (u16, Requests) {
                         // Announces 10 GB, then sends nothing.
                         let head = "HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\nContent-Length: 10000000000\r\nConnection: close\r\n\r\n";
                         let _ = conn.write_all(head.as_bytes()).await;
-                        let _ = conn.read(&mut buf).await;
+                        let _ = conn.read(&mut [0u8; 1]).await;
                         return;
                     }
                     "/flood/master.m3u8" => {

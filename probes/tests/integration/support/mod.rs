@@ -1,6 +1,7 @@
-//! Test support of the probes: the shared stamped source, a runtime per test, and an observer
-//! that keeps every observation for assertions. The nginx peer and loopback ports come from
-//! `testkit`.
+//! Test support of the probes: the shared stamped source, a runtime per test, an observer
+//! that keeps every observation for assertions, and the two halves of the misbehaving HTTP
+//! servers written here (reading a request's path, writing a response by hand). The nginx peer
+//! and loopback ports come from `testkit`.
 
 #![allow(dead_code)]
 
@@ -8,6 +9,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use probes::ReplaySource;
 use reference_transcoder::{EncodedSource, SourceConfig};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
 /// The stamped 640×360 source shared by every test of this binary (encoded once).
 pub fn encoded_source() -> &'static (EncodedSource, Arc<ReplaySource>) {
@@ -84,4 +87,31 @@ impl Recorder {
             .cloned()
             .collect()
     }
+}
+
+/// Reads an HTTP request head from `conn` and returns the path it asks for (`/` when it names
+/// none); `None` when the peer goes away first.
+pub async fn read_request_path(conn: &mut TcpStream) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    let mut got = 0;
+    while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf[got..]).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got += n,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..got]);
+    Some(head.split_whitespace().nth(1).unwrap_or("/").to_string())
+}
+
+/// An HTTP/1.1 response of `status` (e.g. `200 OK`) with `body` as `content_type`, after which
+/// the server closes the connection.
+pub fn http_response(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(body);
+    response
 }
