@@ -52,6 +52,7 @@
 //! Set `LPT_BENCH_OFFLINE=1` to run without a chain (no payments, no hostile orchestrator).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -261,55 +262,25 @@ async fn ffmpeg(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `secs` seconds of the lavfi `video` source encoded by x264 (ultrafast, yuv420p, a key frame
+/// every `gop` frames), then `output` (the output's options and its path).
+async fn x264_clip(video: &str, secs: &str, gop: &str, output: &[&str]) -> anyhow::Result<()> {
+    let input = ["-f", "lavfi", "-i", video, "-t", secs];
+    let codec = ["-c:v", "libx264", "-preset", "ultrafast"];
+    let frames = ["-g", gop, "-pix_fmt", "yuv420p"];
+    ffmpeg(&[&input[..], &codec, &frames, output].concat()).await
+}
+
 impl Media {
     async fn prepare(dir: &Path) -> anyhow::Result<Media> {
         std::fs::create_dir_all(dir)?;
         let flv = dir.join("hostile.flv");
         let ts = dir.join("push.ts");
         // One key frame then large P frames: the endless segment never sees another key frame.
-        ffmpeg(&[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=10",
-            "-t",
-            "4",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "1000",
-            "-b:v",
-            "4M",
-            "-pix_fmt",
-            "yuv420p",
-            "-an",
-            "-f",
-            "flv",
-            flv.to_str().unwrap(),
-        ])
-        .await?;
-        ffmpeg(&[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=160x90:rate=10",
-            "-t",
-            "1",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "10",
-            "-pix_fmt",
-            "yuv420p",
-            "-f",
-            "mpegts",
-            ts.to_str().unwrap(),
-        ])
-        .await?;
+        let flv_out = ["-b:v", "4M", "-an", "-f", "flv", flv.to_str().unwrap()];
+        x264_clip("testsrc2=size=640x360:rate=10", "4", "1000", &flv_out).await?;
+        let ts_out = ["-f", "mpegts", ts.to_str().unwrap()];
+        x264_clip("testsrc=size=160x90:rate=10", "1", "10", &ts_out).await?;
         let data = std::fs::read(&flv)?;
         let (seq_header, frames) = parse_flv(&data).context("hostile.flv")?;
         Ok(Media {
@@ -419,18 +390,23 @@ struct PhaseResult {
     dir: PathBuf,
 }
 
-/// Resident set of `pid` in MiB, from /proc.
-fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+/// `lpt node KIND --config CONFIG` as the child `name` with `env` set, its log in `dir`, ready
+/// within a minute.
+async fn spawn_node(
+    name: &str,
+    lpt: &Path,
+    kind: &str,
+    config: &Path,
+    env: &[(&str, String)],
+    dir: &Path,
+) -> anyhow::Result<Child> {
+    let args = [
+        OsStr::new("node"),
+        kind.as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ];
+    Child::spawn_with_env(name, lpt, args, env, dir, Duration::from_secs(60)).await
 }
 
 /// The string value of `key = "…"` in a config the stack wrote.
@@ -513,32 +489,20 @@ async fn run_phase(
             if toml_string(line, "ticket_journal").is_some() {
                 return format!("ticket_journal = \"{}\"", journal.display());
             }
+            // Capacity for the honest streams with headroom, as an operator would size it: the
+            // default (10) equals the 10 streams, and a session the broadcaster abandons after
+            // one refusal holds its slot for `session_idle_secs` (60 s), so the retry's new
+            // session is capped.
+            if line.starts_with("max_sessions =") {
+                return format!("max_sessions = {}", 2 * HONEST_STREAMS);
+            }
             line.to_owned()
         })
         .collect();
-    // Capacity for the honest streams with headroom, as an operator would size it: the default
-    // (10) equals the 10 streams, and a session the broadcaster abandons after one refusal
-    // holds its slot for `session_idle_secs` (60 s), so the retry's new session is capped.
-    let orch_config = format!(
-        "{}\n\n[limits]\nmax_sessions = {}\n",
-        orch_config.join("\n"),
-        2 * HONEST_STREAMS
-    );
+    let orch_config = orch_config.join("\n") + "\n";
     let path = dir.join("orchestrator.toml");
     std::fs::write(&path, orch_config)?;
-    let orchestrator = Child::spawn(
-        "orchestrator",
-        &lpt,
-        [
-            std::ffi::OsStr::new("node"),
-            "orchestrator".as_ref(),
-            "--config".as_ref(),
-            path.as_os_str(),
-        ],
-        dir,
-        Duration::from_secs(60),
-    )
-    .await?;
+    let orchestrator = spawn_node("orchestrator", &lpt, "orchestrator", &path, &[], dir).await?;
     let honest_uri = orchestrator.ready_str("service_uri")?.to_owned();
     let orchestrator_pid = orchestrator
         .pid()
@@ -563,21 +527,8 @@ async fn run_phase(
         );
         let path = dir.join("hostile-orchestrator.toml");
         std::fs::write(&path, config)?;
-        hostile_orch = Some(
-            Child::spawn(
-                "hostile-orchestrator",
-                &lpt,
-                [
-                    std::ffi::OsStr::new("node"),
-                    "orchestrator".as_ref(),
-                    "--config".as_ref(),
-                    path.as_os_str(),
-                ],
-                dir,
-                Duration::from_secs(60),
-            )
-            .await?,
-        );
+        let name = "hostile-orchestrator";
+        hostile_orch = Some(spawn_node(name, &lpt, "orchestrator", &path, &[], dir).await?);
     }
     let hostile_uri = hostile_orch
         .as_ref()
@@ -614,20 +565,7 @@ async fn run_phase(
         env.push((var, format!("0x{}", alloy::hex::encode(signer.to_bytes()))));
     }
     let env_refs: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    let broadcaster = Child::spawn_with_env(
-        "broadcaster",
-        &lpt,
-        [
-            std::ffi::OsStr::new("node"),
-            "broadcaster".as_ref(),
-            "--config".as_ref(),
-            path.as_os_str(),
-        ],
-        &env_refs,
-        dir,
-        Duration::from_secs(60),
-    )
-    .await?;
+    let broadcaster = spawn_node("broadcaster", &lpt, "broadcaster", &path, &env_refs, dir).await?;
     let rtmp = host_port(broadcaster.ready_str("rtmp_url")?)?;
     let http = host_port(broadcaster.ready_str("status_url")?)?;
     let orch_addr = host_port(&honest_uri)?;
@@ -658,7 +596,7 @@ async fn run_phase(
                 }
                 let mut samples = samples.lock().unwrap();
                 for (name, pid) in &watched {
-                    if let Some(rss) = rss_mib(*pid) {
+                    if let Some(rss) = testkit::procfs::rss_mib(*pid) {
                         samples.entry(*name).or_default().push(rss);
                     }
                 }
@@ -740,46 +678,18 @@ async fn run_phase(
     for (i, state) in reader_states.iter().enumerate() {
         let id = format!("honest-{i}");
         let log = std::fs::File::create(dir.join(format!("ffmpeg-{id}.log")))?;
-        let child = tokio::process::Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-re",
-                "-f",
-                "lavfi",
-                "-i",
-            ])
-            .arg("testsrc=size=160x90:rate=10")
-            .args(["-f", "lavfi", "-i", "sine=sample_rate=44100", "-t"])
-            .arg(args.seconds.to_string())
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-g",
-                "10",
-                "-keyint_min",
-                "10",
-                "-sc_threshold",
-                "0",
-                "-pix_fmt",
-                "yuv420p",
-                "-c:a",
-                "aac",
-                "-b:a",
-                "32k",
-                "-f",
-                "flv",
-            ])
-            .arg(format!("rtmp://{rtmp}/live/{id}"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start ffmpeg")?;
+        let child = tokio::process::Command::from(testkit::publisher::command(
+            "testsrc=size=160x90:rate=10",
+            args.seconds,
+            10,
+            &format!("rtmp://{rtmp}/live/{id}"),
+        ))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start ffmpeg")?;
         publishers.push(child);
         readers.push(tokio::spawn(reader(
             client.clone(),

@@ -11,32 +11,13 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use testkit::bench::env_or;
 use testkit::nginx::{Nginx, NginxOptions};
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Resident set of `pid` in MiB, from /proc.
-fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
-}
+use testkit::procfs::rss_mib;
 
 fn main() {
-    let minutes = env_or("LPT_BENCH_MINUTES", 10);
-    let streams = env_or("LPT_BENCH_STREAMS", 10);
+    let minutes: u64 = env_or("LPT_BENCH_MINUTES", 10);
+    let streams: u64 = env_or("LPT_BENCH_STREAMS", 10);
     let nginx = Nginx::start_with(&NginxOptions {
         playlist_window: Duration::from_secs(12),
     });
@@ -45,10 +26,7 @@ fn main() {
         &scenario,
         format!(
             r#"name = "memory"
-[target]
-kind = "external"
-rtmp_url = "rtmp://127.0.0.1:{}/live/{{stream}}"
-playback_url = "http://127.0.0.1:{}/hls/{{stream}}.m3u8"
+{target}
 [source]
 width = 640
 height = 360
@@ -62,7 +40,7 @@ duration = "{minutes}m"
 [thresholds]
 "segment_success" = ["rate >= 0.9"]
 "#,
-            nginx.rtmp_port, nginx.http_port
+            target = testkit::scenario::nginx_target(&nginx),
         ),
     )
     .unwrap();
