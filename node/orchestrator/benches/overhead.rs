@@ -27,7 +27,6 @@
 //! Run: `CARGO_TARGET_DIR=$HOME/.cache/lpt-target-orchestrator nice -n 10 cargo bench -p node-orchestrator --bench overhead`
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{U256, keccak256};
@@ -184,7 +183,6 @@ async fn measure_segments(
 async fn floor_server() -> (String, watch::Sender<bool>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let tls = node_orchestrator::tls::self_signed_server_config(vec!["127.0.0.1".into()]).unwrap();
     let http = axum::Router::new()
         .route(
             "/echo",
@@ -192,25 +190,8 @@ async fn floor_server() -> (String, watch::Sender<bool>) {
         )
         .route("/healthz", get(|| async { "ok" }))
         .layer(axum::extract::DefaultBodyLimit::max(64 << 20));
-    let service = node_orchestrator::server::dispatcher(axum::Router::new(), http);
-    let (stop, stop_rx) = watch::channel(false);
-    let (_crash, crash_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        let _crash = _crash;
-        node_orchestrator::server::serve(
-            listener,
-            Arc::new(tls),
-            service,
-            node_orchestrator::server::ServeLimits {
-                handshake_timeout: Duration::from_secs(5),
-                ..Default::default()
-            },
-            Arc::new(node_orchestrator::metrics::Metrics::default()),
-            stop_rx,
-            crash_rx,
-        )
-        .await
-    });
+    let (stop, _) =
+        node_orchestrator::server::spawn_on_loopback(listener, axum::Router::new(), http);
     (format!("https://{addr}"), stop)
 }
 

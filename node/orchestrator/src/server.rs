@@ -105,6 +105,40 @@ impl Drop for OpenConnection {
     }
 }
 
+/// Serves `grpc` and `http` on a loopback `listener` through this accept loop, with a
+/// self-signed certificate for 127.0.0.1 and localhost and a 5 s handshake deadline, until the
+/// returned sender says stop: for benches and tests that put their own handlers (a fake
+/// orchestrator, a go-livepeer peer) behind the node's own server.
+pub fn spawn_on_loopback(
+    listener: TcpListener,
+    grpc: Router,
+    http: Router,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<ServeEnd>) {
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let tls = crate::tls::self_signed_server_config(names).expect("a self-signed certificate");
+    let (stop, stop_rx) = watch::channel(false);
+    let (crash, crash_rx) = watch::channel(false);
+    let limits = ServeLimits {
+        handshake_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let served = tokio::spawn(async move {
+        // Held for the server's life: a dropped crash sender would read as a crash.
+        let _crash = crash;
+        serve(
+            listener,
+            Arc::new(tls),
+            dispatcher(grpc, http),
+            limits,
+            Arc::new(Metrics::default()),
+            stop_rx,
+            crash_rx,
+        )
+        .await
+    });
+    (stop, served)
+}
+
 /// Serves `service` on `listener` until `stop` or `crash` fires; open and refused connections
 /// are counted in `metrics`.
 pub async fn serve<S>(

@@ -43,25 +43,7 @@ async fn priced(
         ..FakeDiscovery::default()
     };
     let grpc = tonic::service::Routes::new(discovery.service()).into_axum_router();
-    let tls = node_orchestrator::tls::self_signed_server_config(vec!["127.0.0.1".into()]).unwrap();
-    let (stop, stop_rx) = watch::channel(false);
-    let (_crash, crash_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        let _crash = _crash;
-        node_orchestrator::server::serve(
-            listener,
-            Arc::new(tls),
-            node_orchestrator::server::dispatcher(grpc, segment),
-            node_orchestrator::server::ServeLimits {
-                handshake_timeout: Duration::from_secs(5),
-                ..Default::default()
-            },
-            Arc::new(node_orchestrator::metrics::Metrics::default()),
-            stop_rx,
-            crash_rx,
-        )
-        .await
-    });
+    let (stop, _) = node_orchestrator::server::spawn_on_loopback(listener, grpc, segment);
     (uri, stop)
 }
 

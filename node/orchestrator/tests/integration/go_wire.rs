@@ -5,7 +5,6 @@
 //! part by part.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -19,7 +18,7 @@ use protocol::client::{grpc_channel, http_client};
 use protocol::net::transcoder_client::TranscoderClient;
 use protocol::net::transcoder_server::{Transcoder, TranscoderServer};
 use protocol::net::{NotifySegment, RegisterRequest, SegData};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::common::*;
@@ -509,25 +508,7 @@ async fn our_transcoder_speaks_go_wire_to_a_go_orchestrator() {
         .route("/stream/src/7.ts", get(go_source))
         .route("/transcodeResults", post(go_results))
         .with_state(seen);
-    let tls = node_orchestrator::tls::self_signed_server_config(vec![
-        "localhost".into(),
-        "127.0.0.1".into(),
-    ])
-    .unwrap();
-    let (stop, stop_rx) = watch::channel(false);
-    let (_crash, crash_rx) = watch::channel(false);
-    let server = tokio::spawn(node_orchestrator::server::serve(
-        listener,
-        Arc::new(tls),
-        node_orchestrator::server::dispatcher(grpc, http),
-        node_orchestrator::server::ServeLimits {
-            handshake_timeout: Duration::from_secs(5),
-            ..Default::default()
-        },
-        Arc::new(node_orchestrator::metrics::Metrics::default()),
-        stop_rx,
-        crash_rx,
-    ));
+    let (stop, server) = node_orchestrator::server::spawn_on_loopback(listener, grpc, http);
     let transcoder = start_transcoder(TranscoderConfig::new(&uri, SECRET));
 
     let mut source_headers = None;
