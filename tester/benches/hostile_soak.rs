@@ -60,6 +60,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
+use tester::scenario::EmbeddedTarget;
 use tester::stack::{Child, EmbeddedStack, StackOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -447,15 +448,17 @@ async fn run_phase(
     let lpt = PathBuf::from(env!("CARGO_BIN_EXE_lpt"));
     let offline = std::env::var_os("LPT_BENCH_OFFLINE").is_some();
     let options = StackOptions {
-        orchestrators: 1,
-        // Its orchestrator transcodes itself (local mode), so the measured node is the whole of
-        // what an operator runs with `-orchestrator -transcoder`.
-        transcoders_per_orchestrator: 0,
-        offline,
-        price_per_unit: PRICE_PER_UNIT,
-        pixels_per_unit: 1,
-        prices: Vec::new(),
-        faults: None,
+        nodes: EmbeddedTarget {
+            orchestrators: 1,
+            // Its orchestrator transcodes itself (local mode), so the measured node is the whole
+            // of what an operator runs with `-orchestrator -transcoder`.
+            transcoders_per_orchestrator: 0,
+            offline,
+            price_per_unit: PRICE_PER_UNIT,
+            pixels_per_unit: 1,
+            prices: Vec::new(),
+            faults: None,
+        },
         ladder: reference_transcoder::ladder::parse_ladder(LADDER)?,
         deposit_wei: 10u128.pow(18),
         reserve_wei: 10u128.pow(18),

@@ -460,13 +460,7 @@ async fn bring_up_target(
     match &scenario.target {
         Target::Embedded(stack) => {
             let options = StackOptions {
-                prices: stack.prices.clone(),
-                orchestrators: stack.orchestrators,
-                transcoders_per_orchestrator: stack.transcoders_per_orchestrator,
-                offline: stack.offline,
-                price_per_unit: stack.price_per_unit,
-                pixels_per_unit: stack.pixels_per_unit,
-                faults: stack.faults.clone(),
+                nodes: stack.clone(),
                 ladder: scenario.ladder.clone(),
                 deposit_wei: scenario.payments.deposit_wei,
                 reserve_wei: scenario.payments.reserve_wei,
@@ -789,19 +783,13 @@ fn record_payments(registry: &Registry, report: &PaymentReport, run_dir: &Path) 
 /// Generates (or stamps) the source once, on a blocking thread, in its replayable form.
 async fn prepare_source(source: &Source) -> anyhow::Result<(EncodedSource, Arc<ReplaySource>)> {
     let config = match source {
-        Source::Synthetic {
-            width,
-            height,
-            fps,
-            gop,
-            clip,
-        } => SourceConfig {
-            width: *width,
-            height: *height,
-            fps_num: *fps,
+        Source::Synthetic(synthetic) => SourceConfig {
+            width: synthetic.width,
+            height: synthetic.height,
+            fps_num: synthetic.fps,
             fps_den: 1,
-            duration_secs: clip.as_secs_f64(),
-            gop_secs: gop.as_secs_f64(),
+            duration_secs: synthetic.clip.as_secs_f64(),
+            gop_secs: synthetic.gop.as_secs_f64(),
             ..SourceConfig::default()
         },
         Source::File { path, gop } => SourceConfig {

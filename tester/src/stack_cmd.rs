@@ -14,6 +14,7 @@ use tracing::info;
 
 use crate::exit_code::{ExitCode, Failure};
 use crate::output::Terminal;
+use crate::scenario::EmbeddedTarget;
 use crate::scenario::Profile;
 use crate::stack::{EmbeddedStack, StackOptions};
 
@@ -42,13 +43,15 @@ pub async fn stack_up(command: &StackUp, terminal: Terminal) -> Result<ExitCode,
         None => std::env::temp_dir().join(format!("lpt-stack-{}", std::process::id())),
     };
     let options = StackOptions {
-        orchestrators: command.orchestrators,
-        transcoders_per_orchestrator: command.transcoders_per_orchestrator,
-        offline: command.offline,
-        price_per_unit: command.price_per_unit,
-        pixels_per_unit: 1,
-        prices: Vec::new(),
-        faults: None,
+        nodes: EmbeddedTarget {
+            orchestrators: command.orchestrators,
+            transcoders_per_orchestrator: command.transcoders_per_orchestrator,
+            offline: command.offline,
+            price_per_unit: command.price_per_unit,
+            pixels_per_unit: 1,
+            prices: Vec::new(),
+            faults: None,
+        },
         ladder,
         deposit_wei: 10u128.pow(18),
         reserve_wei: 10u128.pow(18),

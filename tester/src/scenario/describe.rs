@@ -66,16 +66,13 @@ pub fn describe(scenario: &Scenario) -> String {
     });
 
     parts.push(match &scenario.source {
-        Source::Synthetic {
-            width,
-            height,
-            fps,
-            gop,
-            clip,
-        } => format!(
-            "The source is a synthetic stamped {width}×{height} {fps} fps clip of {} with {} GOPs, encoded once and looped.",
-            format_duration(*clip),
-            format_duration(*gop)
+        Source::Synthetic(synthetic) => format!(
+            "The source is a synthetic stamped {}×{} {} fps clip of {} with {} GOPs, encoded once and looped.",
+            synthetic.width,
+            synthetic.height,
+            synthetic.fps,
+            format_duration(synthetic.clip),
+            format_duration(synthetic.gop)
         ),
         Source::File { path, gop } => format!(
             "The source is {}, stamped and re-encoded with {} GOPs.",

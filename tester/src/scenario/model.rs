@@ -91,16 +91,20 @@ pub struct Faults {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
     /// Generated, stamped, encoded once and replayed to every stream.
-    Synthetic {
-        width: u32,
-        height: u32,
-        fps: u32,
-        gop: Duration,
-        /// Length of the encoded clip that publishers loop.
-        clip: Duration,
-    },
+    Synthetic(SyntheticSource),
     /// A user's file, stamped by re-encoding.
     File { path: PathBuf, gop: Duration },
+}
+
+/// A generated source: a stamped test pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyntheticSource {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub gop: Duration,
+    /// Length of the encoded clip that publishers loop.
+    pub clip: Duration,
 }
 
 /// One rendition of the ladder: the media engine's own profile type, so a scenario's ladder is

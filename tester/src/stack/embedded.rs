@@ -21,19 +21,13 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use super::Child;
-use crate::scenario::{Faults, Profile};
+use crate::scenario::{EmbeddedTarget, Profile};
 
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
-    pub orchestrators: u32,
-    pub transcoders_per_orchestrator: u32,
-    pub offline: bool,
-    pub price_per_unit: u64,
-    pub pixels_per_unit: u64,
-    /// Per-orchestrator prices overriding `price_per_unit` (by index; empty: none).
-    pub prices: Vec<u64>,
-    pub faults: Option<Faults>,
+    /// The nodes, their prices and faults, as a scenario's embedded target names them.
+    pub nodes: EmbeddedTarget,
     pub ladder: Vec<Profile>,
     pub deposit_wei: u128,
     pub reserve_wei: u128,
@@ -50,10 +44,11 @@ pub struct StackOptions {
 impl StackOptions {
     /// The price orchestrator `index` asks, wei per `pixels_per_unit` pixels.
     pub fn price_of(&self, index: u32) -> u64 {
-        self.prices
+        self.nodes
+            .prices
             .get(index as usize)
             .copied()
-            .unwrap_or(self.price_per_unit)
+            .unwrap_or(self.nodes.price_per_unit)
     }
 }
 
@@ -111,7 +106,7 @@ impl EmbeddedStack {
             chain: None,
         };
 
-        let contracts = if options.offline {
+        let contracts = if options.nodes.offline {
             None
         } else {
             Some(stack.start_chain(options).await?)
@@ -123,7 +118,7 @@ impl EmbeddedStack {
         // Unlocks each orchestrator's per-sender balances and redemptions on /status; it stays
         // in the owner-only config, where the operator of the stack can read it.
         let status_token = node_orchestrator::auth::random_secret();
-        for index in 0..options.orchestrators {
+        for index in 0..options.nodes.orchestrators {
             let config = orchestrator_config(
                 options,
                 index,
@@ -159,7 +154,7 @@ impl EmbeddedStack {
                     .await
                     .with_context(|| format!("{name} could not register its service URI"))?;
             }
-            for t in 0..options.transcoders_per_orchestrator {
+            for t in 0..options.nodes.transcoders_per_orchestrator {
                 let command_env = [(TRANSCODER_SECRET_ENV, secret.clone())];
                 let transcoder = Child::spawn_with_env(
                     &format!("transcoder-{index}-{t}"),
@@ -236,12 +231,12 @@ impl EmbeddedStack {
         use alloy::primitives::U256;
         use protocol::chain::{Contracts, LocalChain};
         let chain = LocalChain::start().context("cannot start the local chain (anvil)")?;
-        if chain.accounts().len() <= options.orchestrators as usize {
+        if chain.accounts().len() <= options.nodes.orchestrators as usize {
             return Err(anyhow!(
                 "anvil has {} test accounts; {} orchestrators and a broadcaster need {}",
                 chain.accounts().len(),
-                options.orchestrators,
-                options.orchestrators + 1
+                options.nodes.orchestrators,
+                options.nodes.orchestrators + 1
             ));
         }
         let deployer = chain.provider(chain.signer(0));
@@ -325,15 +320,15 @@ fn orchestrator_config(
     status_token: &str,
 ) -> OrchestratorConfig {
     let mut payments = PaymentsConfig {
-        price_per_unit: if options.offline {
+        price_per_unit: if options.nodes.offline {
             0
         } else {
             options.price_of(index)
         },
-        pixels_per_unit: options.pixels_per_unit,
+        pixels_per_unit: options.nodes.pixels_per_unit,
         ..PaymentsConfig::default()
     };
-    if !options.offline {
+    if !options.nodes.offline {
         let (face_value, ticket_ev) = ticket_economics(options, options.price_of(index));
         payments.face_value = Some(face_value.to_string());
         payments.ticket_ev = ticket_ev.to_string();
@@ -347,6 +342,7 @@ fn orchestrator_config(
         );
     }
     let faults = options
+        .nodes
         .faults
         .as_ref()
         .filter(|f| f.orchestrators.is_empty() || f.orchestrators.contains(&index))
@@ -354,7 +350,7 @@ fn orchestrator_config(
         .unwrap_or_default();
     OrchestratorConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        offchain: options.offline,
+        offchain: options.nodes.offline,
         chain: contracts.zip(chain).map(|(contracts, chain)| ChainConfig {
             rpc_url: chain.url().to_owned(),
             private_key: hex_key(&chain.signer(index as usize + 1)).into(),
@@ -364,7 +360,7 @@ fn orchestrator_config(
         }),
         payments,
         transcode: TranscodeConfig {
-            mode: if options.transcoders_per_orchestrator > 0 {
+            mode: if options.nodes.transcoders_per_orchestrator > 0 {
                 TranscodeMode::Remote
             } else {
                 TranscodeMode::Local
@@ -431,7 +427,7 @@ fn ticket_economics(options: &StackOptions, price_per_unit: u64) -> (u128, u128)
             f64::from(p.width) * f64::from(p.height) * fps
         })
         .sum();
-    let wei_per_pixel = price_per_unit as f64 / options.pixels_per_unit.max(1) as f64;
+    let wei_per_pixel = price_per_unit as f64 / options.nodes.pixels_per_unit.max(1) as f64;
     let face_value = (pixels_per_second * SECONDS_PER_WINNER * wei_per_pixel).max(1e9) as u128;
     let (face_parts, ev_parts) = FACE_VALUE_PER_EV;
     (face_value, (face_value * ev_parts / face_parts).max(1))
@@ -466,7 +462,7 @@ fn broadcaster_config(
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         ladder: ladder.join(","),
         orchestrators: endpoints.orchestrators.clone(),
-        pixels_per_unit: options.pixels_per_unit,
+        pixels_per_unit: options.nodes.pixels_per_unit,
         failure_cooldown_secs: FAILURE_COOLDOWN_SECS,
         max_live_streams: streams,
         max_live_streams_per_ip: streams,
@@ -513,6 +509,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+    use crate::scenario::Faults;
 
     #[test]
     fn configs_holding_keys_are_written_owner_only() {
@@ -545,16 +542,18 @@ mod tests {
             ..FaultConfig::default()
         };
         let options = StackOptions {
-            orchestrators: 2,
-            transcoders_per_orchestrator: 1,
-            offline: true,
-            price_per_unit: 1000,
-            pixels_per_unit: 1,
-            prices: Vec::new(),
-            faults: Some(Faults {
-                orchestrators: vec![1],
-                switches: switches.clone(),
-            }),
+            nodes: EmbeddedTarget {
+                orchestrators: 2,
+                transcoders_per_orchestrator: 1,
+                offline: true,
+                price_per_unit: 1000,
+                pixels_per_unit: 1,
+                prices: Vec::new(),
+                faults: Some(Faults {
+                    orchestrators: vec![1],
+                    switches: switches.clone(),
+                }),
+            },
             ladder: vec![Profile::preset("P240p30fps16x9").unwrap()],
             deposit_wei: 1,
             reserve_wei: 1,

@@ -258,43 +258,46 @@ mod tests {
         assert!(!alive(pid));
     }
 
-    /// The error of a part started from `script` that must fail to get ready.
-    async fn start_failure(name: &str, script: &str, ready_within: Duration) -> String {
+    /// Starts a part from `script` that must fail to get ready within `ready_within`, and asserts
+    /// its error starts with `headline` and quotes `log` from what the part printed.
+    async fn assert_start_fails(
+        name: &str,
+        script: &str,
+        ready_within: Duration,
+        headline: &str,
+        log: &str,
+    ) {
         let dir = tempfile::tempdir().unwrap();
-        match shell(name, script, dir.path(), ready_within).await {
+        let error = match shell(name, script, dir.path(), ready_within).await {
             Ok(_) => panic!("{name} got ready but must not"),
             Err(error) => error.to_string(),
-        }
+        };
+        assert!(error.starts_with(headline), "{error}");
+        assert!(error.contains(log), "{error}");
     }
 
     #[tokio::test]
     async fn a_part_that_exits_early_is_named_with_its_log() {
-        let error = start_failure(
+        assert_start_fails(
             "broadcaster",
             "echo 'bind: address in use' >&2; exit 3",
             Duration::from_secs(10),
+            "broadcaster exited before it was ready (exit status: 3)",
+            "bind: address in use",
         )
         .await;
-        assert!(
-            error.starts_with("broadcaster exited before it was ready (exit status: 3)"),
-            "{error}"
-        );
-        assert!(error.contains("bind: address in use"), "{error}");
     }
 
     #[tokio::test]
     async fn a_part_that_never_gets_ready_times_out_by_name() {
-        let error = start_failure(
+        assert_start_fails(
             "orchestrator-1",
             "echo waiting >&2; exec sleep 60",
             Duration::from_millis(300),
+            "orchestrator-1 was not ready within 300ms",
+            "waiting",
         )
         .await;
-        assert!(
-            error.starts_with("orchestrator-1 was not ready within 300ms"),
-            "{error}"
-        );
-        assert!(error.contains("waiting"), "{error}");
     }
 
     #[tokio::test]

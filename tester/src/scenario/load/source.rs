@@ -8,13 +8,13 @@ use super::super::reader::{Reader, Table};
 
 /// The source of a scenario without `[source]`: 720p30, a key frame every 2 s, a 10 s loop.
 pub(super) fn default() -> Source {
-    Source::Synthetic {
+    Source::Synthetic(SyntheticSource {
         width: 1280,
         height: 720,
         fps: 30,
         gop: Duration::from_secs(2),
         clip: Duration::from_secs(10),
-    }
+    })
 }
 
 pub(super) fn read(reader: &mut Reader<'_>, t: &Table<'_>) -> Option<Source> {
@@ -56,13 +56,13 @@ pub(super) fn read(reader: &mut Reader<'_>, t: &Table<'_>) -> Option<Source> {
                 None,
             );
         }
-        Some(Source::Synthetic {
+        Some(Source::Synthetic(SyntheticSource {
             width,
             height,
             fps,
             gop,
             clip,
-        })
+        }))
     })
 }
 
