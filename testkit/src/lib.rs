@@ -11,6 +11,7 @@
 //! - [`nginx`]: nginx with its RTMP module packaging HLS, a real third-party RTMP-in/HLS-out peer.
 //! - [`ffmpeg`]: the `ffmpeg` and `ffprobe` tools, run quietly, with their failures asserted.
 //! - [`vmaf`]: Netflix's `vmaf` tool of the libvmaf the caller links, to check scores against.
+//! - [`golivepeer`]: `go test` on go-livepeer's own packages in `interop/golivepeer`.
 //! - [`chain`] (feature `chain`): anvil with the contracts deployed and a funded broadcaster,
 //!   started through `protocol`'s own chain code.
 //! - [`orchestrator`] (feature `chain`): a fake orchestrator's discovery, the `Orchestrator` gRPC
@@ -24,6 +25,7 @@ pub mod bench;
 #[cfg(feature = "chain")]
 pub mod chain;
 pub mod ffmpeg;
+pub mod golivepeer;
 pub mod nginx;
 #[cfg(feature = "chain")]
 pub mod orchestrator;

@@ -6,7 +6,6 @@
 //! recipient. The Go half is described in `interop/golivepeer/interop_test.go`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use alloy::primitives::{Address, B256, U256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
@@ -29,10 +28,6 @@ fn hex(bytes: impl AsRef<[u8]>) -> String {
 
 fn unhex(text: &Value) -> Vec<u8> {
     alloy::hex::decode(text.as_str().expect("hex string")).expect("valid hex")
-}
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/golivepeer")
 }
 
 fn profile(name: &str, width: i32, height: i32, bitrate: i32) -> net::VideoProfile {
@@ -327,32 +322,7 @@ fn our_vectors() -> Ours {
 
 /// Runs the named tests of the Go half on `dir` and returns their verbose log; every one must pass.
 fn go_test(dir: &Path, tests: &[&str]) -> String {
-    let go = std::env::var("GO").unwrap_or_else(|_| "go".into());
-    let pattern = format!("^({})$", tests.join("|"));
-    let output = Command::new(&go)
-        .args(["test", "-count=1", "-v", "-run", &pattern, "./..."])
-        .current_dir(interop_dir())
-        .env("LPT_INTEROP_DIR", dir)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `{go} test` in interop/golivepeer ({e}): install Go >= 1.25 and run ci/setup, which downloads the pinned go-livepeer modules")
-        });
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "go-livepeer's checks failed:\n{log}"
-    );
-    for test in tests {
-        assert!(
-            log.contains(&format!("--- PASS: {test}")),
-            "{test} did not pass:\n{log}"
-        );
-    }
-    log
+    testkit::golivepeer::go_test(tests, [("LPT_INTEROP_DIR", dir)])
 }
 
 /// The wire type of go-livepeer's message `name` (its error result is a TranscodeResult too).
