@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use testkit::golivepeer::go_test;
 
 /// Every descendant of `pid`, read from /proc (children of each of its threads, recursively).
 fn descendants(pid: u32) -> BTreeSet<u32> {
@@ -257,31 +258,6 @@ fn run_scenario(scenario: &std::path::Path, run_dir: &std::path::Path) -> (i32, 
     (output.status.code().unwrap_or(-1), stdout, summary)
 }
 
-/// Runs one test of interop/golivepeer (go-livepeer's own packages) with `env`; it must pass.
-fn go_test(test: &str, env: &[(&str, &str)]) -> String {
-    let output = Command::new(std::env::var("GO").unwrap_or_else(|_| "go".into()))
-        .args([
-            "test",
-            "-count=1",
-            "-v",
-            "-run",
-            &format!("^{test}$"),
-            "./...",
-        ])
-        .current_dir(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../interop/golivepeer"
-        ))
-        .envs(env.iter().copied())
-        .output()
-        .expect("`go test` runs in interop/golivepeer: install Go >= 1.26 and run ci/setup");
-    let log = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{test} failed:\n{log}");
-    assert!(log.contains(&format!("--- PASS: {test}")), "{log}");
-    log
-}
-
 /// `scenarios/orchestrator-selftest.toml` as an operator edits it: their orchestrator's URI, the
 /// `[target.payment]` table uncommented with this chain, and a shorter run.
 fn selftest_scenario(orchestrator: &str, chain_rpc: &str, ticket_broker: &str) -> String {
@@ -409,8 +385,8 @@ fn a_direct_target_pays_priced_orchestrators_from_a_key_in_the_environment() {
     let config: toml_edit::Document<String> = config.parse().unwrap();
     let status_token = config["status_token"].as_str().unwrap().to_owned();
     go_test(
-        "TestGoBroadcasterPaysLptOrchestratorOverTheWire",
-        &[
+        &["TestGoBroadcasterPaysLptOrchestratorOverTheWire"],
+        [
             ("LPT_ORCHESTRATOR", orchestrators[1].as_str()),
             ("LPT_SENDER_KEY", ANVIL_ACCOUNT_0_KEY),
             ("LPT_STATUS_TOKEN", status_token.as_str()),
@@ -438,8 +414,8 @@ fn a_direct_target_pays_priced_orchestrators_from_a_key_in_the_environment() {
     );
     let journals = stack.dir.path().display().to_string();
     let log = go_test(
-        "TestLiveTicketsPassGoLivepeerValidator",
-        &[("LPT_TICKET_JOURNALS", journals.as_str())],
+        &["TestLiveTicketsPassGoLivepeerValidator"],
+        [("LPT_TICKET_JOURNALS", journals.as_str())],
     );
     assert!(
         log.contains(&format!(
