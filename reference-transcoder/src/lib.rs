@@ -18,6 +18,7 @@
 
 pub mod bench;
 pub mod decode;
+pub mod encode;
 pub mod h264;
 pub mod input;
 pub mod ladder;

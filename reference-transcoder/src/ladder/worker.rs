@@ -14,6 +14,7 @@ use ffmpeg_next::software::scaling;
 use ffmpeg_next::{Dictionary, Packet, Rational, frame, picture};
 
 use super::{EncoderPath, Gop, LadderOptions, Profile, RenditionOutput, TranscodeError};
+use crate::encode::receive_packet;
 use crate::memio::{MemoryMuxer, StreamSpec};
 
 const TS_TIME_BASE: Rational = Rational(1, 90_000);
@@ -345,9 +346,15 @@ impl State {
 
     fn drain(&mut self, seg: &mut Segment) -> Result<(), TranscodeError> {
         let err = self.enc_err("muxing");
+        let encode_err = self.enc_err("encoding");
         let enc = self.encoder.as_mut().expect("encoder opened in begin");
         let tb = enc.fps.invert();
-        while enc.encoder.receive_packet(&mut self.packet).is_ok() {
+        loop {
+            match receive_packet(&mut enc.encoder, &mut self.packet) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Err(encode_err(e)),
+            }
             seg.packets += 1;
             if let Some(mux) = seg.muxer.as_mut()
                 && let Err(e) = mux.write(&mut self.packet, 0, tb)

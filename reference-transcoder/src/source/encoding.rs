@@ -7,6 +7,7 @@ use ffmpeg_next::{ChannelLayout, Dictionary, Packet, Rational, filter, frame};
 
 use super::packaging::SourcePacket;
 use super::{AUDIO_RATE, SourceConfig, SourceError, TICK_BASE, TICKS_PER_SECOND, ff};
+use crate::encode::receive_packet;
 
 /// libx264 for `config`, with closed GOPs of exactly `gop_frames` and no scene cuts.
 pub(super) fn open_x264(
@@ -93,8 +94,10 @@ pub(super) fn encode_tone(
     let mut frame = frame::Audio::empty();
     let mut packet = Packet::empty();
     let tb = Rational(1, AUDIO_RATE as i32);
-    let mut drain = |encoder: &mut ffmpeg_next::encoder::Audio, out: &mut Vec<SourcePacket>| {
-        while encoder.receive_packet(&mut packet).is_ok() {
+    let mut drain = |encoder: &mut ffmpeg_next::encoder::Audio,
+                     out: &mut Vec<SourcePacket>|
+     -> Result<(), SourceError> {
+        while receive_packet(encoder, &mut packet).map_err(ff("encoding audio"))? {
             let duration = packet.duration();
             packet.rescale_ts(tb, TICK_BASE);
             out.push(SourcePacket {
@@ -105,6 +108,7 @@ pub(super) fn encode_tone(
                 data: packet.data().unwrap_or_default().to_vec(),
             });
         }
+        Ok(())
     };
     let mut samples = 0i64;
     while samples < total_samples {
@@ -117,9 +121,9 @@ pub(super) fn encode_tone(
         frame.set_pts(Some(samples));
         samples += frame.samples() as i64;
         encoder.send_frame(&frame).map_err(ff("encoding audio"))?;
-        drain(&mut encoder, &mut out);
+        drain(&mut encoder, &mut out)?;
     }
     encoder.send_eof().map_err(ff("flushing aac"))?;
-    drain(&mut encoder, &mut out);
+    drain(&mut encoder, &mut out)?;
     Ok((out, asc, 1))
 }

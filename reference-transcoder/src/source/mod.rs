@@ -29,6 +29,7 @@ use std::path::PathBuf;
 
 use ffmpeg_next::{Packet, Rational};
 
+use crate::encode::receive_packet;
 use crate::h264;
 use crate::stamp::{FrameStamp, StampError, write_stamp};
 
@@ -115,7 +116,6 @@ fn ff(stage: &'static str) -> impl FnOnce(ffmpeg_next::Error) -> SourceError {
 pub fn generate(config: &SourceConfig) -> Result<EncodedSource, SourceError> {
     crate::init_ffmpeg();
     validate(config)?;
-    let fps = Rational(config.fps_num as i32, config.fps_den as i32);
     let frame_count =
         (config.duration_secs * config.fps_num as f64 / config.fps_den as f64).round() as u32;
     let gop_frames =
@@ -126,8 +126,10 @@ pub fn generate(config: &SourceConfig) -> Result<EncodedSource, SourceError> {
 
     let mut video = Vec::with_capacity(frame_count as usize);
     let mut packet = Packet::empty();
-    let mut collect = |encoder: &mut ffmpeg_next::encoder::Video, video: &mut Vec<SourcePacket>| {
-        while encoder.receive_packet(&mut packet).is_ok() {
+    let mut collect = |encoder: &mut ffmpeg_next::encoder::Video,
+                       video: &mut Vec<SourcePacket>|
+     -> Result<(), SourceError> {
+        while receive_packet(encoder, &mut packet).map_err(ff("encoding video"))? {
             packet.rescale_ts(enc_tb, TICK_BASE);
             video.push(SourcePacket {
                 pts: packet.pts().unwrap_or(0),
@@ -137,6 +139,7 @@ pub fn generate(config: &SourceConfig) -> Result<EncodedSource, SourceError> {
                 data: packet.data().unwrap_or_default().to_vec(),
             });
         }
+        Ok(())
     };
     for n in 0..frame_count {
         let mut picture = pictures.next_frame()?;
@@ -154,13 +157,12 @@ pub fn generate(config: &SourceConfig) -> Result<EncodedSource, SourceError> {
             ffmpeg_next::picture::Type::None
         });
         encoder.send_frame(&picture).map_err(ff("encoding video"))?;
-        collect(&mut encoder, &mut video);
+        collect(&mut encoder, &mut video)?;
     }
     encoder
         .send_eof()
         .map_err(ff("flushing the video encoder"))?;
-    collect(&mut encoder, &mut video);
-    let _ = fps;
+    collect(&mut encoder, &mut video)?;
 
     let (mut audio, audio_specific_config, audio_channels) = if config.audio {
         encode_tone(
