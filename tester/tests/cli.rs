@@ -638,7 +638,10 @@ fn quality_with_an_unknown_model_is_a_configuration_error() {
     lpt()
         .args(["quality", "--model", "vmaf_9", "a.mp4", "b.mp4"])
         .assert()
-        .code(104);
+        .code(104)
+        .stderr(predicate::str::contains(
+            "unknown VMAF model \"vmaf_9\"; built-in models are vmaf_v0.6.1 and vmaf_4k_v0.6.1",
+        ));
 }
 
 /// An embedded, offline stack run that goes on for ten minutes unless stopped.
