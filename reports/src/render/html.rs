@@ -3,6 +3,7 @@
 //! did it pass, which threshold, what do the plots show, which rendition, then the details
 //! (scenario, environment, journal).
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use serde_json::Value;
@@ -29,6 +30,62 @@ figcaption{color:#444;font-size:14px;padding:4px 6px}
 pre{background:#fff;border:1px solid #dde1e6;padding:10px;overflow:auto;font-size:13px}
 .ok{color:#1a7f37;font-weight:bold}.no{color:#c62828;font-weight:bold}
 "#;
+
+/// A column of a report table: its title, and whether it holds text, left-aligned
+/// (`class="l"`), rather than numbers, which the stylesheet aligns right.
+#[derive(Clone, Copy)]
+struct Column<'a> {
+    title: &'a str,
+    text: bool,
+}
+
+/// A column of text.
+const fn text(title: &str) -> Column<'_> {
+    Column { title, text: true }
+}
+
+/// A column of numbers.
+const fn num(title: &str) -> Column<'_> {
+    Column { title, text: false }
+}
+
+/// Writes a section's heading; its `id` is the anchor a reader links to.
+fn heading(h: &mut String, id: &str, title: &str) {
+    let _ = writeln!(h, "<h2 id=\"{id}\">{}</h2>", esc(title));
+}
+
+/// Writes a table: its header row, then a row per item, each written by `row` (the `<tr>` and
+/// its cells, whose alignment follows the columns').
+fn table<I: IntoIterator>(
+    h: &mut String,
+    columns: &[Column<'_>],
+    items: I,
+    mut row: impl FnMut(&mut String, I::Item),
+) {
+    h.push_str("<table><tr>");
+    for c in columns {
+        let class = if c.text { " class=\"l\"" } else { "" };
+        let _ = write!(h, "<th{class}>{}</th>", esc(c.title));
+    }
+    h.push_str("</tr>");
+    for item in items {
+        row(h, item);
+    }
+    h.push_str("</table>\n");
+}
+
+/// Writes a section that is one table: its heading, then [`table`].
+fn table_section<I: IntoIterator>(
+    h: &mut String,
+    id: &str,
+    title: &str,
+    columns: &[Column<'_>],
+    items: I,
+    row: impl FnMut(&mut String, I::Item),
+) {
+    heading(h, id, title);
+    table(h, columns, items, row);
+}
 
 /// Renders the page.
 pub fn render(ctx: &ReportContext<'_>) -> String {
@@ -81,7 +138,7 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
     thresholds(&mut h, ctx);
     overall(&mut h, ctx);
 
-    h.push_str("<h2 id=\"plots\">Plots</h2>\n");
+    heading(&mut h, "plots", "Plots");
     for p in ctx.plots {
         let svg = p
             .svg
@@ -148,7 +205,7 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
     leaderboard(&mut h, ctx);
     metrics(&mut h, ctx);
 
-    h.push_str("<h2 id=\"scenario\">Scenario</h2>\n");
+    heading(&mut h, "scenario", "Scenario");
     if view.scenario.source.is_empty() {
         h.push_str("<p>The scenario text is not available (summary.json missing).</p>\n");
     } else {
@@ -160,30 +217,26 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
             esc(&view.scenario.source)
         );
     }
-    h.push_str("<h2 id=\"environment\">Environment</h2>\n");
+    heading(&mut h, "environment", "Environment");
     if view.environment.is_empty() {
         h.push_str("<p>Not recorded (summary.json missing).</p>\n");
     } else {
-        h.push_str("<table><tr><th class=\"l\">Key</th><th class=\"l\">Value</th></tr>");
-        let _ = write!(
-            h,
-            "<tr><td class=\"l\">tool</td><td class=\"l\">{} {}</td></tr>",
-            esc(&view.tool.name),
-            esc(&view.tool.version)
-        );
-        for (k, v) in &view.environment {
+        let tool = format!("{} {}", view.tool.name, view.tool.version);
+        let rows = std::iter::once(("tool", tool)).chain(view.environment.iter().map(|(k, v)| {
             let v = match v {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
+            (k.as_str(), v)
+        }));
+        table(&mut h, &[text("Key"), text("Value")], rows, |h, (k, v)| {
             let _ = write!(
                 h,
                 "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
                 esc(k),
                 esc(&v)
             );
-        }
-        h.push_str("</table>\n");
+        });
     }
     journal(&mut h, ctx);
     h.push_str("</main></body></html>\n");
@@ -191,17 +244,20 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
 }
 
 fn thresholds(h: &mut String, ctx: &ReportContext<'_>) {
-    h.push_str("<h2 id=\"thresholds\">Thresholds</h2>\n");
     let ts = &ctx.summary.view.thresholds;
     if ts.is_empty() {
+        heading(h, "thresholds", "Thresholds");
         h.push_str("<p>No thresholds were evaluated.</p>\n");
         return;
     }
-    h.push_str(
-        "<table><tr><th class=\"l\">Metric</th><th class=\"l\">Expression</th><th>Observed</th>\
-         <th class=\"l\">Verdict</th><th class=\"l\">Abort on fail</th></tr>",
-    );
-    for t in ts {
+    let columns = [
+        text("Metric"),
+        text("Expression"),
+        num("Observed"),
+        text("Verdict"),
+        text("Abort on fail"),
+    ];
+    table_section(h, "thresholds", "Thresholds", &columns, ts, |h, t| {
         let _ = write!(
             h,
             "<tr{}><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
@@ -216,9 +272,17 @@ fn thresholds(h: &mut String, ctx: &ReportContext<'_>) {
             },
             if t.abort_on_fail { "yes" } else { "no" }
         );
-    }
-    h.push_str("</table>\n");
+    });
 }
+
+/// The header over [`dist_cells`] of a latency in milliseconds scaled to seconds.
+const LATENCY_COLUMNS: [Column<'static>; 5] = [
+    num("Latency p50 (s)"),
+    num("p90 (s)"),
+    num("p95 (s)"),
+    num("p99 (s)"),
+    num("max (s)"),
+];
 
 fn dist_cells(d: &Distribution, scale: f64) -> String {
     let s = |v: Option<f64>| fmt_num(v.map(|v| v * scale));
@@ -234,18 +298,27 @@ fn dist_cells(d: &Distribution, scale: f64) -> String {
 
 fn overall(h: &mut String, ctx: &ReportContext<'_>) {
     let o = &ctx.aggregates.segments.overall;
-    h.push_str("<h2 id=\"overall\">Segments overall</h2>\n");
-    let _ = writeln!(
-        h,
-        "<table><tr><th>Segment × rendition records</th><th>OK</th><th>Failed</th><th>Success rate</th>\
-         <th>Latency p50 (s)</th><th>p90 (s)</th><th>p95 (s)</th><th>p99 (s)</th><th>max (s)</th></tr>\
-         <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr></table>",
-        o.segments,
-        o.ok,
-        o.failed,
-        fmt_pct(o.success_rate),
-        dist_cells(&o.latency_ms, 0.001)
-    );
+    let columns = [
+        &[
+            num("Segment × rendition records"),
+            num("OK"),
+            num("Failed"),
+            num("Success rate"),
+        ][..],
+        &LATENCY_COLUMNS,
+    ]
+    .concat();
+    table_section(h, "overall", "Segments overall", &columns, [o], |h, o| {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
+            o.segments,
+            o.ok,
+            o.failed,
+            fmt_pct(o.success_rate),
+            dist_cells(&o.latency_ms, 0.001)
+        );
+    });
 }
 
 fn quality_for<'a>(
@@ -262,7 +335,6 @@ fn quality_for<'a>(
 }
 
 fn per_rendition(h: &mut String, ctx: &ReportContext<'_>) {
-    h.push_str("<h2 id=\"per-rendition\">Per rendition</h2>\n");
     let seg = &ctx.aggregates.segments.by_rendition;
     let mut renditions: Vec<&str> = seg.iter().map(|g| g.key("rendition")).collect();
     for g in &ctx.aggregates.quality.by_rendition {
@@ -271,40 +343,53 @@ fn per_rendition(h: &mut String, ctx: &ReportContext<'_>) {
         }
     }
     if renditions.is_empty() {
+        heading(h, "per-rendition", "Per rendition");
         h.push_str("<p>No segment or quality records.</p>\n");
         return;
     }
-    h.push_str(
-        "<table><tr><th class=\"l\">Rendition</th><th>Records</th><th>Success rate</th>\
-         <th>Latency p50 (s)</th><th>p90 (s)</th><th>p95 (s)</th><th>p99 (s)</th><th>max (s)</th>\
-         <th>Bitrate (kbit/s)</th><th>VMAF mean</th><th>VMAF p5</th><th>VMAF min</th>\
-         <th>Reference VMAF mean</th><th>PSNR mean (dB)</th></tr>",
+    let columns = [
+        &[text("Rendition"), num("Records"), num("Success rate")][..],
+        &LATENCY_COLUMNS,
+        &[
+            num("Bitrate (kbit/s)"),
+            num("VMAF mean"),
+            num("VMAF p5"),
+            num("VMAF min"),
+            num("Reference VMAF mean"),
+            num("PSNR mean (dB)"),
+        ],
+    ]
+    .concat();
+    let default = SegmentStats::default();
+    table_section(
+        h,
+        "per-rendition",
+        "Per rendition",
+        &columns,
+        renditions,
+        |h, r| {
+            let s = seg
+                .iter()
+                .find(|g| g.key("rendition") == r)
+                .map_or(&default, |g| &g.stats);
+            let q = quality_for(ctx, r, "network");
+            let refq = quality_for(ctx, r, "reference");
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(r),
+                s.segments,
+                fmt_pct(s.success_rate),
+                dist_cells(&s.latency_ms, 0.001),
+                fmt_num(s.bitrate_kbps_mean),
+                fmt_num(q.and_then(|q| q.vmaf_mean)),
+                fmt_num(q.and_then(|q| q.vmaf_p5)),
+                fmt_num(q.and_then(|q| q.vmaf_min)),
+                fmt_num(refq.and_then(|q| q.vmaf_mean)),
+                fmt_num(q.and_then(|q| q.psnr_mean)),
+            );
+        },
     );
-    for r in renditions {
-        let s = seg
-            .iter()
-            .find(|g| g.key("rendition") == r)
-            .map(|g| &g.stats);
-        let default = SegmentStats::default();
-        let s = s.unwrap_or(&default);
-        let q = quality_for(ctx, r, "network");
-        let refq = quality_for(ctx, r, "reference");
-        let _ = write!(
-            h,
-            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(r),
-            s.segments,
-            fmt_pct(s.success_rate),
-            dist_cells(&s.latency_ms, 0.001),
-            fmt_num(s.bitrate_kbps_mean),
-            fmt_num(q.and_then(|q| q.vmaf_mean)),
-            fmt_num(q.and_then(|q| q.vmaf_p5)),
-            fmt_num(q.and_then(|q| q.vmaf_min)),
-            fmt_num(refq.and_then(|q| q.vmaf_mean)),
-            fmt_num(q.and_then(|q| q.psnr_mean)),
-        );
-    }
-    h.push_str("</table>\n");
 }
 
 fn segment_table(
@@ -317,15 +402,14 @@ fn segment_table(
     if groups.is_empty() {
         return;
     }
-    let _ = write!(h, "<h2 id=\"{id}\">{}</h2>\n<table><tr>", esc(title));
-    for k in keys {
-        let _ = write!(h, "<th class=\"l\">{}</th>", esc(k));
-    }
-    h.push_str(
-        "<th>Records</th><th>OK</th><th>Success rate</th><th>Latency p50 (s)</th><th>p90 (s)</th>\
-         <th>p95 (s)</th><th>p99 (s)</th><th>max (s)</th><th>Round trip mean (s)</th></tr>",
-    );
-    for g in groups {
+    let columns = [
+        keys.iter().map(|k| text(k)).collect(),
+        vec![num("Records"), num("OK"), num("Success rate")],
+        LATENCY_COLUMNS.to_vec(),
+        vec![num("Round trip mean (s)")],
+    ]
+    .concat();
+    table_section(h, id, title, &columns, groups, |h, g| {
         h.push_str("<tr>");
         for k in keys {
             let _ = write!(h, "<td class=\"l\">{}</td>", esc(g.key(k)));
@@ -339,20 +423,23 @@ fn segment_table(
             dist_cells(&g.stats.latency_ms, 0.001),
             fmt_num(g.stats.round_trip_ms.mean.map(|v| v / 1000.0))
         );
-    }
-    h.push_str("</table>\n");
+    });
 }
 
 fn checks(h: &mut String, ctx: &ReportContext<'_>) {
-    let c = &ctx.aggregates.checks;
-    if c.is_empty() {
+    let checks = &ctx.aggregates.checks;
+    if checks.is_empty() {
         return;
     }
-    h.push_str(
-        "<h2 id=\"checks\">Checks</h2>\n<table><tr><th class=\"l\">Check</th><th>Ran</th><th>Passed</th>\
-         <th>Failed</th><th>Pass rate</th><th class=\"l\">First failure</th></tr>",
-    );
-    for g in c {
+    let columns = [
+        text("Check"),
+        num("Ran"),
+        num("Passed"),
+        num("Failed"),
+        num("Pass rate"),
+        text("First failure"),
+    ];
+    table_section(h, "checks", "Checks", &columns, checks, |h, g| {
         let _ = write!(
             h,
             "<tr{}><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
@@ -364,8 +451,7 @@ fn checks(h: &mut String, ctx: &ReportContext<'_>) {
             fmt_pct(g.pass_rate),
             esc(g.first_failure.as_deref().unwrap_or(""))
         );
-    }
-    h.push_str("</table>\n");
+    });
 }
 
 fn payments(h: &mut String, ctx: &ReportContext<'_>) {
@@ -373,21 +459,26 @@ fn payments(h: &mut String, ctx: &ReportContext<'_>) {
     if p.overall.tickets == 0 && p.overall.redemptions == 0 {
         return;
     }
-    h.push_str(
-        "<h2 id=\"payments\">Payments</h2>\n<table><tr><th class=\"l\">Orchestrator</th><th>Tickets</th>\
-         <th>Winning</th><th>Face value sent (wei)</th><th>Expected value sent (wei)</th>\
-         <th>Won face value (wei)</th><th>Redemptions OK / total</th><th>Redeemed (wei)</th></tr>",
-    );
+    let columns = [
+        text("Orchestrator"),
+        num("Tickets"),
+        num("Winning"),
+        num("Face value sent (wei)"),
+        num("Expected value sent (wei)"),
+        num("Won face value (wei)"),
+        num("Redemptions OK / total"),
+        num("Redeemed (wei)"),
+    ];
     let rows = p
         .by_orchestrator
         .iter()
-        .map(|g| (g.key("orchestrator").to_string(), &g.stats))
-        .chain(std::iter::once(("all".to_string(), &p.overall)));
-    for (o, s) in rows {
+        .map(|g| (g.key("orchestrator"), &g.stats))
+        .chain(std::iter::once(("all", &p.overall)));
+    table_section(h, "payments", "Payments", &columns, rows, |h, (o, s)| {
         let _ = write!(
             h,
             "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{:.4e}</td><td>{:.4e}</td><td>{:.4e}</td><td>{} / {}</td><td>{:.4e}</td></tr>",
-            esc(&o),
+            esc(o),
             s.tickets,
             s.winning_tickets,
             s.face_value_total_wei,
@@ -397,21 +488,26 @@ fn payments(h: &mut String, ctx: &ReportContext<'_>) {
             s.redemptions,
             s.redeemed_wei
         );
-    }
-    h.push_str("</table>\n");
+    });
 }
 
 fn bench(h: &mut String, ctx: &ReportContext<'_>) {
-    let b = &ctx.aggregates.bench;
-    if b.is_empty() {
+    let steps = &ctx.aggregates.bench;
+    if steps.is_empty() {
         return;
     }
-    h.push_str(
-        "<h2 id=\"bench\">Hardware benchmark</h2>\n<table><tr><th>Sessions</th><th class=\"l\">Encoder</th>\
-         <th>Segments</th><th>OK</th><th>Real-time fraction</th><th>Transcode ÷ duration mean</th>\
-         <th>p50</th><th>p95</th><th>max</th></tr>",
-    );
-    for s in b {
+    let columns = [
+        num("Sessions"),
+        text("Encoder"),
+        num("Segments"),
+        num("OK"),
+        num("Real-time fraction"),
+        num("Transcode ÷ duration mean"),
+        num("p50"),
+        num("p95"),
+        num("max"),
+    ];
+    table_section(h, "bench", "Hardware benchmark", &columns, steps, |h, s| {
         let _ = write!(
             h,
             "<tr><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -425,59 +521,72 @@ fn bench(h: &mut String, ctx: &ReportContext<'_>) {
             fmt_num(s.transcode_ratio.p95),
             fmt_num(s.transcode_ratio.max)
         );
-    }
-    h.push_str("</table>\n");
+    });
 }
 
 fn leaderboard(h: &mut String, ctx: &ReportContext<'_>) {
     let Some(board) = ctx.leaderboard else { return };
-    h.push_str(
-        "<h2 id=\"leaderboard\">Leaderboard records</h2>\n<table><tr><th class=\"l\">Orchestrator</th>\
-         <th class=\"l\">Region</th><th>Sent</th><th>Received</th><th>Success rate</th>\
-         <th>Round trip (s)</th><th>Segment (s)</th><th>Round-trip score</th><th>Score</th>\
-         <th>VMAF</th><th>VMAF deficit vs reference</th><th>Effective price (wei/pixel)</th>\
-         <th class=\"l\">Failures</th></tr>",
-    );
-    for r in &board.records {
-        let s = crate::leaderboard::score(r);
-        let extras = board
-            .extras
-            .get(&r.orchestrator)
-            .and_then(|by_region| by_region.get(&r.region));
-        let quality = extras.and_then(|e| e.quality.as_ref());
-        let price = extras
-            .and_then(|e| e.payments.as_ref())
-            .and_then(|p| p.effective_price_wei_per_pixel);
-        let failures = r
-            .errors
-            .iter()
-            .map(|e| esc(&format!("{} ×{}: {}", e.error_code, e.count, e.message)))
-            .collect::<Vec<_>>()
-            .join("<br>");
-        let _ = write!(
-            h,
-            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td>\
+    let columns = [
+        text("Orchestrator"),
+        text("Region"),
+        num("Sent"),
+        num("Received"),
+        num("Success rate"),
+        num("Round trip (s)"),
+        num("Segment (s)"),
+        num("Round-trip score"),
+        num("Score"),
+        num("VMAF"),
+        num("VMAF deficit vs reference"),
+        num("Effective price (wei/pixel)"),
+        text("Failures"),
+    ];
+    table_section(
+        h,
+        "leaderboard",
+        "Leaderboard records",
+        &columns,
+        &board.records,
+        |h, r| {
+            let s = crate::leaderboard::score(r);
+            let extras = board
+                .extras
+                .get(&r.orchestrator)
+                .and_then(|by_region| by_region.get(&r.region));
+            let quality = extras.and_then(|e| e.quality.as_ref());
+            let price = extras
+                .and_then(|e| e.payments.as_ref())
+                .and_then(|p| p.effective_price_wei_per_pixel);
+            let failures = r
+                .errors
+                .iter()
+                .map(|e| esc(&format!("{} ×{}: {}", e.error_code, e.count, e.message)))
+                .collect::<Vec<_>>()
+                .join("<br>");
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td>\
              <td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
-            esc(&r.orchestrator),
-            esc(&r.region),
-            r.segments_sent,
-            r.segments_received,
-            fmt_pct(Some(r.success_rate)),
-            r.round_trip_time,
-            r.seg_duration,
-            s.round_trip_score,
-            s.score,
-            fmt_num(quality.map(|q| q.vmaf_mean)),
-            fmt_num(quality.and_then(|q| q.vmaf_deficit)),
-            price.map_or_else(|| "–".to_string(), fmt_price),
-            if failures.is_empty() {
-                "–"
-            } else {
-                &failures
-            },
-        );
-    }
-    h.push_str("</table>\n");
+                esc(&r.orchestrator),
+                esc(&r.region),
+                r.segments_sent,
+                r.segments_received,
+                fmt_pct(Some(r.success_rate)),
+                r.round_trip_time,
+                r.seg_duration,
+                s.round_trip_score,
+                s.score,
+                fmt_num(quality.map(|q| q.vmaf_mean)),
+                fmt_num(quality.and_then(|q| q.vmaf_deficit)),
+                price.map_or_else(|| "–".to_string(), fmt_price),
+                if failures.is_empty() {
+                    "–"
+                } else {
+                    &failures
+                },
+            );
+        },
+    );
 }
 
 fn metrics(h: &mut String, ctx: &ReportContext<'_>) {
@@ -485,24 +594,16 @@ fn metrics(h: &mut String, ctx: &ReportContext<'_>) {
     if m.is_empty() {
         return;
     }
-    h.push_str(
-        "<h2 id=\"metrics\">Metrics (as the tester summarized them)</h2>\n<table><tr><th class=\"l\">Metric</th>\
-         <th class=\"l\">Type</th><th class=\"l\">Unit</th><th class=\"l\">Values</th></tr>",
-    );
-    for (name, metric) in m {
-        let values = metric
-            .values
-            .iter()
-            .map(|(k, v)| format!("{k}={}", fmt_num(*v)))
-            .collect::<Vec<_>>()
-            .join("  ");
+    let columns = [text("Metric"), text("Type"), text("Unit"), text("Values")];
+    let title = "Metrics (as the tester summarized them)";
+    table_section(h, "metrics", title, &columns, m, |h, (name, metric)| {
         let _ = write!(
             h,
             "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
             esc(name),
             esc(&metric.kind),
             esc(&metric.unit),
-            esc(&values)
+            esc(&metric_values(&metric.values))
         );
         for s in &metric.series {
             let tags = s
@@ -511,26 +612,28 @@ fn metrics(h: &mut String, ctx: &ReportContext<'_>) {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(",");
-            let values = s
-                .values
-                .iter()
-                .map(|(k, v)| format!("{k}={}", fmt_num(*v)))
-                .collect::<Vec<_>>()
-                .join("  ");
             let _ = write!(
                 h,
                 "<tr><td class=\"l\">&nbsp;&nbsp;{{{}}}</td><td></td><td></td><td class=\"l\">{}</td></tr>",
                 esc(&tags),
-                esc(&values)
+                esc(&metric_values(&s.values))
             );
         }
-    }
-    h.push_str("</table>\n");
+    });
+}
+
+/// A metric's summarized values as one cell's text: `p95=1.2  max=3`.
+fn metric_values(values: &BTreeMap<String, Option<f64>>) -> String {
+    values
+        .iter()
+        .map(|(k, v)| format!("{k}={}", fmt_num(*v)))
+        .collect::<Vec<_>>()
+        .join("  ")
 }
 
 fn journal(h: &mut String, ctx: &ReportContext<'_>) {
     let j = ctx.journal;
-    h.push_str("<h2 id=\"journal\">Journal</h2>\n");
+    heading(h, "journal", "Journal");
     if !ctx.journal_present {
         h.push_str("<p>records.jsonl is missing.</p>\n");
         return;
