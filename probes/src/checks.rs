@@ -11,6 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use reference_transcoder::DecodeSummary;
+
 use crate::clock::{UnixMs, now_unix_ms};
 use crate::decode::{DecodeError, DecodedSegment};
 use crate::hls::{PlaylistPoll, PulledSegment};
@@ -396,17 +398,19 @@ impl SegmentChecker {
         let stamps: Vec<u32> = decoded.stamps().map(|s| s.frame_number).collect();
         let stamp_id = decoded.stamps().next().map(|s| s.stream_id);
         observation.media = Some(SegmentMedia {
-            codec: decoded.codec.clone(),
-            width: decoded.width,
-            height: decoded.height,
-            frames: decoded.frames.len() as u64,
-            duration_secs: duration,
-            first_pts_secs: decoded.first_pts_secs(),
-            last_pts_secs: decoded.last_pts_secs(),
-            fps: decoded.fps,
-            audio_codec: decoded.audio_codec.clone(),
-            decode_errors: decoded.decode_errors,
-            stamped_frames: stamps.len() as u64,
+            decoded: DecodeSummary {
+                codec: decoded.codec.clone(),
+                width: decoded.width,
+                height: decoded.height,
+                frames: decoded.frames.len() as u64,
+                duration_secs: duration,
+                first_pts_secs: decoded.first_pts_secs(),
+                last_pts_secs: decoded.last_pts_secs(),
+                fps: decoded.fps,
+                audio_codec: decoded.audio_codec.clone(),
+                decode_errors: decoded.decode_errors,
+                stamped_frames: stamps.len() as u64,
+            },
             first_stamp_frame: stamps.first().copied(),
             last_stamp_frame: stamps.last().copied(),
             stamp_stream_id: stamp_id,

@@ -6,6 +6,7 @@
 //! observer is called synchronously from probe tasks: implementations must be cheap and never
 //! block (push to a channel or bump a histogram).
 
+use reference_transcoder::DecodeSummary;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixMs;
@@ -66,22 +67,12 @@ pub struct SegmentObservation {
     pub latency: SegmentLatency,
 }
 
-/// What decoding a segment found.
+/// What decoding a segment found, and the stamps it carried.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SegmentMedia {
-    pub codec: String,
-    pub width: u32,
-    pub height: u32,
-    pub frames: u64,
-    /// Last PTS − first PTS + one frame.
-    pub duration_secs: f64,
-    pub first_pts_secs: Option<f64>,
-    pub last_pts_secs: Option<f64>,
-    pub fps: Option<f64>,
-    pub audio_codec: Option<String>,
-    pub decode_errors: u32,
-    /// Frames whose stamp read back.
-    pub stamped_frames: u64,
+    /// Flattened: a serialised segment keeps its media facts in one flat object.
+    #[serde(flatten)]
+    pub decoded: DecodeSummary,
     /// Stamp of the first frame in presentation order that had one.
     pub first_stamp_frame: Option<u32>,
     pub last_stamp_frame: Option<u32>,
@@ -197,4 +188,37 @@ pub struct QualityObservation {
     pub scored_at_unix_ms: UnixMs,
     /// Why the segment could not be scored.
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_media_serialises_as_one_flat_object_and_reads_back() {
+        let media = SegmentMedia {
+            decoded: DecodeSummary {
+                codec: "h264".into(),
+                width: 640,
+                height: 360,
+                frames: 60,
+                duration_secs: 2.0,
+                first_pts_secs: Some(1.4),
+                last_pts_secs: Some(3.366_666),
+                fps: Some(30.0),
+                audio_codec: Some("aac".into()),
+                decode_errors: 1,
+                stamped_frames: 59,
+            },
+            first_stamp_frame: Some(120),
+            last_stamp_frame: Some(179),
+            stamp_stream_id: Some(7),
+        };
+        let json = serde_json::to_string(&media).unwrap();
+        assert_eq!(
+            json,
+            r#"{"codec":"h264","width":640,"height":360,"frames":60,"duration_secs":2.0,"first_pts_secs":1.4,"last_pts_secs":3.366666,"fps":30.0,"audio_codec":"aac","decode_errors":1,"stamped_frames":59,"first_stamp_frame":120,"last_stamp_frame":179,"stamp_stream_id":7}"#
+        );
+        assert_eq!(serde_json::from_str::<SegmentMedia>(&json).unwrap(), media);
+    }
 }

@@ -35,7 +35,8 @@ pub use ladder::{
     LadderOptions, LadderOutput, LadderTranscoder, Profile, RenditionOutput, TranscodeError,
 };
 pub use probe::{
-    DecodeError, DecodedFrame, MediaInfo, decode_bytes, decode_file, probe_bytes, probe_file,
+    DecodeError, DecodeSummary, DecodedFrame, MediaInfo, decode_bytes, decode_file, probe_bytes,
+    probe_file,
 };
 pub use source::{
     EncodedSource, FlvPacket, MediaKind, SourceConfig, SourceError, TsSegment, generate,

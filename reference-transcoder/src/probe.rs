@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use ffmpeg_next::format::Pixel;
 use ffmpeg_next::software::scaling;
 use ffmpeg_next::{Rational, frame};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::decode::{
     DecodeOptions, DecoderError, DecoderThreads, Demuxer, ReadError, ReadErrors, VideoDecoder,
@@ -19,28 +19,37 @@ use crate::decode::{
 use crate::memio::{OpenError, open_container};
 use crate::stamp::{FrameStamp, read_stamp};
 
-/// What a decoded segment contained.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MediaInfo {
-    /// FFmpeg's demuxer name (`mpegts`, `flv`, `mov,mp4,m4a,3gp,3g2,mj2`, ...).
-    pub container: String,
+/// What decoding a segment found, as every reader of a segment reports it: the probe's own
+/// summary ([`MediaInfo`]) and the stream probe's journal form of a rendition segment both hold
+/// it, so the two never disagree on a field's name or meaning.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DecodeSummary {
     /// Video codec name (`h264`, ...).
     pub codec: String,
     pub width: u32,
     pub height: u32,
     /// Frames actually decoded.
     pub frames: u64,
-    /// last PTS − first PTS + one frame period.
+    /// Last PTS − first PTS + one frame period.
     pub duration_secs: f64,
     pub first_pts_secs: Option<f64>,
     pub last_pts_secs: Option<f64>,
     /// The stream's declared average frame rate, if any.
     pub fps: Option<f64>,
     pub audio_codec: Option<String>,
-    pub key_frames: u64,
+    pub decode_errors: u32,
     /// Frames whose stamp read back.
     pub stamped_frames: u64,
-    pub decode_errors: u32,
+}
+
+/// What a decoded segment contained.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MediaInfo {
+    /// FFmpeg's demuxer name (`mpegts`, `flv`, `mov,mp4,m4a,3gp,3g2,mj2`, ...).
+    pub container: String,
+    #[serde(flatten)]
+    pub decoded: DecodeSummary,
+    pub key_frames: u64,
 }
 
 /// One decoded frame, lent to the callback.
@@ -171,18 +180,13 @@ fn decode_input<F: FnMut(&DecodedFrame)>(
         tb: decoder.time_base,
         info: MediaInfo {
             container: decoder.container.clone(),
-            codec: decoder.codec.clone(),
-            width: 0,
-            height: 0,
-            frames: 0,
-            duration_secs: 0.0,
-            first_pts_secs: None,
-            last_pts_secs: None,
-            fps: fps.map(f64::from),
-            audio_codec: decoder.audio_codec.clone(),
+            decoded: DecodeSummary {
+                codec: decoder.codec.clone(),
+                fps: fps.map(f64::from),
+                audio_codec: decoder.audio_codec.clone(),
+                ..DecodeSummary::default()
+            },
             key_frames: 0,
-            stamped_frames: 0,
-            decode_errors: 0,
         },
         decoder,
         decoded: frame::Video::empty(),
@@ -191,14 +195,15 @@ fn decode_input<F: FnMut(&DecodedFrame)>(
     };
     state.run(&mut on_frame)?;
     let mut info = state.info;
-    info.decode_errors = state.decoder.decode_errors as u32;
-    if info.frames == 0 {
+    let summary = &mut info.decoded;
+    summary.decode_errors = state.decoder.decode_errors as u32;
+    if summary.frames == 0 {
         return Err(DecodeError::NoFrames);
     }
     let frame_secs = fps.map(|r| f64::from(r.invert())).unwrap_or(0.0);
-    info.duration_secs = match (info.first_pts_secs, info.last_pts_secs) {
+    summary.duration_secs = match (summary.first_pts_secs, summary.last_pts_secs) {
         (Some(a), Some(b)) => b - a + frame_secs,
-        _ => info.frames as f64 * frame_secs,
+        _ => summary.frames as f64 * frame_secs,
     };
     Ok(info)
 }
@@ -218,17 +223,18 @@ impl FrameLoop {
             let f = &self.decoded;
             let pts = f.timestamp().or(f.pts());
             let pts_secs = pts.map(|p| p as f64 * f64::from(self.tb));
+            let summary = &mut self.info.decoded;
             if let Some(s) = pts_secs {
-                self.info.first_pts_secs = Some(self.info.first_pts_secs.map_or(s, |a| a.min(s)));
-                self.info.last_pts_secs = Some(self.info.last_pts_secs.map_or(s, |a| a.max(s)));
+                summary.first_pts_secs = Some(summary.first_pts_secs.map_or(s, |a| a.min(s)));
+                summary.last_pts_secs = Some(summary.last_pts_secs.map_or(s, |a| a.max(s)));
             }
             let stamp = read_stamp(f);
             let is_key = f.is_key();
-            self.info.frames += 1;
+            summary.frames += 1;
+            summary.stamped_frames += stamp.is_some() as u64;
+            summary.width = f.width();
+            summary.height = f.height();
             self.info.key_frames += is_key as u64;
-            self.info.stamped_frames += stamp.is_some() as u64;
-            self.info.width = f.width();
-            self.info.height = f.height();
             let picture = if f.format() == Pixel::YUV420P {
                 &self.decoded
             } else {
@@ -267,7 +273,7 @@ impl FrameLoop {
                 &*out
             };
             on_frame(&DecodedFrame {
-                index: self.info.frames - 1,
+                index: self.info.decoded.frames - 1,
                 pts,
                 pts_secs,
                 is_key,

@@ -110,7 +110,7 @@ fn stamps_read_back_exactly_after_144p_at_400kbps() {
             }
         })
         .unwrap();
-        assert_eq!(info.codec, "h264");
+        assert_eq!(info.decoded.codec, "h264");
     }
     assert_eq!(frames, 120);
     assert!(wrong.is_empty(), "wrong stamps read: {wrong:?}");
@@ -418,7 +418,7 @@ fn stamp_reader_ignores_unstamped_video() {
         ],
     );
     let info = decode_bytes(plain, |f| assert_eq!(read_stamp(f.picture), None)).unwrap();
-    assert_eq!((info.frames, info.stamped_frames), (30, 0));
+    assert_eq!((info.decoded.frames, info.decoded.stamped_frames), (30, 0));
 }
 
 #[test]
@@ -637,7 +637,12 @@ fn a_user_file_is_stamped_by_re_encoding_and_looped_to_length() {
         })
         .unwrap();
         assert_eq!(
-            (info.width, info.height, info.frames, info.key_frames),
+            (
+                info.decoded.width,
+                info.decoded.height,
+                info.decoded.frames,
+                info.key_frames
+            ),
             (640, 360, 30, 1)
         );
     }

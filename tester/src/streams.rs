@@ -139,7 +139,7 @@ impl ProbeObserver for MetricsObserver {
             ok: s.success,
             error: s.failure.clone(),
             message: None,
-            duration_s: media.map(|m| m.duration_secs).or(s.extinf_secs),
+            duration_s: media.map(|m| m.decoded.duration_secs).or(s.extinf_secs),
             latency_ms: s.latency.glass_to_glass_ms,
             upload_ms: None,
             transcode_ms: None,
@@ -147,13 +147,14 @@ impl ProbeObserver for MetricsObserver {
             round_trip_ms: None,
             bytes: Some(s.bytes),
             bitrate_kbps: media
-                .filter(|m| m.duration_secs > 0.0)
-                .map(|m| s.bytes as f64 * 8.0 / m.duration_secs / 1000.0),
-            width: media.map(|m| m.width),
-            height: media.map(|m| m.height),
+                .filter(|m| m.decoded.duration_secs > 0.0)
+                .map(|m| s.bytes as f64 * 8.0 / m.decoded.duration_secs / 1000.0),
+            width: media.map(|m| m.decoded.width),
+            height: media.map(|m| m.decoded.height),
         });
         if let (true, Some(m)) = (s.success && s.rendition != "source", media) {
-            let pixels = u64::from(m.width) * u64::from(m.height) * m.frames;
+            let pixels =
+                u64::from(m.decoded.width) * u64::from(m.decoded.height) * m.decoded.frames;
             self.pixels
                 .0
                 .fetch_add(pixels, std::sync::atomic::Ordering::Relaxed);

@@ -652,9 +652,9 @@ impl Test {
         };
         let checked = self.checker.check(&pulled, Some(&decoded));
         if let Some(media) = &checked.observation.media {
-            out.width = Some(media.width);
-            out.height = Some(media.height);
-            out.frames = Some(media.frames);
+            out.width = Some(media.decoded.width);
+            out.height = Some(media.decoded.height);
+            out.frames = Some(media.decoded.frames);
         }
         let failed: Vec<String> = checked
             .checks

@@ -81,7 +81,11 @@ fn stream_probe_round_trips_through_nginx_with_every_check_passing() {
     let first = segments.iter().find(|s| s.seq == lo).unwrap();
     let media = first.media.as_ref().unwrap();
     assert_eq!(
-        (media.width, media.height, media.codec.as_str()),
+        (
+            media.decoded.width,
+            media.decoded.height,
+            media.decoded.codec.as_str()
+        ),
         (640, 360, "h264")
     );
     assert_eq!(media.stamp_stream_id, Some(source.stream_id));

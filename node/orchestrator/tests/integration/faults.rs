@@ -119,14 +119,14 @@ async fn corrupt_fault_damages_rendition_bytes() {
     let honest = session.send(0).await.unwrap().renditions().unwrap()[0].clone();
     let data = session.client.download(&honest.url).await.unwrap();
     let info = reference_transcoder::probe_bytes(data.to_vec()).unwrap();
-    assert_eq!((info.decode_errors, info.width), (0, 256));
+    assert_eq!((info.decoded.decode_errors, info.decoded.width), (0, 256));
     set_faults(&session.client, json!({"corrupt_renditions": true})).await;
     let damaged = session.send(1).await.unwrap().renditions().unwrap()[0].clone();
     let data = session.client.download(&damaged.url).await.unwrap();
     match reference_transcoder::probe_bytes(data.to_vec()) {
         Err(_) => {}
         Ok(info) => assert!(
-            info.frames == 0 || info.decode_errors > 0,
+            info.decoded.frames == 0 || info.decoded.decode_errors > 0,
             "corrupt rendition decoded cleanly: {info:?}"
         ),
     }
