@@ -43,10 +43,10 @@ use alloy::primitives::{U256, keccak256};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use node_orchestrator::config::{ChainConfig, OrchestratorConfig, TranscodeMode};
-use node_orchestrator::profiles::segment_data;
+use node_orchestrator::profiles::wire_ladder;
 use node_orchestrator::transcode::Rendition;
 use protocol::chain::DeployConfig;
-use protocol::client::{OrchestratorClient, SegmentRequest};
+use protocol::client::{OrchestratorClient, SegmentRequest, segment_data};
 use protocol::sig::NodeKey;
 use protocol::ticket::{SenderLimits, TicketParams, TicketSender};
 use reference_transcoder::{LadderOptions, LadderTranscoder, Profile, SourceConfig};
@@ -171,7 +171,8 @@ async fn measure_segments(
         let batch = PER_PARAMS.min(runs.total() - prepared.len());
         prepared.extend((0..batch).map(|_| {
             let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let seg = segment_data(key, &info, b"bench", seq, body, 2000, ladder).unwrap();
+            let seg =
+                segment_data(key, &info, b"bench", seq, body, 2000, &wire_ladder(ladder)).unwrap();
             let tickets = sender.sign_tickets(&params, 1).unwrap();
             let payment = protocol::ticket::payment_message(&params, sender.address(), &tickets);
             (seg, payment)

@@ -1,11 +1,9 @@
 //! The ladder a segment asks for, read from its `SegData` with the shared wire conversion
 //! ([`reference_transcoder::wire`]), so the orchestrator refuses a bad profile with its name and
-//! field; and the other way, a signed `SegData` asking for a ladder of profiles, for the node's
-//! own tests and benches that play the broadcaster.
+//! field; and the other way, a ladder's wire profiles, for the node's own tests and benches that
+//! play the broadcaster with [`protocol::client::segment_data`].
 
-use protocol::client::ClientError;
-use protocol::net::{OrchestratorInfo, SegData};
-use protocol::sig::NodeKey;
+use protocol::net::VideoProfile;
 use reference_transcoder::Profile;
 pub use reference_transcoder::wire::{WireProfileError as ProfileError, from_wire, to_wire};
 
@@ -30,21 +28,20 @@ pub fn requested(seg: &protocol::net::SegData) -> Result<Vec<Profile>, ProfileEr
     list.iter().map(from_wire).collect()
 }
 
-/// Builds and signs the `Livepeer-Segment` message for `body` under `info`'s auth token, asking
-/// for `ladder` (see [`protocol::client::segment_data`], which takes wire profiles).
-pub fn segment_data(
-    key: &NodeKey,
-    info: &OrchestratorInfo,
-    manifest_id: &[u8],
-    seq: i64,
-    body: &[u8],
-    duration_ms: i32,
-    ladder: &[Profile],
-) -> Result<SegData, ClientError> {
-    debug_assert!(
-        protocol::client::required_capabilities()
-            .compatible_with(&crate::node::offered_capabilities())
-    );
-    let wire: Vec<_> = ladder.iter().map(to_wire).collect();
-    protocol::client::segment_data(key, info, manifest_id, seq, body, duration_ms, &wire)
+/// The wire form of `ladder`, as [`protocol::client::segment_data`] asks for it.
+pub fn wire_ladder(ladder: &[Profile]) -> Vec<VideoProfile> {
+    ladder.iter().map(to_wire).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The node's tests and benches play the broadcaster with `protocol::client::segment_data`,
+    /// whose segments ask for these capabilities.
+    #[test]
+    fn the_node_offers_every_capability_the_wire_client_requires() {
+        assert!(
+            protocol::client::required_capabilities()
+                .compatible_with(&crate::node::offered_capabilities())
+        );
+    }
 }

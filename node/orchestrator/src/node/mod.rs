@@ -292,7 +292,7 @@ mod tests {
             let n = node(false);
             let info = block_on(n.info(Address::ZERO, "s")).unwrap();
             let ladder = reference_transcoder::ladder::parse_ladder("P144p30fps16x9").unwrap();
-            let seg = crate::profiles::segment_data(&NodeKey::OffChain, &info, b"m", 1, b"body", 1000, &ladder).unwrap();
+            let seg = protocol::client::segment_data(&NodeKey::OffChain, &info, b"m", 1, b"body", 1000, &crate::profiles::wire_ladder(&ladder)).unwrap();
             let mut bytes = prost::Message::encode_to_vec(&seg);
             let i = flip.index(bytes.len());
             bytes[i] = byte;
@@ -308,8 +308,16 @@ mod tests {
         let ladder = reference_transcoder::ladder::parse_ladder("P144p30fps16x9").unwrap();
         for session in ["a", "b", "c"] {
             let info = block_on(n.info(broadcaster.address(), session)).unwrap();
-            let seg = crate::profiles::segment_data(&key, &info, b"m", 1, b"body", 1000, &ladder)
-                .unwrap();
+            let seg = protocol::client::segment_data(
+                &key,
+                &info,
+                b"m",
+                1,
+                b"body",
+                1000,
+                &crate::profiles::wire_ladder(&ladder),
+            )
+            .unwrap();
             let payment = net::Payment {
                 sender: broadcaster.address().to_vec(),
                 ..net::Payment::default()
@@ -329,14 +337,14 @@ mod tests {
         let n = node(false);
         let info = block_on(n.info(Address::ZERO, "session-1")).unwrap();
         let ladder = reference_transcoder::ladder::parse_ladder("P144p30fps16x9").unwrap();
-        let seg = crate::profiles::segment_data(
+        let seg = protocol::client::segment_data(
             &NodeKey::OffChain,
             &info,
             b"m",
             1,
             b"body",
             1000,
-            &ladder,
+            &crate::profiles::wire_ladder(&ladder),
         )
         .unwrap();
         let checked =

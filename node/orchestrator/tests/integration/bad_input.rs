@@ -7,7 +7,8 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use node_orchestrator::config::TranscodeMode;
-use node_orchestrator::profiles::segment_data;
+use node_orchestrator::profiles::wire_ladder;
+use protocol::client::segment_data;
 use protocol::headers;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -62,7 +63,8 @@ async fn malformed_headers_and_bodies_get_a_4xx_with_a_reason() {
     assert!(reason.contains("fullProfiles3"), "{reason}");
 
     // Oversized body: refused while reading, with the limit in the reason.
-    seg = segment_data(&session.key, &session.info, b"m", 0, &body, 1000, &ladder()).unwrap();
+    let wire = wire_ladder(&ladder());
+    seg = segment_data(&session.key, &session.info, b"m", 0, &body, 1000, &wire).unwrap();
     let big = Bytes::from(vec![0x47u8; 200 * 1024]);
     let (status, reason) = post_segment(
         &session.client,
@@ -76,7 +78,7 @@ async fn malformed_headers_and_bodies_get_a_4xx_with_a_reason() {
 
     // The node still serves a good segment.
     let good = segments()[0].clone();
-    let seg = segment_data(&session.key, &session.info, b"m", 1, &good, 1000, &ladder()).unwrap();
+    let seg = segment_data(&session.key, &session.info, b"m", 1, &good, 1000, &wire).unwrap();
     let (code, _) = post_segment(
         &session.client,
         Some(&headers::encode_segment(&seg)),
@@ -112,7 +114,8 @@ async fn slow_loris_uploads_are_cut_off() {
 
     // A body that trickles: 408 with a reason once the upload deadline passes.
     let good = segments()[0].clone();
-    let seg = segment_data(&session.key, &session.info, b"m", 0, &good, 1000, &ladder()).unwrap();
+    let wire = wire_ladder(&ladder());
+    let seg = segment_data(&session.key, &session.info, b"m", 0, &good, 1000, &wire).unwrap();
     let mut slow = tls_connect(addr).await;
     let head = format!(
         "POST /segment HTTP/1.1\r\nHost: localhost\r\n{}: {}\r\nContent-Length: {}\r\n\r\n",

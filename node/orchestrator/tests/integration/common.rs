@@ -12,9 +12,11 @@ use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
 use bytes::Bytes;
 use node_orchestrator::config::{ChainConfig, OrchestratorConfig};
-use node_orchestrator::profiles::segment_data;
+use node_orchestrator::profiles::wire_ladder;
 use protocol::chain::{Contracts, LocalChain, TicketBrokerClient};
-use protocol::client::{ClientError, OrchestratorClient, SegmentReply, SegmentRequest};
+use protocol::client::{
+    ClientError, OrchestratorClient, SegmentReply, SegmentRequest, segment_data,
+};
 use protocol::headers;
 use protocol::net::{OrchestratorInfo, Payment, SegData};
 use protocol::sig::NodeKey;
@@ -160,7 +162,7 @@ impl Session {
             seq,
             body,
             SEGMENT_MS as i32,
-            &self.ladder,
+            &wire_ladder(&self.ladder),
         )
     }
 

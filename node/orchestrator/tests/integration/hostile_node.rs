@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use node_orchestrator::config::TranscodeMode;
-use node_orchestrator::profiles::segment_data;
-use protocol::client::grpc_channel;
+use node_orchestrator::profiles::wire_ladder;
+use protocol::client::{grpc_channel, segment_data};
 use protocol::headers;
 use protocol::net::transcoder_client::TranscoderClient;
 use protocol::net::{NotifySegment, Payment, RegisterRequest};
@@ -86,7 +86,7 @@ async fn unpaid_requests_do_not_take_session_slots() {
             0,
             &body,
             SEGMENT_MS as i32,
-            &hostile.ladder,
+            &wire_ladder(&hostile.ladder),
         )
         .unwrap();
         // Names the sender (whose signature the segment carries) but holds no tickets.

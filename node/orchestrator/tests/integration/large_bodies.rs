@@ -11,7 +11,8 @@ use alloy::primitives::U256;
 use base64::Engine;
 use bytes::Bytes;
 use node_orchestrator::config::TranscodeMode;
-use node_orchestrator::profiles::segment_data;
+use node_orchestrator::profiles::wire_ladder;
+use protocol::client::segment_data;
 use protocol::headers;
 use protocol::net::{Payment, SegData};
 use protocol::sig::{self, NodeKey, SigPolicy};
@@ -168,7 +169,7 @@ async fn trickled_uploads_are_answered_and_release_their_session_slot() {
             0,
             &large_body(1)[..declared],
             1000,
-            &ladder(),
+            &wire_ladder(&ladder()),
         )
         .unwrap();
         let (text, took) = trickle(addr, &headers::encode_segment(&seg), declared).await;
@@ -199,7 +200,7 @@ async fn trickled_uploads_are_answered_and_release_their_session_slot() {
         1,
         &large_body(2),
         1000,
-        &ladder(),
+        &wire_ladder(&ladder()),
     )
     .unwrap();
     let (text, _) = trickle(addr, &headers::encode_segment(&seg), LARGE).await;

@@ -3,7 +3,8 @@
 //! balance 400, over capacity 403 `OrchestratorCapped`, no transcoder 403 `OrchestratorBusy`.
 
 use node_orchestrator::config::TranscodeMode;
-use node_orchestrator::profiles::segment_data;
+use node_orchestrator::profiles::wire_ladder;
+use protocol::client::segment_data;
 use protocol::headers;
 use protocol::sig::NodeKey;
 use protocol::ticket::{TicketParams, payment_message};
@@ -17,7 +18,8 @@ async fn paid_node_refuses_each_bad_request_with_its_status_and_reason() {
     let orchestrator = node_orchestrator::start(chain.config()).await.unwrap();
     let mut session = Session::onchain(orchestrator.service_uri(), chain.broadcaster.clone()).await;
     let body = segments()[0].clone();
-    let seg = segment_data(&session.key, &session.info, b"m", 0, &body, 1000, &ladder()).unwrap();
+    let wire = wire_ladder(&ladder());
+    let seg = segment_data(&session.key, &session.info, b"m", 0, &body, 1000, &wire).unwrap();
     let params = TicketParams::from_orchestrator_info(&session.info).unwrap();
     let sender = session.sender.as_mut().unwrap();
     let good_payment = sender
@@ -45,7 +47,7 @@ async fn paid_node_refuses_each_bad_request_with_its_status_and_reason() {
 
     // Segment signed by another key: 403.
     let stranger = NodeKey::Account(chain.chain.signer(5));
-    let forged = segment_data(&stranger, &session.info, b"m", 0, &body, 1000, &ladder()).unwrap();
+    let forged = segment_data(&stranger, &session.info, b"m", 0, &body, 1000, &wire).unwrap();
     let (status, reason) = refused(
         session
             .submit(&forged, Some(&good_payment), body.clone())
@@ -65,7 +67,7 @@ async fn paid_node_refuses_each_bad_request_with_its_status_and_reason() {
 
     // A fresh session paying with no tickets has no credit: 400.
     let mut broke = Session::onchain(orchestrator.service_uri(), chain.broadcaster.clone()).await;
-    let broke_seg = segment_data(&broke.key, &broke.info, b"m", 0, &body, 1000, &ladder()).unwrap();
+    let broke_seg = segment_data(&broke.key, &broke.info, b"m", 0, &body, 1000, &wire).unwrap();
     let broke_params = TicketParams::from_orchestrator_info(&broke.info).unwrap();
     let empty = payment_message(&broke_params, chain.broadcaster.address(), &[]);
     broke.sender = None;
