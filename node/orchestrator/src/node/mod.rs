@@ -306,18 +306,11 @@ mod tests {
         let broadcaster = alloy::signers::local::PrivateKeySigner::random();
         let key = NodeKey::Account(broadcaster.clone());
         let ladder = reference_transcoder::ladder::parse_ladder("P144p30fps16x9").unwrap();
+        let wire = crate::profiles::wire_ladder(&ladder);
         for session in ["a", "b", "c"] {
             let info = block_on(n.info(broadcaster.address(), session)).unwrap();
-            let seg = protocol::client::segment_data(
-                &key,
-                &info,
-                b"m",
-                1,
-                b"body",
-                1000,
-                &crate::profiles::wire_ladder(&ladder),
-            )
-            .unwrap();
+            let seg =
+                protocol::client::segment_data(&key, &info, b"m", 1, b"body", 1000, &wire).unwrap();
             let payment = net::Payment {
                 sender: broadcaster.address().to_vec(),
                 ..net::Payment::default()
