@@ -45,9 +45,9 @@ fn main() {
     let (encoded, source) = support::encoded_source();
     println!(
         "source: {}x{} {} fps, {:.0} kbps, clip {:.1} s",
-        source.width,
-        source.height,
-        source.fps_num,
+        source.format.width,
+        source.format.height,
+        source.format.fps_num,
         source.bitrate_bps() / 1000.0,
         source.loop_ms / 1000.0
     );

@@ -192,7 +192,7 @@ impl RtmpPublisher {
     pub fn new(target: RtmpTarget, source: Arc<ReplaySource>, options: PublishOptions) -> Self {
         let log = Arc::new(SendLog::new(
             &target.stream_key,
-            source.stream_id,
+            source.format.stream_id,
             source.clip_frames,
             source.start_point(options.start_frame).1,
         ));
@@ -329,10 +329,11 @@ impl RtmpPublisher {
 
         let source = &*self.source;
         let mut metadata = StreamMetadata::new();
-        metadata.video_width = Some(source.width);
-        metadata.video_height = Some(source.height);
+        metadata.video_width = Some(source.format.width);
+        metadata.video_height = Some(source.format.height);
         metadata.video_codec_id = Some(7);
-        metadata.video_frame_rate = Some(source.fps_num as f32 / source.fps_den as f32);
+        metadata.video_frame_rate =
+            Some(source.format.fps_num as f32 / source.format.fps_den as f32);
         metadata.video_bitrate_kbps = Some((source.bitrate_bps() / 1000.0) as u32);
         if source.audio_header.is_some() {
             metadata.audio_codec_id = Some(10);

@@ -9,7 +9,7 @@
 //! one source still send any given frame at different times.
 
 use bytes::Bytes;
-use reference_transcoder::{EncodedSource, MediaKind};
+use reference_transcoder::{EncodedSource, MediaKind, VideoFormat};
 
 /// Why an encoded source cannot be replayed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -46,13 +46,8 @@ pub struct ReplayPacket {
 /// The clip, ready to be replayed by any number of publishers.
 #[derive(Debug, Clone)]
 pub struct ReplaySource {
-    pub width: u32,
-    pub height: u32,
-    pub fps_num: u32,
-    pub fps_den: u32,
-    pub gop_frames: u32,
-    /// The stream id written in every stamp.
-    pub stream_id: u32,
+    /// The encoded source's format (with a GOP of at least one frame).
+    pub format: VideoFormat,
     /// Video frames in one pass of the clip.
     pub clip_frames: u32,
     /// Length of one pass of the clip in milliseconds (video frames × frame period).
@@ -69,10 +64,14 @@ pub struct ReplaySource {
 impl ReplaySource {
     /// Builds the replay form of `source` (the only copy of the media this run will hold).
     pub fn new(source: &EncodedSource) -> Result<ReplaySource, ReplayError> {
-        if source.fps_num == 0 || source.fps_den == 0 {
+        let format = VideoFormat {
+            gop_frames: source.format.gop_frames.max(1),
+            ..source.format
+        };
+        if format.fps_num == 0 || format.fps_den == 0 {
             return Err(ReplayError::BadFrameRate {
-                num: source.fps_num,
-                den: source.fps_den,
+                num: format.fps_num,
+                den: format.fps_den,
             });
         }
         let first = source.video.first().ok_or(ReplayError::NoVideo)?;
@@ -82,7 +81,7 @@ impl ReplaySource {
         let clip_frames = source.video.len() as u32;
         let frame_ticks = source.frame_ticks().max(1);
         let min_pts = source.video.iter().map(|p| p.pts).min().unwrap_or(0);
-        let loop_ms = clip_frames as f64 * 1000.0 * source.fps_den as f64 / source.fps_num as f64;
+        let loop_ms = clip_frames as f64 * 1000.0 * format.fps_den as f64 / format.fps_num as f64;
 
         let flv = source.flv_packets();
         let mut packets = Vec::with_capacity(flv.len());
@@ -132,12 +131,7 @@ impl ReplaySource {
         }
         let bytes_per_loop = packets.iter().map(|p| p.body.len() as u64).sum();
         Ok(ReplaySource {
-            width: source.width,
-            height: source.height,
-            fps_num: source.fps_num,
-            fps_den: source.fps_den,
-            gop_frames: source.gop_frames.max(1),
-            stream_id: source.stream_id,
+            format,
             clip_frames,
             loop_ms,
             bytes_per_loop,
@@ -149,7 +143,7 @@ impl ReplaySource {
 
     /// Frame period in milliseconds.
     pub fn frame_ms(&self) -> f64 {
-        1000.0 * self.fps_den as f64 / self.fps_num as f64
+        1000.0 * self.format.fps_den as f64 / self.format.fps_num as f64
     }
 
     /// Media bit rate of the clip in bits per second.
@@ -160,7 +154,7 @@ impl ReplaySource {
     /// The start frame of the `index`-th stream of a run: `index × 7` GOPs into the clip,
     /// wrapping, so neighbouring streams send each frame at clearly different times.
     pub fn start_frame_for_stream(&self, index: u32) -> u32 {
-        ((index as u64 * 7 * self.gop_frames as u64) % self.clip_frames as u64) as u32
+        ((index as u64 * 7 * self.format.gop_frames as u64) % self.clip_frames as u64) as u32
     }
 
     /// The packet index where a stream starting at `start_frame` begins (the key frame at or

@@ -39,7 +39,8 @@ pub use probe::{
     probe_file,
 };
 pub use source::{
-    EncodedSource, FlvPacket, MediaKind, SourceConfig, SourceError, TsSegment, generate,
+    EncodedSource, FlvPacket, MediaKind, SourceConfig, SourceError, TsSegment, VideoFormat,
+    generate,
 };
 pub use stamp::{BAND_HEIGHT_FRACTION, FrameStamp, read_stamp, write_stamp};
 

@@ -89,7 +89,7 @@ impl DirectSource {
                 duration: Duration::from_secs_f64(s.duration_secs.max(0.001)),
             })
             .collect();
-        Self::new(source.stream_id, segments)
+        Self::new(source.format.stream_id, segments)
     }
 
     /// Total media duration of one pass.

@@ -153,7 +153,7 @@ fn bad_segments_become_failures_with_reasons_and_a_stall_is_recorded() {
     assert_eq!(summary.stalls, 1, "{summary:?}");
 
     let checker = SegmentChecker::new("bad", None, CheckOptions::default())
-        .expect_stream_id(source.stream_id);
+        .expect_stream_id(source.format.stream_id);
     let events = events.lock().unwrap();
     let mut by_seq = std::collections::BTreeMap::new();
     for e in events.iter() {
@@ -392,7 +392,7 @@ fn a_window_that_slid_past_unseen_segments_records_them_missed_and_discontinuity
         "{summary:?}"
     );
     let checker = SegmentChecker::new("slide", None, CheckOptions::default())
-        .expect_stream_id(source.stream_id);
+        .expect_stream_id(source.format.stream_id);
     let mut missed = Vec::new();
     let mut checked = std::collections::BTreeMap::new();
     for e in events.lock().unwrap().iter() {

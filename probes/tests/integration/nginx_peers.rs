@@ -69,8 +69,8 @@ fn ffmpeg_publishes_into_nginx_and_our_puller_reads_every_segment_back() {
         }
     });
 
-    let checker =
-        SegmentChecker::new(key, None, CheckOptions::default()).expect_stream_id(source.stream_id);
+    let checker = SegmentChecker::new(key, None, CheckOptions::default())
+        .expect_stream_id(source.format.stream_id);
     let events = events.lock().unwrap();
     let mut seqs = Vec::new();
     let mut first_frames = Vec::new();

@@ -88,7 +88,7 @@ fn stream_probe_round_trips_through_nginx_with_every_check_passing() {
         ),
         (640, 360, "h264")
     );
-    assert_eq!(media.stamp_stream_id, Some(source.stream_id));
+    assert_eq!(media.stamp_stream_id, Some(source.format.stream_id));
     assert_eq!(
         media.first_stamp_frame,
         Some(source.start_frame_for_stream(1))

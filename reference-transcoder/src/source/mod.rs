@@ -22,7 +22,7 @@ mod packaging;
 mod pictures;
 
 use encoding::{encode_tone, open_x264};
-pub use packaging::{EncodedSource, FlvPacket, MediaKind, SourcePacket, TsSegment};
+pub use packaging::{EncodedSource, FlvPacket, MediaKind, SourcePacket, TsSegment, VideoFormat};
 use pictures::PictureSource;
 
 use std::path::PathBuf;
@@ -192,12 +192,14 @@ pub fn generate(config: &SourceConfig) -> Result<EncodedSource, SourceError> {
         .and_then(|p| h264::find_parameter_sets(&p.data))
         .ok_or(SourceError::NoParameterSets)?;
     Ok(EncodedSource {
-        width: config.width,
-        height: config.height,
-        fps_num: config.fps_num,
-        fps_den: config.fps_den,
-        gop_frames,
-        stream_id: config.stream_id,
+        format: VideoFormat {
+            width: config.width,
+            height: config.height,
+            fps_num: config.fps_num,
+            fps_den: config.fps_den,
+            gop_frames,
+            stream_id: config.stream_id,
+        },
         video,
         audio,
         avc_decoder_config: h264::avc_decoder_configuration_record(&sps, &pps),

@@ -22,15 +22,26 @@ pub struct SourcePacket {
     pub data: Vec<u8>,
 }
 
+/// What the source's video is, in every form it takes: picture size, frame rate, GOP and the
+/// stream id stamped in each frame. The encoded source and its replay form (`probes`) both hold
+/// this one type, so a publisher's metadata and a checker's expected stamps read the same fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoFormat {
+    pub width: u32,
+    pub height: u32,
+    /// Frame rate as the fraction `fps_num / fps_den` frames per second.
+    pub fps_num: u32,
+    pub fps_den: u32,
+    /// Frames from one key frame to the next.
+    pub gop_frames: u32,
+    /// The stream id written in every stamp.
+    pub stream_id: u32,
+}
+
 /// The source, encoded once.
 #[derive(Debug, Clone)]
 pub struct EncodedSource {
-    pub width: u32,
-    pub height: u32,
-    pub fps_num: u32,
-    pub fps_den: u32,
-    pub gop_frames: u32,
-    pub stream_id: u32,
+    pub format: VideoFormat,
     /// In decode order; `pts` of frame n (stamp number n) is `first_pts + n * frame ticks`.
     pub video: Vec<SourcePacket>,
     pub audio: Vec<SourcePacket>,
@@ -108,7 +119,7 @@ pub struct TsSegment {
 
 impl EncodedSource {
     pub fn frame_ticks(&self) -> i64 {
-        TICKS_PER_SECOND * self.fps_den as i64 / self.fps_num as i64
+        TICKS_PER_SECOND * self.format.fps_den as i64 / self.format.fps_num as i64
     }
 
     pub fn frame_count(&self) -> usize {
@@ -116,7 +127,7 @@ impl EncodedSource {
     }
 
     pub fn duration_secs(&self) -> f64 {
-        self.video.len() as f64 * self.fps_den as f64 / self.fps_num as f64
+        self.video.len() as f64 * self.format.fps_den as f64 / self.format.fps_num as f64
     }
 
     /// Sequence headers first, then every packet in decode order, video and audio interleaved
@@ -224,8 +235,8 @@ impl EncodedSource {
     ) -> Result<Vec<u8>, ffmpeg_next::Error> {
         let mut mux = MemoryMuxer::new("mpegts")?;
         let v = mux.add_stream(&StreamSpec::H264 {
-            width: self.width,
-            height: self.height,
+            width: self.format.width,
+            height: self.format.height,
             time_base: TICK_BASE,
         })?;
         let a = if audio.is_empty() {
