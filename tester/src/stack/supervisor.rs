@@ -277,27 +277,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_part_that_exits_early_is_named_with_its_log() {
-        assert_start_fails(
-            "broadcaster",
-            "echo 'bind: address in use' >&2; exit 3",
-            Duration::from_secs(10),
-            "broadcaster exited before it was ready (exit status: 3)",
-            "bind: address in use",
-        )
-        .await;
-    }
-
-    #[tokio::test]
-    async fn a_part_that_never_gets_ready_times_out_by_name() {
-        assert_start_fails(
-            "orchestrator-1",
-            "echo waiting >&2; exec sleep 60",
-            Duration::from_millis(300),
-            "orchestrator-1 was not ready within 300ms",
-            "waiting",
-        )
-        .await;
+    async fn a_part_that_exits_early_or_never_gets_ready_is_named_with_its_log() {
+        let cases = [
+            (
+                "broadcaster",
+                "echo 'bind: address in use' >&2; exit 3",
+                Duration::from_secs(10),
+                "broadcaster exited before it was ready (exit status: 3)",
+                "bind: address in use",
+            ),
+            (
+                "orchestrator-1",
+                "echo waiting >&2; exec sleep 60",
+                Duration::from_millis(300),
+                "orchestrator-1 was not ready within 300ms",
+                "waiting",
+            ),
+        ];
+        for (name, script, ready_within, headline, log) in cases {
+            assert_start_fails(name, script, ready_within, headline, log).await;
+        }
     }
 
     #[tokio::test]

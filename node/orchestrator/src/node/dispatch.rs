@@ -10,7 +10,7 @@ use protocol::net::{self, SegData, TranscodeResult};
 use reference_transcoder::Profile;
 
 use super::Node;
-use super::admission::{AcceptedSegment, CheckedSegment};
+use super::admission::AcceptedSegment;
 use super::results::{SourceHash, result_message_off_runtime};
 use crate::config::TranscodeMode;
 use crate::metrics::FailureReason;
@@ -36,18 +36,11 @@ impl Node {
     /// Transcodes an accepted segment, stores the renditions, bills and signs the result.
     pub async fn transcode(&self, accepted: AcceptedSegment) -> TranscodeResult {
         let AcceptedSegment {
-            checked:
-                CheckedSegment {
-                    seg,
-                    sender,
-                    session,
-                    profiles,
-                    bytes,
-                    claim,
-                },
+            checked,
             body,
             faults,
         } = accepted;
+        let (seg, sender, session) = (&checked.seg, checked.sender, &checked.session);
         let seq = seg.seq;
         // `accept_body` proved keccak256(body) == seg.hash, so renditions that are the source
         // bytes themselves need not be hashed again for the result signature.
@@ -55,20 +48,20 @@ impl Node {
             body: body.clone(),
             hash: B256::try_from(seg.hash.as_slice()).ok(),
         };
-        let encoded = transcode::effective_profiles(&profiles, &faults);
+        let encoded = transcode::effective_profiles(&checked.profiles, &faults);
         let outcome = match self.config.transcode.mode {
-            TranscodeMode::Local => self.local.transcode(&session, encoded, body).await,
+            TranscodeMode::Local => self.local.transcode(session, encoded, body).await,
             TranscodeMode::PassThrough => Ok(transcode::pass_through(
                 &encoded,
                 &body,
                 u64::try_from(seg.duration).unwrap_or(0),
             )),
-            TranscodeMode::Remote => self.transcode_remote(&seg, encoded, body).await,
+            TranscodeMode::Remote => self.transcode_remote(seg, encoded, body).await,
         };
         if faults.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(faults.delay_ms)).await;
         }
-        let info = match self.info(sender, &session).await {
+        let info = match self.info(sender, session).await {
             Ok(info) => Some(info),
             Err(err) => {
                 tracing::warn!(%err, "replying without fresh ticket params");
@@ -88,10 +81,10 @@ impl Node {
             }
         };
         let message = result_message_off_runtime(&done.renditions, source).await;
-        let result = self.finish(&session, sender, seq, done, &faults, message);
-        claim.completed();
+        let result = self.finish(session, sender, seq, done, &faults, message);
+        checked.claim.completed();
         // The source is no longer needed (renditions live in the store, under its own budget).
-        drop(bytes);
+        drop(checked.bytes);
         TranscodeResult {
             seq,
             result: Some(result),
