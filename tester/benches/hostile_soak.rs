@@ -430,7 +430,7 @@ async fn spawn_node(
         "--config".as_ref(),
         config.as_os_str(),
     ];
-    Child::spawn_with_env(name, lpt, args, env, dir, Duration::from_secs(60)).await
+    Child::spawn(name, lpt, args, env, dir, Duration::from_secs(60)).await
 }
 
 /// The string value of `key = "…"` in a config the stack wrote.

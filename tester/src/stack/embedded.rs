@@ -141,6 +141,7 @@ impl EmbeddedStack {
                     "--config".as_ref(),
                     path.as_os_str(),
                 ],
+                &[],
                 &options.dir,
                 options.ready_deadline,
             )
@@ -156,7 +157,7 @@ impl EmbeddedStack {
             }
             for t in 0..options.nodes.transcoders_per_orchestrator {
                 let command_env = [(TRANSCODER_SECRET_ENV, secret.clone())];
-                let transcoder = Child::spawn_with_env(
+                let transcoder = Child::spawn(
                     &format!("transcoder-{index}-{t}"),
                     &options.lpt,
                     [
@@ -195,7 +196,7 @@ impl EmbeddedStack {
             Some(chain) => vec![(BROADCASTER_KEY_ENV, hex_key(&chain.signer(0)))],
             None => vec![],
         };
-        let broadcaster = Child::spawn_with_env(
+        let broadcaster = Child::spawn(
             "broadcaster",
             &options.lpt,
             [

@@ -32,25 +32,11 @@ const TERM_GRACE: Duration = Duration::from_secs(5);
 const DROP_GRACE: Duration = Duration::from_millis(500);
 
 impl Child {
-    /// Starts `program args…` and waits up to `deadline` for its ready line. Its stderr and any
-    /// further stdout go to `log_dir/<name>.log`.
+    /// Starts `program args…` with `env` added to its environment (how secrets reach a child:
+    /// never as command-line arguments, which other users of the machine can read), and waits up
+    /// to `deadline` for its ready line. Its stderr and any further stdout go to
+    /// `log_dir/<name>.log`.
     pub async fn spawn<I, S>(
-        name: &str,
-        program: &Path,
-        args: I,
-        log_dir: &Path,
-        deadline: Duration,
-    ) -> anyhow::Result<Child>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        Self::spawn_with_env(name, program, args, &[], log_dir, deadline).await
-    }
-
-    /// [`Child::spawn`] with extra environment variables (how secrets reach a child: never as
-    /// command-line arguments, which other users of the machine can read).
-    pub async fn spawn_with_env<I, S>(
         name: &str,
         program: &Path,
         args: I,
@@ -233,7 +219,15 @@ mod tests {
         dir: &Path,
         deadline: Duration,
     ) -> anyhow::Result<Child> {
-        Child::spawn(name, Path::new("/bin/sh"), ["-c", script], dir, deadline).await
+        Child::spawn(
+            name,
+            Path::new("/bin/sh"),
+            ["-c", script],
+            &[],
+            dir,
+            deadline,
+        )
+        .await
     }
 
     #[tokio::test]
