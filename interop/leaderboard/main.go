@@ -1,7 +1,7 @@
 // Command leaderboard serves the community leaderboard's own HTTP handlers, from
 // github.com/livepeer/leaderboard-serverless v1.0.0 (the one version the Go module proxy serves
 // whole), so that lpt's `reports` crate can publish to and read back from the real server code
-// in its integration test (reports/tests/leaderboard_serverless.rs).
+// in its integration test (tester/tests/leaderboard_serverless.rs).
 //
 // Routes are the project's: /api/post_stats, /api/aggregated_stats, /api/raw_stats. The store is
 // leaderboard-serverless's PostgreSQL one, which reads its connection string from POSTGRES and

@@ -35,6 +35,9 @@ pub use extras::{ExtrasMap, LeaderboardExtras, PaymentExtras, QualityExtras};
 /// File name in a run directory.
 pub const LEADERBOARD_FILE: &str = "leaderboard.json";
 
+/// The checked-in JSON schema of that file, relative to the workspace root.
+pub const SCHEMA_PATH: &str = "reports/schema/leaderboard.schema.json";
+
 /// One error kind seen against an orchestrator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeaderboardError {

@@ -3,8 +3,9 @@
 //! The pipeline is visible in the module list: a run appends typed records (`observation::record`)
 //! to a crash-safe [`journal`]; at the end (or later, from `lpt report DIR`) [`finalize_run`] reads
 //! the journal into Polars tables ([`frames`]), [`aggregate`]s them, draws the [`plots`], and writes every output
-//! ([`render`], [`summary`], [`leaderboard`]). [`compare()`] puts two runs side by side, and
-//! [`publish()`] posts a run's leaderboard records to a public leaderboard API.
+//! ([`render`], [`summary`], [`leaderboard`]). [`compare()`] puts two runs side by side. Posting
+//! leaderboard records to the public API is the tester's `publish` module: this crate reads and
+//! writes files only.
 //!
 //! Design decision: one pipeline renders every artifact from the run directory, so a run that
 //! finished ([`finish_run`], handed the run's summary), one that crashed and one re-rendered a
@@ -22,7 +23,6 @@ pub mod frames;
 pub mod journal;
 pub mod leaderboard;
 pub mod plots;
-pub mod publish;
 pub mod render;
 pub mod summary;
 pub mod util;
@@ -34,7 +34,6 @@ pub use breakdowns::Aggregates;
 pub use compare::{CompareOptions, Comparison, compare};
 pub use error::ReportError;
 pub use journal::{JOURNAL_FILE, JournalReader, JournalStats, JournalWriter};
-pub use publish::{PublishError, PublishOptions, PublishReport, publish};
 pub use summary::{RunVerdict, SummarySource};
 
 /// File names written into a run directory.

@@ -217,25 +217,31 @@ fn read_json(path: &Path) -> Value {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn schema_validator() -> jsonschema::Validator {
+/// Asserts `document` is valid under the checked-in schema at `schema_path` (relative to the
+/// workspace root).
+fn assert_valid(document: &Value, schema_path: &str) {
     let schema = read_json(
         &Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("..")
-            .join(observation::summary::SCHEMA_PATH),
+            .join(schema_path),
     );
-    jsonschema::validator_for(&schema).expect("the checked-in schema is valid")
+    let validator = jsonschema::validator_for(&schema).expect("the checked-in schema is valid");
+    let errors: Vec<String> = validator
+        .iter_errors(document)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{schema_path} is violated: {errors:#?}");
 }
 
 fn assert_valid_summary(summary: &Value) {
-    let v = schema_validator();
-    let errors: Vec<String> = v
-        .iter_errors(summary)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "summary.json violates its schema: {errors:#?}"
-    );
+    assert_valid(summary, observation::summary::SCHEMA_PATH);
+}
+
+/// Reads a run's `leaderboard.json` and asserts it is valid under its checked-in schema.
+fn read_leaderboard(run_dir: &Path) -> Value {
+    let board = read_json(&run_dir.join("leaderboard.json"));
+    assert_valid(&board, reports::leaderboard::SCHEMA_PATH);
+    board
 }
 
 fn close(a: Option<f64>, b: f64) {
@@ -599,7 +605,7 @@ fn every_artifact_exists_and_parses_after_finalize() {
         md.contains("| `segment_success` | `rate >= 0.99` | 0.889 | **FAIL** |"),
         "{md}"
     );
-    let board = read_json(&dir.path().join("leaderboard.json"));
+    let board = read_leaderboard(dir.path());
     let recs = board["records"].as_array().unwrap();
     assert_eq!(recs.len(), 2);
     let a = &recs[0];
@@ -851,7 +857,7 @@ fn leaderboard_extras_attribute_unlabelled_samples_and_tickets_through_the_segme
         ..ReportOptions::default()
     };
     finalize_run(dir.path(), &options).unwrap();
-    let board = read_json(&dir.path().join("leaderboard.json"));
+    let board = read_leaderboard(dir.path());
     let extras = &board["extras"];
     let q = &extras["0xccc"]["LOCAL"]["quality"];
     assert_eq!(q["samples"], 2, "{extras}");

@@ -79,7 +79,7 @@ pub enum Command {
         #[arg(long, default_value = "known")]
         accepted_regions: String,
         /// Environment variable holding the shared secret (never a command-line argument).
-        #[arg(long, default_value = reports::publish::DEFAULT_SECRET_ENV)]
+        #[arg(long, default_value = crate::publish::DEFAULT_SECRET_ENV)]
         secret_env: String,
     },
     /// Start the embedded stack (chain, orchestrators, transcoders, broadcaster) until Ctrl-C.
@@ -350,17 +350,17 @@ fn publish(
     accepted_regions: &str,
     secret_env: String,
 ) -> Result<ExitCode, Failure> {
-    let regions = reports::publish::AcceptedRegions::from_arg(accepted_regions)
+    let regions = crate::publish::AcceptedRegions::from_arg(accepted_regions)
         .map_err(|e| Failure::new(ExitCode::InvalidScenario, e))?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure::new(ExitCode::NotRun, e))?;
-    let options = reports::PublishOptions {
+    let options = crate::publish::PublishOptions {
         region,
         regions,
         secret_env,
-        ..reports::PublishOptions::new(endpoint)
+        ..crate::publish::PublishOptions::new(endpoint)
     };
     let report = runtime
-        .block_on(reports::publish(&run_dir, &options))
+        .block_on(crate::publish::publish(&run_dir, &options))
         .map_err(|e| {
             let code = if e.is_usage_error() {
                 ExitCode::InvalidScenario

@@ -1,8 +1,9 @@
 //! `lpt`: the stream tester and network benchmarking suite for the Livepeer video network.
 //!
 //! This crate is the thin top of the workspace: the command line, scenario files, metrics and
-//! thresholds, the run pipeline, the summary and exit codes. Media, protocol, node stack, probes
-//! and reports live in their own crates; `main` only calls [`cli::main`].
+//! thresholds, the run pipeline, the summary and exit codes, and [`publish`], the client that posts
+//! a run's leaderboard records. Media, protocol, node stack, probes and reports live in their own
+//! crates; `main` only calls [`cli::main`].
 
 pub mod bench;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod node_cmd;
 pub mod output;
 pub mod progress;
+pub mod publish;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -1,5 +1,6 @@
 //! `lpt publish` as a user runs it: the report it prints and the exit code it ends with. (The
-//! HMAC, retries and record format are tested against a verifying server in `reports`.)
+//! HMAC, retries and record format are tested against a verifying server in `publish_signed.rs`,
+//! and against leaderboard-serverless's own handlers in `leaderboard_serverless.rs`.)
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

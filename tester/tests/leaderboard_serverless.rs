@@ -1,4 +1,4 @@
-//! `lpt publish` (`reports::publish`) against the real community leaderboard: the handlers of
+//! `lpt publish` (`tester::publish`) against the real community leaderboard: the handlers of
 //! leaderboard-serverless v1.0.0 (served by `interop/leaderboard`, a Go module whose go.sum pins
 //! it) on its own PostgreSQL store, in a PostgreSQL 15 cluster this test creates in a temporary
 //! directory on a free loopback port.
@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use observation::record::*;
 use reports::leaderboard::{Leaderboard, LeaderboardRecord, aggregate};
-use reports::publish::{AcceptedRegions, Delivery, PublishError, PublishOptions, publish};
 use reports::*;
 use serde_json::Value;
+use tester::publish::{AcceptedRegions, Delivery, PublishError, PublishOptions, publish};
 use testkit::ports::free_port;
 
 const SECRET_ENV: &str = "LPT_TEST_LEADERBOARD_SERVERLESS_SECRET";
@@ -599,7 +599,7 @@ fn lpt_publish_to_leaderboard_serverless_v1_every_record_accepted_and_its_scores
         for regions in [
             AcceptedRegions::default(),
             AcceptedRegions::Server {
-                fallback: reports::publish::V1_REGIONS.map(String::from).to_vec(),
+                fallback: tester::publish::V1_REGIONS.map(String::from).to_vec(),
             },
         ] {
             let opts = PublishOptions {
@@ -632,7 +632,7 @@ fn lpt_publish_to_leaderboard_serverless_v1_every_record_accepted_and_its_scores
         let body = serde_json::to_vec(&lax).unwrap();
         let refused = client
             .post(format!("{}/api/post_stats", server.url))
-            .header("authorization", reports::publish::sign(SECRET.as_bytes(), &body))
+            .header("authorization", tester::publish::sign(SECRET.as_bytes(), &body))
             .body(body)
             .send()
             .await
@@ -646,7 +646,7 @@ fn lpt_publish_to_leaderboard_serverless_v1_every_record_accepted_and_its_scores
             (
                 &run2,
                 AcceptedRegions::Server {
-                    fallback: reports::publish::V1_REGIONS.map(String::from).to_vec(),
+                    fallback: tester::publish::V1_REGIONS.map(String::from).to_vec(),
                 },
             ),
         ] {
@@ -681,7 +681,7 @@ fn lpt_publish_to_leaderboard_serverless_v1_every_record_accepted_and_its_scores
                 &format!("{}/api/raw_stats?orchestrator={lower}", server.url),
             )
             .await;
-            for region in reports::publish::V1_REGIONS {
+            for region in tester::publish::V1_REGIONS {
                 let mut stored: Vec<Value> = raw[region]
                     .as_array()
                     .cloned()
@@ -710,7 +710,7 @@ fn lpt_publish_to_leaderboard_serverless_v1_every_record_accepted_and_its_scores
                 &format!("{}/api/raw_stats?orchestrator={orch}", server.url),
             )
             .await;
-            for region in reports::publish::V1_REGIONS {
+            for region in tester::publish::V1_REGIONS {
                 assert_eq!(
                     mixed[region].as_array().map_or(0, Vec::len),
                     0,

@@ -40,11 +40,11 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 use sha2::Sha256;
 
-use crate::leaderboard::{
+use reports::leaderboard::{
     LEADERBOARD_FILE, Leaderboard, LeaderboardError, LeaderboardExtras, LeaderboardRecord,
     LeaderboardScore, orchestrator_id, score,
 };
-use crate::util::fmt_price;
+use reports::util::fmt_price;
 
 /// Environment variable that holds the shared secret unless the caller names another.
 pub const DEFAULT_SECRET_ENV: &str = "LPT_LEADERBOARD_SECRET";
@@ -427,7 +427,7 @@ fn region_refusal(regions: &[String], accepted: &[String], listed_by: &str) -> S
 fn region_hint(regions: &[String]) -> &'static str {
     if regions
         .iter()
-        .any(|r| r == crate::aggregate::UNKNOWN_REGION)
+        .any(|r| r == reports::aggregate::UNKNOWN_REGION)
     {
         "; the run recorded no region: pass --region CODE"
     } else {

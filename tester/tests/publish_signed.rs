@@ -1,4 +1,4 @@
-//! `reports::publish` against a real leaderboard-like HTTP server on a loopback port picked at run
+//! `tester::publish` against a real leaderboard-like HTTP server on a loopback port picked at run
 //! time: the server recomputes the HMAC over the bytes it received and checks every §7 field and
 //! its JSON type, like leaderboard-serverless does, so these tests fail if the signature, the
 //! record format, the retry rule or the report wording is wrong.
@@ -20,10 +20,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use hmac::{Hmac, Mac};
 use observation::record::*;
-use reports::publish::{Delivery, PublishError, PublishOptions, publish};
 use reports::*;
 use serde_json::Value;
 use sha2::Sha256;
+use tester::publish::{Delivery, PublishError, PublishOptions, publish};
 
 const SECRET_ENV: &str = "LPT_TEST_PUBLISH_SECRET";
 const WRONG_SECRET_ENV: &str = "LPT_TEST_PUBLISH_WRONG_SECRET";
@@ -277,7 +277,7 @@ fn options(addr: SocketAddr, secret_env: &str) -> PublishOptions {
         timeout: Duration::from_secs(5),
         backoff: Duration::from_millis(20),
         // FRA and the test server's own LOCAL pass the check made before posting.
-        regions: reports::publish::AcceptedRegions::List(vec!["FRA".into(), "LOCAL".into()]),
+        regions: tester::publish::AcceptedRegions::List(vec!["FRA".into(), "LOCAL".into()]),
         ..PublishOptions::new(format!("http://{addr}"))
     }
 }
