@@ -217,30 +217,14 @@ fn read_json(path: &Path) -> Value {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Asserts `document` is valid under the checked-in schema at `schema_path` (relative to the
-/// workspace root).
-fn assert_valid(document: &Value, schema_path: &str) {
-    let schema = read_json(
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(schema_path),
-    );
-    let validator = jsonschema::validator_for(&schema).expect("the checked-in schema is valid");
-    let errors: Vec<String> = validator
-        .iter_errors(document)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
-    assert!(errors.is_empty(), "{schema_path} is violated: {errors:#?}");
-}
-
 fn assert_valid_summary(summary: &Value) {
-    assert_valid(summary, observation::summary::SCHEMA_PATH);
+    testkit::schema::assert_valid(summary, observation::summary::SCHEMA_PATH);
 }
 
 /// Reads a run's `leaderboard.json` and asserts it is valid under its checked-in schema.
 fn read_leaderboard(run_dir: &Path) -> Value {
     let board = read_json(&run_dir.join("leaderboard.json"));
-    assert_valid(&board, reports::leaderboard::SCHEMA_PATH);
+    testkit::schema::assert_valid(&board, reports::leaderboard::SCHEMA_PATH);
     board
 }
 

@@ -26,14 +26,6 @@ fn write_scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-fn schema_validator() -> jsonschema::Validator {
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join(observation::summary::SCHEMA_PATH)).unwrap(),
-    )
-    .unwrap();
-    jsonschema::validator_for(&schema).expect("the checked-in schema is valid")
-}
-
 /// Asserts that `text` contains every one of `expected`, naming the first one missing.
 fn assert_contains_all(text: &str, expected: &[impl AsRef<str>]) {
     for expected in expected {
@@ -383,14 +375,7 @@ fn an_offline_embedded_stack_run_passes_with_a_valid_summary() {
     );
 
     let summary = read_summary(run_dir);
-    let errors: Vec<String> = schema_validator()
-        .iter_errors(&summary)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "summary.json breaks its schema: {errors:?}"
-    );
+    testkit::schema::assert_valid(&summary, observation::summary::SCHEMA_PATH);
     // Written once, at the end of the run, with the report step's keys in it.
     assert_eq!(summary["report"]["summary_source"], "tester", "{summary}");
     assert!(
@@ -525,11 +510,7 @@ fn bench_with_one_session_reports_a_real_time_fraction() {
     assert!(stdout.contains("of segments in real time"), "{stdout}");
 
     let summary = read_summary(&run_dir);
-    let errors: Vec<String> = schema_validator()
-        .iter_errors(&summary)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}");
+    testkit::schema::assert_valid(&summary, observation::summary::SCHEMA_PATH);
     let load = &summary["bench"]["loads"][0];
     assert_eq!(load["sessions"], 1);
     assert_eq!(

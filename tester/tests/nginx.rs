@@ -102,6 +102,16 @@ fn summary(run_dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap()).unwrap()
 }
 
+/// The records of type `kind` in a run's journal.
+fn journal_records(run_dir: &Path, kind: &str) -> Vec<Value> {
+    let journal = std::fs::read_to_string(run_dir.join("records.jsonl")).unwrap();
+    journal
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|record| record["type"] == kind)
+        .collect()
+}
+
 fn verdict<'a>(summary: &'a Value, metric: &str) -> &'a Value {
     summary["thresholds"]
         .as_array()
@@ -163,12 +173,8 @@ fn a_run_through_nginx_measures_everything_and_fails_only_the_impossible_thresho
     assert_eq!(publish_checks, 1, "one publisher, one publish check series");
 
     // Every segment observation is in the journal, and the reports were rendered from it.
-    let journal = std::fs::read_to_string(run_dir.join("records.jsonl")).unwrap();
-    let segment_lines = journal
-        .lines()
-        .filter(|l| l.contains(r#""type":"segment""#))
-        .count();
-    assert_eq!(segment_lines as f64, segments);
+    let segment_records = journal_records(&run_dir, "segment").len();
+    assert_eq!(segment_records as f64, segments);
     for artifact in ["report.html", "junit.xml", "summary.md", "records.parquet"] {
         assert!(run_dir.join(artifact).is_file(), "{artifact} missing");
     }
@@ -316,15 +322,11 @@ stages = [{ duration = "8s", target = 3 }, { duration = "8s", target = 1 }]"#,
     assert_eq!(streams["value"], 0.0, "{streams}");
     // Segments of three streams were pulled and checked; the first stream lived through both
     // stages, the third only around the peak.
-    let journal = std::fs::read_to_string(run_dir.join("records.jsonl")).unwrap();
     let mut segments: std::collections::BTreeMap<String, u32> = Default::default();
-    for line in journal.lines() {
-        let record: Value = serde_json::from_str(line).unwrap();
-        if record["type"] == "segment" {
-            let stream = record["stream"].as_str().unwrap();
-            let suffix = stream.rsplit('-').next().unwrap().to_owned();
-            *segments.entry(suffix).or_default() += 1;
-        }
+    for record in journal_records(&run_dir, "segment") {
+        let stream = record["stream"].as_str().unwrap();
+        let suffix = stream.rsplit('-').next().unwrap().to_owned();
+        *segments.entry(suffix).or_default() += 1;
     }
     assert_eq!(
         segments.keys().collect::<Vec<_>>(),
@@ -358,16 +360,9 @@ reference = false"#,
         summary["metrics"]["quality_sample_fraction"]["values"]["value"],
         fraction
     );
-    let sampled =
-        |seq: u64| ((seq + 1) as f64 * fraction).floor() > (seq as f64 * fraction).floor();
-    let journal = std::fs::read_to_string(run_dir.join("records.jsonl")).unwrap();
-    let records: Vec<Value> = journal
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    let scored: Vec<(String, u64)> = records
+    let sampled = |seq: u64| probes::quality::Sampling::Fraction(fraction).samples(seq);
+    let scored: Vec<(String, u64)> = journal_records(&run_dir, "quality")
         .iter()
-        .filter(|r| r["type"] == "quality")
         .map(|r| {
             (
                 r["stream"].as_str().unwrap().to_owned(),
@@ -375,7 +370,7 @@ reference = false"#,
             )
         })
         .collect();
-    let pulled = records.iter().filter(|r| r["type"] == "segment").count();
+    let pulled = journal_records(&run_dir, "segment").len();
     assert!(pulled >= 10, "{pulled} segments pulled");
     // Every scored segment is one the fraction picks (seq 0 never is), and each stream had some.
     assert!(scored.iter().all(|(_, seq)| sampled(*seq)), "{scored:?}");

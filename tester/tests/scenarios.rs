@@ -224,21 +224,7 @@ sample = 1.0
     let board: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("leaderboard.json")).unwrap())
             .unwrap();
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join(reports::leaderboard::SCHEMA_PATH),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let violations: Vec<String> = jsonschema::validator_for(&schema)
-        .expect("the checked-in schema is valid")
-        .iter_errors(&board)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
-    assert!(violations.is_empty(), "leaderboard.json: {violations:#?}");
+    testkit::schema::assert_valid(&board, reports::leaderboard::SCHEMA_PATH);
     let records = board["records"].as_array().unwrap();
     assert_eq!(records.len(), 3, "{board:#}");
     // Anvil's accounts 1, 2 and 3 are orchestrators 0, 1 and 2.

@@ -57,21 +57,7 @@ duration = "1s"
     );
     let json: Value = serde_json::to_value(&summary).unwrap();
 
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join(observation::summary::SCHEMA_PATH),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&json)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}");
+    testkit::schema::assert_valid(&json, observation::summary::SCHEMA_PATH);
 
     assert_eq!(json["metrics"]["latency"]["unit"], "ms");
     assert_eq!(json["metrics"]["latency"]["values"]["max"], 3100.0);

@@ -8,6 +8,7 @@
 //! - [`bench`]: the benchmarks' full and check modes, CPU and memory measures, goals against a
 //!   peer.
 //! - [`ports`]: free loopback ports and waiting, with a deadline, for a port or a condition.
+//! - [`schema`]: a JSON document a run wrote, checked against a checked-in JSON schema.
 //! - [`nginx`]: nginx with its RTMP module packaging HLS, a real third-party RTMP-in/HLS-out peer.
 //! - [`ffmpeg`]: the `ffmpeg` and `ffprobe` tools, run quietly, with their failures asserted.
 //! - [`vmaf`]: Netflix's `vmaf` tool of the libvmaf the caller links, to check scores against.
@@ -33,6 +34,7 @@ pub mod ports;
 pub mod procfs;
 pub mod publisher;
 pub mod scenario;
+pub mod schema;
 #[cfg(feature = "chain")]
 pub mod tickets;
 pub mod vmaf;
