@@ -23,6 +23,8 @@ pub struct Scenario {
     pub quality: Quality,
     pub payments: Payments,
     pub thresholds: Vec<Threshold>,
+    /// Events the run inflicts on the embedded stack (`[[chaos]]`), in file order.
+    pub chaos: Vec<ChaosEvent>,
 }
 
 /// What the probes exercise.
@@ -245,4 +247,125 @@ pub struct Payments {
     pub enabled: bool,
     pub deposit_wei: u128,
     pub reserve_wei: u128,
+}
+
+/// One `[[chaos]]` entry: something the run does to its embedded stack at a given time, once or
+/// repeatedly, so the cost of a real-world failure (recovery time, lost segments, lost payments)
+/// is measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChaosEvent {
+    /// Time from the run's start of the first occurrence.
+    pub at: Duration,
+    /// Repeat period; `None` for a single occurrence.
+    pub every: Option<Duration>,
+    /// Occurrences in all (1 without `every`).
+    pub times: u32,
+    pub action: ChaosAction,
+    /// 1-based line of the entry in the scenario file, for messages.
+    pub line: usize,
+}
+
+impl ChaosEvent {
+    /// When each occurrence starts, from the run's start.
+    pub fn occurrences(&self) -> Vec<Duration> {
+        (0..self.times.max(1))
+            .map(|i| self.at + self.every.unwrap_or_default() * i)
+            .collect()
+    }
+
+    /// The tag value naming occurrence `at` in metrics and records: `kind:target@at`, e.g.
+    /// `kill:orchestrator-0@30s`.
+    pub fn label(&self, at: Duration) -> String {
+        let target = match &self.action {
+            ChaosAction::Kill { node } | ChaosAction::Restart { node, .. } => node.to_string(),
+            ChaosAction::ChainOutage { .. } | ChaosAction::ChainReorg { .. } => "chain".into(),
+        };
+        format!(
+            "{}:{target}@{}",
+            self.action.kind(),
+            crate::duration::format_duration(at)
+        )
+    }
+}
+
+/// What a chaos event does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChaosAction {
+    /// SIGKILL the node; it stays down for the rest of the run.
+    Kill { node: StackNode },
+    /// SIGKILL the node, and start it again after `down_for` on the same ports with the same
+    /// config (anvil: the same chain state).
+    Restart { node: StackNode, down_for: Duration },
+    /// The chain RPC the nodes use stops answering for `duration` (connections are accepted and
+    /// never answered); the probes keep their own view of the chain.
+    ChainOutage { duration: Duration },
+    /// The chain drops its last `depth` blocks (anvil's reorg), right after the next redemption
+    /// lands, so the redemption is among the dropped blocks.
+    ChainReorg { depth: u64 },
+}
+
+impl ChaosAction {
+    /// The scenario's `kind` value.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ChaosAction::Kill { .. } => "kill",
+            ChaosAction::Restart { .. } => "restart",
+            ChaosAction::ChainOutage { .. } => "chain_outage",
+            ChaosAction::ChainReorg { .. } => "chain_reorg",
+        }
+    }
+
+    /// How long the event lasts (0 for an instant one).
+    pub fn duration(&self) -> Duration {
+        match self {
+            ChaosAction::Restart { down_for, .. } => *down_for,
+            ChaosAction::ChainOutage { duration } => *duration,
+            ChaosAction::Kill { .. } | ChaosAction::ChainReorg { .. } => Duration::ZERO,
+        }
+    }
+}
+
+/// A node of the embedded stack, by the name scenarios and logs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StackNode {
+    Broadcaster,
+    /// `orchestrator-<index>`.
+    Orchestrator(u32),
+    /// `transcoder-<orchestrator>-<index>`.
+    Transcoder(u32, u32),
+    /// `chain`: the local anvil.
+    Chain,
+}
+
+impl std::fmt::Display for StackNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StackNode::Broadcaster => write!(f, "broadcaster"),
+            StackNode::Orchestrator(i) => write!(f, "orchestrator-{i}"),
+            StackNode::Transcoder(o, t) => write!(f, "transcoder-{o}-{t}"),
+            StackNode::Chain => write!(f, "chain"),
+        }
+    }
+}
+
+impl std::str::FromStr for StackNode {
+    type Err = ();
+
+    fn from_str(name: &str) -> Result<Self, ()> {
+        let index = |text: &str| text.parse::<u32>().map_err(|_| ());
+        match name {
+            "broadcaster" => Ok(StackNode::Broadcaster),
+            "chain" => Ok(StackNode::Chain),
+            _ => {
+                if let Some(rest) = name.strip_prefix("orchestrator-") {
+                    Ok(StackNode::Orchestrator(index(rest)?))
+                } else if let Some(rest) = name.strip_prefix("transcoder-") {
+                    let (o, t) = rest.split_once('-').ok_or(())?;
+                    Ok(StackNode::Transcoder(index(o)?, index(t)?))
+                } else {
+                    Err(())
+                }
+            }
+        }
+    }
 }

@@ -116,6 +116,7 @@ fn read_scenario(
         quality: quality?,
         payments: payments?,
         thresholds,
+        chaos: Vec::new(),
     })
 }
 
