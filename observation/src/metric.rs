@@ -111,6 +111,10 @@ const CHECK_TAGS: &[&str] = &[
 ];
 /// Tags of a stream (publisher) sample.
 const STREAM_TAGS: &[&str] = &["workload", "stream", "orchestrator", "region", "sessions"];
+/// Tags of what a chaos event cost a stream.
+const RECOVERY_TAGS: &[&str] = &["event", "workload", "stream"];
+/// Tags of what a chaos event cost an orchestrator's payments.
+const REDEMPTION_RECOVERY_TAGS: &[&str] = &["event", "orchestrator"];
 /// Tags of a bench sample.
 const BENCH_TAGS: &[&str] = &["sessions"];
 
@@ -365,11 +369,57 @@ pub const CATALOG: &[MetricDef] = &[
         journal: None,
         description: "relative error of value redeemed vs fees expected for pixels delivered",
     },
+    MetricDef {
+        name: "failover_time",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: RECOVERY_TAGS,
+        journal: journal("recovery", "failover_time_ms"),
+        description: "chaos event → the stream's next good segment, beyond its usual latency (one sample per event and stream)",
+    },
+    MetricDef {
+        name: "segments_lost",
+        kind: Trend,
+        unit: Plain,
+        better: Lower,
+        tags: RECOVERY_TAGS,
+        journal: journal("recovery", "segments_lost"),
+        description: "source segments caught by a chaos event that never arrived with every rendition (one sample per event and stream)",
+    },
+    MetricDef {
+        name: "stall_time",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: RECOVERY_TAGS,
+        journal: journal("recovery", "stall_time_ms"),
+        description: "time a player of the stream would have stalled because of a chaos event",
+    },
+    MetricDef {
+        name: "redemptions_lost",
+        kind: Gauge,
+        unit: Plain,
+        better: Lower,
+        tags: REDEMPTION_RECOVERY_TAGS,
+        journal: journal("recovery", "redemptions_lost"),
+        description: "winning tickets received around a chaos event and never redeemed on chain (per event and orchestrator)",
+    },
+    MetricDef {
+        name: "redemption_delay",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: REDEMPTION_RECOVERY_TAGS,
+        journal: journal("recovery", "redemption_delay_ms"),
+        description: "winning ticket received around a chaos event → redeemed on chain (the longest, per event and orchestrator)",
+    },
 ];
 
 /// Tag keys that probes attach to samples, in alphabetical order; selectors may use only these.
 pub const TAG_KEYS: &[&str] = &[
     "check",
+    "event",
     "orchestrator",
     "reason",
     "region",

@@ -448,6 +448,72 @@ record_kind! {
     }
 }
 
+record_kind! {
+    /// One occurrence of a scenario's chaos event (`[[chaos]]`), as the run carried it out.
+    ChaosRecord, ChaosColumns, tag = "chaos", version = 1, {
+        /// When the event started (unix ms).
+        t_ms: i64,
+        /// The occurrence's label, `kind:target@at` (e.g. `kill:orchestrator-0@30s`): the `event`
+        /// tag of every figure measured about it.
+        event: String,
+        /// `kill`, `restart`, `chain_outage` or `chain_reorg`.
+        kind: String,
+        /// The node it hit (`orchestrator-0`, `chain`, …).
+        target: String,
+        /// When it was over (unix ms): the node back up, the RPC answering again; absent for a
+        /// kill, which lasts to the end of the run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        end_ms: Option<i64>,
+        /// Whether the run carried it out as written.
+        ok: bool,
+        /// What happened, or why it could not be done.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    }
+}
+
+record_kind! {
+    /// What one chaos event cost one stream, or one orchestrator's payments.
+    RecoveryRecord, RecoveryColumns, tag = "recovery", version = 1, {
+        /// When the event started (unix ms).
+        t_ms: i64,
+        /// The event's label (see [`ChaosRecord::event`]).
+        event: String,
+        /// Workload of the stream, for a stream's figures.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workload: Option<String>,
+        /// The stream, for a stream's figures.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream: Option<String>,
+        /// The orchestrator address, for payment figures.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        orchestrator: Option<String>,
+        /// From the moment the first segment caught by the event should have arrived (its media
+        /// published, plus the stream's usual latency) to the arrival of the stream's next good
+        /// segment (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failover_time_ms: Option<f64>,
+        /// Source segments caught by the event that no rendition-complete copy of ever arrived.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        segments_lost: Option<u64>,
+        /// Time a player of the stream would have spent stalled because of the event (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stall_time_ms: Option<f64>,
+        /// Whether the stream delivered a good segment again before it ended.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+        /// Winning tickets received around the event that were never redeemed on chain.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        redemptions_lost: Option<u64>,
+        /// Winning tickets received around the event.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        winners: Option<u64>,
+        /// The longest time from receiving such a winner to its redemption on chain (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        redemption_delay_ms: Option<f64>,
+    }
+}
+
 /// Any record, as read back from a journal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -463,6 +529,10 @@ pub enum Record {
     Redemption(RedemptionRecord),
     /// A bench transcode.
     BenchSegment(BenchSegmentRecord),
+    /// A chaos event carried out.
+    Chaos(ChaosRecord),
+    /// What a chaos event cost.
+    Recovery(RecoveryRecord),
 }
 
 macro_rules! record_from {
@@ -480,17 +550,21 @@ record_from!(
     Quality(QualitySample),
     Ticket(TicketRecord),
     Redemption(RedemptionRecord),
-    BenchSegment(BenchSegmentRecord)
+    BenchSegment(BenchSegmentRecord),
+    Chaos(ChaosRecord),
+    Recovery(RecoveryRecord)
 );
 
 /// Every record kind's wire tag, in the order `records.parquet` stacks them.
-pub const RECORD_TYPES: [&str; 6] = [
+pub const RECORD_TYPES: [&str; 8] = [
     SegmentRecord::TYPE,
     CheckRecord::TYPE,
     QualitySample::TYPE,
     TicketRecord::TYPE,
     RedemptionRecord::TYPE,
     BenchSegmentRecord::TYPE,
+    ChaosRecord::TYPE,
+    RecoveryRecord::TYPE,
 ];
 
 impl Record {
@@ -503,6 +577,8 @@ impl Record {
             Record::Ticket(_) => TicketRecord::TYPE,
             Record::Redemption(_) => RedemptionRecord::TYPE,
             Record::BenchSegment(_) => BenchSegmentRecord::TYPE,
+            Record::Chaos(_) => ChaosRecord::TYPE,
+            Record::Recovery(_) => RecoveryRecord::TYPE,
         }
     }
 
@@ -522,6 +598,8 @@ impl Record {
             TicketRecord::TYPE => Record::Ticket(typed(text, v)?),
             RedemptionRecord::TYPE => Record::Redemption(typed(text, v)?),
             BenchSegmentRecord::TYPE => Record::BenchSegment(typed(text, v)?),
+            ChaosRecord::TYPE => Record::Chaos(typed(text, v)?),
+            RecoveryRecord::TYPE => Record::Recovery(typed(text, v)?),
             other => return Err(RecordParseError::UnknownType(other.to_string())),
         })
     }
@@ -535,6 +613,8 @@ impl Record {
             Record::Ticket(r) => write_line(r, out),
             Record::Redemption(r) => write_line(r, out),
             Record::BenchSegment(r) => write_line(r, out),
+            Record::Chaos(r) => write_line(r, out),
+            Record::Recovery(r) => write_line(r, out),
         }
     }
 }

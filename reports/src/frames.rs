@@ -31,6 +31,10 @@ pub struct RecordFrames {
     pub redemptions: DataFrame,
     /// `bench_segment` records.
     pub bench: DataFrame,
+    /// `chaos` records: the events a run carried out.
+    pub chaos: DataFrame,
+    /// `recovery` records: what each chaos event cost.
+    pub recovery: DataFrame,
 }
 
 #[derive(Default)]
@@ -41,6 +45,8 @@ struct Builders {
     tickets: TicketColumns,
     redemptions: RedemptionColumns,
     bench: BenchSegmentColumns,
+    chaos: ChaosColumns,
+    recovery: RecoveryColumns,
 }
 
 impl Builders {
@@ -52,6 +58,8 @@ impl Builders {
             Record::Ticket(r) => self.tickets.push(r),
             Record::Redemption(r) => self.redemptions.push(r),
             Record::BenchSegment(r) => self.bench.push(r),
+            Record::Chaos(r) => self.chaos.push(r),
+            Record::Recovery(r) => self.recovery.push(r),
         }
     }
 
@@ -81,6 +89,14 @@ impl Builders {
                 .bench
                 .finish()
                 .map_err(ReportError::polars("bench table"))?,
+            chaos: self
+                .chaos
+                .finish()
+                .map_err(ReportError::polars("chaos table"))?,
+            recovery: self
+                .recovery
+                .finish()
+                .map_err(ReportError::polars("recovery table"))?,
         })
     }
 }
@@ -118,7 +134,7 @@ impl RecordFrames {
     }
 
     /// `(type, table)` for every kind, in `RECORD_TYPES` order.
-    pub fn tables(&self) -> [(&'static str, &DataFrame); 6] {
+    pub fn tables(&self) -> [(&'static str, &DataFrame); 8] {
         [
             (SegmentRecord::TYPE, &self.segments),
             (CheckRecord::TYPE, &self.checks),
@@ -126,6 +142,8 @@ impl RecordFrames {
             (TicketRecord::TYPE, &self.tickets),
             (RedemptionRecord::TYPE, &self.redemptions),
             (BenchSegmentRecord::TYPE, &self.bench),
+            (ChaosRecord::TYPE, &self.chaos),
+            (RecoveryRecord::TYPE, &self.recovery),
         ]
     }
 
