@@ -7,6 +7,13 @@
 //! EXT-X-DISCONTINUITY-SEQUENCE the discontinuities that slid out, and EXT-X-TARGETDURATION is
 //! the largest duration ever listed, rounded up, so it never shrinks during a stream (RFC 8216
 //! forbids changing it). An ended stream gets EXT-X-ENDLIST so players read it to the end.
+//!
+//! A rendition segment that no orchestrator produced keeps its place as a gap (RFC 8216bis
+//! §4.4.4.7 `#EXT-X-GAP`, with its `#EXTINF` and URI, the URI answering 404): media sequence
+//! numbers stay the stream's, so a player skips the gap's duration instead of waiting for a
+//! segment that will never come. EXT-X-VERSION stays 3: the draft's version rules (§8) ask no
+//! version for EXT-X-GAP, and a higher one would make older players refuse the whole playlist
+//! instead of ignoring the one tag they do not know.
 
 use std::collections::VecDeque;
 use std::fmt::Write;
@@ -24,8 +31,8 @@ pub struct HlsSegment {
     pub seq: u64,
     /// Duration, ms.
     pub duration_ms: i64,
-    /// MPEG-TS bytes.
-    pub data: SegmentBody,
+    /// MPEG-TS bytes; `None` for a gap, which is listed but never served.
+    pub data: Option<SegmentBody>,
     /// Preceded by `#EXT-X-DISCONTINUITY`.
     pub discontinuity: bool,
 }
@@ -36,9 +43,24 @@ impl HlsSegment {
         Self {
             seq: seg.seq,
             duration_ms: seg.duration_ms,
-            data,
+            data: Some(data),
             discontinuity: seg.discontinuity,
         }
+    }
+
+    /// The gap entry of a rendition of `seg` that no orchestrator produced.
+    pub fn gap(seg: &SourceSegment) -> Self {
+        Self {
+            seq: seg.seq,
+            duration_ms: seg.duration_ms,
+            data: None,
+            discontinuity: seg.discontinuity,
+        }
+    }
+
+    /// Whether this is a gap.
+    pub fn is_gap(&self) -> bool {
+        self.data.is_none()
     }
 }
 
@@ -72,13 +94,16 @@ impl Rendition {
     }
 
     /// Adds a segment in sequence order (a late one is inserted at its place) and slides the
-    /// window to `capacity`.
+    /// window to `capacity`. Media replaces a gap of the same number (a push retried after its
+    /// transcode failed); a gap never replaces media a player may already have fetched.
     pub fn push(&mut self, segment: HlsSegment, capacity: usize) {
         let secs = (segment.duration_ms.max(0) as u64).div_ceil(1000);
         self.target_duration_s = self.target_duration_s.max(secs);
         let at = self.window.partition_point(|s| s.seq < segment.seq);
-        if self.window.get(at).is_some_and(|s| s.seq == segment.seq) {
-            self.window[at] = segment;
+        if let Some(kept) = self.window.get_mut(at).filter(|s| s.seq == segment.seq) {
+            if !segment.is_gap() {
+                *kept = segment;
+            }
         } else if at == 0 && self.removed > 0 && self.window.len() >= capacity {
             return; // Older than everything kept: it already slid out.
         } else {
@@ -111,7 +136,8 @@ impl Rendition {
         }
         self.window
             .iter()
-            .map(|s| s.data.len() as u64 * 8 * 1000 / s.duration_ms.max(1) as u64)
+            .filter_map(|s| Some((s.data.as_ref()?.len() as u64, s.duration_ms)))
+            .map(|(len, ms)| len * 8 * 1000 / ms.max(1) as u64)
             .max()
             .unwrap_or(1)
     }
@@ -134,6 +160,9 @@ impl Rendition {
             // change relative to whatever a player played before.
             if s.discontinuity && (i > 0 || self.removed > 0) {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if s.is_gap() {
+                out.push_str("#EXT-X-GAP\n");
             }
             let _ = writeln!(
                 out,
@@ -175,8 +204,15 @@ mod tests {
         HlsSegment {
             seq,
             duration_ms: ms,
-            data: SegmentBody::Memory(bytes::Bytes::from_static(b"x")),
+            data: Some(SegmentBody::Memory(bytes::Bytes::from_static(b"x"))),
             discontinuity: disc,
+        }
+    }
+
+    fn gap(seq: u64, ms: i64, disc: bool) -> HlsSegment {
+        HlsSegment {
+            data: None,
+            ..seg(seq, ms, disc)
         }
     }
 
@@ -213,5 +249,38 @@ mod tests {
             m,
             "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-STREAM-INF:PROGRAM-ID=1,BANDWIDTH=600000\nabc/P240p30fps16x9.m3u8\n"
         );
+    }
+
+    #[test]
+    fn a_gap_keeps_its_number_extinf_and_uri_behind_ext_x_gap() {
+        let mut r = Rendition::new("P144p30fps16x9", Some((256, 144)), 0, 2000);
+        r.push(seg(0, 2000, false), 3);
+        r.push(gap(1, 2000, false), 3);
+        r.push(seg(2, 2000, false), 3);
+        r.push(gap(3, 2500, true), 3);
+        assert_eq!(
+            r.media_playlist(true),
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:1\n\
+             #EXT-X-GAP\n#EXTINF:2.000,\nP144p30fps16x9/1.ts\n\
+             #EXTINF:2.000,\nP144p30fps16x9/2.ts\n\
+             #EXT-X-DISCONTINUITY\n#EXT-X-GAP\n#EXTINF:2.500,\nP144p30fps16x9/3.ts\n\
+             #EXT-X-ENDLIST\n"
+        );
+        assert!(r.segment(1).is_some_and(HlsSegment::is_gap));
+        assert!(r.segment(2).is_some_and(|s| !s.is_gap()));
+        // One byte in 2 s: gaps have no bytes and do not count.
+        assert_eq!(r.effective_bandwidth(), 4);
+    }
+
+    #[test]
+    fn media_replaces_a_gap_of_its_number_and_a_gap_never_replaces_media() {
+        let mut r = Rendition::new("P144p30fps16x9", None, 0, 2000);
+        r.push(gap(0, 2000, false), 6);
+        r.push(seg(1, 2000, false), 6);
+        r.push(seg(0, 2000, false), 6);
+        r.push(gap(1, 2000, false), 6);
+        let kinds: Vec<(u64, bool)> = r.segments().map(|s| (s.seq, s.is_gap())).collect();
+        assert_eq!(kinds, [(0, false), (1, false)]);
+        assert!(!r.media_playlist(false).contains("GAP"));
     }
 }

@@ -803,6 +803,9 @@ impl Stream {
         source.push(HlsSegment::of(seg, data), b.config.hls_window);
     }
 
+    /// Adds what transcoding `seg` delivered (after every attempt) to the renditions; every
+    /// ladder rendition it did not deliver gets a gap in its place, so its playlist says the
+    /// segment will never come rather than skipping its number.
     pub(crate) fn add_renditions(
         &self,
         b: &Broadcaster,
@@ -810,15 +813,21 @@ impl Stream {
         renditions: Vec<(String, Bytes)>,
     ) {
         // Written (when spilled) before the lock is taken: playlist requests never wait on a file.
-        let renditions: Vec<(String, SegmentBody)> = renditions
+        let mut renditions: Vec<(String, SegmentBody)> = renditions
             .into_iter()
             .map(|(name, data)| (name, b.store.keep(data)))
             .collect();
         let mut inner = self.lock();
-        for (name, data) in renditions {
-            if let Some(r) = inner.renditions.iter_mut().find(|r| r.name == name) {
-                r.push(HlsSegment::of(seg, data), b.config.hls_window);
-            }
+        let ladder = inner
+            .renditions
+            .iter_mut()
+            .filter(|r| r.name != hls::SOURCE);
+        for r in ladder {
+            let entry = match renditions.iter().position(|(name, _)| *name == r.name) {
+                Some(i) => HlsSegment::of(seg, renditions.swap_remove(i).1),
+                None => HlsSegment::gap(seg),
+            };
+            r.push(entry, b.config.hls_window);
         }
     }
 
@@ -847,11 +856,12 @@ impl Stream {
         Some(r.media_playlist(ended))
     }
 
-    /// A rendition's segment (read its bytes with [`SegmentBody::bytes`], outside any lock).
+    /// A rendition's segment (read its bytes with [`SegmentBody::bytes`], outside any lock); a
+    /// gap has none, so players that fetch it anyway get a 404, never stand-in media.
     pub fn segment(&self, rendition: &str, seq: u64) -> Option<SegmentBody> {
         let inner = self.lock();
         let r = inner.renditions.iter().find(|r| r.name == rendition)?;
-        r.segment(seq).map(|s| s.data.clone())
+        r.segment(seq)?.data.clone()
     }
 
     /// Adds a pushed segment to the source rendition; it counts as pending until the returned

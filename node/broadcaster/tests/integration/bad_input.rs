@@ -189,16 +189,19 @@ async fn orchestrators_answering_garbage_or_nothing_fail_segments_but_not_the_st
             .contains("no answer"),
         "{status}"
     );
-    // The source rendition is complete and the transcoded one is empty but valid.
+    // The source rendition is complete and the transcoded one lists both segments as gaps.
     let base = format!("http://{}", b.http_addr);
     let (_, media) = get_text(&format!("{base}/stream/badorch/source.m3u8")).await;
     assert_eq!(media.matches(".ts").count(), 2, "{media}");
     let (code, rendition) = get_text(&format!("{base}/stream/badorch/P144p30fps16x9.m3u8")).await;
     assert_eq!(code, 200);
-    assert!(
-        !rendition.contains(".ts") && rendition.contains("#EXT-X-ENDLIST"),
+    assert_eq!(rendition.matches(".ts").count(), 2, "{rendition}");
+    assert_eq!(
+        rendition.matches("#EXT-X-GAP\n#EXTINF:").count(),
+        2,
         "{rendition}"
     );
+    assert!(rendition.ends_with("#EXT-X-ENDLIST\n"), "{rendition}");
     health(&b).await;
     b.shutdown().await;
     garbage_task.abort();
