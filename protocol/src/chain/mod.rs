@@ -17,6 +17,7 @@ mod blocks;
 mod broker;
 mod events;
 mod local;
+mod gate;
 mod logs;
 mod registry;
 
@@ -35,6 +36,7 @@ pub use broker::{
     SenderInfo, ServiceRegistryClient, TX_TIMEOUT, TicketBrokerClient, TxOutcome,
 };
 pub use events::{BrokerEvent, EventReader, EventRecord};
+pub use gate::RpcGate;
 #[cfg(target_os = "linux")]
 pub use local::die_with_parent;
 pub use local::{ANVIL_ENV, LocalChain};
