@@ -61,6 +61,11 @@ pub enum PullError {
     SequenceWentBack { url: String, from: u64, to: u64 },
     #[error("the run's deadline passed before {url} was read")]
     Deadline { url: String },
+    /// The playlist marks the segment `#EXT-X-GAP`: the server says it has no media, so it is
+    /// not requested. Its text is its code alone: a segment's failure text is what its journal
+    /// record keeps as the error, and the URL, the one detail, is the segment's own.
+    #[error("gap")]
+    Gap { url: String },
 }
 
 /// A rendition found in the master playlist (or the media playlist itself).
@@ -88,7 +93,8 @@ pub struct PulledSegment {
     pub content_type: Option<String>,
     /// Bytes received (also when `body` is not kept).
     pub size: u64,
-    /// The body (empty when `keep_bytes` is off), or why it could not be had.
+    /// The body (empty when `keep_bytes` is off), or why it could not be had ([`PullError::Gap`]
+    /// for a gap, which is never requested).
     pub body: Result<Bytes, PullError>,
 }
 

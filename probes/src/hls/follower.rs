@@ -1,19 +1,23 @@
 //! One rendition followed until the deadline: its media playlist polled, each new segment
 //! downloaded once in order, segments that left the window unseen reported as missed, and
 //! stalls opened and closed.
+//!
+//! A segment the playlist marks `#EXT-X-GAP` is reported failed ([`PullError::Gap`]) without a
+//! request. It still counts as the playlist moving on: the server has said the segment will
+//! never come, so the time it covers is no stall.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use m3u8_rs::{MediaPlaylist, Playlist};
+use m3u8_rs::{MediaPlaylist, MediaSegment, Playlist};
 use tokio::time::Instant;
 use url::Url;
 
 use super::HlsOptions;
 use super::events::{PlaylistPoll, PullError, PullEvent, PullSink, PulledSegment};
 use super::fetch::{Limits, fetch};
-use super::parse::parse_playlist;
+use super::parse::{is_gap, parse_playlist};
 use super::stop::PullStop;
 use crate::clock::{UnixMs, now_unix_ms};
 use crate::observe::StallObservation;
@@ -131,7 +135,11 @@ impl RenditionFollower {
                         }
                         last_new = Instant::now();
                         last_new_unix = at;
-                        let pulled = self.download(segment, seq, at, target, deadline).await;
+                        let pulled = if is_gap(segment) {
+                            self.gap(segment, seq, at, target)
+                        } else {
+                            self.download(segment, seq, at, target, deadline).await
+                        };
                         if matches!(pulled.body, Err(PullError::Deadline { .. })) {
                             break;
                         }
@@ -275,16 +283,16 @@ impl RenditionFollower {
         }
     }
 
-    async fn download(
+    /// `segment` as listed, nothing received yet, its download (if any) starting at `started`.
+    fn listed(
         &self,
-        segment: &m3u8_rs::MediaSegment,
+        segment: &MediaSegment,
         seq: u64,
         first_seen: UnixMs,
         target: f64,
-        deadline: Instant,
+        started: UnixMs,
     ) -> PulledSegment {
-        let started = now_unix_ms();
-        let mut pulled = PulledSegment {
+        PulledSegment {
             rendition: self.name.clone(),
             seq,
             url: segment.uri.clone(),
@@ -298,7 +306,37 @@ impl RenditionFollower {
             content_type: None,
             size: 0,
             body: Ok(Bytes::new()),
-        };
+        }
+    }
+
+    /// A gap: failed as soon as it is seen, and never requested (RFC 8216bis: a gap's URI is not
+    /// to be loaded, and a server may answer it with anything).
+    fn gap(
+        &self,
+        segment: &MediaSegment,
+        seq: u64,
+        first_seen: UnixMs,
+        target: f64,
+    ) -> PulledSegment {
+        let mut pulled = self.listed(segment, seq, first_seen, target, first_seen);
+        if let Ok(url) = self.url.join(&segment.uri) {
+            pulled.url = url.to_string();
+        }
+        pulled.body = Err(PullError::Gap {
+            url: pulled.url.clone(),
+        });
+        pulled
+    }
+
+    async fn download(
+        &self,
+        segment: &MediaSegment,
+        seq: u64,
+        first_seen: UnixMs,
+        target: f64,
+        deadline: Instant,
+    ) -> PulledSegment {
+        let mut pulled = self.listed(segment, seq, first_seen, target, now_unix_ms());
         let url = match self.url.join(&segment.uri) {
             Ok(u) => u,
             Err(e) => {

@@ -6,9 +6,10 @@
 //! appears) and downloads each segment whose sequence number it has not seen, in order, once.
 //! "First seen" is the moment the playlist response listing the segment arrived. Everything
 //! that goes wrong (HTTP errors, timeouts, garbage playlists, segments that left the window
-//! before being seen, stalls) becomes an event with a reason, and polling goes on until the
-//! deadline: a bad target never panics the puller nor keeps it past its deadline. All pullers
-//! of a run share one `reqwest::Client` (one connection pool).
+//! before being seen, segments the server marks as gaps, stalls) becomes an event with a
+//! reason, and polling goes on until the deadline: a bad target never panics the puller nor
+//! keeps it past its deadline. All pullers of a run share one `reqwest::Client` (one
+//! connection pool).
 //!
 //! A playback URL may be anybody's server, so everything read from the wire is bounded before it
 //! is used: bodies are streamed and cut at [`HlsOptions::max_playlist_bytes`] /

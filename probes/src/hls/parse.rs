@@ -1,7 +1,8 @@
 //! Playlist text to playlists and renditions: anything that does not start with `#EXTM3U` is
-//! refused with what it started with, and renditions are named from their URLs.
+//! refused with what it started with, renditions are named from their URLs, and gaps are read
+//! from the tags the m3u8 parser does not know.
 
-use m3u8_rs::{MasterPlaylist, Playlist};
+use m3u8_rs::{MasterPlaylist, MediaSegment, Playlist};
 use url::Url;
 
 use super::events::{PullError, RenditionInfo};
@@ -34,6 +35,16 @@ pub(super) fn parse_playlist(url: &Url, body: &[u8]) -> Result<Playlist, PullErr
         Ok(p) => Ok(p),
         Err(e) => Err(garbage(format!("{e:?}").chars().take(200).collect())),
     }
+}
+
+/// Whether the playlist marks `segment` as a gap (`#EXT-X-GAP`, RFC 8216bis §4.4.4.7: its URI
+/// holds no media and clients should not load it). m3u8-rs 6 does not know the tag and keeps it
+/// among the unknown tags of the segment it precedes, which is the one it applies to.
+pub(super) fn is_gap(segment: &MediaSegment) -> bool {
+    segment
+        .unknown_tags
+        .iter()
+        .any(|t| t.tag.trim_end() == "X-GAP")
 }
 
 pub(super) fn master_renditions(
@@ -135,5 +146,32 @@ mod tests {
         assert_eq!(r[0].name, "P240p30fps16x9");
         assert_eq!(r[0].url, "http://h/stream/k/P240p30fps16x9.m3u8");
         assert_eq!(r[1].resolution, Some((640, 360)));
+    }
+
+    #[test]
+    fn ext_x_gap_marks_only_the_segment_it_precedes() {
+        let url = Url::parse("http://h/r/index.m3u8").unwrap();
+        let body = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:4\n\
+            #EXTINF:2.0,\n4.ts\n#EXT-X-GAP\n#EXTINF:2.0,\n5.ts\n#EXT-X-DISCONTINUITY\n#EXT-X-GAP \n\
+            #EXTINF:2.5,\n6.ts\n#EXTINF:2.0,\n7.ts\n#EXT-X-GAPS\n#EXTINF:2.0,\n8.ts\n";
+        let Playlist::MediaPlaylist(m) = parse_playlist(&url, body).unwrap() else {
+            panic!("media expected")
+        };
+        let marked: Vec<(&str, bool, f32)> = m
+            .segments
+            .iter()
+            .map(|s| (s.uri.as_str(), is_gap(s), s.duration))
+            .collect();
+        assert_eq!(
+            marked,
+            [
+                ("4.ts", false, 2.0),
+                ("5.ts", true, 2.0),
+                ("6.ts", true, 2.5),
+                ("7.ts", false, 2.0),
+                ("8.ts", false, 2.0),
+            ]
+        );
+        assert!(m.segments[2].discontinuity);
     }
 }

@@ -14,5 +14,6 @@ mod nginx_publish;
 mod nginx_quality;
 mod payments;
 
+mod hls_gaps;
 mod hostile_playlists;
 mod wire_inputs;
