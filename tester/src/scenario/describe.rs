@@ -1,4 +1,5 @@
-//! A one-paragraph, plain-language account of what a scenario would run (`lpt validate`).
+//! A plain-language account of what a scenario would run (`lpt validate`): one paragraph, then
+//! the chaos timeline, if any, one line per event in the order they start.
 
 use std::time::Duration;
 
@@ -210,7 +211,74 @@ pub fn describe(scenario: &Scenario) -> String {
             thresholds.join("; ")
         )
     });
-    parts.join(" ")
+    let mut text = parts.join(" ");
+    if let Some(timeline) = describe_chaos(&scenario.chaos) {
+        text.push('\n');
+        text.push_str(&timeline);
+    }
+    text
+}
+
+/// What a chaos action does, in the words of `lpt validate` and of the loader's messages.
+pub(super) fn chaos_action(action: &ChaosAction) -> String {
+    match action {
+        ChaosAction::Kill { node } => format!("kill {node} (down until the end)"),
+        ChaosAction::Restart { node, down_for } if down_for.is_zero() => {
+            format!("restart {node} (started again at once)")
+        }
+        ChaosAction::Restart { node, down_for } => {
+            format!("restart {node} (down {})", format_duration(*down_for))
+        }
+        ChaosAction::ChainOutage { duration } => {
+            format!("chain outage for {}", format_duration(*duration))
+        }
+        ChaosAction::ChainReorg { depth } => {
+            format!("chain reorg of depth {depth} after the next redemption")
+        }
+    }
+}
+
+/// The timeline: one line per `[[chaos]]` entry with its occurrences, by first occurrence.
+fn describe_chaos(chaos: &[ChaosEvent]) -> Option<String> {
+    if chaos.is_empty() {
+        return None;
+    }
+    let mut events: Vec<&ChaosEvent> = chaos.iter().collect();
+    events.sort_by_key(|e| (e.at, e.line));
+    let mut lines = vec![format!(
+        "Chaos, from the run's start ({} event{}):",
+        chaos.len(),
+        plural(chaos.len() as u32)
+    )];
+    for event in events {
+        lines.push(format!(
+            "  at {}: {}",
+            occurrence_times(event),
+            chaos_action(&event.action)
+        ));
+    }
+    Some(lines.join("\n"))
+}
+
+/// `30s`; `1m, 2m, 3m`; past a handful, the first three and the last: a soak's event every minute
+/// would otherwise fill the screen.
+fn occurrence_times(event: &ChaosEvent) -> String {
+    const LISTED: usize = 5;
+    let times = event.occurrences();
+    let text = |at: &Duration| format_duration(*at);
+    match (times.last(), event.every) {
+        (Some(last), Some(every)) if times.len() > LISTED => {
+            let first: Vec<String> = times[..3].iter().map(text).collect();
+            format!(
+                "{}, … {} ({} times, every {})",
+                first.join(", "),
+                text(last),
+                times.len(),
+                format_duration(every)
+            )
+        }
+        _ => times.iter().map(text).collect::<Vec<_>>().join(", "),
+    }
 }
 
 fn describe_faults(faults: &Faults) -> String {
@@ -271,4 +339,89 @@ fn ensure_period(mut s: String) -> String {
         s.push('.');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::parse;
+    use super::*;
+
+    const SCENARIO: &str = r#"name = "chaos"
+
+[target]
+kind = "embedded"
+orchestrators = 2
+
+[ladder]
+profiles = ["P240p30fps16x9"]
+
+[workloads.main]
+executor = "soak"
+streams = 1
+duration = "2h"
+"#;
+
+    fn timeline(chaos: &str) -> Vec<String> {
+        let scenario = parse(Path::new("chaos.toml"), &format!("{SCENARIO}{chaos}")).unwrap();
+        describe(&scenario)
+            .lines()
+            .skip(1)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_chaos_timeline_has_a_line_per_event_in_the_order_they_start() {
+        let lines = timeline(
+            r#"
+[[chaos]]
+at = "1m30s"
+kind = "restart"
+target = "transcoder-0-0"
+down_for = "5s"
+every = "1m"
+times = 3
+
+[[chaos]]
+at = "1m"
+kind = "chain_outage"
+duration = "10s"
+
+[[chaos]]
+at = "30s"
+kind = "kill"
+target = "orchestrator-0"
+
+[[chaos]]
+at = "45s"
+kind = "chain_reorg"
+depth = 3
+
+[[chaos]]
+at = "10m"
+kind = "restart"
+target = "broadcaster"
+every = "1m"
+times = 100
+"#,
+        );
+        assert_eq!(
+            lines,
+            vec![
+                "Chaos, from the run's start (5 events):",
+                "  at 30s: kill orchestrator-0 (down until the end)",
+                "  at 45s: chain reorg of depth 3 after the next redemption",
+                "  at 1m: chain outage for 10s",
+                "  at 1m30s, 2m30s, 3m30s: restart transcoder-0-0 (down 5s)",
+                "  at 10m, 11m, 12m, … 1h49m (100 times, every 1m): restart broadcaster (started again at once)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_scenario_without_chaos_is_described_in_one_paragraph() {
+        assert_eq!(timeline(""), Vec::<String>::new());
+    }
 }

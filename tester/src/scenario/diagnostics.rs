@@ -107,9 +107,9 @@ impl<'s> Collector<'s> {
         message: String,
         hint: Option<String>,
     ) {
+        let line = self.line(span.clone());
         let offset = span.map(|s| s.start).unwrap_or(0).min(self.source.len());
         let before = &self.source[..offset];
-        let line = before.matches('\n').count() + 1;
         let column = before
             .rsplit('\n')
             .next()
@@ -128,6 +128,12 @@ impl<'s> Collector<'s> {
                 hint,
             },
         ));
+    }
+
+    /// The 1-based line where `span` starts (line 1 without a span).
+    pub fn line(&self, span: Option<Range<usize>>) -> usize {
+        let offset = span.map(|s| s.start).unwrap_or(0).min(self.source.len());
+        self.source[..offset].matches('\n').count() + 1
     }
 
     pub fn has_errors(&self) -> bool {

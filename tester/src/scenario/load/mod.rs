@@ -4,6 +4,7 @@
 //! table through the error-collecting [`Reader`], under [`Reader::strict`], so the keys a section
 //! reads are the keys it knows and an unknown key is reported with its position and a hint.
 
+mod chaos;
 mod faults;
 mod ladder;
 mod payments;
@@ -104,6 +105,8 @@ fn read_scenario(
             Vec::new()
         }
     };
+    // The timeline is checked against the stack and the run's length, so it comes after both.
+    let chaos = chaos::read(reader, root, target.as_ref(), &workloads);
     Some(Scenario {
         name,
         description,
@@ -116,7 +119,7 @@ fn read_scenario(
         quality: quality?,
         payments: payments?,
         thresholds,
-        chaos: Vec::new(),
+        chaos,
     })
 }
 
