@@ -6,6 +6,7 @@
 //! crates; `main` only calls [`cli::main`].
 
 pub mod bench;
+pub mod chaos;
 pub mod cli;
 pub mod direct;
 pub mod duration;

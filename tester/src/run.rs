@@ -374,7 +374,7 @@ fn default_run_dir(scenario: &Scenario) -> PathBuf {
 
 /// The embedded stack of a run, with what the payment probe needs to know of its prices.
 struct RunningStack {
-    nodes: EmbeddedStack,
+    nodes: Arc<EmbeddedStack>,
     /// Each orchestrator's price (wei per `pixels_per_unit` pixels), in start order.
     prices: Vec<u64>,
     pixels_per_unit: u64,
@@ -439,16 +439,135 @@ async fn execute(
         ),
         cancel: cancel.clone(),
     };
+    let chaos = match &stack {
+        Some(stack) if !scenario.chaos.is_empty() => {
+            Some(start_chaos(scenario, stack, journal, &cancel).await?)
+        }
+        _ => None,
+    };
     let results =
         futures_util::future::join_all(scenario.workloads.iter().map(|w| workloads.start(w))).await;
+    let chaos = match chaos {
+        Some(timeline) => Some((
+            timeline.task.await.context("the chaos timeline failed")?,
+            timeline.from_block,
+        )),
+        None => None,
+    };
     tokio::join!(
         settle_payments(payments, &workloads.pixels, registry, run_dir),
         finish_scoring(quality.as_deref(), &cancel)
     );
+    if let (Some(stack), Some((occurrences, from_block))) = (&stack, chaos) {
+        measure_chaos(stack, &occurrences, from_block, registry, journal).await;
+    }
     if let Some(stack) = stack {
         stack.nodes.stop().await;
     }
     Ok(results)
+}
+
+/// What a run's chaos timeline needs to be measured afterwards.
+struct ChaosTimeline {
+    task: tokio::task::JoinHandle<Vec<crate::chaos::recovery::Occurrence>>,
+    /// The chain's head when the timeline started: redemptions are read from there.
+    from_block: Option<u64>,
+}
+
+/// Starts the scenario's chaos timeline against the embedded stack, timed from now (when the
+/// workloads start).
+async fn start_chaos(
+    scenario: &Scenario,
+    stack: &RunningStack,
+    journal: &JournalWriter,
+    cancel: &CancellationToken,
+) -> anyhow::Result<ChaosTimeline> {
+    let endpoints = &stack.nodes.endpoints;
+    let chain = match (&endpoints.chain_rpc, &endpoints.ticket_broker) {
+        (Some(rpc), Some(broker)) => Some(crate::chaos::ChainAccess {
+            rpc: rpc.clone(),
+            ticket_broker: broker.parse().context("the stack's ticket broker")?,
+        }),
+        _ => None,
+    };
+    let from_block = match &chain {
+        Some(chain) => Some(
+            protocol::chain::EventReader::connect(&chain.rpc, chain.ticket_broker)?
+                .latest_block()
+                .await
+                .context("cannot read the chain")?,
+        ),
+        None => None,
+    };
+    let task = tokio::spawn(crate::chaos::run_timeline(
+        scenario.chaos.clone(),
+        stack.nodes.clone(),
+        chain,
+        Some(journal.clone()),
+        tokio::time::Instant::now(),
+        cancel.clone(),
+    ));
+    Ok(ChaosTimeline { task, from_block })
+}
+
+/// Measures what each chaos occurrence cost the streams (from the journal's segments) and the
+/// orchestrators' payments (their ticket journals against the chain), as `recovery` records.
+async fn measure_chaos(
+    stack: &RunningStack,
+    occurrences: &[crate::chaos::recovery::Occurrence],
+    from_block: Option<u64>,
+    registry: &Registry,
+    journal: &JournalWriter,
+) {
+    use crate::chaos::{recovery, redemptions};
+    let mut records = Vec::new();
+    match segment_records(journal) {
+        Ok(segments) => records.extend(recovery::stream_recovery(&segments, occurrences)),
+        Err(error) => warn!("cannot read the segments back to measure recovery: {error:#}"),
+    }
+    let endpoints = &stack.nodes.endpoints;
+    if let (Some(rpc), Some(broker), Some(from_block)) =
+        (&endpoints.chain_rpc, &endpoints.ticket_broker, from_block)
+    {
+        let measured = async {
+            let mut winners = Vec::new();
+            for path in stack.nodes.ticket_journals() {
+                winners.extend(redemptions::read_winners(path)?);
+            }
+            let broker = broker.parse().context("the stack's ticket broker")?;
+            let redeemed = redemptions::read_redeemed(rpc, broker, from_block).await?;
+            anyhow::Ok(redemptions::payment_recovery(
+                &winners,
+                &redeemed,
+                occurrences,
+            ))
+        };
+        match measured.await {
+            Ok(measured) => records.extend(measured),
+            Err(error) => warn!("cannot measure what the chaos events cost in payments: {error:#}"),
+        }
+    }
+    for record in records {
+        registry.add_record(&record, &Tags::new());
+        if let Err(error) = journal.append(record) {
+            warn!("cannot journal a recovery record: {error}");
+        }
+    }
+}
+
+/// Every segment record the run has journaled so far.
+fn segment_records(
+    journal: &JournalWriter,
+) -> anyhow::Result<Vec<observation::record::SegmentRecord>> {
+    journal.flush()?;
+    let mut reader = reports::JournalReader::open(journal.path())?;
+    let mut segments = Vec::new();
+    while let Some(record) = reader.next_record()? {
+        if let observation::record::Record::Segment(segment) = record {
+            segments.push(segment);
+        }
+    }
+    Ok(segments)
 }
 
 /// Starts the embedded stack, or checks that an external target is reachable; a direct target has
@@ -486,7 +605,7 @@ async fn bring_up_target(
                 .map(|i| options.price_of(i))
                 .collect();
             let stack = RunningStack {
-                nodes,
+                nodes: Arc::new(nodes),
                 prices,
                 pixels_per_unit: stack.pixels_per_unit,
             };

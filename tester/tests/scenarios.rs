@@ -5,69 +5,14 @@
 //! These runs are real time and CPU-bound (transcoding, scoring) on a small machine, so they take
 //! turns: one scenario at a time, whatever the test harness's thread count.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
-
 use serde_json::Value;
-
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-/// The warnings and errors the embedded nodes logged, to explain a failed run in CI's output.
-fn node_warnings(run_dir: &Path) -> String {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(run_dir.join("stack"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "log") {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            lines.extend(
-                text.lines()
-                    .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
-                    .take(15)
-                    .map(|l| format!("{name}: {l}")),
-            );
-        }
-    }
-    lines.join("\n")
-}
+use testkit::lpt_run::run_scenario;
 
 /// Runs `lpt run SCENARIO` into a fresh directory; returns the exit code, stdout (followed by
 /// the nodes' warnings) and summary.
 fn run(scenario: &str) -> (i32, String, Value) {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
-    let output = Command::new(env!("CARGO_BIN_EXE_lpt"))
-        .arg("run")
-        .arg(repo_root().join(scenario))
-        .arg("--out")
-        .arg(&out)
-        .env_remove("LPT_LOG")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("lpt runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned()
-        + "\nnode warnings:\n"
-        + &node_warnings(&out);
-    let summary = std::fs::read_to_string(out.join("summary.json"))
-        .unwrap_or_else(|e| panic!("{scenario}: no summary.json ({e}); stdout:\n{stdout}"));
-    (
-        output.status.code().unwrap_or(-1),
-        stdout,
-        serde_json::from_str(&summary).unwrap(),
-    )
+    let run = run_scenario(env!("CARGO_BIN_EXE_lpt").as_ref(), scenario);
+    (run.code, run.output, run.summary)
 }
 
 #[test]
@@ -209,18 +154,12 @@ sample = 1.0
 "#,
     )
     .unwrap();
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let out = dir.path().join("run");
-    let output = Command::new(env!("CARGO_BIN_EXE_lpt"))
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&out)
-        .env_remove("LPT_LOG")
-        .output()
-        .expect("lpt runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let run = run_scenario(
+        env!("CARGO_BIN_EXE_lpt").as_ref(),
+        scenario.to_str().unwrap(),
+    );
+    assert_eq!(run.code, 0, "{}", run.output);
+    let out = &run.dir;
     let board: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("leaderboard.json")).unwrap())
             .unwrap();

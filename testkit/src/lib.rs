@@ -27,6 +27,7 @@ pub mod bench;
 pub mod chain;
 pub mod ffmpeg;
 pub mod golivepeer;
+pub mod lpt_run;
 pub mod nginx;
 #[cfg(feature = "chain")]
 pub mod orchestrator;

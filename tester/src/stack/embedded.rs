@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use super::Child;
-use crate::scenario::{EmbeddedTarget, Profile};
+use crate::scenario::{EmbeddedTarget, Profile, StackNode};
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -70,15 +70,27 @@ pub struct Endpoints {
 /// A running embedded stack; dropping it stops every part.
 pub struct EmbeddedStack {
     pub endpoints: Endpoints,
-    broadcaster: Option<Child>,
-    transcoders: Vec<Child>,
-    orchestrators: Vec<Child>,
+    /// Every node process by name, in start order; a chaos event may kill and restart any.
+    nodes: tokio::sync::Mutex<Vec<(StackNode, Child)>>,
     ticker: Option<JoinHandle<()>>,
     chain: Option<protocol::chain::LocalChain>,
+    /// What the nodes reach the chain through, so a chaos event can take their RPC away while
+    /// the chain itself (and the probes' view of it) goes on.
+    chain_gate: Option<protocol::chain::RpcGate>,
+    ticket_journals: Vec<PathBuf>,
 }
 
 const TRANSCODER_SECRET_ENV: &str = "LPT_TRANSCODER_SECRET";
 const BROADCASTER_KEY_ENV: &str = "LPT_BROADCASTER_KEY";
+
+/// The socket address in a URL the stack announced (`https://127.0.0.1:8935`, `rtmp://…`).
+fn bound_address(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or_default();
+    authority
+        .parse()
+        .with_context(|| format!("no address in the announced URL {url}"))
+}
 
 fn hex_key(signer: &alloy::signers::local::PrivateKeySigner) -> String {
     format!("0x{}", alloy::hex::encode(signer.to_bytes()))
@@ -99,12 +111,13 @@ impl EmbeddedStack {
                 service_registry: None,
                 broadcaster_address: None,
             },
-            broadcaster: None,
-            transcoders: Vec::new(),
-            orchestrators: Vec::new(),
+            nodes: tokio::sync::Mutex::new(Vec::new()),
             ticker: None,
             chain: None,
+            chain_gate: None,
+            ticket_journals: Vec::new(),
         };
+        let mut nodes = Vec::new();
 
         let contracts = if options.nodes.offline {
             None
@@ -118,8 +131,9 @@ impl EmbeddedStack {
         // Unlocks each orchestrator's per-sender balances and redemptions on /status; it stays
         // in the owner-only config, where the operator of the stack can read it.
         let status_token = node_orchestrator::auth::random_secret();
+        let nodes_rpc = stack.chain_gate.as_ref().map(|gate| gate.url());
         for index in 0..options.nodes.orchestrators {
-            let config = orchestrator_config(
+            let mut config = orchestrator_config(
                 options,
                 index,
                 contracts.as_ref(),
@@ -127,6 +141,12 @@ impl EmbeddedStack {
                 &secret,
                 &status_token,
             );
+            if let (Some(chain), Some(rpc)) = (config.chain.as_mut(), &nodes_rpc) {
+                chain.rpc_url.clone_from(rpc);
+            }
+            stack
+                .ticket_journals
+                .extend(config.payments.ticket_journal.clone());
             let path = options.dir.join(format!("orchestrator-{index}.toml"));
             // It holds the orchestrator's chain key and the transcoder secret.
             write_private(&path, &config_text(&config)?)
@@ -147,6 +167,10 @@ impl EmbeddedStack {
             )
             .await?;
             let uri = child.ready_str("service_uri")?.to_owned();
+            // A restart must come back where the broadcaster and transcoders look for it.
+            config.listen = bound_address(&uri)?;
+            write_private(&path, &config_text(&config)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             if let (Some(contracts), Some(chain)) = (&contracts, &stack.chain) {
                 // As an operator does once with livepeer_cli, so on-chain discovery finds it.
                 contracts
@@ -155,6 +179,12 @@ impl EmbeddedStack {
                     .await
                     .with_context(|| format!("{name} could not register its service URI"))?;
             }
+            stack.endpoints.orchestrators.push(uri.clone());
+            stack
+                .endpoints
+                .orchestrator_addresses
+                .push(child.ready["eth_address"].as_str().map(str::to_owned));
+            nodes.push((StackNode::Orchestrator(index), child));
             for t in 0..options.nodes.transcoders_per_orchestrator {
                 let command_env = [(TRANSCODER_SECRET_ENV, secret.clone())];
                 let transcoder = Child::spawn(
@@ -173,22 +203,19 @@ impl EmbeddedStack {
                     options.ready_deadline,
                 )
                 .await?;
-                stack.transcoders.push(transcoder);
+                nodes.push((StackNode::Transcoder(index, t), transcoder));
             }
-            stack.endpoints.orchestrators.push(uri);
-            stack
-                .endpoints
-                .orchestrator_addresses
-                .push(child.ready["eth_address"].as_str().map(str::to_owned));
-            stack.orchestrators.push(child);
         }
 
-        let broadcaster_config = broadcaster_config(
+        let mut broadcaster_config = broadcaster_config(
             options,
             &stack.endpoints,
             contracts.as_ref(),
             &options.dir.join("hls"),
         );
+        if let Some(rpc) = &nodes_rpc {
+            broadcaster_config.payment.eth_url = Some(rpc.clone());
+        }
         let path = options.dir.join("broadcaster.toml");
         std::fs::write(&path, config_text(&broadcaster_config)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -214,7 +241,13 @@ impl EmbeddedStack {
         stack.endpoints.playback_url = broadcaster.ready_str("playback_url")?.to_owned();
         stack.endpoints.broadcaster_address =
             broadcaster.ready["eth_address"].as_str().map(str::to_owned);
-        stack.broadcaster = Some(broadcaster);
+        // A restart must come back on the ports the publishers and players use.
+        broadcaster_config.rtmp_addr = bound_address(&stack.endpoints.rtmp_url)?;
+        broadcaster_config.http_addr = bound_address(&stack.endpoints.playback_url)?;
+        std::fs::write(&path, config_text(&broadcaster_config)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        nodes.push((StackNode::Broadcaster, broadcaster));
+        stack.nodes = tokio::sync::Mutex::new(nodes);
         info!(
             orchestrators = ?stack.endpoints.orchestrators,
             rtmp = %stack.endpoints.rtmp_url,
@@ -253,6 +286,12 @@ impl EmbeddedStack {
             .await
             .context("cannot fund the broadcaster's deposit and reserve")?;
         self.endpoints.chain_rpc = Some(chain.url().to_owned());
+        let anvil = bound_address(chain.url())?;
+        self.chain_gate = Some(
+            protocol::chain::RpcGate::start(anvil)
+                .await
+                .context("cannot start the nodes' gate to the chain")?,
+        );
         self.endpoints.ticket_broker = Some(contracts.ticket_broker.to_string());
         self.endpoints.service_registry = Some(contracts.service_registry.to_string());
         // Parameters expire by block and rounds by blocks: keep blocks coming, one a second.
@@ -287,20 +326,82 @@ impl EmbeddedStack {
         self.chain.as_ref().map(|chain| chain.signer(0))
     }
 
-    /// Stops every part, broadcaster first, gracefully.
-    pub async fn stop(mut self) {
-        if let Some(broadcaster) = self.broadcaster.take() {
-            broadcaster.stop().await;
+    /// Stops every part, broadcaster first, then transcoders, then orchestrators, gracefully.
+    pub async fn stop(&self) {
+        let mut nodes = std::mem::take(&mut *self.nodes.lock().await);
+        let rank = |node: &StackNode| match node {
+            StackNode::Broadcaster => 0,
+            StackNode::Transcoder(..) => 1,
+            _ => 2,
+        };
+        nodes.sort_by_key(|(node, _)| rank(node));
+        for (_, child) in nodes {
+            child.stop().await;
         }
-        for transcoder in self.transcoders.drain(..) {
-            transcoder.stop().await;
-        }
-        for orchestrator in self.orchestrators.drain(..) {
-            orchestrator.stop().await;
-        }
-        if let Some(ticker) = self.ticker.take() {
+        if let Some(ticker) = &self.ticker {
             ticker.abort();
         }
+    }
+
+    /// The orchestrators' ticket journals (none off-chain), in orchestrator order.
+    pub fn ticket_journals(&self) -> &[PathBuf] {
+        &self.ticket_journals
+    }
+
+    /// Whether `node` is part of this stack.
+    pub async fn has(&self, node: StackNode) -> bool {
+        node == StackNode::Chain && self.chain.is_some()
+            || self.nodes.lock().await.iter().any(|(n, _)| *n == node)
+    }
+
+    /// SIGKILLs `node`, as a crash would end it.
+    pub async fn kill(&self, node: StackNode) -> anyhow::Result<()> {
+        let mut nodes = self.nodes.lock().await;
+        let (_, child) = nodes
+            .iter_mut()
+            .find(|(n, _)| *n == node)
+            .ok_or_else(|| anyhow!("this stack has no {node}"))?;
+        child.kill().await;
+        Ok(())
+    }
+
+    /// Starts a killed `node` again with the same config, ports and keys, and waits until it
+    /// announces itself ready.
+    pub async fn restart(&self, node: StackNode) -> anyhow::Result<()> {
+        let mut nodes = self.nodes.lock().await;
+        let (_, child) = nodes
+            .iter_mut()
+            .find(|(n, _)| *n == node)
+            .ok_or_else(|| anyhow!("this stack has no {node}"))?;
+        child.restart().await
+    }
+
+    /// Stops the chain answering the nodes (connections held silent) until [`chain_resume`].
+    pub fn chain_outage(&self) -> anyhow::Result<()> {
+        self.chain_gate
+            .as_ref()
+            .ok_or_else(|| anyhow!("this stack has no chain"))?
+            .close();
+        Ok(())
+    }
+
+    /// Lets the nodes reach the chain again.
+    pub fn chain_resume(&self) -> anyhow::Result<()> {
+        self.chain_gate
+            .as_ref()
+            .ok_or_else(|| anyhow!("this stack has no chain"))?
+            .open();
+        Ok(())
+    }
+
+    /// The PIDs of the node processes now running (for checks that nothing outlives a run).
+    pub async fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .lock()
+            .await
+            .iter()
+            .filter_map(|(_, child)| child.pid())
+            .collect()
     }
 }
 

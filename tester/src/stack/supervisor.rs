@@ -7,7 +7,7 @@
 //! `PR_SET_PDEATHSIG` (Linux), and dropping a [`Child`] sends SIGTERM, then SIGKILL after a grace
 //! period — so neither Ctrl-C nor a panic leaves processes behind.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -22,8 +22,20 @@ pub struct Child {
     name: String,
     process: Option<TokioChild>,
     log_path: PathBuf,
+    /// How it was started, so a chaos event can start it again the same way.
+    launch: Launch,
     /// What the part announced when it became ready.
     pub ready: Value,
+}
+
+/// A part's command line, environment and log directory.
+#[derive(Clone)]
+struct Launch {
+    program: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(String, String)>,
+    log_dir: PathBuf,
+    deadline: Duration,
 }
 
 /// How long a stopping child gets between SIGTERM and SIGKILL.
@@ -48,13 +60,57 @@ impl Child {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let log_path = log_dir.join(format!("{name}.log"));
-        let log = std::fs::File::create(&log_path)
+        let launch = Launch {
+            program: program.to_owned(),
+            args: args.into_iter().map(|a| a.as_ref().to_owned()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            log_dir: log_dir.to_owned(),
+            deadline,
+        };
+        Self::launch(name, launch, false).await
+    }
+
+    /// SIGKILLs the part, as a crash or a power cut would end it, and reaps it.
+    pub async fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill().await;
+        }
+    }
+
+    /// Whether the part is running (not killed, and not exited by itself).
+    pub fn is_running(&mut self) -> bool {
+        self.process
+            .as_mut()
+            .is_some_and(|p| matches!(p.try_wait(), Ok(None)))
+    }
+
+    /// Starts the part again as it was first started (it must be down: see [`kill`](Self::kill)),
+    /// appending to its log, and waits for its new ready line.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        if self.is_running() {
+            return Err(anyhow!("{} is still running", self.name));
+        }
+        let again = Self::launch(&self.name, self.launch.clone(), true).await?;
+        *self = again;
+        Ok(())
+    }
+
+    async fn launch(name: &str, launch: Launch, append_log: bool) -> anyhow::Result<Child> {
+        let log_path = launch.log_dir.join(format!("{name}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append_log)
+            .truncate(!append_log)
+            .open(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let mut command = Command::new(program);
+        let mut command = Command::new(&launch.program);
         command
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
+            .args(&launch.args)
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -66,10 +122,11 @@ impl Child {
         }
         let mut process = command
             .spawn()
-            .with_context(|| format!("cannot start {name} ({})", program.display()))?;
+            .with_context(|| format!("cannot start {name} ({})", launch.program.display()))?;
         let stdout = process.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
 
+        let deadline = launch.deadline;
         let waited = tokio::time::timeout(deadline, async {
             while let Some(line) = lines.next_line().await? {
                 if let Ok(value) = serde_json::from_str::<Value>(&line)
@@ -85,6 +142,7 @@ impl Child {
             name: name.to_owned(),
             process: Some(process),
             log_path,
+            launch,
             ready: Value::Null,
         };
         match waited {
@@ -291,6 +349,45 @@ mod tests {
         for (name, script, ready_within, headline, log) in cases {
             assert_start_fails(name, script, ready_within, headline, log).await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_killed_child_restarts_as_it_was_started_and_keeps_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Child::spawn(
+            "orchestrator-0",
+            Path::new("/bin/sh"),
+            [
+                "-c",
+                r#"echo "started with $ARG" >&2; echo "{\"event\":\"ready\",\"pid\":$$}"; exec sleep 60"#,
+            ],
+            &[("ARG", "the secret".to_owned())],
+            dir.path(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        let first = child.pid().unwrap();
+        assert!(child.is_running());
+        assert!(
+            child
+                .restart()
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("still running")
+        );
+        child.kill().await;
+        assert!(!child.is_running());
+        assert!(!alive(first));
+        child.restart().await.unwrap();
+        let second = child.pid().unwrap();
+        assert_ne!(first, second);
+        assert_eq!(child.ready["pid"], second);
+        let log = std::fs::read_to_string(dir.path().join("orchestrator-0.log")).unwrap();
+        assert_eq!(log, "started with the secret\nstarted with the secret\n");
+        child.stop().await;
+        assert!(!alive(second));
     }
 
     #[tokio::test]
