@@ -15,7 +15,7 @@ use reference_transcoder::DecodeSummary;
 
 use crate::clock::{UnixMs, now_unix_ms};
 use crate::decode::{DecodeError, DecodedSegment};
-use crate::hls::{PlaylistPoll, PulledSegment};
+use crate::hls::{PlaylistPoll, PullError, PulledSegment};
 use crate::latency::segment_latency;
 use crate::observe::{CheckObservation, SegmentLatency, SegmentMedia, SegmentObservation};
 use crate::sendlog::SendLog;
@@ -304,6 +304,10 @@ impl SegmentChecker {
         };
         if let Err(e) = &pulled.body {
             observation.failure = Some(e.to_string());
+            if matches!(e, PullError::Gap { .. }) {
+                // Never requested: no download to time.
+                observation.download_ms = None;
+            }
             checks.push(self.verdict(r, seq, "download", false, e.to_string()));
             return CheckedSegment {
                 observation,

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::clock::UnixMs;
+use crate::hls::GAP_FAILURE;
 use crate::observe::SegmentObservation;
 use crate::quality::SOURCE_RENDITION;
 
@@ -34,7 +35,8 @@ pub struct RenditionLedger {
     source: BTreeMap<u32, Vec<(u64, UnixMs)>>,
     /// Rendition → first stamp → segments seen starting on it.
     renditions: BTreeMap<String, BTreeMap<u32, usize>>,
-    /// Rendition → segments without a readable stamp.
+    /// Rendition → segments accounted for without a stamp: media whose stamp was unreadable, and
+    /// gaps the playlist declared (each already reported as a failed segment of its own).
     unstamped: BTreeMap<String, usize>,
 }
 
@@ -42,6 +44,9 @@ impl RenditionLedger {
     /// Records a successfully downloaded segment (failed ones are reported on their own).
     pub fn record(&mut self, o: &SegmentObservation) {
         if !o.success {
+            if o.failure.as_deref() == Some(GAP_FAILURE) {
+                *self.unstamped.entry(o.rendition.clone()).or_default() += 1;
+            }
             return;
         }
         let stamp = o.media.as_ref().and_then(|m| m.first_stamp_frame);
@@ -202,5 +207,30 @@ mod tests {
         ledger.record(&segment("720p", 0, Some(0), 0));
         let names = ["720p".to_owned()];
         assert!(ledger.missing(&names, 60_000, Duration::ZERO).is_empty());
+    }
+
+    #[test]
+    fn a_declared_gap_is_not_also_a_missing_rendition() {
+        let mut ledger = RenditionLedger::default();
+        for seq in 0..3 {
+            ledger.record(&segment(
+                SOURCE_RENDITION,
+                seq,
+                Some(seq as u32 * 60),
+                1_000,
+            ));
+        }
+        ledger.record(&segment("P240p", 0, Some(0), 2_000));
+        let mut gap = segment("P240p", 1, None, 2_000);
+        gap.success = false;
+        gap.failure = Some(GAP_FAILURE.into());
+        ledger.record(&gap);
+        let renditions = ["P240p".to_owned()];
+        let missing = ledger.missing(&renditions, 100_000, Duration::from_secs(1));
+        // seq 1 is the gap, reported on its own; only seq 2 was never delivered.
+        assert_eq!(
+            missing.iter().map(|m| m.source_seq).collect::<Vec<_>>(),
+            [2]
+        );
     }
 }

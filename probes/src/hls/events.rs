@@ -68,6 +68,9 @@ pub enum PullError {
     Gap { url: String },
 }
 
+/// The failure text of a [`PullError::Gap`], which a segment's observation and journal record keep.
+pub const GAP_FAILURE: &str = "gap";
+
 /// A rendition found in the master playlist (or the media playlist itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenditionInfo {

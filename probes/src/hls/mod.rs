@@ -34,8 +34,8 @@ mod stop;
 
 pub use client::HlsPuller;
 pub use events::{
-    Delivery, PlaylistPoll, PullError, PullEvent, PullSink, PullSummary, PulledSegment,
-    RenditionInfo,
+    Delivery, GAP_FAILURE, PlaylistPoll, PullError, PullEvent, PullSink, PullSummary,
+    PulledSegment, RenditionInfo,
 };
 pub use parse::rendition_name;
 pub use stop::{PullStop, PullStopHandle, pull_stop};
