@@ -10,6 +10,10 @@
 //!   per-stream, per-orchestrator and per-region numbers are computed identically. Rows whose key
 //!   is null (e.g. no orchestrator known) are left out of that key's breakdown, never lumped into a
 //!   fake group; in two-key breakdowns a missing region is shown as `unknown`.
+//! - A chaos event's row comes from its `chaos` record; its `recovery` records (one per stream
+//!   that ran through it, one per orchestrator paid around it) are matched to it by label and
+//!   start time, since a repeated event keeps its label. Recovery records that match no chaos
+//!   record are not shown as events: they are listed as a problem of the run.
 //! - The segment and quality statistics find their columns (latency, round trip, success,
 //!   download time, VMAF, PSNR) through the metric table (`observation::metric`), the same
 //!   columns the live metrics are fed from, so a breakdown's latency is the `latency` metric's
@@ -249,6 +253,7 @@ pub fn aggregate(frames: &RecordFrames, options: AggregateOptions) -> Res<Aggreg
         by_rendition: grouped(q, &["rendition", "origin"], "quality by rendition")?,
         by_orchestrator: grouped(q, &["orchestrator", "origin"], "quality by orchestrator")?,
     };
+    let (chaos, problems) = chaos(frames, first.unwrap_or(0))?;
     let bucket_s = match options.bucket_s {
         Some(b) if b.is_finite() && b > 0.0 => b,
         Some(b) => {
@@ -274,6 +279,8 @@ pub fn aggregate(frames: &RecordFrames, options: AggregateOptions) -> Res<Aggreg
         checks: checks(&frames.checks)?,
         payments: payments(frames)?,
         bench: bench(&frames.bench)?,
+        chaos,
+        problems,
         plot: PlotData {
             bucket_s,
             buckets: buckets(seg, first.unwrap_or(0), bucket_s)?,
@@ -491,6 +498,105 @@ fn bench(df: &DataFrame) -> Res<Vec<BenchStep>> {
             ok: count(&out, "ok", row),
             real_time_fraction: num(&out, "real_time_fraction", row),
             transcode_ratio: read_dist(&out, row, "ratio_"),
+        })
+        .collect())
+}
+
+fn int(df: &DataFrame, name: &str, row: usize) -> Option<i64> {
+    let column = df.column(name).ok()?;
+    let cast = column.cast(&DataType::Int64).ok()?;
+    cast.i64().ok()?.get(row)
+}
+
+fn flag(df: &DataFrame, name: &str, row: usize) -> Option<bool> {
+    df.column(name).ok()?.bool().ok()?.get(row)
+}
+
+/// The chaos events by start time with their recovery figures, and a sentence for each
+/// occurrence that has recovery records but no chaos record. `t0` is the plots' time origin.
+fn chaos(frames: &RecordFrames, t0: i64) -> Res<(Vec<ChaosEventStats>, Vec<String>)> {
+    let mut figures = recovery_figures(&frames.recovery)?;
+    let df = &frames.chaos;
+    let mut events = Vec::with_capacity(df.height());
+    for row in 0..df.height() {
+        let t_ms = int(df, "t_ms", row).unwrap_or(t0);
+        let event = text(df, "event", row).unwrap_or_default();
+        let mut stats = figures.remove(&(event.clone(), t_ms)).unwrap_or_default();
+        let end_ms = int(df, "end_ms", row);
+        stats.event = event;
+        stats.kind = text(df, "kind", row).unwrap_or_default();
+        stats.target = text(df, "target", row).unwrap_or_default();
+        stats.t_ms = t_ms;
+        stats.start_s = (t_ms - t0) as f64 / 1000.0;
+        stats.end_ms = end_ms;
+        stats.duration_s = end_ms.map(|end| (end - t_ms).max(0) as f64 / 1000.0);
+        stats.ok = flag(df, "ok", row).unwrap_or(false);
+        stats.message = text(df, "message", row);
+        events.push(stats);
+    }
+    events.sort_by(|a, b| a.t_ms.cmp(&b.t_ms).then_with(|| a.event.cmp(&b.event)));
+    let problems = figures
+        .into_keys()
+        .map(|(event, t_ms)| {
+            format!(
+                "recovery records of `{event}` at {} have no chaos record: the event is not shown",
+                crate::util::iso_utc(t_ms)
+            )
+        })
+        .collect();
+    Ok((events, problems))
+}
+
+/// Per occurrence, keyed by `(event, t_ms)`: its recovery records summed or maximized over its
+/// streams and orchestrators, in the recovery fields of an otherwise empty row.
+fn recovery_figures(df: &DataFrame) -> Res<BTreeMap<(String, i64), ChaosEventStats>> {
+    if df.height() == 0 {
+        return Ok(BTreeMap::new());
+    }
+    let out = df
+        .clone()
+        .lazy()
+        .group_by([col("event"), col("t_ms")])
+        .agg([
+            // One record per stream that ran through the occurrence; payment records have none.
+            col("stream")
+                .count()
+                .cast(DataType::Float64)
+                .alias("streams_hit"),
+            f64c("failover_time_ms").max().alias("failover_time_ms_max"),
+            f64c("segments_lost").sum().alias("segments_lost"),
+            f64c("stall_time_ms").max().alias("stall_time_ms_max"),
+            col("recovered")
+                .not()
+                .cast(DataType::Float64)
+                .sum()
+                .alias("streams_not_recovered"),
+            f64c("winners").sum().alias("winners"),
+            f64c("redemptions_lost").sum().alias("redemptions_lost"),
+            f64c("redemption_delay_ms")
+                .max()
+                .alias("redemption_delay_ms_max"),
+        ])
+        .collect()
+        .map_err(ReportError::polars("recovery by event"))?;
+    Ok((0..out.height())
+        .map(|row| {
+            let key = (
+                text(&out, "event", row).unwrap_or_default(),
+                int(&out, "t_ms", row).unwrap_or(0),
+            );
+            let figures = ChaosEventStats {
+                streams_hit: count(&out, "streams_hit", row),
+                failover_time_ms_max: num(&out, "failover_time_ms_max", row),
+                segments_lost: count(&out, "segments_lost", row),
+                stall_time_ms_max: num(&out, "stall_time_ms_max", row),
+                streams_not_recovered: count(&out, "streams_not_recovered", row),
+                winners: count(&out, "winners", row),
+                redemptions_lost: count(&out, "redemptions_lost", row),
+                redemption_delay_ms_max: num(&out, "redemption_delay_ms_max", row),
+                ..ChaosEventStats::default()
+            };
+            (key, figures)
         })
         .collect())
 }

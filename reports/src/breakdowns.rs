@@ -194,6 +194,53 @@ pub struct BenchStep {
     pub transcode_ratio: Distribution,
 }
 
+/// One occurrence of a chaos event (a `chaos` record) and what it cost (its `recovery` records,
+/// matched by event label and start time).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChaosEventStats {
+    /// The occurrence's label, `kind:target@at`.
+    pub event: String,
+    /// `kill`, `restart`, `chain_outage` or `chain_reorg`.
+    pub kind: String,
+    /// The node it hit (`orchestrator-0`, `chain`, …).
+    pub target: String,
+    /// Start (unix ms).
+    pub t_ms: i64,
+    /// Start, seconds since the run's first record: the plots' time axis.
+    pub start_s: f64,
+    /// When it was over (unix ms); `None` for an event that lasts to the end of the run.
+    pub end_ms: Option<i64>,
+    /// `end_ms − t_ms` in seconds.
+    pub duration_s: Option<f64>,
+    /// Whether the run carried it out as written.
+    pub ok: bool,
+    /// What happened, or why it could not be done.
+    pub message: Option<String>,
+    /// Streams with figures for it: every stream that was running through it.
+    pub streams_hit: u64,
+    /// The longest failover time over those streams (ms).
+    pub failover_time_ms_max: Option<f64>,
+    /// Source segments it cost, summed over the streams.
+    pub segments_lost: u64,
+    /// The longest stall time over the streams (ms).
+    pub stall_time_ms_max: Option<f64>,
+    /// Streams that never delivered a good segment again.
+    pub streams_not_recovered: u64,
+    /// Winning tickets the orchestrators received around it.
+    pub winners: u64,
+    /// Of those, the ones never redeemed on chain, summed over the orchestrators.
+    pub redemptions_lost: u64,
+    /// The longest wait from receiving such a winner to its redemption (ms).
+    pub redemption_delay_ms_max: Option<f64>,
+}
+
+impl ChaosEventStats {
+    /// End, seconds since the run's first record, when it has one.
+    pub fn end_s(&self) -> Option<f64> {
+        Some(self.start_s + self.duration_s?)
+    }
+}
+
 /// A time bucket of one rendition's segments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BucketPoint {
@@ -243,6 +290,14 @@ pub struct Aggregates {
     pub payments: PaymentBreakdowns,
     /// Bench steps, by sessions ascending.
     pub bench: Vec<BenchStep>,
+    /// Chaos event occurrences, by start time (empty when the run had none, and when read from a
+    /// summary without the key).
+    #[serde(default)]
+    pub chaos: Vec<ChaosEventStats>,
+    /// Content problems found while aggregating, as sentences for the report's "missing" list
+    /// (not serialized: `summary.json` has them in `report.missing`).
+    #[serde(skip)]
+    pub problems: Vec<String>,
     /// Plot series (not serialized).
     #[serde(skip)]
     pub plot: PlotData,

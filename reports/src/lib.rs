@@ -224,6 +224,7 @@ fn render_run(
 
     timer.done("read journal");
     let aggregates = aggregate::aggregate(&frames, options.aggregate)?;
+    missing.extend(aggregates.problems.iter().cloned());
     timer.done("aggregate");
     let mut artifacts = Vec::new();
 

@@ -10,16 +10,22 @@
 //!   descriptions, 16 px tick labels.
 //! - Every title says what is plotted and for which run and when; every axis names its unit.
 //! - A plot without data is not drawn; the report lists it with the reason instead.
+//! - The over-time plots mark each chaos event (`Aggregates::chaos`) on the same elapsed-time
+//!   axis as the buckets: a dashed line at its start with its label, shaded to its end when it has
+//!   one, greyed when the run could not carry it out. The axis reaches every event, so a run's
+//!   late kill is still shown.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::{FontStyle, FontTransform, register_font};
 
-use crate::breakdowns::{Aggregates, BenchStep, BucketPoint, Group, QualityStats};
+use crate::breakdowns::{Aggregates, BenchStep, BucketPoint, ChaosEventStats, Group, QualityStats};
 use crate::error::ReportError;
 
 /// DejaVu Sans (see `assets/DejaVu-LICENSE.txt`).
@@ -292,13 +298,12 @@ fn legend_line(c: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
     move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3))
 }
 
+/// A chart with numeric x and y axes.
+type XYChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
 /// Few points make a line hard to see (one point makes none): mark them.
 fn markers<DB: DrawingBackend>(
-    chart: &mut ChartContext<
-        '_,
-        DB,
-        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
-    >,
+    chart: &mut XYChart<'_, DB>,
     points: &[(f64, f64)],
     c: RGBColor,
 ) -> DrawResult {
@@ -343,8 +348,16 @@ fn latency_cdf<DB: DrawingBackend>(
     legend(&mut chart, SeriesLabelPosition::LowerRight)
 }
 
+/// Where an over-time plot's x axis ends (s since the first record): the last bucket's end, or
+/// a chaos event's start or end past it, so every event is marked.
+fn time_span_s(a: &Aggregates) -> f64 {
+    let buckets = a.plot.buckets.iter().map(|b| b.t_s + a.plot.bucket_s);
+    let events = a.chaos.iter().map(|c| c.end_s().unwrap_or(c.start_s));
+    buckets.chain(events).fold(0.0_f64, f64::max)
+}
+
 fn time_axis(a: &Aggregates) -> (f64, &'static str) {
-    let span = a.plot.buckets.iter().map(|b| b.t_s).fold(0.0_f64, f64::max);
+    let span = time_span_s(a);
     if span > 7200.0 {
         (3600.0, "Time since start (h)")
     } else if span > 1200.0 {
@@ -381,16 +394,12 @@ fn over_time<DB: DrawingBackend>(
     plot: OverTime<'_>,
 ) -> DrawResult {
     let (div, x_desc) = time_axis(a);
-    let x_max = a
-        .plot
-        .buckets
-        .iter()
-        .map(|b| b.t_s / div)
-        .fold(0.0, f64::max);
+    let y = plot.y.clone();
     let mut chart = chart_builder(root, title)
-        .build_cartesian_2d(padded(0.0, x_max + a.plot.bucket_s / div), plot.y)
+        .build_cartesian_2d(padded(0.0, time_span_s(a) / div), plot.y)
         .map_err(e)?;
     mesh!(chart, x_desc, plot.y_desc).draw().map_err(e)?;
+    chaos_spans(&mut chart, &a.chaos, div, &y)?;
     let bucket_middle = |b: &BucketPoint| (b.t_s + a.plot.bucket_s / 2.0) / div;
     let line_of = |points: &[&BucketPoint], value: &dyn Fn(&BucketPoint) -> Option<f64>| {
         points
@@ -420,7 +429,95 @@ fn over_time<DB: DrawingBackend>(
             .legend(legend_line(c));
         markers(&mut chart, &line, c)?;
     }
+    chaos_marks(&mut chart, &a.chaos, div, &y, &plot.legend_at)?;
     legend(&mut chart, plot.legend_at)
+}
+
+/// Colour of the chaos event marks, apart from the data palette.
+const CHAOS_COLOR: RGBColor = RGBColor(170, 20, 60);
+/// Colour of the marks of an event the run could not carry out.
+const CHAOS_FAILED_COLOR: RGBColor = RGBColor(140, 140, 140);
+
+fn chaos_color(event: &ChaosEventStats) -> RGBColor {
+    if event.ok {
+        CHAOS_COLOR
+    } else {
+        CHAOS_FAILED_COLOR
+    }
+}
+
+/// Shades each chaos event that has an end from its start to its end; drawn before the data so
+/// the lines stay on top.
+fn chaos_spans<DB: DrawingBackend>(
+    chart: &mut XYChart<'_, DB>,
+    events: &[ChaosEventStats],
+    div: f64,
+    y: &std::ops::Range<f64>,
+) -> DrawResult {
+    let spans = events.iter().filter_map(|ev| {
+        let end = ev.end_s()?;
+        Some(Rectangle::new(
+            [(ev.start_s / div, y.start), (end / div, y.end)],
+            chaos_color(ev).mix(0.12).filled(),
+        ))
+    });
+    chart.draw_series(spans).map_err(e)?;
+    Ok(())
+}
+
+/// A dashed vertical line at each chaos event's start, labelled with the event: the label runs
+/// along the line, so close events do not overprint each other's labels, at the end of the
+/// line away from the legend, on a light background so data lines crossing it do not hide it.
+fn chaos_marks<DB: DrawingBackend>(
+    chart: &mut XYChart<'_, DB>,
+    events: &[ChaosEventStats],
+    div: f64,
+    y: &std::ops::Range<f64>,
+    legend_at: &SeriesLabelPosition,
+) -> DrawResult {
+    use SeriesLabelPosition::{UpperLeft, UpperMiddle, UpperRight};
+    let labels_on_top = !matches!(legend_at, UpperLeft | UpperMiddle | UpperRight);
+    let y_end = if labels_on_top { y.end } else { y.start };
+    for (i, ev) in events.iter().enumerate() {
+        let c = chaos_color(ev);
+        let x = ev.start_s / div;
+        let line = chart
+            .draw_series(DashedLineSeries::new(
+                [(x, y.start), (x, y.end)],
+                6,
+                4,
+                c.stroke_width(2),
+            ))
+            .map_err(e)?;
+        if i == 0 {
+            line.label("chaos event (shaded until it was over)")
+                .legend(legend_line(CHAOS_COLOR));
+        }
+        let label = if ev.ok {
+            ev.event.clone()
+        } else {
+            format!("{} (not carried out)", ev.event)
+        };
+        // Text turned to read upwards starts at its anchor and lies right of it and above it
+        // (plotters rotates it about the anchor); Rotate90 renders glyphs unevenly in bitmaps.
+        let font = (FONT, 15).into_font().transform(FontTransform::Rotate270);
+        let (thickness, length) = font.box_size(&label).map_err(e)?;
+        let (thickness, length) = (thickness as i32, length as i32);
+        let start_y = if labels_on_top { 6 + length } else { -6 };
+        let style = TextStyle::from(font)
+            .pos(Pos::new(HPos::Left, VPos::Top))
+            .color(&c);
+        let background = Rectangle::new(
+            [(2, start_y - length - 2), (6 + thickness, start_y + 2)],
+            WHITE.mix(0.75).filled(),
+        );
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at((x, y_end)) + background + Text::new(label, (4, start_y), style),
+            ))
+            .map_err(e)?;
+    }
+    Ok(())
 }
 
 fn latency_over_time<DB: DrawingBackend>(

@@ -1003,3 +1003,277 @@ fn compare_explains_why_runs_of_different_scenarios_cannot_be_compared() {
     .unwrap_err();
     assert!(err.to_string().contains("noise"), "{err}");
 }
+
+const KILL: &str = "kill:orchestrator-0@20s";
+const OUTAGE: &str = "chain_outage:chain@40s";
+
+/// The event started `at_s` after `T0`, over at `end_s`, carried out unless `failure` says why not.
+fn chaos_event(
+    event: &str,
+    kind: &str,
+    target: &str,
+    at_s: i64,
+    end_s: Option<i64>,
+    failure: Option<&str>,
+) -> ChaosRecord {
+    ChaosRecord {
+        t_ms: T0 + at_s * 1000,
+        event: event.into(),
+        kind: kind.into(),
+        target: target.into(),
+        end_ms: end_s.map(|s| T0 + s * 1000),
+        ok: failure.is_none(),
+        message: Some(failure.unwrap_or("done").to_string()),
+    }
+}
+
+/// What the event at `at_s` cost stream `stream`: failover, segments lost, stall, recovered.
+fn stream_cost(
+    event: &str,
+    at_s: i64,
+    stream: &str,
+    (failover_ms, lost, stall_ms, recovered): (f64, u64, f64, bool),
+) -> RecoveryRecord {
+    RecoveryRecord {
+        t_ms: T0 + at_s * 1000,
+        event: event.into(),
+        workload: Some("steady".into()),
+        stream: Some(stream.into()),
+        orchestrator: None,
+        failover_time_ms: Some(failover_ms),
+        segments_lost: Some(lost),
+        stall_time_ms: Some(stall_ms),
+        recovered: Some(recovered),
+        redemptions_lost: None,
+        winners: None,
+        redemption_delay_ms: None,
+    }
+}
+
+/// What the event at `at_s` cost orchestrator `orchestrator`'s payments: winners, lost, delay.
+fn payment_cost(
+    event: &str,
+    at_s: i64,
+    orchestrator: &str,
+    (winners, lost, delay_ms): (u64, u64, Option<f64>),
+) -> RecoveryRecord {
+    RecoveryRecord {
+        t_ms: T0 + at_s * 1000,
+        event: event.into(),
+        workload: None,
+        stream: None,
+        orchestrator: Some(orchestrator.into()),
+        failover_time_ms: None,
+        segments_lost: None,
+        stall_time_ms: None,
+        recovered: None,
+        redemptions_lost: Some(lost),
+        winners: Some(winners),
+        redemption_delay_ms: delay_ms,
+    }
+}
+
+/// 60 s of two streams' segments, every 2 s from `T0`.
+fn steady_segments() -> Vec<Record> {
+    (0..30)
+        .flat_map(|i| {
+            let latency = 1500.0 + (i % 5) as f64 * 100.0;
+            [
+                seg("s1", R240, i, Some(latency), true, "0xaaa", Some("FRA")).into(),
+                seg(
+                    "s2",
+                    R240,
+                    i,
+                    Some(latency + 300.0),
+                    true,
+                    "0xbbb",
+                    Some("FRA"),
+                )
+                .into(),
+            ]
+        })
+        .collect()
+}
+
+/// A kill at 20 s (to the end of the run) that cost both streams and two orchestrators'
+/// payments, and a chain outage from 40 s to 50 s that the run could not carry out.
+fn chaos_records() -> Vec<Record> {
+    vec![
+        chaos_event(KILL, "kill", "orchestrator-0", 20, None, None).into(),
+        chaos_event(
+            OUTAGE,
+            "chain_outage",
+            "chain",
+            40,
+            Some(50),
+            Some("the chain RPC proxy is not running"),
+        )
+        .into(),
+        stream_cost(KILL, 20, "s1", (1200.0, 1, 800.0, true)).into(),
+        stream_cost(KILL, 20, "s2", (3500.0, 2, 2500.0, false)).into(),
+        payment_cost(KILL, 20, "0xaaa", (3, 1, Some(31_000.0))).into(),
+        payment_cost(KILL, 20, "0xbbb", (2, 0, Some(12_000.0))).into(),
+        stream_cost(OUTAGE, 40, "s1", (0.0, 0, 0.0, true)).into(),
+        payment_cost(OUTAGE, 40, "0xaaa", (4, 2, None)).into(),
+    ]
+}
+
+#[test]
+fn chaos_events_get_their_recovery_figures_by_label_and_start_time() {
+    let mut records = steady_segments();
+    records.extend(chaos_records());
+    // The kill's label again, at a start no chaos record has: not the kill's.
+    records.push(stream_cost(KILL, 56, "s1", (9000.0, 4, 7000.0, false)).into());
+    let frames = RecordFrames::from_records(&records).unwrap();
+    let a = aggregate(&frames, AggregateOptions::default()).unwrap();
+
+    assert_eq!(a.chaos.len(), 2);
+    let kill = &a.chaos[0];
+    assert_eq!(
+        (
+            kill.event.as_str(),
+            kill.kind.as_str(),
+            kill.target.as_str()
+        ),
+        (KILL, "kill", "orchestrator-0")
+    );
+    assert_eq!((kill.t_ms, kill.start_s), (T0 + 20_000, 20.0));
+    assert_eq!((kill.end_ms, kill.duration_s), (None, None));
+    assert!(kill.ok);
+    assert_eq!(kill.streams_hit, 2);
+    assert_eq!(kill.failover_time_ms_max, Some(3500.0));
+    assert_eq!(kill.segments_lost, 3);
+    assert_eq!(kill.stall_time_ms_max, Some(2500.0));
+    assert_eq!(kill.streams_not_recovered, 1);
+    assert_eq!((kill.winners, kill.redemptions_lost), (5, 1));
+    assert_eq!(kill.redemption_delay_ms_max, Some(31_000.0));
+
+    let outage = &a.chaos[1];
+    assert_eq!(outage.event, OUTAGE);
+    assert_eq!((outage.start_s, outage.end_s()), (40.0, Some(50.0)));
+    assert_eq!(outage.duration_s, Some(10.0));
+    assert!(!outage.ok);
+    assert_eq!(
+        outage.message.as_deref(),
+        Some("the chain RPC proxy is not running")
+    );
+    assert_eq!(outage.streams_hit, 1);
+    assert_eq!(outage.failover_time_ms_max, Some(0.0));
+    assert_eq!((outage.segments_lost, outage.streams_not_recovered), (0, 0));
+    assert_eq!((outage.winners, outage.redemptions_lost), (4, 2));
+    assert_eq!(
+        outage.redemption_delay_ms_max, None,
+        "no winner was redeemed"
+    );
+
+    assert_eq!(a.problems.len(), 1, "{:?}", a.problems);
+    assert!(
+        a.problems[0].contains(KILL) && a.problems[0].contains("no chaos record"),
+        "{:?}",
+        a.problems
+    );
+}
+
+#[test]
+fn chaos_events_are_listed_in_every_report_and_marked_on_the_time_plots() {
+    let quiet = tempfile::tempdir().unwrap();
+    write_journal(quiet.path(), &steady_segments());
+    let quiet_out = finish_run(
+        quiet.path(),
+        &base_summary("smoke"),
+        &ReportOptions::default(),
+    )
+    .unwrap();
+    assert!(quiet_out.aggregates.chaos.is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = steady_segments();
+    records.extend(chaos_records());
+    write_journal(dir.path(), &records);
+    let out = finish_run(
+        dir.path(),
+        &base_summary("smoke"),
+        &ReportOptions::default(),
+    )
+    .unwrap();
+    assert!(out.missing.is_empty(), "{:?}", out.missing);
+
+    let summary = read_json(&dir.path().join(SUMMARY_FILE));
+    assert_valid_summary(&summary);
+    let chaos = summary["breakdowns"]["chaos"].as_array().unwrap();
+    assert_eq!(chaos.len(), 2);
+    assert_eq!(
+        chaos[0],
+        json!({
+            "event": KILL, "kind": "kill", "target": "orchestrator-0",
+            "t_ms": T0 + 20_000, "start_s": 20.0, "end_ms": null, "duration_s": null,
+            "ok": true, "message": "done",
+            "streams_hit": 2, "failover_time_ms_max": 3500.0, "segments_lost": 3,
+            "stall_time_ms_max": 2500.0, "streams_not_recovered": 1,
+            "winners": 5, "redemptions_lost": 1, "redemption_delay_ms_max": 31000.0
+        })
+    );
+    assert_eq!(chaos[1]["event"], OUTAGE);
+    assert_eq!(chaos[1]["end_ms"], T0 + 50_000);
+    assert_eq!(chaos[1]["ok"], false);
+    assert_eq!(chaos[1]["redemptions_lost"], 2);
+    let quiet_summary = read_json(&quiet.path().join(SUMMARY_FILE));
+    assert_valid_summary(&quiet_summary);
+    assert_eq!(quiet_summary["breakdowns"]["chaos"], json!([]));
+
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    let section = html
+        .split_once("<h2 id=\"chaos\">Chaos events</h2>")
+        .map(|(_, rest)| rest.split("<h2").next().unwrap())
+        .unwrap_or_else(|| panic!("no chaos section in the HTML"));
+    assert!(section.contains(&format!("<td class=\"l\">{KILL}</td>")));
+    assert!(section.contains(&format!("<td class=\"l\">{OUTAGE}</td>")));
+    assert!(section.contains("to the end of the run"));
+    assert!(section.contains("<span class=\"no\">the chain RPC proxy is not running</span>"));
+    // The kill's figures: 2 streams, 3.5 s, 3 lost, 2.5 s, 1 not recovered, 5, 1, 31 s.
+    assert!(
+        section.contains(
+            "<td>2</td><td>3.500</td><td>3</td><td>2.500</td><td>1</td><td>5</td><td>1</td><td>31</td>"
+        ),
+        "{section}"
+    );
+
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(md.contains("## Chaos events"), "{md}");
+    assert!(
+        md.contains(&format!(
+            "| `{KILL}` | kill | orchestrator-0 | 20 | to the end of the run | ok | 2 | 3.500 | 3 | 2.500 | 1 | 5 | 1 | 31 |"
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "| `{OUTAGE}` | chain_outage | chain | 40 | 10 | **no**: the chain RPC proxy is not running | 1 | 0 | 0 | 0 | 0 | 4 | 2 | – |"
+        )),
+        "{md}"
+    );
+
+    let quiet_html = std::fs::read_to_string(quiet.path().join("report.html")).unwrap();
+    let quiet_md = std::fs::read_to_string(quiet.path().join("summary.md")).unwrap();
+    assert!(
+        !quiet_html.contains("Chaos events"),
+        "no events, no section"
+    );
+    assert!(!quiet_md.contains("Chaos events"), "no events, no section");
+
+    // The time plots carry each label, and differ from the same run's plots without events.
+    for stem in ["latency_over_time", "success_over_time"] {
+        let svg = std::fs::read_to_string(dir.path().join(format!("plots/{stem}.svg"))).unwrap();
+        roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{stem}.svg: {e}"));
+        for label in [KILL, OUTAGE] {
+            assert!(svg.contains(label), "{stem}.svg has no mark for {label}");
+        }
+        let quiet_svg =
+            std::fs::read_to_string(quiet.path().join(format!("plots/{stem}.svg"))).unwrap();
+        assert!(!quiet_svg.contains(KILL));
+        let png = std::fs::read(dir.path().join(format!("plots/{stem}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{stem}.png");
+        let quiet_png = std::fs::read(quiet.path().join(format!("plots/{stem}.png"))).unwrap();
+        assert_ne!(png, quiet_png, "{stem}.png does not show the events");
+    }
+}

@@ -1,14 +1,14 @@
 //! `report.html`: one self-contained page (inline CSS, plots as inline SVG, no scripts, no external
 //! requests) that can be attached to a CI run or mailed. Order follows what a reader asks first:
-//! did it pass, which threshold, what do the plots show, which rendition, then the details
-//! (scenario, environment, journal).
+//! did it pass, which threshold, what was done to the run (its chaos events, when it had any),
+//! what do the plots show, which rendition, then the details (scenario, environment, journal).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use serde_json::Value;
 
-use super::ReportContext;
+use super::{CHAOS_INTRO, ReportContext, chaos_duration, ms_as_s};
 use crate::breakdowns::{Distribution, Group, QualityStats, SegmentStats};
 use crate::util::{escape_xml as esc, fmt_num, fmt_pct, fmt_price};
 
@@ -24,6 +24,7 @@ table{border-collapse:collapse;background:#fff;margin:6px 0 12px;width:100%}
 th,td{border:1px solid #dde1e6;padding:5px 9px;text-align:right;vertical-align:top}
 th{background:#eef1f4}td.l,th.l{text-align:left}
 tr.bad td{background:#fdecea}
+.wide{overflow-x:auto}
 figure{background:#fff;border:1px solid #dde1e6;border-radius:6px;margin:14px 0;padding:8px}
 figure svg{width:100%;height:auto;display:block}
 figcaption{color:#444;font-size:14px;padding:4px 6px}
@@ -137,6 +138,7 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
 
     thresholds(&mut h, ctx);
     overall(&mut h, ctx);
+    chaos(&mut h, ctx);
 
     heading(&mut h, "plots", "Plots");
     for p in ctx.plots {
@@ -319,6 +321,65 @@ fn overall(h: &mut String, ctx: &ReportContext<'_>) {
             dist_cells(&o.latency_ms, 0.001)
         );
     });
+}
+
+fn chaos(h: &mut String, ctx: &ReportContext<'_>) {
+    let events = &ctx.aggregates.chaos;
+    if events.is_empty() {
+        return;
+    }
+    heading(h, "chaos", "Chaos events");
+    let _ = writeln!(h, "<p>{}</p>", esc(CHAOS_INTRO));
+    let columns = [
+        text("Event"),
+        text("Kind"),
+        text("Target"),
+        num("Start (s)"),
+        num("Duration (s)"),
+        text("Carried out"),
+        num("Streams hit"),
+        num("Worst failover (s)"),
+        num("Segments lost"),
+        num("Worst stall (s)"),
+        num("Streams not recovered"),
+        num("Winners"),
+        num("Redemptions lost"),
+        num("Worst redemption delay (s)"),
+    ];
+    // Fourteen columns do not fit a laptop-width page: the table scrolls rather than the page.
+    h.push_str("<div class=\"wide\">");
+    table(h, &columns, events, |h, ev| {
+        let bad = !ev.ok || ev.streams_not_recovered > 0 || ev.redemptions_lost > 0;
+        let carried_out = if ev.ok {
+            "<span class=\"ok\">ok</span>".to_string()
+        } else {
+            format!(
+                "<span class=\"no\">{}</span>",
+                esc(ev.message.as_deref().unwrap_or("not carried out"))
+            )
+        };
+        let _ = write!(
+            h,
+            "<tr{}><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if bad { " class=\"bad\"" } else { "" },
+            esc(&ev.event),
+            esc(&ev.kind),
+            esc(&ev.target),
+            fmt_num(Some(ev.start_s)),
+            esc(&chaos_duration(ev)),
+            carried_out,
+            ev.streams_hit,
+            ms_as_s(ev.failover_time_ms_max),
+            ev.segments_lost,
+            ms_as_s(ev.stall_time_ms_max),
+            ev.streams_not_recovered,
+            ev.winners,
+            ev.redemptions_lost,
+            ms_as_s(ev.redemption_delay_ms_max),
+        );
+    });
+    h.push_str("</div>\n");
 }
 
 fn quality_for<'a>(

@@ -1,9 +1,9 @@
-//! `summary.md`: the headline, thresholds and per-rendition numbers as GitHub-flavoured Markdown,
-//! short enough for a CI job summary (`$GITHUB_STEP_SUMMARY`).
+//! `summary.md`: the headline, thresholds, per-rendition numbers and chaos events as
+//! GitHub-flavoured Markdown, short enough for a CI job summary (`$GITHUB_STEP_SUMMARY`).
 
 use std::fmt::Write;
 
-use super::ReportContext;
+use super::{CHAOS_INTRO, ReportContext, chaos_duration, ms_as_s};
 use crate::util::{escape_md_cell as cell, fmt_num, fmt_pct};
 
 /// Renders the document.
@@ -83,6 +83,7 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
         }
         m.push('\n');
     }
+    chaos(&mut m, ctx);
     let failing: Vec<_> = ctx
         .aggregates
         .checks
@@ -128,4 +129,45 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
         ctx.generated_at
     );
     m
+}
+
+fn chaos(m: &mut String, ctx: &ReportContext<'_>) {
+    let events = &ctx.aggregates.chaos;
+    if events.is_empty() {
+        return;
+    }
+    let _ = writeln!(m, "## Chaos events\n\n{CHAOS_INTRO}\n");
+    m.push_str(
+        "| Event | Kind | Target | Start (s) | Duration (s) | Carried out | Streams hit | Worst failover (s) | Segments lost | Worst stall (s) | Streams not recovered | Winners | Redemptions lost | Worst redemption delay (s) |\n\
+         |---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for ev in events {
+        let carried_out = if ev.ok {
+            "ok".to_string()
+        } else {
+            format!(
+                "**no**: {}",
+                cell(ev.message.as_deref().unwrap_or("not carried out"))
+            )
+        };
+        let _ = writeln!(
+            m,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(&ev.event),
+            cell(&ev.kind),
+            cell(&ev.target),
+            fmt_num(Some(ev.start_s)),
+            chaos_duration(ev),
+            carried_out,
+            ev.streams_hit,
+            ms_as_s(ev.failover_time_ms_max),
+            ev.segments_lost,
+            ms_as_s(ev.stall_time_ms_max),
+            ev.streams_not_recovered,
+            ev.winners,
+            ev.redemptions_lost,
+            ms_as_s(ev.redemption_delay_ms_max),
+        );
+    }
+    m.push('\n');
 }

@@ -5,7 +5,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 
-use crate::breakdowns::Aggregates;
+use crate::breakdowns::{Aggregates, ChaosEventStats};
 use crate::journal::JournalStats;
 use crate::leaderboard::Leaderboard;
 use crate::plots::{PlotOutput, SkippedPlot};
@@ -52,3 +52,25 @@ impl ReportContext<'_> {
         }
     }
 }
+
+/// A chaos event's duration for a table: seconds, or what its missing end means.
+fn chaos_duration(event: &ChaosEventStats) -> String {
+    match event.duration_s {
+        Some(s) => fmt_num(Some(s)),
+        // A chaos record leaves the end out for an event that lasts to the end of the run; one
+        // that was not carried out has no end to speak of.
+        None if event.ok => "to the end of the run".to_string(),
+        None => "–".to_string(),
+    }
+}
+
+/// Milliseconds as seconds for a table.
+fn ms_as_s(ms: Option<f64>) -> String {
+    fmt_num(ms.map(|v| v / 1000.0))
+}
+
+/// The sentence under the "Chaos events" heading: what the columns are measured against.
+const CHAOS_INTRO: &str = "One row per chaos event carried out (or attempted). Start is seconds \
+    since the run's first record, the time axis of the plots, which mark each event. Stream \
+    figures are over the streams that ran through the event; payment figures over the winning \
+    tickets the orchestrators received around it.";
