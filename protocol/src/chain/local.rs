@@ -37,7 +37,13 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A running anvil node with its ten funded test accounts.
 #[derive(Debug)]
 pub struct LocalChain {
-    process: Child,
+    process: std::sync::Mutex<Child>,
+    /// The binary it runs, for a restart.
+    binary: PathBuf,
+    /// Where anvil writes its state when it stops and reads it when it starts, if it keeps one.
+    state: Option<PathBuf>,
+    /// The port, held while anvil is stopped so that nothing else takes it.
+    held: std::sync::Mutex<Option<PortHold>>,
     url: String,
     chain_id: u64,
     /// The funded test accounts' keys, in anvil's order.
@@ -47,8 +53,9 @@ pub struct LocalChain {
 
 impl Drop for LocalChain {
     fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
+        let process = self.process.get_mut().unwrap_or_else(|e| e.into_inner());
+        let _ = process.kill();
+        let _ = process.wait();
     }
 }
 
@@ -113,80 +120,82 @@ impl LocalChain {
     /// `PR_SET_PDEATHSIG` counts a parent), so start it from a thread that outlives the chain:
     /// the main thread, a runtime's worker, not a short-lived blocking-pool thread.
     pub fn start_with(path: &Path) -> Result<Self, ChainError> {
-        if !path.exists() {
-            return Err(ChainError::AnvilMissing(path.to_path_buf()));
+        Self::start_from(path, None)
+    }
+
+    /// Starts anvil from [`anvil_path`](Self::anvil_path) keeping its state in the file `state`,
+    /// so that it can be stopped and started again with its blocks and accounts
+    /// ([`stop_keeping_state`](Self::stop_keeping_state), [`start_again`](Self::start_again)).
+    pub fn start_keeping_state(state: &Path) -> Result<Self, ChainError> {
+        Self::start_from(&Self::anvil_path(), Some(state.to_owned()))
+    }
+
+    fn start_from(path: &Path, state: Option<PathBuf>) -> Result<Self, ChainError> {
+        let (process, banner) = launch(path, 0, state.as_deref())?;
+        let (url, chain_id, keys) =
+            Self::from_banner(&banner).map_err(|reason| ChainError::AnvilStart {
+                path: path.to_path_buf(),
+                reason,
+            })?;
+        Ok(Self {
+            process: std::sync::Mutex::new(process),
+            binary: path.to_owned(),
+            state,
+            held: std::sync::Mutex::new(None),
+            url,
+            chain_id,
+            addresses: keys.iter().map(|k| k.address()).collect(),
+            keys,
+        })
+    }
+
+    /// Stops anvil the way an operator does (SIGTERM), which makes it write its state; waits
+    /// for it to exit. Only for a chain started with
+    /// [`start_keeping_state`](Self::start_keeping_state).
+    pub fn stop_keeping_state(&self) -> Result<(), ChainError> {
+        if self.state.is_none() {
+            return Err(self.restart_error("it was started without a state file".into()));
         }
-        let failed = |reason: String| ChainError::AnvilStart {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let mut command = Command::new(path);
-        command
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .env("NO_COLOR", "1")
-            .env("FOUNDRY_DISABLE_NIGHTLY_WARNING", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: the hook only calls prctl, which is async-signal-safe.
-            unsafe {
-                command.pre_exec(die_with_parent);
-            }
+        let mut process = self.process.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(process.id() as libc::pid_t, libc::SIGTERM);
         }
-        let mut process = command.spawn().map_err(|e| failed(e.to_string()))?;
-        let stdout = process.stdout.take().expect("stdout is piped");
-        // The banner is read on a thread so that a silent anvil cannot block past the deadline.
-        let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
-                if lines_tx.send(std::mem::take(&mut line)).is_err() {
-                    break;
-                }
-            }
-            // Keep draining so anvil never blocks on a full pipe.
-            let mut sink = [0u8; 8192];
-            let mut stdout = reader.into_inner();
-            while matches!(stdout.read(&mut sink), Ok(n) if n > 0) {}
-        });
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let mut banner = Banner::default();
-        let mut in_keys = false;
-        let outcome = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) => {
-                    if banner.take(&line, &mut in_keys) {
-                        break Ok(());
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    break Err(format!("no listening address within {STARTUP_TIMEOUT:?}"));
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = process.wait().map(|s| s.to_string()).unwrap_or_default();
-                    break Err(format!("exited before listening ({status})"));
-                }
+        while Instant::now() < deadline {
+            if process
+                .try_wait()
+                .map_err(|e| self.restart_error(e.to_string()))?
+                .is_some()
+            {
+                return Ok(());
             }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(self.restart_error(format!(
+            "anvil did not exit within {STARTUP_TIMEOUT:?} of SIGTERM"
+        )))
+    }
+
+    /// Starts anvil again on the same port from the state it wrote when it stopped.
+    pub fn start_again(&self) -> Result<(), ChainError> {
+        let (Some(state), Some(port)) = (&self.state, self.port()) else {
+            return Err(self.restart_error("it was started without a state file".into()));
         };
-        let started = outcome.and_then(|()| Self::from_banner(&banner));
-        match started {
-            Ok((url, chain_id, keys)) => Ok(Self {
-                process,
-                url,
-                chain_id,
-                addresses: keys.iter().map(|k| k.address()).collect(),
-                keys,
-            }),
-            Err(reason) => {
-                let _ = process.kill();
-                let _ = process.wait();
-                Err(failed(reason))
-            }
+        drop(self.held.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let (process, _) = launch(&self.binary, port, Some(state))?;
+        *self.process.lock().unwrap_or_else(|e| e.into_inner()) = process;
+        Ok(())
+    }
+
+    fn port(&self) -> Option<u16> {
+        self.url.rsplit(':').next()?.parse().ok()
+    }
+
+    fn restart_error(&self, reason: String) -> ChainError {
+        ChainError::AnvilStart {
+            path: self.binary.clone(),
+            reason: format!("cannot restart the chain: {reason}"),
         }
     }
 
@@ -235,7 +244,7 @@ impl LocalChain {
 
     /// anvil's process id.
     pub fn pid(&self) -> u32 {
-        self.process.id()
+        self.process.lock().unwrap_or_else(|e| e.into_inner()).id()
     }
 
     /// A provider sending transactions as `signer`.
@@ -281,6 +290,123 @@ impl LocalChain {
                 call: "anvil_setBalance",
                 source,
             })
+    }
+}
+
+/// A loopback port kept from other programs while its server is down: a socket bound to it and
+/// not listening, so that connections are refused, as they are by a stopped server, and no
+/// program that asks for a free port is given it. It is bound without `SO_REUSEADDR`, which
+/// other servers' binds to the port would need it to share (Linux lets two sockets share a port
+/// only when both ask to).
+#[derive(Debug)]
+pub struct PortHold {
+    _socket: std::os::fd::OwnedFd,
+}
+
+impl PortHold {
+    pub fn new(port: u16) -> std::io::Result<PortHold> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain socket syscalls on a descriptor this function owns from creation.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let socket = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let address = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: port.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            let bound = libc::bind(
+                fd,
+                (&raw const address).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            if bound != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(PortHold { _socket: socket })
+        }
+    }
+}
+
+/// Spawns anvil on `port` of the loopback interface (0: any free one), loading and dumping
+/// `state` if given, and reads its banner up to the listening address.
+fn launch(path: &Path, port: u16, state: Option<&Path>) -> Result<(Child, Banner), ChainError> {
+    if !path.exists() {
+        return Err(ChainError::AnvilMissing(path.to_path_buf()));
+    }
+    let failed = |reason: String| ChainError::AnvilStart {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut command = Command::new(path);
+    command
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .env("NO_COLOR", "1")
+        .env("FOUNDRY_DISABLE_NIGHTLY_WARNING", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(state) = state {
+        command.arg("--state").arg(state);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the hook only calls prctl, which is async-signal-safe.
+        unsafe {
+            command.pre_exec(die_with_parent);
+        }
+    }
+    let mut process = command.spawn().map_err(|e| failed(e.to_string()))?;
+    let stdout = process.stdout.take().expect("stdout is piped");
+    // The banner is read on a thread so that a silent anvil cannot block past the deadline.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+            if lines_tx.send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
+        // Keep draining so anvil never blocks on a full pipe.
+        let mut sink = [0u8; 8192];
+        let mut stdout = reader.into_inner();
+        while matches!(stdout.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let mut banner = Banner::default();
+    let mut in_keys = false;
+    let outcome = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                if banner.take(&line, &mut in_keys) {
+                    break Ok(());
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                break Err(format!("no listening address within {STARTUP_TIMEOUT:?}"));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let status = process.wait().map(|s| s.to_string()).unwrap_or_default();
+                break Err(format!("exited before listening ({status})"));
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => Ok((process, banner)),
+        Err(reason) => {
+            let _ = process.kill();
+            let _ = process.wait();
+            Err(failed(reason))
+        }
     }
 }
 

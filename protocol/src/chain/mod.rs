@@ -39,7 +39,7 @@ pub use events::{BrokerEvent, EventReader, EventRecord};
 pub use gate::RpcGate;
 #[cfg(target_os = "linux")]
 pub use local::die_with_parent;
-pub use local::{ANVIL_ENV, LocalChain};
+pub use local::{ANVIL_ENV, LocalChain, PortHold};
 pub use logs::DEFAULT_PAGE_SIZE;
 pub use registry::{RegisteredOrchestrator, RegistryReader};
 
