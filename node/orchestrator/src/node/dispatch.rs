@@ -98,10 +98,10 @@ impl Node {
         profiles: Vec<Profile>,
         body: Bytes,
     ) -> Result<Transcoded, String> {
-        let task = self.remote.next_task_id();
         let name = RemotePool::source_name();
         self.store.put(name.clone(), body);
-        // Removed however this ends, including when the request is dropped mid-transcode.
+        // Removed however this ends, including when the request is dropped mid-transcode; kept
+        // until then, so a segment retried on another transcoder is fetched from the same place.
         let source = StoredSource {
             store: &self.store,
             name: &name,
@@ -110,7 +110,7 @@ impl Node {
         seg.full_profiles3 = profiles.iter().map(profiles::to_wire).collect();
         let url = format!("{}/{name}", self.service_uri);
         let orch_id = self.address().map(|a| a.to_string()).unwrap_or_default();
-        let outcome = self.remote.run(task, url, seg, orch_id).await;
+        let outcome = self.remote.run(url, seg, orch_id).await;
         drop(source);
         outcome.map_err(|e| match e {
             RemoteError::Busy => "OrchestratorBusy".to_string(),

@@ -13,4 +13,5 @@ mod payments;
 mod rejections;
 mod remote;
 mod segment_uris;
+mod transcoder_failover;
 mod wire_inputs;

@@ -1,7 +1,7 @@
-//! Remote transcoders: two attached transcoders share the work; killing one with a segment in
-//! flight fails that one segment promptly (not after the task timeout) and the rest carry on.
+//! Remote transcoders: a wrong secret is refused, and two attached transcoders share the work.
+//! A transcoder killed mid-segment is `transcoder_failover`'s.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use node_orchestrator::config::TranscodeMode;
 use node_orchestrator::{TranscoderConfig, start_transcoder};
@@ -9,11 +9,10 @@ use node_orchestrator::{TranscoderConfig, start_transcoder};
 use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_transcoders_share_work_and_a_killed_one_loses_only_its_segment() {
+async fn two_transcoders_share_work_and_a_wrong_secret_is_refused() {
     let mut config = offchain_config();
     config.transcode.mode = TranscodeMode::Remote;
     config.transcoder_secret = Some("shared-secret".into());
-    config.limits.remote_task_timeout_ms = 120_000;
     let orchestrator = node_orchestrator::start(config).await.unwrap();
     let uri = orchestrator.service_uri().to_string();
     let mut probe = Session::offchain(&uri).await;
@@ -27,11 +26,7 @@ async fn two_transcoders_share_work_and_a_killed_one_loses_only_its_segment() {
         "{err:#}"
     );
 
-    // veryslow makes a 720p rendition take seconds, so a segment is surely in flight at the kill.
-    let transcoder = TranscoderConfig {
-        x264_preset: "veryslow".into(),
-        ..TranscoderConfig::new(&uri, "shared-secret")
-    };
+    let transcoder = TranscoderConfig::new(&uri, "shared-secret");
     let first = start_transcoder(transcoder.clone());
     wait_status(
         &probe.client,
@@ -66,62 +61,7 @@ async fn two_transcoders_share_work_and_a_killed_one_loses_only_its_segment() {
         .collect();
     assert_eq!(done, [3, 3], "work alternates between equal transcoders");
 
-    // Two segments at once: one on each transcoder. Kill the first while both are in flight.
-    let heavy = reference_transcoder::ladder::parse_ladder("P720p30fps16x9").unwrap();
-    let mut a = Session::offchain(&uri).await;
-    a.ladder = heavy.clone();
-    a.total_timeout = Some(Duration::from_secs(90));
-    let mut b = Session::offchain(&uri).await;
-    b.ladder = heavy;
-    b.total_timeout = Some(Duration::from_secs(90));
-    let in_a = tokio::spawn(async move { (a.send(10).await, Instant::now()) });
-    let in_b = tokio::spawn(async move { (b.send(11).await, Instant::now()) });
-    wait_status(&probe.client, Duration::from_secs(20), "both busy", |s| {
-        s["transcoders"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|t| t["load"] == 1)
-    })
-    .await;
-    let killed_at = Instant::now();
     first.kill();
-    let answers = [in_a.await.unwrap(), in_b.await.unwrap()];
-    let failed: Vec<(String, Instant)> = answers
-        .iter()
-        .filter_map(|(outcome, at)| match outcome {
-            Ok(reply) => reply.renditions().err().map(|e| (e.to_string(), *at)),
-            Err(e) => Some((e.to_string(), *at)),
-        })
-        .collect();
-    assert_eq!(
-        failed.len(),
-        1,
-        "exactly the in-flight segment of the killed transcoder fails: {failed:?}"
-    );
-    assert!(
-        failed[0].0.contains("remote transcoder 1 disconnected"),
-        "{}",
-        failed[0].0
-    );
-    // The loss is reported as soon as the stream drops, far inside the 120 s task timeout.
-    let reported_after = failed[0].1.duration_since(killed_at);
-    assert!(
-        reported_after < Duration::from_secs(5),
-        "{reported_after:?}"
-    );
-
-    let s = wait_status(&probe.client, Duration::from_secs(20), "detach", |s| {
-        s["transcoders"].as_array().unwrap().len() == 1
-    })
-    .await;
-    assert_eq!(s["transcoders"][0]["id"], 2);
-    for seq in 20..23 {
-        probe.send(seq).await.unwrap().renditions().unwrap();
-    }
-    let s = status(&probe.client).await;
-    assert_eq!(s["transcoders"][0]["completed"], 7);
-    assert!(second.completed() >= 6);
     second.kill();
     orchestrator.shutdown().await;
 }
