@@ -78,3 +78,73 @@ fn killed_orchestrators_cost_each_stream_under_one_segment_and_no_video() {
     }
     passed(&run);
 }
+
+#[test]
+fn sigkill_of_lpt_run_during_a_chaos_event_leaves_no_process_or_port_behind() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    let _turn = testkit::lpt_run::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let mut lpt = std::process::Command::new(env!("CARGO_BIN_EXE_lpt"))
+        .arg("run")
+        .arg(testkit::lpt_run::repo_root().join("scenarios/chaos/kill-orchestrator.toml"))
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .env("NO_COLOR", "1")
+        .env_remove("LPT_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("lpt runs");
+    let (lines, received) = std::sync::mpsc::channel();
+    let stderr = lpt.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The restart's down time: orchestrator-0 killed, its ports held, not started again yet.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = received
+            .recv_timeout(left)
+            .expect("lpt run reached its first chaos event within 150 s");
+        if line.contains("chaos event") && line.contains("restart:orchestrator-0@20s") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let started = testkit::procfs::descendants(lpt.id());
+    // anvil, an orchestrator (the other one is down), 2 transcoders and a broadcaster.
+    assert!(started.len() >= 5, "only {started:?} under lpt");
+    let held: Vec<u16> = ["broadcaster.toml", "orchestrator-0.toml"]
+        .iter()
+        .flat_map(|config| {
+            let text = std::fs::read_to_string(dir.path().join("run/stack").join(config)).unwrap();
+            text.lines()
+                .filter(|l| {
+                    ["listen =", "rtmp_addr =", "http_addr ="]
+                        .iter()
+                        .any(|k| l.starts_with(k))
+                })
+                .filter_map(|l| l.rsplit(':').next()?.trim_end_matches('"').parse().ok())
+                .collect::<Vec<u16>>()
+        })
+        .collect();
+    assert_eq!(
+        held.len(),
+        3,
+        "rtmp, http and the orchestrator's port: {held:?}"
+    );
+
+    unsafe { libc::kill(lpt.id() as i32, libc::SIGKILL) };
+    let _ = lpt.wait();
+    testkit::procfs::assert_all_exit(&started, "lpt run was SIGKILLed");
+    for port in held {
+        std::net::TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("port {port} is still taken after lpt died: {e}"));
+    }
+}

@@ -11,38 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::golivepeer::go_test;
-
-/// Every descendant of `pid`, read from /proc (children of each of its threads, recursively).
-fn descendants(pid: u32) -> BTreeSet<u32> {
-    let mut found = BTreeSet::new();
-    let mut frontier = vec![pid];
-    while let Some(parent) = frontier.pop() {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            let children =
-                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
-                if found.insert(child) {
-                    frontier.push(child);
-                }
-            }
-        }
-    }
-    found
-}
-
-/// Whether `pid` is a live process (not gone, not a zombie waiting to be reaped).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
-}
+use testkit::procfs::{assert_all_exit, descendants};
 
 fn port_of(url: &str) -> u16 {
     let authority = url.split("://").nth(1).unwrap().split('/').next().unwrap();
@@ -108,22 +77,6 @@ fn stack_up() -> StackUp {
         announced,
         started,
         dir,
-    }
-}
-
-/// Waits (with a deadline) until none of `started` is running.
-fn assert_all_exit(started: &BTreeSet<u32>, after: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left: Vec<u32> = started.iter().copied().filter(|p| alive(*p)).collect();
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "processes still running 10 s after {after}: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -24,6 +24,12 @@ pub struct LptRun {
     _keep: tempfile::TempDir,
 }
 
+/// Waits for the other `lpt run`s of this test binary to finish, and holds them off until the
+/// guard drops: for a test that drives `lpt run` itself.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The workspace root (scenario paths in tests are relative to it).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,7 +40,7 @@ pub fn repo_root() -> PathBuf {
 
 /// Runs `lpt run <repo>/SCENARIO --out <fresh dir>` with the binary at `lpt`.
 pub fn run_scenario(lpt: &Path, scenario: &str) -> LptRun {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = one_at_a_time();
     let keep = tempfile::tempdir().expect("a temporary directory");
     let dir = keep.path().join("run");
     let output = Command::new(lpt)

@@ -294,10 +294,9 @@ impl LocalChain {
 }
 
 /// A loopback port kept from other programs while its server is down: a socket bound to it and
-/// not listening, so that connections are refused, as they are by a stopped server, and no
-/// program that asks for a free port is given it. It is bound without `SO_REUSEADDR`, which
-/// other servers' binds to the port would need it to share (Linux lets two sockets share a port
-/// only when both ask to).
+/// not listening, so that connections are refused, as they are by a stopped server, and a
+/// program asking the kernel for a free port is not given it. It sets `SO_REUSEADDR`, as the
+/// server does, because the connections the server had leave the port in `TIME_WAIT`.
 #[derive(Debug)]
 pub struct PortHold {
     _socket: std::os::fd::OwnedFd,
@@ -313,6 +312,17 @@ impl PortHold {
                 return Err(std::io::Error::last_os_error());
             }
             let socket = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let on: libc::c_int = 1;
+            if libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                (&raw const on).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
             let address = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: port.to_be(),

@@ -67,11 +67,32 @@ pub struct Endpoints {
     pub broadcaster_address: Option<String>,
 }
 
+/// A node process of the stack and the ports it listens on.
+struct Node {
+    name: StackNode,
+    child: Child,
+    ports: Vec<u16>,
+    /// While the node is down: its ports, held so that nothing else takes them before it
+    /// comes back.
+    held: Vec<protocol::chain::PortHold>,
+}
+
+impl Node {
+    fn new(name: StackNode, child: Child, listens_on: &[SocketAddr]) -> Node {
+        Node {
+            name,
+            child,
+            ports: listens_on.iter().map(SocketAddr::port).collect(),
+            held: Vec::new(),
+        }
+    }
+}
+
 /// A running embedded stack; dropping it stops every part.
 pub struct EmbeddedStack {
     pub endpoints: Endpoints,
     /// Every node process by name, in start order; a chaos event may kill and restart any.
-    nodes: tokio::sync::Mutex<Vec<(StackNode, Child)>>,
+    nodes: tokio::sync::Mutex<Vec<Node>>,
     ticker: Option<JoinHandle<()>>,
     chain: Option<protocol::chain::LocalChain>,
     /// What the nodes reach the chain through, so a chaos event can take their RPC away while
@@ -184,7 +205,11 @@ impl EmbeddedStack {
                 .endpoints
                 .orchestrator_addresses
                 .push(child.ready["eth_address"].as_str().map(str::to_owned));
-            nodes.push((StackNode::Orchestrator(index), child));
+            nodes.push(Node::new(
+                StackNode::Orchestrator(index),
+                child,
+                &[config.listen],
+            ));
             for t in 0..options.nodes.transcoders_per_orchestrator {
                 let command_env = [(TRANSCODER_SECRET_ENV, secret.clone())];
                 let transcoder = Child::spawn(
@@ -203,7 +228,7 @@ impl EmbeddedStack {
                     options.ready_deadline,
                 )
                 .await?;
-                nodes.push((StackNode::Transcoder(index, t), transcoder));
+                nodes.push(Node::new(StackNode::Transcoder(index, t), transcoder, &[]));
             }
         }
 
@@ -246,7 +271,11 @@ impl EmbeddedStack {
         broadcaster_config.http_addr = bound_address(&stack.endpoints.playback_url)?;
         std::fs::write(&path, config_text(&broadcaster_config)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        nodes.push((StackNode::Broadcaster, broadcaster));
+        nodes.push(Node::new(
+            StackNode::Broadcaster,
+            broadcaster,
+            &[broadcaster_config.rtmp_addr, broadcaster_config.http_addr],
+        ));
         stack.nodes = tokio::sync::Mutex::new(nodes);
         info!(
             orchestrators = ?stack.endpoints.orchestrators,
@@ -264,7 +293,9 @@ impl EmbeddedStack {
     ) -> anyhow::Result<protocol::chain::Contracts> {
         use alloy::primitives::U256;
         use protocol::chain::{Contracts, LocalChain};
-        let chain = LocalChain::start().context("cannot start the local chain (anvil)")?;
+        // Its state is kept in a file, so that a chaos restart brings the same chain back.
+        let chain = LocalChain::start_keeping_state(&options.dir.join("anvil-state.json"))
+            .context("cannot start the local chain (anvil)")?;
         if chain.accounts().len() <= options.nodes.orchestrators as usize {
             return Err(anyhow!(
                 "anvil has {} test accounts; {} orchestrators and a broadcaster need {}",
@@ -334,9 +365,9 @@ impl EmbeddedStack {
             StackNode::Transcoder(..) => 1,
             _ => 2,
         };
-        nodes.sort_by_key(|(node, _)| rank(node));
-        for (_, child) in nodes {
-            child.stop().await;
+        nodes.sort_by_key(|node| rank(&node.name));
+        for node in nodes {
+            node.child.stop().await;
         }
         if let Some(ticker) = &self.ticker {
             ticker.abort();
@@ -351,29 +382,52 @@ impl EmbeddedStack {
     /// Whether `node` is part of this stack.
     pub async fn has(&self, node: StackNode) -> bool {
         node == StackNode::Chain && self.chain.is_some()
-            || self.nodes.lock().await.iter().any(|(n, _)| *n == node)
+            || self.nodes.lock().await.iter().any(|n| n.name == node)
     }
 
-    /// SIGKILLs `node`, as a crash would end it.
+    /// Takes `node` down: SIGKILL, as a crash would end it; the chain is stopped with SIGTERM
+    /// instead, so that anvil writes the state it comes back with. Its ports stay reserved
+    /// until [`restart`](Self::restart).
     pub async fn kill(&self, node: StackNode) -> anyhow::Result<()> {
+        if node == StackNode::Chain {
+            let chain = self
+                .chain
+                .as_ref()
+                .ok_or_else(|| anyhow!("this stack has no chain"))?;
+            return Ok(chain.stop_keeping_state()?);
+        }
         let mut nodes = self.nodes.lock().await;
-        let (_, child) = nodes
+        let node = nodes
             .iter_mut()
-            .find(|(n, _)| *n == node)
+            .find(|n| n.name == node)
             .ok_or_else(|| anyhow!("this stack has no {node}"))?;
-        child.kill().await;
+        node.child.kill().await;
+        node.held = node
+            .ports
+            .iter()
+            .map(|port| protocol::chain::PortHold::new(*port))
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("cannot hold the ports of {} while it is down", node.name))?;
         Ok(())
     }
 
-    /// Starts a killed `node` again with the same config, ports and keys, and waits until it
-    /// announces itself ready.
+    /// Starts a killed `node` again with the same config, ports and keys (the chain from the
+    /// state it wrote), and waits until it announces itself ready.
     pub async fn restart(&self, node: StackNode) -> anyhow::Result<()> {
+        if node == StackNode::Chain {
+            let chain = self
+                .chain
+                .as_ref()
+                .ok_or_else(|| anyhow!("this stack has no chain"))?;
+            return Ok(chain.start_again()?);
+        }
         let mut nodes = self.nodes.lock().await;
-        let (_, child) = nodes
+        let node = nodes
             .iter_mut()
-            .find(|(n, _)| *n == node)
+            .find(|n| n.name == node)
             .ok_or_else(|| anyhow!("this stack has no {node}"))?;
-        child.restart().await
+        node.held.clear();
+        node.child.restart().await
     }
 
     /// Stops the chain answering the nodes (connections held silent) until [`chain_resume`].
@@ -400,7 +454,7 @@ impl EmbeddedStack {
             .lock()
             .await
             .iter()
-            .filter_map(|(_, child)| child.pid())
+            .filter_map(|node| node.child.pid())
             .collect()
     }
 }
