@@ -6,8 +6,12 @@
 //! keeps going there while it works (sticky, like go-livepeer's per-stream sessions: segment round
 //! trips are recorded for `/status` but do not reshuffle a healthy choice); on any failure (timeout, HTTP error, garbage, transcode
 //! error) that orchestrator is put in cooldown and the same segment is retried on the next one,
-//! up to `max_attempts`. An orchestrator in cooldown is rediscovered lazily when it expires, so a
-//! restarted node rejoins without operator action.
+//! up to `max_attempts` (go-livepeer's `suspendAndRemoveOrch` and `MaxAttempts` retry in
+//! `server/broadcast.go`). A killed orchestrator fails an attempt at once: its kernel resets the
+//! connection or refuses the next, and only a peer that stops answering without either waits out
+//! the upload or total timeout. Its session is dropped with the failure, and a discovery answer
+//! that was on its way when the failure came does not bring it back. An orchestrator in cooldown
+//! is rediscovered lazily when it expires, so a restarted node rejoins without operator action.
 //!
 //! The HTTP client follows no redirect by itself: the rendition download follows one only when
 //! it stays on the orchestrator's own host (see [`submit`] and
@@ -193,32 +197,48 @@ impl OrchestratorPool {
     pub async fn discover_due(&self) {
         let _one_at_a_time = self.discovery_lock.lock().await;
         let now = Instant::now();
-        let due: Vec<String> = self
+        // Each with its failure count, to tell an answer that predates a failure from a new one.
+        let due: Vec<(String, u64)> = self
             .lock()
             .iter()
             .filter(|e| e.session.as_ref().is_none_or(|s| token_expiring(&s.info)))
             .filter(|e| e.cooldown_until.is_none_or(|t| t <= now))
-            .map(|e| e.uri.clone())
+            .map(|e| (e.uri.clone(), e.failed))
             .collect();
-        let results = futures::future::join_all(due.iter().map(|uri| self.discover_one(uri))).await;
-        for (uri, (result, rtt)) in due.iter().zip(results) {
-            let mut entries = self.lock();
-            let Some(e) = entries.iter_mut().find(|e| &e.uri == uri) else {
-                continue;
-            };
-            match result {
-                Ok(session) => {
-                    e.too_expensive = !self.price_ok(&session.price);
-                    e.latency_ms = Some(rtt.as_secs_f64() * 1000.0);
-                    e.session = Some(session);
-                    e.cooldown_until = None;
-                }
-                Err(err) => {
-                    tracing::warn!("{err}");
-                    e.session = None;
-                    e.last_error = Some(err.to_string());
-                    e.cooldown_until = Some(Instant::now() + self.cooldown);
-                }
+        let results =
+            futures::future::join_all(due.iter().map(|(uri, _)| self.discover_one(uri))).await;
+        for ((uri, failed), (result, rtt)) in due.iter().zip(results) {
+            self.settle_discovery(uri, *failed, result, rtt);
+        }
+    }
+
+    /// Records `uri`'s discovery, begun when it had `failed_before` failed attempts.
+    fn settle_discovery(
+        &self,
+        uri: &str,
+        failed_before: u64,
+        result: Result<Session, DiscoveryError>,
+        rtt: Duration,
+    ) {
+        let mut entries = self.lock();
+        let Some(e) = entries.iter_mut().find(|e| e.uri == uri) else {
+            return;
+        };
+        match result {
+            // A segment failed there while the answer was on its way: the orchestrator answered
+            // and then died (or broke), so the failure is the newer news and its cooldown stands.
+            Ok(_) if e.failed != failed_before => {}
+            Ok(session) => {
+                e.too_expensive = !self.price_ok(&session.price);
+                e.latency_ms = Some(rtt.as_secs_f64() * 1000.0);
+                e.session = Some(session);
+                e.cooldown_until = None;
+            }
+            Err(err) => {
+                tracing::warn!("{err}");
+                e.session = None;
+                e.last_error = Some(err.to_string());
+                e.cooldown_until = Some(Instant::now() + self.cooldown);
             }
         }
     }
@@ -485,4 +505,50 @@ fn source_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URI: &str = "https://127.0.0.1:1";
+
+    fn pool() -> Arc<OrchestratorPool> {
+        OrchestratorPool::new(
+            &[URI.to_string()],
+            NodeKey::OffChain,
+            None,
+            Duration::from_secs(30),
+            RenditionFetchConfig::default(),
+        )
+    }
+
+    fn answer() -> Session {
+        session_from_info(URI, net::OrchestratorInfo::default(), &NodeKey::OffChain).unwrap()
+    }
+
+    fn state(pool: &OrchestratorPool) -> String {
+        pool.status()[0].state.clone()
+    }
+
+    #[test]
+    fn a_discovery_answer_older_than_a_failure_does_not_bring_the_session_back() {
+        let pool = pool();
+        pool.settle_discovery(URI, 0, Ok(answer()), Duration::from_millis(1));
+        assert_eq!(state(&pool), "ready");
+        // A rediscovery begins; before its answer is recorded, a segment fails there.
+        let failed_before = pool.status()[0].segments_failed;
+        pool.failed(URI, "connection: reset by peer");
+        pool.settle_discovery(URI, failed_before, Ok(answer()), Duration::from_millis(1));
+        assert_eq!(state(&pool), "cooldown");
+        assert!(pool.pick(&[]).is_none());
+        // An answer to a discovery begun after the failure is news again.
+        pool.settle_discovery(
+            URI,
+            failed_before + 1,
+            Ok(answer()),
+            Duration::from_millis(1),
+        );
+        assert_eq!(state(&pool), "ready");
+    }
 }

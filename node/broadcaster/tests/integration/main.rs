@@ -1,6 +1,7 @@
 //! Integration tests of the broadcaster with real sockets and the real `ffmpeg`/`ffprobe` tools.
 
 mod bad_input;
+mod failover;
 mod gaps;
 mod hostile_ingest;
 mod hostile_orch;
