@@ -10,8 +10,10 @@
 //! such field and the L1 block is the block's own `number`, as in go-livepeer's block watcher.
 //!
 //! Block ranges for `eth_getLogs` stay L2 numbers (`eth_blockNumber`): logs are indexed by the
-//! chain's own blocks.
+//! chain's own blocks, and so are confirmations: [`latest_head`] gives both numbers of the latest
+//! block with its hash, which changes whenever a reorg replaces the head.
 
+use alloy::primitives::B256;
 use alloy::providers::{DynProvider, Provider};
 use serde_json::Value;
 
@@ -27,14 +29,55 @@ const METHOD: &str = "eth_getBlockByNumber";
 /// followed by hex digits, fitting in 64 bits); a malformed value, a missing `number` or a null
 /// block is a [`ChainError::BadBlock`] naming the field.
 pub async fn latest_l1_block(provider: &DynProvider) -> Result<u64, ChainError> {
-    let block: Value = provider
+    l1_block_of(&latest_block(provider).await?)
+}
+
+/// `eth_getBlockByNumber("latest", false)`.
+async fn latest_block(provider: &DynProvider) -> Result<Value, ChainError> {
+    provider
         .raw_request(METHOD.into(), ("latest", false))
         .await
-        .map_err(|source| ChainError::Rpc {
-            call: METHOD,
-            source,
-        })?;
-    l1_block_of(&block)
+        .map_err(|source| ChainError::from_rpc(METHOD, source))
+}
+
+/// The latest block of a chain as one `eth_getBlockByNumber("latest")` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChainHead {
+    /// The block's own number (L2 on Arbitrum): what confirmations count.
+    pub number: u64,
+    /// The last seen L1 block ([`latest_l1_block`]): what ticket expiry counts.
+    pub l1_block: u64,
+    /// The block's hash: a reorg that replaces the head changes it even at the same height.
+    pub hash: B256,
+}
+
+/// The latest block's number, L1 block number and hash, from one `eth_getBlockByNumber("latest",
+/// false)`.
+pub async fn latest_head(provider: &DynProvider) -> Result<ChainHead, ChainError> {
+    head_of(&latest_block(provider).await?)
+}
+
+/// The head a block object as `eth_getBlockByNumber` returns it describes.
+fn head_of(block: &Value) -> Result<ChainHead, ChainError> {
+    let l1_block = l1_block_of(block)?;
+    let number = quantity(block.get("number"), "number")?;
+    let hash = match block.get("hash") {
+        Some(Value::String(text)) => text.parse().map_err(|_| ChainError::BadBlock {
+            field: "hash",
+            reason: format!("{text:?} is not a 32-byte hex hash"),
+        })?,
+        other => {
+            return Err(ChainError::BadBlock {
+                field: "hash",
+                reason: format!("expected a hash string, got {other:?}"),
+            });
+        }
+    };
+    Ok(ChainHead {
+        number,
+        l1_block,
+        hash,
+    })
 }
 
 /// The L1 block number of a block object as `eth_getBlockByNumber` returns it.
@@ -121,6 +164,21 @@ mod tests {
             l1_block_of(&json!({"number": "0xffffffffffffffff"})).unwrap(),
             u64::MAX
         );
+    }
+
+    #[test]
+    fn the_head_has_both_numbers_and_the_hash() {
+        let hash = format!("0x{}", "ab".repeat(32));
+        let block = json!({"number": "0x10", "l1BlockNumber": "0x7", "hash": hash});
+        let head = head_of(&block).unwrap();
+        assert_eq!((head.number, head.l1_block), (16, 7));
+        assert_eq!(head.hash, B256::repeat_byte(0xab));
+        assert_eq!(
+            field_of(head_of(&json!({"number": "0x10"})).unwrap_err()),
+            "hash"
+        );
+        let short = json!({"number": "0x10", "hash": "0xabcd"});
+        assert_eq!(field_of(head_of(&short).unwrap_err()), "hash");
     }
 
     #[test]

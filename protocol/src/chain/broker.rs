@@ -4,7 +4,9 @@
 //! Clients take domain types ([`WinningTicket`], [`Ticket`]) rather than ABI structs, so callers
 //! never assemble `auxData` or signatures by hand. Every transaction waits for its receipt and
 //! returns a [`TxOutcome`] (hash, block, gas used and price) so callers can account for gas when
-//! checking balances.
+//! checking balances; the exception is [`TicketBrokerClient::send_redeem_winning_ticket`], which
+//! returns once the node took the transaction, for a caller that must tell "sent, receipt not
+//! read" apart from "not sent" and reads the outcome itself ([`TicketBrokerClient::tx_status`]).
 
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use super::bindings::{
     LivepeerBondingManager, LivepeerController, LivepeerManager, RoundsManager, ServiceRegistry,
     TicketBroker,
 };
-use super::blocks::latest_l1_block;
+use super::blocks::{ChainHead, latest_head, latest_l1_block};
 use crate::ticket::{ChainView, Ticket, WinningTicket};
 
 /// Parameters of a local deployment.
@@ -135,6 +137,27 @@ impl TxOutcome {
 
 /// Longest wait for a sent transaction's receipt.
 pub const TX_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Rounds a ticket stays redeemable after its creation round: the TicketBroker's
+/// `ticketValidityPeriod` (ours and Livepeer's), which refuses it with "ticket is expired" once
+/// `creationRound + TICKET_VALIDITY_PERIOD <= currentRound`.
+pub const TICKET_VALIDITY_PERIOD: u64 = 2;
+
+/// Where a sent transaction stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxStatus {
+    /// No receipt: not mined yet, or dropped (by a reorg, or from the node's pool).
+    Pending,
+    /// Mined and successful.
+    Mined(TxOutcome),
+    /// Mined and reverted.
+    Failed {
+        /// Transaction hash.
+        tx: B256,
+        /// Block it was mined in.
+        block: u64,
+    },
+}
 
 /// Sends a prepared contract call and waits for its receipt (at most [`TX_TIMEOUT`]).
 macro_rules! send {
@@ -284,6 +307,63 @@ impl TicketBrokerClient {
                 winner.recipient_rand
             )
         )
+    }
+
+    /// Sends `redeemWinningTicket(ticket, sig, recipientRand)` and returns its hash once the node
+    /// took it, without waiting for a receipt. A revert found while estimating gas is
+    /// [`ChainError::Reverted`] and nothing was sent; [`ChainError::Unreachable`] leaves unknown
+    /// whether the node got it.
+    pub async fn send_redeem_winning_ticket(
+        &self,
+        winner: &WinningTicket,
+    ) -> Result<B256, ChainError> {
+        let pending = self
+            .contract
+            .redeemWinningTicket(
+                abi_ticket(&winner.ticket),
+                Bytes::copy_from_slice(&winner.sig),
+                winner.recipient_rand,
+            )
+            .send()
+            .await
+            .map_err(|e| ChainError::from_contract("redeemWinningTicket", e))?;
+        Ok(*pending.tx_hash())
+    }
+
+    /// Where the transaction `tx` stands now (one `eth_getTransactionReceipt`).
+    pub async fn tx_status(&self, tx: B256) -> Result<TxStatus, ChainError> {
+        let receipt = self
+            .contract
+            .provider()
+            .get_transaction_receipt(tx)
+            .await
+            .map_err(|source| ChainError::from_rpc("eth_getTransactionReceipt", source))?;
+        let Some(receipt) = receipt else {
+            return Ok(TxStatus::Pending);
+        };
+        // A receipt of a pending block has no number yet: not mined for our purposes.
+        let Some(block) = receipt.block_number else {
+            return Ok(TxStatus::Pending);
+        };
+        Ok(
+            match TxOutcome::from_receipt("eth_getTransactionReceipt", receipt) {
+                Ok(outcome) => TxStatus::Mined(outcome),
+                Err(_) => TxStatus::Failed { tx, block },
+            },
+        )
+    }
+
+    /// Whether the node knows the transaction `tx` at all (mined or in its pool): one
+    /// `eth_getTransactionByHash`. A transaction a reorg dropped and the node did not take back
+    /// into its pool is unknown.
+    pub async fn tx_known(&self, tx: B256) -> Result<bool, ChainError> {
+        let found = self
+            .contract
+            .provider()
+            .get_transaction_by_hash(tx)
+            .await
+            .map_err(|source| ChainError::from_rpc("eth_getTransactionByHash", source))?;
+        Ok(found.is_some())
     }
 
     /// `batchRedeemWinningTickets`: all or nothing — one invalid ticket reverts the batch with
@@ -494,23 +574,27 @@ impl RoundsManagerClient {
     /// block, while params expiry (`block + 40`) and B's check of it count L1 blocks, as in
     /// go-livepeer.
     pub async fn chain_view(&self) -> Result<ChainView, ChainError> {
+        Ok(self.chain_view_and_head().await?.0)
+    }
+
+    /// [`chain_view`](Self::chain_view) and the head block it was read at (its own number and
+    /// hash, for confirmations and reorgs).
+    pub async fn chain_view_and_head(&self) -> Result<(ChainView, ChainHead), ChainError> {
         let provider = self.contract.provider();
-        let block = latest_l1_block(provider).await?;
+        let head = latest_head(provider).await?;
         let gas_price = provider
             .get_gas_price()
             .await
-            .map_err(|source| ChainError::Rpc {
-                call: "eth_gasPrice",
-                source,
-            })?;
+            .map_err(|source| ChainError::from_rpc("eth_gasPrice", source))?;
         let round = self.current_round().await?;
         let round_block_hash = self.block_hash_for_round(round).await?;
-        Ok(ChainView {
-            block,
+        let view = ChainView {
+            block: head.l1_block,
             round,
             round_block_hash,
             gas_price: U256::from(gas_price),
-        })
+        };
+        Ok((view, head))
     }
 }
 

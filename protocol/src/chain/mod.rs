@@ -11,17 +11,21 @@
 //! [`ARBITRUM_ONE`]). Contract bindings come from the committed solc artifacts in
 //! `contracts/artifacts/` via `sol!`, so a binding can never drift from the deployed bytecode.
 //! Reverts are surfaced as [`ChainError::Reverted`] with the contract's reason string, which is
-//! what tests and operators match on.
+//! what tests and operators match on; a chain that could not be reached (connection refused or
+//! reset, no answer within the transport's timeout) is [`ChainError::Unreachable`], so a caller
+//! can tell "the chain said no" from "the chain said nothing" ([`ChainError::is_unreachable`]).
+//! [`RpcGate`] makes the second on purpose, for tests and chaos runs.
 
 mod blocks;
 mod broker;
 mod events;
-mod local;
 mod gate;
+mod local;
 mod logs;
 mod registry;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, address};
@@ -30,10 +34,11 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::transports::TransportError;
 use alloy::transports::http::reqwest::Url;
 
-pub use blocks::latest_l1_block;
+pub use blocks::{ChainHead, latest_head, latest_l1_block};
 pub use broker::{
     Contracts, DeployConfig, MIN_DEPOSIT_PENDING_RATIO, RoundsManagerClient, SenderFunds,
-    SenderInfo, ServiceRegistryClient, TX_TIMEOUT, TicketBrokerClient, TxOutcome,
+    SenderInfo, ServiceRegistryClient, TICKET_VALIDITY_PERIOD, TX_TIMEOUT, TicketBrokerClient,
+    TxOutcome, TxStatus,
 };
 pub use events::{BrokerEvent, EventReader, EventRecord};
 pub use gate::RpcGate;
@@ -158,7 +163,16 @@ pub enum ChainError {
         /// Transaction hash.
         tx: alloy::primitives::B256,
     },
-    /// A contract call failed for another reason (transport, decoding, pending tx).
+    /// The chain could not be reached: the connection was refused, reset or closed, or no
+    /// answer came within the transport's timeout. Nothing is known of what the chain did.
+    #[error("{call}: chain unreachable: {reason}")]
+    Unreachable {
+        /// Contract function or RPC method.
+        call: &'static str,
+        /// Error text.
+        reason: String,
+    },
+    /// A contract call failed for another reason (decoding, an error answer, pending tx).
     #[error("{call}: {reason}")]
     Call {
         /// Contract function or RPC method.
@@ -177,7 +191,7 @@ pub enum ChainError {
     /// The latest block from `eth_getBlockByNumber` lacks a field or has a malformed one.
     #[error("eth_getBlockByNumber(latest): bad {field}: {reason}")]
     BadBlock {
-        /// The block field (`l1BlockNumber`, `number`, or `block` for the whole object).
+        /// The block field (`l1BlockNumber`, `number`, `hash`, or `block` for the whole object).
         field: &'static str,
         /// What is wrong with it.
         reason: String,
@@ -195,6 +209,16 @@ pub enum ChainError {
 }
 
 impl ChainError {
+    /// Whether the chain could not be reached, as opposed to having answered (a revert, an error
+    /// answer, a malformed result): retrying later may succeed, and nothing was refused.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } => true,
+            Self::Rpc { source, .. } => unreachable_transport(source),
+            _ => false,
+        }
+    }
+
     pub(crate) fn from_contract(call: &'static str, err: alloy::contract::Error) -> Self {
         if let Some(revert) = err.as_decoded_error::<alloy::sol_types::Revert>() {
             return Self::Reverted {
@@ -208,11 +232,42 @@ impl ChainError {
                 reason: format!("0x{}", alloy::hex::encode(data)),
             };
         }
+        let unreachable = match &err {
+            alloy::contract::Error::TransportError(source) => unreachable_transport(source),
+            alloy::contract::Error::PendingTransactionError(
+                alloy::providers::PendingTransactionError::TransportError(source),
+            ) => unreachable_transport(source),
+            _ => false,
+        };
+        if unreachable {
+            return Self::Unreachable {
+                call,
+                reason: err.to_string(),
+            };
+        }
         Self::Call {
             call,
             reason: err.to_string(),
         }
     }
+
+    /// A JSON-RPC request that failed: [`Self::Unreachable`] when the transport failed, else
+    /// [`Self::Rpc`].
+    pub(crate) fn from_rpc(call: &'static str, source: TransportError) -> Self {
+        if unreachable_transport(&source) {
+            return Self::Unreachable {
+                call,
+                reason: source.to_string(),
+            };
+        }
+        Self::Rpc { call, source }
+    }
+}
+
+/// Whether a transport error means no answer came (refused, reset, timed out, an HTTP error from
+/// something in front of the node) rather than an answer from the node.
+fn unreachable_transport(err: &TransportError) -> bool {
+    matches!(err, alloy::transports::RpcError::Transport(_))
 }
 
 fn parse_url(url: &str) -> Result<Url, ChainError> {
@@ -242,4 +297,80 @@ pub fn wallet_provider(url: &str, signer: PrivateKeySigner) -> Result<DynProvide
         .wallet(EthereumWallet::from(signer))
         .connect_http(parse_url(url)?)
         .erased())
+}
+
+/// [`wallet_provider`] whose every JSON-RPC request (connecting included) fails as
+/// [`ChainError::Unreachable`] after `timeout`: a node that must keep going when its RPC endpoint
+/// accepts connections and never answers. A transaction's send makes several requests (gas,
+/// nonce, fees, the send itself), each with its own `timeout`.
+pub fn wallet_provider_with_timeout(
+    url: &str,
+    signer: PrivateKeySigner,
+    timeout: Duration,
+) -> Result<DynProvider, ChainError> {
+    let client = alloy::transports::http::reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .map_err(|e| ChainError::BadUrl {
+            url: url.to_string(),
+            reason: format!("cannot build an HTTP client: {e}"),
+        })?;
+    Ok(ProviderBuilder::default()
+        .with_gas_estimation()
+        .with_simple_nonce_management()
+        .fetch_chain_id()
+        .wallet(EthereumWallet::from(signer))
+        .connect_reqwest(client, parse_url(url)?)
+        .erased())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use alloy::primitives::B256;
+
+    use super::*;
+
+    /// A node behind a closed gate: every call fails as unreachable within its timeout, a read
+    /// of a block as much as a contract call, and the same provider answers once it opens.
+    #[tokio::test]
+    async fn calls_to_a_silent_endpoint_time_out_as_unreachable() {
+        // Nothing reaches the upstream while the gate is closed: any address will do.
+        let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let gate = RpcGate::start(upstream.local_addr().unwrap())
+            .await
+            .unwrap();
+        gate.close();
+        let signer = PrivateKeySigner::from_bytes(&B256::repeat_byte(0x11)).unwrap();
+        let timeout = Duration::from_millis(300);
+        let provider = wallet_provider_with_timeout(&gate.url(), signer, timeout).unwrap();
+        let started = Instant::now();
+        let err = latest_l1_block(&provider).await.unwrap_err();
+        assert!(err.is_unreachable(), "{err:?}");
+        let broker = TicketBrokerClient::new(provider, Address::repeat_byte(0x22));
+        let err = broker.is_ticket_used(B256::ZERO).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ChainError::Unreachable {
+                    call: "usedTickets",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // An answer, even a refusal, is not unreachability.
+        let refused = ChainError::Reverted {
+            call: "redeemWinningTicket",
+            reason: "ticket is used".into(),
+        };
+        assert!(!refused.is_unreachable());
+    }
 }
