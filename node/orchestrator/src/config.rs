@@ -138,10 +138,23 @@ pub struct PaymentsConfig {
     pub face_value: Option<String>,
     /// Blocks after the current one at which issued params expire.
     pub expiration_blocks: u64,
-    /// Redemption attempts per winning ticket before it is recorded as failed.
+    /// Redemption attempts per winning ticket before it is recorded as failed. Only an attempt
+    /// the chain ruled on counts (a revert, a failed transaction, an error answer); one that could
+    /// not reach the chain does not.
     pub redeem_attempts: u32,
+    /// Blocks mined on top of a redemption's block before it counts as confirmed (default 6).
+    /// Until then every new head re-checks the ticket is still used on chain, and a redemption a
+    /// reorg dropped goes back in the queue. go-livepeer has no such depth: it takes a receipt
+    /// with status 1 as final (`eth/client.go` `CheckTx`).
+    pub confirmations: u64,
+    /// Longest wait for one JSON-RPC request to the chain, connecting included (default 20 000,
+    /// go-livepeer's `ethRPCTimeout`): the bound that keeps the chain loop, sender checks and
+    /// redemptions going when the endpoint accepts connections and never answers.
+    pub chain_timeout_ms: u64,
     /// Appends every received ticket, its recipientRand and verdict to this file (JSON lines,
-    /// owner-only): an audit trail another implementation can re-check ([`crate::journal`]).
+    /// owner-only): an audit trail another implementation can re-check ([`crate::journal`]). It
+    /// is also what a restarted node redeems from: at start the winners it holds that are not
+    /// used on chain go back in the redemption queue, as go-livepeer's `ticketQueue` table does.
     pub ticket_journal: Option<std::path::PathBuf>,
     /// Most tickets one payment may carry (default 600, the nonces one params set takes); a
     /// larger payment is refused whole before any signature is checked.
@@ -160,6 +173,8 @@ impl Default for PaymentsConfig {
             face_value: None,
             expiration_blocks: protocol::ticket::DEFAULT_EXPIRATION_WINDOW,
             redeem_attempts: 5,
+            confirmations: crate::payments::DEFAULT_CONFIRMATIONS,
+            chain_timeout_ms: crate::payments::DEFAULT_CHAIN_TIMEOUT.as_millis() as u64,
             ticket_journal: None,
             max_tickets_per_payment: protocol::ticket::DEFAULT_MAX_NONCES,
             sender_refresh_ms: crate::payments::DEFAULT_SENDER_REFRESH.as_millis() as u64,
@@ -378,6 +393,12 @@ impl OrchestratorConfig {
                 reason: "must not be zero".into(),
             });
         }
+        if self.payments.chain_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                key: "payments.chain_timeout_ms",
+                reason: "must be at least 1".into(),
+            });
+        }
         if self.io_threads == Some(0) {
             return Err(ConfigError::Invalid {
                 key: "io_threads",
@@ -448,6 +469,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("io_threads"), "{err}");
+        let err = OrchestratorConfig::from_toml(
+            "offchain = true\n[payments]\nchain_timeout_ms = 0\n",
+            "o.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("payments.chain_timeout_ms"), "{err}");
     }
 
     #[test]

@@ -580,6 +580,7 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
         .to_string()
         .parse::<f64>()
         .unwrap_or(0.0);
+    let redemptions = node.payments.redemption_counts();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         node.metrics.render(
@@ -587,14 +588,19 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
             node.session_count(),
             node.remote.len(),
             node.inflight_bytes(),
+            crate::metrics::RedemptionGauges {
+                pending: redemptions.pending,
+                unconfirmed: redemptions.unconfirmed,
+            },
         ),
     )
         .into_response()
 }
 
-/// `/status`: aggregates for anyone (counts, totals, price, chain view); with the status or
-/// admin bearer token also what names sessions, senders and tickets (per-session balances,
-/// redemptions), each remote transcoder and the fault switches.
+/// `/status`: aggregates for anyone (counts, totals, price, chain view, redemption outcomes by
+/// kind); with the status or admin bearer token also what names sessions, senders and tickets
+/// (per-session balances, each winner's redemption record), each remote transcoder and the fault
+/// switches.
 async fn status(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
     use std::sync::atomic::Ordering::Relaxed;
     let detailed = status_authorized(&node, &headers);
@@ -611,7 +617,11 @@ async fn status(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
             "price_per_unit": node.payments.price().price_per_unit,
             "pixels_per_unit": node.payments.price().pixels_per_unit,
         },
-        "chain": { "block": view.block, "round": view.round },
+        "chain": {
+            "block": view.block,
+            "round": view.round,
+            "reachable": node.payments.chain_reachable(),
+        },
         "sessions": node.session_count(),
         "segments": {
             "received": m.segments_received.load(Relaxed),
@@ -626,6 +636,7 @@ async fn status(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
             "redeemed": m.tickets_redeemed.load(Relaxed),
         },
         "pending_redemptions": node.payments.pending_redemptions(),
+        "redemption": node.payments.redemption_counts(),
         "redemption_passes": node.payments.redemption_passes(),
         "balance_wei_total": node.payments.total_balance().to_string(),
         "remote": {

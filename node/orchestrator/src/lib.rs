@@ -39,7 +39,7 @@ use std::time::Duration;
 use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, bail};
-use protocol::chain::{RoundsManagerClient, TicketBrokerClient, wallet_provider};
+use protocol::chain::{RoundsManagerClient, TicketBrokerClient, wallet_provider_with_timeout};
 use protocol::net::orchestrator_server::OrchestratorServer;
 use protocol::net::transcoder_server::TranscoderServer;
 use protocol::sig::NodeKey;
@@ -174,7 +174,8 @@ pub async fn start(config: OrchestratorConfig) -> anyhow::Result<RunningOrchestr
         };
         let signer = PrivateKeySigner::from_str(chain.private_key.expose().trim())
             .context("chain.private_key: not a hex secp256k1 key")?;
-        let provider = wallet_provider(&chain.rpc_url, signer.clone())?;
+        let chain_timeout = Duration::from_millis(config.payments.chain_timeout_ms);
+        let provider = wallet_provider_with_timeout(&chain.rpc_url, signer.clone(), chain_timeout)?;
         let broker = TicketBrokerClient::new(
             provider.clone(),
             parse_address("chain.ticket_broker", &chain.ticket_broker)?,
@@ -208,8 +209,22 @@ pub async fn start(config: OrchestratorConfig) -> anyhow::Result<RunningOrchestr
             config.payments.redeem_attempts,
             metrics.clone(),
         )
-        .with_sender_refresh(Duration::from_millis(config.payments.sender_refresh_ms));
+        .with_sender_refresh(Duration::from_millis(config.payments.sender_refresh_ms))
+        .with_confirmations(config.payments.confirmations)
+        .with_chain_timeout(chain_timeout);
         if let Some(path) = &config.payments.ticket_journal {
+            // The winners of an earlier run of this node, killed or stopped before it redeemed
+            // them all.
+            let found = journal::read_winners(path).with_context(|| {
+                format!("payments.ticket_journal: cannot read {}", path.display())
+            })?;
+            for (line, reason) in &found.unreadable {
+                tracing::warn!(journal = %path.display(), line, %reason, "skipping a journal line");
+            }
+            let queued = payments.recover(found.winners, signer.address());
+            if queued > 0 {
+                tracing::info!(queued, journal = %path.display(), "journaled winners queued for redemption");
+            }
             let journal = journal::TicketJournal::open(path).with_context(|| {
                 format!("payments.ticket_journal: cannot open {}", path.display())
             })?;

@@ -68,6 +68,15 @@ impl FailureReason {
     }
 }
 
+/// Redemption gauges for [`Metrics::render`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedemptionGauges {
+    /// Winners in the queue.
+    pub pending: u64,
+    /// Redemptions mined, not yet confirmed.
+    pub unconfirmed: u64,
+}
+
 /// The orchestrator's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -85,10 +94,16 @@ pub struct Metrics {
     pub tickets_accepted: AtomicU64,
     /// Accepted tickets that won.
     pub tickets_won: AtomicU64,
-    /// Winning tickets redeemed on chain.
+    /// Redemptions mined (one a reorg dropped and that was redeemed again counts twice).
     pub tickets_redeemed: AtomicU64,
-    /// Redemption attempts that failed.
+    /// Redemption attempts the chain refused (a revert, a failed transaction, an error answer).
     pub redemption_failures: AtomicU64,
+    /// Redemption tries that could not reach the chain (they spend no attempt).
+    pub redemption_unreachable: AtomicU64,
+    /// Redemptions a reorg dropped (the ticket went back in the queue).
+    pub tickets_reorged: AtomicU64,
+    /// Winning tickets given up (attempts spent, or too old to redeem).
+    pub redemptions_failed: AtomicU64,
     /// Connections open now (TLS handshakes included).
     pub connections_open: AtomicU64,
     /// Connections closed at accept because `limits.max_connections` were open.
@@ -118,13 +133,15 @@ impl Metrics {
     }
 
     /// Prometheus text exposition; `balance_wei` is the total credit held for senders,
-    /// `inflight_bytes` the segment bytes held now.
+    /// `inflight_bytes` the segment bytes held now, `redemptions` the winners waiting in the
+    /// queue and mined but unconfirmed.
     pub fn render(
         &self,
         balance_wei: f64,
         sessions: usize,
         transcoders: usize,
         inflight_bytes: usize,
+        redemptions: RedemptionGauges,
     ) -> String {
         let mut out = String::with_capacity(2048);
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -166,13 +183,28 @@ impl Metrics {
         );
         counter(
             "lpt_orchestrator_tickets_redeemed_total",
-            "Winning tickets redeemed on chain.",
+            "Redemptions of winning tickets mined (a redemption a reorg dropped and redeemed again counts twice).",
             load(&self.tickets_redeemed),
         );
         counter(
             "lpt_orchestrator_redemption_failures_total",
-            "Failed redemption attempts.",
+            "Redemption attempts the chain refused.",
             load(&self.redemption_failures),
+        );
+        counter(
+            "lpt_orchestrator_redemption_unreachable_total",
+            "Redemption tries that could not reach the chain (no attempt spent).",
+            load(&self.redemption_unreachable),
+        );
+        counter(
+            "lpt_orchestrator_tickets_reorged_total",
+            "Redemptions a reorg dropped; the ticket was queued again.",
+            load(&self.tickets_reorged),
+        );
+        counter(
+            "lpt_orchestrator_redemptions_failed_total",
+            "Winning tickets given up.",
+            load(&self.redemptions_failed),
         );
         counter(
             "lpt_orchestrator_connections_refused_total",
@@ -210,8 +242,14 @@ impl Metrics {
              # HELP lpt_orchestrator_connections Open connections.\n\
              # TYPE lpt_orchestrator_connections gauge\nlpt_orchestrator_connections {}\n\
              # HELP lpt_orchestrator_inflight_bytes Segment bytes held (received, queued, transcoding).\n\
-             # TYPE lpt_orchestrator_inflight_bytes gauge\nlpt_orchestrator_inflight_bytes {inflight_bytes}",
-            load(&self.connections_open)
+             # TYPE lpt_orchestrator_inflight_bytes gauge\nlpt_orchestrator_inflight_bytes {inflight_bytes}\n\
+             # HELP lpt_orchestrator_redemptions_pending Winning tickets waiting in the redemption queue.\n\
+             # TYPE lpt_orchestrator_redemptions_pending gauge\nlpt_orchestrator_redemptions_pending {}\n\
+             # HELP lpt_orchestrator_redemptions_unconfirmed Redemptions mined but not yet payments.confirmations deep.\n\
+             # TYPE lpt_orchestrator_redemptions_unconfirmed gauge\nlpt_orchestrator_redemptions_unconfirmed {}",
+            load(&self.connections_open),
+            redemptions.pending,
+            redemptions.unconfirmed,
         );
         out
     }
@@ -228,13 +266,22 @@ mod tests {
         m.fail(FailureReason::HashMismatch);
         m.fail(FailureReason::HashMismatch);
         m.connections_refused.fetch_add(4, Ordering::Relaxed);
-        let text = m.render(12.5, 1, 0, 77);
+        m.tickets_reorged.fetch_add(2, Ordering::Relaxed);
+        let gauges = RedemptionGauges {
+            pending: 3,
+            unconfirmed: 5,
+        };
+        let text = m.render(12.5, 1, 0, 77, gauges);
         assert!(text.contains("lpt_orchestrator_segments_total 3\n"));
         assert!(
             text.contains("lpt_orchestrator_segment_failures_total{reason=\"hash_mismatch\"} 2\n")
         );
         assert!(text.contains("lpt_orchestrator_balance_wei 12.5\n"));
         assert!(text.contains("lpt_orchestrator_connections_refused_total 4\n"));
-        assert!(text.contains("lpt_orchestrator_inflight_bytes 77"));
+        assert!(text.contains("lpt_orchestrator_inflight_bytes 77\n"));
+        assert!(text.contains("lpt_orchestrator_tickets_reorged_total 2\n"));
+        assert!(text.contains("lpt_orchestrator_redemption_unreachable_total 0\n"));
+        assert!(text.contains("lpt_orchestrator_redemptions_pending 3\n"));
+        assert!(text.contains("lpt_orchestrator_redemptions_unconfirmed 5"));
     }
 }

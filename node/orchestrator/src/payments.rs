@@ -5,7 +5,8 @@
 //! gas price) so no request waits on an RPC, balances per (sender, session) as go-livepeer keeps
 //! them (signed, because a fee may overdraw the credit of the segment's own tickets), and a queue
 //! that redeems winners once their params expired and the sender's funds cover the face value,
-//! retrying failures and recording every outcome for `/status`.
+//! keeps each redemption until it is final, and records every outcome for `/status`
+//! (`payments/redemption.rs`: through chain outages, reorgs and restarts).
 //!
 //! Hostile payers: a payment's ticket count is capped and its signatures recovered before the
 //! recipient's lock is taken ([`TicketVerifier`]), and a sender must have funds on chain, as
@@ -16,24 +17,28 @@
 //! is at least three times that) ([`SenderFunds::max_float`]). Params quote a face value of at
 //! most the max float and are refused below the ticket EV, and a payment whose face value the
 //! max float does not cover is refused whole with go's error, "insufficient sender reserve".
+//! While the chain is known to be out of reach, a sender's cached funds serve without a wait, so
+//! paid work goes on through an RPC outage on the last chain view.
+
+mod redemption;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, B256, I256, U256};
-use protocol::chain::{RoundsManagerClient, SenderFunds, TicketBrokerClient};
+use alloy::primitives::{Address, I256, U256};
+use protocol::chain::{ChainError, RoundsManagerClient, SenderFunds, TicketBrokerClient};
 use protocol::net;
 use protocol::ticket::{
     ChainView, IssueError, PaymentError, PaymentReceipt, PricePerPixel, TicketRecipient,
-    TicketVerifier, WinningTicket,
+    TicketVerifier,
 };
-use serde::Serialize;
 
-use crate::faults::Faults;
 use crate::journal::TicketJournal;
 use crate::metrics::Metrics;
+use redemption::{Pending, Redemptions};
+pub use redemption::{RedemptionCounts, RedemptionEvent, RedemptionRecord};
 
 /// Senders whose funds are cached at most; the least recently read is dropped first.
 const MAX_CACHED_SENDERS: usize = 10_000;
@@ -42,6 +47,13 @@ const SENDER_FUNDS_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a sender's funds read from the chain are used unless set otherwise
 /// (`payments.sender_refresh_ms`).
 pub const DEFAULT_SENDER_REFRESH: Duration = Duration::from_secs(5);
+/// Blocks mined on top of a redemption before it is final, unless set otherwise
+/// (`payments.confirmations`). go-livepeer has no such depth (a receipt with status 1 is final
+/// to it), so this is the depth commonly waited for on Ethereum.
+pub const DEFAULT_CONFIRMATIONS: u64 = 6;
+/// Longest wait for one JSON-RPC request unless set otherwise (`payments.chain_timeout_ms`):
+/// go-livepeer's `ethRPCTimeout` (cmd/livepeer/starter).
+pub const DEFAULT_CHAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The chain connection of an on-chain node.
 #[derive(Debug, Clone)]
@@ -85,42 +97,12 @@ pub enum PaymentRejected {
     },
 }
 
-/// One redemption outcome, as `/status` lists it.
-#[derive(Debug, Clone, Serialize)]
-pub struct RedemptionRecord {
-    /// Ticket hash.
-    pub ticket_hash: B256,
-    /// Ticket sender.
-    pub sender: Address,
-    /// Sender nonce.
-    pub sender_nonce: u32,
-    /// Face value, wei (decimal).
-    pub face_value: String,
-    /// `redeemed` or `failed`.
-    pub status: &'static str,
-    /// Transaction hash when redeemed.
-    pub tx_hash: Option<B256>,
-    /// Block when redeemed.
-    pub block: Option<u64>,
-    /// Attempts made.
-    pub attempts: u32,
-    /// Last error.
-    pub error: Option<String>,
-}
-
 /// A sender's funds as last read from the chain.
 #[derive(Debug, Clone, Copy)]
 struct CachedFunds {
     funds: SenderFunds,
     fetched: Instant,
     read: Instant,
-}
-
-#[derive(Debug)]
-struct Pending {
-    winner: WinningTicket,
-    attempts: u32,
-    last_error: Option<String>,
 }
 
 /// Price, tickets, balances and redemptions of one node.
@@ -135,10 +117,14 @@ pub struct Payments {
     /// Face value of each sender's winners queued or being redeemed.
     unredeemed: Mutex<HashMap<Address, U256>>,
     view: RwLock<ChainView>,
+    /// Whether the last chain call answered; while it did not, cached funds serve at once.
+    reachable: AtomicBool,
+    chain_timeout: Duration,
     balances: Mutex<HashMap<(Address, String), I256>>,
     queue: Mutex<VecDeque<Pending>>,
-    records: Mutex<Vec<RedemptionRecord>>,
+    redemptions: Redemptions,
     redeem_attempts: u32,
+    confirmations: u64,
     passes: std::sync::atomic::AtomicU64,
     metrics: Arc<Metrics>,
     journal: Option<TicketJournal>,
@@ -163,10 +149,13 @@ impl Payments {
             sender_refresh: DEFAULT_SENDER_REFRESH,
             unredeemed: Mutex::new(HashMap::new()),
             view: RwLock::new(view),
+            reachable: AtomicBool::new(true),
+            chain_timeout: DEFAULT_CHAIN_TIMEOUT,
             balances: Mutex::new(HashMap::new()),
             queue: Mutex::new(VecDeque::new()),
-            records: Mutex::new(Vec::new()),
+            redemptions: Redemptions::default(),
             redeem_attempts: redeem_attempts.max(1),
+            confirmations: DEFAULT_CONFIRMATIONS,
             passes: Default::default(),
             metrics,
             journal: None,
@@ -188,6 +177,29 @@ impl Payments {
             sender_refresh: refresh,
             ..self
         }
+    }
+
+    /// Keeps each redemption unconfirmed until `blocks` were mined on top of it (0: final when
+    /// mined).
+    pub fn with_confirmations(self, blocks: u64) -> Self {
+        Self {
+            confirmations: blocks,
+            ..self
+        }
+    }
+
+    /// Gives up on a chain call after `timeout` per request it makes (the provider should time
+    /// out each request itself; this bounds the call whatever it does).
+    pub fn with_chain_timeout(self, timeout: Duration) -> Self {
+        Self {
+            chain_timeout: timeout,
+            ..self
+        }
+    }
+
+    /// Whether the last chain call answered.
+    pub fn chain_reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
     }
 
     /// Whether segments must be paid for.
@@ -253,6 +265,7 @@ impl Payments {
             });
         };
         let verified = verifier.verify(payment)?;
+        let received_ms = redemption::unix_ms();
         let received = verified.payment();
         let total = received.tickets.len();
         self.metrics
@@ -263,7 +276,7 @@ impl Payments {
         {
             let refusal = PaymentRejected::InsufficientSenderReserve;
             tracing::info!(sender = %received.sender, %max_float, face_value = %received.params.face_value, "refusing a payment: {refusal}");
-            self.journal_tickets(&verified, |_| Some(refusal.to_string()));
+            self.journal_tickets(&verified, received_ms, |_| Some(refusal.to_string()));
             return Err(refusal);
         }
         let block = self.view().block;
@@ -272,7 +285,7 @@ impl Payments {
             let receipt = recipient.receive_verified(&verified, block);
             (receipt, recipient.take_redeemable(u64::MAX))
         };
-        self.journal_tickets(&verified, |nonce| {
+        self.journal_tickets(&verified, received_ms, |nonce| {
             receipt
                 .rejected
                 .iter()
@@ -292,14 +305,11 @@ impl Payments {
                 *owed = owed.saturating_add(winner.ticket.face_value);
             }
         }
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(winners.into_iter().map(|winner| Pending {
-                winner,
-                attempts: 0,
-                last_error: None,
-            }));
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).extend(
+            winners
+                .into_iter()
+                .map(|winner| Pending::new(winner, Some(received_ms), false)),
+        );
         self.adjust(receipt.sender, session, to_signed(receipt.credited));
         if let Some((_, first)) = receipt.rejected.first() {
             return Err(PaymentRejected::Tickets {
@@ -316,6 +326,7 @@ impl Payments {
     fn journal_tickets(
         &self,
         verified: &protocol::ticket::VerifiedPayment,
+        received_ms: u64,
         reason: impl Fn(u32) -> Option<String>,
     ) {
         let Some(journal) = &self.journal else {
@@ -323,7 +334,8 @@ impl Payments {
         };
         for signed in &verified.payment().tickets {
             let reason = reason(signed.ticket.sender_nonce);
-            if let Err(err) = journal.record(signed, verified.recipient_rand(), reason.as_deref()) {
+            let rand = verified.recipient_rand();
+            if let Err(err) = journal.record(signed, rand, reason.as_deref(), received_ms) {
                 tracing::warn!(%err, "cannot append to the ticket journal");
             }
         }
@@ -347,7 +359,8 @@ impl Payments {
     }
 
     /// `sender`'s funds: the cached copy while it is younger than the refresh interval, else
-    /// read from the chain (the cached copy still serves when the chain does not answer).
+    /// read from the chain (the cached copy still serves when the chain does not answer, at once
+    /// while the chain is known to be out of reach).
     async fn sender_funds(
         &self,
         chain: &ChainLink,
@@ -368,18 +381,24 @@ impl Payments {
         {
             return Ok(entry.funds);
         }
+        if let Some(entry) = cached
+            && !self.chain_reachable()
+        {
+            return Ok(entry.funds);
+        }
         let claimant = self
             .verifier
             .as_ref()
             .map(|v| v.address())
             .unwrap_or_default();
-        let read = tokio::time::timeout(
-            SENDER_FUNDS_TIMEOUT,
-            chain.broker.sender_funds(sender, claimant),
-        )
-        .await
-        .map_err(|_| format!("no answer within {SENDER_FUNDS_TIMEOUT:?}"))
-        .and_then(|read| read.map_err(|e| e.to_string()));
+        let read = self
+            .chain_call(
+                "sender funds",
+                SENDER_FUNDS_TIMEOUT,
+                chain.broker.sender_funds(sender, claimant),
+            )
+            .await
+            .map_err(|e| e.to_string());
         match (read, cached) {
             (Ok(funds), _) => {
                 let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
@@ -408,6 +427,29 @@ impl Payments {
             }
             (Err(reason), None) => Err(PaymentRejected::SenderFunds { sender, reason }),
         }
+    }
+
+    /// Runs a chain call for at most `timeout`, keeping [`Self::chain_reachable`] up to date: a
+    /// call past it is [`ChainError::Unreachable`].
+    async fn chain_call<T>(
+        &self,
+        call: &'static str,
+        timeout: Duration,
+        future: impl std::future::Future<Output = Result<T, ChainError>>,
+    ) -> Result<T, ChainError> {
+        let result = match tokio::time::timeout(timeout, future).await {
+            Ok(result) => result,
+            Err(_) => Err(ChainError::Unreachable {
+                call,
+                reason: format!("no answer within {timeout:?}"),
+            }),
+        };
+        match &result {
+            Ok(_) => self.reachable.store(true, Ordering::Relaxed),
+            Err(err) if err.is_unreachable() => self.reachable.store(false, Ordering::Relaxed),
+            Err(_) => {}
+        }
+        result
     }
 
     /// Whether the session's credit covers at least one ticket's EV (go-livepeer's rule before
@@ -474,165 +516,10 @@ impl Payments {
             .retain(|(_, s), _| s != session);
     }
 
-    /// Winners waiting for redemption.
-    pub fn pending_redemptions(&self) -> usize {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// Every redemption outcome so far.
-    pub fn redemptions(&self) -> Vec<RedemptionRecord> {
-        self.records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Passes the redemption loop has made.
-    pub fn redemption_passes(&self) -> u64 {
-        self.passes.load(Ordering::Relaxed)
-    }
-
     fn adjust(&self, sender: Address, session: &str, delta: I256) {
         let mut balances = self.balances.lock().unwrap_or_else(|e| e.into_inner());
         let entry = balances.entry((sender, session.to_string())).or_default();
         *entry = entry.saturating_add(delta);
-    }
-
-    /// Refreshes the chain view and redeems what is due, every `poll` until `stop` fires.
-    pub async fn run_chain(
-        self: Arc<Self>,
-        poll: Duration,
-        faults: Faults,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) {
-        let Some(chain) = self.chain.clone() else {
-            return;
-        };
-        loop {
-            match chain.rounds.chain_view().await {
-                Ok(view) => {
-                    *self.view.write().unwrap_or_else(|e| e.into_inner()) = view;
-                    if let Some(recipient) = &self.recipient {
-                        recipient
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .prune_nonces(view.block);
-                    }
-                }
-                Err(err) => tracing::warn!(%err, "refreshing the chain view"),
-            }
-            if !faults.snapshot().stop_redeeming {
-                self.redeem_due(&chain).await;
-            }
-            self.passes.fetch_add(1, Ordering::Relaxed);
-            tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
-                _ = stop.changed() => return,
-            }
-        }
-    }
-
-    async fn redeem_due(&self, chain: &ChainLink) {
-        let block = self.view().block;
-        let due: Vec<Pending> = {
-            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            let (due, waiting): (Vec<_>, Vec<_>) = queue
-                .drain(..)
-                .partition(|p| p.winner.ticket.params_expiration_block < block);
-            *queue = waiting.into();
-            due
-        };
-        for mut pending in due {
-            let ticket = &pending.winner.ticket;
-            match chain.broker.sender_info(ticket.sender).await {
-                Ok(info)
-                    if info.deposit.saturating_add(info.reserve_funds_remaining)
-                        < ticket.face_value =>
-                {
-                    // Funds do not cover it yet: wait without spending an attempt.
-                    self.requeue(pending);
-                    continue;
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    pending.last_error = Some(err.to_string());
-                    self.requeue(pending);
-                    continue;
-                }
-            }
-            pending.attempts += 1;
-            match chain.broker.redeem_winning_ticket(&pending.winner).await {
-                Ok(tx) => {
-                    self.metrics
-                        .tickets_redeemed
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(tx = %tx.tx_hash, block = tx.block_number, "redeemed a winning ticket");
-                    self.record(
-                        &pending,
-                        "redeemed",
-                        Some((tx.tx_hash, tx.block_number)),
-                        None,
-                    );
-                }
-                Err(err) => {
-                    self.metrics
-                        .redemption_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%err, attempt = pending.attempts, "redeeming a winning ticket");
-                    if pending.attempts >= self.redeem_attempts {
-                        self.record(&pending, "failed", None, Some(err.to_string()));
-                    } else {
-                        pending.last_error = Some(err.to_string());
-                        self.requeue(pending);
-                    }
-                }
-            }
-        }
-    }
-
-    fn requeue(&self, pending: Pending) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(pending);
-    }
-
-    fn record(
-        &self,
-        pending: &Pending,
-        status: &'static str,
-        tx: Option<(B256, u64)>,
-        error: Option<String>,
-    ) {
-        let ticket = &pending.winner.ticket;
-        // Settled either way: no longer owed, and the sender's funds on chain have changed.
-        {
-            let mut unredeemed = self.unredeemed.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(owed) = unredeemed.get_mut(&ticket.sender) {
-                *owed = owed.saturating_sub(ticket.face_value);
-                if owed.is_zero() {
-                    unredeemed.remove(&ticket.sender);
-                }
-            }
-        }
-        self.senders
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ticket.sender);
-        self.records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(RedemptionRecord {
-                ticket_hash: ticket.hash(),
-                sender: ticket.sender,
-                sender_nonce: ticket.sender_nonce,
-                face_value: ticket.face_value.to_string(),
-                status,
-                tx_hash: tx.map(|t| t.0),
-                block: tx.map(|t| t.1),
-                attempts: pending.attempts,
-                error: error.or_else(|| pending.last_error.clone()),
-            });
     }
 }
 

@@ -13,7 +13,7 @@ use alloy::signers::local::PrivateKeySigner;
 use bytes::Bytes;
 use node_orchestrator::config::{ChainConfig, OrchestratorConfig};
 use node_orchestrator::profiles::wire_ladder;
-use protocol::chain::{Contracts, LocalChain, TicketBrokerClient};
+use protocol::chain::{Contracts, DeployConfig, LocalChain, TicketBrokerClient};
 use protocol::client::{
     ClientError, OrchestratorClient, SegmentReply, SegmentRequest, segment_data,
 };
@@ -75,7 +75,12 @@ pub struct Chain {
 
 impl Chain {
     pub async fn start() -> Self {
-        let TestChain { chain, contracts } = TestChain::funded(long_rounds()).await;
+        Self::with_rounds(long_rounds()).await
+    }
+
+    /// A chain whose contracts are deployed with `config` (round length, unlock period).
+    pub async fn with_rounds(config: DeployConfig) -> Self {
+        let TestChain { chain, contracts } = TestChain::funded(config).await;
         Self {
             broadcaster: chain.signer(BROADCASTER),
             orchestrator: chain.signer(ORCHESTRATOR),

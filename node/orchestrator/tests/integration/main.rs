@@ -3,6 +3,7 @@
 //! real anvil chain for payments.
 
 mod bad_input;
+mod chain_chaos;
 mod common;
 mod faults;
 mod go_wire;
