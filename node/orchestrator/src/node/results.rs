@@ -16,6 +16,7 @@ impl Node {
         &self,
         session: &str,
         sender: Address,
+        manifest_id: &[u8],
         seq: i64,
         done: Transcoded,
         faults: &FaultConfig,
@@ -25,10 +26,13 @@ impl Node {
         let mut segments = Vec::with_capacity(done.renditions.len());
         let mut billed = 0u64;
         for rendition in done.renditions {
-            // Named by the session's rendition key, not its id: the URL is the credential.
+            // Named by the session's rendition key, not its id: the URL is the credential. The
+            // stream is in the name too: a broadcaster may send several streams in one session,
+            // and their segments share sequence numbers.
             let name = format!(
-                "stream/{}/{}/{seq}.ts",
+                "stream/{}/{}/{}/{seq}.ts",
                 self.auth.rendition_key(session),
+                alloy::hex::encode(manifest_id),
                 url_safe(&rendition.profile)
             );
             let data = if faults.corrupt_renditions {

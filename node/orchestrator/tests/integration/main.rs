@@ -14,5 +14,6 @@ mod payments;
 mod rejections;
 mod remote;
 mod segment_uris;
+mod shared_session;
 mod transcoder_failover;
 mod wire_inputs;
