@@ -81,15 +81,7 @@ impl Node {
             }
         };
         let message = result_message_off_runtime(&done.renditions, source).await;
-        let result = self.finish(
-            session,
-            sender,
-            &seg.manifest_id,
-            seq,
-            done,
-            &faults,
-            message,
-        );
+        let result = self.finish(session, sender, seg, done, &faults, message);
         checked.claim.completed();
         // The source is no longer needed (renditions live in the store, under its own budget).
         drop(checked.bytes);

@@ -16,8 +16,7 @@ impl Node {
         &self,
         session: &str,
         sender: Address,
-        manifest_id: &[u8],
-        seq: i64,
+        seg: &net::SegData,
         done: Transcoded,
         faults: &FaultConfig,
         result_message: B256,
@@ -30,10 +29,11 @@ impl Node {
             // stream is in the name too: a broadcaster may send several streams in one session,
             // and their segments share sequence numbers.
             let name = format!(
-                "stream/{}/{}/{}/{seq}.ts",
+                "stream/{}/{}/{}/{}.ts",
                 self.auth.rendition_key(session),
-                alloy::hex::encode(manifest_id),
-                url_safe(&rendition.profile)
+                alloy::hex::encode(&seg.manifest_id),
+                url_safe(&rendition.profile),
+                seg.seq
             );
             let data = if faults.corrupt_renditions {
                 let mut damaged = rendition.data.to_vec();
