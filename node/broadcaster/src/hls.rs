@@ -8,6 +8,12 @@
 //! the largest duration ever listed, rounded up, so it never shrinks during a stream (RFC 8216
 //! forbids changing it). An ended stream gets EXT-X-ENDLIST so players read it to the end.
 //!
+//! Every entry has a place a client keys on: its media sequence number and its discontinuity
+//! sequence number (RFC 8216 §4.3.3.2, §4.3.3.3). Neither may change while the entry is listed nor
+//! go back for the same playlist URL (§6.2.2: EXT-X-MEDIA-SEQUENCE "MUST NOT decrease"), so a
+//! window put back after a crash ([`Rendition::resume`]) takes its numbers from the places its
+//! files recorded ([`Place`]), and the next entry continues from them.
+//!
 //! A rendition segment that no orchestrator produced keeps its place as a gap (RFC 8216bis
 //! §4.4.4.7 `#EXT-X-GAP`, with its `#EXTINF` and URI, the URI answering 404): media sequence
 //! numbers stay the stream's, so a player skips the gap's duration instead of waiting for a
@@ -64,6 +70,16 @@ impl HlsSegment {
     }
 }
 
+/// Where an entry sits in its rendition's playlist: the numbers a client keys on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Place {
+    /// Media sequence number.
+    pub media_sequence: u64,
+    /// Discontinuity sequence number: EXT-X-DISCONTINUITY-SEQUENCE plus the EXT-X-DISCONTINUITY
+    /// tags up to and including the entry's own.
+    pub discontinuity_sequence: u64,
+}
+
 /// One rendition of a stream.
 #[derive(Debug, Clone)]
 pub struct Rendition {
@@ -109,14 +125,74 @@ impl Rendition {
         } else {
             self.window.insert(at, segment);
         }
+        self.slide(capacity);
+    }
+
+    /// Drops the oldest entries beyond `capacity`, counting them and the discontinuity tags
+    /// that leave with them, so that the places of the entries still listed do not move.
+    fn slide(&mut self, capacity: usize) {
         while self.window.len() > capacity {
             if let Some(old) = self.window.pop_front() {
-                self.removed += 1;
-                if old.discontinuity {
+                // The first entry carries its tag only when something was listed before it.
+                if old.discontinuity && self.removed > 0 {
                     self.removed_discontinuities += 1;
                 }
+                self.removed += 1;
             }
         }
+    }
+
+    /// Whether the entry at `index` of the window is rendered after an EXT-X-DISCONTINUITY tag.
+    fn tagged(&self, index: usize, discontinuity: bool) -> bool {
+        discontinuity && (index > 0 || self.removed > 0)
+    }
+
+    /// The place `seq` takes if pushed now (its file records it, for [`Rendition::resume`]).
+    pub fn place_of(&self, seq: u64, discontinuity: bool) -> Place {
+        let at = self.window.partition_point(|s| s.seq < seq);
+        let tags_before = self
+            .window
+            .iter()
+            .take(at)
+            .enumerate()
+            .filter(|(i, s)| self.tagged(*i, s.discontinuity))
+            .count() as u64;
+        Place {
+            media_sequence: self.removed + at as u64,
+            discontinuity_sequence: self.removed_discontinuities
+                + tags_before
+                + self.tagged(at, discontinuity) as u64,
+        }
+    }
+
+    /// Lists `entries` (in sequence order, each with the place it had when a crashed process
+    /// listed it) as this rendition's window, numbered so that no listed entry's place goes
+    /// back: where the recorded places agree (every entry pushed in order) they are kept
+    /// exactly, and where they do not the numbers move forward, never back.
+    pub fn resume(&mut self, entries: Vec<(HlsSegment, Place)>, capacity: usize) {
+        self.removed = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| p.media_sequence.saturating_sub(i as u64))
+            .max()
+            .unwrap_or(0);
+        let mut tags = 0u64;
+        let mut removed_discontinuities = 0u64;
+        for (i, (segment, place)) in entries.iter().enumerate() {
+            tags += self.tagged(i, segment.discontinuity) as u64;
+            removed_discontinuities =
+                removed_discontinuities.max(place.discontinuity_sequence.saturating_sub(tags));
+        }
+        self.removed_discontinuities = removed_discontinuities;
+        self.window = entries
+            .into_iter()
+            .map(|(segment, _)| {
+                let secs = (segment.duration_ms.max(0) as u64).div_ceil(1000);
+                self.target_duration_s = self.target_duration_s.max(secs);
+                segment
+            })
+            .collect();
+        self.slide(capacity);
     }
 
     /// The segment `seq`, if still in the window.
@@ -158,7 +234,7 @@ impl Rendition {
         for (i, s) in self.window.iter().enumerate() {
             // A discontinuity on the first listed segment is still emitted: it marks the format
             // change relative to whatever a player played before.
-            if s.discontinuity && (i > 0 || self.removed > 0) {
+            if self.tagged(i, s.discontinuity) {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
             if s.is_gap() {
@@ -270,6 +346,99 @@ mod tests {
         assert!(r.segment(2).is_some_and(|s| !s.is_gap()));
         // One byte in 2 s: gaps have no bytes and do not count.
         assert_eq!(r.effective_bandwidth(), 4);
+    }
+
+    /// Every listed entry's place, read from the playlist as a client reads it (RFC 8216
+    /// §4.3.3.2, §4.3.3.3), keyed by its URI's number.
+    fn places(playlist: &str) -> Vec<(u64, Place)> {
+        let number = |tag: &str| {
+            playlist
+                .lines()
+                .find_map(|l| l.strip_prefix(tag))
+                .map_or(0, |n| n.parse().unwrap())
+        };
+        let mut msn = number("#EXT-X-MEDIA-SEQUENCE:");
+        let mut dsn = number("#EXT-X-DISCONTINUITY-SEQUENCE:");
+        let mut out = Vec::new();
+        for line in playlist.lines() {
+            if line == "#EXT-X-DISCONTINUITY" {
+                dsn += 1;
+            } else if let Some(uri) = line.strip_suffix(".ts") {
+                let seq = uri.rsplit('/').next().unwrap().parse().unwrap();
+                let place = Place {
+                    media_sequence: msn,
+                    discontinuity_sequence: dsn,
+                };
+                out.push((seq, place));
+                msn += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn place_of_is_the_place_the_pushed_entry_is_listed_at() {
+        let mut r = Rendition::new("source", None, 0, 2000);
+        for seq in 0..12 {
+            let disc = [0, 3, 4, 9].contains(&seq);
+            let expected = r.place_of(seq, disc);
+            r.push(seg(seq, 2000, disc), 3);
+            let listed = places(&r.media_playlist(false));
+            assert_eq!(listed.last(), Some(&(seq, expected)), "after {seq}");
+        }
+        // A first-ever entry flagged as a discontinuity has no tag to lose: the numbers of
+        // the entries after it stay put when it slides out.
+        assert!(
+            r.media_playlist(false)
+                .contains("#EXT-X-DISCONTINUITY-SEQUENCE:2\n")
+        );
+    }
+
+    #[test]
+    fn a_resumed_window_lists_every_entry_at_its_place_and_numbers_on() {
+        let mut before = Rendition::new("P144p30fps16x9", None, 0, 2000);
+        for seq in 0..9 {
+            let entry = if seq == 7 {
+                gap(seq, 2000, false)
+            } else {
+                seg(seq, 2000, [2, 6].contains(&seq))
+            };
+            before.push(entry, 4);
+        }
+        let listed = places(&before.media_playlist(false));
+        let entries = before
+            .segments()
+            .cloned()
+            .zip(listed.iter().map(|(_, p)| *p))
+            .collect();
+        let mut after = Rendition::new("P144p30fps16x9", None, 0, 2000);
+        after.resume(entries, 4);
+        assert_eq!(after.media_playlist(false), before.media_playlist(false));
+        for r in [&mut before, &mut after] {
+            r.push(seg(9, 2000, true), 4);
+            r.push(seg(10, 2000, false), 4);
+        }
+        assert_eq!(after.media_playlist(false), before.media_playlist(false));
+    }
+
+    #[test]
+    fn places_that_disagree_move_numbers_forward_never_back() {
+        let mut r = Rendition::new("source", None, 0, 2000);
+        let at = |msn, dsn| Place {
+            media_sequence: msn,
+            discontinuity_sequence: dsn,
+        };
+        // Entry 11 was listed at 12 (an entry before it was dropped): every entry moves up by
+        // one rather than 11 going back.
+        r.resume(
+            vec![
+                (seg(10, 2000, false), at(10, 0)),
+                (seg(11, 2000, true), at(12, 3)),
+            ],
+            6,
+        );
+        let listed = places(&r.media_playlist(false));
+        assert_eq!(listed, [(10, at(11, 2)), (11, at(12, 3))]);
     }
 
     #[test]

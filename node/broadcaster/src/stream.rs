@@ -1,14 +1,23 @@
 //! Streams: what ingest produces, what transcoding consumes, what HLS serves.
 //!
 //! A stream is keyed by its manifest ID and outlives its publisher: when the publisher
-//! reconnects, numbering continues and the first new segment carries a discontinuity. Source
+//! reconnects, numbering continues and the first new segment carries a discontinuity. With
+//! segments in files (`hls_dir`) it also outlives the node: a broadcaster started after a crash
+//! finds the window the dead one left (see [`crate::store`]) and, when the stream is published
+//! again, lists it again with every entry's place kept, one gap for the segment that was being cut
+//! when the node died (its media is lost and a player should skip it, not wait for it), and
+//! numbers on after it, the first new segment after a discontinuity. A client polling the same
+//! playlist URL so never sees its media sequence go back, which RFC 8216 §6.2.2 forbids and which
+//! would leave it waiting for numbers it has already played; go-livepeer instead starts every
+//! RTMP connection's playlists at 0 (`server/mediaserver.go` `registerConnection` makes a new
+//! `BasicPlaylistManager`), and so does this node when its segments are in memory. Source
 //! segments are playable as soon as they are cut; each is then queued to the stream's own
 //! transcode worker, which tries orchestrators in turn (see [`crate::orch`]) and adds the
 //! renditions to HLS. A bounded queue per stream means a slow network costs segments (recorded as
 //! failed with `backlog`), never unbounded memory. The playlists gain EXT-X-ENDLIST only once the
 //! publisher is gone and the queue is empty, so a reader that sees ENDLIST has everything.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,11 +29,11 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::config::BroadcasterConfig;
-use crate::hls::{self, HlsSegment, Rendition};
+use crate::hls::{self, HlsSegment, Place, Rendition};
 use crate::orch::{OrchestratorPool, Payer, submit};
 use crate::records::{Attempt, RecordBook, SourceSegmentRecord};
 use crate::segmenter::{SegmenterConfig, SegmenterStats, SourceSegment};
-use crate::store::{SegmentBody, SegmentStore};
+use crate::store::{LeftSegment, SegmentBody, SegmentName, SegmentStore};
 
 /// Segments waiting for transcoding per stream before new ones are dropped.
 const TRANSCODE_QUEUE: usize = 8;
@@ -463,7 +472,9 @@ impl Broadcaster {
         let mut inner = stream.lock();
         inner.stats = SegmenterStats::default();
         let first_seq = inner.next_seq;
-        let restart = inner.publishes > 1;
+        // A discontinuity only where something was listed before: a publisher that left before
+        // its first segment was cut changed no timeline.
+        let restart = first_seq > 0;
         drop(inner);
         Ok(Publishing {
             stream,
@@ -572,7 +583,7 @@ impl Broadcaster {
         }
         let stream = match existing {
             Some(s) => s,
-            None => self.create(streams, id),
+            None => self.create(streams, id, ingest),
         };
         let mut inner = stream.lock();
         inner.live = true;
@@ -585,11 +596,12 @@ impl Broadcaster {
     }
 
     /// Creates stream `id` with its transcode worker, first forgetting the oldest ended streams
-    /// beyond `max_ended_streams`.
+    /// beyond `max_ended_streams`, and lists again what a crashed predecessor left of it.
     fn create(
         self: &Arc<Self>,
         streams: &mut HashMap<String, Arc<Stream>>,
         id: &str,
+        ingest: Ingest,
     ) -> Arc<Stream> {
         let mut ended: Vec<(Instant, String)> = streams
             .iter()
@@ -628,13 +640,14 @@ impl Broadcaster {
                 self.config.segment_duration_ms,
             )
         }));
+        let next_seq = self.resume_left(id, &mut renditions, ingest);
         let stream = Arc::new(Stream {
             manifest_id: id.to_string(),
             inner: Mutex::new(StreamInner {
                 renditions,
                 live: false,
                 ended_at: None,
-                next_seq: 0,
+                next_seq,
                 publishes: 0,
                 stats: SegmenterStats::default(),
                 last_push: None,
@@ -647,6 +660,86 @@ impl Broadcaster {
         streams.insert(id.to_string(), stream.clone());
         tokio::spawn(transcode_worker(self.clone(), stream.clone(), rx));
         stream
+    }
+
+    /// Lists in `renditions` what a crashed predecessor left of stream `id` (see the module
+    /// header); returns the stream's next sequence number, 0 when nothing was left.
+    fn resume_left(&self, id: &str, renditions: &mut [Rendition], ingest: Ingest) -> u64 {
+        let left = self.store.take_left(id);
+        if left.is_empty() {
+            return 0;
+        }
+        let mut by_rendition: HashMap<String, BTreeMap<u64, LeftSegment>> = HashMap::new();
+        for segment in left {
+            by_rendition
+                .entry(segment.name.rendition.clone())
+                .or_default()
+                .insert(segment.name.seq, segment);
+        }
+        let last = by_rendition
+            .values()
+            .filter_map(|kept| kept.keys().next_back())
+            .max()
+            .copied()
+            .unwrap_or(0);
+        // Every cut segment is in the source's window before any rendition of it: a number
+        // there whose rendition never came will never come now, and is a gap in it.
+        let source: BTreeMap<u64, SegmentName> = by_rendition
+            .get(hls::SOURCE)
+            .map(|kept| kept.iter().map(|(seq, s)| (*seq, s.name.clone())).collect())
+            .unwrap_or_default();
+        let mut listed = 0;
+        for r in renditions.iter_mut() {
+            let mut own = by_rendition.remove(&r.name).unwrap_or_default();
+            let mut seqs: BTreeSet<u64> = own.keys().copied().collect();
+            if r.name != hls::SOURCE {
+                seqs.extend(source.keys());
+            }
+            let entries: Vec<(HlsSegment, Place)> = seqs
+                .into_iter()
+                .filter_map(|seq| match own.remove(&seq) {
+                    Some(kept) => Some((
+                        HlsSegment {
+                            seq,
+                            duration_ms: kept.name.duration_ms,
+                            data: Some(kept.body),
+                            discontinuity: kept.name.discontinuity,
+                        },
+                        kept.name.place,
+                    )),
+                    None => source.get(&seq).map(|name| {
+                        let entry = HlsSegment {
+                            seq,
+                            duration_ms: name.duration_ms,
+                            data: None,
+                            discontinuity: name.discontinuity,
+                        };
+                        (entry, name.place)
+                    }),
+                })
+                .collect();
+            listed += entries.len();
+            r.resume(entries, self.config.hls_window);
+        }
+        let mut next_seq = last.saturating_add(1);
+        if ingest == Ingest::Rtmp {
+            // The segment being cut when the node died: its media is gone.
+            let open = HlsSegment {
+                seq: next_seq,
+                duration_ms: self.config.segment_duration_ms as i64,
+                data: None,
+                discontinuity: false,
+            };
+            for r in renditions.iter_mut() {
+                r.push(open.clone(), self.config.hls_window);
+            }
+            next_seq = next_seq.saturating_add(1);
+        }
+        tracing::info!(
+            "stream {id}: {listed} playlist entries a crashed broadcaster left listed again; \
+             numbering continues at {next_seq}"
+        );
+        next_seq
     }
 
     /// A cut source segment from a live publisher: served at once, queued for transcoding.
@@ -667,6 +760,8 @@ impl Broadcaster {
     /// Ends idle push streams and forgets streams that ended longer than the retention ago.
     pub fn forget_ended(&self) {
         let keep = Duration::from_secs(self.config.ended_stream_retention_secs);
+        // A crashed predecessor's streams ended when it died.
+        self.store.forget_left_after(keep);
         for s in self.streams().values() {
             let mut inner = s.lock();
             if inner.live && inner.last_push.is_some_and(|t| t.elapsed() > PUSH_IDLE_END) {
@@ -792,8 +887,23 @@ impl Stream {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The name `seg`'s `rendition` segment is kept under, recording its playlist entry.
+    fn segment_name(&self, rendition: &str, seg: &SourceSegment, place: Place) -> SegmentName {
+        SegmentName {
+            stream: self.manifest_id.clone(),
+            rendition: rendition.to_string(),
+            seq: seg.seq,
+            place,
+            duration_ms: seg.duration_ms,
+            discontinuity: seg.discontinuity,
+        }
+    }
+
     fn add_source(&self, b: &Broadcaster, seg: &SourceSegment) {
-        let data = b.store.keep(seg.data.clone());
+        let place = self.lock().renditions[0].place_of(seg.seq, seg.discontinuity);
+        let name = self.segment_name(hls::SOURCE, seg, place);
+        // Written before the lock is taken again: playlist requests never wait on a file.
+        let data = b.store.keep(&name, seg.data.clone());
         let mut inner = self.lock();
         inner.next_seq = inner.next_seq.max(seg.seq.saturating_add(1));
         let source = &mut inner.renditions[0];
@@ -812,10 +922,28 @@ impl Stream {
         seg: &SourceSegment,
         renditions: Vec<(String, Bytes)>,
     ) {
-        // Written (when spilled) before the lock is taken: playlist requests never wait on a file.
+        let places: Vec<Place> = {
+            let inner = self.lock();
+            renditions
+                .iter()
+                .map(|(name, _)| {
+                    inner
+                        .renditions
+                        .iter()
+                        .find(|r| r.name == *name)
+                        .map(|r| r.place_of(seg.seq, seg.discontinuity))
+                        .unwrap_or_default()
+                })
+                .collect()
+        };
+        // Written (when spilled) outside the lock: playlist requests never wait on a file.
         let mut renditions: Vec<(String, SegmentBody)> = renditions
             .into_iter()
-            .map(|(name, data)| (name, b.store.keep(data)))
+            .zip(places)
+            .map(|((name, data), place)| {
+                let body = b.store.keep(&self.segment_name(&name, seg, place), data);
+                (name, body)
+            })
             .collect();
         let mut inner = self.lock();
         let ladder = inner

@@ -7,6 +7,7 @@ mod hostile_ingest;
 mod hostile_orch;
 mod ingest;
 mod network;
+mod restart;
 mod rtmp_client;
 mod support;
 mod wire_inputs;
