@@ -44,6 +44,10 @@ pub use redemption::{RedemptionCounts, RedemptionEvent, RedemptionRecord};
 const MAX_CACHED_SENDERS: usize = 10_000;
 /// Longest wait for a sender's funds from the chain before the request is refused.
 const SENDER_FUNDS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait to refresh funds already cached before the cached copy serves: the refresh is
+/// on the path of a segment or a GetOrchestrator, which a broadcaster gives seconds (go-livepeer
+/// serves its sender monitor's cached funds and never reads the chain there).
+const STALE_FUNDS_REFRESH_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a sender's funds read from the chain are used unless set otherwise
 /// (`payments.sender_refresh_ms`).
 pub const DEFAULT_SENDER_REFRESH: Duration = Duration::from_secs(5);
@@ -394,7 +398,11 @@ impl Payments {
         let read = self
             .chain_call(
                 "sender funds",
-                SENDER_FUNDS_TIMEOUT,
+                if cached.is_some() {
+                    STALE_FUNDS_REFRESH_TIMEOUT
+                } else {
+                    SENDER_FUNDS_TIMEOUT
+                },
                 chain.broker.sender_funds(sender, claimant),
             )
             .await
