@@ -217,6 +217,15 @@ pub const CATALOG: &[MetricDef] = &[
         description: "how far a publisher fell behind the wall clock",
     },
     MetricDef {
+        name: "publish_reconnects",
+        kind: Counter,
+        unit: Plain,
+        better: Lower,
+        tags: STREAM_TAGS,
+        journal: None,
+        description: "times a publisher's connection to the ingest was lost and made again",
+    },
+    MetricDef {
         name: "vmaf",
         kind: Trend,
         unit: Plain,

@@ -19,7 +19,8 @@ pub trait ProbeObserver: Send + Sync {
     fn check(&self, c: &CheckObservation);
     /// A rendition stopped producing segments (once when detected, once when it ended).
     fn stall(&self, s: &StallObservation);
-    /// Publisher progress: connected, periodic progress, finished or failed.
+    /// Publisher progress: connected, periodic progress, connection lost and made again,
+    /// finished or failed.
     fn publish_progress(&self, p: &PublishObservation);
     /// One sampled segment scored by the quality probe (or why it could not be). Called from a
     /// blocking-pool thread. Default: ignored.
@@ -133,11 +134,15 @@ pub enum PublishPhase {
     /// Handshake, connect and publish accepted; media starts now.
     Started,
     Progress,
+    /// The connection was lost mid-stream (`error` says how); the publisher reconnects.
+    Disconnected,
+    /// A new connection publishes the stream again (`outage_ms` after it was lost).
+    Reconnected,
     Finished,
     Failed,
 }
 
-/// Publisher progress and lag behind the wall clock.
+/// Publisher progress, lag behind the wall clock and reconnects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublishObservation {
     pub stream_key: String,
@@ -157,6 +162,15 @@ pub struct PublishObservation {
     /// How late the latest batch went out relative to its wall-clock due time.
     pub lag_ms: f64,
     pub max_lag_ms: f64,
+    /// Times the connection was lost and made again so far.
+    #[serde(default)]
+    pub reconnects: u64,
+    /// Time without a connection so far, over every reconnect.
+    #[serde(default)]
+    pub disconnected_ms: f64,
+    /// `Reconnected` only: how long this outage lasted.
+    #[serde(default)]
+    pub outage_ms: Option<f64>,
     pub error: Option<String>,
 }
 

@@ -1,5 +1,5 @@
-//! The RTMP publisher probe: one TCP connection per stream, replaying the shared source in real
-//! time with shifted timestamps, logging when every video frame went out.
+//! The RTMP publisher probe: one TCP connection at a time per stream, replaying the shared source
+//! in real time with shifted timestamps, logging when every video frame went out.
 //!
 //! Design: one task per stream drives an `rml_rtmp` client session by hand (handshake, connect,
 //! createStream/publish) and then loops: serialise every packet that is due into one reusable
@@ -10,6 +10,14 @@
 //! so a publisher wakes about four times a second and many publishers wake at once (this cut
 //! the CPU per stream by 3x in the publishers benchmark). Media chunks are written straight
 //! into the reused buffer by [`crate::chunk`]: nothing is allocated per packet.
+//!
+//! A connection lost mid-stream (reset, end of stream, failed write) is made again as OBS makes
+//! it, not given up as ffmpeg does: the same URL and stream key after a pause that doubles from
+//! `reconnect_backoff` to `reconnect_max_backoff`, until the stream's end. The timeline goes on
+//! from where the wall clock is then, at the next key frame: what fell due while disconnected is
+//! never sent, and every frame's timestamp and logged send time stay its true media time, which
+//! latency is measured from. Each reconnect is reported (`Disconnected`, then `Reconnected` with
+//! the outage's length).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +36,7 @@ use tokio::net::tcp::{ReadHalf, WriteHalf};
 use crate::chunk;
 use crate::clock::now_unix_ms;
 use crate::observe::{PublishObservation, PublishPhase};
-use crate::replay::ReplaySource;
+use crate::replay::{ReplayPacket, ReplaySource};
 use crate::sendlog::SendLog;
 
 /// Where to publish: parsed from `rtmp://host[:port]/app[/stream key]`.
@@ -120,6 +128,11 @@ pub struct PublishOptions {
     /// Packets due within this window are sent together: the publisher wakes at most about
     /// once per window instead of once per packet (the send log keeps the true send times).
     pub send_ahead: Duration,
+    /// After the connection drops mid-stream, the pause before the first new attempt; it
+    /// doubles after every failed attempt up to `reconnect_max_backoff`, and attempts go on
+    /// until the stream's end.
+    pub reconnect_backoff: Duration,
+    pub reconnect_max_backoff: Duration,
 }
 
 impl Default for PublishOptions {
@@ -131,6 +144,8 @@ impl Default for PublishOptions {
             progress_interval: Duration::from_secs(1),
             max_lag: Duration::from_secs(10),
             send_ahead: Duration::from_millis(250),
+            reconnect_backoff: Duration::from_millis(250),
+            reconnect_max_backoff: Duration::from_secs(2),
         }
     }
 }
@@ -165,6 +180,15 @@ pub enum PublishError {
     Io { url: String, source: std::io::Error },
     #[error("publishing to {url} fell {lag_ms:.0} ms behind the wall clock")]
     TooSlow { url: String, lag_ms: f64 },
+    #[error(
+        "the connection to {url} was lost after {media_ms:.0} ms of media and not made again by the stream's end ({attempts} attempts; last: {last})"
+    )]
+    Lost {
+        url: String,
+        media_ms: f64,
+        attempts: u32,
+        last: String,
+    },
 }
 
 /// What a finished publish did.
@@ -177,6 +201,10 @@ pub struct PublishSummary {
     pub loops: u64,
     pub max_lag_ms: f64,
     pub started_unix_ms: i64,
+    /// Times the connection was lost and made again.
+    pub reconnects: u64,
+    /// Time without a connection, over every reconnect.
+    pub disconnected_ms: f64,
 }
 
 /// One stream's publisher.
@@ -214,7 +242,8 @@ impl RtmpPublisher {
     }
 
     /// Publishes for the configured duration. `progress` gets a `Started` observation, one
-    /// `Progress` per interval and a final `Finished` or `Failed`.
+    /// `Progress` per interval, a `Disconnected` and a `Reconnected` around every time the
+    /// connection was lost and found again, and a final `Finished` or `Failed`.
     pub async fn run(
         &self,
         progress: &mut (dyn FnMut(&PublishObservation) + Send),
@@ -234,10 +263,109 @@ impl RtmpPublisher {
         state: &mut SendState,
         progress: &mut (dyn FnMut(&PublishObservation) + Send),
     ) -> Result<(), PublishError> {
-        let url = self.target.url.clone();
+        let mut io = Buffers {
+            read: vec![0u8; 16 * 1024],
+            write: Vec::with_capacity(64 * 1024),
+            positions: Vec::with_capacity(64),
+        };
+        // The first connection's failures are final: there is no stream to resume yet.
         let setup_deadline = tokio::time::Instant::now() + self.options.setup_timeout;
+        let mut conn = self.open(setup_deadline, &mut io).await?;
+        self.start_media(&mut conn, 0, &mut io.write)?;
+        let timeline = Timeline::new(
+            &self.source,
+            self.options.start_frame,
+            self.options.duration,
+        );
+        let mut cursor = timeline.first();
+        let start = Instant::now();
+        state.started(now_unix_ms());
+        progress(&state.observation(PublishPhase::Started, None));
+        loop {
+            let lost = match self
+                .send(
+                    &mut conn,
+                    &timeline,
+                    &mut cursor,
+                    start,
+                    state,
+                    progress,
+                    &mut io,
+                )
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e @ PublishError::TooSlow { .. }) => return Err(e),
+                Err(e) => e,
+            };
+            let down = Instant::now();
+            drop(conn);
+            // What was queued never went out: its frames are not logged as sent.
+            io.write.clear();
+            io.positions.clear();
+            progress(&state.observation(PublishPhase::Disconnected, Some(lost.to_string())));
+            let end = start + self.options.duration;
+            conn = self.reconnect(lost, end, state, &mut io).await?;
+            // Media picks up where the wall clock is now, stamped with the time it is sent at,
+            // so timestamps go on rising by the time that passed.
+            let now_ms = start.elapsed().as_secs_f64() * 1000.0;
+            cursor = timeline.resume_at(cursor, now_ms);
+            state.loops = cursor.pass;
+            self.start_media(&mut conn, timeline.ts(cursor).round() as u32, &mut io.write)?;
+            let outage = down.elapsed().as_secs_f64() * 1000.0;
+            state.reconnected(outage);
+            progress(&state.observation(PublishPhase::Reconnected, None));
+        }
+    }
+
+    /// Opens a new connection after `lost` ended the last one: an attempt after a pause that
+    /// starts at `reconnect_backoff` and doubles up to `reconnect_max_backoff`, as OBS retries
+    /// (ffmpeg does not retry at all), until `end`.
+    async fn reconnect(
+        &self,
+        lost: PublishError,
+        end: Instant,
+        state: &SendState,
+        io: &mut Buffers,
+    ) -> Result<Connection, PublishError> {
+        let mut pause = self.options.reconnect_backoff;
+        let mut last = lost.to_string();
+        let mut attempts = 0u32;
+        loop {
+            let wake = (Instant::now() + pause).min(end);
+            tokio::time::sleep_until(tokio::time::Instant::from_std(wake)).await;
+            if Instant::now() >= end {
+                return Err(PublishError::Lost {
+                    url: self.target.url.clone(),
+                    media_ms: state.media_ms,
+                    attempts,
+                    last,
+                });
+            }
+            attempts += 1;
+            let deadline = (Instant::now() + self.options.setup_timeout).min(end);
+            match self
+                .open(tokio::time::Instant::from_std(deadline), io)
+                .await
+            {
+                Ok(conn) => return Ok(conn),
+                Err(e) => last = e.to_string(),
+            }
+            io.write.clear();
+            pause = (pause * 2).min(self.options.reconnect_max_backoff.max(pause));
+        }
+    }
+
+    /// Connects and sets up a publishing session: TCP connect, handshake, `connect`,
+    /// `createStream` and `publish` accepted, all within `setup_deadline`.
+    async fn open(
+        &self,
+        setup_deadline: tokio::time::Instant,
+        io: &mut Buffers,
+    ) -> Result<Connection, PublishError> {
+        let url = self.target.url.clone();
         let addr = format!("{}:{}", self.target.host, self.target.port);
-        let mut stage = "tcp connect";
+        let stage = "tcp connect";
         let timeout_err = |stage| PublishError::SetupTimeout {
             url: url.clone(),
             timeout: self.options.setup_timeout,
@@ -252,20 +380,17 @@ impl RtmpPublisher {
             })?;
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = stream.split();
-        let mut rbuf = vec![0u8; 16 * 1024];
-        let io = |source| PublishError::Io {
-            url: url.clone(),
-            source,
-        };
         let sess = |e: rml_rtmp::sessions::ClientSessionError| PublishError::Session {
             url: url.clone(),
             reason: e.to_string(),
         };
+        let rbuf = &mut io.read;
+        let wbuf = &mut io.write;
 
-        stage = "handshake";
+        let stage = "handshake";
         let leftover = tokio::time::timeout_at(
             setup_deadline,
-            handshake(&mut reader, &mut writer, &mut rbuf, &url),
+            handshake(&mut reader, &mut writer, rbuf, &url),
         )
         .await
         .map_err(|_| timeout_err(stage))??;
@@ -275,16 +400,11 @@ impl RtmpPublisher {
         config.chunk_size = chunk::CHUNK_SIZE as u32;
         config.flash_version = "FMLE/3.0 (compatible; lpt)".into();
         let (mut session, _) = ClientSession::new(config).map_err(sess)?;
-        let mut wbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
 
         let setup = async {
             let mut events = Vec::new();
-            feed(&mut session, &leftover, &mut wbuf, &mut events).map_err(sess)?;
-            push(
-                session.request_connection(self.target.app.clone()),
-                &mut wbuf,
-            )
-            .map_err(sess)?;
+            feed(&mut session, &leftover, wbuf, &mut events).map_err(sess)?;
+            push(session.request_connection(self.target.app.clone()), wbuf).map_err(sess)?;
             // The server's answer to what was just pushed.
             macro_rules! answer {
                 ($pick:expr) => {
@@ -292,8 +412,8 @@ impl RtmpPublisher {
                         &mut session,
                         &mut reader,
                         &mut writer,
-                        &mut rbuf,
-                        &mut wbuf,
+                        rbuf,
+                        wbuf,
                         &url,
                         $pick,
                     )
@@ -314,7 +434,7 @@ impl RtmpPublisher {
             push(
                 session
                     .request_publishing(self.target.stream_key.clone(), PublishRequestType::Live),
-                &mut wbuf,
+                wbuf,
             )
             .map_err(sess)?;
             answer!(|e| match e {
@@ -326,7 +446,27 @@ impl RtmpPublisher {
         tokio::time::timeout_at(setup_deadline, setup)
             .await
             .map_err(|_| timeout_err("connect/publish"))??;
+        Ok(Connection {
+            stream,
+            session,
+            msid: 0,
+        })
+    }
 
+    /// Queues the stream's metadata and sequence headers, stamped `at_ms`, and learns the
+    /// message stream id the media chunks go on.
+    fn start_media(
+        &self,
+        conn: &mut Connection,
+        at_ms: u32,
+        wbuf: &mut Vec<u8>,
+    ) -> Result<(), PublishError> {
+        let url = &self.target.url;
+        let sess = |e: rml_rtmp::sessions::ClientSessionError| PublishError::Session {
+            url: url.clone(),
+            reason: e.to_string(),
+        };
+        let session = &mut conn.session;
         let source = &*self.source;
         let mut metadata = StreamMetadata::new();
         metadata.video_width = Some(source.format.width);
@@ -339,11 +479,15 @@ impl RtmpPublisher {
             metadata.audio_codec_id = Some(10);
         }
         metadata.encoder = Some("lpt probes".into());
-        push(session.publish_metadata(&metadata), &mut wbuf).map_err(sess)?;
+        push(session.publish_metadata(&metadata), wbuf).map_err(sess)?;
         // The session serialises the video sequence header with a full chunk header, which is
-        // where the stream id from createStream can be read for the media chunks written below.
+        // where the stream id from createStream can be read for the media chunks written later.
         let header = session
-            .publish_video_data(source.video_header.clone(), RtmpTimestamp::new(0), false)
+            .publish_video_data(
+                source.video_header.clone(),
+                RtmpTimestamp::new(at_ms),
+                false,
+            )
             .map_err(sess)?;
         let ClientSessionResult::OutboundResponse(header) = header else {
             return Err(PublishError::Session {
@@ -351,7 +495,7 @@ impl RtmpPublisher {
                 reason: "the session produced no video header packet".into(),
             });
         };
-        let msid = chunk::message_stream_id_of_full_chunk(&header.bytes).ok_or_else(|| {
+        conn.msid = chunk::message_stream_id_of_full_chunk(&header.bytes).ok_or_else(|| {
             PublishError::Session {
                 url: url.clone(),
                 reason: "cannot read the message stream id of the video header".into(),
@@ -360,44 +504,61 @@ impl RtmpPublisher {
         wbuf.extend_from_slice(&header.bytes);
         if let Some(audio) = &source.audio_header {
             push(
-                session.publish_audio_data(audio.clone(), RtmpTimestamp::new(0), false),
-                &mut wbuf,
+                session.publish_audio_data(audio.clone(), RtmpTimestamp::new(at_ms), false),
+                wbuf,
             )
             .map_err(sess)?;
         }
+        Ok(())
+    }
 
-        let start = Instant::now();
-        state.started(now_unix_ms());
-        progress(&state.observation(PublishPhase::Started, None));
-
-        let (start_index, _) = source.start_point(self.options.start_frame);
-        let packets = &source.packets;
-        let base_dts = packets[start_index].dts_ms as f64;
-        let duration_ms = self.options.duration.as_secs_f64() * 1000.0;
+    /// Sends the timeline from `cursor` on, each packet when it is due (media time from
+    /// `start`), until the stream's end (`Ok`, the publish stopped cleanly) or until the
+    /// connection fails (`cursor` is then the first packet not sent).
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        conn: &mut Connection,
+        timeline: &Timeline<'_>,
+        cursor: &mut Cursor,
+        start: Instant,
+        state: &mut SendState,
+        progress: &mut (dyn FnMut(&PublishObservation) + Send),
+        io: &mut Buffers,
+    ) -> Result<(), PublishError> {
+        let url = &self.target.url;
+        let io_err = |source| PublishError::Io {
+            url: url.clone(),
+            source,
+        };
+        let sess = |e: rml_rtmp::sessions::ClientSessionError| PublishError::Session {
+            url: url.clone(),
+            reason: e.to_string(),
+        };
+        let msid = conn.msid;
+        let session = &mut conn.session;
+        let (mut reader, mut writer) = conn.stream.split();
+        let Buffers {
+            read: rbuf,
+            write: wbuf,
+            positions,
+        } = io;
         let max_lag_ms = self.options.max_lag.as_secs_f64() * 1000.0;
         let ahead = self.options.send_ahead;
-        let mut index = start_index;
-        let mut pass: u64 = 0;
-        let mut positions: Vec<u64> = Vec::with_capacity(64);
-        let mut next_progress = start + self.options.progress_interval;
-        // Rotated decode timestamp of packet `i` within its pass.
-        let rotated = |i: usize| {
-            let d = packets[i].dts_ms as f64 - base_dts;
-            if d < 0.0 { d + source.loop_ms } else { d }
-        };
+        let mut next_progress = Instant::now() + self.options.progress_interval;
         loop {
-            let ts = rotated(index) + pass as f64 * source.loop_ms;
-            if ts >= duration_ms {
+            let ts = timeline.ts(*cursor);
+            if ts >= timeline.duration_ms {
                 break;
             }
             let now = Instant::now();
             let due = start + Duration::from_secs_f64(ts / 1000.0);
             if due > now + ahead {
                 if !wbuf.is_empty() {
-                    writer.write_all(&wbuf).await.map_err(io)?;
+                    writer.write_all(wbuf).await.map_err(io_err)?;
                     state.bytes_sent += wbuf.len() as u64;
                     wbuf.clear();
-                    self.log.record(&positions, now_unix_ms());
+                    self.log.record(positions, now_unix_ms());
                     positions.clear();
                 }
                 if now >= next_progress {
@@ -410,13 +571,13 @@ impl RtmpPublisher {
                     tokio::time::Instant::from_std(crate::clock::align_up(due - ahead, ahead / 4));
                 tokio::select! {
                     _ = tokio::time::sleep_until(wake) => {}
-                    read = reader.read(&mut rbuf) => {
-                        let n = read.map_err(io)?;
+                    read = reader.read(rbuf) => {
+                        let n = read.map_err(io_err)?;
                         if n == 0 {
                             return Err(PublishError::Closed { url: url.clone(), media_ms: state.media_ms });
                         }
                         let mut events = Vec::new();
-                        feed(&mut session, &rbuf[..n], &mut wbuf, &mut events).map_err(sess)?;
+                        feed(session, &rbuf[..n], wbuf, &mut events).map_err(sess)?;
                     }
                 }
                 continue;
@@ -430,16 +591,16 @@ impl RtmpPublisher {
                     lag_ms: lag,
                 });
             }
-            let packet = &packets[index];
+            let packet = &timeline.packets[cursor.index];
             let timestamp = ts.round() as u32;
             match packet.kind {
                 MediaKind::Video => {
                     if let Some(frame) = packet.frame {
-                        positions.push(self.log.position(pass, frame));
+                        positions.push(self.log.position(cursor.pass, frame));
                         state.frames_sent += 1;
                     }
                     chunk::write_message(
-                        &mut wbuf,
+                        wbuf,
                         chunk::VIDEO_CSID,
                         chunk::VIDEO_TYPE,
                         timestamp,
@@ -448,7 +609,7 @@ impl RtmpPublisher {
                     );
                 }
                 MediaKind::Audio => chunk::write_message(
-                    &mut wbuf,
+                    wbuf,
                     chunk::AUDIO_CSID,
                     chunk::AUDIO_TYPE,
                     timestamp,
@@ -458,20 +619,14 @@ impl RtmpPublisher {
             }
             state.packets_sent += 1;
             state.media_ms = ts;
-            index += 1;
-            if index == packets.len() {
-                index = 0;
-            }
-            if index == start_index {
-                pass += 1;
-                state.loops = pass;
-            }
+            *cursor = timeline.next(*cursor);
+            state.loops = cursor.pass;
             // Bound the batch so a stream that is far behind still flushes regularly.
             if wbuf.len() >= 256 * 1024 {
-                writer.write_all(&wbuf).await.map_err(io)?;
+                writer.write_all(wbuf).await.map_err(io_err)?;
                 state.bytes_sent += wbuf.len() as u64;
                 wbuf.clear();
-                self.log.record(&positions, now_unix_ms());
+                self.log.record(positions, now_unix_ms());
                 positions.clear();
             }
         }
@@ -483,12 +638,99 @@ impl RtmpPublisher {
             }
         }
         if !wbuf.is_empty() {
-            writer.write_all(&wbuf).await.map_err(io)?;
+            writer.write_all(wbuf).await.map_err(io_err)?;
             state.bytes_sent += wbuf.len() as u64;
-            self.log.record(&positions, now_unix_ms());
+            wbuf.clear();
+            self.log.record(positions, now_unix_ms());
+            positions.clear();
         }
         let _ = writer.shutdown().await;
         Ok(())
+    }
+}
+
+/// The buffers a publisher reuses across packets and connections.
+struct Buffers {
+    read: Vec<u8>,
+    write: Vec<u8>,
+    /// Send-log positions of the frames queued in `write`.
+    positions: Vec<u64>,
+}
+
+/// One connection, publishing.
+struct Connection {
+    stream: TcpStream,
+    session: ClientSession,
+    /// The message stream id `createStream` gave, which media chunks go on.
+    msid: u32,
+}
+
+/// The looped clip as one stream sends it: the packet at a [`Cursor`] goes out at media time
+/// [`Timeline::ts`], milliseconds from the stream's start.
+struct Timeline<'a> {
+    packets: &'a [ReplayPacket],
+    loop_ms: f64,
+    /// The packet the stream starts at (a key frame), where every pass starts.
+    start_index: usize,
+    base_dts: f64,
+    duration_ms: f64,
+}
+
+/// A packet of the timeline: index into the clip's packets and the pass over the clip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cursor {
+    index: usize,
+    pass: u64,
+}
+
+impl<'a> Timeline<'a> {
+    fn new(source: &'a ReplaySource, start_frame: u32, duration: Duration) -> Self {
+        let (start_index, _) = source.start_point(start_frame);
+        Timeline {
+            packets: &source.packets,
+            loop_ms: source.loop_ms,
+            start_index,
+            base_dts: source.packets[start_index].dts_ms as f64,
+            duration_ms: duration.as_secs_f64() * 1000.0,
+        }
+    }
+
+    fn first(&self) -> Cursor {
+        Cursor {
+            index: self.start_index,
+            pass: 0,
+        }
+    }
+
+    /// Media time of the packet at `c`: its decode timestamp rotated to the stream's start,
+    /// plus the passes before it.
+    fn ts(&self, c: Cursor) -> f64 {
+        let d = self.packets[c.index].dts_ms as f64 - self.base_dts;
+        let d = if d < 0.0 { d + self.loop_ms } else { d };
+        d + c.pass as f64 * self.loop_ms
+    }
+
+    fn next(&self, c: Cursor) -> Cursor {
+        let index = (c.index + 1) % self.packets.len();
+        let pass = c.pass + (index == self.start_index) as u64;
+        Cursor { index, pass }
+    }
+
+    /// The first video key frame at or after media time `at_ms`, from `c` on (or the first
+    /// packet past the end): where a publisher that lost its connection picks the timeline up
+    /// again. As OBS does, it neither sends late what fell due while it was away nor starts
+    /// mid-GOP, where a decoder could not start.
+    fn resume_at(&self, mut c: Cursor, at_ms: f64) -> Cursor {
+        loop {
+            let ts = self.ts(c);
+            let packet = &self.packets[c.index];
+            if ts >= self.duration_ms
+                || (ts >= at_ms && packet.kind == MediaKind::Video && packet.is_key)
+            {
+                return c;
+            }
+            c = self.next(c);
+        }
     }
 }
 
@@ -504,6 +746,10 @@ struct SendState {
     loops: u64,
     lag_ms: f64,
     max_lag_ms: f64,
+    reconnects: u64,
+    disconnected_ms: f64,
+    /// The outage that the latest reconnect ended.
+    outage_ms: Option<f64>,
 }
 
 impl SendState {
@@ -519,7 +765,16 @@ impl SendState {
             loops: 0,
             lag_ms: 0.0,
             max_lag_ms: 0.0,
+            reconnects: 0,
+            disconnected_ms: 0.0,
+            outage_ms: None,
         }
+    }
+
+    fn reconnected(&mut self, outage_ms: f64) {
+        self.reconnects += 1;
+        self.disconnected_ms += outage_ms;
+        self.outage_ms = Some(outage_ms);
     }
 
     fn started(&mut self, at: i64) {
@@ -540,6 +795,11 @@ impl SendState {
             loops: self.loops,
             lag_ms: self.lag_ms,
             max_lag_ms: self.max_lag_ms,
+            reconnects: self.reconnects,
+            disconnected_ms: self.disconnected_ms,
+            outage_ms: (phase == PublishPhase::Reconnected)
+                .then_some(self.outage_ms)
+                .flatten(),
             error,
         }
     }
@@ -553,6 +813,8 @@ impl SendState {
             loops: self.loops,
             max_lag_ms: self.max_lag_ms,
             started_unix_ms: self.started_unix_ms.unwrap_or(0),
+            reconnects: self.reconnects,
+            disconnected_ms: self.disconnected_ms,
         }
     }
 }
@@ -708,6 +970,82 @@ mod tests {
         );
         let t = RtmpTarget::parse("rtmp://h/live/k?token=1").unwrap();
         assert_eq!(t.stream_key, "k?token=1");
+    }
+
+    /// A clip of `gops` GOPs of three 100 ms frames, with an audio packet after each key frame.
+    fn clip(gops: u32) -> ReplaySource {
+        let mut packets = Vec::new();
+        for frame in 0..gops * 3 {
+            let is_key = frame % 3 == 0;
+            let video = ReplayPacket {
+                kind: MediaKind::Video,
+                dts_ms: frame * 100,
+                is_key,
+                body: bytes::Bytes::new(),
+                frame: Some(frame),
+            };
+            packets.push(video);
+            if is_key {
+                packets.push(ReplayPacket {
+                    kind: MediaKind::Audio,
+                    dts_ms: frame * 100 + 10,
+                    is_key: false,
+                    body: bytes::Bytes::new(),
+                    frame: None,
+                });
+            }
+        }
+        ReplaySource {
+            format: reference_transcoder::VideoFormat {
+                width: 64,
+                height: 64,
+                fps_num: 10,
+                fps_den: 1,
+                gop_frames: 3,
+                stream_id: 1,
+            },
+            clip_frames: gops * 3,
+            loop_ms: f64::from(gops * 300),
+            bytes_per_loop: 0,
+            video_header: bytes::Bytes::new(),
+            audio_header: None,
+            packets,
+        }
+    }
+
+    #[test]
+    fn a_resumed_timeline_starts_at_the_next_key_frame_due_and_stamps_go_on_rising() {
+        let source = clip(3);
+        // Starting at frame 3: media time 0 is frame 3, the clip loops every 900 ms.
+        let timeline = Timeline::new(&source, 3, Duration::from_millis(2500));
+        let first = timeline.first();
+        assert_eq!(source.packets[first.index].frame, Some(3));
+        let frame_at = |c: Cursor| (source.packets[c.index].frame, c.pass, timeline.ts(c));
+        // Lost 350 ms in: frames due then are skipped up to the key frame at 600 ms (frame 0 of
+        // the clip's next pass round, the stream's third GOP).
+        let resumed = timeline.resume_at(timeline.next(first), 350.0);
+        assert_eq!(frame_at(resumed), (Some(0), 0, 600.0));
+        // Exactly on a key frame's time: that one.
+        assert_eq!(
+            frame_at(timeline.resume_at(first, 300.0)),
+            (Some(6), 0, 300.0)
+        );
+        // Over a pass boundary: the stream's passes go on counting.
+        assert_eq!(
+            frame_at(timeline.resume_at(first, 1000.0)),
+            (Some(6), 1, 1200.0)
+        );
+        // Past the end: a cursor whose time is the end or later, so sending stops at once.
+        let after = timeline.resume_at(first, 5000.0);
+        assert!(timeline.ts(after) >= 2500.0);
+        // Media time only rises, also across the clip's loop.
+        let mut c = first;
+        let mut last = -1.0;
+        while timeline.ts(c) < 2500.0 {
+            assert!(timeline.ts(c) > last, "{c:?}");
+            last = timeline.ts(c);
+            c = timeline.next(c);
+        }
     }
 
     #[test]

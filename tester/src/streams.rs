@@ -6,7 +6,8 @@
 //! record feeds the live registry through the metric table's mapping (`Registry::add_record`),
 //! tagged with its workload, stream and rendition columns (and, in a capacity search, the stream
 //! count at the time, so each step can be judged alone). Only the samples no record column holds
-//! (stream-tester's segment latency, VMAF deficit, stalls, publisher lag) are added by name here.
+//! (stream-tester's segment latency, VMAF deficit, stalls, publisher lag and reconnects) are added
+//! by name here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use probes::{
 };
 use reports::JournalWriter;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::executors::{LiveLoad, StreamFuture, StreamRunner, StreamSpec};
 use crate::metrics::{Registry, Tags};
@@ -195,7 +196,23 @@ impl ProbeObserver for MetricsObserver {
         let mut tags = self.tags(&p.stream_key, None);
         match p.phase {
             PublishPhase::Progress => self.registry.add("publish_lag", &tags, p.lag_ms),
+            PublishPhase::Disconnected => {
+                let error = p.error.as_deref().unwrap_or("connection lost");
+                warn!(stream = %p.stream_key, "publisher disconnected ({error}); reconnecting");
+            }
+            PublishPhase::Reconnected => {
+                self.registry.add("publish_reconnects", &tags, 1.0);
+                info!(
+                    stream = %p.stream_key,
+                    "publisher reconnected after {:.0} ms without a connection",
+                    p.outage_ms.unwrap_or(0.0)
+                );
+            }
             PublishPhase::Started | PublishPhase::Failed => {
+                if p.phase == PublishPhase::Started {
+                    // A stream that never reconnects counts 0, so a threshold judges it.
+                    self.registry.add("publish_reconnects", &tags, 0.0);
+                }
                 tags.insert("check".into(), "publish".into());
                 self.registry
                     .add_bool("checks", &tags, p.phase == PublishPhase::Started);

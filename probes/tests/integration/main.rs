@@ -13,6 +13,7 @@ mod nginx_probe;
 mod nginx_publish;
 mod nginx_quality;
 mod payments;
+mod publisher_reconnect;
 
 mod hls_gaps;
 mod hostile_playlists;
