@@ -5,6 +5,12 @@
 //! A segment the playlist marks `#EXT-X-GAP` is reported failed ([`PullError::Gap`]) without a
 //! request. It still counts as the playlist moving on: the server has said the segment will
 //! never come, so the time it covers is no stall.
+//!
+//! A playlist that cannot be read for a while (a server restarting: connections refused, then 404
+//! until its stream is published again) is a failed poll each time and is polled on at the same
+//! pace until the deadline, never given up: when it comes back numbered on, the segments that
+//! left its window meanwhile are missed, and a discontinuity is taken as announced (continuity is
+//! not judged across it).
 
 use std::sync::Arc;
 use std::time::Duration;

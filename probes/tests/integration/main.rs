@@ -16,5 +16,6 @@ mod payments;
 mod publisher_reconnect;
 
 mod hls_gaps;
+mod hls_restart;
 mod hostile_playlists;
 mod wire_inputs;
