@@ -20,7 +20,7 @@ use observation::record::ChaosRecord;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::scenario::{ChaosAction, ChaosEvent};
+use crate::scenario::{ChaosAction, ChaosEvent, StackNode};
 use crate::stack::EmbeddedStack;
 use recovery::Occurrence;
 
@@ -149,8 +149,13 @@ async fn carry_out(
             tokio::time::sleep(*down_for).await;
             let down = std::time::Instant::now();
             stack.restart(*node).await?;
+            let how = if *node == StackNode::Chain {
+                "stopped (SIGTERM, its state kept)"
+            } else {
+                "killed (SIGKILL)"
+            };
             Ok(format!(
-                "{node} killed (SIGKILL), started again after {down_for:?}, ready in {:?}",
+                "{node} {how}, started again after {down_for:?}, ready in {:?}",
                 down.elapsed()
             ))
         }

@@ -222,9 +222,8 @@ impl Timeline {
             let Some(now) = clock else {
                 if *good {
                     // It starts playing the holdback later, and the next is due when it ends.
-                    clock = Some(
-                        *arrival as f64 + (PLAYER_HOLDBACK_SEGMENTS + 1.0) * self.segment_ms,
-                    );
+                    clock =
+                        Some(*arrival as f64 + (PLAYER_HOLDBACK_SEGMENTS + 1.0) * self.segment_ms);
                 }
                 continue;
             };

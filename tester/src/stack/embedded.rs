@@ -88,6 +88,13 @@ impl Node {
     }
 }
 
+fn find(nodes: &mut [Node], name: StackNode) -> anyhow::Result<&mut Node> {
+    nodes
+        .iter_mut()
+        .find(|n| n.name == name)
+        .ok_or_else(|| anyhow!("this stack has no {name}"))
+}
+
 /// A running embedded stack; dropping it stops every part.
 pub struct EmbeddedStack {
     pub endpoints: Endpoints,
@@ -379,28 +386,15 @@ impl EmbeddedStack {
         &self.ticket_journals
     }
 
-    /// Whether `node` is part of this stack.
-    pub async fn has(&self, node: StackNode) -> bool {
-        node == StackNode::Chain && self.chain.is_some()
-            || self.nodes.lock().await.iter().any(|n| n.name == node)
-    }
-
     /// Takes `node` down: SIGKILL, as a crash would end it; the chain is stopped with SIGTERM
     /// instead, so that anvil writes the state it comes back with. Its ports stay reserved
     /// until [`restart`](Self::restart).
     pub async fn kill(&self, node: StackNode) -> anyhow::Result<()> {
         if node == StackNode::Chain {
-            let chain = self
-                .chain
-                .as_ref()
-                .ok_or_else(|| anyhow!("this stack has no chain"))?;
-            return Ok(chain.stop_keeping_state()?);
+            return Ok(self.local_chain()?.stop_keeping_state()?);
         }
         let mut nodes = self.nodes.lock().await;
-        let node = nodes
-            .iter_mut()
-            .find(|n| n.name == node)
-            .ok_or_else(|| anyhow!("this stack has no {node}"))?;
+        let node = find(&mut nodes, node)?;
         node.child.kill().await;
         node.held = node
             .ports
@@ -415,19 +409,18 @@ impl EmbeddedStack {
     /// state it wrote), and waits until it announces itself ready.
     pub async fn restart(&self, node: StackNode) -> anyhow::Result<()> {
         if node == StackNode::Chain {
-            let chain = self
-                .chain
-                .as_ref()
-                .ok_or_else(|| anyhow!("this stack has no chain"))?;
-            return Ok(chain.start_again()?);
+            return Ok(self.local_chain()?.start_again()?);
         }
         let mut nodes = self.nodes.lock().await;
-        let node = nodes
-            .iter_mut()
-            .find(|n| n.name == node)
-            .ok_or_else(|| anyhow!("this stack has no {node}"))?;
+        let node = find(&mut nodes, node)?;
         node.held.clear();
         node.child.restart().await
+    }
+
+    fn local_chain(&self) -> anyhow::Result<&protocol::chain::LocalChain> {
+        self.chain
+            .as_ref()
+            .ok_or_else(|| anyhow!("this stack has no chain"))
     }
 
     /// Stops the chain answering the nodes (connections held silent) until [`chain_resume`].
@@ -446,16 +439,6 @@ impl EmbeddedStack {
             .ok_or_else(|| anyhow!("this stack has no chain"))?
             .open();
         Ok(())
-    }
-
-    /// The PIDs of the node processes now running (for checks that nothing outlives a run).
-    pub async fn pids(&self) -> Vec<u32> {
-        self.nodes
-            .lock()
-            .await
-            .iter()
-            .filter_map(|node| node.child.pid())
-            .collect()
     }
 }
 

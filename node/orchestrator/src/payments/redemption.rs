@@ -50,6 +50,8 @@ use super::{ChainLink, Payments};
 use crate::faults::Faults;
 use crate::journal::JournaledWinner;
 
+/// The TicketBroker's revert while the current round waits to be initialized.
+const ROUND_NOT_INITIALIZED: &str = "current round is not initialized";
 /// Requests a chain view read makes (head, gas price, round, round hash): its call may take
 /// this many request timeouts.
 const VIEW_REQUESTS: u32 = 4;
@@ -551,6 +553,14 @@ impl Payments {
             Err(ChainError::Reverted { reason, .. }) if reason == "ticket is used" => {
                 // Used between the look and the send: by a send of ours whose answer was lost.
                 self.already_used(pending, head_number);
+                return Tried::Done;
+            }
+            Err(ChainError::Reverted { reason, .. }) if reason == ROUND_NOT_INITIALIZED => {
+                // A new round waits for its keeper (go-livepeer's round initializer, the
+                // embedded stack's ticker) for a few blocks; the ticket stays good for its
+                // creation round and the next, so wait without spending an attempt.
+                pending.last_error = Some(reason);
+                self.requeue(pending);
                 return Tried::Done;
             }
             Err(err) => {
