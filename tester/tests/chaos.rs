@@ -24,6 +24,11 @@ fn events(run: &LptRun, labels: &[&str]) -> Vec<Value> {
     events
 }
 
+/// The one chaos record of the run, asserted carried out.
+fn the_event(run: &LptRun, label: &str) -> Value {
+    events(run, &[label]).remove(0)
+}
+
 /// Tickets in an orchestrator's journal: it was paid for work.
 fn tickets_received(run: &LptRun, orchestrator: u32) -> usize {
     let path = run
@@ -75,6 +80,108 @@ fn killed_orchestrators_cost_each_stream_under_one_segment_and_no_video() {
         assert!((0.0..3000.0).contains(&failover), "{stream:#}");
         assert_eq!(stream["segments_lost"], 0, "{stream:#}");
         assert_eq!(stream["recovered"], true, "{stream:#}");
+    }
+    passed(&run);
+}
+
+#[test]
+fn one_of_two_transcoders_killed_mid_segment_and_restarted_loses_nothing() {
+    let run = run("scenarios/chaos/restart-transcoder.toml");
+    let event = the_event(&run, "restart:transcoder-0-0@20s");
+    let lasted = event["end_ms"].as_i64().unwrap() - event["t_ms"].as_i64().unwrap();
+    assert!((5000..20_000).contains(&lasted), "{event:#}");
+    let streams = stream_recoveries(&run);
+    assert_eq!(streams.len(), 2, "{streams:#?}");
+    for stream in streams {
+        assert_eq!(stream["segments_lost"], 0, "{stream:#}");
+        assert!(
+            stream["failover_time_ms"].as_f64().unwrap() < 3000.0,
+            "{stream:#}"
+        );
+    }
+    passed(&run);
+}
+
+#[test]
+fn a_ten_second_chain_outage_loses_no_redemption() {
+    let run = run("scenarios/chaos/chain-outage.toml");
+    let event = the_event(&run, "chain_outage:chain@20s");
+    let lasted = event["end_ms"].as_i64().unwrap() - event["t_ms"].as_i64().unwrap();
+    assert!((10_000..11_000).contains(&lasted), "{event:#}");
+    let payments: Vec<Value> = run
+        .records("recovery")
+        .into_iter()
+        .filter(|r| r.get("orchestrator").is_some())
+        .collect();
+    assert_eq!(
+        payments.len(),
+        2,
+        "both orchestrators had winners: {payments:#?}"
+    );
+    for orchestrator in &payments {
+        assert!(
+            orchestrator["winners"].as_u64().unwrap() > 5,
+            "{orchestrator:#}"
+        );
+        assert_eq!(orchestrator["redemptions_lost"], 0, "{orchestrator:#}");
+        // Winners due during the outage wait for it to end: their delay includes it.
+        let delay = orchestrator["redemption_delay_ms"].as_f64().unwrap();
+        assert!((20_000.0..120_000.0).contains(&delay), "{orchestrator:#}");
+    }
+    passed(&run);
+}
+
+#[test]
+fn a_reorg_that_drops_a_redemption_gets_it_redeemed_again() {
+    let run = run("scenarios/chaos/chain-reorg.toml");
+    let event = the_event(&run, "chain_reorg:chain@35s");
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap()
+            .contains("among them block"),
+        "{event:#}"
+    );
+    let payments: Vec<Value> = run
+        .records("recovery")
+        .into_iter()
+        .filter(|r| r.get("orchestrator").is_some())
+        .collect();
+    assert!(!payments.is_empty(), "{}", run.output);
+    for orchestrator in &payments {
+        assert_eq!(orchestrator["redemptions_lost"], 0, "{orchestrator:#}");
+    }
+    passed(&run);
+}
+
+#[test]
+fn ten_minutes_of_mixed_failures_keep_every_segment_and_every_payment() {
+    let run = run("scenarios/chaos/mixed.toml");
+    let labels = [
+        "restart:orchestrator-0@1m",
+        "restart:transcoder-1-0@2m",
+        "chain_outage:chain@3m",
+        "chain_reorg:chain@4m",
+        "restart:transcoder-1-0@5m",
+        "restart:chain@6m",
+        "kill:orchestrator-2@7m",
+        "restart:transcoder-1-0@8m",
+    ];
+    events(&run, &labels);
+    let streams = stream_recoveries(&run);
+    assert_eq!(streams.len(), 2 * labels.len(), "{streams:#?}");
+    for stream in &streams {
+        assert_eq!(stream["recovered"], true, "{stream:#}");
+        assert_eq!(stream["segments_lost"], 0, "{stream:#}");
+    }
+    let payments: Vec<Value> = run
+        .records("recovery")
+        .into_iter()
+        .filter(|r| r.get("orchestrator").is_some())
+        .collect();
+    assert!(payments.len() >= labels.len(), "{payments:#?}");
+    for orchestrator in &payments {
+        assert_eq!(orchestrator["redemptions_lost"], 0, "{orchestrator:#}");
     }
     passed(&run);
 }
