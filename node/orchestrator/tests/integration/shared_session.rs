@@ -17,12 +17,23 @@ async fn two_streams_in_one_session_keep_their_own_renditions_of_the_same_seq() 
     session.manifest = b"stream-b".to_vec();
     let other_body = segments()[1].clone();
     let seg = session.segment(0, &other_body);
-    let second = session.submit(&seg, None, other_body).await.unwrap().renditions().unwrap()[0]
+    let second = session
+        .submit(&seg, None, other_body)
+        .await
+        .unwrap()
+        .renditions()
+        .unwrap()[0]
         .clone();
     assert_ne!(first.url, second.url);
     let second_bytes = session.client.download(&second.url).await.unwrap();
-    assert_ne!(first_bytes, second_bytes, "two different sources, one rendition");
+    assert_ne!(
+        first_bytes, second_bytes,
+        "two different sources, one rendition"
+    );
 
     let first_again = session.client.download(&first.url).await.unwrap();
-    assert_eq!(first_again, first_bytes, "stream-b's seq 0 replaced stream-a's");
+    assert_eq!(
+        first_again, first_bytes,
+        "stream-b's seq 0 replaced stream-a's"
+    );
 }
