@@ -577,18 +577,28 @@ async fn a_chain_keeping_state_restarts_on_its_port_with_its_blocks_and_balances
     let chain = LocalChain::start_keeping_state(&dir.path().join("anvil-state.json")).unwrap();
     chain.mine(7).await.unwrap();
     let stranger = Address::repeat_byte(0x42);
-    chain.set_balance(stranger, U256::from(12345)).await.unwrap();
+    chain
+        .set_balance(stranger, U256::from(12345))
+        .await
+        .unwrap();
     let url = chain.url().to_owned();
     let first = chain.pid();
 
     chain.stop_keeping_state().unwrap();
-    assert!(chain.block_number().await.is_err(), "the chain still answers");
+    assert!(
+        chain.block_number().await.is_err(),
+        "the chain still answers"
+    );
     chain.start_again().unwrap();
 
     assert_ne!(chain.pid(), first);
     assert_eq!(chain.url(), url);
     let block = chain.block_number().await.unwrap();
-    assert!(block >= 7, "block {block} after the restart; state file: {:?}", std::fs::read_to_string(dir.path().join("anvil-state.json")).map(|s| s.len()));
+    assert!(
+        block >= 7,
+        "block {block} after the restart; state file: {:?}",
+        std::fs::read_to_string(dir.path().join("anvil-state.json")).map(|s| s.len())
+    );
     let balance = chain.reader().get_balance(stranger).await.unwrap();
     assert_eq!(balance, U256::from(12345));
 
