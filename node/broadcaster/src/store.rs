@@ -145,8 +145,6 @@ pub struct LeftSegment {
     pub name: SegmentName,
     /// Its bytes (the file is removed when this goes).
     pub body: SegmentBody,
-    /// When it was written: when the segment was cut.
-    pub written: std::time::SystemTime,
 }
 
 impl SegmentStore {
@@ -319,7 +317,6 @@ fn index_left(dir: &Path) -> std::io::Result<(HashMap<String, Vec<LeftSegment>>,
                 path,
                 len: meta.len() as usize,
             })),
-            written: meta.modified()?,
             name,
         };
         left.entry(segment.name.stream.clone())
