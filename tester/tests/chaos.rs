@@ -255,3 +255,37 @@ fn sigkill_of_lpt_run_during_a_chaos_event_leaves_no_process_or_port_behind() {
             .unwrap_or_else(|e| panic!("port {port} is still taken after lpt died: {e}"));
     }
 }
+
+#[test]
+fn a_restarted_broadcaster_resumes_both_streams_losing_the_segment_it_was_cutting() {
+    let run = run("scenarios/chaos/restart-broadcaster.toml");
+    let [restart] = <[Value; 1]>::try_from(events(&run, &["restart:broadcaster@20s"])).unwrap();
+    let down = restart["end_ms"].as_i64().unwrap() - restart["t_ms"].as_i64().unwrap();
+    assert!((5000..20_000).contains(&down), "{restart:#}");
+    let streams = stream_recoveries(&run);
+    assert_eq!(streams.len(), 2, "{streams:#?}");
+    for stream in &streams {
+        assert_eq!(stream["recovered"], true, "{stream:#}");
+        // Viewers wait out the down time (5 s), the publisher's next attempt (its pause doubles
+        // to 2 s: back 5.76 s after the kill when measured) and up to a GOP for its next key
+        // frame, from the start of the segment that was being cut: 5.8 s and 7.8 s measured.
+        let failover = stream["failover_time_ms"].as_f64().unwrap();
+        assert!((4500.0..14_000.0).contains(&failover), "{stream:#}");
+        // The segment being cut when it died is a gap (lost), and the one before it too when
+        // its renditions were still being transcoded: 1 and 2 measured.
+        let lost = stream["segments_lost"].as_u64().unwrap();
+        assert!((1..=2).contains(&lost), "{stream:#}");
+    }
+    // Each publisher reconnected once: the stream went on under its ID, not as a new one.
+    let reconnects = &run.summary["metrics"]["publish_reconnects"];
+    assert_eq!(reconnects["values"]["count"], 2.0, "{reconnects:#}");
+    assert!(
+        reconnects["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["values"]["count"] == 1.0),
+        "{reconnects:#}"
+    );
+    passed(&run);
+}
