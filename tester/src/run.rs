@@ -470,7 +470,8 @@ async fn execute(
 /// What a run's chaos timeline needs to be measured afterwards.
 struct ChaosTimeline {
     task: tokio::task::JoinHandle<Vec<crate::chaos::recovery::Occurrence>>,
-    /// The chain's head when the timeline started: redemptions are read from there.
+    /// The chain's head when the timeline started, from which redemptions are read (`None`: not
+    /// measured).
     from_block: Option<u64>,
 }
 
@@ -490,14 +491,16 @@ async fn start_chaos(
         }),
         _ => None,
     };
+    // What the events cost in payments is measured only when the run settles its payments:
+    // otherwise it does not wait for the last winners to become due, and they would count as lost.
     let from_block = match &chain {
-        Some(chain) => Some(
+        Some(chain) if scenario.payments.enabled => Some(
             protocol::chain::EventReader::connect(&chain.rpc, chain.ticket_broker)?
                 .latest_block()
                 .await
                 .context("cannot read the chain")?,
         ),
-        None => None,
+        _ => None,
     };
     let task = tokio::spawn(crate::chaos::run_timeline(
         scenario.chaos.clone(),
