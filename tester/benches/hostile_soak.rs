@@ -489,6 +489,7 @@ async fn run_phase(
         dir: dir.join("stack"),
         lpt: lpt.clone(),
         ready_deadline: Duration::from_secs(60),
+        keep_chain_state: false,
     };
     let stack = EmbeddedStack::start(&options)
         .await

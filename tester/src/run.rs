@@ -596,6 +596,15 @@ async fn bring_up_target(
                 dir: stack_dir(run_dir),
                 lpt: current_lpt()?,
                 ready_deadline: Duration::from_secs(60),
+                keep_chain_state: scenario.chaos.iter().any(|e| {
+                    matches!(
+                        e.action,
+                        scenario::ChaosAction::Restart {
+                            node: scenario::StackNode::Chain,
+                            ..
+                        }
+                    )
+                }),
             };
             let nodes = EmbeddedStack::start(&options)
                 .await

@@ -39,6 +39,8 @@ pub struct StackOptions {
     pub lpt: PathBuf,
     /// How long each node may take to announce itself ready.
     pub ready_deadline: Duration,
+    /// Keep anvil's state in a file so that a chaos event can restart the chain.
+    pub keep_chain_state: bool,
 }
 
 impl StackOptions {
@@ -301,8 +303,12 @@ impl EmbeddedStack {
         use alloy::primitives::U256;
         use protocol::chain::{Contracts, LocalChain};
         // Its state is kept in a file, so that a chaos restart brings the same chain back.
-        let chain = LocalChain::start_keeping_state(&options.dir.join("anvil-state.json"))
-            .context("cannot start the local chain (anvil)")?;
+        let chain = if options.keep_chain_state {
+            LocalChain::start_keeping_state(&options.dir.join("anvil-state.json"))
+        } else {
+            LocalChain::start()
+        }
+        .context("cannot start the local chain (anvil)")?;
         if chain.accounts().len() <= options.nodes.orchestrators as usize {
             return Err(anyhow!(
                 "anvil has {} test accounts; {} orchestrators and a broadcaster need {}",
@@ -700,6 +706,7 @@ mod tests {
             dir: dir.path().to_owned(),
             lpt: PathBuf::from("lpt"),
             ready_deadline: Duration::from_secs(1),
+            keep_chain_state: false,
         };
         let read = |index| {
             let config =
