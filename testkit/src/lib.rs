@@ -36,6 +36,7 @@ pub mod procfs;
 pub mod publisher;
 pub mod scenario;
 pub mod schema;
+pub mod test_process;
 #[cfg(feature = "chain")]
 pub mod tickets;
 pub mod vmaf;

@@ -8,7 +8,7 @@
 //! the second just after a segment was delivered, so the next one meets a dead peer. Each is
 //! measured from the kill to the next segment the broadcaster serves in its HLS output.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use node_broadcaster::RunningBroadcaster;
@@ -16,6 +16,7 @@ use node_broadcaster::records::SourceSegmentRecord;
 use node_orchestrator::config::OrchestratorConfig;
 
 use crate::support::*;
+use testkit::test_process::{TestProcess, exit_with_parent};
 
 const STREAM: &str = "killed";
 const RENDITION: &str = "P144p30fps16x9";
@@ -27,7 +28,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// An orchestrator process; killed (SIGKILL) on drop.
 struct OrchestratorProcess {
-    child: Child,
+    process: TestProcess,
     uri: String,
 }
 
@@ -39,41 +40,23 @@ impl OrchestratorProcess {
         config.transcode.x264_preset = "ultrafast".into();
         config.transcode.encoder_threads = 1;
         config.admin_token = Some(ADMIN.into());
-        let child = Command::new(std::env::current_exe().expect("the test binary's path"))
-            .args([
-                "failover::orchestrator_process",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_CONFIG, serde_json::to_string(&config).unwrap())
-            // The child watches its stdin: when this process ends, however it ends, so does it.
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the test binary runs again as an orchestrator");
+        let process = TestProcess::spawn(
+            "failover::orchestrator_process",
+            [(CHILD_CONFIG, serde_json::to_string(&config).unwrap())],
+        );
         let addr = format!("127.0.0.1:{port}");
         tokio::task::spawn_blocking(move || testkit::ports::wait_for_port(&addr, WAIT))
             .await
             .unwrap();
         Self {
-            child,
+            process,
             uri: format!("https://127.0.0.1:{port}"),
         }
     }
 
     /// SIGKILL, and the exit reaped.
     fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-}
-
-impl Drop for OrchestratorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
     }
 }
 
@@ -83,10 +66,7 @@ fn orchestrator_process() {
     let Ok(config) = std::env::var(CHILD_CONFIG) else {
         return;
     };
-    std::thread::spawn(|| {
-        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        std::process::exit(0);
-    });
+    exit_with_parent();
     let config: OrchestratorConfig = serde_json::from_str(&config).unwrap();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let _running = node_orchestrator::start(config).await.unwrap();

@@ -9,7 +9,7 @@
 //! are passed through rather than transcoded, since payments are what is under test.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -506,24 +506,15 @@ async fn reorg(chain: &Chain, depth: u64) {
 
 /// An orchestrator run in a child process (this test binary again, running only
 /// [`orchestrator_process`]), SIGKILLed when dropped.
-struct OrchestratorProcess(std::process::Child);
+struct OrchestratorProcess(testkit::test_process::TestProcess);
 
 impl OrchestratorProcess {
     /// Starts the orchestrator of the config at `path` and waits until it serves `uri`.
     async fn start(path: &std::path::Path, uri: &str) -> Self {
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "chain_chaos::orchestrator_process",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env(CHILD_CONFIG_ENV, path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let process = Self(child);
+        let process = Self(testkit::test_process::TestProcess::spawn(
+            "chain_chaos::orchestrator_process",
+            [(CHILD_CONFIG_ENV, path)],
+        ));
         let client = OrchestratorClient::connect(uri).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         while client
@@ -543,15 +534,7 @@ impl OrchestratorProcess {
     }
 
     fn sigkill(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for OrchestratorProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.0.kill();
     }
 }
 
@@ -563,6 +546,7 @@ fn orchestrator_process() {
     let Some(path) = std::env::var_os(CHILD_CONFIG_ENV) else {
         return;
     };
+    testkit::test_process::exit_with_parent();
     let config = OrchestratorConfig::from_file(std::path::Path::new(&path)).unwrap();
     config
         .runtime()

@@ -6,13 +6,13 @@
 //! as [`remote_transcoder_process`], which serves the orchestrator with `run_transcoder`, the same
 //! call `lpt node transcoder` makes.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use node_orchestrator::TranscoderConfig;
 use node_orchestrator::config::TranscodeMode;
 
 use crate::common::*;
+use testkit::test_process::{TestProcess, exit_with_parent};
 
 const SECRET: &str = "failover-secret";
 const WAIT: Duration = Duration::from_secs(30);
@@ -28,40 +28,23 @@ const SECRET_ENV: &str = "LPT_TRANSCODER_SECRET";
 const CAPACITY: usize = 2;
 
 /// A remote transcoder process of [`CAPACITY`]; killed (SIGKILL) on drop.
-struct TranscoderProcess(Child);
+struct TranscoderProcess(TestProcess);
 
 impl TranscoderProcess {
     fn spawn(orchestrator: &str, preset: &str) -> Self {
-        let child = Command::new(std::env::current_exe().expect("the test binary's path"))
-            .args([
-                "transcoder_failover::remote_transcoder_process",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ORCHESTRATOR, orchestrator)
-            .env(CHILD_PRESET, preset)
-            .env(SECRET_ENV, SECRET)
-            // The child watches its stdin: when this process ends, however it ends, so does it.
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the test binary runs again as a transcoder");
-        Self(child)
+        Self(TestProcess::spawn(
+            "transcoder_failover::remote_transcoder_process",
+            [
+                (CHILD_ORCHESTRATOR, orchestrator),
+                (CHILD_PRESET, preset),
+                (SECRET_ENV, SECRET),
+            ],
+        ))
     }
 
     /// SIGKILL, and the exit reaped.
     fn kill(&mut self) {
-        self.0.kill().expect("SIGKILL");
-        self.0.wait().expect("reaped");
-    }
-}
-
-impl Drop for TranscoderProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.0.kill();
     }
 }
 
@@ -71,10 +54,7 @@ fn remote_transcoder_process() {
     let Ok(orchestrator) = std::env::var(CHILD_ORCHESTRATOR) else {
         return;
     };
-    std::thread::spawn(|| {
-        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        std::process::exit(0);
-    });
+    exit_with_parent();
     let secret = std::env::var(SECRET_ENV).expect("the transcoder secret");
     let config = TranscoderConfig {
         x264_preset: std::env::var(CHILD_PRESET).expect("the preset"),
