@@ -447,49 +447,29 @@ impl Payments {
         head_number: u64,
     ) -> Tried {
         if let Some((tx, sent_at)) = pending.sent {
-            let status = self
+            pending = match self.settled_by_receipt(chain, pending, tx).await {
+                Ok(tried) => return tried,
+                Err(still_pending) => still_pending,
+            };
+            let known = self
                 .chain_call(
-                    "transaction receipt",
+                    "transaction lookup",
                     self.chain_timeout,
-                    chain.broker.tx_status(tx),
+                    chain.broker.tx_known(tx),
                 )
                 .await;
-            match status {
+            match known {
                 Err(err) => return self.unreachable_or_wait(pending, err),
-                Ok(TxStatus::Mined(outcome)) => {
-                    self.redeemed(pending, Some(tx), outcome.block_number);
+                // Still in the node's pool: sending another would only race it.
+                Ok(true) => {
+                    if sent_at.elapsed() > TX_TIMEOUT {
+                        tracing::warn!(%tx, "a redemption has waited in the pool for over {TX_TIMEOUT:?}");
+                    }
+                    self.requeue(pending);
                     return Tried::Done;
                 }
-                // Its attempt was counted when it was sent.
-                Ok(TxStatus::Failed { .. }) => {
-                    pending.sent = None;
-                    return self.refused(
-                        pending,
-                        format!("redeemWinningTicket: transaction {tx} failed"),
-                    );
-                }
-                Ok(TxStatus::Pending) => {
-                    let known = self
-                        .chain_call(
-                            "transaction lookup",
-                            self.chain_timeout,
-                            chain.broker.tx_known(tx),
-                        )
-                        .await;
-                    match known {
-                        Err(err) => return self.unreachable_or_wait(pending, err),
-                        // Still in the node's pool: sending another would only race it.
-                        Ok(true) => {
-                            if sent_at.elapsed() > TX_TIMEOUT {
-                                tracing::warn!(%tx, "a redemption has waited in the pool for over {TX_TIMEOUT:?}");
-                            }
-                            self.requeue(pending);
-                            return Tried::Done;
-                        }
-                        // Dropped (by a reorg, or from the node's pool): look at the ticket.
-                        Ok(false) => pending.sent = None,
-                    }
-                }
+                // Dropped (by a reorg, or from the node's pool): look at the ticket.
+                Ok(false) => pending.sent = None,
             }
         }
 
@@ -572,34 +552,50 @@ impl Payments {
         pending.sent = Some((tx, Instant::now()));
         let deadline = Instant::now() + self.chain_timeout;
         loop {
-            let status = self
-                .chain_call(
-                    "transaction receipt",
-                    self.chain_timeout,
-                    chain.broker.tx_status(tx),
-                )
-                .await;
-            match status {
-                Err(err) => return self.unreachable_or_wait(pending, err),
-                Ok(TxStatus::Mined(outcome)) => {
-                    tracing::info!(%tx, block = outcome.block_number, "redeemed a winning ticket");
-                    self.redeemed(pending, Some(tx), outcome.block_number);
-                    return Tried::Done;
-                }
-                Ok(TxStatus::Failed { .. }) => {
-                    pending.sent = None;
-                    return self.refused(
-                        pending,
-                        format!("redeemWinningTicket: transaction {tx} failed"),
-                    );
-                }
-                // Not mined yet: a later pass looks it up again.
-                Ok(TxStatus::Pending) if Instant::now() >= deadline => {
-                    self.requeue(pending);
-                    return Tried::Done;
-                }
-                Ok(TxStatus::Pending) => tokio::time::sleep(RECEIPT_POLL).await,
+            pending = match self.settled_by_receipt(chain, pending, tx).await {
+                Ok(tried) => return tried,
+                Err(still_pending) => still_pending,
+            };
+            // Not mined yet: a later pass looks it up again.
+            if Instant::now() >= deadline {
+                self.requeue(pending);
+                return Tried::Done;
             }
+            tokio::time::sleep(RECEIPT_POLL).await;
+        }
+    }
+
+    /// Reads the receipt of `pending`'s sent transaction `tx`: mined, it is redeemed; failed, the
+    /// chain refused it (its attempt was counted when it was sent); out of reach, it waits. Gives
+    /// `pending` back while the transaction is still pending.
+    async fn settled_by_receipt(
+        &self,
+        chain: &ChainLink,
+        mut pending: Pending,
+        tx: B256,
+    ) -> Result<Tried, Pending> {
+        let status = self
+            .chain_call(
+                "transaction receipt",
+                self.chain_timeout,
+                chain.broker.tx_status(tx),
+            )
+            .await;
+        match status {
+            Err(err) => Ok(self.unreachable_or_wait(pending, err)),
+            Ok(TxStatus::Mined(outcome)) => {
+                tracing::info!(%tx, block = outcome.block_number, "redeemed a winning ticket");
+                self.redeemed(pending, Some(tx), outcome.block_number);
+                Ok(Tried::Done)
+            }
+            Ok(TxStatus::Failed { .. }) => {
+                pending.sent = None;
+                Ok(self.refused(
+                    pending,
+                    format!("redeemWinningTicket: transaction {tx} failed"),
+                ))
+            }
+            Ok(TxStatus::Pending) => Err(pending),
         }
     }
 
