@@ -523,6 +523,11 @@ async fn run_phase(
             if line.starts_with("max_sessions =") {
                 return format!("max_sessions = {}", 2 * HONEST_STREAMS);
             }
+            // The stack pins its orchestrator's bound port in the file (a restart comes back
+            // there) and that orchestrator is still running.
+            if toml_string(line, "listen").is_some() {
+                return "listen = \"127.0.0.1:0\"".to_owned();
+            }
             line.to_owned()
         })
         .collect();
@@ -573,6 +578,12 @@ async fn run_phase(
         .map(|l| {
             if l.trim_start().starts_with("orchestrators") {
                 format!("orchestrators = [{}]", list.join(", "))
+            } else if let Some(key) = ["rtmp_addr", "http_addr"]
+                .into_iter()
+                .find(|key| toml_string(l, key).is_some())
+            {
+                // The stack's broadcaster still holds the ports pinned in its file.
+                format!("{key} = \"127.0.0.1:0\"")
             } else {
                 l.to_owned()
             }

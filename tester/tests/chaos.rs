@@ -223,10 +223,6 @@ fn sigkill_of_lpt_run_during_a_chaos_event_leaves_no_process_or_port_behind() {
             break;
         }
     }
-    std::thread::sleep(Duration::from_millis(500));
-    let started = testkit::procfs::descendants(lpt.id());
-    // anvil, an orchestrator (the other one is down), 2 transcoders and a broadcaster.
-    assert!(started.len() >= 5, "only {started:?} under lpt");
     let held: Vec<u16> = ["broadcaster.toml", "orchestrator-0.toml"]
         .iter()
         .flat_map(|config| {
@@ -247,6 +243,20 @@ fn sigkill_of_lpt_run_during_a_chaos_event_leaves_no_process_or_port_behind() {
         "rtmp, http and the orchestrator's port: {held:?}"
     );
 
+    // The log line comes before the kill: wait for orchestrator-0 (its port listed last) to be
+    // down, its port held and refusing connections.
+    let orchestrator = *held.last().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", orchestrator)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "orchestrator-0 still answers 10 s after its kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = testkit::procfs::descendants(lpt.id());
+    // anvil, an orchestrator (the other one is down), 2 transcoders and a broadcaster.
+    assert!(started.len() >= 5, "only {started:?} under lpt");
     unsafe { libc::kill(lpt.id() as i32, libc::SIGKILL) };
     let _ = lpt.wait();
     testkit::procfs::assert_all_exit(&started, "lpt run was SIGKILLed");
