@@ -44,13 +44,13 @@ func decimal(t *testing.T, what, s string) *big.Int {
 // Tickets a live `lpt run` paid lpt's orchestrators with, as their journals recorded them: every
 // ticket they accepted passes go-livepeer's pm.Validator (recipient, sender, recipientRand
 // commitment, signature over go's ticket hash), and go agrees on which ones won.
-// $LPT_TICKET_JOURNALS is the stack directory holding `orchestrator-*.tickets.jsonl`.
+// $LPT_TICKET_JOURNALS is the stack directory holding `orchestrator-*/tickets.jsonl`.
 func TestLiveTicketsPassGoLivepeerValidator(t *testing.T) {
 	dir := os.Getenv("LPT_TICKET_JOURNALS")
 	if dir == "" {
 		t.Fatal("LPT_TICKET_JOURNALS is not set: run `cargo test -p tester --profile ci --test stack`, which pays a live stack and runs this test on its journals")
 	}
-	paths, err := filepath.Glob(filepath.Join(dir, "orchestrator-*.tickets.jsonl"))
+	paths, err := filepath.Glob(filepath.Join(dir, "orchestrator-*", "tickets.jsonl"))
 	if err != nil || len(paths) == 0 {
 		t.Fatalf("no orchestrator ticket journals in %s (%v)", dir, err)
 	}

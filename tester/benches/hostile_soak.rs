@@ -490,6 +490,7 @@ async fn run_phase(
         lpt: lpt.clone(),
         ready_deadline: Duration::from_secs(60),
         keep_chain_state: false,
+        own_filesystems: Vec::new(),
     };
     let stack = EmbeddedStack::start(&options)
         .await

@@ -535,7 +535,7 @@ async fn measure_chaos(
         let measured = async {
             let mut winners = Vec::new();
             for path in stack.nodes.ticket_journals() {
-                winners.extend(redemptions::read_winners(path)?);
+                winners.extend(redemptions::read_winners(&path)?);
             }
             let broker = broker.parse().context("the stack's ticket broker")?;
             let redeemed = redemptions::read_redeemed(rpc, broker, from_block).await?;
@@ -605,6 +605,14 @@ async fn bring_up_target(
                         }
                     )
                 }),
+                own_filesystems: scenario
+                    .chaos
+                    .iter()
+                    .filter_map(|e| match e.action {
+                        scenario::ChaosAction::DiskFull { node, .. } => Some(node),
+                        _ => None,
+                    })
+                    .collect(),
             };
             let nodes = EmbeddedStack::start(&options)
                 .await

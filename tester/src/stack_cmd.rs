@@ -60,6 +60,7 @@ pub async fn stack_up(command: &StackUp, terminal: Terminal) -> Result<ExitCode,
         lpt: crate::stack::embedded::current_lpt().map_err(not_run)?,
         ready_deadline: Duration::from_secs(60),
         keep_chain_state: false,
+        own_filesystems: Vec::new(),
     };
     let stack = EmbeddedStack::start(&options)
         .await

@@ -33,7 +33,7 @@ fn the_event(run: &LptRun, label: &str) -> Value {
 fn tickets_received(run: &LptRun, orchestrator: u32) -> usize {
     let path = run
         .dir
-        .join(format!("stack/orchestrator-{orchestrator}.tickets.jsonl"));
+        .join(format!("stack/orchestrator-{orchestrator}/tickets.jsonl"));
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .lines()
@@ -142,6 +142,76 @@ fn a_reorg_that_drops_a_redemption_gets_it_redeemed_again() {
             .contains("among them block"),
         "{event:#}"
     );
+    let payments: Vec<Value> = run
+        .records("recovery")
+        .into_iter()
+        .filter(|r| r.get("orchestrator").is_some())
+        .collect();
+    assert!(!payments.is_empty(), "{}", run.output);
+    for orchestrator in &payments {
+        assert_eq!(orchestrator["redemptions_lost"], 0, "{orchestrator:#}");
+    }
+    passed(&run);
+}
+
+#[test]
+fn full_disks_cost_no_segment_and_no_journal_line() {
+    let run = run("scenarios/chaos/disk-full.toml");
+    let [broadcaster, orchestrator] = <[Value; 2]>::try_from(events(
+        &run,
+        &["disk_full:broadcaster@15s", "disk_full:orchestrator-0@30s"],
+    ))
+    .unwrap();
+    for event in [&broadcaster, &orchestrator] {
+        let lasted = event["end_ms"].as_i64().unwrap() - event["t_ms"].as_i64().unwrap();
+        assert!((10_000..12_000).contains(&lasted), "{event:#}");
+        // The filesystem is 512 MiB: what the node had written takes a few of them.
+        let message = event["message"].as_str().unwrap();
+        let filled: f64 = message
+            .split("filled with ")
+            .nth(1)
+            .and_then(|rest| rest.split(" MiB").next())
+            .and_then(|mib| mib.parse().ok())
+            .unwrap_or_else(|| panic!("no fill in {message}"));
+        assert!((400.0..512.0).contains(&filled), "{event:#}");
+    }
+    // The nodes met the full disk for real, and went on.
+    let log = |name: &str| {
+        let path = run.dir.join(format!("stack/{name}.log"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let broadcaster_log = log("broadcaster");
+    assert!(
+        broadcaster_log.contains("No space left on device")
+            && broadcaster_log.contains("kept in memory"),
+        "{broadcaster_log}"
+    );
+    let orchestrator_log = log("orchestrator-0");
+    assert!(
+        orchestrator_log.contains("No space left on device"),
+        "{orchestrator_log}"
+    );
+    // Every journal line is whole, and the tickets received while the disk was full are there,
+    // written once there was space again.
+    let journal = run.dir.join("stack/orchestrator-0/tickets.jsonl");
+    let lines: Vec<Value> = std::fs::read_to_string(&journal)
+        .unwrap_or_else(|e| panic!("{}: {e}", journal.display()))
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let full = orchestrator["t_ms"].as_i64().unwrap()..orchestrator["end_ms"].as_i64().unwrap();
+    let while_full = lines
+        .iter()
+        .filter(|l| full.contains(&l["received_ms"].as_i64().unwrap()))
+        .count();
+    assert!(while_full >= 5, "{while_full} of {} lines", lines.len());
+
+    let streams = stream_recoveries(&run);
+    assert_eq!(streams.len(), 4, "two events × two streams: {streams:#?}");
+    for stream in &streams {
+        assert_eq!(stream["segments_lost"], 0, "{stream:#}");
+        assert_eq!(stream["recovered"], true, "{stream:#}");
+    }
     let payments: Vec<Value> = run
         .records("recovery")
         .into_iter()

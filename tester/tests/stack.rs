@@ -353,7 +353,7 @@ fn a_direct_target_pays_priced_orchestrators_from_a_key_in_the_environment() {
             let path = stack
                 .dir
                 .path()
-                .join(format!("orchestrator-{i}.tickets.jsonl"));
+                .join(format!("orchestrator-{i}/tickets.jsonl"));
             std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
                 .lines()

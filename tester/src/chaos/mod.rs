@@ -96,7 +96,7 @@ pub async fn run_timeline(
                 t_ms: start_ms,
                 event: label.clone(),
                 kind: action.kind().to_owned(),
-                target: target_of(&action),
+                target: action.node().to_string(),
                 end_ms: lasting.then_some(end_ms),
                 ok,
                 message: Some(message),
@@ -118,13 +118,6 @@ pub async fn run_timeline(
         .into_iter()
         .flatten()
         .collect()
-}
-
-fn target_of(action: &ChaosAction) -> String {
-    match action {
-        ChaosAction::Kill { node } | ChaosAction::Restart { node, .. } => node.to_string(),
-        ChaosAction::ChainOutage { .. } | ChaosAction::ChainReorg { .. } => "chain".into(),
-    }
 }
 
 fn unix_ms() -> i64 {
@@ -168,6 +161,22 @@ async fn carry_out(
         ChaosAction::ChainReorg { depth } => {
             let chain = chain.ok_or_else(|| anyhow!("this stack has no chain"))?;
             reorg_after_next_redemption(chain, *depth).await
+        }
+        ChaosAction::DiskFull { node, duration } => {
+            let filler = stack.fill_disk(*node).await?;
+            let filled = format!(
+                "{node}'s data directory filled with {:.1} MiB in {:?}",
+                filler.bytes as f64 / f64::from(1 << 20),
+                filler.took
+            );
+            tokio::time::sleep(*duration).await;
+            let taken_back = tokio::task::spawn_blocking(move || filler.release())
+                .await
+                .unwrap_or(0);
+            Ok(format!(
+                "{filled}, kept full (took back {:.1} MiB the node freed), freed after {duration:?}",
+                taken_back as f64 / f64::from(1 << 20)
+            ))
         }
     }
 }

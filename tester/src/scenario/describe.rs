@@ -235,6 +235,9 @@ pub(super) fn chaos_action(action: &ChaosAction) -> String {
         ChaosAction::ChainReorg { depth } => {
             format!("chain reorg of depth {depth} after the next redemption")
         }
+        ChaosAction::DiskFull { node, duration } => {
+            format!("fill {node}'s disk for {}", format_duration(*duration))
+        }
     }
 }
 

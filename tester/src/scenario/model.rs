@@ -276,13 +276,10 @@ impl ChaosEvent {
     /// The tag value naming occurrence `at` in metrics and records: `kind:target@at`, e.g.
     /// `kill:orchestrator-0@30s`.
     pub fn label(&self, at: Duration) -> String {
-        let target = match &self.action {
-            ChaosAction::Kill { node } | ChaosAction::Restart { node, .. } => node.to_string(),
-            ChaosAction::ChainOutage { .. } | ChaosAction::ChainReorg { .. } => "chain".into(),
-        };
         format!(
-            "{}:{target}@{}",
+            "{}:{}@{}",
             self.action.kind(),
+            self.action.node(),
             crate::duration::format_duration(at)
         )
     }
@@ -302,6 +299,9 @@ pub enum ChaosAction {
     /// The chain drops its last `depth` blocks (anvil's reorg), right after the next redemption
     /// lands, so the redemption is among the dropped blocks.
     ChainReorg { depth: u64 },
+    /// The node's data directory (the broadcaster's segment files, an orchestrator's ticket
+    /// journal), a filesystem of its own, is filled to its last block for `duration`.
+    DiskFull { node: StackNode, duration: Duration },
 }
 
 impl ChaosAction {
@@ -312,6 +312,17 @@ impl ChaosAction {
             ChaosAction::Restart { .. } => "restart",
             ChaosAction::ChainOutage { .. } => "chain_outage",
             ChaosAction::ChainReorg { .. } => "chain_reorg",
+            ChaosAction::DiskFull { .. } => "disk_full",
+        }
+    }
+
+    /// The node it acts on: the chain for the chain's events.
+    pub fn node(&self) -> StackNode {
+        match self {
+            ChaosAction::Kill { node }
+            | ChaosAction::Restart { node, .. }
+            | ChaosAction::DiskFull { node, .. } => *node,
+            ChaosAction::ChainOutage { .. } | ChaosAction::ChainReorg { .. } => StackNode::Chain,
         }
     }
 
@@ -319,7 +330,9 @@ impl ChaosAction {
     pub fn duration(&self) -> Duration {
         match self {
             ChaosAction::Restart { down_for, .. } => *down_for,
-            ChaosAction::ChainOutage { duration } => *duration,
+            ChaosAction::ChainOutage { duration } | ChaosAction::DiskFull { duration, .. } => {
+                *duration
+            }
             ChaosAction::Kill { .. } | ChaosAction::ChainReorg { .. } => Duration::ZERO,
         }
     }

@@ -41,6 +41,19 @@ pub struct StackOptions {
     pub ready_deadline: Duration,
     /// Keep anvil's state in a file so that a chaos event can restart the chain.
     pub keep_chain_state: bool,
+    /// Nodes whose data directory ([`data_dir`]) is a filesystem of its own, so that a
+    /// `disk_full` chaos event can fill it ([`super::storage`]).
+    pub own_filesystems: Vec<StackNode>,
+}
+
+/// Where `node` keeps its data under the stack's `dir`: the broadcaster its segment files, an
+/// orchestrator its ticket journal; `None` for a node that keeps nothing on disk.
+pub fn data_dir(dir: &Path, node: StackNode) -> Option<PathBuf> {
+    match node {
+        StackNode::Broadcaster => Some(dir.join("hls")),
+        StackNode::Orchestrator(index) => Some(dir.join(format!("orchestrator-{index}"))),
+        StackNode::Transcoder(..) | StackNode::Chain => None,
+    }
 }
 
 impl StackOptions {
@@ -108,6 +121,8 @@ pub struct EmbeddedStack {
     /// the chain itself (and the probes' view of it) goes on.
     chain_gate: Option<protocol::chain::RpcGate>,
     ticket_journals: Vec<PathBuf>,
+    /// The data directories that are filesystems of their own, with the nodes that own them.
+    filesystems: Option<(super::storage::OwnFilesystems, Vec<(StackNode, PathBuf)>)>,
 }
 
 const TRANSCODER_SECRET_ENV: &str = "LPT_TRANSCODER_SECRET";
@@ -146,8 +161,31 @@ impl EmbeddedStack {
             chain: None,
             chain_gate: None,
             ticket_journals: Vec::new(),
+            filesystems: None,
         };
         let mut nodes = Vec::new();
+        if !options.own_filesystems.is_empty() {
+            let mut owners: Vec<StackNode> = Vec::new();
+            for node in &options.own_filesystems {
+                if !owners.contains(node) {
+                    owners.push(*node);
+                }
+            }
+            let dirs: Vec<(StackNode, PathBuf)> = owners
+                .iter()
+                .map(|node| {
+                    let dir = data_dir(&options.dir, *node)
+                        .ok_or_else(|| anyhow!("{node} keeps nothing on disk"))?;
+                    let dir = std::path::absolute(&dir)
+                        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+                    Ok((*node, dir))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let paths: Vec<PathBuf> = dirs.iter().map(|(_, dir)| dir.clone()).collect();
+            let filesystems =
+                super::storage::OwnFilesystems::mount(&paths, super::storage::FILESYSTEM_BYTES)?;
+            stack.filesystems = Some((filesystems, dirs));
+        }
 
         let contracts = if options.nodes.offline {
             None
@@ -174,15 +212,19 @@ impl EmbeddedStack {
             if let (Some(chain), Some(rpc)) = (config.chain.as_mut(), &nodes_rpc) {
                 chain.rpc_url.clone_from(rpc);
             }
-            stack
-                .ticket_journals
-                .extend(config.payments.ticket_journal.clone());
+            if let Some(journal) = &config.payments.ticket_journal {
+                let dir = journal.parent().expect("a file in the data directory");
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                stack.ticket_journals.push(journal.clone());
+            }
             let path = options.dir.join(format!("orchestrator-{index}.toml"));
             // It holds the orchestrator's chain key and the transcoder secret.
             write_private(&path, &config_text(&config)?)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             let name = format!("orchestrator-{index}");
-            let child = Child::spawn(
+            let child = Child::spawn_in(
+                stack.mount_namespace(StackNode::Orchestrator(index)),
                 &name,
                 &options.lpt,
                 [
@@ -245,7 +287,7 @@ impl EmbeddedStack {
             options,
             &stack.endpoints,
             contracts.as_ref(),
-            &options.dir.join("hls"),
+            &data_dir(&options.dir, StackNode::Broadcaster).expect("the broadcaster keeps data"),
         );
         if let Some(rpc) = &nodes_rpc {
             broadcaster_config.payment.eth_url = Some(rpc.clone());
@@ -257,7 +299,8 @@ impl EmbeddedStack {
             Some(chain) => vec![(BROADCASTER_KEY_ENV, hex_key(&chain.signer(0)))],
             None => vec![],
         };
-        let broadcaster = Child::spawn(
+        let broadcaster = Child::spawn_in(
+            stack.mount_namespace(StackNode::Broadcaster),
             "broadcaster",
             &options.lpt,
             [
@@ -385,11 +428,51 @@ impl EmbeddedStack {
         if let Some(ticker) = &self.ticker {
             ticker.abort();
         }
+        if let Some((filesystems, _)) = &self.filesystems
+            && let Err(error) = filesystems.copy_out()
+        {
+            tracing::warn!("the nodes' data stays behind in their filesystems: {error:#}");
+        }
     }
 
-    /// The orchestrators' ticket journals (none off-chain), in orchestrator order.
-    pub fn ticket_journals(&self) -> &[PathBuf] {
-        &self.ticket_journals
+    /// The orchestrators' ticket journals (none off-chain), in orchestrator order, where lpt
+    /// reads them while the stack runs.
+    pub fn ticket_journals(&self) -> Vec<PathBuf> {
+        self.ticket_journals
+            .iter()
+            .map(|path| match &self.filesystems {
+                Some((filesystems, _)) if filesystems.holds(path) => filesystems.inside(path),
+                _ => path.clone(),
+            })
+            .collect()
+    }
+
+    /// The mount namespace `node` runs in: the one of the data directories when its own is
+    /// among them, else lpt's.
+    fn mount_namespace(&self, node: StackNode) -> Option<std::sync::Arc<std::os::fd::OwnedFd>> {
+        let (filesystems, dirs) = self.filesystems.as_ref()?;
+        dirs.iter()
+            .any(|(owner, _)| *owner == node)
+            .then(|| filesystems.namespace())
+    }
+
+    /// Fills `node`'s data directory, a filesystem of its own, to its last block, until the
+    /// returned filler is dropped.
+    pub async fn fill_disk(&self, node: StackNode) -> anyhow::Result<super::storage::Filler> {
+        let (filesystems, dirs) = self
+            .filesystems
+            .as_ref()
+            .ok_or_else(|| anyhow!("no data directory of this stack is a filesystem of its own"))?;
+        let (_, dir) = dirs
+            .iter()
+            .find(|(owner, _)| *owner == node)
+            .ok_or_else(|| {
+                anyhow!("the data directory of {node} is not a filesystem of its own")
+            })?;
+        let path = filesystems.filler_path(dir)?;
+        tokio::task::spawn_blocking(move || super::storage::Filler::fill(path))
+            .await
+            .context("the filler stopped")?
     }
 
     /// Takes `node` down: SIGKILL, as a crash would end it; the chain is stopped with SIGTERM
@@ -481,9 +564,9 @@ fn orchestrator_config(
         // Every ticket the stack's orchestrators receive, with the recipientRand they derived,
         // so a run's payments can be re-checked by another implementation (go-livepeer's pm).
         payments.ticket_journal = Some(
-            options
-                .dir
-                .join(format!("orchestrator-{index}.tickets.jsonl")),
+            data_dir(&options.dir, StackNode::Orchestrator(index))
+                .expect("an orchestrator keeps data")
+                .join("tickets.jsonl"),
         );
     }
     let faults = options
@@ -707,6 +790,7 @@ mod tests {
             lpt: PathBuf::from("lpt"),
             ready_deadline: Duration::from_secs(1),
             keep_chain_state: false,
+            own_filesystems: Vec::new(),
         };
         let read = |index| {
             let config =

@@ -8,8 +8,10 @@
 //! period — so neither Ctrl-C nor a panic leaves processes behind.
 
 use std::ffi::{OsStr, OsString};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -36,6 +38,8 @@ struct Launch {
     env: Vec<(String, String)>,
     log_dir: PathBuf,
     deadline: Duration,
+    /// The mount namespace it runs in (see [`super::storage`]); `None`: lpt's own.
+    mount_namespace: Option<Arc<OwnedFd>>,
 }
 
 /// How long a stopping child gets between SIGTERM and SIGKILL.
@@ -60,6 +64,24 @@ impl Child {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        Self::spawn_in(None, name, program, args, env, log_dir, deadline).await
+    }
+
+    /// [`spawn`](Self::spawn) in `mount_namespace` (a restart too), where the part's data
+    /// directory is a filesystem of its own ([`super::storage`]).
+    pub async fn spawn_in<I, S>(
+        mount_namespace: Option<Arc<OwnedFd>>,
+        name: &str,
+        program: &Path,
+        args: I,
+        env: &[(&str, String)],
+        log_dir: &Path,
+        deadline: Duration,
+    ) -> anyhow::Result<Child>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let launch = Launch {
             program: program.to_owned(),
             args: args.into_iter().map(|a| a.as_ref().to_owned()).collect(),
@@ -69,6 +91,7 @@ impl Child {
                 .collect(),
             log_dir: log_dir.to_owned(),
             deadline,
+            mount_namespace,
         };
         Self::launch(name, launch, false).await
     }
@@ -119,6 +142,26 @@ impl Child {
         // SAFETY: the hook only calls prctl, which is async-signal-safe.
         unsafe {
             command.pre_exec(protocol::chain::die_with_parent);
+        }
+        if let Some(namespace) = launch.mount_namespace.clone() {
+            // Joining a mount namespace moves the working directory to its root: go back, as
+            // the part's relative paths are relative to ours.
+            let cwd = std::env::current_dir().context("cannot read the working directory")?;
+            let cwd = std::ffi::CString::new(cwd.as_os_str().as_encoded_bytes())
+                .context("the working directory's path holds a NUL byte")?;
+            // SAFETY: the hook calls only setns and chdir, which are async-signal-safe, on a
+            // descriptor and a string that outlive the fork.
+            unsafe {
+                command.pre_exec(move || {
+                    use std::os::fd::AsRawFd;
+                    if libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNS) != 0
+                        || libc::chdir(cwd.as_ptr()) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut process = command
             .spawn()

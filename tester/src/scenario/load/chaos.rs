@@ -4,16 +4,17 @@
 //! ```toml
 //! [[chaos]]
 //! at = "30s"                  # from the run's start
-//! kind = "restart"            # kill | restart | chain_outage | chain_reorg
+//! kind = "restart"            # kill | restart | chain_outage | chain_reorg | disk_full
 //! target = "transcoder-0-0"   # kill/restart: broadcaster, orchestrator-N, transcoder-O-T, chain
 //! down_for = "5s"             # restart only (default "0s": started again at once)
 //! every = "60s"               # optional repeat period, with `times` (at least 2)
 //! times = 3
 //! ```
 //!
-//! `chain_outage` takes `duration`, `chain_reorg` takes `depth` (1..=64). Each entry is read under
-//! its `kind`, so the keys a kind takes are the keys it knows. The checks after that need the
-//! whole file, and the engine that runs the timeline relies on them: the stack has the node, every
+//! `chain_outage` takes `duration`, `chain_reorg` takes `depth` (1..=64), `disk_full` a `target`
+//! that keeps data on disk (the broadcaster's segment files, an orchestrator's ticket journal)
+//! and a `duration`. Each entry is read under its `kind`, so the keys a kind takes are the keys it
+//! knows. The checks after that need the whole file, and the engine that runs the timeline relies on them: the stack has the node, every
 //! occurrence is over before the run is, and a node takes one event at a time. So the engine never
 //! meets a node it cannot find, an event after the run, or two events fighting over one node.
 
@@ -26,19 +27,19 @@ use super::super::reader::{Reader, Table};
 use super::sub_table;
 use crate::duration::format_duration;
 
-const KINDS: &[&str] = &["kill", "restart", "chain_outage", "chain_reorg"];
+const KINDS: &[&str] = &[
+    "kill",
+    "restart",
+    "chain_outage",
+    "chain_reorg",
+    "disk_full",
+];
 
 /// Kinds of the chaos design that this build cannot run, with what they are missing.
-const NOT_YET: &[(&str, &str)] = &[
-    (
-        "network",
-        "they need nodes in network namespaces and sch_netem, which lpt does not set up yet",
-    ),
-    (
-        "disk_full",
-        "they need each node's data directory on a filesystem of its own with a size limit (a loop device or a tmpfs), which lpt does not set up yet",
-    ),
-];
+const NOT_YET: &[(&str, &str)] = &[(
+    "network",
+    "they need nodes in network namespaces and sch_netem, which lpt does not set up yet",
+)];
 
 /// The most occurrences one entry may have: enough for an event a minute over a week-long soak.
 const MAX_TIMES: i64 = 10_080;
@@ -102,11 +103,13 @@ fn read_entry(reader: &mut Reader<'_>, c: &Table<'_>, line: usize) -> Option<Cha
                 node.map(|node| ChaosAction::Restart { node, down_for })
             }
             "chain_outage" => {
-                let duration = reader.duration(c, "duration");
-                let duration = reader.require(c, "duration", "\"10s\"", duration);
-                duration
-                    .filter(|d| !refuse_zero(reader, c, "duration", *d))
-                    .map(|duration| ChaosAction::ChainOutage { duration })
+                read_duration(reader, c).map(|duration| ChaosAction::ChainOutage { duration })
+            }
+            "disk_full" => {
+                let node = read_disk_owner(reader, c);
+                let duration = read_duration(reader, c);
+                node.zip(duration)
+                    .map(|(node, duration)| ChaosAction::DiskFull { node, duration })
             }
             _ => {
                 let depth = reader.integer(c, "depth", 1, MAX_REORG_DEPTH);
@@ -162,6 +165,33 @@ fn read_kill(reader: &mut Reader<'_>, c: &Table<'_>) -> Option<ChaosAction> {
         return None;
     }
     Some(ChaosAction::Kill { node })
+}
+
+/// `duration`, required and longer than 0s.
+fn read_duration(reader: &mut Reader<'_>, c: &Table<'_>) -> Option<Duration> {
+    let duration = reader.duration(c, "duration");
+    let duration = reader.require(c, "duration", "\"10s\"", duration);
+    duration.filter(|d| !refuse_zero(reader, c, "duration", *d))
+}
+
+/// `disk_full`: a node that keeps data on disk, the broadcaster (its segment files) or an
+/// orchestrator (its ticket journal).
+fn read_disk_owner(reader: &mut Reader<'_>, c: &Table<'_>) -> Option<StackNode> {
+    let node = read_node(reader, c)?;
+    let why = match node {
+        StackNode::Broadcaster | StackNode::Orchestrator(_) => return Some(node),
+        StackNode::Transcoder(..) => {
+            "a transcoder keeps nothing on disk (segments pass through its memory)"
+        }
+        StackNode::Chain => "anvil keeps the chain in memory",
+    };
+    reader.error_at(
+        c,
+        "target",
+        format!("`disk_full` of {node} is refused: {why}"),
+        Some("fill the disk of `broadcaster` or of an `orchestrator-N`".into()),
+    );
+    None
 }
 
 fn read_node(reader: &mut Reader<'_>, c: &Table<'_>) -> Option<StackNode> {
@@ -275,9 +305,16 @@ fn check_target_is_embedded(reader: &mut Reader<'_>, c: &Table<'_>, target: &Tar
 /// The node an entry acts on is one the embedded `stack` starts.
 fn check_node_exists(reader: &mut Reader<'_>, entry: &Entry<'_>, stack: &EmbeddedTarget) {
     let (key, problem) = match &entry.event.action {
-        ChaosAction::Kill { node } | ChaosAction::Restart { node, .. } => {
-            ("target", missing_node(*node, stack))
-        }
+        ChaosAction::DiskFull {
+            node: StackNode::Orchestrator(_),
+            ..
+        } if stack.offline => (
+            "target",
+            Some("an off-chain orchestrator keeps nothing on disk: its data directory holds its ticket journal, and this stack is off-chain (`target.offline = true`)".into()),
+        ),
+        ChaosAction::Kill { node }
+        | ChaosAction::Restart { node, .. }
+        | ChaosAction::DiskFull { node, .. } => ("target", missing_node(*node, stack)),
         ChaosAction::ChainOutage { .. } | ChaosAction::ChainReorg { .. } => (
             "kind",
             stack.offline.then(|| {
@@ -452,10 +489,7 @@ fn node_order(node: StackNode) -> (u8, u32, u32) {
 }
 
 fn holds(entry: usize, event: &ChaosEvent) -> Vec<Hold> {
-    let node = match &event.action {
-        ChaosAction::Kill { node } | ChaosAction::Restart { node, .. } => *node,
-        ChaosAction::ChainOutage { .. } | ChaosAction::ChainReorg { .. } => StackNode::Chain,
-    };
+    let node = event.action.node();
     let lasts = event.action.duration();
     event
         .occurrences()
@@ -957,7 +991,7 @@ target = "broadcaster"
     }
 
     #[test]
-    fn network_and_disk_full_are_refused_until_lpt_can_run_them() {
+    fn network_is_refused_until_lpt_can_run_it_and_disk_full_needs_a_disk() {
         assert_eq!(
             errors(
                 r#"[[chaos]]
@@ -970,7 +1004,19 @@ loss = 0.1
 [[chaos]]
 at = "30s"
 kind = "disk_full"
-target = "orchestrator-0"
+target = "transcoder-0-1"
+duration = "10s"
+
+[[chaos]]
+at = "1m"
+kind = "disk_full"
+target = "chain"
+duration = "10s"
+
+[[chaos]]
+at = "2m"
+kind = "disk_full"
+target = "broadcaster"
 
 [[chaos]]
 at = "30s"
@@ -978,9 +1024,72 @@ kind = "partition"
 "#
             ),
             vec![
-                "chaos.toml:15:8: `chaos[0].kind`: `network` events are not supported yet: they need nodes in network namespaces and sch_netem, which lpt does not set up yet (hint: this build runs: kill, restart, chain_outage, chain_reorg)",
-                "chaos.toml:22:8: `chaos[1].kind`: `disk_full` events are not supported yet: they need each node's data directory on a filesystem of its own with a size limit (a loop device or a tmpfs), which lpt does not set up yet (hint: this build runs: kill, restart, chain_outage, chain_reorg)",
-                "chaos.toml:27:8: `chaos[2].kind`: `partition` is not a valid value (hint: one of: kill, restart, chain_outage, chain_reorg)",
+                "chaos.toml:15:8: `chaos[0].kind`: `network` events are not supported yet: they need nodes in network namespaces and sch_netem, which lpt does not set up yet (hint: this build runs: kill, restart, chain_outage, chain_reorg, disk_full)",
+                "chaos.toml:23:10: `chaos[1].target`: `disk_full` of transcoder-0-1 is refused: a transcoder keeps nothing on disk (segments pass through its memory) (hint: fill the disk of `broadcaster` or of an `orchestrator-N`)",
+                "chaos.toml:29:10: `chaos[2].target`: `disk_full` of chain is refused: anvil keeps the chain in memory (hint: fill the disk of `broadcaster` or of an `orchestrator-N`)",
+                "chaos.toml:32:1: `chaos[3].duration`: missing required key `duration` in [chaos[3]] (hint: add e.g. `duration = \"10s\"`)",
+                "chaos.toml:39:8: `chaos[4].kind`: `partition` is not a valid value (hint: one of: kill, restart, chain_outage, chain_reorg, disk_full)",
+            ]
+        );
+    }
+
+    #[test]
+    fn disk_full_is_read_and_an_off_chain_orchestrator_has_no_disk_to_fill() {
+        let events = chaos(
+            r#"[[chaos]]
+at = "20s"
+kind = "disk_full"
+target = "broadcaster"
+duration = "10s"
+
+[[chaos]]
+at = "40s"
+kind = "disk_full"
+target = "orchestrator-1"
+duration = "15s"
+every = "1m"
+times = 2
+"#,
+        );
+        let s = Duration::from_secs;
+        assert_eq!(
+            events,
+            vec![
+                ChaosEvent {
+                    at: s(20),
+                    every: None,
+                    times: 1,
+                    action: ChaosAction::DiskFull {
+                        node: StackNode::Broadcaster,
+                        duration: s(10),
+                    },
+                    line: 13,
+                },
+                ChaosEvent {
+                    at: s(40),
+                    every: Some(s(60)),
+                    times: 2,
+                    action: ChaosAction::DiskFull {
+                        node: StackNode::Orchestrator(1),
+                        duration: s(15),
+                    },
+                    line: 19,
+                },
+            ]
+        );
+        assert_eq!(events[1].label(s(100)), "disk_full:orchestrator-1@1m40s");
+        let offline = STACK.replace("orchestrators = 3\n", "orchestrators = 3\noffline = true\n");
+        assert_eq!(
+            errors_in(&format!(
+                r#"{offline}[[chaos]]
+at = "20s"
+kind = "disk_full"
+target = "orchestrator-0"
+duration = "10s"
+"#
+            )),
+            vec![
+                "chaos.toml:17:10: `chaos[0].target`: an off-chain orchestrator keeps nothing on disk: its data directory holds its ticket journal, and this stack is off-chain (`target.offline = true`)",
             ]
         );
     }
