@@ -225,6 +225,35 @@ fn full_disks_cost_no_segment_and_no_journal_line() {
 }
 
 #[test]
+fn disk_full_where_mount_namespaces_are_refused_exits_107_saying_what_it_needs() {
+    let _turn = testkit::lpt_run::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    // util-linux's setpriv (Debian: essential) takes CAP_SYS_ADMIN away from lpt and its children,
+    // as an unprivileged container would.
+    let output = std::process::Command::new("setpriv")
+        .args(["--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--"])
+        .arg(env!("CARGO_BIN_EXE_lpt"))
+        .arg("run")
+        .arg(testkit::lpt_run::repo_root().join("scenarios/chaos/disk-full.toml"))
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("setpriv runs (util-linux)");
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(107), "{printed}");
+    assert!(
+        printed.contains("Operation not permitted") && printed.contains("CAP_SYS_ADMIN"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("chaos event"),
+        "no event was carried out: {printed}"
+    );
+}
+
+#[test]
 fn ten_minutes_of_mixed_failures_keep_every_segment_and_every_payment() {
     let run = run("scenarios/chaos/mixed.toml");
     let labels = [
