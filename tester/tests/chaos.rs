@@ -2,6 +2,8 @@
 //! each event is carried out, moves the figure it is about, and the operator's thresholds pass
 //! because the nodes recover as go-livepeer's do.
 
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 use testkit::lpt_run::{LptRun, run_scenario};
 
@@ -285,17 +287,14 @@ fn ten_minutes_of_mixed_failures_keep_every_segment_and_every_payment() {
     passed(&run);
 }
 
-#[test]
-fn sigkill_of_lpt_run_during_a_chaos_event_leaves_no_process_or_port_behind() {
+/// `lpt run SCENARIO` in `dir`, returned once it logs the start of chaos event `label`.
+fn run_until_event(scenario: &str, dir: &std::path::Path, label: &str) -> std::process::Child {
     use std::io::{BufRead, BufReader};
-    use std::time::{Duration, Instant};
-    let _turn = testkit::lpt_run::one_at_a_time();
-    let dir = tempfile::tempdir().unwrap();
     let mut lpt = std::process::Command::new(env!("CARGO_BIN_EXE_lpt"))
         .arg("run")
-        .arg(testkit::lpt_run::repo_root().join("scenarios/chaos/kill-orchestrator.toml"))
+        .arg(testkit::lpt_run::repo_root().join(scenario))
         .arg("--out")
-        .arg(dir.path().join("run"))
+        .arg(dir.join("run"))
         .env("NO_COLOR", "1")
         .env_remove("LPT_LOG")
         .stdout(std::process::Stdio::null())
@@ -311,17 +310,28 @@ fn sigkill_of_lpt_run_during_a_chaos_event_leaves_no_process_or_port_behind() {
             }
         }
     });
-    // The restart's down time: orchestrator-0 killed, its ports held, not started again yet.
     let deadline = Instant::now() + Duration::from_secs(150);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = received
             .recv_timeout(left)
-            .expect("lpt run reached its first chaos event within 150 s");
-        if line.contains("chaos event") && line.contains("restart:orchestrator-0@20s") {
-            break;
+            .unwrap_or_else(|_| panic!("lpt run reached chaos event {label} within 150 s"));
+        if line.contains("chaos event") && line.contains(label) {
+            return lpt;
         }
     }
+}
+
+#[test]
+fn sigkill_of_lpt_run_during_a_chaos_event_leaves_no_process_or_port_behind() {
+    let _turn = testkit::lpt_run::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    // The restart's down time: orchestrator-0 killed, its ports held, not started again yet.
+    let mut lpt = run_until_event(
+        "scenarios/chaos/kill-orchestrator.toml",
+        dir.path(),
+        "restart:orchestrator-0@20s",
+    );
     let held: Vec<u16> = ["broadcaster.toml", "orchestrator-0.toml"]
         .iter()
         .flat_map(|config| {
@@ -363,6 +373,65 @@ fn sigkill_of_lpt_run_during_a_chaos_event_leaves_no_process_or_port_behind() {
         std::net::TcpListener::bind(("127.0.0.1", port))
             .unwrap_or_else(|e| panic!("port {port} is still taken after lpt died: {e}"));
     }
+}
+
+#[test]
+fn sigkill_of_lpt_run_while_a_disk_is_full_leaves_no_process_or_mount_namespace_behind() {
+    let _turn = testkit::lpt_run::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let mut lpt = run_until_event(
+        "scenarios/chaos/disk-full.toml",
+        dir.path(),
+        "disk_full:broadcaster@15s",
+    );
+    let started = testkit::procfs::descendants(lpt.id());
+    let mount_namespace = |pid: &u32| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    let holder = *started
+        .iter()
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+        .unwrap_or_else(|| panic!("no holder of the data directories among {started:?}"));
+    let namespace = mount_namespace(&holder).unwrap();
+    assert_ne!(
+        Some(&namespace),
+        mount_namespace(&std::process::id()).as_ref()
+    );
+    // The holder, the broadcaster and orchestrator-0 (both have a disk_full event) are in it;
+    // the transcoder and anvil are not. The broadcaster's disk fills.
+    let in_namespace = |pids: &mut dyn Iterator<Item = u32>| {
+        pids.filter(|pid| mount_namespace(pid).as_ref() == Some(&namespace))
+            .count()
+    };
+    assert_eq!(in_namespace(&mut started.iter().copied()), 3, "{started:?}");
+    let hls = dir.path().join("run/stack/hls");
+    let filler = std::path::PathBuf::from(format!("/proc/{holder}/root"))
+        .join(hls.strip_prefix("/").unwrap())
+        .join(".lpt-disk-full");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !filler.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no {} within 10 s",
+            filler.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    unsafe { libc::kill(lpt.id() as i32, libc::SIGKILL) };
+    let _ = lpt.wait();
+    testkit::procfs::assert_all_exit(&started, "lpt run was SIGKILLed with a disk full");
+    let everyone = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok());
+    assert_eq!(
+        in_namespace(&mut { everyone }),
+        0,
+        "a process is left in the data directories' mount namespace"
+    );
+    // The machine's mount table never held the filesystems.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(hls.to_str().unwrap()), "{mounts}");
 }
 
 #[test]
