@@ -313,9 +313,11 @@ fn run_until_event(scenario: &str, dir: &std::path::Path, label: &str) -> std::p
     let deadline = Instant::now() + Duration::from_secs(150);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = received
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("lpt run reached chaos event {label} within 150 s"));
+        let Ok(line) = received.recv_timeout(left) else {
+            let _ = lpt.kill();
+            let _ = lpt.wait();
+            panic!("lpt run did not reach chaos event {label} within 150 s");
+        };
         if line.contains("chaos event") && line.contains(label) {
             return lpt;
         }

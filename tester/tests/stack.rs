@@ -26,6 +26,15 @@ struct StackUp {
     dir: tempfile::TempDir,
 }
 
+/// A test that fails part-way must not leave the stack running: SIGKILL takes its children
+/// with it (tested below).
+impl Drop for StackUp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts `lpt stack up` with 2 orchestrators of 1 transcoder each and waits for its JSON line.
 fn stack_up() -> StackUp {
     let dir = tempfile::tempdir().unwrap();
