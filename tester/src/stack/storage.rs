@@ -158,6 +158,7 @@ impl Filler {
         {
             Ok(bytes) => bytes,
             Err(error) => {
+                let _ = file.set_len(0);
                 let _ = std::fs::remove_file(&path);
                 return Err(error).context(format!("cannot write {}", path.display()));
             }
@@ -175,6 +176,9 @@ impl Filler {
                         // A write that fails otherwise than ENOSPC: nothing more to take back.
                         taken_back += write_until_full(&mut file, 4096).unwrap_or(0);
                     }
+                    // Truncated, the space is free at once, even while a process forked in the
+                    // meantime (lpt starts nodes) still holds the descriptor until its exec.
+                    let _ = file.set_len(0);
                     taken_back
                 }
             })
