@@ -126,10 +126,17 @@ fn a_ten_second_chain_outage_loses_no_redemption() {
             "{orchestrator:#}"
         );
         assert_eq!(orchestrator["redemptions_lost"], 0, "{orchestrator:#}");
-        // Winners due during the outage wait for it to end: their delay includes it.
         let delay = orchestrator["redemption_delay_ms"].as_f64().unwrap();
-        assert!((20_000.0..120_000.0).contains(&delay), "{orchestrator:#}");
+        assert!(delay < 120_000.0, "{orchestrator:#}");
     }
+    // Winners due during the outage wait for it to end: their delay includes it. The orchestrator
+    // with the streams had such winners; the other may have had none (measured: 14 winners and
+    // a worst delay of 19.2 s, under the 20-25 s a winner normally waits for its params to expire).
+    let worst = payments
+        .iter()
+        .map(|o| o["redemption_delay_ms"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(worst >= 20_000.0, "{payments:#?}");
     passed(&run);
 }
 
