@@ -143,6 +143,14 @@ fn hex_key(signer: &alloy::signers::local::PrivateKeySigner) -> String {
 
 impl EmbeddedStack {
     pub async fn start(options: &StackOptions) -> anyhow::Result<EmbeddedStack> {
+        // Absolute, so every path the stack derives names one place for lpt and for the nodes
+        // alike, inside a data directory's mount namespace too (where lpt looks up a path by
+        // its prefix, `storage::OwnFilesystems::holds`).
+        let options = &StackOptions {
+            dir: std::path::absolute(&options.dir)
+                .with_context(|| format!("cannot resolve {}", options.dir.display()))?,
+            ..options.clone()
+        };
         std::fs::create_dir_all(&options.dir)
             .with_context(|| format!("cannot create {}", options.dir.display()))?;
         let mut stack = EmbeddedStack {
@@ -176,8 +184,6 @@ impl EmbeddedStack {
                 .map(|node| {
                     let dir = data_dir(&options.dir, *node)
                         .ok_or_else(|| anyhow!("{node} keeps nothing on disk"))?;
-                    let dir = std::path::absolute(&dir)
-                        .with_context(|| format!("cannot resolve {}", dir.display()))?;
                     Ok((*node, dir))
                 })
                 .collect::<anyhow::Result<_>>()?;
