@@ -50,6 +50,14 @@ fn stream_recoveries(run: &LptRun) -> Vec<Value> {
         .collect()
 }
 
+/// The recovery records of orchestrators' payments (those with an `orchestrator`).
+fn payment_recoveries(run: &LptRun) -> Vec<Value> {
+    run.records("recovery")
+        .into_iter()
+        .filter(|r| r.get("orchestrator").is_some())
+        .collect()
+}
+
 fn passed(run: &LptRun) {
     assert_eq!(run.code, 0, "{}", run.output);
     let thresholds = run.summary["thresholds"].as_array().unwrap();
@@ -110,11 +118,7 @@ fn a_ten_second_chain_outage_loses_no_redemption() {
     let event = the_event(&run, "chain_outage:chain@20s");
     let lasted = event["end_ms"].as_i64().unwrap() - event["t_ms"].as_i64().unwrap();
     assert!((10_000..11_000).contains(&lasted), "{event:#}");
-    let payments: Vec<Value> = run
-        .records("recovery")
-        .into_iter()
-        .filter(|r| r.get("orchestrator").is_some())
-        .collect();
+    let payments = payment_recoveries(&run);
     assert_eq!(
         payments.len(),
         2,
@@ -151,11 +155,7 @@ fn a_reorg_that_drops_a_redemption_gets_it_redeemed_again() {
             .contains("among them block"),
         "{event:#}"
     );
-    let payments: Vec<Value> = run
-        .records("recovery")
-        .into_iter()
-        .filter(|r| r.get("orchestrator").is_some())
-        .collect();
+    let payments = payment_recoveries(&run);
     assert!(!payments.is_empty(), "{}", run.output);
     for orchestrator in &payments {
         assert_eq!(orchestrator["redemptions_lost"], 0, "{orchestrator:#}");
@@ -221,11 +221,7 @@ fn full_disks_cost_no_segment_and_no_journal_line() {
         assert_eq!(stream["segments_lost"], 0, "{stream:#}");
         assert_eq!(stream["recovered"], true, "{stream:#}");
     }
-    let payments: Vec<Value> = run
-        .records("recovery")
-        .into_iter()
-        .filter(|r| r.get("orchestrator").is_some())
-        .collect();
+    let payments = payment_recoveries(&run);
     assert!(!payments.is_empty(), "{}", run.output);
     for orchestrator in &payments {
         assert_eq!(orchestrator["redemptions_lost"], 0, "{orchestrator:#}");
@@ -282,11 +278,7 @@ fn ten_minutes_of_mixed_failures_keep_every_segment_and_every_payment() {
         assert_eq!(stream["recovered"], true, "{stream:#}");
         assert_eq!(stream["segments_lost"], 0, "{stream:#}");
     }
-    let payments: Vec<Value> = run
-        .records("recovery")
-        .into_iter()
-        .filter(|r| r.get("orchestrator").is_some())
-        .collect();
+    let payments = payment_recoveries(&run);
     assert!(payments.len() >= labels.len(), "{payments:#?}");
     for orchestrator in &payments {
         assert_eq!(orchestrator["redemptions_lost"], 0, "{orchestrator:#}");

@@ -363,13 +363,7 @@ impl Payments {
                         self.confirmed(entry);
                         continue;
                     };
-                    let status = self
-                        .chain_call(
-                            "transaction receipt",
-                            self.chain_timeout,
-                            chain.broker.tx_status(tx),
-                        )
-                        .await;
+                    let status = self.receipt(chain, tx).await;
                     match status {
                         Ok(TxStatus::Mined(outcome)) if outcome.block_number == entry.block => {
                             self.confirmed(entry);
@@ -565,6 +559,16 @@ impl Payments {
         }
     }
 
+    /// Where transaction `tx` stands on the chain, within the chain timeout.
+    async fn receipt(&self, chain: &ChainLink, tx: B256) -> Result<TxStatus, ChainError> {
+        self.chain_call(
+            "transaction receipt",
+            self.chain_timeout,
+            chain.broker.tx_status(tx),
+        )
+        .await
+    }
+
     /// Reads the receipt of `pending`'s sent transaction `tx`: mined, it is redeemed; failed, the
     /// chain refused it (its attempt was counted when it was sent); out of reach, it waits. Gives
     /// `pending` back while the transaction is still pending.
@@ -574,13 +578,7 @@ impl Payments {
         mut pending: Pending,
         tx: B256,
     ) -> Result<Tried, Pending> {
-        let status = self
-            .chain_call(
-                "transaction receipt",
-                self.chain_timeout,
-                chain.broker.tx_status(tx),
-            )
-            .await;
+        let status = self.receipt(chain, tx).await;
         match status {
             Err(err) => Ok(self.unreachable_or_wait(pending, err)),
             Ok(TxStatus::Mined(outcome)) => {
