@@ -118,17 +118,19 @@ fn a_ten_second_chain_outage_loses_no_redemption() {
     let event = the_event(&run, "chain_outage:chain@20s");
     let lasted = event["end_ms"].as_i64().unwrap() - event["t_ms"].as_i64().unwrap();
     assert!((10_000..11_000).contains(&lasted), "{event:#}");
+    // The broadcaster sends every stream to the orchestrator that answered fastest, so the other
+    // may have had no work (CI: 82 winners at one, none at the other).
     let payments = payment_recoveries(&run);
-    assert_eq!(
-        payments.len(),
-        2,
-        "both orchestrators had winners: {payments:#?}"
+    assert!(
+        (1..=2).contains(&payments.len()),
+        "an orchestrator had winners: {payments:#?}"
     );
+    let winners: u64 = payments
+        .iter()
+        .map(|o| o["winners"].as_u64().unwrap())
+        .sum();
+    assert!(winners > 20, "{payments:#?}");
     for orchestrator in &payments {
-        assert!(
-            orchestrator["winners"].as_u64().unwrap() > 5,
-            "{orchestrator:#}"
-        );
         assert_eq!(orchestrator["redemptions_lost"], 0, "{orchestrator:#}");
         let delay = orchestrator["redemption_delay_ms"].as_f64().unwrap();
         assert!(delay < 120_000.0, "{orchestrator:#}");
