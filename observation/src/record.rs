@@ -456,7 +456,7 @@ record_kind! {
         /// The occurrence's label, `kind:target@at` (e.g. `kill:orchestrator-0@30s`): the `event`
         /// tag of every figure measured about it.
         event: String,
-        /// `kill`, `restart`, `chain_outage`, `chain_reorg` or `disk_full`.
+        /// `kill`, `restart`, `chain_outage`, `chain_reorg`, `disk_full` or `network`.
         kind: String,
         /// The node it hit (`orchestrator-0`, `chain`, …).
         target: String,

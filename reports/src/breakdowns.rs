@@ -200,7 +200,7 @@ pub struct BenchStep {
 pub struct ChaosEventStats {
     /// The occurrence's label, `kind:target@at`.
     pub event: String,
-    /// `kill`, `restart`, `chain_outage`, `chain_reorg` or `disk_full`.
+    /// `kill`, `restart`, `chain_outage`, `chain_reorg`, `disk_full` or `network`.
     pub kind: String,
     /// The node it hit (`orchestrator-0`, `chain`, …).
     pub target: String,

@@ -491,6 +491,8 @@ async fn run_phase(
         ready_deadline: Duration::from_secs(60),
         keep_chain_state: false,
         own_filesystems: Vec::new(),
+        impaired_paths: Vec::new(),
+        paths_delay: false,
     };
     let stack = EmbeddedStack::start(&options)
         .await

@@ -613,6 +613,18 @@ async fn bring_up_target(
                         _ => None,
                     })
                     .collect(),
+                impaired_paths: scenario
+                    .chaos
+                    .iter()
+                    .filter_map(|e| match e.action {
+                        scenario::ChaosAction::Network { node, .. } => Some(node),
+                        _ => None,
+                    })
+                    .collect(),
+                paths_delay: scenario.chaos.iter().any(|e| {
+                    matches!(&e.action, scenario::ChaosAction::Network { impairment, .. }
+                        if !impairment.delay.is_zero())
+                }),
             };
             let nodes = EmbeddedStack::start(&options)
                 .await

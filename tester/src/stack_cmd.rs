@@ -61,6 +61,8 @@ pub async fn stack_up(command: &StackUp, terminal: Terminal) -> Result<ExitCode,
         ready_deadline: Duration::from_secs(60),
         keep_chain_state: false,
         own_filesystems: Vec::new(),
+        impaired_paths: Vec::new(),
+        paths_delay: false,
     };
     let stack = EmbeddedStack::start(&options)
         .await

@@ -58,6 +58,10 @@ pub struct OrchestratorConfig {
     pub listen: SocketAddr,
     /// Public service URI advertised to broadcasters; defaults to `https://<bound address>`.
     pub service_uri: Option<String>,
+    /// Where the transcoders fetch source segments from; defaults to the service URI. For an
+    /// orchestrator that its transcoders reach on another address than broadcasters do (a
+    /// private network, or a path of broadcasters' that is relayed).
+    pub source_uri: Option<String>,
     /// Off-chain mode: price 0, no chain, empty signatures accepted (go-livepeer `-network offchain`).
     pub offchain: bool,
     /// Chain settings (required unless `offchain`).
@@ -89,6 +93,7 @@ impl Default for OrchestratorConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8935)),
             service_uri: None,
+            source_uri: None,
             offchain: false,
             chain: None,
             payments: PaymentsConfig::default(),

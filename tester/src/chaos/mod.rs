@@ -79,9 +79,16 @@ pub async fn run_timeline(
                 outcome = carry_out(&action, &stack, chain.as_ref()) => outcome,
                 _ = cancel.cancelled() => Err(anyhow!("the run was stopped during the event")),
             };
-            // An outage cut short must not leave the nodes without a chain for the drain.
-            if matches!(action, ChaosAction::ChainOutage { .. }) {
-                let _ = stack.chain_resume();
+            // An outage cut short must not leave the nodes without a chain for the drain, nor an
+            // impairment the path.
+            match &action {
+                ChaosAction::ChainOutage { .. } => {
+                    let _ = stack.chain_resume();
+                }
+                ChaosAction::Network { node, .. } => {
+                    let _ = stack.clear_path(*node).await;
+                }
+                _ => {}
             }
             let end_ms = unix_ms();
             let (ok, message) = match &outcome {
@@ -176,6 +183,19 @@ async fn carry_out(
             Ok(format!(
                 "{filled}, kept full (took back {:.1} MiB the node freed), freed after {duration:?}",
                 taken_back as f64 / f64::from(1 << 20)
+            ))
+        }
+        ChaosAction::Network {
+            node,
+            impairment,
+            duration,
+        } => {
+            stack.impair_path(*node, impairment).await?;
+            tokio::time::sleep(*duration).await;
+            let dropped = stack.clear_path(*node).await?;
+            Ok(format!(
+                "{} on the path between the broadcaster and {node} for {duration:?}: {dropped}",
+                crate::scenario::impairment_text(impairment),
             ))
         }
     }

@@ -238,7 +238,41 @@ pub(super) fn chaos_action(action: &ChaosAction) -> String {
         ChaosAction::DiskFull { node, duration } => {
             format!("fill {node}'s disk for {}", format_duration(*duration))
         }
+        ChaosAction::Network {
+            node,
+            impairment,
+            duration,
+        } => format!(
+            "{} on the path between the broadcaster and {node} for {}",
+            impairment_text(impairment),
+            format_duration(*duration)
+        ),
     }
+}
+
+/// What an impairment does, e.g. `2% loss, 4 Mbit/s`.
+pub fn impairment_text(impairment: &Impairment) -> String {
+    if impairment.partition {
+        return "a partition (every packet dropped)".into();
+    }
+    let mut parts = Vec::new();
+    if impairment.loss_ppm > 0 {
+        parts.push(format!(
+            "{}% loss",
+            f64::from(impairment.loss_ppm) / 10_000.0
+        ));
+    }
+    if !impairment.delay.is_zero() {
+        let mut delay = format!("{} delay", format_duration(impairment.delay));
+        if !impairment.jitter.is_zero() {
+            delay += &format!(" ± {}", format_duration(impairment.jitter));
+        }
+        parts.push(delay);
+    }
+    if let Some(bps) = impairment.bandwidth_bps {
+        parts.push(format!("{} Mbit/s", bps as f64 / 1e6));
+    }
+    parts.join(", ")
 }
 
 /// The timeline: one line per `[[chaos]]` entry with its occurrences, by first occurrence.

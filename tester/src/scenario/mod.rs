@@ -10,7 +10,7 @@ mod load;
 mod model;
 mod reader;
 
-pub use describe::describe;
+pub use describe::{describe, impairment_text};
 pub use diagnostics::{Diagnostic, Diagnostics};
 pub use load::{DEFAULT_PRICE_PER_UNIT, LoadError, MAX_STREAMS, load, parse};
 pub use model::*;

@@ -302,6 +302,27 @@ pub enum ChaosAction {
     /// The node's data directory (the broadcaster's segment files, an orchestrator's ticket
     /// journal), a filesystem of its own, is filled to its last block for `duration`.
     DiskFull { node: StackNode, duration: Duration },
+    /// The path between the broadcaster and `node` (an orchestrator) is impaired for `duration`:
+    /// packets on it are dropped, delayed or rate-limited, both ways.
+    Network {
+        node: StackNode,
+        impairment: Impairment,
+        duration: Duration,
+    },
+}
+
+/// What a `network` event does to the packets of a path, each way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Impairment {
+    /// Every packet dropped: the path is cut (connections stall, new ones time out).
+    pub partition: bool,
+    /// Packets dropped at random, in parts per million.
+    pub loss_ppm: u32,
+    /// Added to every packet's one-way trip, with `jitter` of spread (needs the kernel's netem).
+    pub delay: Duration,
+    pub jitter: Duration,
+    /// The path's rate, bits per second.
+    pub bandwidth_bps: Option<u64>,
 }
 
 impl ChaosAction {
@@ -313,6 +334,7 @@ impl ChaosAction {
             ChaosAction::ChainOutage { .. } => "chain_outage",
             ChaosAction::ChainReorg { .. } => "chain_reorg",
             ChaosAction::DiskFull { .. } => "disk_full",
+            ChaosAction::Network { .. } => "network",
         }
     }
 
@@ -321,7 +343,8 @@ impl ChaosAction {
         match self {
             ChaosAction::Kill { node }
             | ChaosAction::Restart { node, .. }
-            | ChaosAction::DiskFull { node, .. } => *node,
+            | ChaosAction::DiskFull { node, .. }
+            | ChaosAction::Network { node, .. } => *node,
             ChaosAction::ChainOutage { .. } | ChaosAction::ChainReorg { .. } => StackNode::Chain,
         }
     }
@@ -330,9 +353,9 @@ impl ChaosAction {
     pub fn duration(&self) -> Duration {
         match self {
             ChaosAction::Restart { down_for, .. } => *down_for,
-            ChaosAction::ChainOutage { duration } | ChaosAction::DiskFull { duration, .. } => {
-                *duration
-            }
+            ChaosAction::ChainOutage { duration }
+            | ChaosAction::DiskFull { duration, .. }
+            | ChaosAction::Network { duration, .. } => *duration,
             ChaosAction::Kill { .. } | ChaosAction::ChainReorg { .. } => Duration::ZERO,
         }
     }

@@ -44,6 +44,11 @@ pub struct StackOptions {
     /// Nodes whose data directory ([`data_dir`]) is a filesystem of its own, so that a
     /// `disk_full` chaos event can fill it ([`super::storage`]).
     pub own_filesystems: Vec<StackNode>,
+    /// Orchestrators whose path from the broadcaster runs over a link of its own, so that a
+    /// `network` chaos event can impair it ([`super::link`]).
+    pub impaired_paths: Vec<StackNode>,
+    /// Whether a `network` event delays packets (the kernel then needs netem).
+    pub paths_delay: bool,
 }
 
 /// Where `node` keeps its data under the stack's `dir`: the broadcaster its segment files, an
@@ -123,6 +128,8 @@ pub struct EmbeddedStack {
     ticket_journals: Vec<PathBuf>,
     /// The data directories that are filesystems of their own, with the nodes that own them.
     filesystems: Option<(super::storage::OwnFilesystems, Vec<(StackNode, PathBuf)>)>,
+    /// The paths from the broadcaster that run over links of their own, by orchestrator.
+    links: Vec<(StackNode, std::sync::Arc<super::link::ImpairedLink>)>,
 }
 
 const TRANSCODER_SECRET_ENV: &str = "LPT_TRANSCODER_SECRET";
@@ -170,6 +177,7 @@ impl EmbeddedStack {
             chain_gate: None,
             ticket_journals: Vec::new(),
             filesystems: None,
+            links: Vec::new(),
         };
         let mut nodes = Vec::new();
         if !options.own_filesystems.is_empty() {
@@ -206,6 +214,9 @@ impl EmbeddedStack {
         // in the owner-only config, where the operator of the stack can read it.
         let status_token = node_orchestrator::auth::random_secret();
         let nodes_rpc = stack.chain_gate.as_ref().map(|gate| gate.url());
+        // Where the broadcaster reaches each orchestrator: its own address, or the entry of the
+        // link its path runs over.
+        let mut broadcaster_routes = Vec::new();
         for index in 0..options.nodes.orchestrators {
             let mut config = orchestrator_config(
                 options,
@@ -217,6 +228,30 @@ impl EmbeddedStack {
             );
             if let (Some(chain), Some(rpc)) = (config.chain.as_mut(), &nodes_rpc) {
                 chain.rpc_url.clone_from(rpc);
+            }
+            if options
+                .impaired_paths
+                .contains(&StackNode::Orchestrator(index))
+            {
+                // Its address is needed before it starts: the link relays to it.
+                let direct = SocketAddr::from((
+                    [127, 0, 0, 1],
+                    super::link::free_port().context("no free port for an orchestrator")?,
+                ));
+                let link = super::link::ImpairedLink::start(direct, options.paths_delay)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot run the path to orchestrator-{index} over a link of its own"
+                        )
+                    })?;
+                config.listen = direct;
+                // Broadcasters are told the link's entry; the transcoders keep the direct way.
+                config.service_uri = Some(format!("https://{}", link.entry));
+                config.source_uri = Some(format!("https://{direct}"));
+                stack
+                    .links
+                    .push((StackNode::Orchestrator(index), std::sync::Arc::new(link)));
             }
             if let Some(journal) = &config.payments.ticket_journal {
                 let dir = journal.parent().expect("a file in the data directory");
@@ -244,7 +279,12 @@ impl EmbeddedStack {
                 options.ready_deadline,
             )
             .await?;
-            let uri = child.ready_str("service_uri")?.to_owned();
+            let service_uri = child.ready_str("service_uri")?.to_owned();
+            broadcaster_routes.push(service_uri.clone());
+            let uri = match &config.source_uri {
+                Some(direct) => direct.clone(),
+                None => service_uri.clone(),
+            };
             // A restart must come back where the broadcaster and transcoders look for it.
             config.listen = bound_address(&uri)?;
             write_private(&path, &config_text(&config)?)
@@ -253,7 +293,7 @@ impl EmbeddedStack {
                 // As an operator does once with livepeer_cli, so on-chain discovery finds it.
                 contracts
                     .service_registry(chain.provider(chain.signer(index as usize + 1)))
-                    .set_service_uri(&uri)
+                    .set_service_uri(&service_uri)
                     .await
                     .with_context(|| format!("{name} could not register its service URI"))?;
             }
@@ -291,7 +331,10 @@ impl EmbeddedStack {
 
         let mut broadcaster_config = broadcaster_config(
             options,
-            &stack.endpoints,
+            &Endpoints {
+                orchestrators: broadcaster_routes,
+                ..stack.endpoints.clone()
+            },
             contracts.as_ref(),
             &data_dir(&options.dir, StackNode::Broadcaster).expect("the broadcaster keeps data"),
         );
@@ -525,6 +568,29 @@ impl EmbeddedStack {
             .ok_or_else(|| anyhow!("this stack has no chain"))?
             .close();
         Ok(())
+    }
+
+    /// Impairs the path between the broadcaster and `node` (an orchestrator) as `impairment`
+    /// says, until [`clear_path`](Self::clear_path).
+    pub async fn impair_path(
+        &self,
+        node: StackNode,
+        impairment: &crate::scenario::Impairment,
+    ) -> anyhow::Result<()> {
+        self.link(node)?.impair(impairment).await
+    }
+
+    /// Ends the impairment of the path to `node`; says what it dropped.
+    pub async fn clear_path(&self, node: StackNode) -> anyhow::Result<String> {
+        self.link(node)?.clear().await
+    }
+
+    fn link(&self, node: StackNode) -> anyhow::Result<&std::sync::Arc<super::link::ImpairedLink>> {
+        self.links
+            .iter()
+            .find(|(owner, _)| *owner == node)
+            .map(|(_, link)| link)
+            .ok_or_else(|| anyhow!("the path to {node} does not run over a link of its own"))
     }
 
     /// Lets the nodes reach the chain again.
@@ -797,6 +863,8 @@ mod tests {
             ready_deadline: Duration::from_secs(1),
             keep_chain_state: false,
             own_filesystems: Vec::new(),
+            impaired_paths: Vec::new(),
+            paths_delay: false,
         };
         let read = |index| {
             let config =

@@ -2,6 +2,7 @@
 //! process of `lpt`, on loopback ports of their own choosing.
 
 pub mod embedded;
+pub mod link;
 pub mod storage;
 pub mod supervisor;
 

@@ -108,7 +108,7 @@ impl Node {
         };
         let mut seg = seg.clone();
         seg.full_profiles3 = profiles.iter().map(profiles::to_wire).collect();
-        let url = format!("{}/{name}", self.service_uri);
+        let url = format!("{}/{name}", self.source_uri);
         let orch_id = self.address().map(|a| a.to_string()).unwrap_or_default();
         let outcome = self.remote.run(url, seg, orch_id).await;
         drop(source);

@@ -44,6 +44,8 @@ use sessions::{ByteBudget, SessionTable};
 pub struct Node {
     pub(crate) config: OrchestratorConfig,
     pub(crate) service_uri: String,
+    /// Where transcoders fetch source segments (`source_uri`, else the service URI).
+    pub(crate) source_uri: String,
     key: NodeKey,
     policy: SigPolicy,
     capabilities: CapabilitySet,
@@ -93,8 +95,13 @@ impl Node {
         } else {
             SigPolicy::OnChain
         };
+        let source_uri = config.source_uri.as_deref().map_or_else(
+            || service_uri.clone(),
+            |uri| uri.trim_end_matches('/').to_owned(),
+        );
         Self {
             service_uri,
+            source_uri,
             key,
             policy,
             capabilities: offered_capabilities(),

@@ -4,7 +4,7 @@
 //! ```toml
 //! [[chaos]]
 //! at = "30s"                  # from the run's start
-//! kind = "restart"            # kill | restart | chain_outage | chain_reorg | disk_full
+//! kind = "restart"            # kill | restart | chain_outage | chain_reorg | disk_full | network
 //! target = "transcoder-0-0"   # kill/restart: broadcaster, orchestrator-N, transcoder-O-T, chain
 //! down_for = "5s"             # restart only (default "0s": started again at once)
 //! every = "60s"               # optional repeat period, with `times` (at least 2)
@@ -13,10 +13,22 @@
 //!
 //! `chain_outage` takes `duration`, `chain_reorg` takes `depth` (1..=64), `disk_full` a `target`
 //! that keeps data on disk (the broadcaster's segment files, an orchestrator's ticket journal)
-//! and a `duration`. Each entry is read under its `kind`, so the keys a kind takes are the keys it
-//! knows. The checks after that need the whole file, and the engine that runs the timeline relies on them: the stack has the node, every
-//! occurrence is over before the run is, and a node takes one event at a time. So the engine never
-//! meets a node it cannot find, an event after the run, or two events fighting over one node.
+//! and a `duration`. `network` impairs the path between the broadcaster and its `target`, an
+//! `orchestrator-N`, both ways for a `duration`, with at least one of:
+//!
+//! ```toml
+//! partition = true    # every packet dropped; takes none of the keys below
+//! loss = 0.02         # fraction of packets dropped at random: more than 0, at most 1
+//! delay = "80ms"      # added one-way delay
+//! jitter = "20ms"     # spread of `delay` (needs it, at most it)
+//! bandwidth = "4mbit" # the path's rate: a number with kbit, mbit or gbit (1 kbit = 1000 bit/s)
+//! ```
+//!
+//! Each entry is read under its `kind`, so the keys a kind takes are the keys it knows. The checks
+//! after that need the whole file, and the engine that runs the timeline relies on them: the stack
+//! has the node, every occurrence is over before the run is, and a node takes one event at a time.
+//! So the engine never meets a node it cannot find, an event after the run, or two events fighting
+//! over one node.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -33,13 +45,8 @@ const KINDS: &[&str] = &[
     "chain_outage",
     "chain_reorg",
     "disk_full",
-];
-
-/// Kinds of the chaos design that this build cannot run, with what they are missing.
-const NOT_YET: &[(&str, &str)] = &[(
     "network",
-    "they need nodes in network namespaces and sch_netem, which lpt does not set up yet",
-)];
+];
 
 /// The most occurrences one entry may have: enough for an event a minute over a week-long soak.
 const MAX_TIMES: i64 = 10_080;
@@ -111,6 +118,7 @@ fn read_entry(reader: &mut Reader<'_>, c: &Table<'_>, line: usize) -> Option<Cha
                 node.zip(duration)
                     .map(|(node, duration)| ChaosAction::DiskFull { node, duration })
             }
+            "network" => read_network(reader, c),
             _ => {
                 let depth = reader.integer(c, "depth", 1, MAX_REORG_DEPTH);
                 let depth = reader.require(c, "depth", "3", depth);
@@ -136,18 +144,8 @@ fn read_entry(reader: &mut Reader<'_>, c: &Table<'_>, line: usize) -> Option<Cha
     })
 }
 
-/// `kind`, refusing with their reason the kinds this build cannot run yet.
+/// `kind`, one of `KINDS`.
 fn read_kind(reader: &mut Reader<'_>, c: &Table<'_>) -> Option<&'static str> {
-    let given = reader.item(c, "kind").and_then(|item| item.as_str());
-    if let Some((kind, why)) = NOT_YET.iter().find(|(kind, _)| Some(*kind) == given) {
-        reader.error_at(
-            c,
-            "kind",
-            format!("`{kind}` events are not supported yet: {why}"),
-            Some(format!("this build runs: {}", KINDS.join(", "))),
-        );
-        return None;
-    }
     let kind = reader.choice(c, "kind", KINDS);
     reader.require(c, "kind", "\"restart\"", kind)
 }
@@ -192,6 +190,209 @@ fn read_disk_owner(reader: &mut Reader<'_>, c: &Table<'_>) -> Option<StackNode> 
         Some("fill the disk of `broadcaster` or of an `orchestrator-N`".into()),
     );
     None
+}
+
+/// `network`: an orchestrator (the path between it and the broadcaster), a `duration`, and what
+/// happens to the packets on that path.
+fn read_network(reader: &mut Reader<'_>, c: &Table<'_>) -> Option<ChaosAction> {
+    let node = read_network_end(reader, c);
+    let duration = read_duration(reader, c);
+    let impairment = read_impairment(reader, c);
+    Some(ChaosAction::Network {
+        node: node?,
+        impairment: impairment?,
+        duration: duration?,
+    })
+}
+
+/// The orchestrator at the far end of a `network` path: lpt impairs the path segments and
+/// results travel, and no other.
+fn read_network_end(reader: &mut Reader<'_>, c: &Table<'_>) -> Option<StackNode> {
+    let node = read_node(reader, c)?;
+    if let StackNode::Orchestrator(_) = node {
+        return Some(node);
+    }
+    reader.error_at(
+        c,
+        "target",
+        format!(
+            "`network` between the broadcaster and {node} is refused: lpt impairs the path segments and results travel, between the broadcaster and an orchestrator"
+        ),
+        Some("target an `orchestrator-N`".into()),
+    );
+    None
+}
+
+/// `partition`, `loss`, `delay`, `jitter` and `bandwidth`: a partition alone, or at least one of
+/// the others.
+fn read_impairment(reader: &mut Reader<'_>, c: &Table<'_>) -> Option<Impairment> {
+    let partition = reader.boolean(c, "partition");
+    let loss_ppm = read_loss(reader, c);
+    let delay = reader.duration(c, "delay");
+    let delay = delay.filter(|d| !refuse_zero(reader, c, "delay", *d));
+    let jitter = reader.duration(c, "jitter");
+    let bandwidth_bps = read_bandwidth(reader, c);
+    let read = [
+        ("partition", partition.is_some()),
+        ("loss", loss_ppm.is_some()),
+        ("delay", delay.is_some()),
+        ("jitter", jitter.is_some()),
+        ("bandwidth", bandwidth_bps.is_some()),
+    ];
+    let given: Vec<&str> = read
+        .iter()
+        .map(|(key, _)| *key)
+        .filter(|key| reader.item(c, key).is_some())
+        .collect();
+    // A key given and not read has its error recorded already.
+    let mut ok = read.iter().all(|(key, read)| *read || !given.contains(key));
+    let unreadable_partition = given.contains(&"partition") && partition.is_none();
+    let partition = partition == Some(true);
+    if partition {
+        ok &= partition_alone(reader, c, &given);
+    } else if given.contains(&"jitter") {
+        ok &= jitter_within_delay(reader, c, jitter, delay, given.contains(&"delay"));
+    }
+    let shapes = ["loss", "delay", "bandwidth"];
+    if !partition && !unreadable_partition && !shapes.iter().any(|key| given.contains(key)) {
+        reader.error_at(
+            c,
+            "kind",
+            "`network` needs `partition = true` or at least one of `loss`, `delay` and `bandwidth`: without them the path is left as it is",
+            Some("add e.g. `loss = 0.02`".into()),
+        );
+        ok = false;
+    }
+    ok.then(|| Impairment {
+        partition,
+        loss_ppm: loss_ppm.unwrap_or(0),
+        delay: delay.unwrap_or_default(),
+        jitter: jitter.unwrap_or_default(),
+        bandwidth_bps,
+    })
+}
+
+/// A partition drops every packet, so the keys that shape the packets it lets through have no
+/// place beside it; false (after recording which are there) when some are.
+fn partition_alone(reader: &mut Reader<'_>, c: &Table<'_>, given: &[&str]) -> bool {
+    let others: Vec<String> = given
+        .iter()
+        .filter(|key| **key != "partition")
+        .map(|key| format!("`{key}`"))
+        .collect();
+    let (keys, mean) = match others.as_slice() {
+        [] => return true,
+        [one] => (one.clone(), "means"),
+        [init @ .., last] => (format!("{} and {last}", init.join(", ")), "mean"),
+    };
+    reader.error_at(
+        c,
+        "partition",
+        format!("a partition drops every packet: {keys} {mean} nothing with it"),
+        Some(format!(
+            "remove {keys}, or `partition` to impair the path without cutting it"
+        )),
+    );
+    false
+}
+
+/// `jitter` spreads `delay`, so it needs one at least as long; false (after recording why) when
+/// it has none, or a shorter one.
+fn jitter_within_delay(
+    reader: &mut Reader<'_>,
+    c: &Table<'_>,
+    jitter: Option<Duration>,
+    delay: Option<Duration>,
+    delay_given: bool,
+) -> bool {
+    if !delay_given {
+        reader.error_at(
+            c,
+            "jitter",
+            "`jitter` needs `delay`: it spreads the added delay, and there is none",
+            Some("add e.g. `delay = \"80ms\"`".into()),
+        );
+        return false;
+    }
+    let (Some(jitter), Some(delay)) = (jitter, delay) else {
+        // The bad one has its error already.
+        return true;
+    };
+    if jitter <= delay {
+        return true;
+    }
+    reader.error_at(
+        c,
+        "jitter",
+        format!(
+            "`jitter` ({}) is longer than `delay` ({}): a packet is delayed by `delay` give or take `jitter`, and cannot be delayed by less than nothing",
+            format_duration(jitter),
+            format_duration(delay)
+        ),
+        Some("at most `delay`: a shorter `jitter` or a longer `delay`".into()),
+    );
+    false
+}
+
+/// `loss`, the fraction of packets dropped (more than 0, at most 1), in parts per million: at
+/// least 1, so a loss given is never none.
+fn read_loss(reader: &mut Reader<'_>, c: &Table<'_>) -> Option<u32> {
+    let item = reader.item(c, "loss")?;
+    let loss = match (item.as_float(), item.as_integer()) {
+        (Some(f), _) => f,
+        (_, Some(n)) => n as f64,
+        _ => {
+            // Records that it should have been a number.
+            let _ = reader.number(c, "loss", 0.0, 1.0);
+            return None;
+        }
+    };
+    if loss > 0.0 && loss <= 1.0 {
+        return Some(((loss * 1e6).round() as u32).max(1));
+    }
+    reader.error_at(
+        c,
+        "loss",
+        format!("{loss} is out of range: `loss` is the fraction of packets dropped, more than 0 and at most 1"),
+        Some("e.g. `loss = 0.02` for 2 %".into()),
+    );
+    None
+}
+
+/// The lowest `bandwidth`, in bits per second: 1000 bytes a second.
+const MIN_BANDWIDTH_BPS: u64 = 8_000;
+
+/// `bandwidth`, in bits per second.
+fn read_bandwidth(reader: &mut Reader<'_>, c: &Table<'_>) -> Option<u64> {
+    let text = reader.string(c, "bandwidth")?;
+    let problem = match parse_rate(&text) {
+        Some(bps) if bps >= MIN_BANDWIDTH_BPS => return Some(bps),
+        Some(_) => format!("`{text}` is below the lowest rate, 8kbit"),
+        None => format!("`{text}` is not a rate"),
+    };
+    reader.error_at(
+        c,
+        "bandwidth",
+        problem,
+        Some("a number with `kbit`, `mbit` or `gbit` (1 kbit = 1000 bit/s), at least 8kbit, e.g. \"4mbit\" or \"1.5mbit\"".into()),
+    );
+    None
+}
+
+/// Bits per second of `text`: a decimal number (`4`, `1.5`) and `kbit`, `mbit` or `gbit` in any
+/// case, with 1 kbit = 1000 bit/s.
+fn parse_rate(text: &str) -> Option<u64> {
+    let text = text.to_ascii_lowercase();
+    let (number, scale) = [("kbit", 1e3), ("mbit", 1e6), ("gbit", 1e9)]
+        .into_iter()
+        .find_map(|(unit, scale)| Some((text.strip_suffix(unit)?, scale)))?;
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, "0"));
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    let number: f64 = number.parse().ok()?;
+    Some((number * scale).round() as u64)
 }
 
 fn read_node(reader: &mut Reader<'_>, c: &Table<'_>) -> Option<StackNode> {
@@ -314,7 +515,8 @@ fn check_node_exists(reader: &mut Reader<'_>, entry: &Entry<'_>, stack: &Embedde
         ),
         ChaosAction::Kill { node }
         | ChaosAction::Restart { node, .. }
-        | ChaosAction::DiskFull { node, .. } => ("target", missing_node(*node, stack)),
+        | ChaosAction::DiskFull { node, .. }
+        | ChaosAction::Network { node, .. } => ("target", missing_node(*node, stack)),
         ChaosAction::ChainOutage { .. } | ChaosAction::ChainReorg { .. } => (
             "kind",
             stack.offline.then(|| {
@@ -991,14 +1193,14 @@ target = "broadcaster"
     }
 
     #[test]
-    fn network_is_refused_until_lpt_can_run_it_and_disk_full_needs_a_disk() {
+    fn network_needs_an_orchestrator_and_disk_full_needs_a_disk() {
         assert_eq!(
             errors(
                 r#"[[chaos]]
 at = "30s"
 kind = "network"
-from = "broadcaster"
-to = "orchestrator-0"
+target = "broadcaster"
+duration = "10s"
 loss = 0.1
 
 [[chaos]]
@@ -1024,11 +1226,11 @@ kind = "partition"
 "#
             ),
             vec![
-                "chaos.toml:15:8: `chaos[0].kind`: `network` events are not supported yet: they need nodes in network namespaces and sch_netem, which lpt does not set up yet (hint: this build runs: kill, restart, chain_outage, chain_reorg, disk_full)",
+                "chaos.toml:16:10: `chaos[0].target`: `network` between the broadcaster and broadcaster is refused: lpt impairs the path segments and results travel, between the broadcaster and an orchestrator (hint: target an `orchestrator-N`)",
                 "chaos.toml:23:10: `chaos[1].target`: `disk_full` of transcoder-0-1 is refused: a transcoder keeps nothing on disk (segments pass through its memory) (hint: fill the disk of `broadcaster` or of an `orchestrator-N`)",
                 "chaos.toml:29:10: `chaos[2].target`: `disk_full` of chain is refused: anvil keeps the chain in memory (hint: fill the disk of `broadcaster` or of an `orchestrator-N`)",
                 "chaos.toml:32:1: `chaos[3].duration`: missing required key `duration` in [chaos[3]] (hint: add e.g. `duration = \"10s\"`)",
-                "chaos.toml:39:8: `chaos[4].kind`: `partition` is not a valid value (hint: one of: kill, restart, chain_outage, chain_reorg, disk_full)",
+                "chaos.toml:39:8: `chaos[4].kind`: `partition` is not a valid value (hint: one of: kill, restart, chain_outage, chain_reorg, disk_full, network)",
             ]
         );
     }
@@ -1090,6 +1292,272 @@ duration = "10s"
             )),
             vec![
                 "chaos.toml:17:10: `chaos[0].target`: an off-chain orchestrator keeps nothing on disk: its data directory holds its ticket journal, and this stack is off-chain (`target.offline = true`)",
+            ]
+        );
+    }
+
+    #[test]
+    fn network_is_read_with_its_impairment_and_runs_off_chain() {
+        let entries = r#"[[chaos]]
+at = "20s"
+kind = "network"
+target = "orchestrator-1"
+duration = "10s"
+loss = 0.02
+delay = "80ms"
+jitter = "20ms"
+bandwidth = "1.5Mbit"
+every = "1m"
+times = 3
+
+[[chaos]]
+at = "40s"
+kind = "network"
+target = "orchestrator-0"
+duration = "5s"
+partition = true
+
+[[chaos]]
+at = "1m"
+kind = "network"
+target = "orchestrator-2"
+duration = "5s"
+loss = 1
+bandwidth = "8kbit"
+
+[[chaos]]
+at = "2m"
+kind = "network"
+target = "orchestrator-2"
+duration = "5s"
+loss = 0.0000001
+delay = "1s"
+jitter = "1s"
+bandwidth = "2GBIT"
+"#;
+        let events = chaos(entries);
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        assert_eq!(
+            events[..2],
+            [
+                ChaosEvent {
+                    at: s(20),
+                    every: Some(s(60)),
+                    times: 3,
+                    action: ChaosAction::Network {
+                        node: StackNode::Orchestrator(1),
+                        impairment: Impairment {
+                            partition: false,
+                            loss_ppm: 20_000,
+                            delay: ms(80),
+                            jitter: ms(20),
+                            bandwidth_bps: Some(1_500_000),
+                        },
+                        duration: s(10),
+                    },
+                    line: 13,
+                },
+                ChaosEvent {
+                    at: s(40),
+                    every: None,
+                    times: 1,
+                    action: ChaosAction::Network {
+                        node: StackNode::Orchestrator(0),
+                        impairment: Impairment {
+                            partition: true,
+                            ..Impairment::default()
+                        },
+                        duration: s(5),
+                    },
+                    line: 25,
+                },
+            ]
+        );
+        assert_eq!(events[0].label(s(20)), "network:orchestrator-1@20s");
+        let impairment = |event: &ChaosEvent| match &event.action {
+            ChaosAction::Network { impairment, .. } => impairment.clone(),
+            other => panic!("not a network event: {other:?}"),
+        };
+        assert_eq!(
+            impairment(&events[2]),
+            Impairment {
+                loss_ppm: 1_000_000,
+                bandwidth_bps: Some(8_000),
+                ..Impairment::default()
+            }
+        );
+        assert_eq!(
+            impairment(&events[3]),
+            Impairment {
+                loss_ppm: 1,
+                delay: s(1),
+                jitter: s(1),
+                bandwidth_bps: Some(2_000_000_000),
+                ..Impairment::default()
+            }
+        );
+        let offline = STACK.replace("orchestrators = 3\n", "orchestrators = 3\noffline = true\n");
+        let text = format!("{offline}{entries}");
+        let actions =
+            |events: Vec<ChaosEvent>| events.into_iter().map(|e| e.action).collect::<Vec<_>>();
+        let scenario = parse(Path::new("chaos.toml"), &text).unwrap();
+        assert_eq!(actions(scenario.chaos), actions(events));
+    }
+
+    #[test]
+    fn network_needs_an_impairment_and_a_partition_takes_no_other() {
+        assert_eq!(
+            errors(
+                r#"[[chaos]]
+at = "30s"
+kind = "network"
+target = "transcoder-0-0"
+duration = "10s"
+loss = 0.1
+
+[[chaos]]
+at = "30s"
+kind = "network"
+target = "orchestrator-0"
+duration = "10s"
+
+[[chaos]]
+at = "30s"
+kind = "network"
+target = "orchestrator-0"
+duration = "10s"
+partition = false
+jitter = "10ms"
+
+[[chaos]]
+at = "30s"
+kind = "network"
+target = "orchestrator-0"
+duration = "10s"
+partition = true
+loss = 0.5
+delay = "10ms"
+bandwidth = "1mbit"
+
+[[chaos]]
+at = "30s"
+kind = "network"
+target = "orchestrator-0"
+duration = "10s"
+partition = true
+jitter = "0s"
+
+[[chaos]]
+at = "30s"
+kind = "network"
+target = "orchestrator-5"
+duration = "10s"
+partition = true
+
+[[chaos]]
+at = "30s"
+kind = "network"
+target = "orchestrator-0"
+loss = 0.1
+
+[[chaos]]
+at = "30s"
+kind = "network"
+target = "orchestrator-0"
+duration = "0s"
+partition = true
+from = "broadcaster"
+"#
+            ),
+            vec![
+                "chaos.toml:16:10: `chaos[0].target`: `network` between the broadcaster and transcoder-0-0 is refused: lpt impairs the path segments and results travel, between the broadcaster and an orchestrator (hint: target an `orchestrator-N`)",
+                "chaos.toml:22:8: `chaos[1].kind`: `network` needs `partition = true` or at least one of `loss`, `delay` and `bandwidth`: without them the path is left as it is (hint: add e.g. `loss = 0.02`)",
+                "chaos.toml:28:8: `chaos[2].kind`: `network` needs `partition = true` or at least one of `loss`, `delay` and `bandwidth`: without them the path is left as it is (hint: add e.g. `loss = 0.02`)",
+                "chaos.toml:32:10: `chaos[2].jitter`: `jitter` needs `delay`: it spreads the added delay, and there is none (hint: add e.g. `delay = \"80ms\"`)",
+                "chaos.toml:39:13: `chaos[3].partition`: a partition drops every packet: `loss`, `delay` and `bandwidth` mean nothing with it (hint: remove `loss`, `delay` and `bandwidth`, or `partition` to impair the path without cutting it)",
+                "chaos.toml:49:13: `chaos[4].partition`: a partition drops every packet: `jitter` means nothing with it (hint: remove `jitter`, or `partition` to impair the path without cutting it)",
+                "chaos.toml:55:10: `chaos[5].target`: no orchestrator-5: this stack has orchestrator-0 … orchestrator-2",
+                "chaos.toml:59:1: `chaos[6].duration`: missing required key `duration` in [chaos[6]] (hint: add e.g. `duration = \"10s\"`)",
+                "chaos.toml:69:12: `chaos[7].duration`: `duration` must be longer than 0s",
+                "chaos.toml:71:1: `chaos[7].from`: unknown key `from` (hint: known keys here: kind, at, target, duration, partition, loss, delay, jitter, bandwidth, every, times)",
+            ]
+        );
+    }
+
+    #[test]
+    fn network_loss_jitter_and_bandwidth_are_checked() {
+        assert_eq!(
+            errors(
+                r#"[[chaos]]
+at = "30s"
+kind = "network"
+target = "orchestrator-0"
+duration = "10s"
+loss = 0
+
+[[chaos]]
+at = "30s"
+kind = "network"
+target = "orchestrator-0"
+duration = "10s"
+loss = 2
+
+[[chaos]]
+at = "30s"
+kind = "network"
+target = "orchestrator-0"
+duration = "10s"
+loss = "2%"
+
+[[chaos]]
+at = "30s"
+kind = "network"
+target = "orchestrator-0"
+duration = "10s"
+delay = "20ms"
+jitter = "30ms"
+
+[[chaos]]
+at = "30s"
+kind = "network"
+target = "orchestrator-0"
+duration = "10s"
+delay = "0s"
+bandwidth = "4mb"
+
+[[chaos]]
+at = "30s"
+kind = "network"
+target = "orchestrator-0"
+duration = "10s"
+bandwidth = "7.9kbit"
+
+[[chaos]]
+at = "30s"
+kind = "network"
+target = "orchestrator-0"
+duration = "10s"
+bandwidth = 4000000
+
+[[chaos]]
+at = "30s"
+kind = "network"
+target = "orchestrator-0"
+duration = "10s"
+bandwidth = "1.mbit"
+"#
+            ),
+            vec![
+                "chaos.toml:18:8: `chaos[0].loss`: 0 is out of range: `loss` is the fraction of packets dropped, more than 0 and at most 1 (hint: e.g. `loss = 0.02` for 2 %)",
+                "chaos.toml:25:8: `chaos[1].loss`: 2 is out of range: `loss` is the fraction of packets dropped, more than 0 and at most 1 (hint: e.g. `loss = 0.02` for 2 %)",
+                "chaos.toml:32:8: `chaos[2].loss`: expected a number, found a string",
+                "chaos.toml:40:10: `chaos[3].jitter`: `jitter` (30ms) is longer than `delay` (20ms): a packet is delayed by `delay` give or take `jitter`, and cannot be delayed by less than nothing (hint: at most `delay`: a shorter `jitter` or a longer `delay`)",
+                "chaos.toml:47:9: `chaos[4].delay`: `delay` must be longer than 0s",
+                "chaos.toml:48:13: `chaos[4].bandwidth`: `4mb` is not a rate (hint: a number with `kbit`, `mbit` or `gbit` (1 kbit = 1000 bit/s), at least 8kbit, e.g. \"4mbit\" or \"1.5mbit\")",
+                "chaos.toml:55:13: `chaos[5].bandwidth`: `7.9kbit` is below the lowest rate, 8kbit (hint: a number with `kbit`, `mbit` or `gbit` (1 kbit = 1000 bit/s), at least 8kbit, e.g. \"4mbit\" or \"1.5mbit\")",
+                "chaos.toml:62:13: `chaos[6].bandwidth`: expected a string, found an integer",
+                "chaos.toml:69:13: `chaos[7].bandwidth`: `1.mbit` is not a rate (hint: a number with `kbit`, `mbit` or `gbit` (1 kbit = 1000 bit/s), at least 8kbit, e.g. \"4mbit\" or \"1.5mbit\")",
             ]
         );
     }
