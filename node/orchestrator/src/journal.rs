@@ -317,9 +317,9 @@ impl Inner {
 ///
 /// A line that cannot be written (a full disk) leaves no partial line behind and waits in
 /// memory, in order, to be written before the next line; so does every line after it until an
-/// append succeeds. The lines waiting are written by the next [`record`](Self::record) (or
-/// [`flush_pending`](Self::flush_pending)) only: a node that receives no more tickets once space
-/// is back keeps them in memory, and loses them if it stops. At most [`MAX_PENDING_LINES`] wait;
+/// append succeeds. The lines waiting are written by the next [`record`](Self::record) or
+/// [`flush_pending`](Self::flush_pending), which the orchestrator's chain loop calls at each poll;
+/// a node that stops while they wait loses them. At most [`MAX_PENDING_LINES`] wait;
 /// beyond that the oldest line that is not an accepted winner is dropped first, the oldest winner
 /// only when all that wait are winners, and the errors returned count them.
 #[derive(Debug)]

@@ -277,8 +277,20 @@ impl Payments {
         queued
     }
 
-    /// Refreshes the chain view, re-checks unconfirmed redemptions at each new head and redeems
-    /// what is due, every `poll` until `stop` fires.
+    /// Writes the ticket journal's lines that a full disk held back, once there is room again,
+    /// so that they reach the disk without waiting for the next ticket. A failure is the
+    /// journal's to report: it warns on each ticket it cannot write.
+    fn flush_journal(&self) {
+        if let Some(journal) = &self.journal
+            && journal.pending_lines() > 0
+            && let Err(err) = journal.flush_pending()
+        {
+            tracing::debug!(%err, "the ticket journal's waiting lines stay in memory");
+        }
+    }
+
+    /// Refreshes the chain view, re-checks unconfirmed redemptions at each new head, redeems what
+    /// is due and writes the journal lines a full disk held back, every `poll` until `stop` fires.
     pub async fn run_chain(
         self: Arc<Self>,
         poll: Duration,
@@ -321,6 +333,7 @@ impl Payments {
             if !faults.snapshot().stop_redeeming {
                 self.redeem_due(&chain, head.map_or(0, |h| h.number)).await;
             }
+            self.flush_journal();
             self.passes.fetch_add(1, Ordering::Relaxed);
             tokio::select! {
                 _ = tokio::time::sleep(poll) => {}
