@@ -492,7 +492,6 @@ async fn run_phase(
         keep_chain_state: false,
         own_filesystems: Vec::new(),
         impaired_paths: Vec::new(),
-        paths_delay: false,
     };
     let stack = EmbeddedStack::start(&options)
         .await

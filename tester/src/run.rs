@@ -621,10 +621,6 @@ async fn bring_up_target(
                         _ => None,
                     })
                     .collect(),
-                paths_delay: scenario.chaos.iter().any(|e| {
-                    matches!(&e.action, scenario::ChaosAction::Network { impairment, .. }
-                        if !impairment.delay.is_zero())
-                }),
             };
             let nodes = EmbeddedStack::start(&options)
                 .await

@@ -62,7 +62,6 @@ pub async fn stack_up(command: &StackUp, terminal: Terminal) -> Result<ExitCode,
         keep_chain_state: false,
         own_filesystems: Vec::new(),
         impaired_paths: Vec::new(),
-        paths_delay: false,
     };
     let stack = EmbeddedStack::start(&options)
         .await

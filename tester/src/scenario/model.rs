@@ -318,7 +318,7 @@ pub struct Impairment {
     pub partition: bool,
     /// Packets dropped at random, in parts per million.
     pub loss_ppm: u32,
-    /// Added to every packet's one-way trip, with `jitter` of spread (needs the kernel's netem).
+    /// Added to every packet's one-way trip, spread uniformly by `jitter` either way.
     pub delay: Duration,
     pub jitter: Duration,
     /// The path's rate, bits per second.

@@ -47,8 +47,6 @@ pub struct StackOptions {
     /// Orchestrators whose path from the broadcaster runs over a link of its own, so that a
     /// `network` chaos event can impair it ([`super::link`]).
     pub impaired_paths: Vec<StackNode>,
-    /// Whether a `network` event delays packets (the kernel then needs netem).
-    pub paths_delay: bool,
 }
 
 /// Where `node` keeps its data under the stack's `dir`: the broadcaster its segment files, an
@@ -238,7 +236,7 @@ impl EmbeddedStack {
                     [127, 0, 0, 1],
                     super::link::free_port().context("no free port for an orchestrator")?,
                 ));
-                let link = super::link::ImpairedLink::start(direct, options.paths_delay)
+                let link = super::link::ImpairedLink::start(direct)
                     .await
                     .with_context(|| {
                         format!(
@@ -864,7 +862,6 @@ mod tests {
             keep_chain_state: false,
             own_filesystems: Vec::new(),
             impaired_paths: Vec::new(),
-            paths_delay: false,
         };
         let read = |index| {
             let config =

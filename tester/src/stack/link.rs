@@ -7,10 +7,12 @@
 //! as its service URI, and lpt carries each connection to it across the pair: accepted on
 //! 127.0.0.1, sent on from a socket in the near namespace to a listener in the far one, and from
 //! there to the orchestrator's own port. The leg across the pair is kernel TCP through the link
-//! the event impairs: nftables drops packets as they arrive at either end (loss, partition),
-//! tbf limits each end's rate, netem delays them (on kernels that have it). The loopback legs add
-//! a copy each way and nothing else; a connection the far leg cannot open in
-//! [`CONNECT_TIMEOUT`] is closed, as a peer that never answers would leave it.
+//! the event impairs: nftables drops packets as they arrive at either end (loss, partition), tbf
+//! limits each end's rate, and the kernel queues each packet arriving at either end (NFQUEUE) to a
+//! thread of lpt's that lets it go after the delay (the kernel sends it; lpt only says when, as
+//! netem would, which many kernels lack). The loopback legs add a copy each way and nothing
+//! else; a connection the far leg cannot open in [`CONNECT_TIMEOUT`] is closed, as a peer that
+//! never answers would leave it.
 //!
 //! The namespaces, the pair and every rule on it end with the holders, however lpt ends.
 
@@ -19,8 +21,9 @@ use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use tokio::net::{TcpListener, TcpStream};
@@ -40,6 +43,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Queued at each end at most this long under a rate limit before tbf drops (as a router's
 /// buffer would).
 const RATE_QUEUE: &str = "200ms";
+/// The kernel's packet queue a delay holds packets in, one per namespace.
+const DELAY_QUEUE: u16 = 0;
+/// Packets a delay holds at most at each end; more are dropped, as a full buffer drops them.
+const DELAY_QUEUE_PACKETS: u32 = 10_000;
+/// How often the delaying thread looks for packets and lets the due ones go: the delay's
+/// resolution.
+const DELAY_TICK: Duration = Duration::from_millis(1);
 
 /// A network namespace of the run's own, held open by a child process.
 struct Namespace {
@@ -146,6 +156,7 @@ impl Drop for Namespace {
 struct Applied {
     drops: bool,
     qdisc: bool,
+    delays: Vec<Delayer>,
 }
 
 /// The relayed path to one orchestrator, over a link of its own.
@@ -161,11 +172,8 @@ pub struct ImpairedLink {
 impl ImpairedLink {
     /// Makes the namespaces, the veth pair between them and the relay to `orchestrator` (an
     /// address on loopback). Fails, saying what is missing, where namespaces are not permitted
-    /// or `ip`/`nft` are not installed; with `needs_delay`, also where the kernel has no netem.
-    pub async fn start(
-        orchestrator: SocketAddr,
-        needs_delay: bool,
-    ) -> anyhow::Result<ImpairedLink> {
+    /// or `ip`/`nft`/`iptables` are not installed.
+    pub async fn start(orchestrator: SocketAddr) -> anyhow::Result<ImpairedLink> {
         let near = Namespace::new()?;
         let far = Namespace::new()?;
         let far_pid = far.pid().to_string();
@@ -190,20 +198,7 @@ impl ImpairedLink {
         )?;
         // Checked now, so that a run that cannot impair its paths says so before it starts.
         near.run("nft", &["list", "tables"], "")?;
-        if needs_delay {
-            near.run(
-                "tc",
-                &["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
-                "",
-            )
-            .map_err(|error| {
-                anyhow!(
-                    "this kernel has no netem queueing discipline (CONFIG_NET_SCH_NETEM), which \
-                     the `delay` and `jitter` of `network` events need: {error:#}"
-                )
-            })?;
-            near.run("tc", &["qdisc", "del", "dev", "lo", "root"], "")?;
-        }
+        near.run("iptables", &["--list-rules", "INPUT"], "")?;
 
         let far_listener = far
             .on_thread(|| StdListener::bind((FAR_ADDRESS, 0)))
@@ -257,7 +252,7 @@ impl ImpairedLink {
         } else {
             None
         };
-        let qdisc = queueing(impairment);
+        let qdisc = rate_limit(impairment);
         for (namespace, device) in self.ends() {
             if let Some(rule) = &drop_rule {
                 // At the receiving end, so the sender sees a packet lost on the wire rather
@@ -282,6 +277,16 @@ impl ImpairedLink {
                 args.extend(qdisc.iter().map(String::as_str));
                 namespace.run("tc", &args, "")?;
                 applied.qdisc = true;
+            }
+            if !impairment.delay.is_zero() {
+                // The thread listens before the rule sends it packets (with nothing bound to
+                // the queue, `--queue-bypass` lets them through undelayed).
+                applied.delays.push(Delayer::start(
+                    namespace.fd.clone(),
+                    impairment.delay,
+                    impairment.jitter,
+                )?);
+                namespace.run("iptables", &delay_rule("-A", device), "")?;
             }
         }
         Ok(())
@@ -312,12 +317,25 @@ impl ImpairedLink {
                 namespace.run("tc", &["qdisc", "del", "dev", device, "root"], "")?;
             }
         }
+        let mut held = 0;
+        if !applied.delays.is_empty() {
+            for (namespace, device) in self.ends() {
+                // Ignored where it never was (the other end failed first).
+                let _ = namespace.run("iptables", &delay_rule("-D", device), "");
+            }
+            for delayer in applied.delays.drain(..) {
+                held += delayer.stop();
+            }
+        }
         let mut said = Vec::new();
         if applied.drops {
             said.push(format!("{dropped} of {seen} packets dropped"));
         }
         if applied.qdisc {
             said.push(format!("{over_rate} dropped by the queue"));
+        }
+        if held > 0 {
+            said.push(format!("{held} held back"));
         }
         *applied = Applied::default();
         Ok(said.join(", "))
@@ -336,24 +354,8 @@ impl Drop for ImpairedLink {
     }
 }
 
-/// The root queueing discipline of each end for `impairment`'s delay and rate, as `tc`
-/// arguments: netem where there is delay (it limits the rate too), else tbf.
-fn queueing(impairment: &Impairment) -> Option<Vec<String>> {
-    let rate = impairment.bandwidth_bps.map(|bps| format!("{bps}bit"));
-    if !impairment.delay.is_zero() {
-        let mut args = vec![
-            "netem".to_owned(),
-            "delay".to_owned(),
-            format!("{}us", impairment.delay.as_micros()),
-        ];
-        if !impairment.jitter.is_zero() {
-            args.push(format!("{}us", impairment.jitter.as_micros()));
-        }
-        if let Some(rate) = rate {
-            args.extend(["rate".to_owned(), rate]);
-        }
-        return Some(args);
-    }
+/// The root queueing discipline of each end for `impairment`'s rate, as `tc` arguments.
+fn rate_limit(impairment: &Impairment) -> Option<Vec<String>> {
     let bps = impairment.bandwidth_bps?;
     // A burst of at least 20 ms of the rate and never under two full frames.
     let burst = (bps / 8 / 50).max(3028);
@@ -366,6 +368,158 @@ fn queueing(impairment: &Impairment) -> Option<Vec<String>> {
         "latency".to_owned(),
         RATE_QUEUE.to_owned(),
     ])
+}
+
+/// `iptables` arguments that add (`-A`) or delete (`-D`) the rule queueing every packet arriving
+/// at `device` to the delay's thread. On arrival, not on departure: a packet held before it left
+/// would still count against its socket's small-queue budget, and TCP would send no faster than
+/// the delay lets packets go (a MiB took 35 s instead of 2 at 100 ms), a limit no network has.
+fn delay_rule<'a>(action: &'a str, device: &'a str) -> [&'a str; 10] {
+    [
+        "-w",
+        action,
+        "INPUT",
+        "-i",
+        device,
+        "-j",
+        "NFQUEUE",
+        "--queue-num",
+        "0",
+        "--queue-bypass",
+    ]
+}
+
+/// A thread, inside one end's namespace, that holds each packet the kernel queues to it for the
+/// delay (spread uniformly by the jitter, so packets may overtake one another, as with netem's
+/// jitter) and then lets the kernel send it.
+struct Delayer {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl std::fmt::Debug for Delayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Delayer")
+    }
+}
+
+impl Delayer {
+    fn start(
+        namespace: Arc<OwnedFd>,
+        delay: Duration,
+        jitter: Duration,
+    ) -> anyhow::Result<Delayer> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready, listening) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("lpt-link-delay".into())
+            .spawn({
+                let stop = stop.clone();
+                move || match open_delay_queue(&namespace) {
+                    Ok(queue) => {
+                        let _ = ready.send(Ok(()));
+                        hold_packets(queue, delay, jitter, &stop)
+                    }
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                        0
+                    }
+                }
+            })
+            .context("cannot start the thread that delays packets")?;
+        match listening.recv() {
+            Ok(Ok(())) => Ok(Delayer { stop, thread }),
+            Ok(Err(error)) => Err(anyhow!(
+                "cannot take packets from the kernel's queue (NFQUEUE) to delay them: {error}"
+            )),
+            Err(_) => Err(anyhow!("the thread that delays packets died")),
+        }
+    }
+
+    /// Lets every packet still held go, and says how many it held in all.
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
+    }
+}
+
+/// The kernel's packet queue [`DELAY_QUEUE`] of the namespace of `fd`, bound by this thread.
+fn open_delay_queue(fd: &OwnedFd) -> std::io::Result<nfq::Queue> {
+    // SAFETY: setns on a namespace descriptor we hold; it moves this thread only.
+    if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut queue = nfq::Queue::open()?;
+    queue.bind(DELAY_QUEUE)?;
+    // The packets' metadata is all a delay needs.
+    queue.set_copy_range(DELAY_QUEUE, 0)?;
+    queue.set_queue_max_len(DELAY_QUEUE, DELAY_QUEUE_PACKETS)?;
+    queue.set_nonblocking(true);
+    Ok(queue)
+}
+
+/// Holds each packet of `queue` for `delay` ± `jitter` until `stop`, then lets the rest go at
+/// once; returns how many it held.
+fn hold_packets(
+    mut queue: nfq::Queue,
+    delay: Duration,
+    jitter: Duration,
+    stop: &AtomicBool,
+) -> u64 {
+    let mut held: std::collections::BTreeMap<(Instant, u64), nfq::Message> = Default::default();
+    let mut spread = Spread::seeded();
+    let mut count = 0u64;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        while let Ok(packet) = queue.recv() {
+            held.insert(
+                (Instant::now() + spread.around(delay, jitter), count),
+                packet,
+            );
+            count += 1;
+        }
+        let now = Instant::now();
+        while let Some(entry) = held.first_entry() {
+            if entry.key().0 > now && !stopping {
+                break;
+            }
+            let mut packet = entry.remove();
+            packet.set_verdict(nfq::Verdict::Accept);
+            let _ = queue.verdict(packet);
+        }
+        if stopping {
+            let _ = queue.unbind(DELAY_QUEUE);
+            return count;
+        }
+        std::thread::sleep(DELAY_TICK);
+    }
+}
+
+/// A small pseudo-random source for the jitter (splitmix64): uniform enough, and no dependency.
+struct Spread(u64);
+
+impl Spread {
+    fn seeded() -> Spread {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Spread(now.as_nanos() as u64)
+    }
+
+    /// `delay` moved by a uniform amount in `[-jitter, +jitter]`, never below zero.
+    fn around(&mut self, delay: Duration, jitter: Duration) -> Duration {
+        if jitter.is_zero() {
+            return delay;
+        }
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let unit = (z >> 11) as f64 / (1u64 << 53) as f64;
+        let offset = jitter.as_secs_f64() * (2.0 * unit - 1.0);
+        Duration::from_secs_f64((delay.as_secs_f64() + offset).max(0.0))
+    }
 }
 
 /// The packet counts of the `counter` statements in `nft list` output, in order.
@@ -492,13 +646,9 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_link_carries_connections_and_drops_limits_and_cuts_what_it_is_told() {
+    async fn the_link_carries_connections_and_drops_limits_delays_and_cuts_what_it_is_told() {
         const BYTES: usize = 1 << 20;
-        let link = Arc::new(
-            ImpairedLink::start(sender(BYTES).await, false)
-                .await
-                .unwrap(),
-        );
+        let link = Arc::new(ImpairedLink::start(sender(BYTES).await).await.unwrap());
         let holders = [link.near.pid(), link.far.pid()];
         let (got, clear) = fetch(link.entry).await;
         assert_eq!(got, BYTES);
@@ -549,6 +699,29 @@ mod tests {
             .unwrap();
         assert_eq!(got, BYTES);
 
+        // 100 ms each way: the far leg's handshake and the first bytes back take three one-way
+        // trips at least.
+        link.impair(&Impairment {
+            delay: Duration::from_millis(100),
+            jitter: Duration::from_millis(10),
+            ..Impairment::default()
+        })
+        .await
+        .unwrap();
+        let (got, delayed) = fetch(link.entry).await;
+        assert_eq!(got, BYTES);
+        // Measured: 1.7 s, TCP's window growing over 200 ms round trips.
+        assert!(
+            (Duration::from_millis(270)..Duration::from_secs(8)).contains(&delayed),
+            "{delayed:?} (clear: {clear:?})"
+        );
+        let said = link.clear().await.unwrap();
+        let held: u64 = said.split(' ').next().unwrap().parse().unwrap();
+        assert!(held > 10 && said.ends_with("held back"), "{said}");
+        let (got, after) = fetch(link.entry).await;
+        assert_eq!(got, BYTES);
+        assert!(after < Duration::from_millis(250), "{after:?}");
+
         drop(link);
         for pid in holders {
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -563,29 +736,33 @@ mod tests {
     }
 
     #[test]
-    fn delay_takes_netem_and_a_rate_alone_takes_tbf() {
+    fn a_rate_takes_tbf_and_jitter_spreads_the_delay_both_ways() {
         let rate = Impairment {
             bandwidth_bps: Some(4_000_000),
             ..Impairment::default()
         };
         assert_eq!(
-            queueing(&rate).unwrap().join(" "),
+            rate_limit(&rate).unwrap().join(" "),
             "tbf rate 4000000bit burst 10000 latency 200ms"
-        );
-        let delayed = Impairment {
-            delay: Duration::from_millis(80),
-            jitter: Duration::from_millis(20),
-            bandwidth_bps: Some(1_000_000),
-            ..Impairment::default()
-        };
-        assert_eq!(
-            queueing(&delayed).unwrap().join(" "),
-            "netem delay 80000us 20000us rate 1000000bit"
         );
         let loss = Impairment {
             loss_ppm: 20_000,
             ..Impairment::default()
         };
-        assert_eq!(queueing(&loss), None);
+        assert_eq!(rate_limit(&loss), None);
+
+        let mut spread = Spread(1);
+        let (delay, jitter) = (Duration::from_millis(80), Duration::from_millis(20));
+        let drawn: Vec<Duration> = (0..1000).map(|_| spread.around(delay, jitter)).collect();
+        assert!(
+            drawn
+                .iter()
+                .all(|d| (delay - jitter..=delay + jitter).contains(d))
+        );
+        assert!(drawn.iter().any(|d| *d < Duration::from_millis(65)));
+        assert!(drawn.iter().any(|d| *d > Duration::from_millis(95)));
+        let mean = drawn.iter().sum::<Duration>() / 1000;
+        assert!(mean.abs_diff(delay) < Duration::from_millis(2), "{mean:?}");
+        assert_eq!(spread.around(delay, Duration::ZERO), delay);
     }
 }
