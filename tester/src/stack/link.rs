@@ -115,7 +115,7 @@ impl Namespace {
         }
         let shown = format!("{program} {}", args.join(" "));
         let mut child = command.spawn().map_err(|error| {
-            anyhow!("cannot run `{shown}`: {error} (iproute2 and nftables: ci/setup installs them)")
+            anyhow!("cannot run `{shown}`: {error} (iproute2, nftables and iptables: ci/setup installs them)")
         })?;
         if let Some(mut stdin) = child.stdin.take() {
             stdin
