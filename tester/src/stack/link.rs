@@ -115,7 +115,10 @@ impl Namespace {
         }
         let shown = format!("{program} {}", args.join(" "));
         let mut child = command.spawn().map_err(|error| {
-            anyhow!("cannot run `{shown}`: {error} (iproute2, nftables and iptables: ci/setup installs them)")
+            anyhow!(
+                "cannot run `{shown}`: {error} (it comes with iproute2, nftables or iptables, \
+                 which ci/setup installs)"
+            )
         })?;
         if let Some(mut stdin) = child.stdin.take() {
             stdin
