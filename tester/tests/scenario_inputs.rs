@@ -116,7 +116,7 @@ fn scenario_corpus_and_regressions() {
 fn shipped_scenarios() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
     let mut seen = 0;
-    for dir in [root.clone(), root.join("faults")] {
+    for dir in [root.clone(), root.join("faults"), root.join("chaos")] {
         for entry in std::fs::read_dir(&dir).expect("scenarios/") {
             let path = entry.expect("entry").path();
             if path.extension().is_some_and(|e| e == "toml") {
@@ -125,7 +125,7 @@ fn shipped_scenarios() {
             }
         }
     }
-    assert!(seen > 5, "only {seen} scenarios under {}", root.display());
+    assert!(seen > 15, "only {seen} scenarios under {}", root.display());
 }
 
 proptest! {
