@@ -154,11 +154,12 @@ impl Drop for Namespace {
     }
 }
 
-/// What is impaired on the link now, so that clearing undoes exactly that.
+/// What is impaired on the link now, at each end (near, far), so that clearing undoes exactly
+/// that, also after an impairment that failed halfway.
 #[derive(Debug, Default)]
 struct Applied {
-    drops: bool,
-    qdisc: bool,
+    drops: [bool; 2],
+    qdisc: [bool; 2],
     delays: Vec<Delayer>,
 }
 
@@ -256,7 +257,7 @@ impl ImpairedLink {
             None
         };
         let qdisc = rate_limit(impairment);
-        for (namespace, device) in self.ends() {
+        for (end, (namespace, device)) in self.ends().into_iter().enumerate() {
             if let Some(rule) = &drop_rule {
                 // At the receiving end, so the sender sees a packet lost on the wire rather
                 // than an error from its own stack.
@@ -273,13 +274,13 @@ impl ImpairedLink {
                          }}\n"
                     ),
                 )?;
-                applied.drops = true;
+                applied.drops[end] = true;
             }
             if let Some(qdisc) = &qdisc {
                 let mut args = vec!["qdisc", "replace", "dev", device, "root"];
                 args.extend(qdisc.iter().map(String::as_str));
                 namespace.run("tc", &args, "")?;
-                applied.qdisc = true;
+                applied.qdisc[end] = true;
             }
             if !impairment.delay.is_zero() {
                 // The thread listens before the rule sends it packets (with nothing bound to
@@ -303,21 +304,37 @@ impl ImpairedLink {
             .context("the impairment's task stopped")?
     }
 
+    /// Undoes what is applied, end by end, going on past a step that fails so that nothing
+    /// else stays impaired; the first failure is the error.
     fn clear_now(&self) -> anyhow::Result<String> {
         let mut applied = self.applied.lock().expect("not poisoned");
-        let (mut seen, mut dropped, mut over_rate) = (0, 0, 0);
-        for (namespace, device) in self.ends() {
-            if applied.drops {
-                let table = namespace.run("nft", &["list", "table", "netdev", DROP_TABLE], "")?;
-                let counts = counter_packets(&table);
-                seen += counts.first().copied().unwrap_or(0);
-                dropped += counts.get(1).copied().unwrap_or(0);
-                namespace.run("nft", &["delete", "table", "netdev", DROP_TABLE], "")?;
+        let mut failed: Option<anyhow::Error> = None;
+        let mut note = |result: anyhow::Result<String>| match result {
+            Ok(output) => Some(output),
+            Err(error) => {
+                failed.get_or_insert(error);
+                None
             }
-            if applied.qdisc {
-                let stats = namespace.run("tc", &["-s", "qdisc", "show", "dev", device], "")?;
-                over_rate += qdisc_drops(&stats);
-                namespace.run("tc", &["qdisc", "del", "dev", device, "root"], "")?;
+        };
+        let (mut seen, mut dropped, mut over_rate) = (0, 0, 0);
+        for (end, (namespace, device)) in self.ends().into_iter().enumerate() {
+            if applied.drops[end] {
+                if let Some(table) =
+                    note(namespace.run("nft", &["list", "table", "netdev", DROP_TABLE], ""))
+                {
+                    let counts = counter_packets(&table);
+                    seen += counts.first().copied().unwrap_or(0);
+                    dropped += counts.get(1).copied().unwrap_or(0);
+                }
+                note(namespace.run("nft", &["delete", "table", "netdev", DROP_TABLE], ""));
+            }
+            if applied.qdisc[end] {
+                if let Some(stats) =
+                    note(namespace.run("tc", &["-s", "qdisc", "show", "dev", device], ""))
+                {
+                    over_rate += qdisc_drops(&stats);
+                }
+                note(namespace.run("tc", &["qdisc", "del", "dev", device, "root"], ""));
             }
         }
         let mut held = 0;
@@ -331,17 +348,20 @@ impl ImpairedLink {
             }
         }
         let mut said = Vec::new();
-        if applied.drops {
+        if applied.drops.contains(&true) {
             said.push(format!("{dropped} of {seen} packets dropped"));
         }
-        if applied.qdisc {
+        if applied.qdisc.contains(&true) {
             said.push(format!("{over_rate} dropped by the queue"));
         }
         if held > 0 {
             said.push(format!("{held} held back"));
         }
         *applied = Applied::default();
-        Ok(said.join(", "))
+        match failed {
+            Some(error) => Err(error.context("the path may still be impaired")),
+            None => Ok(said.join(", ")),
+        }
     }
 
     fn ends(&self) -> [(&Namespace, &str); 2] {
