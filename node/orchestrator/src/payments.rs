@@ -107,6 +107,9 @@ struct CachedFunds {
     funds: SenderFunds,
     fetched: Instant,
     read: Instant,
+    /// A redemption changed the funds since they were read: the next read refreshes them,
+    /// whatever their age.
+    stale: bool,
 }
 
 /// Price, tickets, balances and redemptions of one node.
@@ -381,6 +384,7 @@ impl Payments {
                 *entry
             });
         if let Some(entry) = cached
+            && !entry.stale
             && now.duration_since(entry.fetched) < self.sender_refresh
         {
             return Ok(entry.funds);
@@ -425,6 +429,7 @@ impl Payments {
                         funds,
                         fetched: now,
                         read: now,
+                        stale: false,
                     },
                 );
                 Ok(funds)

@@ -41,7 +41,7 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, U256};
 use protocol::chain::{ChainError, ChainHead, TICKET_VALIDITY_PERIOD, TX_TIMEOUT, TxStatus};
 use protocol::ticket::{ChainView, WinningTicket};
 use serde::Serialize;
@@ -701,14 +701,43 @@ impl Payments {
                 }
             }
         }
-        self.forget_funds(ticket.sender);
+        self.spend_cached_funds(ticket.sender, ticket.face_value);
     }
 
-    fn forget_funds(&self, sender: Address) {
-        self.senders
+    /// `sender`'s cached funds after a redemption of `face_value` landed: the deposit pays first
+    /// and this recipient's claim on the reserve the rest, as the TicketBroker pays. The copy is
+    /// marked stale, so the next read refreshes it; it is kept rather than dropped because a
+    /// segment whose sender has no cached funds waits for the chain (up to
+    /// `SENDER_FUNDS_TIMEOUT`, past a broadcaster's result deadline when the chain is silent),
+    /// while a stale copy is refreshed within `STALE_FUNDS_REFRESH_TIMEOUT` or serves as it is.
+    fn spend_cached_funds(&self, sender: Address, face_value: U256) {
+        let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = senders.get_mut(&sender) else {
+            return;
+        };
+        let info = &mut entry.funds.info;
+        let from_deposit = face_value.min(info.deposit);
+        info.deposit -= from_deposit;
+        let from_reserve = (face_value - from_deposit).min(info.reserve_funds_remaining);
+        info.reserve_funds_remaining -= from_reserve;
+        info.reserve_claimed_in_current_round = info
+            .reserve_claimed_in_current_round
+            .saturating_add(from_reserve);
+        entry.funds.claimed_reserve = entry.funds.claimed_reserve.saturating_add(from_reserve);
+        entry.stale = true;
+    }
+
+    /// Marks `sender`'s cached funds for a refresh at the next read (a redemption that was
+    /// counted in them is undone); until then they err low.
+    fn refresh_cached_funds(&self, sender: Address) {
+        if let Some(entry) = self
+            .senders
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&sender);
+            .get_mut(&sender)
+        {
+            entry.stale = true;
+        }
     }
 
     /// The redemption of `pending` is mined (`tx` in `block`), or the ticket was found used at
@@ -747,7 +776,7 @@ impl Payments {
         tracing::warn!(ticket = %pending.hash, ?tx, "a reorg dropped a redemption; the winner is queued again");
         self.metrics.tickets_reorged.fetch_add(1, Ordering::Relaxed);
         self.owe(&pending);
-        self.forget_funds(pending.winner.ticket.sender);
+        self.refresh_cached_funds(pending.winner.ticket.sender);
         // The transaction may come back from the node's pool: the next try looks it up first.
         pending.sent = tx.map(|tx| (tx, Instant::now()));
         self.upsert_record(&pending, |record| {

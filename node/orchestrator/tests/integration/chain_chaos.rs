@@ -199,6 +199,51 @@ async fn a_ten_second_rpc_outage_loses_no_winner_and_spends_no_attempt() {
     orchestrator.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paid_work_right_after_a_redemption_does_not_wait_for_a_silent_chain() {
+    let chain = Chain::start().await;
+    let anvil: SocketAddr = chain
+        .chain
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let gate = RpcGate::start(anvil).await.unwrap();
+    let mut config = every_ticket_wins(&chain);
+    config.chain.as_mut().unwrap().rpc_url = gate.url();
+    let orchestrator = node_orchestrator::start(config).await.unwrap();
+    let mut session = Session::onchain(orchestrator.service_uri(), chain.broadcaster.clone()).await;
+    session.ladder.truncate(1);
+    pay(&mut session, 0, 2).await;
+    chain.chain.mine(40).await.unwrap();
+    wait_status(
+        &session.client,
+        Duration::from_secs(60),
+        "both winners redeemed",
+        |s| s["redemption"]["redeemed"] == 2,
+    )
+    .await;
+
+    // The redemptions changed the sender's funds; the chain goes silent before they are read
+    // again. The next discovery and payment serve the cached funds, spent by the redemptions,
+    // after one short try (`STALE_FUNDS_REFRESH_TIMEOUT`), not the 10 s wait of a sender with
+    // none cached, which is past a broadcaster's 8 s result deadline.
+    gate.close();
+    let started = Instant::now();
+    session.info = session
+        .client
+        .get_orchestrator(&session.key, None)
+        .await
+        .unwrap();
+    pay(&mut session, 1, 2).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    let s = status(&session.client).await;
+    assert_eq!(s["tickets"]["accepted"], 4, "{s:#}");
+    gate.open();
+    orchestrator.shutdown().await;
+}
+
 /// Waits for the single winner's record to read `done`.
 async fn wait_record(
     session: &Session,
