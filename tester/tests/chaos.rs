@@ -351,7 +351,7 @@ fn ten_minutes_of_mixed_failures_keep_every_segment_and_every_payment() {
         "chain_reorg:chain@4m",
         "restart:transcoder-1-0@5m",
         "restart:chain@6m",
-        "kill:orchestrator-2@7m",
+        "restart:orchestrator-2@7m",
         "restart:transcoder-1-0@8m",
     ];
     events(&run, &labels);
