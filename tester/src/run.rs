@@ -605,22 +605,8 @@ async fn bring_up_target(
                         }
                     )
                 }),
-                own_filesystems: scenario
-                    .chaos
-                    .iter()
-                    .filter_map(|e| match e.action {
-                        scenario::ChaosAction::DiskFull { node, .. } => Some(node),
-                        _ => None,
-                    })
-                    .collect(),
-                impaired_paths: scenario
-                    .chaos
-                    .iter()
-                    .filter_map(|e| match e.action {
-                        scenario::ChaosAction::Network { node, .. } => Some(node),
-                        _ => None,
-                    })
-                    .collect(),
+                own_filesystems: chaos_targets(scenario, "disk_full"),
+                impaired_paths: chaos_targets(scenario, "network"),
             };
             let nodes = EmbeddedStack::start(&options)
                 .await
@@ -1029,4 +1015,14 @@ fn direct_sender(payment: &DirectPayment) -> anyhow::Result<DirectSender> {
             .context("ticket broker address")?,
         limits: protocol::ticket::SenderLimits::default(),
     })
+}
+
+/// The nodes `scenario`'s chaos events of `kind` act on.
+fn chaos_targets(scenario: &Scenario, kind: &str) -> Vec<scenario::StackNode> {
+    scenario
+        .chaos
+        .iter()
+        .filter(|e| e.action.kind() == kind)
+        .map(|e| e.action.node())
+        .collect()
 }

@@ -56,6 +56,21 @@ async fn pay(session: &mut Session, seq: usize, tickets: u64) -> SegmentReply {
     reply
 }
 
+/// A gate in front of `chain`'s anvil, and the config of an orchestrator whose every ticket wins
+/// that reaches the chain through it.
+async fn behind_a_gate(chain: &Chain) -> (RpcGate, OrchestratorConfig) {
+    let anvil: SocketAddr = chain
+        .chain
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let gate = RpcGate::start(anvil).await.unwrap();
+    let mut config = every_ticket_wins(chain);
+    config.chain.as_mut().unwrap().rpc_url = gate.url();
+    (gate, config)
+}
+
 fn records(status: &serde_json::Value) -> &Vec<serde_json::Value> {
     status["redemptions"].as_array().unwrap()
 }
@@ -95,15 +110,7 @@ async fn metrics(session: &Session) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ten_second_rpc_outage_loses_no_winner_and_spends_no_attempt() {
     let chain = Chain::start().await;
-    let anvil: SocketAddr = chain
-        .chain
-        .url()
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
-    let gate = RpcGate::start(anvil).await.unwrap();
-    let mut config = every_ticket_wins(&chain);
-    config.chain.as_mut().unwrap().rpc_url = gate.url();
+    let (gate, mut config) = behind_a_gate(&chain).await;
     config.payments.chain_timeout_ms = 1000;
     config.faults.stop_redeeming = true;
     let orchestrator = node_orchestrator::start(config).await.unwrap();
@@ -202,15 +209,7 @@ async fn a_ten_second_rpc_outage_loses_no_winner_and_spends_no_attempt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paid_work_right_after_a_redemption_does_not_wait_for_a_silent_chain() {
     let chain = Chain::start().await;
-    let anvil: SocketAddr = chain
-        .chain
-        .url()
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
-    let gate = RpcGate::start(anvil).await.unwrap();
-    let mut config = every_ticket_wins(&chain);
-    config.chain.as_mut().unwrap().rpc_url = gate.url();
+    let (gate, config) = behind_a_gate(&chain).await;
     let orchestrator = node_orchestrator::start(config).await.unwrap();
     let mut session = Session::onchain(orchestrator.service_uri(), chain.broadcaster.clone()).await;
     session.ladder.truncate(1);
