@@ -22,6 +22,7 @@ pub mod encode;
 pub mod h264;
 pub mod input;
 pub mod ladder;
+mod log;
 pub mod memio;
 pub mod probe;
 pub mod source;
@@ -44,12 +45,14 @@ pub use source::{
 };
 pub use stamp::{BAND_HEIGHT_FRACTION, FrameStamp, read_stamp, write_stamp};
 
-/// Initialises FFmpeg once per process and keeps its logging to errors only.
+/// Initialises FFmpeg once per process, its log (warnings and worse) going through `tracing`
+/// (target `libav`, see `log`).
 pub fn init_ffmpeg() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = ffmpeg_next::init();
-        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
+        log::install();
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Warning);
     });
 }
 
