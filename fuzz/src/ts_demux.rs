@@ -28,6 +28,8 @@ pub fn pulled(rendition: &str, seq: u64, body: &[u8]) -> PulledSegment {
         content_type: Some("video/mp2t".into()),
         size: body.len() as u64,
         body: Ok(Bytes::copy_from_slice(body)),
+        init_size: 0,
+        byte_range: None,
     }
 }
 

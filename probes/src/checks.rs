@@ -693,6 +693,8 @@ mod tests {
             content_type: Some("video/MP2T".into()),
             size: 1000,
             body: Ok(Bytes::new()),
+            init_size: 0,
+            byte_range: None,
         };
         let decoded = DecodedSegment {
             container: "mpegts".into(),

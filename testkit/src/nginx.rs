@@ -1,7 +1,10 @@
 //! nginx with its RTMP module (`ci/setup` installs it), configured in a temporary directory: RTMP
 //! ingest packaging HLS (application `live`), a relay-only RTMP application (`bench`, for
-//! publisher load where nginx's own work must stay small), and an HTTP server for that HLS and
-//! for static files. A real third-party RTMP-in/HLS-out peer on loopback ports of its own.
+//! publisher load where nginx's own work must stay small), one application per [`FfmpegHls`]
+//! form, where nginx-rtmp `exec`s ffmpeg's own HLS muxer on each published stream (the common
+//! setup for fMP4/CMAF and byte-range HLS, which nginx-rtmp does not package itself), and an HTTP
+//! server for that HLS and for static files. A real third-party RTMP-in/HLS-out peer on loopback
+//! ports of its own.
 //!
 //! nginx runs without a master process, so the one process [`Nginx::pid`] names does all the
 //! work (benches measure its CPU). It is killed on drop.
@@ -30,6 +33,47 @@ impl Default for NginxOptions {
     }
 }
 
+/// An HLS form ffmpeg's muxer packages behind nginx-rtmp: each is an RTMP application of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FfmpegHls {
+    /// MPEG-TS segments, one file each.
+    Ts,
+    /// fMP4/CMAF: an `#EXT-X-MAP` init segment and `.m4s` media segments.
+    Fmp4,
+    /// fMP4 in one growing file, each segment an `#EXT-X-BYTERANGE` of it (the init segment a
+    /// byte range of the same file).
+    Fmp4SingleFile,
+}
+
+impl FfmpegHls {
+    pub const ALL: [FfmpegHls; 3] = [FfmpegHls::Ts, FfmpegHls::Fmp4, FfmpegHls::Fmp4SingleFile];
+
+    /// The RTMP application (and the HTTP folder its HLS is served from).
+    pub fn application(self) -> &'static str {
+        match self {
+            FfmpegHls::Ts => "ffmpeg_ts",
+            FfmpegHls::Fmp4 => "ffmpeg_fmp4",
+            FfmpegHls::Fmp4SingleFile => "ffmpeg_fmp4_single",
+        }
+    }
+
+    /// ffmpeg's HLS muxer options for this form, writing `$name.m3u8` into `dir`.
+    fn muxer_arguments(self, dir: &str) -> String {
+        let common = "-f hls -hls_time 2 -hls_list_size 6";
+        match self {
+            FfmpegHls::Ts => format!(
+                "{common} -hls_flags delete_segments+independent_segments -hls_segment_filename {dir}/$name-%d.ts {dir}/$name.m3u8"
+            ),
+            FfmpegHls::Fmp4 => format!(
+                "{common} -hls_flags delete_segments+independent_segments -hls_segment_type fmp4 -hls_fmp4_init_filename $name-init.mp4 -hls_segment_filename {dir}/$name-%d.m4s {dir}/$name.m3u8"
+            ),
+            FfmpegHls::Fmp4SingleFile => format!(
+                "{common} -hls_flags single_file+independent_segments -hls_segment_type fmp4 {dir}/$name.m3u8"
+            ),
+        }
+    }
+}
+
 /// A running nginx; its files (config, logs, HLS, static files) live in [`Nginx::dir`].
 pub struct Nginx {
     child: Child,
@@ -53,6 +97,22 @@ impl Nginx {
         std::fs::create_dir_all(&hls).expect("hls dir");
         std::fs::create_dir_all(root.join("static")).expect("static dir");
         let p = |name: &str| root.join(name).display().to_string();
+        let mut ffmpeg_applications = String::new();
+        let mut ffmpeg_locations = String::new();
+        for form in FfmpegHls::ALL {
+            let app = form.application();
+            let dir = root.join(app);
+            std::fs::create_dir_all(&dir).expect("ffmpeg hls dir");
+            let dir = dir.display().to_string();
+            // The stream is copied as published: the source's GOP is what cuts the segments.
+            ffmpeg_applications.push_str(&format!(
+                "        application {app} {{\n            live on;\n            record off;\n            exec ffmpeg -nostdin -loglevel error -i rtmp://127.0.0.1:{rtmp_port}/{app}/$name -c copy {args};\n        }}\n",
+                args = form.muxer_arguments(&dir),
+            ));
+            ffmpeg_locations.push_str(&format!(
+                "        location /{app}/ {{\n            alias {dir}/;\n            add_header Cache-Control no-cache;\n        }}\n"
+            ));
+        }
         let config = format!(
             r#"load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
 daemon off;
@@ -78,7 +138,7 @@ rtmp {{
             live on;
             record off;
         }}
-    }}
+{ffmpeg_applications}    }}
 }}
 http {{
     access_log off;
@@ -90,6 +150,8 @@ http {{
     types {{
         application/vnd.apple.mpegurl m3u8;
         video/mp2t ts;
+        video/mp4 mp4;
+        video/iso.segment m4s;
     }}
     server {{
         listen 127.0.0.1:{http_port};
@@ -101,7 +163,7 @@ http {{
             alias {static_dir}/;
             add_header Cache-Control no-cache;
         }}
-    }}
+{ffmpeg_locations}    }}
 }}
 "#,
             pid = p("nginx.pid"),
@@ -148,6 +210,29 @@ http {{
     /// The HLS playlist nginx packages for stream `key`.
     pub fn hls_url(&self, key: &str) -> String {
         format!("http://127.0.0.1:{}/hls/{key}.m3u8", self.http_port)
+    }
+
+    /// RTMP URL to publish `key` to for ffmpeg to package as `form`.
+    pub fn ffmpeg_rtmp_url(&self, form: FfmpegHls, key: &str) -> String {
+        format!(
+            "rtmp://127.0.0.1:{}/{}/{key}",
+            self.rtmp_port,
+            form.application()
+        )
+    }
+
+    /// The HLS playlist ffmpeg packages as `form` for stream `key`.
+    pub fn ffmpeg_hls_url(&self, form: FfmpegHls, key: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/{}/{key}.m3u8",
+            self.http_port,
+            form.application()
+        )
+    }
+
+    /// Where ffmpeg writes the HLS it packages as `form`.
+    pub fn ffmpeg_hls_dir(&self, form: FfmpegHls) -> PathBuf {
+        self.dir.path().join(form.application())
     }
 
     /// RTMP URL in the relay-only application.

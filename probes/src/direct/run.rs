@@ -649,6 +649,8 @@ impl Test {
             content_type: None,
             size: data.len() as u64,
             body: Ok(bytes::Bytes::new()),
+            init_size: 0,
+            byte_range: None,
         };
         let checked = self.checker.check(&pulled, Some(&decoded));
         if let Some(media) = &checked.observation.media {

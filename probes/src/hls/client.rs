@@ -265,6 +265,7 @@ impl HlsPuller {
                 deadline,
                 keep: true,
                 max_bytes: self.options.max_playlist_bytes,
+                range: None,
             },
             stop,
         )

@@ -57,6 +57,17 @@ pub enum PullError {
         uri: String,
         reason: String,
     },
+    /// The media initialization section (`#EXT-X-MAP`) a segment needs could not be had.
+    #[error("init segment {url}: {reason}")]
+    InitSegment { url: String, reason: String },
+    /// A byte range (`#EXT-X-BYTERANGE` or a map's `BYTERANGE`) the response does not hold.
+    #[error("GET {url}: bytes {offset}..{end} asked, {reason}")]
+    Range {
+        url: String,
+        offset: u64,
+        end: u64,
+        reason: String,
+    },
     #[error("{url}: media sequence went back from {from} to {to}")]
     SequenceWentBack { url: String, from: u64, to: u64 },
     #[error("the run's deadline passed before {url} was read")]
@@ -94,11 +105,17 @@ pub struct PulledSegment {
     pub download_finished_unix_ms: UnixMs,
     pub http_status: Option<u16>,
     pub content_type: Option<String>,
-    /// Bytes received (also when `body` is not kept).
+    /// Bytes of the media segment received (also when `body` is not kept); the init segment is
+    /// not counted.
     pub size: u64,
-    /// The body (empty when `keep_bytes` is off), or why it could not be had ([`PullError::Gap`]
-    /// for a gap, which is never requested).
+    /// What a decoder needs (empty when `keep_bytes` is off): the segment's init segment
+    /// (`#EXT-X-MAP`, fetched once per map) followed by the media segment, or why it could not be
+    /// had ([`PullError::Gap`] for a gap, which is never requested).
     pub body: Result<Bytes, PullError>,
+    /// Bytes of `body` that are the init segment (0 without `#EXT-X-MAP`).
+    pub init_size: u64,
+    /// The byte range of the resource the segment is (`#EXT-X-BYTERANGE`): offset and length.
+    pub byte_range: Option<(u64, u64)>,
 }
 
 /// One poll of a playlist.

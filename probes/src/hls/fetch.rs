@@ -1,5 +1,10 @@
 //! One GET of a playlist or segment, bounded in time (request timeout, run deadline, stop) and
-//! in size (the body is streamed and cut at the limit).
+//! in size (the body is streamed and cut at the limit), optionally of one byte range.
+//!
+//! A byte range is asked with a `Range` header. A server that answers `206` sends the range; one
+//! that ignores the header and answers `200` with the whole resource is read only up to the
+//! range's end, keeping the range, so either way the caller gets exactly the bytes it asked for
+//! or an error saying why not.
 
 use std::time::Duration;
 
@@ -29,6 +34,8 @@ pub(super) struct Limits {
     pub(super) keep: bool,
     /// Bytes read at most: the body is streamed and cut there (a failure).
     pub(super) max_bytes: u64,
+    /// Only these bytes of the resource: offset and length.
+    pub(super) range: Option<(u64, u64)>,
 }
 
 /// GETs `url` within `limits`, never past a stop. Non-2xx statuses are errors.
@@ -55,6 +62,7 @@ async fn fetch_inner(
         deadline,
         keep,
         max_bytes,
+        range,
     } = limits;
     let own_limit = after(timeout);
     let until = deadline.min(own_limit);
@@ -71,7 +79,35 @@ async fn fetch_inner(
             }
         }
     };
-    let response = tokio::time::timeout_at(until, client.get(url.clone()).send())
+    let range_err = |offset: u64, length: u64, reason: String| PullError::Range {
+        url: url.to_string(),
+        offset,
+        end: offset.saturating_add(length),
+        reason,
+    };
+    if let Some((offset, length)) = range {
+        if length == 0 || offset.checked_add(length).is_none() {
+            return Err(range_err(
+                offset,
+                length,
+                "an empty or impossible range".into(),
+            ));
+        }
+        if length > max_bytes {
+            return Err(PullError::TooLarge {
+                url: url.to_string(),
+                limit: max_bytes,
+            });
+        }
+    }
+    let mut request = client.get(url.clone());
+    if let Some((offset, length)) = range {
+        request = request.header(
+            reqwest::header::RANGE,
+            format!("bytes={offset}-{}", offset + length - 1),
+        );
+    }
+    let response = tokio::time::timeout_at(until, request.send())
         .await
         .map_err(|_| timeout_err())?
         .map_err(|e| PullError::Transport {
@@ -96,8 +132,13 @@ async fn fetch_inner(
     };
     let mut response = response;
     let mut size = 0u64;
+    // Of a whole resource sent in answer to a range, only the range is kept.
+    let window = match range {
+        Some((offset, length)) if status != 206 => Some((offset, offset + length)),
+        _ => None,
+    };
     let announced = response.content_length().unwrap_or(0);
-    if announced > max_bytes {
+    if window.is_none() && announced > max_bytes {
         // Refused on the announcement alone: nothing is read.
         return Ok(Fetched {
             status,
@@ -107,10 +148,12 @@ async fn fetch_inner(
         });
     }
     let mut kept = if keep {
-        Vec::with_capacity(announced as usize)
+        Vec::with_capacity(announced.min(max_bytes) as usize)
     } else {
         Vec::new()
     };
+    // Position in the resource of the next byte read, when only a window of it is kept.
+    let mut position = 0u64;
     let body = loop {
         match tokio::time::timeout_at(until, response.chunk()).await {
             Err(_) => break Err(timeout_err()),
@@ -121,6 +164,24 @@ async fn fetch_inner(
                 });
             }
             Ok(Ok(Some(chunk))) => {
+                let chunk = match window {
+                    Some((start, end)) => {
+                        let chunk_start = position;
+                        position += chunk.len() as u64;
+                        let from = start.saturating_sub(chunk_start).min(chunk.len() as u64);
+                        let to = end.saturating_sub(chunk_start).min(chunk.len() as u64);
+                        let piece = chunk.slice(from as usize..to as usize);
+                        if position >= end {
+                            size += piece.len() as u64;
+                            if keep {
+                                kept.extend_from_slice(&piece);
+                            }
+                            break Ok(Bytes::from(kept));
+                        }
+                        piece
+                    }
+                    None => chunk,
+                };
                 let room = max_bytes - size;
                 if chunk.len() as u64 > room {
                     // Stop at the cap: keep nothing of a body that broke it.
@@ -134,6 +195,14 @@ async fn fetch_inner(
             }
             Ok(Ok(None)) => break Ok(Bytes::from(kept)),
         }
+    };
+    let body = match (body, range) {
+        (Ok(_), Some((offset, length))) if size != length => Err(range_err(
+            offset,
+            length,
+            format!("HTTP {status} held {size} of its {length} bytes"),
+        )),
+        (body, _) => body,
     };
     Ok(Fetched {
         status,

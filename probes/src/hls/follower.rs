@@ -6,6 +6,12 @@
 //! request. It still counts as the playlist moving on: the server has said the segment will
 //! never come, so the time it covers is no stall.
 //!
+//! A segment under an `#EXT-X-MAP` (fMP4/CMAF) is handed over with its init segment in front, so
+//! it decodes on its own: the init segment is fetched once per map (URI and byte range) and kept
+//! until the playlist names another; a map that cannot be fetched fails the segments that need
+//! it. `#EXT-X-BYTERANGE` segments are fetched as ranges, an offset left out following on from
+//! the previous range of the same resource (RFC 8216 §4.3.2.2).
+//!
 //! A playlist that cannot be read for a while (a server restarting: connections refused, then 404
 //! until its stream is published again) is a failed poll each time and is polled on at the same
 //! pace until the deadline, never given up: when it comes back numbered on, the segments that
@@ -16,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use m3u8_rs::{MediaPlaylist, MediaSegment, Playlist};
+use m3u8_rs::{ByteRange, Map, MediaPlaylist, MediaSegment, Playlist};
 use tokio::time::Instant;
 use url::Url;
 
@@ -39,6 +45,39 @@ pub(super) struct RenditionFollower {
     pub(super) stop: PullStop,
 }
 
+/// The init segment of the map in force, fetched once.
+struct InitSegment {
+    /// The map's resolved URL and byte range.
+    key: (String, Option<(u64, u64)>),
+    bytes: Result<Bytes, PullError>,
+}
+
+/// How a listed segment is to be fetched: which map it is under and which bytes it is.
+struct SegmentSource<'a> {
+    map: Option<&'a Map>,
+    range: Option<(u64, u64)>,
+}
+
+/// Where the byte range of a segment starts when its offset is left out: right after the previous
+/// range of the same resource.
+fn resolve_range(
+    range: Option<&ByteRange>,
+    uri: &str,
+    previous: &mut Option<(String, u64)>,
+) -> Option<(u64, u64)> {
+    let Some(range) = range else {
+        *previous = None;
+        return None;
+    };
+    let offset = match (range.offset, previous.as_ref()) {
+        (Some(o), _) => o,
+        (None, Some((last_uri, end))) if last_uri == uri => *end,
+        (None, _) => 0,
+    };
+    *previous = Some((uri.to_string(), offset.saturating_add(range.length)));
+    Some((offset, range.length))
+}
+
 struct StallState {
     detected_unix_ms: UnixMs,
     last_new_unix_ms: UnixMs,
@@ -55,6 +94,7 @@ impl RenditionFollower {
         let mut last_new_unix = now_unix_ms();
         let mut target_secs: Option<f64> = None;
         let mut stall: Option<StallState> = None;
+        let mut init: Option<InitSegment> = None;
         loop {
             let poll_started = Instant::now();
             if poll_started >= deadline || self.stop.is_set() {
@@ -113,9 +153,21 @@ impl RenditionFollower {
                         let skip = media.segments.len().saturating_sub(n.max(1)) as u64;
                         highest = media.media_sequence.saturating_add(skip).checked_sub(1);
                     }
+                    // A map and an open-ended byte range carry over from the segments before.
+                    let mut map: Option<&Map> = None;
+                    let mut last_range: Option<(String, u64)> = None;
                     for (i, segment) in media.segments.iter().enumerate() {
                         let Some(seq) = media.media_sequence.checked_add(i as u64) else {
                             break;
+                        };
+                        map = segment.map.as_ref().or(map);
+                        let source = SegmentSource {
+                            map,
+                            range: resolve_range(
+                                segment.byte_range.as_ref(),
+                                &segment.uri,
+                                &mut last_range,
+                            ),
                         };
                         if highest.is_some_and(|h| seq <= h) {
                             continue;
@@ -144,7 +196,8 @@ impl RenditionFollower {
                         let pulled = if is_gap(segment) {
                             self.gap(segment, seq, at, target)
                         } else {
-                            self.download(segment, seq, at, target, deadline).await
+                            self.download(segment, &source, &mut init, seq, at, target, deadline)
+                                .await
                         };
                         if matches!(pulled.body, Err(PullError::Deadline { .. })) {
                             break;
@@ -275,6 +328,7 @@ impl RenditionFollower {
                 deadline,
                 keep: true,
                 max_bytes: self.options.max_playlist_bytes,
+                range: None,
             },
             &self.stop,
         )
@@ -312,6 +366,8 @@ impl RenditionFollower {
             content_type: None,
             size: 0,
             body: Ok(Bytes::new()),
+            init_size: 0,
+            byte_range: None,
         }
     }
 
@@ -334,15 +390,84 @@ impl RenditionFollower {
         pulled
     }
 
+    /// The init segment `map` names, fetched unless it is the one `init` holds already.
+    async fn init_segment<'a>(
+        &self,
+        map: &Map,
+        init: &'a mut Option<InitSegment>,
+        deadline: Instant,
+    ) -> &'a Result<Bytes, PullError> {
+        let url = self.url.join(&map.uri);
+        let range = map
+            .byte_range
+            .as_ref()
+            .map(|r| (r.offset.unwrap_or(0), r.length));
+        let key = (
+            url.as_ref()
+                .map_or_else(|_| map.uri.clone(), Url::to_string),
+            range,
+        );
+        if init.as_ref().is_none_or(|i| i.key != key) {
+            let bytes = match url {
+                Err(e) => Err(PullError::BadUri {
+                    url: self.url.to_string(),
+                    uri: map.uri.clone(),
+                    reason: e.to_string(),
+                }),
+                Ok(url) => fetch(
+                    &self.client,
+                    &url,
+                    Limits {
+                        timeout: self.options.request_timeout,
+                        deadline,
+                        keep: true,
+                        max_bytes: self.options.max_segment_bytes,
+                        range,
+                    },
+                    &self.stop,
+                )
+                .await
+                .and_then(|f| f.body),
+            };
+            *init = Some(InitSegment { key, bytes });
+        }
+        &init.as_ref().expect("set above").bytes
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn download(
         &self,
         segment: &MediaSegment,
+        source: &SegmentSource<'_>,
+        init: &mut Option<InitSegment>,
         seq: u64,
         first_seen: UnixMs,
         target: f64,
         deadline: Instant,
     ) -> PulledSegment {
         let mut pulled = self.listed(segment, seq, first_seen, target, now_unix_ms());
+        pulled.byte_range = source.range;
+        let init_bytes = match source.map {
+            None => None,
+            Some(map) => match self.init_segment(map, init, deadline).await {
+                Ok(bytes) => Some(bytes.clone()),
+                Err(e) => {
+                    pulled.url = self
+                        .url
+                        .join(&segment.uri)
+                        .map_or_else(|_| segment.uri.clone(), |u| u.to_string());
+                    pulled.download_finished_unix_ms = now_unix_ms();
+                    pulled.body = Err(match e {
+                        PullError::Deadline { .. } => e.clone(),
+                        _ => PullError::InitSegment {
+                            url: map.uri.clone(),
+                            reason: e.to_string(),
+                        },
+                    });
+                    return pulled;
+                }
+            },
+        };
         let url = match self.url.join(&segment.uri) {
             Ok(u) => u,
             Err(e) => {
@@ -363,6 +488,7 @@ impl RenditionFollower {
                 deadline,
                 keep: self.options.keep_bytes,
                 max_bytes: self.options.max_segment_bytes,
+                range: source.range,
             },
             &self.stop,
         )
@@ -373,7 +499,16 @@ impl RenditionFollower {
                 pulled.http_status = Some(f.status);
                 pulled.content_type = f.content_type;
                 pulled.size = f.size;
-                pulled.body = f.body;
+                pulled.body = match (f.body, init_bytes) {
+                    (Ok(media), Some(init)) if self.options.keep_bytes => {
+                        pulled.init_size = init.len() as u64;
+                        let mut whole = Vec::with_capacity(init.len() + media.len());
+                        whole.extend_from_slice(&init);
+                        whole.extend_from_slice(&media);
+                        Ok(Bytes::from(whole))
+                    }
+                    (body, _) => body,
+                };
             }
             Err(e) => pulled.body = Err(e),
         }

@@ -5,6 +5,7 @@
 mod support;
 
 mod bad_targets;
+mod ffmpeg_hls;
 mod direct;
 mod direct_hostile;
 mod nginx_master;
@@ -16,6 +17,7 @@ mod payments;
 mod publisher_reconnect;
 
 mod hls_gaps;
+mod hls_ranges;
 mod hls_restart;
 mod hostile_playlists;
 mod wire_inputs;
