@@ -117,7 +117,14 @@ pub struct SegmentChecker {
     state: Mutex<CheckerState>,
 }
 
-const ACCEPTED_SEGMENT_TYPES: &[&str] = &["video/mp2t", "video/mp4", "video/iso.segment"];
+const ACCEPTED_SEGMENT_TYPES: &[&str] = &[
+    "video/mp2t",
+    "video/mp4",
+    "video/iso.segment",
+    "audio/mp4",
+    "audio/aac",
+    "audio/mpeg",
+];
 const ACCEPTED_PLAYLIST_TYPES: &[&str] = &[
     "application/vnd.apple.mpegurl",
     "application/x-mpegurl",
@@ -368,14 +375,20 @@ impl SegmentChecker {
             observation.failure = Some(format!("{} decode errors", decoded.decode_errors));
         }
 
-        checks.push(self.verdict(
-            r,
-            seq,
-            "codec",
-            decoded.codec == self.options.codec,
-            format!("{} (expected {})", decoded.codec, self.options.codec),
-        ));
-        if let Some((w, h)) = self.expected_resolution(r) {
+        // An audio-only rendition has no picture: no video codec, size, stamps or latency to
+        // check, only that its audio is there and lasts as long as the playlist says.
+        if !decoded.audio_only {
+            checks.push(self.verdict(
+                r,
+                seq,
+                "codec",
+                decoded.codec == self.options.codec,
+                format!("{} (expected {})", decoded.codec, self.options.codec),
+            ));
+        }
+        if !decoded.audio_only
+            && let Some((w, h)) = self.expected_resolution(r)
+        {
             checks.push(self.verdict(
                 r,
                 seq,
@@ -419,6 +432,12 @@ impl SegmentChecker {
             last_stamp_frame: stamps.last().copied(),
             stamp_stream_id: stamp_id,
         });
+        if decoded.audio_only {
+            return CheckedSegment {
+                observation,
+                checks,
+            };
+        }
         checks.push(self.stamps(r, pulled, decoded, &stamps));
         if let Some(log) = &self.log {
             observation.latency = segment_latency(
@@ -714,6 +733,7 @@ mod tests {
                 })
                 .collect(),
             decode_errors: 0,
+            audio_only: false,
         };
         (pulled, decoded)
     }

@@ -6,6 +6,10 @@
 //! once on a probe machine, so per-segment decoder threads would only add start-up cost. A
 //! demuxer error ends the segment with what was read. Only the facts are kept (a few bytes per
 //! frame); pictures are dropped as soon as their stamp is read.
+//!
+//! A segment of an audio-only rendition (an `#EXT-X-MEDIA` audio playlist) has no picture to
+//! decode: its audio packets are demuxed and timed instead, one [`FrameFacts`] per packet, so
+//! its duration is checked like a video segment's.
 
 use reference_transcoder::decode::{
     DecodeOptions, DecoderError, DecoderThreads, Demuxer, ReadErrors, VideoDecoder,
@@ -24,7 +28,7 @@ pub enum DecodeError {
     Truncated { len: usize },
     #[error("not a readable media container: {0}")]
     Demux(String),
-    #[error("no video stream in the segment")]
+    #[error("no video or audio stream in the segment")]
     NoVideoStream,
     #[error("no decoder for video codec {0}")]
     UnsupportedCodec(String),
@@ -53,6 +57,8 @@ pub struct DecodedSegment {
     pub audio_codec: Option<String>,
     pub frames: Vec<FrameFacts>,
     pub decode_errors: u32,
+    /// No video stream: `codec` is the audio codec and `frames` are its packets.
+    pub audio_only: bool,
 }
 
 impl DecodedSegment {
@@ -106,6 +112,49 @@ const OPTIONS: DecodeOptions = DecodeOptions {
     read_errors: ReadErrors::EndInput,
 };
 
+/// Packets of an audio-only segment read at most (a 2 s AAC segment has under 100).
+const MAX_AUDIO_PACKETS: usize = 100_000;
+
+/// An audio-only segment: its best audio stream's packets, timed.
+fn audio_only(data: &[u8], format: Option<&str>) -> Result<DecodedSegment, DecodeError> {
+    let mut memory =
+        MemoryInput::open(data.to_vec(), format).map_err(|e| DecodeError::Demux(e.to_string()))?;
+    let input = memory.input();
+    let container = input.format().name().to_string();
+    let (index, time_base, codec) = {
+        let stream = input
+            .streams()
+            .best(ffmpeg_next::media::Type::Audio)
+            .ok_or(DecodeError::NoVideoStream)?;
+        let codec = stream.parameters().id().name().to_string();
+        (stream.index(), f64::from(stream.time_base()), codec)
+    };
+    let frames: Vec<FrameFacts> = input
+        .packets()
+        .take(MAX_AUDIO_PACKETS)
+        .filter(|(stream, _)| stream.index() == index)
+        .map(|(_, packet)| FrameFacts {
+            pts_secs: packet.pts().map(|p| p as f64 * time_base),
+            is_key: packet.is_key(),
+            stamp: None,
+        })
+        .collect();
+    if frames.is_empty() {
+        return Err(DecodeError::NoFrames { errors: 0 });
+    }
+    Ok(DecodedSegment {
+        container,
+        codec: codec.clone(),
+        width: 0,
+        height: 0,
+        fps: None,
+        audio_codec: Some(codec),
+        frames,
+        decode_errors: 0,
+        audio_only: true,
+    })
+}
+
 /// Decodes segment bytes (MPEG-TS, or anything FFmpeg recognises).
 pub fn decode_segment(data: &[u8]) -> Result<DecodedSegment, DecodeError> {
     if data.is_empty() {
@@ -115,19 +164,22 @@ pub fn decode_segment(data: &[u8]) -> Result<DecodedSegment, DecodeError> {
     if is_ts && !data.len().is_multiple_of(188) {
         return Err(DecodeError::Truncated { len: data.len() });
     }
-    let memory = MemoryInput::open(data.to_vec(), is_ts.then_some("mpegts"))
-        .map_err(|e| DecodeError::Demux(e.to_string()))?;
-    let mut decoder =
-        VideoDecoder::open(Demuxer::Memory(memory), OPTIONS).map_err(|e| match e {
-            DecoderError::NoVideoStream => DecodeError::NoVideoStream,
-            DecoderError::UnsupportedCodec { codec } => DecodeError::UnsupportedCodec(codec),
-            DecoderError::Parameters { codec, source } | DecoderError::Open { codec, source } => {
-                DecodeError::Decoder {
-                    codec,
-                    reason: source.to_string(),
-                }
-            }
-        })?;
+    let format = is_ts.then_some("mpegts");
+    let memory =
+        MemoryInput::open(data.to_vec(), format).map_err(|e| DecodeError::Demux(e.to_string()))?;
+    let mut decoder = match VideoDecoder::open(Demuxer::Memory(memory), OPTIONS) {
+        Ok(decoder) => decoder,
+        Err(DecoderError::NoVideoStream) => return audio_only(data, format),
+        Err(DecoderError::UnsupportedCodec { codec }) => {
+            return Err(DecodeError::UnsupportedCodec(codec));
+        }
+        Err(DecoderError::Parameters { codec, source } | DecoderError::Open { codec, source }) => {
+            return Err(DecodeError::Decoder {
+                codec,
+                reason: source.to_string(),
+            });
+        }
+    };
     let mut out = DecodedSegment {
         container: decoder.container.clone(),
         codec: decoder.codec.clone(),
@@ -137,6 +189,7 @@ pub fn decode_segment(data: &[u8]) -> Result<DecodedSegment, DecodeError> {
         audio_codec: decoder.audio_codec.clone(),
         frames: Vec::with_capacity(128),
         decode_errors: 0,
+        audio_only: false,
     };
     let tb = f64::from(decoder.time_base);
     let mut frame = ffmpeg_next::frame::Video::empty();

@@ -43,10 +43,18 @@ pub enum FfmpegHls {
     /// fMP4 in one growing file, each segment an `#EXT-X-BYTERANGE` of it (the init segment a
     /// byte range of the same file).
     Fmp4SingleFile,
+    /// A master playlist whose video rendition has its audio apart: an `#EXT-X-MEDIA` audio-only
+    /// rendition of MPEG-TS segments.
+    TsAudioRendition,
 }
 
 impl FfmpegHls {
-    pub const ALL: [FfmpegHls; 3] = [FfmpegHls::Ts, FfmpegHls::Fmp4, FfmpegHls::Fmp4SingleFile];
+    pub const ALL: [FfmpegHls; 4] = [
+        FfmpegHls::Ts,
+        FfmpegHls::Fmp4,
+        FfmpegHls::Fmp4SingleFile,
+        FfmpegHls::TsAudioRendition,
+    ];
 
     /// The RTMP application (and the HTTP folder its HLS is served from).
     pub fn application(self) -> &'static str {
@@ -54,6 +62,7 @@ impl FfmpegHls {
             FfmpegHls::Ts => "ffmpeg_ts",
             FfmpegHls::Fmp4 => "ffmpeg_fmp4",
             FfmpegHls::Fmp4SingleFile => "ffmpeg_fmp4_single",
+            FfmpegHls::TsAudioRendition => "ffmpeg_ts_audio",
         }
     }
 
@@ -69,6 +78,9 @@ impl FfmpegHls {
             ),
             FfmpegHls::Fmp4SingleFile => format!(
                 "{common} -hls_flags single_file+independent_segments -hls_segment_type fmp4 {dir}/$name.m3u8"
+            ),
+            FfmpegHls::TsAudioRendition => format!(
+                "-map 0:v -map 0:a {common} -hls_flags delete_segments+independent_segments -var_stream_map \"v:0,agroup:aud a:0,agroup:aud\" -master_pl_name $name.m3u8 -hls_segment_filename {dir}/$name-%v-%d.ts {dir}/$name-%v.m3u8"
             ),
         }
     }

@@ -2,7 +2,7 @@
 //! refused with what it started with, renditions are named from their URLs, and gaps are read
 //! from the tags the m3u8 parser does not know.
 
-use m3u8_rs::{MasterPlaylist, MediaSegment, Playlist};
+use m3u8_rs::{AlternativeMediaType, MasterPlaylist, MediaSegment, Playlist};
 use url::Url;
 
 use super::events::{PullError, RenditionInfo};
@@ -68,6 +68,31 @@ pub(super) fn master_renditions(
                     r.height.min(u32::MAX as u64) as u32,
                 )
             }),
+        });
+    }
+    // Audio renditions of their own (`#EXT-X-MEDIA:TYPE=AUDIO` with a URI) are followed too; one
+    // without a URI is the audio muxed into the variants.
+    for alternative in master
+        .alternatives
+        .iter()
+        .filter(|a| a.media_type == AlternativeMediaType::Audio)
+    {
+        let Some(uri) = &alternative.uri else {
+            continue;
+        };
+        let joined = url.join(uri).map_err(|e| PullError::BadUri {
+            url: url.to_string(),
+            uri: uri.clone(),
+            reason: e.to_string(),
+        })?;
+        if out.iter().any(|r| r.url == joined.as_str()) {
+            continue;
+        }
+        out.push(RenditionInfo {
+            name: rendition_name(&joined),
+            url: joined.to_string(),
+            bandwidth: None,
+            resolution: None,
         });
     }
     if out.is_empty() {
@@ -146,6 +171,29 @@ mod tests {
         assert_eq!(r[0].name, "P240p30fps16x9");
         assert_eq!(r[0].url, "http://h/stream/k/P240p30fps16x9.m3u8");
         assert_eq!(r[1].resolution, Some((640, 360)));
+    }
+
+    #[test]
+    fn audio_renditions_of_their_own_are_followed_and_muxed_audio_is_not() {
+        let url = Url::parse("http://h/live/s.m3u8").unwrap();
+        let body = b"#EXTM3U\n\
+            #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"aud\",NAME=\"en\",DEFAULT=YES,URI=\"s-audio.m3u8\"\n\
+            #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"muxed\",NAME=\"main\"\n\
+            #EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"en\",URI=\"subs.m3u8\"\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=1200000,RESOLUTION=640x360,AUDIO=\"aud\"\ns-video.m3u8\n";
+        let Playlist::MasterPlaylist(m) = parse_playlist(&url, body).unwrap() else {
+            panic!("master expected")
+        };
+        let r = master_renditions(&url, &m).unwrap();
+        let listed: Vec<(&str, Option<(u32, u32)>)> =
+            r.iter().map(|r| (r.url.as_str(), r.resolution)).collect();
+        assert_eq!(
+            listed,
+            [
+                ("http://h/live/s-video.m3u8", Some((640, 360))),
+                ("http://h/live/s-audio.m3u8", None),
+            ]
+        );
     }
 
     #[test]

@@ -96,3 +96,71 @@ fn byte_range_segments_of_one_fmp4_file_are_fetched_as_ranges() {
     assert!(playlist.contains("#EXT-X-BYTERANGE:"), "{playlist}");
     assert!(playlist.contains("#EXT-X-MAP:URI="), "{playlist}");
 }
+
+#[test]
+fn an_audio_only_rendition_of_a_master_playlist_is_pulled_and_timed() {
+    let (_, source) = encoded_source();
+    let nginx = Nginx::start();
+    let form = FfmpegHls::TsAudioRendition;
+    let key = "ffmpeg-audio";
+    let mut config = StreamProbeConfig::new(
+        key,
+        &nginx.ffmpeg_rtmp_url(form, key),
+        &nginx.ffmpeg_hls_url(form, key),
+        Duration::from_secs(12),
+    );
+    config.drain = Duration::from_secs(6);
+    let probe = StreamProbe::new(config, source.clone(), http_client().unwrap()).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let report = runtime().block_on(probe.run(recorder.clone()));
+    let master = std::fs::read_to_string(nginx.ffmpeg_hls_dir(form).join(format!("{key}.m3u8")))
+        .unwrap_or_default();
+    assert!(master.contains("#EXT-X-MEDIA:TYPE=AUDIO"), "{master}");
+
+    assert_eq!(report.pull_error, None);
+    let (video, audio) = (format!("{key}-0"), format!("{key}-1"));
+    assert_eq!(
+        report.renditions,
+        vec![video.clone(), audio.clone()],
+        "{master}"
+    );
+    let segments = recorder.segments.lock().unwrap().clone();
+    assert!(
+        segments.iter().all(|s| s.success),
+        "{:#?}",
+        segments
+            .iter()
+            .filter(|s| !s.success)
+            .map(|s| (&s.rendition, s.seq, &s.failure))
+            .collect::<Vec<_>>()
+    );
+    let failed = recorder.failed_checks();
+    assert!(failed.is_empty(), "failed checks: {failed:#?}");
+    let of = |name: &str| -> Vec<&probes::SegmentObservation> {
+        segments.iter().filter(|s| s.rendition == name).collect()
+    };
+    assert!(
+        of(&video).len() >= 3 && of(&audio).len() >= 3,
+        "{segments:#?}"
+    );
+    for s in of(&audio) {
+        let media = s.media.as_ref().expect("timed");
+        assert_eq!(
+            (
+                media.decoded.codec.as_str(),
+                media.decoded.width,
+                media.stamp_stream_id
+            ),
+            ("aac", 0, None)
+        );
+        // Its packets span what the playlist says (the duration check passed), and no latency
+        // is claimed for a rendition without frame stamps.
+        assert!(media.decoded.duration_secs > 1.0, "{media:?}");
+        assert_eq!(s.latency.glass_to_glass_ms, None);
+    }
+    for s in of(&video) {
+        let media = s.media.as_ref().expect("decoded");
+        assert_eq!(media.decoded.codec, "h264");
+        assert_eq!(media.stamp_stream_id, Some(source.format.stream_id));
+    }
+}

@@ -239,8 +239,9 @@ fn media_sequence_numbers_past_u64_max_are_refused_and_the_last_two_still_pull()
     );
     assert_eq!(summary.segments_ok + summary.segments_failed, 0);
 
-    // u64::MAX − 1 and u64::MAX fit: both are pulled once, and the polls after them (one past
-    // the last number is past u64::MAX) go on without a panic.
+    // u64::MAX − 1 and u64::MAX fit: both are listed once, and the polls after them (one past
+    // the last number is past u64::MAX) go on without a panic. The second's byte range ends past
+    // 2^64: it fails, never asked for.
     let (summary, events, requests, _) = pull(
         "/edge/index.m3u8",
         HlsOptions::default(),
@@ -256,7 +257,19 @@ fn media_sequence_numbers_past_u64_max_are_refused_and_the_last_two_still_pull()
         })
         .collect();
     assert_eq!(seqs, [u64::MAX - 1, u64::MAX], "{summary:?}");
-    assert_eq!(summary.segments_ok, 2);
+    assert_eq!((summary.segments_ok, summary.segments_failed), (1, 1));
+    let impossible = events.lock().unwrap().iter().find_map(|e| match e {
+        PullEvent::Segment(s) if s.seq == u64::MAX => Some(s.body.clone().unwrap_err()),
+        _ => None,
+    });
+    assert!(
+        matches!(
+            &impossible,
+            Some(PullError::Range { offset: u64::MAX, reason, .. }) if reason == "an empty or impossible range"
+        ),
+        "{impossible:?}"
+    );
+    assert!(!requests.lock().unwrap().contains_key("/edge/b.ts"));
     assert_eq!(
         summary.playlist_failures,
         0,
