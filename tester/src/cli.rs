@@ -40,6 +40,10 @@ pub enum Command {
         /// Directory for results (default: runs/<scenario>-<time>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Serve the run's live metrics at http://ADDR/metrics in Prometheus's text format while
+        /// it runs (e.g. 127.0.0.1:9464; port 0 picks a free port). The URL is printed on stderr.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
     },
     /// Check scenario files and describe what each would run, without running anything.
     Validate {
@@ -238,12 +242,17 @@ pub fn main() -> i32 {
     logging::init(cli.log_format, cli.quiet);
     let terminal = Terminal::detect(cli.quiet);
     let result = match cli.command {
-        Command::Run { scenario, out } => tokio::runtime::Runtime::new()
+        Command::Run {
+            scenario,
+            out,
+            metrics_listen,
+        } => tokio::runtime::Runtime::new()
             .map_err(|e| Failure::new(ExitCode::NotRun, e))
             .and_then(|runtime| {
                 runtime.block_on(crate::run::run(crate::run::RunOptions {
                     scenario,
                     out,
+                    metrics_listen,
                     terminal,
                 }))
             }),

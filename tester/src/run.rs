@@ -21,6 +21,7 @@ use crate::executors::{LiveLoad, WorkloadResult, run_workload};
 use crate::exit_code::{ExitCode, Failure, WithExitCode};
 use crate::metrics::Registry;
 use crate::metrics::Tags;
+use crate::metrics::prometheus::MetricsListener;
 use crate::output::Terminal;
 use crate::scenario::Sampling;
 use crate::scenario::{self, DirectPayment, Executor, Scenario, Source, Target, Workload};
@@ -43,6 +44,8 @@ pub struct RunOptions {
     pub scenario: Option<PathBuf>,
     /// The run directory; `None` makes `runs/<scenario>-<UTC time>` in the working directory.
     pub out: Option<PathBuf>,
+    /// `--metrics-listen`: serve the live registry at `http://ADDR/metrics` while the run goes.
+    pub metrics_listen: Option<String>,
     pub terminal: Terminal,
 }
 
@@ -58,6 +61,16 @@ enum Stop {
 pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
     let scenario = scenario::load_or_default(options.scenario.as_deref())
         .map_err(|e| Failure::new(ExitCode::InvalidScenario, e))?;
+    // Bound before anything runs, so an address that cannot be listened on is a configuration
+    // error; it serves from the registry's creation until the run ends (or drops on an error).
+    let metrics_listener = match &options.metrics_listen {
+        Some(address) => Some(
+            MetricsListener::bind(address)
+                .await
+                .exit_code(ExitCode::InvalidScenario)?,
+        ),
+        None => None,
+    };
     let run_dir = options
         .out
         .clone()
@@ -71,6 +84,11 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
         .context("cannot open the records journal")
         .exit_code(ExitCode::NotRun)?;
     let registry = Arc::new(Registry::new());
+    let metrics_server = metrics_listener.map(|listener| {
+        let server = listener.serve(registry.clone());
+        eprintln!("metrics: serving {}", server.url());
+        server
+    });
     let started = SystemTime::now();
     let started_instant = Instant::now();
     let progress = crate::progress::Progress::start(registry.clone(), options.terminal.quiet);
@@ -200,6 +218,9 @@ pub async fn run(options: RunOptions) -> Result<ExitCode, Failure> {
     crate::report::announce(&run_dir, report.as_ref(), options.terminal);
     if code == ExitCode::NotRun {
         warn!("{}", summary.outcome.message);
+    }
+    if let Some(server) = metrics_server {
+        server.stop().await;
     }
     Ok(code)
 }

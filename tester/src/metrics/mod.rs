@@ -6,7 +6,9 @@
 //! selector's, which is why sinks know how to [`Sink::merge`]. Which metrics exist, and their
 //! types, is `observation::metric`'s table; a journal record's samples are fed through
 //! [`Registry::add_record`], the same mapping `lpt compare` reads back from the journal.
+//! [`prometheus`] serves the registry live (`lpt run --metrics-listen`).
 
+pub mod prometheus;
 mod sink;
 
 pub use sink::{Aggregation, Sink};
