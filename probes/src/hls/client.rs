@@ -15,7 +15,7 @@ use super::events::{
     Delivery, PlaylistPoll, PullError, PullEvent, PullSink, PullSummary, RenditionInfo,
 };
 use super::fetch::{Limits, fetch};
-use super::follower::RenditionFollower;
+use super::follower::{PlaylistRead, RenditionFollower};
 use super::parse::{master_renditions, parse_playlist, rendition_name};
 use super::stop::{PullStop, after, pull_stop, sleep_or_deadline};
 use crate::clock::now_unix_ms;
@@ -85,21 +85,21 @@ impl HlsPuller {
             }
             let fetched = self.fetch_text(&self.url, deadline, &stop).await;
             let at = now_unix_ms();
-            let outcome = fetched.and_then(|(body, ct)| {
-                parse_playlist(&self.url, &body).map(|p| (p, ct, body.len()))
+            let outcome = fetched.and_then(|(body, ct, cache)| {
+                parse_playlist(&self.url, &body).map(|p| (p, ct, cache, body))
             });
             match outcome {
-                Ok((Playlist::MasterPlaylist(master), ct, _)) => {
+                Ok((Playlist::MasterPlaylist(master), ct, cache_control, text)) => {
                     let renditions = match master_renditions(&self.url, &master) {
                         Ok(r) => r,
                         Err(e) => {
-                            sink.deliver(PullEvent::Playlist(PlaylistPoll {
-                                rendition: None,
-                                url: self.url.to_string(),
-                                at_unix_ms: at,
-                                content_type: ct,
-                                outcome: Err(e.clone()),
-                            }))
+                            sink.deliver(PullEvent::Playlist(PlaylistPoll::failed(
+                                None,
+                                self.url.as_str(),
+                                at,
+                                ct,
+                                e.clone(),
+                            )))
                             .await;
                             first_error.get_or_insert(e);
                             if !started && Instant::now() >= wait_until {
@@ -118,6 +118,8 @@ impl HlsPuller {
                         url: self.url.to_string(),
                         at_unix_ms: at,
                         content_type: ct,
+                        cache_control,
+                        text: Some(text),
                         outcome: Ok(master.variants.len()),
                     }))
                     .await;
@@ -140,17 +142,17 @@ impl HlsPuller {
                     }
                     if refused && !refusal_recorded {
                         refusal_recorded = true;
-                        sink.deliver(PullEvent::Playlist(PlaylistPoll {
-                            rendition: None,
-                            url: self.url.to_string(),
-                            at_unix_ms: at,
-                            content_type: None,
-                            outcome: Err(PullError::TooManyRenditions {
+                        sink.deliver(PullEvent::Playlist(PlaylistPoll::failed(
+                            None,
+                            self.url.as_str(),
+                            at,
+                            None,
+                            PullError::TooManyRenditions {
                                 url: self.url.to_string(),
                                 listed,
                                 limit,
-                            }),
-                        }))
+                            },
+                        )))
                         .await;
                     }
                     if !new.is_empty() {
@@ -166,7 +168,7 @@ impl HlsPuller {
                         break;
                     }
                 }
-                Ok((Playlist::MediaPlaylist(media), ct, _)) => {
+                Ok((Playlist::MediaPlaylist(media), content_type, cache_control, text)) => {
                     let info = RenditionInfo {
                         name: rendition_name(&self.url),
                         url: self.url.to_string(),
@@ -176,7 +178,14 @@ impl HlsPuller {
                     sink.deliver(PullEvent::Renditions(vec![info.clone()]))
                         .await;
                     let follower = self.follower(&info, sink.clone(), stop.clone());
-                    follower.follow(deadline, Some((media, ct, at))).await;
+                    let read = PlaylistRead {
+                        media,
+                        text,
+                        content_type,
+                        cache_control,
+                        at,
+                    };
+                    follower.follow(deadline, Some(read)).await;
                     started = true;
                     break;
                 }
@@ -197,13 +206,13 @@ impl HlsPuller {
                     );
                     let gave_up = !started && Instant::now() >= wait_until;
                     if started || !not_yet || gave_up {
-                        sink.deliver(PullEvent::Playlist(PlaylistPoll {
-                            rendition: None,
-                            url: self.url.to_string(),
-                            at_unix_ms: at,
-                            content_type: None,
-                            outcome: Err(e.clone()),
-                        }))
+                        sink.deliver(PullEvent::Playlist(PlaylistPoll::failed(
+                            None,
+                            self.url.as_str(),
+                            at,
+                            None,
+                            e.clone(),
+                        )))
                         .await;
                     }
                     if !started {
@@ -256,7 +265,7 @@ impl HlsPuller {
         url: &Url,
         deadline: Instant,
         stop: &PullStop,
-    ) -> Result<(Bytes, Option<String>), PullError> {
+    ) -> Result<(Bytes, Option<String>, Option<String>), PullError> {
         fetch(
             &self.client,
             url,
@@ -270,7 +279,7 @@ impl HlsPuller {
             stop,
         )
         .await
-        .and_then(|f| f.body.map(|b| (b, f.content_type)))
+        .and_then(|f| f.body.map(|b| (b, f.content_type, f.cache_control)))
     }
 }
 

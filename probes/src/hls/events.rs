@@ -125,8 +125,33 @@ pub struct PlaylistPoll {
     pub url: String,
     pub at_unix_ms: UnixMs,
     pub content_type: Option<String>,
+    /// The response's `Cache-Control` header.
+    pub cache_control: Option<String>,
+    /// The playlist's text as received (bounded by `max_playlist_bytes`), when it was read.
+    pub text: Option<Bytes>,
     /// Segments listed, or why the poll failed.
     pub outcome: Result<usize, PullError>,
+}
+
+impl PlaylistPoll {
+    /// A poll of `url` that failed with `error` at `at_unix_ms`.
+    pub(super) fn failed(
+        rendition: Option<String>,
+        url: &str,
+        at_unix_ms: UnixMs,
+        content_type: Option<String>,
+        error: PullError,
+    ) -> PlaylistPoll {
+        PlaylistPoll {
+            rendition,
+            url: url.to_string(),
+            at_unix_ms,
+            content_type,
+            cache_control: None,
+            text: None,
+            outcome: Err(error),
+        }
+    }
 }
 
 /// Everything a puller reports.

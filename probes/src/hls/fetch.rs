@@ -19,6 +19,7 @@ use super::stop::{PullStop, after};
 pub(super) struct Fetched {
     pub(super) status: u16,
     pub(super) content_type: Option<String>,
+    pub(super) cache_control: Option<String>,
     pub(super) size: u64,
     pub(super) body: Result<Bytes, PullError>,
 }
@@ -120,6 +121,11 @@ async fn fetch_inner(
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let cache_control = response
+        .headers()
+        .get(reqwest::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     if !response.status().is_success() {
         return Err(PullError::Status {
             url: url.to_string(),
@@ -143,6 +149,7 @@ async fn fetch_inner(
         return Ok(Fetched {
             status,
             content_type,
+            cache_control,
             size,
             body: Err(too_large()),
         });
@@ -207,6 +214,7 @@ async fn fetch_inner(
     Ok(Fetched {
         status,
         content_type,
+        cache_control,
         size,
         body,
     })

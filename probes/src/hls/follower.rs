@@ -78,17 +78,22 @@ fn resolve_range(
     Some((offset, range.length))
 }
 
+/// A media playlist as read: parsed, its text, its headers and when it arrived.
+pub(super) struct PlaylistRead {
+    pub(super) media: MediaPlaylist,
+    pub(super) text: Bytes,
+    pub(super) content_type: Option<String>,
+    pub(super) cache_control: Option<String>,
+    pub(super) at: UnixMs,
+}
+
 struct StallState {
     detected_unix_ms: UnixMs,
     last_new_unix_ms: UnixMs,
 }
 
 impl RenditionFollower {
-    pub(super) async fn follow(
-        &self,
-        deadline: Instant,
-        mut first: Option<(MediaPlaylist, Option<String>, UnixMs)>,
-    ) {
+    pub(super) async fn follow(&self, deadline: Instant, mut first: Option<PlaylistRead>) {
         let mut highest: Option<u64> = None;
         let mut last_new = Instant::now();
         let mut last_new_unix = now_unix_ms();
@@ -101,16 +106,22 @@ impl RenditionFollower {
                 break;
             }
             let polled = match first.take() {
-                Some((media, ct, at)) => Ok((media, ct, at)),
+                Some(read) => Ok(read),
                 None => self.poll(deadline).await,
             }
-            .and_then(|(media, ct, at)| {
-                self.refuse_absurd(&media)?;
-                Ok((media, ct, at))
+            .and_then(|read| {
+                self.refuse_absurd(&read.media)?;
+                Ok(read)
             });
             let mut ended = false;
             match polled {
-                Ok((media, ct, at)) => {
+                Ok(PlaylistRead {
+                    media,
+                    text,
+                    content_type,
+                    cache_control,
+                    at,
+                }) => {
                     let target = (media.target_duration as f64).max(0.1);
                     target_secs = Some(target);
                     self.sink
@@ -118,7 +129,9 @@ impl RenditionFollower {
                             rendition: Some(self.name.clone()),
                             url: self.url.to_string(),
                             at_unix_ms: at,
-                            content_type: ct,
+                            content_type,
+                            cache_control,
+                            text: Some(text),
                             outcome: Ok(media.segments.len()),
                         }))
                         .await;
@@ -133,17 +146,17 @@ impl RenditionFollower {
                     {
                         // The server restarted its numbering: follow the new one.
                         self.sink
-                            .deliver(PullEvent::Playlist(PlaylistPoll {
-                                rendition: Some(self.name.clone()),
-                                url: self.url.to_string(),
-                                at_unix_ms: at,
-                                content_type: None,
-                                outcome: Err(PullError::SequenceWentBack {
+                            .deliver(PullEvent::Playlist(PlaylistPoll::failed(
+                                Some(self.name.clone()),
+                                self.url.as_str(),
+                                at,
+                                None,
+                                PullError::SequenceWentBack {
                                     url: self.url.to_string(),
                                     from: h,
                                     to: media.media_sequence,
-                                }),
-                            }))
+                                },
+                            )))
                             .await;
                         highest = media.media_sequence.checked_sub(1);
                     }
@@ -214,13 +227,13 @@ impl RenditionFollower {
                 Err(PullError::Deadline { .. }) => break,
                 Err(e) => {
                     self.sink
-                        .deliver(PullEvent::Playlist(PlaylistPoll {
-                            rendition: Some(self.name.clone()),
-                            url: self.url.to_string(),
-                            at_unix_ms: now_unix_ms(),
-                            content_type: None,
-                            outcome: Err(e),
-                        }))
+                        .deliver(PullEvent::Playlist(PlaylistPoll::failed(
+                            Some(self.name.clone()),
+                            self.url.as_str(),
+                            now_unix_ms(),
+                            None,
+                            e,
+                        )))
                         .await;
                 }
             }
@@ -316,10 +329,7 @@ impl RenditionFollower {
         Ok(())
     }
 
-    async fn poll(
-        &self,
-        deadline: Instant,
-    ) -> Result<(MediaPlaylist, Option<String>, UnixMs), PullError> {
+    async fn poll(&self, deadline: Instant) -> Result<PlaylistRead, PullError> {
         let fetched = fetch(
             &self.client,
             &self.url,
@@ -334,9 +344,15 @@ impl RenditionFollower {
         )
         .await?;
         let at = now_unix_ms();
-        let body = fetched.body?;
-        match parse_playlist(&self.url, &body)? {
-            Playlist::MediaPlaylist(m) => Ok((m, fetched.content_type, at)),
+        let text = fetched.body?;
+        match parse_playlist(&self.url, &text)? {
+            Playlist::MediaPlaylist(media) => Ok(PlaylistRead {
+                media,
+                text,
+                content_type: fetched.content_type,
+                cache_control: fetched.cache_control,
+                at,
+            }),
             Playlist::MasterPlaylist(_) => Err(PullError::UnexpectedMaster {
                 url: self.url.to_string(),
             }),
