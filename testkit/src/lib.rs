@@ -21,10 +21,14 @@
 //! - [`procfs`]: another process's resident memory, from `/proc`.
 //! - [`publisher`]: `ffmpeg` publishing test video and audio over RTMP in real time.
 //! - [`scenario`]: pieces of `lpt` scenario files, such as an nginx target.
+//! - [`chromium`] (feature `chromium`): headless Chromium over the DevTools protocol, its pages
+//!   kept off the network, for what a browser renders or plays.
 
 pub mod bench;
 #[cfg(feature = "chain")]
 pub mod chain;
+#[cfg(feature = "chromium")]
+pub mod chromium;
 pub mod ffmpeg;
 pub mod golivepeer;
 pub mod lpt_run;
