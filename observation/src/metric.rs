@@ -117,6 +117,15 @@ const RECOVERY_TAGS: &[&str] = &["event", "workload", "stream"];
 const REDEMPTION_RECOVERY_TAGS: &[&str] = &["event", "orchestrator"];
 /// Tags of a bench sample.
 const BENCH_TAGS: &[&str] = &["sessions"];
+/// Tags of an HLS conformance violation: the stream's, the rule's ID and its `must`/`should`.
+const VIOLATION_TAGS: &[&str] = &[
+    "workload",
+    "stream",
+    "rendition",
+    "rule",
+    "severity",
+    "sessions",
+];
 
 const fn journal(record: &'static str, column: &'static str) -> Option<JournalColumn> {
     Some(JournalColumn {
@@ -188,6 +197,15 @@ pub const CATALOG: &[MetricDef] = &[
         tags: CHECK_TAGS,
         journal: journal("check", "ok"),
         description: "segment checks that passed (tag `check` names the check)",
+    },
+    MetricDef {
+        name: "hls_violations",
+        kind: Counter,
+        unit: Plain,
+        better: Lower,
+        tags: VIOLATION_TAGS,
+        journal: journal("violation", "occurrences"),
+        description: "HLS conformance rules broken (tag `rule` names the rule, `severity` is must or should)",
     },
     MetricDef {
         name: "stalls",
@@ -433,7 +451,9 @@ pub const TAG_KEYS: &[&str] = &[
     "reason",
     "region",
     "rendition",
+    "rule",
     "sessions",
+    "severity",
     "stream",
     "workload",
 ];
@@ -464,5 +484,31 @@ mod tests {
             .flat_map(|d| d.tags.iter().copied())
             .collect();
         assert_eq!(used.into_iter().collect::<Vec<_>>(), TAG_KEYS);
+    }
+
+    #[test]
+    fn a_violation_counts_once_tagged_with_its_rule_and_severity() {
+        let record = crate::record::ViolationRecord {
+            t_ms: 1,
+            workload: "w".into(),
+            stream: "s".into(),
+            rendition: Some("P360p30fps16x9".into()),
+            rule: "HLS-PLAYLIST-STALE".into(),
+            severity: "must".into(),
+            url: "https://h/s/P360p30fps16x9.m3u8".into(),
+            line: None,
+            detail: "no segment after 6 for 3100 ms".into(),
+            occurrences: 1,
+        };
+        let samples: Vec<_> = crate::sample::journal_samples(&record)
+            .map(|(d, v)| (d.name, v))
+            .collect();
+        assert_eq!(samples, [("hls_violations", 1.0)]);
+        let tags = crate::sample::record_tags(&record);
+        assert_eq!(tags["rule"], "HLS-PLAYLIST-STALE");
+        assert_eq!(tags["severity"], "must");
+        assert_eq!(tags["rendition"], "P360p30fps16x9");
+        let def = lookup("hls_violations").unwrap();
+        assert!(tags.keys().all(|k| def.tags.contains(&k.as_str())));
     }
 }

@@ -514,6 +514,38 @@ record_kind! {
     }
 }
 
+record_kind! {
+    /// One HLS conformance rule found broken by the stream probe's checker
+    /// (`probes::conformance`): which rule, how binding, where, and what was seen. The rules'
+    /// catalogue (IDs, severities, the RFC 8216 or Apple sections they cite) is the probe's; the
+    /// journal keeps the ID, stable across versions.
+    ViolationRecord, ViolationColumns, tag = "violation", version = 1, {
+        /// When the playlist or segment at fault arrived (unix ms).
+        t_ms: i64,
+        /// Workload name.
+        workload: String,
+        /// Stream key.
+        stream: String,
+        /// Rendition, when the fault is in one rendition (not in the master playlist).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rendition: Option<String>,
+        /// Rule ID, e.g. `HLS-TARGETDURATION-EXCEEDED`.
+        rule: String,
+        /// `must` or `should`.
+        severity: String,
+        /// The playlist or segment at fault.
+        url: String,
+        /// The 1-based line of the playlist at fault, when the fault is in a playlist's text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        line: Option<u32>,
+        /// What was seen.
+        detail: String,
+        /// Times the rule broke that this record stands for (1: one record per violation); the
+        /// `hls_violations` counter sums it.
+        occurrences: u32,
+    }
+}
+
 /// Any record, as read back from a journal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -533,6 +565,8 @@ pub enum Record {
     Chaos(ChaosRecord),
     /// What a chaos event cost.
     Recovery(RecoveryRecord),
+    /// An HLS conformance rule broken.
+    Violation(ViolationRecord),
 }
 
 macro_rules! record_from {
@@ -552,11 +586,12 @@ record_from!(
     Redemption(RedemptionRecord),
     BenchSegment(BenchSegmentRecord),
     Chaos(ChaosRecord),
-    Recovery(RecoveryRecord)
+    Recovery(RecoveryRecord),
+    Violation(ViolationRecord)
 );
 
 /// Every record kind's wire tag, in the order `records.parquet` stacks them.
-pub const RECORD_TYPES: [&str; 8] = [
+pub const RECORD_TYPES: [&str; 9] = [
     SegmentRecord::TYPE,
     CheckRecord::TYPE,
     QualitySample::TYPE,
@@ -565,6 +600,7 @@ pub const RECORD_TYPES: [&str; 8] = [
     BenchSegmentRecord::TYPE,
     ChaosRecord::TYPE,
     RecoveryRecord::TYPE,
+    ViolationRecord::TYPE,
 ];
 
 impl Record {
@@ -579,6 +615,7 @@ impl Record {
             Record::BenchSegment(_) => BenchSegmentRecord::TYPE,
             Record::Chaos(_) => ChaosRecord::TYPE,
             Record::Recovery(_) => RecoveryRecord::TYPE,
+            Record::Violation(_) => ViolationRecord::TYPE,
         }
     }
 
@@ -600,6 +637,7 @@ impl Record {
             BenchSegmentRecord::TYPE => Record::BenchSegment(typed(text, v)?),
             ChaosRecord::TYPE => Record::Chaos(typed(text, v)?),
             RecoveryRecord::TYPE => Record::Recovery(typed(text, v)?),
+            ViolationRecord::TYPE => Record::Violation(typed(text, v)?),
             other => return Err(RecordParseError::UnknownType(other.to_string())),
         })
     }
@@ -615,6 +653,7 @@ impl Record {
             Record::BenchSegment(r) => write_line(r, out),
             Record::Chaos(r) => write_line(r, out),
             Record::Recovery(r) => write_line(r, out),
+            Record::Violation(r) => write_line(r, out),
         }
     }
 }
@@ -643,8 +682,9 @@ fn write_line<R: RecordKind>(record: &R, out: &mut Vec<u8>) -> serde_json::Resul
     Ok(())
 }
 
-/// Every record kind's own schema, in the order their columns enter [`union_schema`].
-pub fn kind_schemas() -> [Schema; 6] {
+/// Every record kind's own schema, in [`RECORD_TYPES`] order: the order their columns enter
+/// [`union_schema`].
+pub fn kind_schemas() -> [Schema; RECORD_TYPES.len()] {
     [
         SegmentRecord::schema(),
         CheckRecord::schema(),
@@ -652,6 +692,9 @@ pub fn kind_schemas() -> [Schema; 6] {
         TicketRecord::schema(),
         RedemptionRecord::schema(),
         BenchSegmentRecord::schema(),
+        ChaosRecord::schema(),
+        RecoveryRecord::schema(),
+        ViolationRecord::schema(),
     ]
 }
 
@@ -667,4 +710,74 @@ pub fn union_schema() -> Schema {
         }
     }
     union
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violation() -> ViolationRecord {
+        ViolationRecord {
+            t_ms: 1_795_309_323_000,
+            workload: "steady".into(),
+            stream: "s1".into(),
+            rendition: Some("P360p30fps16x9".into()),
+            rule: "HLS-TARGETDURATION-EXCEEDED".into(),
+            severity: "must".into(),
+            url: "https://cdn.example/s1/P360p30fps16x9.m3u8".into(),
+            line: Some(15),
+            detail: "segment 3: EXTINF 2.6 s rounds above EXT-X-TARGETDURATION 2 s".into(),
+            occurrences: 1,
+        }
+    }
+
+    #[test]
+    fn a_violation_round_trips_through_its_journal_line() {
+        let record = Record::from(violation());
+        let mut line = Vec::new();
+        record.write_json_line(&mut line).unwrap();
+        let text = String::from_utf8(line).unwrap();
+        assert!(
+            text.starts_with(r#"{"type":"violation","v":1,"t_ms":1795309323000,"#),
+            "{text}"
+        );
+        let fields = text.split_once(",\"t_ms\"").unwrap().1;
+        let back = Record::from_json("violation", 1, format!("{{\"t_ms\"{fields}").as_bytes());
+        assert_eq!(back, Ok(record));
+        let master = ViolationRecord {
+            rendition: None,
+            line: None,
+            ..violation()
+        };
+        let mut line = Vec::new();
+        Record::from(master).write_json_line(&mut line).unwrap();
+        let text = String::from_utf8(line).unwrap();
+        assert!(
+            !text.contains("rendition") && !text.contains("\"line\""),
+            "{text}"
+        );
+        assert_eq!(
+            Record::from_json("violation", 2, b"{}"),
+            Err(RecordParseError::UnknownVersion("violation".into(), 2))
+        );
+    }
+
+    #[test]
+    fn records_parquet_holds_every_kind_s_columns() {
+        let union = union_schema();
+        for (kind, schema) in RECORD_TYPES.iter().zip(kind_schemas()) {
+            for (name, dtype) in schema.iter() {
+                assert_eq!(union.get(name), Some(dtype), "{kind}.{name}");
+            }
+        }
+        let v = violation();
+        assert_eq!(v.number("occurrences"), Some(1.0));
+        assert_eq!(v.number("line"), Some(15.0));
+        assert_eq!(v.text("rule"), Some("HLS-TARGETDURATION-EXCEEDED"));
+        let mut columns = ViolationColumns::default();
+        columns.push(&v);
+        let df = columns.finish().unwrap();
+        assert_eq!(df.height(), 1);
+        assert_eq!(df.schema().as_ref(), &ViolationRecord::schema());
+    }
 }

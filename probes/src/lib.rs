@@ -19,6 +19,7 @@ pub mod checks;
 pub mod chunk;
 pub mod clock;
 pub mod completeness;
+pub mod conformance;
 pub mod decode;
 pub mod direct;
 pub mod hls;
@@ -31,6 +32,7 @@ pub mod reconcile;
 pub mod replay;
 pub mod sendlog;
 pub mod stream;
+pub mod stream_conformance;
 
 pub use checks::{CHECK_NAMES, CheckOptions, CheckedSegment, SegmentChecker};
 pub use decode::{DecodeError, DecodedSegment, FrameFacts, decode_segment};
@@ -47,6 +49,7 @@ pub use latency::segment_latency;
 pub use observe::{
     CheckObservation, NullObserver, ProbeObserver, PublishObservation, PublishPhase,
     QualityObservation, SegmentLatency, SegmentMedia, SegmentObservation, StallObservation,
+    ViolationObservation,
 };
 pub use payments::{
     ChainActivity, OrchestratorPrice, PaymentError, PaymentProbe, PaymentProbeConfig,

@@ -25,6 +25,28 @@ pub trait ProbeObserver: Send + Sync {
     /// One sampled segment scored by the quality probe (or why it could not be). Called from a
     /// blocking-pool thread. Default: ignored.
     fn quality(&self, _q: &QualityObservation) {}
+    /// One HLS conformance rule found broken in a playlist or segment the puller read.
+    /// Default: ignored.
+    fn violation(&self, _v: &ViolationObservation) {}
+}
+
+/// An HLS conformance rule (`crate::conformance::RULES`) found broken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViolationObservation {
+    pub stream_key: String,
+    /// The rendition whose playlist or segment broke it; `None` for the master playlist.
+    pub rendition: Option<String>,
+    /// The rule's stable ID.
+    pub rule: String,
+    /// `must` or `should`.
+    pub severity: String,
+    /// The playlist or segment at fault.
+    pub url: String,
+    /// The playlist line at fault (1-based), when the fault is in a playlist's text.
+    pub line: Option<u32>,
+    /// What was seen.
+    pub detail: String,
+    pub at_unix_ms: UnixMs,
 }
 
 /// An observer that drops everything (for load where only the summary matters).

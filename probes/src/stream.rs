@@ -21,10 +21,11 @@ use crate::checks::{CheckOptions, SegmentChecker};
 use crate::completeness::RenditionLedger;
 use crate::decode::decode_segment;
 use crate::hls::{Delivery, HlsOptions, HlsPuller, PullError, PullEvent, PullSink, pull_stop};
-use crate::observe::{ProbeObserver, PublishObservation};
+use crate::observe::{ProbeObserver, PublishObservation, ViolationObservation};
 use crate::publisher::{PublishOptions, PublishSummary, RtmpPublisher, RtmpTarget, RtmpUrlError};
 use crate::quality::{QualitySample, QualitySampler, Submission};
 use crate::replay::ReplaySource;
+use crate::stream_conformance::{Found, SegmentMeta, StreamConformance};
 
 /// Events (segment bodies among them) waiting for a stream's consumer at most: with the
 /// puller's own limits this bounds a stream's memory to about
@@ -51,6 +52,9 @@ pub struct StreamProbeConfig {
     /// Score sampled segments (needs `decode` for the stamps and `hls.keep_bytes`); one
     /// sampler is shared by every stream of a run so its concurrency bound is global.
     pub quality: Option<Arc<QualitySampler>>,
+    /// Judge every playlist and segment against the HLS conformance rules
+    /// (`crate::conformance`); the media rules need `decode`.
+    pub conformance: bool,
 }
 
 impl StreamProbeConfig {
@@ -69,6 +73,7 @@ impl StreamProbeConfig {
             checks: CheckOptions::default(),
             decode: true,
             quality: None,
+            conformance: true,
         }
     }
 }
@@ -103,6 +108,8 @@ pub struct StreamReport {
     pub quality_scored: u64,
     pub quality_failed: u64,
     pub quality_dropped: u64,
+    /// HLS conformance rules found broken (each finding once; see `crate::conformance`).
+    pub violations: u64,
 }
 
 /// One stream, end to end.
@@ -172,6 +179,7 @@ impl StreamProbe {
             self.config.stream_key.clone(),
             self.config.quality.clone(),
             self.config.drain,
+            self.config.conformance.then(StreamConformance::default),
         ));
 
         let deadline = self
@@ -242,6 +250,7 @@ impl PullSink for ChannelSink {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn consume(
     mut rx: mpsc::Receiver<PullEvent>,
     checker: Arc<SegmentChecker>,
@@ -250,6 +259,7 @@ async fn consume(
     stream_key: String,
     quality: Option<Arc<QualitySampler>>,
     grace: Duration,
+    mut conformance: Option<StreamConformance>,
 ) -> StreamReport {
     let mut report = StreamReport {
         stream_key,
@@ -270,6 +280,10 @@ async fn consume(
                 }
             }
             PullEvent::Playlist(poll) => {
+                if let Some(conformance) = &mut conformance {
+                    let found = conformance.playlist(&poll);
+                    report_violations(&mut report, &*observer, found);
+                }
                 for c in checker.playlist(&poll) {
                     count_check(&mut report, c.passed);
                     observer.check(&c);
@@ -290,16 +304,24 @@ async fn consume(
             }
             PullEvent::Segment(pulled) => {
                 let body = pulled.body.as_ref().ok().cloned();
+                let meta = SegmentMeta::of(&pulled);
                 let checker2 = checker.clone();
                 let checked = tokio::task::spawn_blocking(move || {
                     let decoded = match (&pulled.body, decode) {
                         (Ok(body), true) => Some(decode_segment(body)),
                         _ => None,
                     };
-                    checker2.check(&pulled, decoded.as_ref())
+                    let checked = checker2.check(&pulled, decoded.as_ref());
+                    (checked, decoded.and_then(Result::ok))
                 })
                 .await;
-                let Ok(checked) = checked else { continue };
+                let Ok((checked, decoded)) = checked else {
+                    continue;
+                };
+                if let Some(conformance) = &mut conformance {
+                    let found = conformance.segment(&meta, decoded.as_ref());
+                    report_violations(&mut report, &*observer, found);
+                }
                 let o = &checked.observation;
                 if o.success {
                     report.segments_ok += 1;
@@ -343,6 +365,10 @@ async fn consume(
                 observer.stall(&s);
             }
         }
+    }
+    if let Some(conformance) = &mut conformance {
+        let found = conformance.finish();
+        report_violations(&mut report, &*observer, found);
     }
     let end = crate::clock::now_unix_ms();
     for missing in ledger.missing(&report.renditions, end, grace) {
@@ -390,6 +416,24 @@ fn count_score(
     match result {
         Ok(q) if q.error.is_none() => report.quality_scored += 1,
         _ => report.quality_failed += 1,
+    }
+}
+
+/// Hands each conformance finding to the observer and counts it.
+fn report_violations(report: &mut StreamReport, observer: &dyn ProbeObserver, found: Vec<Found>) {
+    let at = crate::clock::now_unix_ms();
+    for (rendition, violation) in found {
+        report.violations += 1;
+        observer.violation(&ViolationObservation {
+            stream_key: report.stream_key.clone(),
+            rendition,
+            rule: violation.rule.to_string(),
+            severity: violation.severity().as_str().to_string(),
+            url: violation.url,
+            line: violation.line,
+            detail: violation.detail,
+            at_unix_ms: at,
+        });
     }
 }
 

@@ -14,6 +14,9 @@
 //!   that ran through it, one per orchestrator paid around it) are matched to it by label and
 //!   start time, since a repeated event keeps its label. Recovery records that match no chaos
 //!   record are not shown as events: they are listed as a problem of the run.
+//! - HLS conformance violations are one row per rule: how often it broke (the records'
+//!   `occurrences`, the `hls_violations` metric's column), in how many streams, and the first
+//!   record as the example, ordered `must` before `should`, then by count.
 //! - The segment and quality statistics find their columns (latency, round trip, success,
 //!   download time, VMAF, PSNR) through the metric table (`observation::metric`), the same
 //!   columns the live metrics are fed from, so a breakdown's latency is the `latency` metric's
@@ -280,6 +283,7 @@ pub fn aggregate(frames: &RecordFrames, options: AggregateOptions) -> Res<Aggreg
         payments: payments(frames)?,
         bench: bench(&frames.bench)?,
         chaos,
+        violations: violations(&frames.violations)?,
         problems,
         plot: PlotData {
             bucket_s,
@@ -500,6 +504,63 @@ fn bench(df: &DataFrame) -> Res<Vec<BenchStep>> {
             transcode_ratio: read_dist(&out, row, "ratio_"),
         })
         .collect())
+}
+
+/// One row per rule broken, ordered `must` before `should`, then by count (highest first),
+/// then by rule ID; each with its earliest record as the example.
+fn violations(df: &DataFrame) -> Res<Vec<ViolationStats>> {
+    if df.height() == 0 {
+        return Ok(Vec::new());
+    }
+    // Rows keep their order within a group, so after sorting by time each group's first row is
+    // its earliest.
+    let out = df
+        .clone()
+        .lazy()
+        .sort(["t_ms"], SortMultipleOptions::default())
+        .group_by([col("rule")])
+        .agg([
+            col("severity").first().alias("severity"),
+            f64c(column_of("hls_violations")).sum().alias("count"),
+            col("stream")
+                .n_unique()
+                .cast(DataType::Float64)
+                .alias("streams"),
+            col("t_ms").first().alias("first_t_ms"),
+            col("stream").first().alias("first_stream"),
+            col("rendition").first().alias("first_rendition"),
+            col("url").first().alias("first_url"),
+            col("line").first().alias("first_line"),
+            col("detail").first().alias("first_detail"),
+        ])
+        .collect()
+        .map_err(ReportError::polars("violations by rule"))?;
+    let mut rows: Vec<ViolationStats> = (0..out.height())
+        .map(|row| ViolationStats {
+            rule: text(&out, "rule", row).unwrap_or_default(),
+            severity: text(&out, "severity", row).unwrap_or_default(),
+            count: count(&out, "count", row),
+            streams: count(&out, "streams", row),
+            first_t_ms: int(&out, "first_t_ms", row).unwrap_or(0),
+            first_stream: text(&out, "first_stream", row).unwrap_or_default(),
+            first_rendition: text(&out, "first_rendition", row),
+            first_url: text(&out, "first_url", row).unwrap_or_default(),
+            first_line: int(&out, "first_line", row).and_then(|l| u32::try_from(l).ok()),
+            first_detail: text(&out, "first_detail", row).unwrap_or_default(),
+        })
+        .collect();
+    let rank = |severity: &str| match severity {
+        "must" => 0,
+        "should" => 1,
+        _ => 2,
+    };
+    rows.sort_by(|a, b| {
+        rank(&a.severity)
+            .cmp(&rank(&b.severity))
+            .then(b.count.cmp(&a.count))
+            .then_with(|| a.rule.cmp(&b.rule))
+    });
+    Ok(rows)
 }
 
 fn int(df: &DataFrame, name: &str, row: usize) -> Option<i64> {

@@ -241,6 +241,53 @@ impl ChaosEventStats {
     }
 }
 
+/// One HLS conformance rule's violations over a run (its `violation` records), with the first
+/// one as the example a reader starts from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ViolationStats {
+    /// Rule ID, e.g. `HLS-TARGETDURATION-EXCEEDED`.
+    pub rule: String,
+    /// `must` or `should`.
+    pub severity: String,
+    /// Times the rule broke (the records' `occurrences`, summed).
+    pub count: u64,
+    /// Streams it broke in.
+    pub streams: u64,
+    /// When it first broke (unix ms).
+    pub first_t_ms: i64,
+    /// The stream of the first example.
+    pub first_stream: String,
+    /// Its rendition, when the fault was in one.
+    pub first_rendition: Option<String>,
+    /// The playlist or segment at fault.
+    pub first_url: String,
+    /// The line of the playlist at fault, when the fault was in a playlist's text.
+    pub first_line: Option<u32>,
+    /// What was seen.
+    pub first_detail: String,
+}
+
+impl ViolationStats {
+    /// Over `rows`: every violation, and those of a MUST.
+    pub fn totals(rows: &[ViolationStats]) -> (u64, u64) {
+        let total = rows.iter().map(|v| v.count).sum();
+        let must = rows
+            .iter()
+            .filter(|v| v.severity == "must")
+            .map(|v| v.count)
+            .sum();
+        (total, must)
+    }
+
+    /// Where the first example is: its URL, and `:line` when it has one.
+    pub fn first_where(&self) -> String {
+        match self.first_line {
+            Some(line) => format!("{}:{line}", self.first_url),
+            None => self.first_url.clone(),
+        }
+    }
+}
+
 /// A time bucket of one rendition's segments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BucketPoint {
@@ -294,6 +341,10 @@ pub struct Aggregates {
     /// summary without the key).
     #[serde(default)]
     pub chaos: Vec<ChaosEventStats>,
+    /// HLS conformance rules broken, one row per rule: `must` before `should`, then the most
+    /// broken first (empty when none was, and when read from a summary without the key).
+    #[serde(default)]
+    pub violations: Vec<ViolationStats>,
     /// Content problems found while aggregating, as sentences for the report's "missing" list
     /// (not serialized: `summary.json` has them in `report.missing`).
     #[serde(skip)]

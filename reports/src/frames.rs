@@ -35,6 +35,8 @@ pub struct RecordFrames {
     pub chaos: DataFrame,
     /// `recovery` records: what each chaos event cost.
     pub recovery: DataFrame,
+    /// `violation` records: HLS conformance rules broken.
+    pub violations: DataFrame,
 }
 
 #[derive(Default)]
@@ -47,6 +49,7 @@ struct Builders {
     bench: BenchSegmentColumns,
     chaos: ChaosColumns,
     recovery: RecoveryColumns,
+    violations: ViolationColumns,
 }
 
 impl Builders {
@@ -60,6 +63,7 @@ impl Builders {
             Record::BenchSegment(r) => self.bench.push(r),
             Record::Chaos(r) => self.chaos.push(r),
             Record::Recovery(r) => self.recovery.push(r),
+            Record::Violation(r) => self.violations.push(r),
         }
     }
 
@@ -97,6 +101,10 @@ impl Builders {
                 .recovery
                 .finish()
                 .map_err(ReportError::polars("recovery table"))?,
+            violations: self
+                .violations
+                .finish()
+                .map_err(ReportError::polars("violation table"))?,
         })
     }
 }
@@ -134,7 +142,7 @@ impl RecordFrames {
     }
 
     /// `(type, table)` for every kind, in `RECORD_TYPES` order.
-    pub fn tables(&self) -> [(&'static str, &DataFrame); 8] {
+    pub fn tables(&self) -> [(&'static str, &DataFrame); RECORD_TYPES.len()] {
         [
             (SegmentRecord::TYPE, &self.segments),
             (CheckRecord::TYPE, &self.checks),
@@ -144,6 +152,7 @@ impl RecordFrames {
             (BenchSegmentRecord::TYPE, &self.bench),
             (ChaosRecord::TYPE, &self.chaos),
             (RecoveryRecord::TYPE, &self.recovery),
+            (ViolationRecord::TYPE, &self.violations),
         ]
     }
 

@@ -12,12 +12,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use observation::record::{CheckRecord, QualitySample, Record, RecordKind, SegmentRecord};
+use observation::record::{
+    CheckRecord, QualitySample, Record, RecordKind, SegmentRecord, ViolationRecord,
+};
 use probes::quality::QualitySampler;
 use probes::{
     CheckObservation, CheckOptions, ProbeObserver, PublishObservation, PublishPhase,
     QualityObservation, ReplaySource, SegmentObservation, StallObservation, StreamProbe,
-    StreamProbeConfig,
+    StreamProbeConfig, ViolationObservation,
 };
 use reports::JournalWriter;
 use tokio_util::sync::CancellationToken;
@@ -76,6 +78,19 @@ impl MetricsObserver {
 }
 
 impl MetricsObserver {
+    /// Every HLS conformance rule counts 0 violations in this workload until one is found, so
+    /// `hls_violations{rule=…}` thresholds judge a rule that never broke (selectors on the
+    /// workload, rule and severity).
+    fn count_no_violations_yet(&self) {
+        for rule in probes::conformance::RULES {
+            let mut tags = self.load_tags();
+            tags.insert("workload".into(), self.workload.clone());
+            tags.insert("rule".into(), rule.id.into());
+            tags.insert("severity".into(), rule.severity.as_str().into());
+            self.registry.add("hls_violations", &tags, 0.0);
+        }
+    }
+
     /// A quality score, tagged (direct tests) with the orchestrator and region that produced it.
     pub(crate) fn quality_of(&self, q: &QualityObservation, at: Option<(&str, &str)>) {
         let mut tags = self.tags(&q.stream_key, Some(&q.rendition));
@@ -185,6 +200,21 @@ impl ProbeObserver for MetricsObserver {
         self.quality_of(q, None);
     }
 
+    fn violation(&self, v: &ViolationObservation) {
+        self.observe(ViolationRecord {
+            t_ms: v.at_unix_ms,
+            workload: self.workload.clone(),
+            stream: v.stream_key.clone(),
+            rendition: v.rendition.clone(),
+            rule: v.rule.clone(),
+            severity: v.severity.clone(),
+            url: v.url.clone(),
+            line: v.line,
+            detail: v.detail.clone(),
+            occurrences: 1,
+        });
+    }
+
     fn stall(&self, s: &StallObservation) {
         if !s.ended {
             self.registry
@@ -212,6 +242,7 @@ impl ProbeObserver for MetricsObserver {
                 if p.phase == PublishPhase::Started {
                     // A stream that never reconnects counts 0, so a threshold judges it.
                     self.registry.add("publish_reconnects", &tags, 0.0);
+                    self.count_no_violations_yet();
                 }
                 tags.insert("check".into(), "publish".into());
                 self.registry

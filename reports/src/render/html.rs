@@ -9,7 +9,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use super::{CHAOS_INTRO, ReportContext, chaos_duration, ms_as_s};
-use crate::breakdowns::{Distribution, Group, QualityStats, SegmentStats};
+use crate::breakdowns::{Distribution, Group, QualityStats, SegmentStats, ViolationStats};
 use crate::util::{escape_xml as esc, fmt_num, fmt_pct, fmt_price};
 
 const CSS: &str = r#"
@@ -202,6 +202,7 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
         h.push_str("</details>\n");
     }
     checks(&mut h, ctx);
+    violations(&mut h, ctx);
     payments(&mut h, ctx);
     bench(&mut h, ctx);
     leaderboard(&mut h, ctx);
@@ -513,6 +514,50 @@ fn checks(h: &mut String, ctx: &ReportContext<'_>) {
             esc(g.first_failure.as_deref().unwrap_or(""))
         );
     });
+}
+
+/// The HLS conformance rules broken, when any was: one row per rule, `must` first.
+fn violations(h: &mut String, ctx: &ReportContext<'_>) {
+    let rows = &ctx.aggregates.violations;
+    if rows.is_empty() {
+        return;
+    }
+    heading(h, "hls-conformance", "HLS conformance");
+    let (total, must) = ViolationStats::totals(rows);
+    let _ = writeln!(
+        h,
+        "<p>{total} violation(s) of {} rule(s), {must} of them of a MUST. One row per rule, MUST \
+         before SHOULD, then the most frequent; the first example is where the rule first broke \
+         (the playlist's URL and line, or the segment's URL) and what was seen.</p>",
+        rows.len()
+    );
+    let columns = [
+        text("Rule"),
+        text("Severity"),
+        num("Count"),
+        num("Streams"),
+        text("First example"),
+        text("What was seen"),
+    ];
+    h.push_str("<div class=\"wide\">");
+    table(h, &columns, rows, |h, v| {
+        let _ = write!(
+            h,
+            "<tr{}><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
+            if v.severity == "must" {
+                " class=\"bad\""
+            } else {
+                ""
+            },
+            esc(&v.rule),
+            esc(&v.severity),
+            v.count,
+            v.streams,
+            esc(&v.first_where()),
+            esc(&v.first_detail),
+        );
+    });
+    h.push_str("</div>\n");
 }
 
 fn payments(h: &mut String, ctx: &ReportContext<'_>) {

@@ -1,9 +1,11 @@
-//! `summary.md`: the headline, thresholds, per-rendition numbers and chaos events as
-//! GitHub-flavoured Markdown, short enough for a CI job summary (`$GITHUB_STEP_SUMMARY`).
+//! `summary.md`: the headline, thresholds, per-rendition numbers, chaos events and the HLS
+//! conformance rules broken as GitHub-flavoured Markdown, short enough for a CI job summary
+//! (`$GITHUB_STEP_SUMMARY`).
 
 use std::fmt::Write;
 
 use super::{CHAOS_INTRO, ReportContext, chaos_duration, ms_as_s};
+use crate::breakdowns::ViolationStats;
 use crate::util::{escape_md_cell as cell, fmt_num, fmt_pct};
 
 /// Renders the document.
@@ -109,6 +111,7 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
         }
         m.push('\n');
     }
+    violations(&mut m, ctx);
     if !ctx.aggregates.bench.is_empty() {
         m.push_str("## Hardware benchmark\n\n| Sessions | Real-time fraction | Transcode ÷ duration (mean) | p95 |\n|---:|---:|---:|---:|\n");
         for b in &ctx.aggregates.bench {
@@ -167,6 +170,41 @@ fn chaos(m: &mut String, ctx: &ReportContext<'_>) {
             ev.winners,
             ev.redemptions_lost,
             ms_as_s(ev.redemption_delay_ms_max),
+        );
+    }
+    m.push('\n');
+}
+
+/// The HLS conformance rules broken, when any was: one row per rule, `must` first.
+fn violations(m: &mut String, ctx: &ReportContext<'_>) {
+    let rows = &ctx.aggregates.violations;
+    if rows.is_empty() {
+        return;
+    }
+    let (total, must) = ViolationStats::totals(rows);
+    let _ = writeln!(
+        m,
+        "## HLS conformance\n\n{total} violation(s) of {} rule(s), {must} of them of a MUST; the first example of each rule.\n",
+        rows.len()
+    );
+    m.push_str(
+        "| Rule | Severity | Count | Streams | First example | What was seen |\n\
+         |---|---|---:|---:|---|---|\n",
+    );
+    for v in rows {
+        let severity = if v.severity == "must" {
+            format!("**{}**", cell(&v.severity))
+        } else {
+            cell(&v.severity)
+        };
+        let _ = writeln!(
+            m,
+            "| `{}` | {severity} | {} | {} | `{}` | {} |",
+            cell(&v.rule),
+            v.count,
+            v.streams,
+            cell(&v.first_where()),
+            cell(&v.first_detail),
         );
     }
     m.push('\n');
