@@ -2,12 +2,13 @@
 //! third-party peer, started here on loopback ports of its own. Exercises the exit codes a real
 //! run produces: 99 (a threshold failed), 105 (interrupted), 108 (aborted by a threshold).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testkit::nginx::{Nginx, NginxOptions};
+use testkit::nginx::{FfmpegHls, Nginx, NginxOptions};
 use testkit::ports::wait_until;
 
 /// nginx keeping 12 s of HLS in each playlist.
@@ -379,5 +380,107 @@ reference = false"#,
             scored.iter().any(|(key, _)| key.ends_with(stream)),
             "no segment of {stream} scored: {scored:?}"
         );
+    }
+}
+
+/// The HLS conformance rules a run through `target` (a scenario's `[target]`) found broken:
+/// rule → count, and the run's summary.
+fn conformance_findings(
+    nginx: &Nginx,
+    target: &str,
+    name: &str,
+) -> (BTreeMap<String, usize>, Value) {
+    let path = nginx.dir.path().join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "{name}"
+{target}
+[source]
+width = 640
+height = 360
+clip = "6s"
+
+[ladder]
+profiles = ["P360p30fps16x9"]
+
+[workloads.one]
+executor = "constant-streams"
+streams = 1
+duration = "16s"
+
+[thresholds]
+"segment_success" = ["rate >= 0.9"]
+"hls_violations{{rule=HLS-TARGETDURATION-EXCEEDED}}" = ["count == 0"]
+"#
+        ),
+    )
+    .unwrap();
+    let run_dir = nginx.dir.path().join(format!("run-{name}"));
+    run_expecting(&path, &run_dir, 0);
+    let mut found = BTreeMap::new();
+    for v in journal_records(&run_dir, "violation") {
+        *found
+            .entry(v["rule"].as_str().unwrap().to_string())
+            .or_default() += 1;
+        eprintln!("{name}: {} {} {}", v["rule"], v["url"], v["detail"]);
+    }
+    (found, summary(&run_dir))
+}
+
+#[test]
+fn nginx_rtmps_hls_and_ffmpegs_fmp4_behind_it_are_judged_against_the_hls_rules() {
+    let nginx = nginx();
+    let (nginx_rtmp, summary) = conformance_findings(
+        &nginx,
+        &testkit::scenario::nginx_target(&nginx),
+        "nginx-rtmp",
+    );
+    eprintln!("nginx-rtmp: {nginx_rtmp:?}");
+    assert_eq!(summary["outcome"]["status"], "passed");
+    // nginx-rtmp's known ones: it writes no EXT-X-PROGRAM-DATE-TIME, and it marks its first
+    // segment EXT-X-DISCONTINUITY but never writes EXT-X-DISCONTINUITY-SEQUENCE, so the number
+    // of every segment changes when that one leaves the window.
+    for known in [
+        "HLS-PROGRAM-DATE-TIME-MISSING",
+        "HLS-DISCONTINUITY-NUMBER-CHANGED",
+    ] {
+        assert!(
+            nginx_rtmp.contains_key(known),
+            "{known} not found: {nginx_rtmp:?}"
+        );
+    }
+    for held in [
+        "HLS-TARGETDURATION-EXCEEDED",
+        "HLS-SEGMENT-NOT-KEYFRAME",
+        "HLS-MAP-MISSING",
+    ] {
+        assert!(!nginx_rtmp.contains_key(held), "{held}: {nginx_rtmp:?}");
+    }
+    let form = FfmpegHls::Fmp4;
+    let fmp4_target = format!(
+        "[target]\nkind = \"external\"\nrtmp_url = \"rtmp://127.0.0.1:{}/{}/{{stream}}\"\nplayback_url = \"http://127.0.0.1:{}/{}/{{stream}}.m3u8\"\n",
+        nginx.rtmp_port,
+        form.application(),
+        nginx.http_port,
+        form.application()
+    );
+    let (fmp4, summary) = conformance_findings(&nginx, &fmp4_target, "ffmpeg-fmp4");
+    eprintln!("ffmpeg fmp4: {fmp4:?}");
+    assert_eq!(summary["outcome"]["status"], "passed");
+    // ffmpeg keeps its discontinuity numbers and maps right; it writes no program date time
+    // unless asked to.
+    assert!(
+        fmp4.contains_key("HLS-PROGRAM-DATE-TIME-MISSING"),
+        "{fmp4:?}"
+    );
+    for held in [
+        "HLS-DISCONTINUITY-NUMBER-CHANGED",
+        "HLS-MAP-MISSING",
+        "HLS-SEGMENT-NOT-KEYFRAME",
+        "HLS-VERSION-INCOMPATIBLE",
+        "HLS-SEGMENT-DURATION-MISMATCH",
+    ] {
+        assert!(!fmp4.contains_key(held), "{held}: {fmp4:?}");
     }
 }
