@@ -5,9 +5,9 @@
 mod support;
 
 mod bad_targets;
-mod ffmpeg_hls;
 mod direct;
 mod direct_hostile;
+mod ffmpeg_hls;
 mod nginx_master;
 mod nginx_peers;
 mod nginx_probe;
