@@ -17,7 +17,8 @@ fn run(scenario: &str) -> (i32, String, Value) {
 
 #[test]
 fn smoke_passes_with_segments_latency_checks_quality_and_payments_measured() {
-    let (code, stdout, summary) = run("scenarios/smoke.toml");
+    let smoke = run_scenario(env!("CARGO_BIN_EXE_lpt").as_ref(), "scenarios/smoke.toml");
+    let (code, stdout, summary) = (smoke.code, smoke.output.clone(), smoke.summary.clone());
     assert_eq!(code, 0, "{stdout}");
     let metrics = &summary["metrics"];
     for metric in [
@@ -35,8 +36,20 @@ fn smoke_passes_with_segments_latency_checks_quality_and_payments_measured() {
         );
     }
     let thresholds = summary["thresholds"].as_array().unwrap();
-    assert_eq!(thresholds.len(), 5);
+    assert_eq!(thresholds.len(), 9);
     assert!(thresholds.iter().all(|t| t["passed"] == true), "{stdout}");
+    // Our broadcaster's master playlist, like go-livepeer's, declares no CODECS: the
+    // conformance checker finds it in every stream, and holds the rules the scenario gates.
+    let codecs_missing = smoke
+        .records("violation")
+        .iter()
+        .filter(|v| v["rule"] == "HLS-STREAM-INF-CODECS-MISSING")
+        .count();
+    assert!(codecs_missing >= 2, "one per stream at least:\n{stdout}");
+    assert!(
+        stdout.contains("✓ hls_violations{rule=HLS-TARGETDURATION-EXCEEDED} count == 0"),
+        "{stdout}"
+    );
 }
 
 /// Asserts the fault scenario exits 99 with exactly `selector`'s threshold failing, named in the

@@ -526,7 +526,12 @@ impl RenditionFollower {
                     (body, _) => body,
                 };
             }
-            Err(e) => pulled.body = Err(e),
+            Err(e) => {
+                if let PullError::Status { status, .. } = &e {
+                    pulled.http_status = Some(*status);
+                }
+                pulled.body = Err(e);
+            }
         }
         pulled
     }

@@ -16,6 +16,7 @@ mod nginx_quality;
 mod payments;
 mod publisher_reconnect;
 
+mod hls_conformance_served;
 mod hls_gaps;
 mod hls_ranges;
 mod hls_restart;
