@@ -514,16 +514,7 @@ impl Consumer {
     fn violations(&mut self, found: Vec<Found>) {
         let at = probes::clock::now_unix_ms();
         for (rendition, violation) in found {
-            let observation = ViolationObservation {
-                stream_key: STREAM_KEY.to_string(),
-                rendition,
-                rule: violation.rule.to_string(),
-                severity: violation.severity().as_str().to_string(),
-                url: violation.url,
-                line: violation.line,
-                detail: violation.detail,
-                at_unix_ms: at,
-            };
+            let observation = ViolationObservation::of(STREAM_KEY, rendition, violation, at);
             self.observer.violation(&observation);
             self.tally.violations.push(format!(
                 "{} ({}): {}",

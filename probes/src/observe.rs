@@ -49,6 +49,28 @@ pub struct ViolationObservation {
     pub at_unix_ms: UnixMs,
 }
 
+impl ViolationObservation {
+    /// `violation`, found at `at_unix_ms` in `rendition` (none: the master playlist) of
+    /// `stream_key`.
+    pub fn of(
+        stream_key: &str,
+        rendition: Option<String>,
+        violation: crate::conformance::Violation,
+        at_unix_ms: UnixMs,
+    ) -> ViolationObservation {
+        ViolationObservation {
+            stream_key: stream_key.to_string(),
+            rendition,
+            rule: violation.rule.to_string(),
+            severity: violation.severity().as_str().to_string(),
+            url: violation.url,
+            line: violation.line,
+            detail: violation.detail,
+            at_unix_ms,
+        }
+    }
+}
+
 /// An observer that drops everything (for load where only the summary matters).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NullObserver;

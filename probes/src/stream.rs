@@ -424,16 +424,12 @@ fn report_violations(report: &mut StreamReport, observer: &dyn ProbeObserver, fo
     let at = crate::clock::now_unix_ms();
     for (rendition, violation) in found {
         report.violations += 1;
-        observer.violation(&ViolationObservation {
-            stream_key: report.stream_key.clone(),
+        observer.violation(&ViolationObservation::of(
+            &report.stream_key,
             rendition,
-            rule: violation.rule.to_string(),
-            severity: violation.severity().as_str().to_string(),
-            url: violation.url,
-            line: violation.line,
-            detail: violation.detail,
-            at_unix_ms: at,
-        });
+            violation,
+            at,
+        ));
     }
 }
 
