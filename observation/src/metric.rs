@@ -127,6 +127,9 @@ const VIOLATION_TAGS: &[&str] = &[
     "sessions",
 ];
 
+/// Tags of what a browser player saw.
+const PLAYER_TAGS: &[&str] = &["workload", "stream", "rendition", "sessions"];
+
 const fn journal(record: &'static str, column: &'static str) -> Option<JournalColumn> {
     Some(JournalColumn {
         record,
@@ -206,6 +209,69 @@ pub const CATALOG: &[MetricDef] = &[
         tags: VIOLATION_TAGS,
         journal: journal("violation", "occurrences"),
         description: "HLS conformance rules broken (tag `rule` names the rule, `severity` is must or should)",
+    },
+    MetricDef {
+        name: "player_success",
+        kind: Rate,
+        unit: Plain,
+        better: Higher,
+        tags: PLAYER_TAGS,
+        journal: journal("player", "ok"),
+        description: "browser players (hls.js in headless Chromium) that played to the stream's end with no fatal error",
+    },
+    MetricDef {
+        name: "player_ttff",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: PLAYER_TAGS,
+        journal: journal("player", "ttff_ms"),
+        description: "browser player's time to first frame: stream loaded → first frame on screen",
+    },
+    MetricDef {
+        name: "player_latency",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: PLAYER_TAGS,
+        journal: journal("player", "latency_ms"),
+        description: "playback latency: stamped frame sent → the same frame on a browser player's screen",
+    },
+    MetricDef {
+        name: "player_stalls",
+        kind: Counter,
+        unit: Plain,
+        better: Lower,
+        tags: PLAYER_TAGS,
+        journal: journal("player", "stalls"),
+        description: "times a browser player waited for data after playback had started",
+    },
+    MetricDef {
+        name: "player_stall_time",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: PLAYER_TAGS,
+        journal: journal("player", "stall_ms"),
+        description: "how long each browser player stall lasted",
+    },
+    MetricDef {
+        name: "player_dropped_frames",
+        kind: Counter,
+        unit: Plain,
+        better: Lower,
+        tags: PLAYER_TAGS,
+        journal: journal("player", "dropped_frames"),
+        description: "frames browser players decoded too late to show",
+    },
+    MetricDef {
+        name: "player_level_switches",
+        kind: Counter,
+        unit: Plain,
+        better: Neither,
+        tags: PLAYER_TAGS,
+        journal: journal("player", "level_switches"),
+        description: "times a browser player switched rendition",
     },
     MetricDef {
         name: "stalls",

@@ -546,6 +546,55 @@ record_kind! {
     }
 }
 
+record_kind! {
+    /// One thing a player saw: a headless Chromium tab playing the stream's HLS with hls.js, as
+    /// a viewer's browser would (the `players` option of a stream workload). Each record is one
+    /// `kind` of happening, with the columns that kind fills.
+    PlayerRecord, PlayerColumns, tag = "player", version = 1, {
+        /// When it happened (unix ms).
+        t_ms: i64,
+        /// Workload name.
+        workload: String,
+        /// Stream key.
+        stream: String,
+        /// The player's number within its stream, from 0.
+        player: u32,
+        /// `first_frame`, `latency`, `stall`, `level_switch`, `ended` or `failed`.
+        kind: String,
+        /// The rendition playing, `<height>p` of the player's level, once it chose one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rendition: Option<String>,
+        /// `first_frame`: from loading the stream to its first frame on screen (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttff_ms: Option<f64>,
+        /// `latency`: a stamped frame sent by the publisher → that frame on the player's screen
+        /// (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        latency_ms: Option<f64>,
+        /// `stall`: how long playback waited for data after it had started (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stall_ms: Option<f64>,
+        /// `stall`: 1, so the `player_stalls` counter sums stalls.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stalls: Option<u32>,
+        /// `level_switch`: 1, so the `player_level_switches` counter sums switches.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        level_switches: Option<u32>,
+        /// `ended`, `failed`: frames the player decoded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decoded_frames: Option<u64>,
+        /// `ended`, `failed`: frames the player dropped (decoded too late to be shown).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dropped_frames: Option<u64>,
+        /// `ended`, `failed`: whether the player played to the stream's end with no fatal error.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ok: Option<bool>,
+        /// `failed`: the player's fatal error.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    }
+}
+
 /// Any record, as read back from a journal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -567,6 +616,8 @@ pub enum Record {
     Recovery(RecoveryRecord),
     /// An HLS conformance rule broken.
     Violation(ViolationRecord),
+    /// What a browser player saw.
+    Player(PlayerRecord),
 }
 
 macro_rules! record_from {
@@ -587,11 +638,12 @@ record_from!(
     BenchSegment(BenchSegmentRecord),
     Chaos(ChaosRecord),
     Recovery(RecoveryRecord),
-    Violation(ViolationRecord)
+    Violation(ViolationRecord),
+    Player(PlayerRecord)
 );
 
 /// Every record kind's wire tag, in the order `records.parquet` stacks them.
-pub const RECORD_TYPES: [&str; 9] = [
+pub const RECORD_TYPES: [&str; 10] = [
     SegmentRecord::TYPE,
     CheckRecord::TYPE,
     QualitySample::TYPE,
@@ -601,6 +653,7 @@ pub const RECORD_TYPES: [&str; 9] = [
     ChaosRecord::TYPE,
     RecoveryRecord::TYPE,
     ViolationRecord::TYPE,
+    PlayerRecord::TYPE,
 ];
 
 impl Record {
@@ -616,6 +669,7 @@ impl Record {
             Record::Chaos(_) => ChaosRecord::TYPE,
             Record::Recovery(_) => RecoveryRecord::TYPE,
             Record::Violation(_) => ViolationRecord::TYPE,
+            Record::Player(_) => PlayerRecord::TYPE,
         }
     }
 
@@ -638,6 +692,7 @@ impl Record {
             ChaosRecord::TYPE => Record::Chaos(typed(text, v)?),
             RecoveryRecord::TYPE => Record::Recovery(typed(text, v)?),
             ViolationRecord::TYPE => Record::Violation(typed(text, v)?),
+            PlayerRecord::TYPE => Record::Player(typed(text, v)?),
             other => return Err(RecordParseError::UnknownType(other.to_string())),
         })
     }
@@ -654,6 +709,7 @@ impl Record {
             Record::Chaos(r) => write_line(r, out),
             Record::Recovery(r) => write_line(r, out),
             Record::Violation(r) => write_line(r, out),
+            Record::Player(r) => write_line(r, out),
         }
     }
 }
@@ -695,6 +751,7 @@ pub fn kind_schemas() -> [Schema; RECORD_TYPES.len()] {
         ChaosRecord::schema(),
         RecoveryRecord::schema(),
         ViolationRecord::schema(),
+        PlayerRecord::schema(),
     ]
 }
 

@@ -313,6 +313,7 @@ fn events(variants: &[Variant], segments: u64, t0: i64) -> Vec<PullEvent> {
             cache_control: Some(MASTER_CACHE_CONTROL.into()),
             text: Some(master.clone()),
             outcome: Ok(variants.len()),
+            blocking: None,
         })
     };
     let mut out = vec![
@@ -357,6 +358,7 @@ fn events(variants: &[Variant], segments: u64, t0: i64) -> Vec<PullEvent> {
                 cache_control: Some(MEDIA_CACHE_CONTROL.into()),
                 text,
                 outcome: Ok((listed + 1).min(WINDOW) as usize),
+                blocking: None,
             }));
             let from = newest[i].map_or((listed + 1).saturating_sub(WINDOW), |n| n + 1);
             let mut started = polled + 10;
@@ -481,7 +483,7 @@ impl Consumer {
                     self.observer.check(c);
                 }
             }
-            PullEvent::Missed { .. } | PullEvent::Stall(_) => {}
+            PullEvent::Part(_) | PullEvent::Missed { .. } | PullEvent::Stall(_) => {}
         }
     }
 

@@ -8,10 +8,12 @@
 //!   many cheap publishers, each keeping a [`sendlog::SendLog`] of when every frame went out;
 //! - [`hls`]: the HLS puller (master → renditions → every segment once, stalls, failures);
 //! - [`checks`]: per-segment decode and named checks; [`latency`]: glass-to-glass and segment
-//!   latency from the frame stamps and the send log;
+//!   latency from the frame stamps and the send log, and [`part_latency`] that of low-latency
+//!   parts;
 //! - [`stream`]: one stream end to end, reporting through [`observe::ProbeObserver`];
 //! - [`quality`]: VMAF of sampled segments against the source and the reference transcoder;
 //! - [`payments`] and [`reconcile`]: on-chain redemptions reconciled with the work delivered;
+//! - [`players`]: browser players (hls.js in headless Chromium tabs), what viewers see;
 //! - [`direct`]: one orchestrator tested directly, the tester acting as its broadcaster, every
 //!   failure with a reason.
 
@@ -25,7 +27,9 @@ pub mod direct;
 pub mod hls;
 pub mod latency;
 pub mod observe;
+pub mod part_latency;
 pub mod payments;
+pub mod players;
 pub mod publisher;
 pub mod quality;
 pub mod reconcile;
@@ -43,13 +47,13 @@ pub use direct::{
 };
 pub use hls::{
     HlsOptions, HlsPuller, PlaylistPoll, PullError, PullEvent, PullSink, PullStop, PullStopHandle,
-    PullSummary, PulledSegment, RenditionInfo, http_client, pull_stop,
+    PullSummary, PulledPart, PulledSegment, RenditionInfo, http_client, pull_stop,
 };
-pub use latency::segment_latency;
+pub use latency::{part_latency, segment_latency};
 pub use observe::{
-    CheckObservation, NullObserver, ProbeObserver, PublishObservation, PublishPhase,
-    QualityObservation, SegmentLatency, SegmentMedia, SegmentObservation, StallObservation,
-    ViolationObservation,
+    CheckObservation, NullObserver, PartObservation, PlayerEvent, PlayerObservation, ProbeObserver,
+    PublishObservation, PublishPhase, QualityObservation, SegmentLatency, SegmentMedia,
+    SegmentObservation, StallObservation, ViolationObservation,
 };
 pub use payments::{
     ChainActivity, OrchestratorPrice, PaymentError, PaymentProbe, PaymentProbeConfig,

@@ -28,6 +28,43 @@ pub trait ProbeObserver: Send + Sync {
     /// One HLS conformance rule found broken in a playlist or segment the puller read.
     /// Default: ignored.
     fn violation(&self, _v: &ViolationObservation) {}
+    /// One thing a browser player (`crate::players`) saw. Default: ignored.
+    fn player(&self, _p: &PlayerObservation) {}
+    /// One low-latency part (`#EXT-X-PART`) as it arrived, with its latency. Called only for
+    /// low-latency playlists. Default: ignored.
+    fn part(&self, _p: &PartObservation) {}
+}
+
+/// What a browser player saw, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlayerObservation {
+    pub stream_key: String,
+    /// The player's number within its stream, from 0.
+    pub player: u32,
+    pub at_unix_ms: UnixMs,
+    /// The rendition playing, `<height>p` of the player's level, once it chose one.
+    pub rendition: Option<String>,
+    pub event: PlayerEvent,
+}
+
+/// The things a browser player reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PlayerEvent {
+    /// The first frame was shown, `ttff_ms` after the player loaded the stream.
+    FirstFrame { ttff_ms: f64 },
+    /// A stamped frame was shown `latency_ms` after the publisher sent it.
+    Latency { latency_ms: f64, frame: u32 },
+    /// Playback waited `stall_ms` for data after it had started.
+    Stall { stall_ms: f64 },
+    /// The player switched to `rendition` from `from`.
+    LevelSwitch { from: Option<String> },
+    /// The player stopped: at the stream's end, or on the fatal `error`; its frame totals when
+    /// it could still be read.
+    Ended {
+        decoded_frames: Option<u64>,
+        dropped_frames: Option<u64>,
+        error: Option<String>,
+    },
 }
 
 /// An HLS conformance rule (`crate::conformance::RULES`) found broken.
@@ -136,6 +173,42 @@ pub struct SegmentLatency {
     /// The send time the glass-to-glass figure is measured from.
     pub first_frame_sent_unix_ms: Option<UnixMs>,
     pub last_frame_sent_unix_ms: Option<UnixMs>,
+}
+
+/// One low-latency part of one rendition as a low-latency player got it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartObservation {
+    pub stream_key: String,
+    pub rendition: String,
+    /// The media sequence number of its parent segment.
+    pub msn: u64,
+    /// Its position among its parent's parts, from 0.
+    pub index: u64,
+    pub url: String,
+    /// Its `DURATION`.
+    pub duration_secs: f64,
+    /// `INDEPENDENT=YES`.
+    pub independent: bool,
+    /// Requested from the playlist's preload hint before it was listed.
+    pub hinted: bool,
+    /// Downloaded whole and, when decoded, its pictures read.
+    pub success: bool,
+    /// Why `success` is false.
+    pub failure: Option<String>,
+    pub first_seen_unix_ms: UnixMs,
+    pub download_started_unix_ms: UnixMs,
+    pub download_finished_unix_ms: UnixMs,
+    pub bytes: u64,
+    pub http_status: Option<u16>,
+    /// Frames of the part decoded (`None` when it was not decoded: decoding off, or the earlier
+    /// parts it depends on missing).
+    pub frames: Option<u64>,
+    /// Stamp of its first frame (presentation order) that had one.
+    pub first_stamp_frame: Option<u32>,
+    /// When that frame was sent.
+    pub first_frame_sent_unix_ms: Option<UnixMs>,
+    /// Part latency: its last byte's arrival − the send time of its first stamped frame.
+    pub part_latency_ms: Option<f64>,
 }
 
 /// A named pass/fail verdict.

@@ -9,12 +9,14 @@
 //! period after publishing ends so the last segments are fetched; if publishing fails, pulling
 //! stops a drain period later. Sampled segments go on to the run's shared
 //! [`crate::quality::QualitySampler`], which scores them beside the stream without holding up
-//! the checks; the report waits for the scores in flight.
+//! the checks; the report waits for the scores in flight. Low-latency parts go through the same
+//! consumer: each is decoded behind its lead (`crate::part_latency`) and timed from its first
+//! picture's send to its last byte's arrival.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::checks::{CheckOptions, SegmentChecker};
@@ -22,9 +24,12 @@ use crate::completeness::RenditionLedger;
 use crate::decode::decode_segment;
 use crate::hls::{Delivery, HlsOptions, HlsPuller, PullError, PullEvent, PullSink, pull_stop};
 use crate::observe::{ProbeObserver, PublishObservation, ViolationObservation};
+use crate::part_latency::PartMeasure;
+use crate::players::{StreamPlayers, StreamToPlay};
 use crate::publisher::{PublishOptions, PublishSummary, RtmpPublisher, RtmpTarget, RtmpUrlError};
 use crate::quality::{QualitySample, QualitySampler, Submission};
 use crate::replay::ReplaySource;
+use crate::sendlog::SendLog;
 use crate::stream_conformance::{Found, SegmentMeta, StreamConformance};
 
 /// Events (segment bodies among them) waiting for a stream's consumer at most: with the
@@ -55,6 +60,9 @@ pub struct StreamProbeConfig {
     /// Judge every playlist and segment against the HLS conformance rules
     /// (`crate::conformance`); the media rules need `decode`.
     pub conformance: bool,
+    /// Browser players watching the stream while it publishes (`crate::players`); one browser
+    /// is shared by every stream of a run.
+    pub players: Option<StreamPlayers>,
 }
 
 impl StreamProbeConfig {
@@ -74,6 +82,7 @@ impl StreamProbeConfig {
             decode: true,
             quality: None,
             conformance: true,
+            players: None,
         }
     }
 }
@@ -110,6 +119,14 @@ pub struct StreamReport {
     pub quality_dropped: u64,
     /// HLS conformance rules found broken (each finding once; see `crate::conformance`).
     pub violations: u64,
+    /// Low-latency parts downloaded (and decoded, when decoding) whole, and failed.
+    pub parts_ok: u64,
+    pub parts_failed: u64,
+    /// Part latency of every part that had one, milliseconds.
+    pub part_latency_ms: Vec<f64>,
+    /// Blocking playlist reloads the server answered, and those given up for a plain reload.
+    pub blocking_reloads: u64,
+    pub blocking_reloads_given_up: u64,
 }
 
 /// One stream, end to end.
@@ -174,6 +191,7 @@ impl StreamProbe {
         let consumer = tokio::spawn(consume(
             rx,
             checker,
+            log.clone(),
             observer.clone(),
             self.config.decode,
             self.config.stream_key.clone(),
@@ -208,22 +226,41 @@ impl StreamProbe {
         };
         let (stop_handle, stop) = pull_stop();
         let drain = self.config.drain;
+        let (published, players_stop) = watch::channel(false);
         let publish = async {
             let obs = observer.clone();
             let mut progress = move |p: &PublishObservation| obs.publish_progress(p);
             let result = publisher.run(&mut progress).await;
+            // Players stop with the publisher: past that, waiting for data is the stream's end,
+            // not a stall.
+            published.send_replace(true);
             tokio::time::sleep(drain).await;
             stop_handle.stop();
             result
         };
         let pull = self.puller.run_until(deadline, sink, stop);
-        let (published, pulled) = tokio::join!(publish, pull);
+        let players = async {
+            if let Some(StreamPlayers { players, count }) = &self.config.players {
+                let stream = StreamToPlay {
+                    stream_key: self.config.stream_key.clone(),
+                    playback_url: self.config.playback_url.clone(),
+                    log: Some(log.clone()),
+                    client: self.client.clone(),
+                };
+                players
+                    .play(stream, *count, observer.clone(), players_stop)
+                    .await;
+            }
+        };
+        let (published, pulled, ()) = tokio::join!(publish, pull, players);
         let mut report = consumer.await.unwrap_or_default();
         match published {
             Ok(s) => report.publish = Some(s),
             Err(e) => report.publish_error = Some(e.to_string()),
         }
         report.pull_error = pulled.error.map(|e| e.to_string());
+        report.blocking_reloads = pulled.blocking_reloads;
+        report.blocking_reloads_given_up = pulled.blocking_reloads_given_up;
         report
     }
 }
@@ -254,6 +291,7 @@ impl PullSink for ChannelSink {
 async fn consume(
     mut rx: mpsc::Receiver<PullEvent>,
     checker: Arc<SegmentChecker>,
+    log: Arc<SendLog>,
     observer: Arc<dyn ProbeObserver>,
     decode: bool,
     stream_key: String,
@@ -266,6 +304,7 @@ async fn consume(
         ..Default::default()
     };
     let mut ledger = RenditionLedger::default();
+    let mut parts = PartMeasure::default();
     let mut scoring = Vec::new();
     while let Some(event) = rx.recv().await {
         match event {
@@ -359,6 +398,29 @@ async fn consume(
                         Submission::NotSampled => {}
                     }
                 }
+            }
+            PullEvent::Part(part) => {
+                let lead = decode && parts.needs_lead(&part);
+                let (part, decoded) = if decode {
+                    let decoding = tokio::task::spawn_blocking(move || {
+                        let decoded = PartMeasure::decode(&part, lead);
+                        (part, decoded)
+                    });
+                    match decoding.await {
+                        Ok(done) => done,
+                        Err(_) => continue,
+                    }
+                } else {
+                    (part, None)
+                };
+                let o = parts.observe(&report.stream_key, &part, decoded, Some(&log));
+                if o.success {
+                    report.parts_ok += 1;
+                } else {
+                    report.parts_failed += 1;
+                }
+                report.part_latency_ms.extend(o.part_latency_ms);
+                observer.part(&o);
             }
             PullEvent::Stall(s) => {
                 report.stalls += (!s.ended) as u64;

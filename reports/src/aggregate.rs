@@ -17,6 +17,12 @@
 //! - HLS conformance violations are one row per rule: how often it broke (the records'
 //!   `occurrences`, the `hls_violations` metric's column), in how many streams, and the first
 //!   record as the example, ordered `must` before `should`, then by count.
+//! - Viewer QoE (`player` records) takes two passes per breakdown: the samples (TTFF, latency,
+//!   stalls, frames, switches) straight from the records, and the players from one row per
+//!   stream × player (its final state and its first frame → end time, which stall time is
+//!   measured against, and its frame totals), joined on the breakdown's keys. Players are counted
+//!   by their final state, not by records, so a player that both failed and ended counts once,
+//!   as failed, with its frames counted once.
 //! - The segment and quality statistics find their columns (latency, round trip, success,
 //!   download time, VMAF, PSNR) through the metric table (`observation::metric`), the same
 //!   columns the live metrics are fed from, so a breakdown's latency is the `latency` metric's
@@ -284,6 +290,7 @@ pub fn aggregate(frames: &RecordFrames, options: AggregateOptions) -> Res<Aggreg
         bench: bench(&frames.bench)?,
         chaos,
         violations: violations(&frames.violations)?,
+        players: players(&frames.players)?,
         problems,
         plot: PlotData {
             bucket_s,
@@ -561,6 +568,162 @@ fn violations(df: &DataFrame) -> Res<Vec<ViolationStats>> {
             .then_with(|| a.rule.cmp(&b.rule))
     });
     Ok(rows)
+}
+
+/// Viewer QoE per workload and per stream, from the `player` records.
+fn players(df: &DataFrame) -> Res<PlayerBreakdowns> {
+    if df.height() == 0 {
+        return Ok(PlayerBreakdowns::default());
+    }
+    Ok(PlayerBreakdowns {
+        by_workload: viewer_groups(df, &["workload"])?,
+        by_stream: viewer_groups(df, &["workload", "stream"])?,
+    })
+}
+
+/// The `player` record kinds that end a player; they carry `ok`.
+fn is_final() -> Expr {
+    col("kind")
+        .eq(lit("ended"))
+        .or(col("kind").eq(lit("failed")))
+}
+
+/// One row per stream × player: `finished` (1 when its final records are all `ok`, 0 when one is
+/// not, null without one), `played_ms` (first frame → final record, null without either), its
+/// `stall_ms` and its frame totals.
+fn per_player(df: &DataFrame) -> LazyFrame {
+    let t = || col("t_ms").cast(DataType::Float64);
+    df.clone()
+        .lazy()
+        .group_by([col("workload"), col("stream"), col("player")])
+        .agg([
+            f64c(column_of("player_success")).min().alias("finished"),
+            (t().filter(is_final()).max() - t().filter(col("kind").eq(lit("first_frame"))).min())
+                .alias("played_ms"),
+            f64c(column_of("player_stall_time")).sum().alias("stall_ms"),
+            // Frame counts are the player's running totals, so its last (largest) one is all of
+            // them, whether it ended once or failed and then ended.
+            f64c("decoded_frames").max().alias("decoded_frames"),
+            f64c(column_of("player_dropped_frames"))
+                .max()
+                .alias("dropped_frames"),
+        ])
+}
+
+/// The player counts of each group of `keys`, from [`per_player`]'s rows.
+fn viewer_counts(df: &DataFrame, keys: &[Expr]) -> LazyFrame {
+    let finished_as = |v: f64| col("finished").eq(lit(v)).cast(DataType::Float64).sum();
+    per_player(df).group_by(keys).agg([
+        len().cast(DataType::Float64).alias("players"),
+        finished_as(1.0).alias("ok"),
+        finished_as(0.0).alias("failed"),
+        col("played_ms")
+            .count()
+            .cast(DataType::Float64)
+            .alias("played_players"),
+        col("played_ms").sum().alias("played_ms_total"),
+        // Only the stalls of players whose played time is known, so the ratio compares like
+        // with like.
+        col("stall_ms")
+            .filter(col("played_ms").is_not_null())
+            .sum()
+            .alias("stall_ms_played"),
+        col("decoded_frames").sum().alias("decoded_frames"),
+        col("dropped_frames").sum().alias("dropped_frames"),
+    ])
+}
+
+/// The samples of each group of `keys`, straight from the records.
+fn viewer_samples(df: &DataFrame, keys: &[Expr]) -> LazyFrame {
+    let mut exprs = dist_exprs(column_of("player_ttff"), "ttff_");
+    exprs.extend(dist_exprs(column_of("player_latency"), "latency_"));
+    exprs.extend([
+        f64c(column_of("player_stalls")).sum().alias("stalls"),
+        f64c(column_of("player_stall_time"))
+            .sum()
+            .alias("stall_ms_total"),
+        f64c(column_of("player_level_switches"))
+            .sum()
+            .alias("level_switches"),
+        // The first failure that says why: a player may follow its `failed` with an `ended`
+        // that repeats no error.
+        col("error")
+            .filter(col("ok").not().and(col("error").is_not_null()))
+            .first()
+            .alias("first_failure"),
+    ]);
+    // Rows keep their order within a group, so after sorting by time the first failure is the
+    // earliest.
+    df.clone()
+        .lazy()
+        .sort(["t_ms"], SortMultipleOptions::default())
+        .group_by(keys)
+        .agg(exprs)
+}
+
+/// One row of Viewer QoE per group of `keys`, ordered by them.
+fn viewer_groups(df: &DataFrame, keys: &[&str]) -> Res<Vec<Group<ViewerQoe>>> {
+    let key_exprs: Vec<Expr> = keys.iter().map(|k| col(*k)).collect();
+    let out = viewer_samples(df, &key_exprs)
+        .join(
+            viewer_counts(df, &key_exprs),
+            key_exprs.clone(),
+            key_exprs,
+            JoinArgs::new(JoinType::Left),
+        )
+        .sort(
+            keys.iter()
+                .map(|k| PlSmallStr::from(*k))
+                .collect::<Vec<_>>(),
+            SortMultipleOptions::default(),
+        )
+        .collect()
+        .map_err(ReportError::polars(format!(
+            "players by {}",
+            keys.join(" and ")
+        )))?;
+    Ok((0..out.height())
+        .map(|row| Group {
+            key: keys
+                .iter()
+                .map(|k| (k.to_string(), text(&out, k, row).unwrap_or_default()))
+                .collect(),
+            stats: read_viewer_qoe(&out, row),
+        })
+        .collect())
+}
+
+fn read_viewer_qoe(df: &DataFrame, row: usize) -> ViewerQoe {
+    let ok = count(df, "ok", row);
+    let failed = count(df, "failed", row);
+    let played_ms_total = if count(df, "played_players", row) > 0 {
+        num(df, "played_ms_total", row)
+    } else {
+        None
+    };
+    let stall_ms_played = num(df, "stall_ms_played", row).unwrap_or(0.0);
+    let decoded_frames = count(df, "decoded_frames", row);
+    let dropped_frames = count(df, "dropped_frames", row);
+    ViewerQoe {
+        players: count(df, "players", row),
+        ok,
+        failed,
+        success_rate: (ok + failed > 0).then(|| ok as f64 / (ok + failed) as f64),
+        ttff_ms: read_dist(df, row, "ttff_"),
+        latency_ms: read_dist(df, row, "latency_"),
+        stalls: count(df, "stalls", row),
+        stall_ms_total: num(df, "stall_ms_total", row).unwrap_or(0.0),
+        played_ms_total,
+        stall_ratio: played_ms_total
+            .filter(|played| *played > 0.0)
+            .map(|played| stall_ms_played / played),
+        decoded_frames,
+        dropped_frames,
+        dropped_rate: (decoded_frames > 0).then(|| dropped_frames as f64 / decoded_frames as f64),
+        level_switches: count(df, "level_switches", row),
+        first_failure: text(df, "first_failure", row)
+            .or_else(|| (failed > 0).then(|| "failed (no error recorded)".to_string())),
+    }
 }
 
 fn int(df: &DataFrame, name: &str, row: usize) -> Option<i64> {

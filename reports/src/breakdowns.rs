@@ -288,6 +288,68 @@ impl ViolationStats {
     }
 }
 
+/// What the browser players of one group (a workload, or a stream) saw: their `player` records,
+/// each player being one stream × player number.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ViewerQoe {
+    /// Players started: distinct stream × player numbers with any record.
+    pub players: u64,
+    /// Players that ended with `ok` (played to the stream's end with no fatal error).
+    pub ok: u64,
+    /// Players that ended without `ok`; a player with no `ended` or `failed` record is neither.
+    pub failed: u64,
+    /// `ok / (ok + failed)`: the `player_success` rate, `None` when no player ended.
+    pub success_rate: Option<f64>,
+    /// Time to first frame (ms), one sample per player that showed one.
+    pub ttff_ms: Distribution,
+    /// Playback latency (ms): a stamped frame sent → shown on a player's screen.
+    pub latency_ms: Distribution,
+    /// Stalls after playback had started, summed over the players.
+    pub stalls: u64,
+    /// How long those stalls lasted, summed (ms).
+    pub stall_ms_total: f64,
+    /// Time from first frame to `ended` or `failed`, summed over the players that have both
+    /// (ms); `None` when none has.
+    pub played_ms_total: Option<f64>,
+    /// The stall time of those players over `played_ms_total`: the share of watching time spent
+    /// waiting.
+    pub stall_ratio: Option<f64>,
+    /// Frames the players decoded (the browser's `totalVideoFrames`, dropped ones included),
+    /// each player's last total.
+    pub decoded_frames: u64,
+    /// Frames decoded too late to be shown, each player's last total.
+    pub dropped_frames: u64,
+    /// `dropped_frames / decoded_frames`, `None` when no frame was decoded.
+    pub dropped_rate: Option<f64>,
+    /// Rendition switches, summed over the players.
+    pub level_switches: u64,
+    /// The earliest failed player's error.
+    pub first_failure: Option<String>,
+}
+
+/// Viewer QoE per workload and per stream; both empty when the run had no players.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlayerBreakdowns {
+    /// Per workload.
+    pub by_workload: Vec<Group<ViewerQoe>>,
+    /// Per stream, keyed by workload and stream.
+    pub by_stream: Vec<Group<ViewerQoe>>,
+}
+
+impl PlayerBreakdowns {
+    /// Whether the run had no player records, so the reports leave the section out.
+    pub fn is_empty(&self) -> bool {
+        self.by_workload.is_empty()
+    }
+
+    /// Over every workload: players started, ended ok, failed.
+    pub fn totals(&self) -> (u64, u64, u64) {
+        self.by_workload.iter().fold((0, 0, 0), |(p, o, f), g| {
+            (p + g.stats.players, o + g.stats.ok, f + g.stats.failed)
+        })
+    }
+}
+
 /// A time bucket of one rendition's segments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BucketPoint {
@@ -345,6 +407,10 @@ pub struct Aggregates {
     /// broken first (empty when none was, and when read from a summary without the key).
     #[serde(default)]
     pub violations: Vec<ViolationStats>,
+    /// What browser players saw (empty when the run had none, and when read from a summary
+    /// without the key).
+    #[serde(default)]
+    pub players: PlayerBreakdowns,
     /// Content problems found while aggregating, as sentences for the report's "missing" list
     /// (not serialized: `summary.json` has them in `report.missing`).
     #[serde(skip)]

@@ -37,6 +37,8 @@ pub struct RecordFrames {
     pub recovery: DataFrame,
     /// `violation` records: HLS conformance rules broken.
     pub violations: DataFrame,
+    /// `player` records: what each browser player saw.
+    pub players: DataFrame,
 }
 
 #[derive(Default)]
@@ -50,6 +52,7 @@ struct Builders {
     chaos: ChaosColumns,
     recovery: RecoveryColumns,
     violations: ViolationColumns,
+    players: PlayerColumns,
 }
 
 impl Builders {
@@ -64,6 +67,7 @@ impl Builders {
             Record::Chaos(r) => self.chaos.push(r),
             Record::Recovery(r) => self.recovery.push(r),
             Record::Violation(r) => self.violations.push(r),
+            Record::Player(r) => self.players.push(r),
         }
     }
 
@@ -105,6 +109,10 @@ impl Builders {
                 .violations
                 .finish()
                 .map_err(ReportError::polars("violation table"))?,
+            players: self
+                .players
+                .finish()
+                .map_err(ReportError::polars("player table"))?,
         })
     }
 }
@@ -153,6 +161,7 @@ impl RecordFrames {
             (ChaosRecord::TYPE, &self.chaos),
             (RecoveryRecord::TYPE, &self.recovery),
             (ViolationRecord::TYPE, &self.violations),
+            (PlayerRecord::TYPE, &self.players),
         ]
     }
 

@@ -1,5 +1,5 @@
 //! `report.html` as a browser renders it: a real report, opened from `file://` in headless
-//! Chromium (`testkit::chromium`, which refuses any request that would leave the machine), loads
+//! Chromium (`browser`, which refuses any request that would leave the machine), loads
 //! without the network and without a failed resource, draws every plot, and shows the run's name
 //! and verdict in the page's own colours. Without Chromium the test fails: `ci/setup` installs it.
 
@@ -8,10 +8,10 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use browser::{Browser, Outcome, VIEWPORT};
 use reports::plots::PLOT_STEMS;
 use reports::{ReportOptions, files, finish_run};
 use serde::Deserialize;
-use testkit::chromium::{Browser, Outcome, VIEWPORT};
 
 use common::{base_summary, fixed_records, write_journal};
 

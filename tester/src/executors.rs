@@ -341,6 +341,7 @@ mod tests {
             name: "w".into(),
             start_after: Duration::ZERO,
             executor,
+            players: 0,
         }
     }
 

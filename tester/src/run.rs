@@ -34,6 +34,7 @@ use futures_util::FutureExt;
 use probes::ReplaySource;
 use probes::direct::{DirectSender, DirectSource};
 use probes::payments::{OrchestratorPrice, PaymentProbe, PaymentProbeConfig, PaymentReport};
+use probes::players::{PlayerOptions, Players, StreamPlayers};
 use probes::quality::{QualitySampler, QualitySamplerConfig, sustainable_fraction};
 use reference_transcoder::source::EncodedSource;
 use reference_transcoder::source::SourceConfig;
@@ -393,6 +394,27 @@ fn default_run_dir(scenario: &Scenario) -> PathBuf {
     Path::new("runs").join(format!("{}-{stamp}", scenario.name))
 }
 
+/// One browser for every stream's players, when a workload has `players`; its pages may reach
+/// the playback URL's host besides this machine.
+async fn launch_players(
+    scenario: &Scenario,
+    target: Option<&StreamTarget>,
+) -> anyhow::Result<Option<Arc<Players>>> {
+    let Some(target) = target.filter(|_| scenario.workloads.iter().any(|w| w.players > 0)) else {
+        return Ok(None);
+    };
+    let playback = target.playback_url.replace("{stream}", "stream");
+    let host = url::Url::parse(&playback)
+        .with_context(|| format!("the playback URL {playback} is not a URL"))?
+        .host_str()
+        .map(|h| h.trim_matches(['[', ']']).to_owned())
+        .with_context(|| format!("the playback URL {playback} names no host"))?;
+    let players = Players::launch(PlayerOptions::default(), &[host])
+        .await
+        .context("cannot start the browser players")?;
+    Ok(Some(Arc::new(players)))
+}
+
 /// The embedded stack of a run, with what the payment probe needs to know of its prices.
 struct RunningStack {
     nodes: Arc<EmbeddedStack>,
@@ -417,6 +439,7 @@ async fn execute(
 
     let (encoded, source) = prepare_source(&scenario.source).await?;
     let quality = quality_sampler(scenario, &encoded, registry)?;
+    let players = launch_players(scenario, target.as_ref()).await?;
     // The payment probe reconciles what the broadcaster paid; direct tests pay from the tester.
     let payments = match &stack {
         Some(stack) if scenario.payments.enabled && publishes => {
@@ -449,6 +472,7 @@ async fn execute(
             .map(|stack| stack.nodes.endpoints.orchestrators.clone())
             .unwrap_or_default(),
         quality: quality.clone(),
+        players,
         pixels: Arc::new(DeliveredPixels::default()),
         client: probes::http_client().context("cannot build the HTTP client")?,
         run_id: format!(
@@ -706,6 +730,8 @@ struct Workloads<'a> {
     sender: Option<DirectSender>,
     embedded_orchestrators: Vec<String>,
     quality: Option<Arc<QualitySampler>>,
+    /// The run's browser players, when a workload has `players`.
+    players: Option<Arc<Players>>,
     pixels: Arc<DeliveredPixels>,
     client: reqwest::Client,
     run_id: String,
@@ -765,6 +791,14 @@ impl<'a> Workloads<'a> {
             ladder: self.scenario.ladder.clone(),
             duration: workload.executor.max_duration(),
             load: capacity.then(|| load.clone()),
+            players: self
+                .players
+                .clone()
+                .filter(|_| workload.players > 0)
+                .map(|players| StreamPlayers {
+                    players,
+                    count: workload.players,
+                }),
         });
         let run_id = self.run_id.clone();
         let cancel = self.cancel.clone();

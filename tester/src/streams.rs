@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use observation::record::{
-    CheckRecord, QualitySample, Record, RecordKind, SegmentRecord, ViolationRecord,
+    CheckRecord, PlayerRecord, QualitySample, Record, RecordKind, SegmentRecord, ViolationRecord,
 };
+use probes::players::StreamPlayers;
 use probes::quality::QualitySampler;
 use probes::{
-    CheckObservation, CheckOptions, ProbeObserver, PublishObservation, PublishPhase,
-    QualityObservation, ReplaySource, SegmentObservation, StallObservation, StreamProbe,
-    StreamProbeConfig, ViolationObservation,
+    CheckObservation, CheckOptions, PlayerEvent, PlayerObservation, ProbeObserver,
+    PublishObservation, PublishPhase, QualityObservation, ReplaySource, SegmentObservation,
+    StallObservation, StreamProbe, StreamProbeConfig, ViolationObservation,
 };
 use reports::JournalWriter;
 use tokio_util::sync::CancellationToken;
@@ -215,6 +216,66 @@ impl ProbeObserver for MetricsObserver {
         });
     }
 
+    fn player(&self, p: &PlayerObservation) {
+        let mut record = PlayerRecord {
+            t_ms: p.at_unix_ms,
+            workload: self.workload.clone(),
+            stream: p.stream_key.clone(),
+            player: p.player,
+            kind: String::new(),
+            rendition: p.rendition.clone(),
+            ttff_ms: None,
+            latency_ms: None,
+            stall_ms: None,
+            stalls: None,
+            level_switches: None,
+            decoded_frames: None,
+            dropped_frames: None,
+            ok: None,
+            error: None,
+        };
+        record.kind = match &p.event {
+            PlayerEvent::FirstFrame { ttff_ms } => {
+                record.ttff_ms = Some(*ttff_ms);
+                // A player that never stalls counts 0, so a threshold judges it.
+                self.registry
+                    .add("player_stalls", &self.tags(&p.stream_key, None), 0.0);
+                "first_frame"
+            }
+            PlayerEvent::Latency { latency_ms, .. } => {
+                record.latency_ms = Some(*latency_ms);
+                "latency"
+            }
+            PlayerEvent::Stall { stall_ms } => {
+                record.stall_ms = Some(*stall_ms);
+                record.stalls = Some(1);
+                "stall"
+            }
+            PlayerEvent::LevelSwitch { .. } => {
+                record.level_switches = Some(1);
+                "level_switch"
+            }
+            PlayerEvent::Ended {
+                decoded_frames,
+                dropped_frames,
+                error,
+            } => {
+                record.decoded_frames = *decoded_frames;
+                record.dropped_frames = *dropped_frames;
+                record.ok = Some(error.is_none());
+                record.error = error.clone();
+                if let Some(error) = error {
+                    warn!(stream = %p.stream_key, player = p.player, "a browser player failed: {error}");
+                    "failed"
+                } else {
+                    "ended"
+                }
+            }
+        }
+        .into();
+        self.observe(record);
+    }
+
     fn stall(&self, s: &StallObservation) {
         if !s.ended {
             self.registry
@@ -277,6 +338,8 @@ pub struct ProbeRunner {
     pub duration: Duration,
     /// Set for capacity searches (see [`MetricsObserver::load`]).
     pub load: Option<Arc<LiveLoad>>,
+    /// Browser players watching each stream (the workload's `players`).
+    pub players: Option<StreamPlayers>,
 }
 
 /// How long a stopped stream keeps pulling for its last segments.
@@ -290,6 +353,7 @@ impl StreamRunner for ProbeRunner {
         config.publish.start_frame = self.source.start_frame_for_stream(spec.index);
         config.drain = DRAIN;
         config.quality = self.quality.clone();
+        config.players = self.players.clone();
         config.checks = CheckOptions {
             resolutions: self
                 .ladder

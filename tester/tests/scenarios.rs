@@ -52,6 +52,51 @@ fn smoke_passes_with_segments_latency_checks_quality_and_payments_measured() {
     );
 }
 
+#[test]
+fn players_watch_every_stream_and_the_run_gates_on_what_viewers_see() {
+    let run = run_scenario(env!("CARGO_BIN_EXE_lpt").as_ref(), "scenarios/players.toml");
+    assert_eq!(run.code, 0, "{}", run.output);
+    let thresholds = run.summary["thresholds"].as_array().unwrap();
+    assert_eq!(thresholds.len(), 5);
+    assert!(
+        thresholds.iter().all(|t| t["passed"] == true),
+        "{}",
+        run.output
+    );
+    let records = run.records("player");
+    let mut ended: Vec<(String, u64)> = records
+        .iter()
+        .filter(|r| r["kind"] == "ended")
+        .map(|r| {
+            (
+                r["stream"].as_str().unwrap().to_owned(),
+                r["player"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    ended.sort();
+    // Two streams, two players each, all played to the end: our broadcaster answers web players
+    // of any origin, as go-livepeer's lpms does.
+    assert_eq!(ended.len(), 4, "{records:#?}");
+    ended.dedup_by(|a, b| a.0 == b.0);
+    assert_eq!(ended.len(), 2, "{records:#?}");
+    for kind in ["first_frame", "ended"] {
+        assert_eq!(
+            records.iter().filter(|r| r["kind"] == kind).count(),
+            4,
+            "{kind}"
+        );
+    }
+    // A latency sample a second from each player's first frame.
+    let latencies = records.iter().filter(|r| r["kind"] == "latency").count();
+    assert!(latencies >= 4 * 20, "{latencies} latency samples");
+    let viewers = &run.summary["breakdowns"]["players"]["by_workload"][0];
+    assert_eq!(viewers["players"], 4, "{viewers}");
+    assert_eq!(viewers["ok"], 4, "{viewers}");
+    let report = std::fs::read_to_string(run.dir.join("report.html")).unwrap();
+    assert!(report.contains("Viewer QoE"));
+}
+
 /// Asserts the fault scenario exits 99 with exactly `selector`'s threshold failing, named in the
 /// output.
 fn fails_on(scenario: &str, selector: &str) {

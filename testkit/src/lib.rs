@@ -10,6 +10,7 @@
 //! - [`ports`]: free loopback ports and waiting, with a deadline, for a port or a condition.
 //! - [`schema`]: a JSON document a run wrote, checked against a checked-in JSON schema.
 //! - [`nginx`]: nginx with its RTMP module packaging HLS, a real third-party RTMP-in/HLS-out peer.
+//! - [`llhls`]: a real Low-Latency HLS server (gohlslib's muxer, `ci/llhls`) fed over nginx-rtmp.
 //! - [`ffmpeg`]: the `ffmpeg` and `ffprobe` tools, run quietly, with their failures asserted.
 //! - [`vmaf`]: Netflix's `vmaf` tool of the libvmaf the caller links, to check scores against.
 //! - [`golivepeer`]: `go test` on go-livepeer's own packages in `interop/golivepeer`.
@@ -21,16 +22,13 @@
 //! - [`procfs`]: another process's resident memory, from `/proc`.
 //! - [`publisher`]: `ffmpeg` publishing test video and audio over RTMP in real time.
 //! - [`scenario`]: pieces of `lpt` scenario files, such as an nginx target.
-//! - [`chromium`] (feature `chromium`): headless Chromium over the DevTools protocol, its pages
-//!   kept off the network, for what a browser renders or plays.
 
 pub mod bench;
 #[cfg(feature = "chain")]
 pub mod chain;
-#[cfg(feature = "chromium")]
-pub mod chromium;
 pub mod ffmpeg;
 pub mod golivepeer;
+pub mod llhls;
 pub mod lpt_run;
 pub mod nginx;
 #[cfg(feature = "chain")]

@@ -122,7 +122,7 @@ impl Nginx {
                 args = form.muxer_arguments(&dir),
             ));
             ffmpeg_locations.push_str(&format!(
-                "        location /{app}/ {{\n            alias {dir}/;\n            add_header Cache-Control no-cache;\n        }}\n"
+                "        location /{app}/ {{\n            alias {dir}/;\n            add_header Cache-Control no-cache;\n            add_header Access-Control-Allow-Origin *;\n        }}\n"
             ));
         }
         let config = format!(
@@ -170,6 +170,8 @@ http {{
         location /hls/ {{
             alias {hls}/;
             add_header Cache-Control no-cache;
+            # What web players on other origins need, as nginx-rtmp's HLS guides configure it.
+            add_header Access-Control-Allow-Origin *;
         }}
         location /static/ {{
             alias {static_dir}/;

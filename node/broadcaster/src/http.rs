@@ -224,7 +224,26 @@ fn not_found(what: String) -> Response {
     (StatusCode::NOT_FOUND, what).into_response()
 }
 
-async fn stream_file(State(b): State<Arc<Broadcaster>>, Path(path): Path<String>) -> Response {
+/// Every answer under `/stream/` lets web players of any origin read it, as go-livepeer's
+/// (lpms `vidplayer.handleLive`: `Access-Control-Allow-Origin: *`, `Content-Length` exposed).
+async fn stream_file(state: State<Arc<Broadcaster>>, path: Path<String>) -> Response {
+    let mut response = stream_file_answer(state, path).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        header::HeaderValue::from_static("Content-Length"),
+    );
+    response
+}
+
+async fn stream_file_answer(
+    State(b): State<Arc<Broadcaster>>,
+    Path(path): Path<String>,
+) -> Response {
     let parts: Vec<&str> = path.split('/').collect();
     match parts.as_slice() {
         [master] if master.ends_with(".m3u8") => {

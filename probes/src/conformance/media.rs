@@ -33,8 +33,9 @@ pub const MAX_WINDOW: usize = 8192;
 /// URIs that left the window remembered, to catch one coming back.
 pub const MAX_LEFT: usize = 4096;
 
-/// Tags RFC 8216 allows once per media playlist (§4.3.1.2, §4.3.3, §4.3.5).
-const ONCE: [&str; 9] = [
+/// Tags RFC 8216 allows once per media playlist (§4.3.1.2, §4.3.3, §4.3.5), and the two
+/// low-latency Media Playlist tags of its second edition (RFC 8216bis §4.4.3).
+const ONCE: [&str; 11] = [
     "EXT-X-VERSION",
     "EXT-X-TARGETDURATION",
     "EXT-X-MEDIA-SEQUENCE",
@@ -44,7 +45,13 @@ const ONCE: [&str; 9] = [
     "EXT-X-I-FRAMES-ONLY",
     "EXT-X-INDEPENDENT-SEGMENTS",
     "EXT-X-START",
+    "EXT-X-PART-INF",
+    "EXT-X-SERVER-CONTROL",
 ];
+
+/// A part may outlast PART-TARGET by this much (s) before it is judged over it: the decimal
+/// rounding of the two written values.
+const PART_ROUNDING_SECS: f64 = 0.001;
 
 /// URI endings of fragmented MP4 segments.
 const FMP4_ENDINGS: [&str; 6] = [".m4s", ".mp4", ".cmfv", ".cmfa", ".m4v", ".m4a"];
@@ -99,6 +106,26 @@ struct Header {
     i_frames_only: bool,
     any_date: bool,
     map_line: Option<u32>,
+    /// What the low-latency tags say (RFC 8216bis).
+    low_latency: LowLatencyHeader,
+}
+
+/// The low-latency tags of one refresh.
+#[derive(Debug, Default)]
+struct LowLatencyHeader {
+    /// EXT-X-PART tags, and the line of the first.
+    parts: u32,
+    first_part_line: Option<u32>,
+    /// The longest DURATION of a part, and its line.
+    longest_part: Option<(f64, u32)>,
+    /// PART-TARGET of EXT-X-PART-INF (s), and the tag's line.
+    part_target: Option<(f64, u32)>,
+    /// EXT-X-SERVER-CONTROL's line, CAN-BLOCK-RELOAD=YES and PART-HOLD-BACK.
+    server_control_line: Option<u32>,
+    can_block_reload: bool,
+    part_hold_back: Option<f64>,
+    /// An EXT-X-PRELOAD-HINT of TYPE=PART.
+    part_hint: bool,
 }
 
 /// One media playlist followed over time.
@@ -406,6 +433,43 @@ impl MediaPlaylistChecker {
                         need(2, n, "the IV attribute of EXT-X-KEY");
                     }
                 }
+                "EXT-X-PART" | "EXT-X-PART-INF" | "EXT-X-SERVER-CONTROL" | "EXT-X-PRELOAD-HINT" => {
+                    let (attrs, problem) = attributes(value);
+                    if let Some(problem) = problem {
+                        f.push(Finding::new(
+                            Id::TagValueInvalid,
+                            Some(n),
+                            format!("{name}: {problem}"),
+                        ));
+                    }
+                    let seconds =
+                        |attr: &str| attrs.get(attr).and_then(|v| decimal_float(v.text()));
+                    let ll = &mut h.low_latency;
+                    match name {
+                        "EXT-X-PART" => {
+                            ll.parts = ll.parts.saturating_add(1);
+                            ll.first_part_line.get_or_insert(n);
+                            if let Some(d) = seconds("DURATION")
+                                && ll.longest_part.is_none_or(|(l, _)| d > l)
+                            {
+                                ll.longest_part = Some((d, n));
+                            }
+                            seen_segment = true;
+                        }
+                        "EXT-X-PART-INF" => {
+                            ll.part_target = seconds("PART-TARGET").map(|t| (t, n));
+                        }
+                        "EXT-X-SERVER-CONTROL" => {
+                            ll.server_control_line = Some(n);
+                            ll.can_block_reload =
+                                attrs.get("CAN-BLOCK-RELOAD").map(|v| v.text()) == Some("YES");
+                            ll.part_hold_back = seconds("PART-HOLD-BACK");
+                        }
+                        _ => {
+                            ll.part_hint |= attrs.get("TYPE").map(|v| v.text()) == Some("PART");
+                        }
+                    }
+                }
                 "EXT-X-ALLOW-CACHE" => f.push(Finding::new(
                     Id::AllowCacheRemoved,
                     Some(n),
@@ -437,6 +501,7 @@ impl MediaPlaylistChecker {
             }
         }
         version_findings(h.version, needs, f);
+        low_latency_findings(&h, f);
         if self.scratch.len() > MAX_WINDOW {
             let extra = self.scratch.len() - MAX_WINDOW;
             self.scratch.drain(..extra);
@@ -803,5 +868,53 @@ impl MediaPlaylistChecker {
             );
         }
         out
+    }
+}
+
+/// The low-latency rules a refresh breaks (RFC 8216bis): parts without a part target, parts
+/// over it, a part hold-back under two part targets, a blocking live server without a part hint.
+fn low_latency_findings(h: &Header, f: &mut Vec<Finding>) {
+    let ll = &h.low_latency;
+    let Some((target, target_line)) = ll.part_target else {
+        if ll.parts > 0 {
+            f.push(Finding::new(
+                Id::PartInfMissing,
+                ll.first_part_line,
+                format!(
+                    "{} EXT-X-PART tags without an EXT-X-PART-INF PART-TARGET",
+                    ll.parts
+                ),
+            ));
+        }
+        return;
+    };
+    if let Some((longest, line)) = ll.longest_part
+        && longest > target + PART_ROUNDING_SECS
+    {
+        f.push(Finding::new(
+            Id::PartOverTarget,
+            Some(line),
+            format!("a part of DURATION={longest} is longer than PART-TARGET={target}"),
+        ));
+    }
+    match ll.part_hold_back {
+        Some(hold) if hold >= 2.0 * target => {}
+        Some(hold) => f.push(Finding::new(
+            Id::PartHoldBack,
+            ll.server_control_line,
+            format!("PART-HOLD-BACK={hold} is under twice PART-TARGET={target}"),
+        )),
+        None => f.push(Finding::new(
+            Id::PartHoldBack,
+            ll.server_control_line.or(Some(target_line)),
+            format!("no PART-HOLD-BACK with PART-TARGET={target}"),
+        )),
+    }
+    if ll.parts > 0 && ll.can_block_reload && !ll.part_hint && !h.endlist && !h.vod {
+        f.push(Finding::new(
+            Id::PreloadHintMissing,
+            None,
+            "parts and CAN-BLOCK-RELOAD=YES but no EXT-X-PRELOAD-HINT:TYPE=PART",
+        ));
     }
 }

@@ -30,7 +30,7 @@ mod http;
 mod master;
 mod media;
 mod rules;
-mod scan;
+pub(crate) mod scan;
 mod timeline;
 mod variant;
 

@@ -74,7 +74,7 @@ catalogue! {
     PlaylistMimeType = "HLS-PLAYLIST-MIME-TYPE", Should,
         "A playlist should be served as application/vnd.apple.mpegurl (audio/mpegurl for .m3u) even when its path identifies it (Apple HLS authoring §10.4)";
     TagDuplicate = "HLS-TAG-DUPLICATE", Must,
-        "EXT-X-VERSION, each Media Playlist tag and each Media-or-Master Playlist tag must appear at most once (RFC 8216 §4.3.1.2, §4.3.3, §4.3.5)";
+        "EXT-X-VERSION, each Media Playlist tag and each Media-or-Master Playlist tag must appear at most once (RFC 8216 §4.3.1.2, §4.3.3, §4.3.5; RFC 8216bis §4.4.3 for EXT-X-PART-INF and EXT-X-SERVER-CONTROL)";
     MixedPlaylist = "HLS-MIXED-PLAYLIST", Must,
         "A playlist must be either a Media or a Master Playlist: no master tags in a media playlist, no media or segment tags in a master (RFC 8216 §4.1, §4.3.4)";
     TagValueInvalid = "HLS-TAG-VALUE-INVALID", Must,
@@ -177,6 +177,16 @@ catalogue! {
     // Across renditions.
     TimelineMisaligned = "HLS-TIMELINE-MISALIGNED", Must,
         "Matching content in variant streams must have matching timestamps: a media sequence number starts at the same PTS, within one frame, in every rendition (RFC 8216 §6.2.4)";
+
+    // Low-latency media playlists (the second edition of HLS, draft-pantos-hls-rfc8216bis).
+    PartInfMissing = "HLS-PART-INF-MISSING", Must,
+        "A media playlist with EXT-X-PART tags must carry EXT-X-PART-INF with its PART-TARGET (RFC 8216bis §4.4.3.7)";
+    PartOverTarget = "HLS-PART-OVER-TARGET", Must,
+        "A partial segment's DURATION must not exceed the PART-TARGET of EXT-X-PART-INF (RFC 8216bis §4.4.4.9)";
+    PartHoldBack = "HLS-PART-HOLD-BACK", Must,
+        "A playlist with EXT-X-PART-INF must give EXT-X-SERVER-CONTROL a PART-HOLD-BACK of at least twice the PART-TARGET (RFC 8216bis §4.4.3.8)";
+    PreloadHintMissing = "HLS-PRELOAD-HINT-MISSING", Should,
+        "A live playlist with parts whose server blocks reloads should hint its next part with EXT-X-PRELOAD-HINT:TYPE=PART, so clients request it before it exists (reading of RFC 8216bis §6.2.6 and its Low-Latency Server Configuration Profile)";
 }
 
 impl Id {

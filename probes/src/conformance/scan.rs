@@ -1,4 +1,5 @@
-//! Playlist text read line by line, with line numbers: the one reader every checker uses.
+//! Playlist text read line by line, with line numbers: the one reader every checker uses, and
+//! the HLS puller's reader of the low-latency tags (`crate::hls`), which m3u8-rs does not know.
 //!
 //! It is deliberately small and strict where RFC 8216 §4 is (tag names, attribute lists,
 //! decimal-integers, dates) and never fails as a whole: every line is classified, every value

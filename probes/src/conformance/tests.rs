@@ -72,6 +72,51 @@ fn run_live(n: u64, edit: impl Fn(u64, String) -> String) -> Vec<Violation> {
         .collect()
 }
 
+/// A low-latency live playlist after `p` parts of 0.5 s were published, four to a 2 s segment:
+/// the newest six whole segments (dated), the parts of the newest two and of the segment being
+/// made, and the hint of the next part.
+fn ll_media(p: u64) -> String {
+    let done = p / 4;
+    let first = done.saturating_sub(6);
+    let mut s = format!(
+        "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:2\n\
+         #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.5\n\
+         #EXT-X-PART-INF:PART-TARGET=0.5\n#EXT-X-MEDIA-SEQUENCE:{first}\n#EXT-X-MAP:URI=\"init.mp4\"\n"
+    );
+    let parts = |s: &mut String, seq: u64, n: u64| {
+        for i in 0..n {
+            let independent = if i == 0 { ",INDEPENDENT=YES" } else { "" };
+            let _ = writeln!(
+                s,
+                "#EXT-X-PART:DURATION=0.5,URI=\"part{seq}.{i}.m4s\"{independent}"
+            );
+        }
+    };
+    for seq in first..done {
+        let _ = writeln!(s, "#EXT-X-PROGRAM-DATE-TIME:{}", date(seq));
+        if seq + 2 >= done {
+            parts(&mut s, seq, 4);
+        }
+        let _ = writeln!(s, "#EXTINF:2.000,\nseg{seq}.m4s");
+    }
+    parts(&mut s, done, p % 4);
+    let _ = writeln!(
+        s,
+        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part{done}.{}.m4s\"",
+        p % 4
+    );
+    s
+}
+
+/// Refreshes of the low-latency playlist, one a part (0.5 s) from part 24 (six whole segments)
+/// to part 24 + `n`, each text passed through `edit(p, text)` first.
+fn run_ll(n: u64, edit: impl Fn(u64, String) -> String) -> Vec<Violation> {
+    let mut checker = MediaPlaylistChecker::new(MEDIA_URL);
+    (24..24 + n)
+        .flat_map(|p| checker.on_refresh(&edit(p, ll_media(p)), &http(T0 + p as i64 * 500)))
+        .collect()
+}
+
 /// A conforming segment `seq` of the 360p rendition: 2 s at 1 Mbit/s, 30 fps, a key frame first.
 fn facts(seq: u64) -> SegmentFacts {
     SegmentFacts {
@@ -365,6 +410,21 @@ fn breaking_case(id: &str) -> Vec<Violation> {
             );
             out
         }
+        "HLS-PART-INF-MISSING" => {
+            run_ll(6, |_, t| t.replace("#EXT-X-PART-INF:PART-TARGET=0.5\n", ""))
+        }
+        "HLS-PART-OVER-TARGET" => {
+            run_ll(6, |_, t| t.replacen("DURATION=0.5,", "DURATION=0.502,", 1))
+        }
+        "HLS-PART-HOLD-BACK" => run_ll(6, |_, t| {
+            t.replace("PART-HOLD-BACK=1.5", "PART-HOLD-BACK=0.9")
+        }),
+        "HLS-PRELOAD-HINT-MISSING" => run_ll(6, |_, t| {
+            t.lines()
+                .filter(|l| !l.starts_with("#EXT-X-PRELOAD-HINT"))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        }),
         other => panic!("no breaking case for {other}: add one"),
     }
 }
@@ -424,6 +484,79 @@ fn a_conforming_live_stream_breaks_nothing() {
         "{}",
         found.iter().map(|v| format!("\n{v}")).collect::<String>()
     );
+}
+
+#[test]
+fn a_conforming_low_latency_stream_breaks_nothing() {
+    let mut playlist = MediaPlaylistChecker::new(MEDIA_URL);
+    let mut found = Vec::new();
+    for p in 24..80 {
+        // A blocking reload answered as soon as the part is out, and a plain one after it.
+        found.extend(playlist.on_refresh(&ll_media(p), &http(T0 + p as i64 * 500)));
+        found.extend(playlist.on_refresh(&ll_media(p), &http(T0 + p as i64 * 500 + 100)));
+    }
+    let ended = ll_media(80)
+        .lines()
+        .filter(|l| !l.starts_with("#EXT-X-PRELOAD-HINT"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        + "#EXT-X-ENDLIST\n";
+    found.extend(playlist.on_refresh(&ended, &http(T0 + 40_500)));
+    assert_eq!(
+        found,
+        [],
+        "{}",
+        found.iter().map(|v| format!("\n{v}")).collect::<String>()
+    );
+}
+
+#[test]
+fn low_latency_findings_name_their_line_and_allow_a_millisecond_of_rounding() {
+    let text = ll_media(26);
+    let line_of = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i as u32 + 1)
+    };
+    let over = run_ll(1, |_, t| {
+        t.replacen(
+            "DURATION=0.5,URI=\"part5.1.m4s\"",
+            "DURATION=0.75,URI=\"part5.1.m4s\"",
+            1,
+        )
+    });
+    assert_eq!(over.len(), 1, "{over:?}");
+    assert_eq!(
+        (over[0].rule, over[0].line, over[0].detail.as_str()),
+        (
+            "HLS-PART-OVER-TARGET",
+            line_of("part5.1.m4s"),
+            "a part of DURATION=0.75 is longer than PART-TARGET=0.5"
+        )
+    );
+    assert_eq!(
+        run_ll(3, |_, t| t.replace("DURATION=0.5,", "DURATION=0.5009,")),
+        []
+    );
+    let hold = run_ll(1, |_, t| {
+        t.replace("PART-HOLD-BACK=1.5", "PART-HOLD-BACK=0.9")
+    });
+    assert_eq!(
+        (hold[0].line, hold[0].detail.as_str()),
+        (
+            line_of("EXT-X-SERVER-CONTROL"),
+            "PART-HOLD-BACK=0.9 is under twice PART-TARGET=0.5"
+        )
+    );
+    let twice = run_ll(3, |_, t| {
+        t.replacen(
+            "#EXT-X-PART-INF:PART-TARGET=0.5\n",
+            "#EXT-X-PART-INF:PART-TARGET=0.5\n#EXT-X-PART-INF:PART-TARGET=0.5\n",
+            1,
+        )
+    });
+    assert_eq!(twice.len(), 1, "{twice:?}");
+    assert_eq!(twice[0].rule, "HLS-TAG-DUPLICATE");
 }
 
 #[test]

@@ -121,6 +121,7 @@ impl HlsPuller {
                         cache_control,
                         text: Some(text),
                         outcome: Ok(master.variants.len()),
+                        blocking: None,
                     }))
                     .await;
                     // One follower per distinct URL, at most `max_renditions` in all: a master
@@ -313,6 +314,17 @@ impl CountingSink {
             PullEvent::Playlist(p) => {
                 c.playlist_polls += 1;
                 c.playlist_failures += p.outcome.is_err() as u64;
+                if let Some(b) = &p.blocking {
+                    c.blocking_reloads += b.given_up.is_none() as u64;
+                    c.blocking_reloads_given_up += b.given_up.is_some() as u64;
+                }
+            }
+            PullEvent::Part(p) => {
+                if p.body.is_ok() {
+                    c.parts_ok += 1;
+                } else {
+                    c.parts_failed += 1;
+                }
             }
             PullEvent::Segment(s) => {
                 c.bytes += s.size;

@@ -1,5 +1,6 @@
 //! What a pull reports: the events a [`PullSink`] receives as they happen (renditions found,
-//! playlist polls, segments, missed segments, stalls), why a request failed, and the totals.
+//! playlist polls, segments, low-latency parts, missed segments, stalls), why a request failed,
+//! and the totals.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -77,6 +78,9 @@ pub enum PullError {
     /// record keeps as the error, and the URL, the one detail, is the segment's own.
     #[error("gap")]
     Gap { url: String },
+    /// The low-latency tags of a media playlist could not be read (`low_latency`).
+    #[error("{url}: {reason}; playlist refused")]
+    LowLatency { url: String, reason: String },
 }
 
 /// The failure text of a [`PullError::Gap`], which a segment's observation and journal record keep.
@@ -118,6 +122,56 @@ pub struct PulledSegment {
     pub byte_range: Option<(u64, u64)>,
 }
 
+/// One low-latency part (`#EXT-X-PART`, RFC 8216bis §4.4.4.9), downloaded or not.
+#[derive(Debug, Clone)]
+pub struct PulledPart {
+    pub rendition: String,
+    /// The media sequence number of its parent segment.
+    pub msn: u64,
+    /// Its position among its parent's parts, from 0.
+    pub index: u64,
+    pub url: String,
+    /// Its `DURATION`.
+    pub duration_secs: f64,
+    /// `INDEPENDENT=YES`.
+    pub independent: bool,
+    /// Requested from an `#EXT-X-PRELOAD-HINT` before a playlist listed it: its bytes arrived as
+    /// soon as the server had them.
+    pub hinted: bool,
+    /// When the playlist listing it (or hinting it) arrived.
+    pub first_seen_unix_ms: UnixMs,
+    pub download_started_unix_ms: UnixMs,
+    /// When its last byte arrived: the moment its latency is measured to.
+    pub download_finished_unix_ms: UnixMs,
+    pub http_status: Option<u16>,
+    pub content_type: Option<String>,
+    /// Bytes of the part itself received.
+    pub size: u64,
+    /// What a decoder needs (empty when `keep_bytes` is off): the init segment, the earlier parts
+    /// of the same parent it depends on (from the last `INDEPENDENT=YES` one), then the part; or
+    /// why it could not be had ([`PullError::Gap`] for a gap, which is never requested).
+    pub body: Result<Bytes, PullError>,
+    /// Bytes of `body` before the part's own: the init segment and the earlier parts.
+    pub lead_size: u64,
+    /// How many earlier parts `body` carries before this one; `None` when the part depends on
+    /// earlier parts that could not be had, so it cannot be decoded.
+    pub lead_parts: Option<usize>,
+    /// The byte range of the resource the part is: offset and length.
+    pub byte_range: Option<(u64, u64)>,
+}
+
+/// A blocking playlist reload (RFC 8216bis §6.2.5.2) a poll asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockingReload {
+    /// `_HLS_msn`: the media sequence number waited for.
+    pub msn: u64,
+    /// `_HLS_part`: the part of it waited for.
+    pub part: Option<u64>,
+    /// Why it was given up (its deadline passed, or the server refused it); the poll's playlist
+    /// is then a plain reload made right after. `None`: the server answered it.
+    pub given_up: Option<PullError>,
+}
+
 /// One poll of a playlist.
 #[derive(Debug, Clone)]
 pub struct PlaylistPoll {
@@ -131,6 +185,8 @@ pub struct PlaylistPoll {
     pub text: Option<Bytes>,
     /// Segments listed, or why the poll failed.
     pub outcome: Result<usize, PullError>,
+    /// The blocking reload this poll was, when it was one.
+    pub blocking: Option<BlockingReload>,
 }
 
 impl PlaylistPoll {
@@ -150,6 +206,7 @@ impl PlaylistPoll {
             cache_control: None,
             text: None,
             outcome: Err(error),
+            blocking: None,
         }
     }
 }
@@ -160,6 +217,8 @@ pub enum PullEvent {
     Renditions(Vec<RenditionInfo>),
     Playlist(PlaylistPoll),
     Segment(Box<PulledSegment>),
+    /// A low-latency part, as soon as it arrived.
+    Part(Box<PulledPart>),
     /// A segment that left the playlist window before this puller saw it.
     Missed {
         rendition: String,
@@ -202,6 +261,12 @@ pub struct PullSummary {
     pub playlist_failures: u64,
     pub stalls: u64,
     pub bytes: u64,
+    /// Low-latency parts downloaded whole, and failed (gaps among them).
+    pub parts_ok: u64,
+    pub parts_failed: u64,
+    /// Blocking playlist reloads the server answered, and those given up for a plain reload.
+    pub blocking_reloads: u64,
+    pub blocking_reloads_given_up: u64,
     /// Set when the playback URL never produced a playlist.
     pub error: Option<PullError>,
 }

@@ -12,6 +12,15 @@
 //! it. `#EXT-X-BYTERANGE` segments are fetched as ranges, an offset left out following on from
 //! the previous range of the same resource (RFC 8216 §4.3.2.2).
 //!
+//! A low-latency playlist (`low_latency`) changes how the follower waits and adds parts: when the
+//! server can block reloads, the next reload asks for the part after the last one listed
+//! (`_HLS_msn`, `_HLS_part`; the segment after the last one without parts) and the follower
+//! reloads again as soon as the answer lists it, with no timer; a blocking reload not answered
+//! within its wait is given up for a plain reload at once, and an answer that does not list what
+//! was asked (a server that does not block) puts the follower back on its timer for good. Each
+//! poll's new parts are handed over before its new segments (`parts`), and the hinted part is
+//! requested after them, while the server makes it.
+//!
 //! A playlist that cannot be read for a while (a server restarting: connections refused, then 404
 //! until its stream is published again) is a failed poll each time and is polled on at the same
 //! pace until the deadline, never given up: when it comes back numbered on, the segments that
@@ -27,9 +36,11 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::HlsOptions;
-use super::events::{PlaylistPoll, PullError, PullEvent, PullSink, PulledSegment};
+use super::events::{BlockingReload, PlaylistPoll, PullError, PullEvent, PullSink, PulledSegment};
 use super::fetch::{Limits, fetch};
+use super::low_latency::{self, LowLatency, blocking_reload_url};
 use super::parse::{is_gap, parse_playlist};
+use super::parts::PartCursor;
 use super::stop::PullStop;
 use crate::clock::{UnixMs, now_unix_ms};
 use crate::observe::StallObservation;
@@ -46,7 +57,7 @@ pub(super) struct RenditionFollower {
 }
 
 /// The init segment of the map in force, fetched once.
-struct InitSegment {
+pub(super) struct InitSegment {
     /// The map's resolved URL and byte range.
     key: (String, Option<(u64, u64)>),
     bytes: Result<Bytes, PullError>,
@@ -87,6 +98,13 @@ pub(super) struct PlaylistRead {
     pub(super) at: UnixMs,
 }
 
+/// A blocking reload to make: what to wait for, and for how long at most.
+struct BlockingRequest {
+    msn: u64,
+    part: Option<u64>,
+    wait: Duration,
+}
+
 struct StallState {
     detected_unix_ms: UnixMs,
     last_new_unix_ms: UnixMs,
@@ -100,30 +118,48 @@ impl RenditionFollower {
         let mut target_secs: Option<f64> = None;
         let mut stall: Option<StallState> = None;
         let mut init: Option<InitSegment> = None;
+        let mut parts = PartCursor::default();
+        let mut request: Option<BlockingRequest> = None;
+        let mut server_blocks = true;
         loop {
             let poll_started = Instant::now();
             if poll_started >= deadline || self.stop.is_set() {
                 break;
             }
-            let polled = match first.take() {
-                Some(read) => Ok(read),
-                None => self.poll(deadline).await,
-            }
-            .and_then(|read| {
+            let asked = request.as_ref().map(|r| (r.msn, r.part.unwrap_or(0)));
+            let (polled, blocking) = match first.take() {
+                Some(read) => (Ok(read), None),
+                None => self.reload(request.take(), deadline).await,
+            };
+            let polled = polled.and_then(|read| {
                 self.refuse_absurd(&read.media)?;
-                Ok(read)
+                let ll = self.low_latency(&read)?;
+                Ok((read, ll))
             });
             let mut ended = false;
+            // When the next reload may go at once (a blocking one): no sooner than this after
+            // this one started, so a server answering at once cannot spin the follower.
+            let mut pace: Option<Duration> = None;
             match polled {
-                Ok(PlaylistRead {
-                    media,
-                    text,
-                    content_type,
-                    cache_control,
-                    at,
-                }) => {
+                Ok((
+                    PlaylistRead {
+                        media,
+                        text,
+                        content_type,
+                        cache_control,
+                        at,
+                    },
+                    ll,
+                )) => {
                     let target = (media.target_duration as f64).max(0.1);
                     target_secs = Some(target);
+                    let answered = blocking.as_ref().is_some_and(|b| b.given_up.is_none());
+                    // A server answering a blocking reload without what it asked for does not
+                    // block (§6.2.5.2 has it wait or fail): the follower stops asking it to.
+                    if answered && asked.is_some_and(|key| !ll.reaches(key)) {
+                        server_blocks = false;
+                    }
+                    let given_up = blocking.as_ref().is_some_and(|b| b.given_up.is_some());
                     self.sink
                         .deliver(PullEvent::Playlist(PlaylistPoll {
                             rendition: Some(self.name.clone()),
@@ -133,6 +169,7 @@ impl RenditionFollower {
                             cache_control,
                             text: Some(text),
                             outcome: Ok(media.segments.len()),
+                            blocking,
                         }))
                         .await;
                     // `refuse_absurd` made sure every listed number fits in a u64; one past
@@ -165,6 +202,13 @@ impl RenditionFollower {
                     {
                         let skip = media.segments.len().saturating_sub(n.max(1)) as u64;
                         highest = media.media_sequence.saturating_add(skip).checked_sub(1);
+                    }
+                    if (!ll.parts.is_empty() || ll.part_hint.is_some())
+                        && !self
+                            .pull_parts(&ll, &mut parts, &mut init, at, deadline)
+                            .await
+                    {
+                        break;
                     }
                     // A map and an open-ended byte range carry over from the segments before.
                     let mut map: Option<&Map> = None;
@@ -223,18 +267,40 @@ impl RenditionFollower {
                         }
                     }
                     ended = media.end_list;
+                    if server_blocks && ll.can_block_reload() && Instant::now() < deadline {
+                        self.prefetch_hint(&ll, &mut parts, at, target, deadline)
+                            .await;
+                        let (msn, part) = match ll.part_target_secs {
+                            Some(_) => {
+                                let (msn, part) = ll.next_part_key();
+                                (msn, Some(part))
+                            }
+                            None => (ll.next_msn, None),
+                        };
+                        request = Some(BlockingRequest {
+                            msn,
+                            part,
+                            wait: ll.blocking_wait(target, self.options.blocking_reload_margin),
+                        });
+                        // Next at once, unless this reload gave one up: that one's wait was the
+                        // pause, and the timer's is the next.
+                        if !given_up {
+                            let unit = ll.part_target_secs.unwrap_or(target);
+                            pace = Some(Duration::from_secs_f64(unit / 4.0));
+                        }
+                    }
                 }
                 Err(PullError::Deadline { .. }) => break,
                 Err(e) => {
-                    self.sink
-                        .deliver(PullEvent::Playlist(PlaylistPoll::failed(
-                            Some(self.name.clone()),
-                            self.url.as_str(),
-                            now_unix_ms(),
-                            None,
-                            e,
-                        )))
-                        .await;
+                    let mut failed = PlaylistPoll::failed(
+                        Some(self.name.clone()),
+                        self.url.as_str(),
+                        now_unix_ms(),
+                        None,
+                        e,
+                    );
+                    failed.blocking = blocking;
+                    self.sink.deliver(PullEvent::Playlist(failed)).await;
                 }
             }
             if ended {
@@ -253,11 +319,14 @@ impl RenditionFollower {
                     .await;
                 stall = Some(detected);
             }
-            let interval = match target_secs {
-                Some(t) => Duration::try_from_secs_f64((t * self.options.poll_factor).max(0.05))
-                    .unwrap_or(self.options.max_target_duration)
-                    .min(self.options.max_target_duration),
-                None => self.options.retry_interval,
+            let interval = match (pace, target_secs) {
+                (Some(pace), _) => pace,
+                (None, Some(t)) => {
+                    Duration::try_from_secs_f64((t * self.options.poll_factor).max(0.05))
+                        .unwrap_or(self.options.max_target_duration)
+                        .min(self.options.max_target_duration)
+                }
+                (None, None) => self.options.retry_interval,
             };
             let next = poll_started.checked_add(interval).unwrap_or(deadline);
             if next >= deadline {
@@ -329,12 +398,63 @@ impl RenditionFollower {
         Ok(())
     }
 
-    async fn poll(&self, deadline: Instant) -> Result<PlaylistRead, PullError> {
+    /// The low-latency tags of `read` (none when [`HlsOptions::low_latency`] is off).
+    fn low_latency(&self, read: &PlaylistRead) -> Result<LowLatency, PullError> {
+        if !self.options.low_latency {
+            return Ok(LowLatency::default());
+        }
+        let bounds = low_latency::Bounds {
+            max_parts: self.options.max_parts,
+            max_reports: self.options.max_renditions,
+            max_part_target_secs: self.options.max_target_duration.as_secs_f64(),
+        };
+        low_latency::read(&String::from_utf8_lossy(&read.text), bounds).map_err(|e| {
+            PullError::LowLatency {
+                url: self.url.to_string(),
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    /// Reads the media playlist: as the blocking reload `request` asks, when there is one, and
+    /// plainly when there is none or it is given up (its wait ran out, the server refused it).
+    async fn reload(
+        &self,
+        request: Option<BlockingRequest>,
+        deadline: Instant,
+    ) -> (Result<PlaylistRead, PullError>, Option<BlockingReload>) {
+        let timeout = self.options.request_timeout;
+        let Some(request) = request else {
+            return (self.poll(&self.url, timeout, deadline).await, None);
+        };
+        let url = blocking_reload_url(&self.url, request.msn, request.part);
+        let mut blocking = BlockingReload {
+            msn: request.msn,
+            part: request.part,
+            given_up: None,
+        };
+        match self.poll(&url, request.wait.min(timeout), deadline).await {
+            Err(e @ PullError::Deadline { .. }) => (Err(e), None),
+            Ok(read) => (Ok(read), Some(blocking)),
+            Err(e) => {
+                blocking.given_up = Some(e);
+                let plain = self.poll(&self.url, timeout, deadline).await;
+                (plain, Some(blocking))
+            }
+        }
+    }
+
+    async fn poll(
+        &self,
+        url: &Url,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<PlaylistRead, PullError> {
         let fetched = fetch(
             &self.client,
-            &self.url,
+            url,
             Limits {
-                timeout: self.options.request_timeout,
+                timeout,
                 deadline,
                 keep: true,
                 max_bytes: self.options.max_playlist_bytes,
@@ -345,7 +465,7 @@ impl RenditionFollower {
         .await?;
         let at = now_unix_ms();
         let text = fetched.body?;
-        match parse_playlist(&self.url, &text)? {
+        match parse_playlist(url, &text)? {
             Playlist::MediaPlaylist(media) => Ok(PlaylistRead {
                 media,
                 text,
@@ -354,7 +474,7 @@ impl RenditionFollower {
                 at,
             }),
             Playlist::MasterPlaylist(_) => Err(PullError::UnexpectedMaster {
-                url: self.url.to_string(),
+                url: url.to_string(),
             }),
         }
     }
@@ -406,28 +526,26 @@ impl RenditionFollower {
         pulled
     }
 
-    /// The init segment `map` names, fetched unless it is the one `init` holds already.
-    async fn init_segment<'a>(
+    /// The init segment at `uri` (bytes `range` of it), fetched unless it is the one `init`
+    /// holds already.
+    pub(super) async fn init_segment<'a>(
         &self,
-        map: &Map,
+        uri: &str,
+        range: Option<(u64, u64)>,
         init: &'a mut Option<InitSegment>,
         deadline: Instant,
     ) -> &'a Result<Bytes, PullError> {
-        let url = self.url.join(&map.uri);
-        let range = map
-            .byte_range
-            .as_ref()
-            .map(|r| (r.offset.unwrap_or(0), r.length));
+        let url = self.url.join(uri);
         let key = (
             url.as_ref()
-                .map_or_else(|_| map.uri.clone(), Url::to_string),
+                .map_or_else(|_| uri.to_string(), Url::to_string),
             range,
         );
         if init.as_ref().is_none_or(|i| i.key != key) {
             let bytes = match url {
                 Err(e) => Err(PullError::BadUri {
                     url: self.url.to_string(),
-                    uri: map.uri.clone(),
+                    uri: uri.to_string(),
                     reason: e.to_string(),
                 }),
                 Ok(url) => fetch(
@@ -465,24 +583,30 @@ impl RenditionFollower {
         pulled.byte_range = source.range;
         let init_bytes = match source.map {
             None => None,
-            Some(map) => match self.init_segment(map, init, deadline).await {
-                Ok(bytes) => Some(bytes.clone()),
-                Err(e) => {
-                    pulled.url = self
-                        .url
-                        .join(&segment.uri)
-                        .map_or_else(|_| segment.uri.clone(), |u| u.to_string());
-                    pulled.download_finished_unix_ms = now_unix_ms();
-                    pulled.body = Err(match e {
-                        PullError::Deadline { .. } => e.clone(),
-                        _ => PullError::InitSegment {
-                            url: map.uri.clone(),
-                            reason: e.to_string(),
-                        },
-                    });
-                    return pulled;
+            Some(map) => {
+                let range = map
+                    .byte_range
+                    .as_ref()
+                    .map(|r| (r.offset.unwrap_or(0), r.length));
+                match self.init_segment(&map.uri, range, init, deadline).await {
+                    Ok(bytes) => Some(bytes.clone()),
+                    Err(e) => {
+                        pulled.url = self
+                            .url
+                            .join(&segment.uri)
+                            .map_or_else(|_| segment.uri.clone(), |u| u.to_string());
+                        pulled.download_finished_unix_ms = now_unix_ms();
+                        pulled.body = Err(match e {
+                            PullError::Deadline { .. } => e.clone(),
+                            _ => PullError::InitSegment {
+                                url: map.uri.clone(),
+                                reason: e.to_string(),
+                            },
+                        });
+                        return pulled;
+                    }
                 }
-            },
+            }
         };
         let url = match self.url.join(&segment.uri) {
             Ok(u) => u,

@@ -20,22 +20,35 @@
 //! sink whose consumer is behind uses to hold the puller back (so segment bytes never queue
 //! without bound).
 //!
+//! A low-latency playlist (RFC 8216bis: `#EXT-X-SERVER-CONTROL`, `#EXT-X-PART`,
+//! `#EXT-X-PRELOAD-HINT`) is followed as a low-latency player does when
+//! [`HlsOptions::low_latency`] is on (the default): a server that can block reloads is asked for
+//! the next part (`_HLS_msn`, `_HLS_part`) instead of polled on the timer, each new part is
+//! downloaded as it appears (the hinted one before it is listed, its request held by the server
+//! until the part is there) and handed over with its arrival time, and whole segments are still
+//! downloaded and reported as for any playlist. A blocking reload has a deadline
+//! ([`HlsOptions::blocking_reload_margin`] over three part targets), after which the follower
+//! reloads plainly; a server that does not block leaves the follower on its timer.
+//!
 //! The module reads in the order a pull runs: `client` (the puller and its master playlist),
-//! `follower` (one task per media playlist), `fetch` (one bounded GET), `parse` (playlist text
-//! to renditions), with the events a pull reports in `events` and stopping and waiting in
-//! `stop`.
+//! `follower` (one task per media playlist), `parts` (the low-latency parts of one),
+//! `low_latency` (their tags, read from the playlist text), `fetch` (one bounded GET), `parse`
+//! (playlist text to renditions), with the events a pull reports in `events` and stopping and
+//! waiting in `stop`.
 
 mod client;
 mod events;
 mod fetch;
 mod follower;
+pub mod low_latency;
 mod parse;
+mod parts;
 mod stop;
 
 pub use client::HlsPuller;
 pub use events::{
-    Delivery, GAP_FAILURE, PlaylistPoll, PullError, PullEvent, PullSink, PullSummary,
-    PulledSegment, RenditionInfo,
+    BlockingReload, Delivery, GAP_FAILURE, PlaylistPoll, PullError, PullEvent, PullSink,
+    PullSummary, PulledPart, PulledSegment, RenditionInfo,
 };
 pub use parse::rendition_name;
 pub use stop::{PullStop, PullStopHandle, pull_stop};
@@ -83,8 +96,16 @@ pub struct HlsOptions {
     /// with a recorded failure.
     pub max_renditions: usize,
     /// A media playlist whose `#EXT-X-TARGETDURATION` exceeds this is refused (the poll fails):
-    /// polling and stall detection are timed from it.
+    /// polling and stall detection are timed from it. It bounds `PART-TARGET` too.
     pub max_target_duration: Duration,
+    /// Use what a low-latency playlist offers: blocking reloads, parts and preload hints. Off,
+    /// such a playlist is polled and its segments pulled as any other's.
+    pub low_latency: bool,
+    /// A blocking reload (or a hinted part's request) is given up after three part targets
+    /// (target durations without parts) and this much more.
+    pub blocking_reload_margin: Duration,
+    /// A media playlist listing more `#EXT-X-PART`s than this is refused (the poll fails).
+    pub max_parts: usize,
 }
 
 impl Default for HlsOptions {
@@ -102,6 +123,9 @@ impl Default for HlsOptions {
             max_segment_bytes: 32 << 20,
             max_renditions: 16,
             max_target_duration: Duration::from_secs(300),
+            low_latency: true,
+            blocking_reload_margin: Duration::from_millis(500),
+            max_parts: 1024,
         }
     }
 }

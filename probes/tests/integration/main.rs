@@ -14,6 +14,7 @@ mod nginx_probe;
 mod nginx_publish;
 mod nginx_quality;
 mod payments;
+mod players;
 mod publisher_reconnect;
 
 mod hls_conformance_served;
@@ -21,4 +22,5 @@ mod hls_gaps;
 mod hls_ranges;
 mod hls_restart;
 mod hostile_playlists;
+mod low_latency;
 mod wire_inputs;

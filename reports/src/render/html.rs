@@ -8,8 +8,10 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use super::{CHAOS_INTRO, ReportContext, chaos_duration, ms_as_s};
-use crate::breakdowns::{Distribution, Group, QualityStats, SegmentStats, ViolationStats};
+use super::{CHAOS_INTRO, ReportContext, chaos_duration, ms_as_s, viewer_qoe_intro};
+use crate::breakdowns::{
+    Distribution, Group, QualityStats, SegmentStats, ViewerQoe, ViolationStats,
+};
 use crate::util::{escape_xml as esc, fmt_num, fmt_pct, fmt_price};
 
 const CSS: &str = r#"
@@ -203,6 +205,7 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
     }
     checks(&mut h, ctx);
     violations(&mut h, ctx);
+    viewer_qoe(&mut h, ctx);
     payments(&mut h, ctx);
     bench(&mut h, ctx);
     leaderboard(&mut h, ctx);
@@ -558,6 +561,92 @@ fn violations(h: &mut String, ctx: &ReportContext<'_>) {
         );
     });
     h.push_str("</div>\n");
+}
+
+/// What the browser players saw, when the run had any: one row per workload, then per stream
+/// folded away as the segment table's streams are.
+fn viewer_qoe(h: &mut String, ctx: &ReportContext<'_>) {
+    let players = &ctx.aggregates.players;
+    if players.is_empty() {
+        return;
+    }
+    heading(h, "viewer-qoe", "Viewer QoE");
+    let _ = writeln!(h, "<p>{}</p>", esc(&viewer_qoe_intro(players)));
+    viewer_table(h, &["workload"], &players.by_workload);
+    let _ = write!(
+        h,
+        "<details id=\"viewer-qoe-per-stream\"><summary>Per stream ({} streams)</summary>",
+        players.by_stream.len()
+    );
+    viewer_table(h, &["workload", "stream"], &players.by_stream);
+    h.push_str("</details>\n");
+}
+
+/// The Viewer QoE columns after the key columns.
+const VIEWER_COLUMNS: [Column<'static>; 15] = [
+    num("Players"),
+    num("OK"),
+    num("Failed"),
+    num("TTFF p50 (s)"),
+    num("TTFF p95 (s)"),
+    num("TTFF max (s)"),
+    num("Latency p50 (s)"),
+    num("Latency p95 (s)"),
+    num("Latency max (s)"),
+    num("Stalls"),
+    num("Stall time (s)"),
+    num("Stall ratio"),
+    num("Dropped frames (share)"),
+    num("Level switches"),
+    text("First failure"),
+];
+
+fn viewer_table(h: &mut String, keys: &[&str], groups: &[Group<ViewerQoe>]) {
+    let columns = [
+        keys.iter().map(|k| text(k)).collect(),
+        VIEWER_COLUMNS.to_vec(),
+    ]
+    .concat();
+    // Sixteen columns and more do not fit a laptop-width page: the table scrolls, not the page.
+    h.push_str("<div class=\"wide\">");
+    table(h, &columns, groups, |h, g| {
+        let q = &g.stats;
+        let _ = write!(
+            h,
+            "<tr{}>",
+            if q.failed > 0 { " class=\"bad\"" } else { "" }
+        );
+        for k in keys {
+            let _ = write!(h, "<td class=\"l\">{}</td>", esc(g.key(k)));
+        }
+        let _ = write!(
+            h,
+            "<td>{}</td><td>{}</td><td>{}</td>{}{}<td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{}</td><td class=\"l\">{}</td></tr>",
+            q.players,
+            q.ok,
+            q.failed,
+            p50_p95_max_cells(&q.ttff_ms),
+            p50_p95_max_cells(&q.latency_ms),
+            q.stalls,
+            ms_as_s(Some(q.stall_ms_total)),
+            fmt_pct(q.stall_ratio),
+            q.dropped_frames,
+            fmt_pct(q.dropped_rate),
+            q.level_switches,
+            esc(q.first_failure.as_deref().unwrap_or("")),
+        );
+    });
+    h.push_str("</div>\n");
+}
+
+/// A distribution in milliseconds as three cells in seconds: p50, p95, max.
+fn p50_p95_max_cells(d: &Distribution) -> String {
+    format!(
+        "<td>{}</td><td>{}</td><td>{}</td>",
+        ms_as_s(d.p50),
+        ms_as_s(d.p95),
+        ms_as_s(d.max)
+    )
 }
 
 fn payments(h: &mut String, ctx: &ReportContext<'_>) {

@@ -1,10 +1,10 @@
-//! `summary.md`: the headline, thresholds, per-rendition numbers, chaos events and the HLS
-//! conformance rules broken as GitHub-flavoured Markdown, short enough for a CI job summary
-//! (`$GITHUB_STEP_SUMMARY`).
+//! `summary.md`: the headline, thresholds, per-rendition numbers, chaos events, the HLS
+//! conformance rules broken and what browser players saw, as GitHub-flavoured Markdown, short
+//! enough for a CI job summary (`$GITHUB_STEP_SUMMARY`).
 
 use std::fmt::Write;
 
-use super::{CHAOS_INTRO, ReportContext, chaos_duration, ms_as_s};
+use super::{CHAOS_INTRO, ReportContext, chaos_duration, ms_as_s, viewer_qoe_intro};
 use crate::breakdowns::ViolationStats;
 use crate::util::{escape_md_cell as cell, fmt_num, fmt_pct};
 
@@ -112,6 +112,7 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
         m.push('\n');
     }
     violations(&mut m, ctx);
+    viewer_qoe(&mut m, ctx);
     if !ctx.aggregates.bench.is_empty() {
         m.push_str("## Hardware benchmark\n\n| Sessions | Real-time fraction | Transcode ÷ duration (mean) | p95 |\n|---:|---:|---:|---:|\n");
         for b in &ctx.aggregates.bench {
@@ -205,6 +206,47 @@ fn violations(m: &mut String, ctx: &ReportContext<'_>) {
             v.streams,
             cell(&v.first_where()),
             cell(&v.first_detail),
+        );
+    }
+    m.push('\n');
+}
+
+/// What the browser players saw, when the run had any: one row per workload (the HTML report
+/// has the per-stream rows).
+fn viewer_qoe(m: &mut String, ctx: &ReportContext<'_>) {
+    let players = &ctx.aggregates.players;
+    if players.is_empty() {
+        return;
+    }
+    let _ = writeln!(m, "## Viewer QoE\n\n{}\n", viewer_qoe_intro(players));
+    m.push_str(
+        "| Workload | Players | OK | Failed | TTFF p50 (s) | TTFF p95 (s) | Latency p50 (s) | Latency p95 (s) | Stalls | Stall time (s) | Stall ratio | Dropped frames (share) | Level switches | First failure |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for g in &players.by_workload {
+        let q = &g.stats;
+        let failed = if q.failed > 0 {
+            format!("**{}**", q.failed)
+        } else {
+            q.failed.to_string()
+        };
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | {failed} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} |",
+            cell(g.key("workload")),
+            q.players,
+            q.ok,
+            ms_as_s(q.ttff_ms.p50),
+            ms_as_s(q.ttff_ms.p95),
+            ms_as_s(q.latency_ms.p50),
+            ms_as_s(q.latency_ms.p95),
+            q.stalls,
+            ms_as_s(Some(q.stall_ms_total)),
+            fmt_pct(q.stall_ratio),
+            q.dropped_frames,
+            fmt_pct(q.dropped_rate),
+            q.level_switches,
+            cell(q.first_failure.as_deref().unwrap_or("")),
         );
     }
     m.push('\n');

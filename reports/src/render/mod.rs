@@ -5,7 +5,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 
-use crate::breakdowns::{Aggregates, ChaosEventStats};
+use crate::breakdowns::{Aggregates, ChaosEventStats, PlayerBreakdowns};
 use crate::journal::JournalStats;
 use crate::leaderboard::Leaderboard;
 use crate::plots::{PlotOutput, SkippedPlot};
@@ -74,3 +74,16 @@ const CHAOS_INTRO: &str = "One row per chaos event carried out (or attempted). S
     since the run's first record, the time axis of the plots, which mark each event. Stream \
     figures are over the streams that ran through the event; payment figures over the winning \
     tickets the orchestrators received around it.";
+
+/// The sentence under the "Viewer QoE" heading: how many players, and what the columns measure.
+fn viewer_qoe_intro(players: &PlayerBreakdowns) -> String {
+    let (started, ok, failed) = players.totals();
+    format!(
+        "{started} browser player(s) (hls.js in headless Chromium) on {} stream(s): {ok} played \
+         to the end, {failed} failed. TTFF is loading the stream → its first frame on screen; \
+         latency is a stamped frame sent → the same frame shown; the stall ratio is stall time \
+         over the time from each player's first frame to its end; dropped is the share of \
+         decoded frames shown too late.",
+        players.by_stream.len()
+    )
+}

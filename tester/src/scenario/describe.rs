@@ -164,8 +164,15 @@ pub fn describe(scenario: &Scenario) -> String {
                 )
             }
         };
+        let players = match w.players {
+            0 => String::new(),
+            n => format!(
+                ", each watched by {n} browser player{} (hls.js in headless Chromium)",
+                plural(n)
+            ),
+        };
         parts.push(format!(
-            "Workload `{}` ({}){start}: {what}.",
+            "Workload `{}` ({}){start}: {what}{players}.",
             w.name,
             w.executor.name()
         ));

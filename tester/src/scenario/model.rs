@@ -120,6 +120,8 @@ pub struct Workload {
     /// Delay from the run's start before this workload begins.
     pub start_after: Duration,
     pub executor: Executor,
+    /// Browser players (hls.js in headless Chromium) watching each stream; 0 for none.
+    pub players: u32,
 }
 
 /// How a workload drives streams (k6's "executor").

@@ -51,6 +51,9 @@ pub struct Recorder {
     pub checks: Mutex<Vec<probes::CheckObservation>>,
     pub stalls: Mutex<Vec<probes::StallObservation>>,
     pub publishes: Mutex<Vec<probes::PublishObservation>>,
+    pub parts: Mutex<Vec<probes::PartObservation>>,
+    pub violations: Mutex<Vec<probes::ViolationObservation>>,
+    pub players: Mutex<Vec<probes::PlayerObservation>>,
 }
 
 impl probes::ProbeObserver for Recorder {
@@ -65,6 +68,15 @@ impl probes::ProbeObserver for Recorder {
     }
     fn publish_progress(&self, p: &probes::PublishObservation) {
         self.publishes.lock().unwrap().push(p.clone());
+    }
+    fn part(&self, p: &probes::PartObservation) {
+        self.parts.lock().unwrap().push(p.clone());
+    }
+    fn violation(&self, v: &probes::ViolationObservation) {
+        self.violations.lock().unwrap().push(v.clone());
+    }
+    fn player(&self, p: &probes::PlayerObservation) {
+        self.players.lock().unwrap().push(p.clone());
     }
 }
 

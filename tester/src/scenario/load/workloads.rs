@@ -11,6 +11,9 @@ use crate::hint::closest;
 /// The most streams one workload may run at once.
 pub const MAX_STREAMS: i64 = 100_000;
 
+/// The most browser players one stream may have: each is a Chromium tab decoding the stream.
+pub const MAX_PLAYERS_PER_STREAM: i64 = 100;
+
 const EXECUTORS: &[&str] = &[
     "constant-streams",
     "ramping-streams",
@@ -37,6 +40,18 @@ pub(super) fn read(
             continue;
         };
         let start_after = reader.duration(&w, "start_after").unwrap_or(Duration::ZERO);
+        let players = reader
+            .integer(&w, "players", 0, MAX_PLAYERS_PER_STREAM)
+            .unwrap_or(0) as u32;
+        if players > 0 && executor == "direct-orchestrator" {
+            reader.error_at(
+                &w,
+                "players",
+                "players watch a workload's streams; `direct-orchestrator` publishes none"
+                    .to_string(),
+                Some("move `players` to a stream workload".into()),
+            );
+        }
         if executor != "direct-orchestrator" && matches!(target, Some(Target::Direct { .. })) {
             reader.error_at(
                 &w,
@@ -56,6 +71,7 @@ pub(super) fn read(
                 name: name.to_owned(),
                 start_after,
                 executor,
+                players,
             });
         }
     }
@@ -245,4 +261,77 @@ fn read_orchestrator_list(
         }
     };
     Some(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::parse;
+
+    const STACK: &str = r#"[target]
+kind = "embedded"
+
+[ladder]
+profiles = ["P240p30fps16x9"]
+"#;
+
+    #[test]
+    fn players_are_read_per_stream_workload_and_default_to_none() {
+        let text = format!(
+            "{STACK}
+[workloads.watched]
+executor = \"constant-streams\"
+streams = 2
+duration = \"30s\"
+players = 3
+
+[workloads.unwatched]
+executor = \"soak\"
+streams = 1
+duration = \"30s\"
+"
+        );
+        let scenario = parse(Path::new("players.toml"), &text).unwrap_or_else(|d| panic!("{d}"));
+        let players: Vec<(&str, u32)> = scenario
+            .workloads
+            .iter()
+            .map(|w| (w.name.as_str(), w.players))
+            .collect();
+        assert_eq!(players, [("watched", 3), ("unwatched", 0)]);
+    }
+
+    #[test]
+    fn players_of_a_direct_workload_or_past_the_cap_are_refused_where_written() {
+        let text = format!(
+            "{STACK}
+[workloads.direct]
+executor = \"direct-orchestrator\"
+orchestrators = \"embedded\"
+duration = \"30s\"
+players = 1
+
+[workloads.crowd]
+executor = \"constant-streams\"
+streams = 1
+duration = \"30s\"
+players = 101
+"
+        );
+        let Err(diagnostics) = parse(Path::new("players.toml"), &text) else {
+            panic!("accepted:\n{text}");
+        };
+        let errors: Vec<String> = diagnostics.0.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(
+            errors[0].starts_with("players.toml:11:11: `workloads.direct.players`: players watch a workload's streams; `direct-orchestrator` publishes none"),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[1].starts_with(
+                "players.toml:17:11: `workloads.crowd.players`: 101 is out of range 0..=100"
+            ),
+            "{errors:#?}"
+        );
+    }
 }

@@ -1,28 +1,36 @@
-//! Headless Chromium driven over the Chrome DevTools Protocol (CDP), for tests that must see a
-//! page as a browser renders it: the HTML report, and players reading our nodes' HLS.
+//! Headless Chromium driven over the Chrome DevTools Protocol (CDP): the HTML report as a
+//! browser renders it (a test), and the players probe's tabs, each a real hls.js player.
 //!
-//! Design decision: a small CDP client on `tokio-tungstenite` rather than `chromiumoxide`. A test
-//! sends a handful of commands (open a tab, navigate, evaluate, screenshot, let or refuse a
-//! request). chromiumoxide 0.9, its browser fetcher left off, pulls no TLS stack, but it compiles
-//! generated bindings of the whole protocol (`chromiumoxide_cdp`, some 110 000 lines) and brings
-//! `async-tungstenite`, `reqwest` and `which` besides: minutes of build on the 2-core CI machine
-//! for types no test reads. `tokio-tungstenite`, built without a
-//! TLS feature (the DevTools socket is plain `ws://` on loopback), adds three small crates
-//! (`tungstenite`, `sha1`, itself) to the tokio the workspace already builds. The protocol's
-//! messages are JSON read through `serde_json::Value`; each command this module sends is one
-//! `call` with its parameters written where it is used.
+//! Design decision: a small CDP client on `tokio-tungstenite` rather than `chromiumoxide`. The
+//! callers send a handful of commands (open a tab, navigate, evaluate, screenshot, let, refuse or
+//! answer a request). chromiumoxide 0.9, its browser fetcher left off, pulls no TLS stack, but it
+//! compiles generated bindings of the whole protocol (`chromiumoxide_cdp`, some 110 000 lines) and
+//! brings `async-tungstenite`, `reqwest` and `which` besides: minutes of build on the 2-core CI
+//! machine for types nothing here reads. `tokio-tungstenite`, built without a TLS feature (the
+//! DevTools socket is plain `ws://` on loopback), adds three small crates (`tungstenite`, `sha1`,
+//! itself) to the tokio the workspace already builds. The protocol's messages are JSON read
+//! through `serde_json::Value`; each command this crate sends is one `call` with its parameters
+//! written where it is used.
 //!
 //! The browser (`/usr/bin/chromium`, which `ci/setup` installs, or `$LPT_CHROMIUM`) runs headless
 //! with a temporary profile and home of its own, so no run reads or leaves state elsewhere.
+//! Media plays without a user gesture, and no tab is throttled or suspended for being in the
+//! background: a players run keeps many tabs playing at once, none of them focused.
 //!
-//! Offline: a page reaches no network. Every request a page makes is paused by the CDP `Fetch`
-//! domain and let through only when it stays on this machine (`file:`, `data:`, `blob:`,
-//! `about:`, or HTTP and WebSocket to `localhost`, `127.0.0.1` or `[::1]`); any other fails with
-//! `net::ERR_BLOCKED_BY_CLIENT.Inspector` and is listed by [`Page::blocked`]. Below that, no host
-//! but those three resolves (`--host-resolver-rules`, which Chromium applies to addresses as well
-//! as names, for its own connections as for a page's) and the browser's own background traffic
-//! (component updates, sync, translation, metrics) is switched off. [`Page::requests`] lists
-//! every request the page made and how it ended, from the `Network` domain's events.
+//! Reach: a page reaches no network but this machine and the hosts its [`Browser`] was launched
+//! for ([`Browser::launch_reaching`]; none for [`Browser::launch`]). Every request a page makes is
+//! paused by the CDP `Fetch` domain and let through only when it stays on this machine (`file:`,
+//! `data:`, `blob:`, `about:`, or HTTP and WebSocket to `localhost`, `127.0.0.1` or `[::1]`) or
+//! goes to one of those hosts; any other fails with `net::ERR_BLOCKED_BY_CLIENT.Inspector` and is
+//! listed by [`Page::blocked`]. Below that, no other host resolves (`--host-resolver-rules`, which
+//! Chromium applies to addresses as well as names, for its own connections as for a page's) and
+//! the browser's own background traffic (component updates, sync, translation, metrics) is
+//! switched off. [`Page::requests`] lists every request the page made and how it ended, from the
+//! `Network` domain's events.
+//!
+//! Served documents: [`Browser::serve`] answers requests for a URL from memory (`Fetch.fulfill-
+//! Request`), before any name is resolved, so a page and its scripts need no server and never
+//! touch the disk; the players probe serves its page and hls.js this way.
 //!
 //! Processes: Chromium forks zygotes, renderers, a GPU and a network process, and a crash
 //! handler that detaches itself. All but the crash handler share the browser's process group;
@@ -38,7 +46,7 @@
 //! future and records the page's events as they arrive.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -81,8 +89,8 @@ pub const VIEWPORT: (u32, u32) = (1280, 1024);
 /// How often a wait looks again.
 const POLL: Duration = Duration::from_millis(20);
 
-/// The browser's switches besides its profile: headless, and nothing of its own on the network;
-/// no host resolves but the loopback ones [`stays_on_machine`] lets through.
+/// The browser's switches besides its profile and host rules: headless, nothing of its own on the
+/// network, media that plays unprompted in tabs never throttled for being in the background.
 const SWITCHES: &[&str] = &[
     "--headless=new",
     "--no-sandbox",
@@ -97,11 +105,31 @@ const SWITCHES: &[&str] = &[
     "--disable-default-apps",
     "--disable-domain-reliability",
     "--disable-sync",
-    "--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider",
+    "--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider,LocalNetworkAccessChecks",
     "--metrics-recording-only",
     "--no-pings",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE ::1",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-timer-throttling",
+    "--disable-backgrounding-occluded-windows",
+    "--disable-renderer-backgrounding",
 ];
+
+/// The hosts every browser may reach: this machine's loopback names.
+const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
+
+/// `--host-resolver-rules`: nothing resolves but the loopback hosts and `reach`.
+fn host_resolver_rules(reach: &[String]) -> String {
+    let mut rules = String::from("--host-resolver-rules=MAP * ~NOTFOUND");
+    for host in LOOPBACK_HOSTS
+        .iter()
+        .copied()
+        .chain(reach.iter().map(String::as_str))
+    {
+        rules.push_str(", EXCLUDE ");
+        rules.push_str(host);
+    }
+    rules
+}
 
 /// What went wrong driving the browser.
 #[derive(Debug, thiserror::Error)]
@@ -218,13 +246,20 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Starts Chromium (`$LPT_CHROMIUM`, else [`DEFAULT_CHROMIUM`]) and connects to its DevTools
-    /// socket. Must be called within a tokio runtime. Makes the calling process a child
-    /// subreaper, so that it reaps the browser's orphans on drop (see the module's header).
+    /// Starts Chromium (`$LPT_CHROMIUM`, else [`DEFAULT_CHROMIUM`]), its pages kept on this
+    /// machine, and connects to its DevTools socket. Must be called within a tokio runtime.
+    /// Makes the calling process a child subreaper, so that it reaps the browser's orphans on
+    /// drop (see the module's header).
     pub async fn launch() -> Result<Browser, Error> {
+        Browser::launch_reaching(&[]).await
+    }
+
+    /// [`Browser::launch`], with pages that may also reach the hosts `reach` (names or
+    /// addresses, e.g. the host of the HLS a player reads).
+    pub async fn launch_reaching(reach: &[String]) -> Result<Browser, Error> {
         let path = std::env::var_os(CHROMIUM_ENV)
             .map_or_else(|| PathBuf::from(DEFAULT_CHROMIUM), PathBuf::from);
-        let mut process = BrowserProcess::start(&path)?;
+        let mut process = BrowserProcess::start(&path, reach)?;
         let url = process.devtools_url().await?;
         let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
             .await
@@ -240,6 +275,8 @@ impl Browser {
             pending: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
+            reach: reach.to_vec(),
+            served: Mutex::new(HashMap::new()),
         });
         let tasks = [
             tokio::spawn(write_messages(sink, queue)),
@@ -257,7 +294,12 @@ impl Browser {
     pub async fn open(&self, url: &str) -> Result<Page, Error> {
         let c = &self.connection;
         let target = c
-            .call(None, "Target.createTarget", json!({"url": "about:blank"}))
+            .call(
+                None,
+                "Target.createTarget",
+                // A window of its own: a background tab renders no frames, so it would play none.
+                json!({"url": "about:blank", "newWindow": true}),
+            )
             .await?;
         let target_id = string_field(&target, "Target.createTarget", "targetId")?;
         let attached = c
@@ -290,6 +332,19 @@ impl Browser {
             .await?;
         page.navigate(url).await?;
         Ok(page)
+    }
+
+    /// Answers every request of this browser's pages for `url` (compared without its query and
+    /// fragment) with `body` as `content_type`, from memory: no request leaves the browser and
+    /// no name is resolved. Serving a URL again replaces its document.
+    pub fn serve(&self, url: &str, content_type: &str, body: &[u8]) {
+        let document = Served {
+            content_type: content_type.to_string(),
+            base64: base64::engine::general_purpose::STANDARD
+                .encode(body)
+                .into(),
+        };
+        lock(&self.connection.served).insert(without_query(url).to_string(), document);
     }
 
     /// Every process of this browser now: its process group and its crash handler.
@@ -470,6 +525,22 @@ struct Connection {
     /// What each attached page's events recorded, by session id.
     sessions: Mutex<HashMap<String, Arc<SessionState>>>,
     closed: AtomicBool,
+    /// Hosts besides loopback that pages may reach.
+    reach: Vec<String>,
+    /// Documents answered from memory, by URL without query.
+    served: Mutex<HashMap<String, Served>>,
+}
+
+/// A document [`Browser::serve`] answers with.
+struct Served {
+    content_type: String,
+    /// The body, base64 as `Fetch.fulfillRequest` takes it, encoded once for every request.
+    base64: Arc<str>,
+}
+
+/// `url` without its query and fragment.
+fn without_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
 }
 
 /// What a page's events recorded.
@@ -581,7 +652,24 @@ impl Connection {
             "Fetch.requestPaused" => {
                 let url = text(&p["request"]["url"]);
                 let id = &p["requestId"];
-                if stays_on_machine(&url) {
+                let served = lock(&self.served)
+                    .get(without_query(&url))
+                    .map(|d| (d.content_type.clone(), Arc::clone(&d.base64)));
+                if let Some((content_type, body)) = served {
+                    self.post(
+                        Some(session),
+                        "Fetch.fulfillRequest",
+                        json!({
+                            "requestId": id,
+                            "responseCode": 200,
+                            "responseHeaders": [
+                                {"name": "Content-Type", "value": content_type},
+                                {"name": "Cache-Control", "value": "no-store"},
+                            ],
+                            "body": &*body,
+                        }),
+                    );
+                } else if may_reach(&url, &self.reach) {
                     self.post(
                         Some(session),
                         "Fetch.continueRequest",
@@ -659,34 +747,43 @@ async fn read_messages(connection: Arc<Connection>, mut stream: SplitStream<Sock
 /// WebSocket to one of the loopback hosts the browser's `--host-resolver-rules` leave resolvable
 /// (`localhost`, `127.0.0.1`, `[::1]`).
 pub fn stays_on_machine(url: &str) -> bool {
+    may_reach(url, &[])
+}
+
+/// Whether a page of a browser launched to reach the hosts `reach` may load `url`: what
+/// [`stays_on_machine`] lets through, and HTTP or WebSocket to one of those hosts (a name
+/// compared without case, an address by value).
+pub fn may_reach(url: &str, reach: &[String]) -> bool {
     let Some((scheme, rest)) = url.split_once(':') else {
         return false;
     };
     match scheme.to_ascii_lowercase().as_str() {
         "file" | "data" | "blob" | "about" => true,
-        "http" | "https" | "ws" | "wss" => {
-            let Some(rest) = rest.strip_prefix("//") else {
-                return false;
-            };
-            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-            let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            let host = if let Some(v6) = host_port.strip_prefix('[') {
-                match v6.split_once(']') {
-                    Some((ip, _)) => {
-                        return ip
-                            .parse::<Ipv6Addr>()
-                            .is_ok_and(|ip| ip == Ipv6Addr::LOCALHOST);
-                    }
-                    None => return false,
-                }
-            } else {
-                host_port.split(':').next().unwrap_or("")
-            };
-            host.eq_ignore_ascii_case("localhost")
-                || host
-                    .parse::<Ipv4Addr>()
-                    .is_ok_and(|ip| ip == Ipv4Addr::LOCALHOST)
-        }
+        "http" | "https" | "ws" | "wss" => network_host(rest).is_some_and(|host| {
+            LOOPBACK_HOSTS
+                .iter()
+                .copied()
+                .chain(reach.iter().map(String::as_str))
+                .any(|allowed| same_host(host, allowed))
+        }),
+        _ => false,
+    }
+}
+
+/// The host of a URL's `//authority…` part, an IPv6 address without its brackets.
+fn network_host(rest: &str) -> Option<&str> {
+    let authority = rest.strip_prefix("//")?.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match host_port.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(ip, _)| ip),
+        None => host_port.split(':').next(),
+    }
+}
+
+fn same_host(host: &str, allowed: &str) -> bool {
+    match (host.parse::<IpAddr>(), allowed.parse::<IpAddr>()) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(_), Err(_)) => !host.is_empty() && host.eq_ignore_ascii_case(allowed),
         _ => false,
     }
 }
@@ -700,7 +797,7 @@ struct BrowserProcess {
 }
 
 impl BrowserProcess {
-    fn start(path: &Path) -> Result<BrowserProcess, Error> {
+    fn start(path: &Path, reach: &[String]) -> Result<BrowserProcess, Error> {
         become_subreaper();
         let dir = tempfile::Builder::new()
             .prefix("lpt-chromium-")
@@ -721,6 +818,7 @@ impl BrowserProcess {
         let mut command = Command::new(path);
         command
             .args(SWITCHES)
+            .arg(host_resolver_rules(reach))
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
             // The crash handler's database and any dotfile go to the temporary home.
@@ -1053,8 +1151,69 @@ mod tests {
     }
 
     #[test]
+    fn a_reached_host_is_matched_by_name_without_case_and_by_address_value() {
+        let reach = [
+            "Media.Example.com".to_string(),
+            "10.0.0.7".to_string(),
+            "::2".to_string(),
+        ];
+        for url in [
+            "https://media.example.com/live/a.m3u8",
+            "http://user@MEDIA.example.COM:8443/x",
+            "http://10.0.0.7:8935/stream/a.m3u8",
+            "http://[0:0::2]:80/a.ts",
+        ] {
+            assert!(may_reach(url, &reach), "{url}");
+        }
+        for url in [
+            "https://media.example.com.evil.net/a.m3u8",
+            "http://10.0.0.70/a.m3u8",
+            "http://media.example.com@evil.net/",
+            "http://[::3]/a.ts",
+            "ftp://media.example.com/a",
+        ] {
+            assert!(!may_reach(url, &reach), "{url}");
+        }
+        assert_eq!(
+            host_resolver_rules(&reach),
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE ::1, EXCLUDE Media.Example.com, EXCLUDE 10.0.0.7, EXCLUDE ::2"
+        );
+    }
+
+    /// A page served from memory at a made-up origin loads its script the same way, and reaches
+    /// a loopback address outside the three only when the browser was launched for it.
+    #[tokio::test]
+    async fn served_documents_load_from_memory_and_reach_is_per_browser() {
+        let other = svg_server("127.0.0.2");
+        let page_url = "http://page.lpt.localhost/index.html";
+        let html = format!(
+            r#"<!DOCTYPE html><html><head><script src="/app.js"></script></head><body>
+<img src="http://127.0.0.2:{other}/a.svg"></body></html>"#
+        );
+        for (reach, width) in [(vec![], 0), (vec!["127.0.0.2".to_string()], 40)] {
+            let browser = Browser::launch_reaching(&reach).await.unwrap();
+            browser.serve(page_url, "text/html", html.as_bytes());
+            browser.serve(
+                "http://page.lpt.localhost/app.js",
+                "text/javascript",
+                b"document.title = 'served';",
+            );
+            let page = browser.open(&format!("{page_url}?q=1")).await.unwrap();
+            assert_eq!(
+                page.eval::<String>("document.title").await.unwrap(),
+                "served"
+            );
+            let widths: Vec<u32> = page
+                .eval("[...document.images].map(i => i.complete ? i.naturalWidth : -1)")
+                .await
+                .unwrap();
+            assert_eq!(widths, [width], "reach {reach:?}: {:#?}", page.requests());
+        }
+    }
+
+    #[test]
     fn a_missing_chromium_says_to_run_ci_setup() {
-        let err = match BrowserProcess::start(Path::new("/nonexistent/chromium")) {
+        let err = match BrowserProcess::start(Path::new("/nonexistent/chromium"), &[]) {
             Ok(_) => panic!("a missing binary started"),
             Err(e) => e,
         };
