@@ -595,6 +595,44 @@ record_kind! {
     }
 }
 
+record_kind! {
+    /// One Low-Latency HLS part (`#EXT-X-PART`) the stream probe read as it appeared, with its
+    /// latency from the frame stamps.
+    PartRecord, PartColumns, tag = "part", version = 1, {
+        /// When its last byte arrived (unix ms).
+        t_ms: i64,
+        /// Workload name.
+        workload: String,
+        /// Stream key.
+        stream: String,
+        /// Rendition name.
+        rendition: String,
+        /// Media sequence number of its parent segment.
+        msn: u64,
+        /// Its position among its parent segment's parts, from 0.
+        part: u32,
+        /// Downloaded whole and, when decoded, its pictures read.
+        ok: bool,
+        /// Why `ok` is false.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// Requested from the playlist's preload hint before it was listed.
+        hinted: bool,
+        /// Its `DURATION` (seconds).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_s: Option<f64>,
+        /// From its request to its last byte (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        download_ms: Option<f64>,
+        /// Bytes received.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bytes: Option<u64>,
+        /// Its last byte's arrival − the send time of its first stamped frame (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        part_latency_ms: Option<f64>,
+    }
+}
+
 /// Any record, as read back from a journal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -618,6 +656,8 @@ pub enum Record {
     Violation(ViolationRecord),
     /// What a browser player saw.
     Player(PlayerRecord),
+    /// A Low-Latency HLS part read.
+    Part(PartRecord),
 }
 
 macro_rules! record_from {
@@ -639,11 +679,12 @@ record_from!(
     Chaos(ChaosRecord),
     Recovery(RecoveryRecord),
     Violation(ViolationRecord),
-    Player(PlayerRecord)
+    Player(PlayerRecord),
+    Part(PartRecord)
 );
 
 /// Every record kind's wire tag, in the order `records.parquet` stacks them.
-pub const RECORD_TYPES: [&str; 10] = [
+pub const RECORD_TYPES: [&str; 11] = [
     SegmentRecord::TYPE,
     CheckRecord::TYPE,
     QualitySample::TYPE,
@@ -654,6 +695,7 @@ pub const RECORD_TYPES: [&str; 10] = [
     RecoveryRecord::TYPE,
     ViolationRecord::TYPE,
     PlayerRecord::TYPE,
+    PartRecord::TYPE,
 ];
 
 impl Record {
@@ -670,6 +712,7 @@ impl Record {
             Record::Recovery(_) => RecoveryRecord::TYPE,
             Record::Violation(_) => ViolationRecord::TYPE,
             Record::Player(_) => PlayerRecord::TYPE,
+            Record::Part(_) => PartRecord::TYPE,
         }
     }
 
@@ -693,6 +736,7 @@ impl Record {
             RecoveryRecord::TYPE => Record::Recovery(typed(text, v)?),
             ViolationRecord::TYPE => Record::Violation(typed(text, v)?),
             PlayerRecord::TYPE => Record::Player(typed(text, v)?),
+            PartRecord::TYPE => Record::Part(typed(text, v)?),
             other => return Err(RecordParseError::UnknownType(other.to_string())),
         })
     }
@@ -710,6 +754,7 @@ impl Record {
             Record::Recovery(r) => write_line(r, out),
             Record::Violation(r) => write_line(r, out),
             Record::Player(r) => write_line(r, out),
+            Record::Part(r) => write_line(r, out),
         }
     }
 }
@@ -752,6 +797,7 @@ pub fn kind_schemas() -> [Schema; RECORD_TYPES.len()] {
         RecoveryRecord::schema(),
         ViolationRecord::schema(),
         PlayerRecord::schema(),
+        PartRecord::schema(),
     ]
 }
 

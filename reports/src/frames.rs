@@ -39,6 +39,8 @@ pub struct RecordFrames {
     pub violations: DataFrame,
     /// `player` records: what each browser player saw.
     pub players: DataFrame,
+    /// `part` records: Low-Latency HLS parts read.
+    pub parts: DataFrame,
 }
 
 #[derive(Default)]
@@ -53,6 +55,7 @@ struct Builders {
     recovery: RecoveryColumns,
     violations: ViolationColumns,
     players: PlayerColumns,
+    parts: PartColumns,
 }
 
 impl Builders {
@@ -68,6 +71,7 @@ impl Builders {
             Record::Recovery(r) => self.recovery.push(r),
             Record::Violation(r) => self.violations.push(r),
             Record::Player(r) => self.players.push(r),
+            Record::Part(r) => self.parts.push(r),
         }
     }
 
@@ -113,6 +117,10 @@ impl Builders {
                 .players
                 .finish()
                 .map_err(ReportError::polars("player table"))?,
+            parts: self
+                .parts
+                .finish()
+                .map_err(ReportError::polars("part table"))?,
         })
     }
 }
@@ -162,6 +170,7 @@ impl RecordFrames {
             (RecoveryRecord::TYPE, &self.recovery),
             (ViolationRecord::TYPE, &self.violations),
             (PlayerRecord::TYPE, &self.players),
+            (PartRecord::TYPE, &self.parts),
         ]
     }
 

@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use observation::record::{
-    CheckRecord, PlayerRecord, QualitySample, Record, RecordKind, SegmentRecord, ViolationRecord,
+    CheckRecord, PartRecord, PlayerRecord, QualitySample, Record, RecordKind, SegmentRecord,
+    ViolationRecord,
 };
 use probes::players::StreamPlayers;
 use probes::quality::QualitySampler;
 use probes::{
-    CheckObservation, CheckOptions, PlayerEvent, PlayerObservation, ProbeObserver,
+    CheckObservation, CheckOptions, PartObservation, PlayerEvent, PlayerObservation, ProbeObserver,
     PublishObservation, PublishPhase, QualityObservation, ReplaySource, SegmentObservation,
     StallObservation, StreamProbe, StreamProbeConfig, ViolationObservation,
 };
@@ -213,6 +214,24 @@ impl ProbeObserver for MetricsObserver {
             line: v.line,
             detail: v.detail.clone(),
             occurrences: 1,
+        });
+    }
+
+    fn part(&self, p: &PartObservation) {
+        self.observe(PartRecord {
+            t_ms: p.download_finished_unix_ms,
+            workload: self.workload.clone(),
+            stream: p.stream_key.clone(),
+            rendition: p.rendition.clone(),
+            msn: p.msn,
+            part: u32::try_from(p.index).unwrap_or(u32::MAX),
+            ok: p.success,
+            error: p.failure.clone(),
+            hinted: p.hinted,
+            duration_s: Some(p.duration_secs),
+            download_ms: Some((p.download_finished_unix_ms - p.download_started_unix_ms) as f64),
+            bytes: Some(p.bytes),
+            part_latency_ms: p.part_latency_ms,
         });
     }
 
