@@ -123,10 +123,6 @@ impl Players {
         Ok(Players { browser, options })
     }
 
-    pub fn options(&self) -> &PlayerOptions {
-        &self.options
-    }
-
     /// The browser's processes now (what the players cost is read from them).
     pub fn processes(&self) -> std::collections::BTreeSet<u32> {
         self.browser.processes()

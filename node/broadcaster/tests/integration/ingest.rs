@@ -19,6 +19,23 @@ async fn ffmpeg_publishes_and_ffmpeg_reads_the_source_rendition_back() {
         master.contains("RESOLUTION=640x360\nkey/source.m3u8"),
         "{master}"
     );
+    // Web players on any origin may read every answer, as go-livepeer's lpms vidplayer allows.
+    for (path, status) in [
+        ("stream/key.m3u8", 200),
+        ("stream/key/source.m3u8", 200),
+        ("stream/key/source/0.ts", 200),
+        ("stream/nokey.m3u8", 404),
+    ] {
+        let resp = reqwest::get(format!("{base}/{path}")).await.expect("GET");
+        assert_eq!(resp.status().as_u16(), status, "{path}");
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());
+        assert_eq!(header("access-control-allow-origin"), Some("*"), "{path}");
+        assert_eq!(
+            header("access-control-expose-headers"),
+            Some("Content-Length"),
+            "{path}"
+        );
+    }
     let (_, media) = get_text(&format!("{base}/stream/key/source.m3u8")).await;
     assert!(media.contains("#EXT-X-TARGETDURATION:2\n"), "{media}");
     assert!(media.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "{media}");
