@@ -129,6 +129,8 @@ const VIOLATION_TAGS: &[&str] = &[
 
 /// Tags of what a browser player saw.
 const PLAYER_TAGS: &[&str] = &["workload", "stream", "rendition", "sessions"];
+/// Tags of a pool transcoder's reconciliation.
+const POOL_TAGS: &[&str] = &["orchestrator", "transcoder"];
 
 const fn journal(record: &'static str, column: &'static str) -> Option<JournalColumn> {
     Some(JournalColumn {
@@ -227,6 +229,96 @@ pub const CATALOG: &[MetricDef] = &[
         tags: SEGMENT_TAGS,
         journal: journal("part", "ok"),
         description: "Low-Latency HLS parts downloaded whole (and, decoded, their pictures read)",
+    },
+    MetricDef {
+        name: "pool_accounting_error",
+        kind: Trend,
+        unit: Plain,
+        better: Lower,
+        tags: POOL_TAGS,
+        journal: journal("pool", "accounting_error"),
+        description: "per pool transcoder: |pixels the orchestrator paid − pixels the probe decoded| ÷ the probe's, over the renditions both saw",
+    },
+    MetricDef {
+        name: "pool_claim_error",
+        kind: Trend,
+        unit: Plain,
+        better: Lower,
+        tags: POOL_TAGS,
+        journal: journal("pool", "claim_error"),
+        description: "per pool transcoder: (pixels it claimed − pixels the probe decoded) ÷ the probe's; above 0 when it inflates its counts",
+    },
+    MetricDef {
+        name: "payout_share",
+        kind: Trend,
+        unit: Plain,
+        better: Neither,
+        tags: POOL_TAGS,
+        journal: journal("pool", "payout_share"),
+        description: "per pool transcoder: its fraction of the orchestrator's payouts for the window",
+    },
+    MetricDef {
+        name: "realtime_ratio",
+        kind: Trend,
+        unit: Plain,
+        better: Higher,
+        tags: POOL_TAGS,
+        journal: journal("pool", "realtime_ratio"),
+        description: "per pool transcoder: media seconds transcoded per wall second, as its orchestrator measured it",
+    },
+    MetricDef {
+        name: "transcoder_segments",
+        kind: Counter,
+        unit: Plain,
+        better: Neither,
+        tags: POOL_TAGS,
+        journal: journal("pool", "segments"),
+        description: "answers an orchestrator accepted from each pool transcoder",
+    },
+    MetricDef {
+        name: "refused_segments",
+        kind: Counter,
+        unit: Plain,
+        better: Lower,
+        tags: POOL_TAGS,
+        journal: journal("pool", "refused"),
+        description: "pool transcoders' answers refused by the orchestrator's spot checks (and redone elsewhere)",
+    },
+    MetricDef {
+        name: "transcoder_lost_segments",
+        kind: Counter,
+        unit: Plain,
+        better: Lower,
+        tags: POOL_TAGS,
+        journal: journal("pool", "lost"),
+        description: "segments a pool transcoder went away with (disconnected mid-segment, or past its orchestrator's task deadline)",
+    },
+    MetricDef {
+        name: "bad_segments_delivered",
+        kind: Counter,
+        unit: Plain,
+        better: Lower,
+        tags: POOL_TAGS,
+        journal: journal("pool", "bad_segments_delivered"),
+        description: "renditions a pool transcoder made, its orchestrator accepted and the probe found bad",
+    },
+    MetricDef {
+        name: "cheater_detected_after",
+        kind: Trend,
+        unit: Plain,
+        better: Lower,
+        tags: POOL_TAGS,
+        journal: journal("pool", "cheater_detected_after"),
+        description: "a pool transcoder's answers up to and including the first its orchestrator's check refused",
+    },
+    MetricDef {
+        name: "check_cost",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: POOL_TAGS,
+        journal: journal("pool", "check_ms"),
+        description: "mean time an orchestrator spent spot-checking one answer of a pool transcoder",
     },
     MetricDef {
         name: "player_success",
@@ -539,6 +631,7 @@ pub const TAG_KEYS: &[&str] = &[
     "sessions",
     "severity",
     "stream",
+    "transcoder",
     "workload",
 ];
 

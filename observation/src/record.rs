@@ -283,6 +283,9 @@ record_kind! {
         /// Decoded height (px).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         height: Option<u32>,
+        /// Frames decoded: with width and height, the pixels a transcoder was paid for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        frames: Option<u64>,
     }
 }
 
@@ -633,6 +636,61 @@ record_kind! {
     }
 }
 
+record_kind! {
+    /// One remote transcoder of an embedded orchestrator's pool, reconciled at the end of a run:
+    /// the pixels the stream probe counted in the renditions it pulled against the pixels the
+    /// orchestrator's ledger counted (what it paid) and the transcoder claimed, its payout share,
+    /// its speed, and what its spot checks found.
+    PoolRecord, PoolColumns, tag = "pool", version = 1, {
+        /// When the run's pool was reconciled (unix ms).
+        t_ms: i64,
+        /// The orchestrator, as the stack names it (`orchestrator-0`).
+        orchestrator: String,
+        /// The transcoder, by the name it registered with (`transcoder-0-1`).
+        transcoder: String,
+        /// Answers accepted.
+        segments: u64,
+        /// Answers refused by a spot check (redone elsewhere).
+        refused: u64,
+        /// Answers spot-checked (refused ones included).
+        checked: u64,
+        /// Segments it was given and went away with (disconnected, or past the task deadline).
+        lost: u64,
+        /// Renditions it made that the probe pulled and decoded.
+        matched: u64,
+        /// Pixels of those renditions as the probe decoded them.
+        probe_pixels: u64,
+        /// Their pixels as the orchestrator counted (and billed and paid) them.
+        counted_pixels: u64,
+        /// Their pixels as the transcoder claimed them.
+        claimed_pixels: u64,
+        /// |counted − probe| ÷ probe: 0 when the ledger is exact.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        accounting_error: Option<f64>,
+        /// (claimed − probe) ÷ probe: above 0 when the transcoder inflates its pixels.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        claim_error: Option<f64>,
+        /// Its fraction of the window's payouts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payout_share: Option<f64>,
+        /// What it is paid for the window, wei (decimal).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payout_wei: Option<String>,
+        /// Media seconds per wall second over its answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        realtime_ratio: Option<f64>,
+        /// Mean time the orchestrator spent checking one of its answers (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        check_ms: Option<f64>,
+        /// Its answers up to and including the first one a check refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cheater_detected_after: Option<u64>,
+        /// Renditions it made, accepted by the orchestrator, that the probe found bad (failed
+        /// segment or a failed check).
+        bad_segments_delivered: u64,
+    }
+}
+
 /// Any record, as read back from a journal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -658,6 +716,8 @@ pub enum Record {
     Player(PlayerRecord),
     /// A Low-Latency HLS part read.
     Part(PartRecord),
+    /// A pool transcoder reconciled.
+    Pool(PoolRecord),
 }
 
 macro_rules! record_from {
@@ -680,11 +740,12 @@ record_from!(
     Recovery(RecoveryRecord),
     Violation(ViolationRecord),
     Player(PlayerRecord),
-    Part(PartRecord)
+    Part(PartRecord),
+    Pool(PoolRecord)
 );
 
 /// Every record kind's wire tag, in the order `records.parquet` stacks them.
-pub const RECORD_TYPES: [&str; 11] = [
+pub const RECORD_TYPES: [&str; 12] = [
     SegmentRecord::TYPE,
     CheckRecord::TYPE,
     QualitySample::TYPE,
@@ -696,6 +757,7 @@ pub const RECORD_TYPES: [&str; 11] = [
     ViolationRecord::TYPE,
     PlayerRecord::TYPE,
     PartRecord::TYPE,
+    PoolRecord::TYPE,
 ];
 
 impl Record {
@@ -713,6 +775,7 @@ impl Record {
             Record::Violation(_) => ViolationRecord::TYPE,
             Record::Player(_) => PlayerRecord::TYPE,
             Record::Part(_) => PartRecord::TYPE,
+            Record::Pool(_) => PoolRecord::TYPE,
         }
     }
 
@@ -737,6 +800,7 @@ impl Record {
             ViolationRecord::TYPE => Record::Violation(typed(text, v)?),
             PlayerRecord::TYPE => Record::Player(typed(text, v)?),
             PartRecord::TYPE => Record::Part(typed(text, v)?),
+            PoolRecord::TYPE => Record::Pool(typed(text, v)?),
             other => return Err(RecordParseError::UnknownType(other.to_string())),
         })
     }
@@ -755,6 +819,7 @@ impl Record {
             Record::Violation(r) => write_line(r, out),
             Record::Player(r) => write_line(r, out),
             Record::Part(r) => write_line(r, out),
+            Record::Pool(r) => write_line(r, out),
         }
     }
 }
@@ -798,6 +863,7 @@ pub fn kind_schemas() -> [Schema; RECORD_TYPES.len()] {
         ViolationRecord::schema(),
         PlayerRecord::schema(),
         PartRecord::schema(),
+        PoolRecord::schema(),
     ]
 }
 

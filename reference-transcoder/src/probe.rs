@@ -163,6 +163,49 @@ pub fn probe_file(path: &Path) -> Result<MediaInfo, DecodeError> {
     decode_file(path, |_| {})
 }
 
+/// A video stream's frames as its container lists them, read without decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerFrames {
+    /// Coded width and height the stream declares.
+    pub width: u32,
+    pub height: u32,
+    /// Video packets, one per frame in MPEG-TS as every muxer we meet writes it.
+    pub frames: u64,
+}
+
+/// Counts the video frames of segment bytes by demuxing only: what an orchestrator bills by, at
+/// a small fraction of a decode's cost. The dimensions are the stream's declared ones; whether
+/// the pictures really are that size and count is a decode's to prove ([`decode_bytes`]).
+pub fn count_frames(data: Vec<u8>) -> Result<ContainerFrames, DecodeError> {
+    let mut memory = open_container(data)?;
+    let input = memory.input();
+    let stream = input
+        .streams()
+        .best(ffmpeg_next::media::Type::Video)
+        .ok_or(DecodeError::NoVideoStream)?;
+    let index = stream.index();
+    // SAFETY: the parameters pointer is owned by the stream, valid while `input` is.
+    let (width, height) = unsafe {
+        let parameters = stream.parameters().as_ptr();
+        ((*parameters).width, (*parameters).height)
+    };
+    let mut frames = 0u64;
+    loop {
+        // A fresh packet per read: av_read_frame does not unref its target.
+        let mut packet = ffmpeg_next::Packet::empty();
+        match packet.read(input) {
+            Ok(()) => frames += u64::from(packet.stream() == index),
+            // A demuxer error ends the input with what was read, as decoding does here.
+            Err(_) => break,
+        }
+    }
+    Ok(ContainerFrames {
+        width: u32::try_from(width).unwrap_or(0),
+        height: u32::try_from(height).unwrap_or(0),
+        frames,
+    })
+}
+
 /// How this module decodes: one input at a time, so frame threads; a demuxer error ends the
 /// input with what was read.
 const OPTIONS: DecodeOptions = DecodeOptions {

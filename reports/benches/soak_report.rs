@@ -277,6 +277,7 @@ fn main() -> Result<(), ReportError> {
                     bitrate_kbps: ok.then_some(400.0 * (ri as f64 + 1.0)),
                     width: Some([426, 640, 1280][ri]),
                     height: Some([240, 360, 720][ri]),
+                    frames: None,
                 })?;
                 segment_records += 1;
                 if seq % 10 != 0 && ok {

@@ -41,6 +41,8 @@ pub struct RecordFrames {
     pub players: DataFrame,
     /// `part` records: Low-Latency HLS parts read.
     pub parts: DataFrame,
+    /// `pool` records: each pool transcoder reconciled.
+    pub pool: DataFrame,
 }
 
 #[derive(Default)]
@@ -56,6 +58,7 @@ struct Builders {
     violations: ViolationColumns,
     players: PlayerColumns,
     parts: PartColumns,
+    pool: PoolColumns,
 }
 
 impl Builders {
@@ -72,6 +75,7 @@ impl Builders {
             Record::Violation(r) => self.violations.push(r),
             Record::Player(r) => self.players.push(r),
             Record::Part(r) => self.parts.push(r),
+            Record::Pool(r) => self.pool.push(r),
         }
     }
 
@@ -121,6 +125,10 @@ impl Builders {
                 .parts
                 .finish()
                 .map_err(ReportError::polars("part table"))?,
+            pool: self
+                .pool
+                .finish()
+                .map_err(ReportError::polars("pool table"))?,
         })
     }
 }
@@ -171,6 +179,7 @@ impl RecordFrames {
             (ViolationRecord::TYPE, &self.violations),
             (PlayerRecord::TYPE, &self.players),
             (PartRecord::TYPE, &self.parts),
+            (PoolRecord::TYPE, &self.pool),
         ]
     }
 

@@ -376,6 +376,7 @@ mod tests {
             bitrate_kbps: None,
             width: None,
             height: None,
+            frames: None,
         }
         .into()
     }

@@ -481,6 +481,8 @@ async fn run_phase(
             pixels_per_unit: 1,
             prices: Vec::new(),
             faults: None,
+            pool: None,
+            transcoder_faults: Default::default(),
         },
         ladder: reference_transcoder::ladder::parse_ladder(LADDER)?,
         deposit_wei: 10u128.pow(18),

@@ -139,6 +139,13 @@ pub enum NodeCommand {
         /// Segments transcoded at once.
         #[arg(long, default_value_t = 1)]
         capacity: usize,
+        /// A name sent to the orchestrator with the registration (1 to 64 of [A-Za-z0-9._-]).
+        #[arg(long)]
+        name: Option<String>,
+        /// Fault switches, a JSON object such as '{"inflate_pixels": 3.0}' (keys:
+        /// degrade_quality, wrong_stream, inflate_pixels, realtime_ratio, disconnect_after).
+        #[arg(long, value_name = "JSON")]
+        faults: Option<String>,
     },
     /// The broadcaster: RTMP ingest, segmenting, paid orchestrator sessions, HLS output.
     Broadcaster {
@@ -343,10 +350,16 @@ fn run_node(node: NodeCommand) -> anyhow::Result<()> {
             orchestrator,
             secret_env,
             capacity,
+            name,
+            faults,
         } => tokio::runtime::Runtime::new()?.block_on(crate::node_cmd::transcoder(
-            &orchestrator,
-            &secret_env,
-            capacity,
+            crate::node_cmd::TranscoderArgs {
+                orchestrator: &orchestrator,
+                secret_env: &secret_env,
+                capacity,
+                name: name.as_deref(),
+                faults: faults.as_deref(),
+            },
         )),
     }
 }

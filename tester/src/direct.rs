@@ -259,6 +259,7 @@ impl DirectObserver for DirectMetrics {
                     .map(|r| r.bytes as f64 * 8.0 / s.duration_ms),
                 width: rendition.and_then(|r| r.width),
                 height: rendition.and_then(|r| r.height),
+                frames: None,
             });
             for check in rendition.iter().flat_map(|r| &r.checks) {
                 self.inner.check(check);

@@ -17,6 +17,7 @@ pub mod logging;
 pub mod metrics;
 pub mod node_cmd;
 pub mod output;
+pub mod pool;
 pub mod progress;
 pub mod publish;
 pub mod report;

@@ -97,25 +97,105 @@ async fn run_orchestrator(config: node_orchestrator::OrchestratorConfig) -> anyh
     }
 }
 
-pub async fn transcoder(
-    orchestrator: &str,
-    secret_env: &str,
-    capacity: usize,
-) -> anyhow::Result<()> {
+/// What `lpt node transcoder` was given.
+#[derive(Debug, Clone, Copy)]
+pub struct TranscoderArgs<'a> {
+    /// The orchestrator's service URI.
+    pub orchestrator: &'a str,
+    /// The environment variable holding the shared secret.
+    pub secret_env: &'a str,
+    /// Segments transcoded at once.
+    pub capacity: usize,
+    /// The name sent with the registration.
+    pub name: Option<&'a str>,
+    /// Fault switches as a JSON object (`TranscoderFaults`).
+    pub faults: Option<&'a str>,
+}
+
+/// The transcoder's settings from its arguments and secret; a bad name or fault switch is an
+/// error naming it.
+pub fn transcoder_config(
+    args: TranscoderArgs<'_>,
+    secret: &str,
+) -> anyhow::Result<node_orchestrator::TranscoderConfig> {
+    let faults = match args.faults {
+        Some(json) => node_orchestrator::transcoder_faults::TranscoderFaults::from_json(json)
+            .context("--faults")?,
+        None => Default::default(),
+    };
+    let config = node_orchestrator::TranscoderConfig {
+        capacity: args.capacity,
+        name: args.name.map(str::to_string),
+        faults,
+        ..node_orchestrator::TranscoderConfig::new(args.orchestrator, secret)
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+pub async fn transcoder(args: TranscoderArgs<'_>) -> anyhow::Result<()> {
+    let secret_env = args.secret_env;
     let secret = std::env::var(secret_env).with_context(|| {
         format!("the transcoder secret is read from ${secret_env}, which is not set")
     })?;
+    let config = transcoder_config(args, &secret)?;
+    if config.faults.any() {
+        tracing::warn!(faults = ?config.faults, "fault switches on: this transcoder misbehaves on purpose");
+    }
     reference_transcoder::tune_allocator_for_transcoding();
-    let config = node_orchestrator::TranscoderConfig {
-        capacity,
-        ..node_orchestrator::TranscoderConfig::new(orchestrator, &secret)
-    };
     let stop = StopSignals::install()?;
-    announce_ready(
-        json!({ "event": "ready", "role": "transcoder", "orchestrator": orchestrator }),
-    )?;
+    announce_ready(json!({
+        "event": "ready",
+        "role": "transcoder",
+        "orchestrator": args.orchestrator,
+        "name": config.name,
+    }))?;
     tokio::select! {
         result = node_orchestrator::run_transcoder(config) => result,
         () = stop.wait() => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(name: Option<&'static str>, faults: Option<&'static str>) -> TranscoderArgs<'static> {
+        TranscoderArgs {
+            orchestrator: "https://127.0.0.1:8935",
+            secret_env: "LPT_TRANSCODER_SECRET",
+            capacity: 2,
+            name,
+            faults,
+        }
+    }
+
+    #[test]
+    fn transcoder_flags_make_its_config() {
+        let config = transcoder_config(
+            args(Some("gpu-box.1"), Some(r#"{"inflate_pixels": 3.0}"#)),
+            "s",
+        )
+        .unwrap();
+        assert_eq!(config.capacity, 2);
+        assert_eq!(config.name.as_deref(), Some("gpu-box.1"));
+        assert_eq!(config.faults.inflate_pixels, 3.0);
+        let honest = transcoder_config(args(None, None), "s").unwrap();
+        assert!(honest.name.is_none() && !honest.faults.any());
+    }
+
+    #[test]
+    fn bad_transcoder_flags_are_refused_by_name() {
+        for (name, faults, needle) in [
+            (None, Some(r#"{"inflate_pixels": 0.5}"#), "inflate_pixels"),
+            (None, Some(r#"{"slow": true}"#), "slow"),
+            (Some("no spaces"), None, "no spaces"),
+        ] {
+            let err = format!(
+                "{:#}",
+                transcoder_config(args(name, faults), "s").unwrap_err()
+            );
+            assert!(err.contains(needle), "{err}");
+        }
     }
 }

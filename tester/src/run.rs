@@ -24,7 +24,9 @@ use crate::metrics::Tags;
 use crate::metrics::prometheus::MetricsListener;
 use crate::output::Terminal;
 use crate::scenario::Sampling;
-use crate::scenario::{self, DirectPayment, Executor, Scenario, Source, Target, Workload};
+use crate::scenario::{
+    self, DirectPayment, Executor, Scenario, Source, StackNode, Target, Workload,
+};
 use crate::stack::embedded::{current_lpt, stack_dir};
 use crate::stack::{EmbeddedStack, StackOptions};
 use crate::streams::{DeliveredPixels, MetricsObserver, ProbeRunner, StreamTarget};
@@ -506,6 +508,10 @@ async fn execute(
     if let (Some(stack), Some((occurrences, from_block))) = (&stack, chaos) {
         measure_chaos(stack, &occurrences, from_block, registry, journal).await;
     }
+    if let Some(stack) = &stack {
+        // After the payments are settled: the payouts share what was redeemed.
+        reconcile_pool(stack, registry, journal).await;
+    }
     if let Some(stack) = stack {
         stack.nodes.stop().await;
     }
@@ -601,6 +607,85 @@ async fn measure_chaos(
             warn!("cannot journal a recovery record: {error}");
         }
     }
+}
+
+/// Reconciles every remote transcoder of the stack's orchestrators (see [`crate::pool`]) into
+/// `pool` records; a stack without remote transcoders has none.
+async fn reconcile_pool(stack: &RunningStack, registry: &Registry, journal: &JournalWriter) {
+    let ledgers = stack.nodes.pool_ledgers();
+    if ledgers.is_empty() {
+        return;
+    }
+    let (segments, checks) = match journaled_segments_and_checks(journal) {
+        Ok(read) => read,
+        Err(error) => {
+            warn!("cannot read the segments back to reconcile the pool: {error:#}");
+            return;
+        }
+    };
+    let pulled = crate::pool::pulled_segments(&segments, &checks);
+    let now = probes::clock::now_unix_ms() as i64;
+    for (index, path) in ledgers.iter().enumerate() {
+        let orchestrator = StackNode::Orchestrator(index as u32).to_string();
+        let entries = match crate::pool::read_ledger(path) {
+            Ok(entries) => entries,
+            Err(error) => {
+                warn!("cannot read {orchestrator}'s pool ledger: {error:#}");
+                continue;
+            }
+        };
+        let uri = &stack.nodes.endpoints.orchestrators[index];
+        let views = match crate::pool::read_pool(uri, stack.nodes.status_token()).await {
+            Ok(pool) => {
+                // Beside the ledger: the totals and payouts the orchestrator ended the run with.
+                let kept = path.with_file_name("pool.json");
+                if let Err(error) =
+                    std::fs::write(&kept, serde_json::to_vec_pretty(&pool).unwrap_or_default())
+                {
+                    warn!("cannot write {}: {error}", kept.display());
+                }
+                crate::pool::pool_views(&pool)
+            }
+            Err(error) => {
+                warn!("cannot read {orchestrator}'s payouts: {error:#}");
+                Default::default()
+            }
+        };
+        for record in crate::pool::reconcile(&orchestrator, &entries, &pulled, &views, now) {
+            // Every transcoder counts, zero included, so `count == 0` judges the pool.
+            let tags = observation::sample::record_tags(&record);
+            for counter in observation::metric::CATALOG.iter().filter(|def| {
+                def.kind == observation::metric::MetricKind::Counter
+                    && def.journal.is_some_and(|j| j.record == "pool")
+            }) {
+                registry.add(counter.name, &tags, 0.0);
+            }
+            registry.add_record(&record, &Tags::new());
+            if let Err(error) = journal.append(record) {
+                warn!("cannot journal a pool record: {error}");
+            }
+        }
+    }
+}
+
+/// Every segment and check record the run has journaled so far.
+fn journaled_segments_and_checks(
+    journal: &JournalWriter,
+) -> anyhow::Result<(
+    Vec<observation::record::SegmentRecord>,
+    Vec<observation::record::CheckRecord>,
+)> {
+    journal.flush()?;
+    let mut reader = reports::JournalReader::open(journal.path())?;
+    let (mut segments, mut checks) = (Vec::new(), Vec::new());
+    while let Some(record) = reader.next_record()? {
+        match record {
+            observation::record::Record::Segment(segment) => segments.push(segment),
+            observation::record::Record::Check(check) => checks.push(check),
+            _ => {}
+        }
+    }
+    Ok((segments, checks))
 }
 
 /// Every segment record the run has journaled so far.

@@ -405,6 +405,7 @@ fn rendered_run(dir: &Path, run: &'static str, tests: Vec<Tested>, t0_ms: i64) -
                         bitrate_kbps: ok.then_some(480.0),
                         width: ok.then_some(640),
                         height: ok.then_some(360),
+                        frames: None,
                     };
                     journal.append(record).unwrap();
                 }

@@ -199,6 +199,7 @@ fn segment(orch: &str, stream: &str, seq: u64, ok: bool) -> SegmentRecord {
         bitrate_kbps: Some(400.0),
         width: Some(426),
         height: Some(240),
+        frames: None,
     }
 }
 

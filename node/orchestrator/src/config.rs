@@ -74,6 +74,8 @@ pub struct OrchestratorConfig {
     pub transcode: TranscodeConfig,
     /// Fault switches in force at start.
     pub faults: FaultConfig,
+    /// Remote transcoders as a pool: ledger, payouts, spot checks.
+    pub pool: crate::pool::PoolConfig,
     /// Bearer token of the admin endpoint (`/admin/faults`); absent disables it. It also shows
     /// `/status` in full.
     pub admin_token: Option<Secret>,
@@ -100,6 +102,7 @@ impl Default for OrchestratorConfig {
             limits: LimitsConfig::default(),
             transcode: TranscodeConfig::default(),
             faults: FaultConfig::default(),
+            pool: crate::pool::PoolConfig::default(),
             admin_token: None,
             status_token: None,
             transcoder_secret: None,
@@ -403,6 +406,9 @@ impl OrchestratorConfig {
                 key: "payments.chain_timeout_ms",
                 reason: "must be at least 1".into(),
             });
+        }
+        if let Some((key, reason)) = self.pool.invalid() {
+            return Err(ConfigError::Invalid { key, reason });
         }
         if self.io_threads == Some(0) {
             return Err(ConfigError::Invalid {

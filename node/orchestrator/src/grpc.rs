@@ -17,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::node::Node;
+use crate::transcoder::{TRANSCODER_NAME_METADATA, check_transcoder_name};
 
 /// `net.Orchestrator`.
 #[derive(Debug, Clone)]
@@ -56,13 +57,28 @@ impl Transcoder for TranscoderService {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<Self::RegisterTranscoderStream>, Status> {
+        let name = match request.metadata().get(TRANSCODER_NAME_METADATA) {
+            Some(value) => {
+                let name = value.to_str().map_err(|_| {
+                    Status::invalid_argument(format!("{TRANSCODER_NAME_METADATA}: not ASCII"))
+                })?;
+                check_transcoder_name(name)
+                    .map_err(|err| Status::invalid_argument(err.to_string()))?;
+                Some(name.to_string())
+            }
+            None => None,
+        };
         let req = request.into_inner();
         match &self.0.config.transcoder_secret {
             Some(secret) if secret.matches(req.secret.as_bytes()) => {}
             _ => return Err(Status::permission_denied("invalid transcoder secret")),
         }
         let capacity = usize::try_from(req.capacity.clamp(1, 64)).unwrap_or(1);
-        let (id, stream) = self.0.remote.register(capacity);
+        let (id, stream) = self
+            .0
+            .remote
+            .register(capacity, name.as_deref())
+            .map_err(|dropped| Status::permission_denied(dropped.to_string()))?;
         let node = self.0.clone();
         tokio::spawn(async move { node.remote.watch(id).await });
         Ok(Response::new(ReceiverStream::new(stream)))

@@ -78,6 +78,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/transcodeResults", post(transcode_results))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
+        .route("/pool", get(pool))
         .route("/healthz", get(|| async { "ok" }))
         .route("/admin/faults", get(get_faults).put(put_faults))
         .with_state(node)
@@ -592,9 +593,54 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
                 pending: redemptions.pending,
                 unconfirmed: redemptions.unconfirmed,
             },
-        ),
+        ) + &crate::pool::render_metrics(&node.remote.ledger().totals(), &node.remote.live()),
     )
         .into_response()
+}
+
+/// `/pool` (status or admin bearer token): the remote transcoders' totals since the start, the
+/// attached ones' speed and checks, the names dropped, and the payouts of the window's redeemed
+/// value; with `?entries=true` also the window's ledger entries, which name the transcoder of
+/// every segment.
+async fn pool(State(node): State<Arc<Node>>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    if !status_authorized(&node, &headers) {
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "the pool's ledger needs the status or admin bearer token",
+        );
+    }
+    let ledger = node.remote.ledger();
+    let window = ledger.window();
+    let horizon = crate::pool::ledger::now_ms().saturating_sub(window.as_millis() as u64);
+    let redeemed_wei: u128 = node
+        .payments
+        .redemptions()
+        .iter()
+        .filter(|r| r.status == "redeemed" && r.redeemed_ms.is_some_and(|at| at >= horizon))
+        .filter_map(|r| r.face_value.parse::<u128>().ok())
+        .sum();
+    let entries = ledger.entries();
+    let terms = node.config.pool.terms();
+    let mut doc = json!({
+        "window_secs": window.as_secs(),
+        "terms": {
+            "commission": terms.commission,
+            "tx_cost_wei": terms.tx_cost_wei.to_string(),
+            "penalty_factor": terms.penalty_factor,
+        },
+        "totals": ledger.totals(),
+        "attached": node.remote.live(),
+        "dropped": node.remote.dropped(),
+        "payout": crate::pool::plan(&entries, redeemed_wei, &terms),
+        "ledger_file_errors": ledger.file_errors(),
+    });
+    let wants_entries = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair == "entries=true"));
+    if wants_entries {
+        doc["entries"] = json!(entries);
+    }
+    axum::Json(doc).into_response()
 }
 
 /// `/status`: aggregates for anyone (counts, totals, price, chain view, redemption outcomes by

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod multipart;
 pub mod node;
 pub mod payments;
+pub mod pool;
 pub mod profiles;
 pub mod remote;
 pub mod server;
@@ -30,6 +31,8 @@ pub mod store;
 pub mod tls;
 pub mod transcode;
 pub mod transcoder;
+pub mod transcoder_faults;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -237,6 +240,23 @@ pub async fn start(config: OrchestratorConfig) -> anyhow::Result<RunningOrchestr
         )
     };
     let payments = Arc::new(payments);
+    let ledger = Arc::new(
+        pool::PoolLedger::new(
+            Duration::from_secs(config.pool.payout_window_secs),
+            config.pool.ledger_file.as_deref(),
+        )
+        .with_context(|| {
+            format!(
+                "pool.ledger_file: cannot open {}",
+                config
+                    .pool
+                    .ledger_file
+                    .as_deref()
+                    .unwrap_or_else(|| std::path::Path::new(""))
+                    .display()
+            )
+        })?,
+    );
     let tls = tls::self_signed_server_config(server::certificate_names(local_addr, &service_uri))?;
     let serve_limits = server::ServeLimits::from_config(&config.limits);
     let node = Arc::new(node::Node::new(
@@ -245,6 +265,7 @@ pub async fn start(config: OrchestratorConfig) -> anyhow::Result<RunningOrchestr
         key,
         payments.clone(),
         metrics.clone(),
+        ledger,
         crash_tx,
     ));
 

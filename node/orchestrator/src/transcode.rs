@@ -60,8 +60,10 @@ pub struct Transcoded {
     pub decoded_pixels: u64,
     /// Time spent transcoding.
     pub elapsed: Duration,
-    /// Who transcoded it (`local`, `pass-through` or a remote transcoder's id).
+    /// Who transcoded it (`local`, `pass-through` or a remote transcoder's name).
     pub by: String,
+    /// For a remote transcoder's answer: what the pool ledger records of it.
+    pub pool: Option<crate::pool::PoolWork>,
 }
 
 /// The ladder actually encoded once quality fault switches are applied.
@@ -206,6 +208,7 @@ fn session_thread(options: LadderOptions, jobs: mpsc::Receiver<Job>) {
                     .saturating_mul(u64::from(out.source_width) * u64::from(out.source_height)),
                 renditions: out.renditions.into_iter().map(Rendition::from).collect(),
                 by: "local".into(),
+                pool: None,
             })
             .map_err(|e| e.to_string());
         let _ = reply.send(outcome);
@@ -236,6 +239,7 @@ pub fn pass_through(profiles: &[Profile], data: &Bytes, duration_ms: u64) -> Tra
         decoded_pixels: 0,
         elapsed: started.elapsed(),
         by: "pass-through".into(),
+        pool: None,
     }
 }
 

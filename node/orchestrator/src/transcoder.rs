@@ -12,10 +12,18 @@
 //! `Content-Type` and `Pixels` (sorted, as Go's multipart writer emits them), and a failure goes
 //! as a `livepeer/transcoding-error` body holding the message. A `NotifySegment` without a URL
 //! ends the named session, as go's orchestrator uses it.
+//!
+//! Two additions go-livepeer does not have, both invisible to a go orchestrator: a transcoder may
+//! carry a name ([`TranscoderConfig::name`]), sent as the gRPC request metadata
+//! [`TRANSCODER_NAME_METADATA`] of `RegisterTranscoder` (go ignores metadata it does not know),
+//! and fault switches ([`TranscoderFaults`], see [`crate::transcoder_faults`]) make it misbehave
+//! on purpose. Fault state that outlives one registration (the last completed task, which
+//! `wrong_stream` answers with) belongs to the node; the count `disconnect_after` watches belongs
+//! to one registration.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -31,8 +39,29 @@ use crate::http::{
 };
 use crate::multipart::{self, Part};
 use crate::profiles;
-use crate::transcode::LocalTranscoders;
+use crate::transcode::{LocalTranscoders, Transcoded};
+use crate::transcoder_faults::TranscoderFaults;
 use protocol::client::{grpc_channel, http_client};
+
+/// The gRPC request metadata key under which `RegisterTranscoder` carries the transcoder's name.
+pub const TRANSCODER_NAME_METADATA: &str = "lpt-transcoder-name";
+
+/// The longest transcoder name.
+pub const MAX_TRANSCODER_NAME: usize = 64;
+
+/// Checks a transcoder name: 1 to [`MAX_TRANSCODER_NAME`] characters of `[A-Za-z0-9._-]`.
+pub fn check_transcoder_name(name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !name.is_empty() && name.len() <= MAX_TRANSCODER_NAME,
+        "transcoder name {name:?}: must be 1 to {MAX_TRANSCODER_NAME} characters"
+    );
+    anyhow::ensure!(
+        name.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')),
+        "transcoder name {name:?}: only ASCII letters, digits, '.', '_' and '-' are allowed"
+    );
+    Ok(())
+}
 
 /// A remote transcoder's settings.
 #[derive(Debug, Clone)]
@@ -45,6 +74,11 @@ pub struct TranscoderConfig {
     pub capacity: usize,
     /// libx264 preset.
     pub x264_preset: String,
+    /// A name sent with the registration as [`TRANSCODER_NAME_METADATA`] (checked by
+    /// [`check_transcoder_name`]); none sends no metadata.
+    pub name: Option<String>,
+    /// Fault switches (default: honest).
+    pub faults: TranscoderFaults,
 }
 
 impl TranscoderConfig {
@@ -55,6 +89,38 @@ impl TranscoderConfig {
             secret: secret.into(),
             capacity: 1,
             x264_preset: "veryfast".into(),
+            name: None,
+            faults: TranscoderFaults::default(),
+        }
+    }
+
+    /// Checks the name and the fault switches.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(name) = &self.name {
+            check_transcoder_name(name)?;
+        }
+        self.faults.validate()?;
+        Ok(())
+    }
+}
+
+/// What a transcoder keeps across its registrations.
+#[derive(Debug, Default)]
+struct NodeState {
+    /// Segments transcoded and posted back.
+    completed: AtomicU64,
+    /// The last task transcoded (for the `wrong_stream` fault switch).
+    previous: Mutex<Option<Transcoded>>,
+}
+
+impl NodeState {
+    /// What `wrong_stream` answers a task transcoded as `done` with: the previous completed task
+    /// when it has as many renditions, else `done` itself; `done` becomes the previous one.
+    fn replay(&self, done: Transcoded) -> Transcoded {
+        let mut previous = self.previous.lock().unwrap_or_else(|e| e.into_inner());
+        match previous.replace(done.clone()) {
+            Some(old) if old.renditions.len() == done.renditions.len() => old,
+            _ => done,
         }
     }
 }
@@ -63,13 +129,13 @@ impl TranscoderConfig {
 #[derive(Debug)]
 pub struct RunningTranscoder {
     task: JoinHandle<anyhow::Result<()>>,
-    completed: Arc<AtomicU64>,
+    state: Arc<NodeState>,
 }
 
 impl RunningTranscoder {
     /// Segments transcoded and posted back so far.
     pub fn completed(&self) -> u64 {
-        self.completed.load(Ordering::Relaxed)
+        self.state.completed.load(Ordering::Relaxed)
     }
 
     /// Stops at once, abandoning segments in flight (as a killed process would).
@@ -83,20 +149,22 @@ impl RunningTranscoder {
     }
 }
 
-/// Registers with the orchestrator and serves one work stream as a background task.
+/// Registers with the orchestrator and serves one work stream as a background task (an invalid
+/// name or fault switch ends it at once with an error).
 pub fn start_transcoder(config: TranscoderConfig) -> RunningTranscoder {
-    let completed = Arc::new(AtomicU64::new(0));
-    let task = tokio::spawn(serve_stream(config, completed.clone()));
-    RunningTranscoder { task, completed }
+    let state = Arc::new(NodeState::default());
+    let task = tokio::spawn(serve_stream(config, state.clone()));
+    RunningTranscoder { task, state }
 }
 
 /// `lpt node transcoder`: serves the orchestrator until Ctrl-C/SIGTERM, re-registering (after a
-/// second) when the stream ends.
+/// second) when the stream ends; an invalid name or fault switch is an error at once.
 pub async fn run_transcoder(config: TranscoderConfig) -> anyhow::Result<()> {
-    let completed = Arc::new(AtomicU64::new(0));
+    config.validate()?;
+    let state = Arc::new(NodeState::default());
     let work = async {
         loop {
-            if let Err(err) = serve_stream(config.clone(), completed.clone()).await {
+            if let Err(err) = serve_stream(config.clone(), state.clone()).await {
                 tracing::warn!(%err, "transcoder session ended; registering again");
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -108,18 +176,35 @@ pub async fn run_transcoder(config: TranscoderConfig) -> anyhow::Result<()> {
     }
 }
 
-async fn serve_stream(config: TranscoderConfig, completed: Arc<AtomicU64>) -> anyhow::Result<()> {
+async fn serve_stream(config: TranscoderConfig, state: Arc<NodeState>) -> anyhow::Result<()> {
+    config.validate()?;
     let channel = grpc_channel(&config.orchestrator)?;
+    let mut request = tonic::Request::new(RegisterRequest {
+        secret: config.secret.expose().to_string(),
+        capacity: config.capacity as i64,
+        capabilities: Some(crate::node::offered_capabilities().to_message()),
+    });
+    if let Some(name) = &config.name {
+        let value = name
+            .parse()
+            .with_context(|| format!("transcoder name {name:?}"))?;
+        request
+            .metadata_mut()
+            .insert(TRANSCODER_NAME_METADATA, value);
+    }
     let mut stream = TranscoderClient::new(channel)
-        .register_transcoder(RegisterRequest {
-            secret: config.secret.expose().to_string(),
-            capacity: config.capacity as i64,
-            capabilities: Some(crate::node::offered_capabilities().to_message()),
-        })
+        .register_transcoder(request)
         .await
         .with_context(|| format!("registering with {}", config.orchestrator))?
         .into_inner();
-    tracing::info!(orchestrator = %config.orchestrator, "registered as a remote transcoder");
+    tracing::info!(
+        orchestrator = %config.orchestrator,
+        name = config.name.as_deref().unwrap_or(""),
+        faults = ?config.faults,
+        "registered as a remote transcoder"
+    );
+    // Tasks answered on this registration (what `disconnect_after` counts).
+    let answered = Arc::new(AtomicU64::new(0));
     let http = http_client();
     let transcoders = Arc::new(LocalTranscoders::new(&config.x264_preset, 0));
     let slots = Arc::new(Semaphore::new(config.capacity.max(1)));
@@ -139,16 +224,39 @@ async fn serve_stream(config: TranscoderConfig, completed: Arc<AtomicU64>) -> an
             }
             continue;
         }
+        let arrived = Instant::now();
+        let done = answered.load(Ordering::Relaxed);
+        if config.faults.disconnects_at(done) {
+            // Returning drops the work stream, the channel and every task in flight at once.
+            tracing::warn!(
+                task = notify.task_id,
+                answered = done,
+                "disconnect_after fault switch: dropping the connection mid-segment"
+            );
+            anyhow::bail!(
+                "disconnected on purpose with task {} after {done} answered tasks \
+                 (disconnect_after fault switch)",
+                notify.task_id
+            );
+        }
         let permit = slots.clone().acquire_owned().await?;
         let http = http.clone();
         let transcoders = transcoders.clone();
         let config = config.clone();
-        let completed = completed.clone();
+        let state = state.clone();
+        let answered = answered.clone();
         tasks.spawn(async move {
             let task = notify.task_id;
-            match work(&http, &transcoders, &config, notify).await {
+            let job = Job {
+                http: &http,
+                transcoders: &transcoders,
+                config: &config,
+                state: &state,
+                answered: &answered,
+            };
+            match job.work(notify, arrived).await {
                 Ok(()) => {
-                    completed.fetch_add(1, Ordering::Relaxed);
+                    state.completed.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(err) => tracing::warn!(task, %err, "remote task failed"),
             }
@@ -157,19 +265,76 @@ async fn serve_stream(config: TranscoderConfig, completed: Arc<AtomicU64>) -> an
     }
 }
 
-async fn work(
+/// What one task needs of its transcoder.
+struct Job<'a> {
+    http: &'a reqwest::Client,
+    transcoders: &'a LocalTranscoders,
+    config: &'a TranscoderConfig,
+    state: &'a NodeState,
+    /// Tasks answered on this registration.
+    answered: &'a AtomicU64,
+}
+
+impl Job<'_> {
+    /// Transcodes a task that `arrived` and posts its answer, as the fault switches say.
+    async fn work(&self, notify: NotifySegment, arrived: Instant) -> anyhow::Result<()> {
+        let Self { http, config, .. } = *self;
+        let faults = &config.faults;
+        let outcome = transcode(http, self.transcoders, faults, &notify)
+            .await
+            .map(|(done, types)| {
+                let sent = if faults.wrong_stream {
+                    self.state.replay(done)
+                } else {
+                    done
+                };
+                (result_parts(&sent, types, faults), sent.decoded_pixels)
+            });
+        let duration_ms = notify.seg_data.as_ref().map_or(0, |s| s.duration);
+        tokio::time::sleep_until((arrived + faults.answer_after(duration_ms)).into()).await;
+        // Counted as it goes, so the next task cannot arrive before it is.
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        post(http, config, notify.task_id, &outcome).await?;
+        outcome.map(drop)
+    }
+}
+
+/// The result parts of `done`, one per rendition in profile order, labelled `types`.
+fn result_parts(
+    done: &Transcoded,
+    types: Vec<&'static str>,
+    faults: &TranscoderFaults,
+) -> Vec<Part> {
+    done.renditions
+        .iter()
+        .zip(types)
+        .map(|(r, content_type)| Part {
+            headers: vec![
+                ("Content-Length".into(), r.data.len().to_string()),
+                ("Content-Type".into(), content_type.into()),
+                (
+                    PIXELS_HEADER.into(),
+                    faults.reported_pixels(r.pixels).to_string(),
+                ),
+            ],
+            body: r.data.clone(),
+        })
+        .collect()
+}
+
+/// Posts a task's answer (parts and decoded pixels, or its error) to `/transcodeResults`.
+async fn post(
     http: &reqwest::Client,
-    transcoders: &LocalTranscoders,
     config: &TranscoderConfig,
-    notify: NotifySegment,
+    task_id: i64,
+    outcome: &anyhow::Result<(Vec<Part>, u64)>,
 ) -> anyhow::Result<()> {
-    let outcome = transcode(http, transcoders, &notify).await;
     let request = http
         .post(format!("{}/transcodeResults", config.orchestrator))
         .header("Authorization", TRANSCODER_PROTOCOL)
         .header(CREDENTIALS_HEADER, config.secret.expose())
-        .header(TASK_ID_HEADER, notify.task_id.to_string());
-    let request = match &outcome {
+        .header(TASK_ID_HEADER, task_id.to_string());
+    let request = match outcome {
         Ok((parts, decoded_pixels)) => {
             let (content_type, body) = multipart::encode(parts);
             request
@@ -188,7 +353,7 @@ async fn work(
         "orchestrator refused results: {}",
         response.status()
     );
-    outcome.map(drop)
+    Ok(())
 }
 
 /// The MIME type go-livepeer labels a rendition part with, by the profile's output format. The
@@ -208,17 +373,19 @@ fn part_type(profile: &VideoProfile) -> anyhow::Result<&'static str> {
     }
 }
 
-/// Transcodes a task; returns the result parts and the decoded pixels.
+/// Transcodes a task (its ladder as the fault switches encode it); returns the renditions and
+/// the MIME type of each.
 async fn transcode(
     http: &reqwest::Client,
     transcoders: &LocalTranscoders,
+    faults: &TranscoderFaults,
     notify: &NotifySegment,
-) -> anyhow::Result<(Vec<Part>, u64)> {
+) -> anyhow::Result<(Transcoded, Vec<&'static str>)> {
     let seg = notify
         .seg_data
         .as_ref()
         .context("NotifySegment without segData")?;
-    let ladder = profiles::requested(seg)?;
+    let ladder = faults.encoded_profiles(&profiles::requested(seg)?);
     let types = protocol::sig::segment_profiles(seg)
         .iter()
         .map(part_type)
@@ -249,18 +416,5 @@ async fn transcode(
         done.renditions.len(),
         types.len()
     );
-    let parts = done
-        .renditions
-        .into_iter()
-        .zip(types)
-        .map(|(r, content_type)| Part {
-            headers: vec![
-                ("Content-Length".into(), r.data.len().to_string()),
-                ("Content-Type".into(), content_type.into()),
-                (PIXELS_HEADER.into(), r.pixels.to_string()),
-            ],
-            body: r.data,
-        })
-        .collect();
-    Ok((parts, done.decoded_pixels))
+    Ok((done, types))
 }

@@ -40,6 +40,7 @@ pub fn seg(
         bitrate_kbps: Some(400.0),
         width: Some(426),
         height: Some(240),
+        frames: Some(60),
     }
 }
 

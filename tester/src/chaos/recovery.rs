@@ -273,6 +273,7 @@ mod tests {
             bitrate_kbps: None,
             width: None,
             height: None,
+            frames: None,
         }
     }
 

@@ -60,6 +60,14 @@ pub struct EmbeddedTarget {
     pub prices: Vec<u64>,
     /// Faults injected into some orchestrators, so a scenario can prove a probe catches them.
     pub faults: Option<Faults>,
+    /// The orchestrators' pool terms and spot checks (`[target.pool]`, the orchestrator's own
+    /// `[pool]` keys); absent is the orchestrator's default (no checks, no commission).
+    pub pool: Option<node_orchestrator::pool::PoolConfig>,
+    /// Fault switches of single transcoders, by (orchestrator, index).
+    pub transcoder_faults: std::collections::BTreeMap<
+        (u32, u32),
+        node_orchestrator::transcoder_faults::TranscoderFaults,
+    >,
 }
 
 /// The account a `direct` target pays from, on a real network or any chain with a TicketBroker.

@@ -124,6 +124,10 @@ pub struct EmbeddedStack {
     /// the chain itself (and the probes' view of it) goes on.
     chain_gate: Option<protocol::chain::RpcGate>,
     ticket_journals: Vec<PathBuf>,
+    /// The orchestrators' pool ledgers (none without remote transcoders), in orchestrator order.
+    pool_ledgers: Vec<PathBuf>,
+    /// The bearer token that shows each orchestrator's `/status` in full and its `/pool`.
+    status_token: String,
     /// The data directories that are filesystems of their own, with the nodes that own them.
     filesystems: Option<(super::storage::OwnFilesystems, Vec<(StackNode, PathBuf)>)>,
     /// The paths from the broadcaster that run over links of their own, by orchestrator.
@@ -174,6 +178,8 @@ impl EmbeddedStack {
             chain: None,
             chain_gate: None,
             ticket_journals: Vec::new(),
+            pool_ledgers: Vec::new(),
+            status_token: String::new(),
             filesystems: None,
             links: Vec::new(),
         };
@@ -211,6 +217,7 @@ impl EmbeddedStack {
         // Unlocks each orchestrator's per-sender balances and redemptions on /status; it stays
         // in the owner-only config, where the operator of the stack can read it.
         let status_token = node_orchestrator::auth::random_secret();
+        stack.status_token.clone_from(&status_token);
         let nodes_rpc = stack.chain_gate.as_ref().map(|gate| gate.url());
         // Where the broadcaster reaches each orchestrator: its own address, or the entry of the
         // link its path runs over.
@@ -250,6 +257,12 @@ impl EmbeddedStack {
                 stack
                     .links
                     .push((StackNode::Orchestrator(index), std::sync::Arc::new(link)));
+            }
+            if let Some(ledger) = &config.pool.ledger_file {
+                let dir = ledger.parent().expect("a file in the data directory");
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                stack.pool_ledgers.push(ledger.clone());
             }
             if let Some(journal) = &config.payments.ticket_journal {
                 let dir = journal.parent().expect("a file in the data directory");
@@ -307,17 +320,33 @@ impl EmbeddedStack {
             ));
             for t in 0..options.nodes.transcoders_per_orchestrator {
                 let command_env = [(TRANSCODER_SECRET_ENV, secret.clone())];
+                let name = StackNode::Transcoder(index, t).to_string();
+                let capacity = options.transcoder_capacity.max(1).to_string();
+                let mut args = vec![
+                    "node",
+                    "transcoder",
+                    "--orchestrator",
+                    uri.as_str(),
+                    "--capacity",
+                    &capacity,
+                    // Its name in the orchestrator's pool ledger is its name in the stack.
+                    "--name",
+                    &name,
+                ];
+                let faults = options
+                    .nodes
+                    .transcoder_faults
+                    .get(&(index, t))
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .context("transcoder fault switches")?;
+                if let Some(faults) = &faults {
+                    args.extend(["--faults", faults.as_str()]);
+                }
                 let transcoder = Child::spawn(
-                    &format!("transcoder-{index}-{t}"),
+                    &name,
                     &options.lpt,
-                    [
-                        "node",
-                        "transcoder",
-                        "--orchestrator",
-                        uri.as_str(),
-                        "--capacity",
-                        &options.transcoder_capacity.max(1).to_string(),
-                    ],
+                    args,
                     &command_env,
                     &options.dir,
                     options.ready_deadline,
@@ -482,10 +511,26 @@ impl EmbeddedStack {
         }
     }
 
+    /// The orchestrators' pool ledgers (none without remote transcoders), in orchestrator order,
+    /// where lpt reads them while the stack runs.
+    pub fn pool_ledgers(&self) -> Vec<PathBuf> {
+        self.seen_from_here(&self.pool_ledgers)
+    }
+
+    /// The bearer token of the orchestrators' `/status` in full and `/pool`.
+    pub fn status_token(&self) -> &str {
+        &self.status_token
+    }
+
     /// The orchestrators' ticket journals (none off-chain), in orchestrator order, where lpt
     /// reads them while the stack runs.
     pub fn ticket_journals(&self) -> Vec<PathBuf> {
-        self.ticket_journals
+        self.seen_from_here(&self.ticket_journals)
+    }
+
+    /// Where lpt reads `paths` of the nodes' data directories while the stack runs.
+    fn seen_from_here(&self, paths: &[PathBuf]) -> Vec<PathBuf> {
+        paths
             .iter()
             .map(|path| match &self.filesystems {
                 Some((filesystems, _)) if filesystems.holds(path) => filesystems.inside(path),
@@ -666,6 +711,15 @@ fn orchestrator_config(
             ..TranscodeConfig::default()
         },
         faults,
+        pool: node_orchestrator::pool::PoolConfig {
+            // The pool's record of the run, beside the orchestrator's ticket journal.
+            ledger_file: (options.nodes.transcoders_per_orchestrator > 0).then(|| {
+                data_dir(&options.dir, StackNode::Orchestrator(index))
+                    .expect("an orchestrator keeps data")
+                    .join("pool-ledger.jsonl")
+            }),
+            ..options.nodes.pool.clone().unwrap_or_default()
+        },
         // The transcoder secret is made fresh (random) for each run and only guards loopback
         // ports.
         transcoder_secret: Some(secret.into()),
@@ -851,6 +905,8 @@ mod tests {
                     orchestrators: vec![1],
                     switches: switches.clone(),
                 }),
+                pool: None,
+                transcoder_faults: Default::default(),
             },
             ladder: vec![Profile::preset("P240p30fps16x9").unwrap()],
             deposit_wei: 1,

@@ -99,7 +99,7 @@ impl Node {
         body: Bytes,
     ) -> Result<Transcoded, String> {
         let name = RemotePool::source_name();
-        self.store.put(name.clone(), body);
+        self.store.put(name.clone(), body.clone());
         // Removed however this ends, including when the request is dropped mid-transcode; kept
         // until then, so a segment retried on another transcoder is fetched from the same place.
         let source = StoredSource {
@@ -110,7 +110,7 @@ impl Node {
         seg.full_profiles3 = profiles.iter().map(profiles::to_wire).collect();
         let url = format!("{}/{name}", self.source_uri);
         let orch_id = self.address().map(|a| a.to_string()).unwrap_or_default();
-        let outcome = self.remote.run(url, seg, orch_id).await;
+        let outcome = self.remote.run(url, seg, orch_id, body).await;
         drop(source);
         outcome.map_err(|e| match e {
             RemoteError::Busy => "OrchestratorBusy".to_string(),

@@ -34,6 +34,7 @@ use crate::config::OrchestratorConfig;
 use crate::faults::Faults;
 use crate::metrics::Metrics;
 use crate::payments::{PaymentRejected, Payments};
+use crate::pool::PoolLedger;
 use crate::remote::RemotePool;
 use crate::store::ObjectStore;
 use crate::transcode::LocalTranscoders;
@@ -88,6 +89,7 @@ impl Node {
         key: NodeKey,
         payments: Arc<Payments>,
         metrics: Arc<Metrics>,
+        ledger: Arc<PoolLedger>,
         crash: watch::Sender<bool>,
     ) -> Self {
         let policy = if config.offchain {
@@ -123,7 +125,8 @@ impl Node {
                 )
                 .with_queue(config.limits.max_session_segments),
             ),
-            remote: RemotePool::new(Duration::from_millis(config.limits.remote_task_timeout_ms)),
+            remote: RemotePool::new(Duration::from_millis(config.limits.remote_task_timeout_ms))
+                .with_pool(config.pool.checks(), ledger),
             transcoded: AtomicU64::new(0),
             crash,
             config,
@@ -246,6 +249,7 @@ mod tests {
             key,
             Arc::new(payments),
             metrics,
+            Arc::new(PoolLedger::new(Duration::from_secs(60), None).unwrap()),
             crash,
         )
     }

@@ -9,6 +9,7 @@ use protocol::net;
 
 use super::Node;
 use crate::faults::{self, FaultConfig};
+use crate::pool::{LedgerEntry, LedgerRendition};
 use crate::transcode::{self, Transcoded};
 
 impl Node {
@@ -24,6 +25,21 @@ impl Node {
         let signature = self.key.sign(result_message.as_slice()).unwrap_or_default();
         let mut segments = Vec::with_capacity(done.renditions.len());
         let mut billed = 0u64;
+        let ledger_renditions: Vec<LedgerRendition> = match &done.pool {
+            Some(work) => done
+                .renditions
+                .iter()
+                .zip(&work.claimed_pixels)
+                .map(|(r, &claimed)| LedgerRendition {
+                    profile: r.profile.clone(),
+                    width: r.width,
+                    height: r.height,
+                    claimed_pixels: claimed,
+                    counted_pixels: r.pixels,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         for rendition in done.renditions {
             // Named by the session's rendition key, not its id: the URL is the credential. The
             // stream is in the name too: a broadcaster may send several streams in one session,
@@ -51,7 +67,22 @@ impl Node {
                 ..Default::default()
             });
         }
-        self.payments.debit_pixels(sender, session, billed);
+        let fee = self.payments.debit_pixels(sender, session, billed);
+        if let Some(work) = &done.pool {
+            self.remote.ledger().record(LedgerEntry {
+                at_ms: crate::pool::ledger::now_ms(),
+                transcoder: work.transcoder.clone(),
+                manifest_id: alloy::hex::encode(&seg.manifest_id),
+                seq: u64::try_from(seg.seq).unwrap_or(0),
+                duration_ms: u64::try_from(seg.duration).unwrap_or(0),
+                decoded_pixels: work.decoded_pixels,
+                renditions: ledger_renditions,
+                transcode_ms: work.transcode_ms,
+                check_ms: work.check_ms,
+                fee_wei: u128::try_from(fee).unwrap_or(u128::MAX),
+                verdict: work.verdict.clone(),
+            });
+        }
         self.metrics
             .pixels_billed
             .fetch_add(billed, Ordering::Relaxed);

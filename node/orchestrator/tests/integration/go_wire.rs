@@ -205,11 +205,19 @@ async fn go_transcoder_fetches_the_source_and_posts_results_as_go_does() {
         assert_eq!(response.status(), 404, "{guess}");
     }
 
-    // The renditions as a go transcoder posts them, each followed by its perceptual hash; the
-    // bodies include the boundary's lead-in bytes to prove they are taken whole.
+    // The renditions as a go transcoder posts them, each followed by its perceptual hash: real
+    // ones, since the orchestrator counts their frames and bills by the count.
     let (p144, p240) = (256 * 144 * 30u64, 426 * 240 * 30u64);
-    let r144: &[u8] = b"\x47rendition 144p\r\n--not-the-boundary\r\n";
-    let r240: &[u8] = b"\x47rendition 240p";
+    let transcoded = node_orchestrator::transcode::LocalTranscoders::new("veryfast", 0)
+        .transcode("go-wire", ladder(), segments()[0].clone())
+        .await
+        .expect("the test ladder transcodes");
+    let pixels: Vec<u64> = transcoded.renditions.iter().map(|r| r.pixels).collect();
+    assert_eq!(pixels, [p144, p240], "30 frames each");
+    let (r144, r240) = (
+        &transcoded.renditions[0].data[..],
+        &transcoded.renditions[1].data[..],
+    );
     let boundary = "0f3c9a8e5d1b7264";
     let body = go_multipart(
         boundary,

@@ -16,4 +16,5 @@ mod remote;
 mod segment_uris;
 mod shared_session;
 mod transcoder_failover;
+mod transcoder_faults;
 mod wire_inputs;

@@ -8,6 +8,7 @@ mod chaos;
 mod faults;
 mod ladder;
 mod payments;
+mod pool;
 mod quality;
 mod source;
 mod target;

@@ -2,7 +2,7 @@
 
 use super::super::model::*;
 use super::super::reader::{Reader, Table, join};
-use super::{address, faults, section};
+use super::{address, faults, pool, section};
 
 /// Wei per `pixels_per_unit` pixels the embedded orchestrators ask when the scenario says nothing
 /// (go-livepeer orchestrators on mainnet ask about a thousand wei per pixel).
@@ -35,8 +35,22 @@ fn read_embedded(reader: &mut Reader<'_>, t: &Table<'_>) -> Target {
         .unwrap_or(1) as u64;
     let prices = read_prices(reader, t, orchestrators);
     let faults = section(reader, t, "faults").map(|f| faults::read(reader, &f, orchestrators));
+    let pool = section(reader, t, "pool").map(|p| pool::read_pool(reader, &p));
+    let transcoder_faults = section(reader, t, "transcoders")
+        .map(|f| pool::read_transcoders(reader, &f, orchestrators, transcoders_per_orchestrator))
+        .unwrap_or_default();
+    if (pool.is_some() || !transcoder_faults.is_empty()) && transcoders_per_orchestrator == 0 {
+        reader.error_at(
+            t,
+            "transcoders_per_orchestrator",
+            "a pool and its transcoders' faults need remote transcoders".to_string(),
+            Some("set transcoders_per_orchestrator = 1 or more".into()),
+        );
+    }
     Target::Embedded(EmbeddedTarget {
         faults,
+        pool,
+        transcoder_faults,
         prices,
         orchestrators,
         transcoders_per_orchestrator,
