@@ -283,9 +283,10 @@ record_kind! {
         /// Decoded height (px).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         height: Option<u32>,
-        /// Frames decoded: with width and height, the pixels a transcoder was paid for.
+        /// Frames decoded: with width and height, the pixels a transcoder was paid for (the
+        /// same type as the `frames` of quality samples: `records.parquet` stacks the kinds).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        frames: Option<u64>,
+        frames: Option<u32>,
     }
 }
 

@@ -23,6 +23,10 @@
 //!   measured against, and its frame totals), joined on the breakdown's keys. Players are counted
 //!   by their final state, not by records, so a player that both failed and ended counts once,
 //!   as failed, with its frames counted once.
+//! - The transcoder pool (`pool` records) is one row per orchestrator × transcoder, ordered by
+//!   them, straight from the records (the pool probe writes one per transcoder at the end of a
+//!   run; a pair reconciled twice keeps its latest); the one figure added is each transcoder's
+//!   share of the segments its orchestrator accepted from the pool.
 //! - The segment and quality statistics find their columns (latency, round trip, success,
 //!   download time, VMAF, PSNR) through the metric table (`observation::metric`), the same
 //!   columns the live metrics are fed from, so a breakdown's latency is the `latency` metric's
@@ -291,6 +295,7 @@ pub fn aggregate(frames: &RecordFrames, options: AggregateOptions) -> Res<Aggreg
         chaos,
         violations: violations(&frames.violations)?,
         players: players(&frames.players)?,
+        pool: pool(&frames.pool),
         problems,
         plot: PlotData {
             bucket_s,
@@ -724,6 +729,61 @@ fn read_viewer_qoe(df: &DataFrame, row: usize) -> ViewerQoe {
         first_failure: text(df, "first_failure", row)
             .or_else(|| (failed > 0).then(|| "failed (no error recorded)".to_string())),
     }
+}
+
+/// The transcoder pools from the `pool` records: one row per orchestrator × transcoder, ordered
+/// by them, the latest record of a pair that has more than one.
+fn pool(df: &DataFrame) -> Vec<PoolTranscoderStats> {
+    let u = |name: &str, row: usize| uint(df, name, row).unwrap_or(0);
+    let mut rows: Vec<PoolTranscoderStats> = (0..df.height())
+        .map(|row| PoolTranscoderStats {
+            orchestrator: text(df, "orchestrator", row).unwrap_or_default(),
+            transcoder: text(df, "transcoder", row).unwrap_or_default(),
+            t_ms: int(df, "t_ms", row).unwrap_or(0),
+            segments: u("segments", row),
+            refused: u("refused", row),
+            checked: u("checked", row),
+            lost: u("lost", row),
+            segment_share: None,
+            matched: u("matched", row),
+            probe_pixels: u("probe_pixels", row),
+            counted_pixels: u("counted_pixels", row),
+            claimed_pixels: u("claimed_pixels", row),
+            accounting_error: num(df, "accounting_error", row),
+            claim_error: num(df, "claim_error", row),
+            payout_share: num(df, "payout_share", row),
+            payout_wei: text(df, "payout_wei", row),
+            realtime_ratio: num(df, "realtime_ratio", row),
+            check_ms: num(df, "check_ms", row),
+            cheater_detected_after: uint(df, "cheater_detected_after", row),
+            bad_segments_delivered: u("bad_segments_delivered", row),
+        })
+        .collect();
+    // The latest record of a pair first, so that deduplication keeps it.
+    rows.sort_by(|a, b| {
+        a.orchestrator
+            .cmp(&b.orchestrator)
+            .then_with(|| a.transcoder.cmp(&b.transcoder))
+            .then(b.t_ms.cmp(&a.t_ms))
+    });
+    rows.dedup_by(|later, kept| {
+        later.orchestrator == kept.orchestrator && later.transcoder == kept.transcoder
+    });
+    let mut accepted: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &rows {
+        *accepted.entry(r.orchestrator.clone()).or_default() += r.segments;
+    }
+    for r in &mut rows {
+        let total = accepted.get(&r.orchestrator).copied().unwrap_or(0);
+        r.segment_share = (total > 0).then(|| r.segments as f64 / total as f64);
+    }
+    rows
+}
+
+fn uint(df: &DataFrame, name: &str, row: usize) -> Option<u64> {
+    let column = df.column(name).ok()?;
+    let cast = column.cast(&DataType::UInt64).ok()?;
+    cast.u64().ok()?.get(row)
 }
 
 fn int(df: &DataFrame, name: &str, row: usize) -> Option<i64> {

@@ -350,6 +350,80 @@ impl PlayerBreakdowns {
     }
 }
 
+/// One remote transcoder of an orchestrator's pool, as the pool probe reconciled it at the end of
+/// the run (its `pool` record): what the orchestrator took from it, and its pixels three ways —
+/// as the probe decoded them, as the orchestrator's ledger counted (billed and paid) them, and as
+/// the transcoder claimed them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolTranscoderStats {
+    /// The orchestrator, as the stack names it (`orchestrator-0`).
+    pub orchestrator: String,
+    /// The transcoder, by the name it registered with (`transcoder-0-1`).
+    pub transcoder: String,
+    /// When the pool was reconciled (unix ms).
+    pub t_ms: i64,
+    /// Answers accepted.
+    pub segments: u64,
+    /// Answers refused by a spot check (redone elsewhere).
+    pub refused: u64,
+    /// Answers spot-checked (refused ones included).
+    pub checked: u64,
+    /// Segments it was given and went away with (disconnected, or past the task deadline).
+    pub lost: u64,
+    /// Its share of the answers its orchestrator accepted from the pool: `segments` over the
+    /// orchestrator's rows' `segments`; `None` when the orchestrator accepted none.
+    pub segment_share: Option<f64>,
+    /// Renditions it made that the probe pulled and decoded.
+    pub matched: u64,
+    /// Pixels of those renditions as the probe decoded them.
+    pub probe_pixels: u64,
+    /// Their pixels as the orchestrator counted (and billed and paid) them.
+    pub counted_pixels: u64,
+    /// Their pixels as the transcoder claimed them.
+    pub claimed_pixels: u64,
+    /// `|counted − probe| ÷ probe`: 0 when the ledger is exact; `None` without probe pixels.
+    pub accounting_error: Option<f64>,
+    /// `(claimed − probe) ÷ probe`: above 0 when the transcoder inflates its pixels; `None`
+    /// without probe pixels.
+    pub claim_error: Option<f64>,
+    /// Its fraction of the window's payouts.
+    pub payout_share: Option<f64>,
+    /// What it is paid for the window, wei (decimal, exact).
+    pub payout_wei: Option<String>,
+    /// Media seconds per wall second over its answers.
+    pub realtime_ratio: Option<f64>,
+    /// Mean time the orchestrator spent checking one of its answers (ms).
+    pub check_ms: Option<f64>,
+    /// Its answers up to and including the first one a check refused; `None` when none was.
+    pub cheater_detected_after: Option<u64>,
+    /// Renditions it made, accepted by the orchestrator, that the probe found bad.
+    pub bad_segments_delivered: u64,
+}
+
+impl PoolTranscoderStats {
+    /// Whether the orchestrator's ledger disagrees with the pixels the probe decoded.
+    pub fn accounting_faulty(&self) -> bool {
+        self.accounting_error.is_some_and(|e| e != 0.0)
+    }
+
+    /// Whether the transcoder's claim disagrees with the pixels the probe decoded (above them
+    /// when it inflates).
+    pub fn claim_faulty(&self) -> bool {
+        self.claim_error.is_some_and(|e| e != 0.0)
+    }
+
+    /// Whether anything about this transcoder went wrong: a wrong ledger or claim, a refused,
+    /// lost or bad segment.
+    pub fn is_faulty(&self) -> bool {
+        self.accounting_faulty()
+            || self.claim_faulty()
+            || self.refused > 0
+            || self.lost > 0
+            || self.cheater_detected_after.is_some()
+            || self.bad_segments_delivered > 0
+    }
+}
+
 /// A time bucket of one rendition's segments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BucketPoint {
@@ -411,6 +485,10 @@ pub struct Aggregates {
     /// without the key).
     #[serde(default)]
     pub players: PlayerBreakdowns,
+    /// The transcoder pools, one row per orchestrator × transcoder ordered by them (empty when
+    /// the run had no `pool` records, and when read from a summary without the key).
+    #[serde(default)]
+    pub pool: Vec<PoolTranscoderStats>,
     /// Content problems found while aggregating, as sentences for the report's "missing" list
     /// (not serialized: `summary.json` has them in `report.missing`).
     #[serde(skip)]

@@ -34,7 +34,9 @@ pub fn pulled_segments(segments: &[SegmentRecord], checks: &[CheckRecord]) -> Pu
     let mut pulled = PulledSegments::new();
     for s in segments.iter().filter(|s| s.rendition != "source") {
         let pixels = match (s.width, s.height, s.frames) {
-            (Some(w), Some(h), Some(frames)) if s.ok => Some(u64::from(w) * u64::from(h) * frames),
+            (Some(w), Some(h), Some(frames)) if s.ok => {
+                Some(u64::from(w) * u64::from(h) * u64::from(frames))
+            }
             _ => None,
         };
         pulled.insert(

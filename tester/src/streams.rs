@@ -169,7 +169,7 @@ impl ProbeObserver for MetricsObserver {
                 .map(|m| s.bytes as f64 * 8.0 / m.decoded.duration_secs / 1000.0),
             width: media.map(|m| m.decoded.width),
             height: media.map(|m| m.decoded.height),
-            frames: media.map(|m| m.decoded.frames),
+            frames: media.and_then(|m| u32::try_from(m.decoded.frames).ok()),
         });
         if let (true, Some(m)) = (s.success && s.rendition != "source", media) {
             let pixels =

@@ -8,7 +8,10 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use super::{CHAOS_INTRO, ReportContext, chaos_duration, ms_as_s, viewer_qoe_intro};
+use super::{
+    CHAOS_INTRO, ReportContext, chaos_duration, fmt_count, ms_as_s, payout_wei, pool_intro,
+    viewer_qoe_intro,
+};
 use crate::breakdowns::{
     Distribution, Group, QualityStats, SegmentStats, ViewerQoe, ViolationStats,
 };
@@ -206,6 +209,7 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
     checks(&mut h, ctx);
     violations(&mut h, ctx);
     viewer_qoe(&mut h, ctx);
+    pool(&mut h, ctx);
     payments(&mut h, ctx);
     bench(&mut h, ctx);
     leaderboard(&mut h, ctx);
@@ -634,6 +638,81 @@ fn viewer_table(h: &mut String, keys: &[&str], groups: &[Group<ViewerQoe>]) {
             fmt_pct(q.dropped_rate),
             q.level_switches,
             esc(q.first_failure.as_deref().unwrap_or("")),
+        );
+    });
+    h.push_str("</div>\n");
+}
+
+/// The transcoder pools, when the run had any: one row per orchestrator × transcoder, a faulty
+/// transcoder's row marked and its faulty values in red.
+fn pool(h: &mut String, ctx: &ReportContext<'_>) {
+    let rows = &ctx.aggregates.pool;
+    if rows.is_empty() {
+        return;
+    }
+    heading(h, "transcoder-pool", "Transcoder pool");
+    let _ = writeln!(h, "<p>{}</p>", esc(&pool_intro(rows)));
+    let columns = [
+        text("Orchestrator"),
+        text("Transcoder"),
+        num("Accepted"),
+        num("Refused"),
+        num("Lost"),
+        num("Real-time ratio"),
+        num("Share of segments"),
+        num("Pixels (probe)"),
+        num("Pixels (paid)"),
+        num("Pixels (claimed)"),
+        num("Accounting error"),
+        num("Claim error"),
+        num("Payout share"),
+        num("Payout (wei)"),
+        num("Checks"),
+        num("Mean check (ms)"),
+        num("Detected after"),
+        num("Bad delivered"),
+    ];
+    // A faulty value, escaped, in red.
+    let mark = |bad: bool, value: String| {
+        if bad {
+            format!("<span class=\"no\">{}</span>", esc(&value))
+        } else {
+            esc(&value)
+        }
+    };
+    // Eighteen columns do not fit a laptop-width page: the table scrolls rather than the page.
+    h.push_str("<div class=\"wide\">");
+    table(h, &columns, rows, |h, r| {
+        let _ = write!(
+            h,
+            "<tr{}><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if r.is_faulty() { " class=\"bad\"" } else { "" },
+            esc(&r.orchestrator),
+            esc(&r.transcoder),
+            r.segments,
+            mark(r.refused > 0, r.refused.to_string()),
+            mark(r.lost > 0, r.lost.to_string()),
+            fmt_num(r.realtime_ratio),
+            fmt_pct(r.segment_share),
+            r.probe_pixels,
+            mark(r.accounting_faulty(), r.counted_pixels.to_string()),
+            mark(r.claim_faulty(), r.claimed_pixels.to_string()),
+            mark(r.accounting_faulty(), fmt_pct(r.accounting_error)),
+            mark(r.claim_faulty(), fmt_pct(r.claim_error)),
+            fmt_pct(r.payout_share),
+            esc(payout_wei(r)),
+            r.checked,
+            fmt_num(r.check_ms),
+            mark(
+                r.cheater_detected_after.is_some(),
+                fmt_count(r.cheater_detected_after)
+            ),
+            mark(
+                r.bad_segments_delivered > 0,
+                r.bad_segments_delivered.to_string()
+            ),
         );
     });
     h.push_str("</div>\n");

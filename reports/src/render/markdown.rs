@@ -1,10 +1,13 @@
 //! `summary.md`: the headline, thresholds, per-rendition numbers, chaos events, the HLS
-//! conformance rules broken and what browser players saw, as GitHub-flavoured Markdown, short
-//! enough for a CI job summary (`$GITHUB_STEP_SUMMARY`).
+//! conformance rules broken, what browser players saw and the transcoder pools, as
+//! GitHub-flavoured Markdown, short enough for a CI job summary (`$GITHUB_STEP_SUMMARY`).
 
 use std::fmt::Write;
 
-use super::{CHAOS_INTRO, ReportContext, chaos_duration, ms_as_s, viewer_qoe_intro};
+use super::{
+    CHAOS_INTRO, ReportContext, chaos_duration, fmt_count, ms_as_s, payout_wei, pool_intro,
+    viewer_qoe_intro,
+};
 use crate::breakdowns::ViolationStats;
 use crate::util::{escape_md_cell as cell, fmt_num, fmt_pct};
 
@@ -113,6 +116,7 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
     }
     violations(&mut m, ctx);
     viewer_qoe(&mut m, ctx);
+    pool(&mut m, ctx);
     if !ctx.aggregates.bench.is_empty() {
         m.push_str("## Hardware benchmark\n\n| Sessions | Real-time fraction | Transcode ÷ duration (mean) | p95 |\n|---:|---:|---:|---:|\n");
         for b in &ctx.aggregates.bench {
@@ -247,6 +251,53 @@ fn viewer_qoe(m: &mut String, ctx: &ReportContext<'_>) {
             fmt_pct(q.dropped_rate),
             q.level_switches,
             cell(q.first_failure.as_deref().unwrap_or("")),
+        );
+    }
+    m.push('\n');
+}
+
+/// The transcoder pools, when the run had any: the HTML report's table, faulty values in bold.
+fn pool(m: &mut String, ctx: &ReportContext<'_>) {
+    let rows = &ctx.aggregates.pool;
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(m, "## Transcoder pool\n\n{}\n", pool_intro(rows));
+    m.push_str(
+        "| Orchestrator | Transcoder | Accepted | Refused | Lost | Real-time ratio | Share of segments | Pixels (probe) | Pixels (paid) | Pixels (claimed) | Accounting error | Claim error | Payout share | Payout (wei) | Checks | Mean check (ms) | Detected after | Bad delivered |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mark = |bad: bool, value: String| {
+        if bad { format!("**{value}**") } else { value }
+    };
+    for r in rows {
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(&r.orchestrator),
+            cell(&r.transcoder),
+            r.segments,
+            mark(r.refused > 0, r.refused.to_string()),
+            mark(r.lost > 0, r.lost.to_string()),
+            fmt_num(r.realtime_ratio),
+            fmt_pct(r.segment_share),
+            r.probe_pixels,
+            mark(r.accounting_faulty(), r.counted_pixels.to_string()),
+            mark(r.claim_faulty(), r.claimed_pixels.to_string()),
+            mark(r.accounting_faulty(), fmt_pct(r.accounting_error)),
+            mark(r.claim_faulty(), fmt_pct(r.claim_error)),
+            fmt_pct(r.payout_share),
+            cell(payout_wei(r)),
+            r.checked,
+            fmt_num(r.check_ms),
+            mark(
+                r.cheater_detected_after.is_some(),
+                fmt_count(r.cheater_detected_after)
+            ),
+            mark(
+                r.bad_segments_delivered > 0,
+                r.bad_segments_delivered.to_string()
+            ),
         );
     }
     m.push('\n');

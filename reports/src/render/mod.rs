@@ -5,7 +5,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 
-use crate::breakdowns::{Aggregates, ChaosEventStats, PlayerBreakdowns};
+use crate::breakdowns::{Aggregates, ChaosEventStats, PlayerBreakdowns, PoolTranscoderStats};
 use crate::journal::JournalStats;
 use crate::leaderboard::Leaderboard;
 use crate::plots::{PlotOutput, SkippedPlot};
@@ -86,4 +86,30 @@ fn viewer_qoe_intro(players: &PlayerBreakdowns) -> String {
          decoded frames shown too late.",
         players.by_stream.len()
     )
+}
+
+/// The sentence under the "Transcoder pool" heading: how many transcoders, and what the pixel
+/// columns compare.
+fn pool_intro(rows: &[PoolTranscoderStats]) -> String {
+    let mut orchestrators: Vec<&str> = rows.iter().map(|r| r.orchestrator.as_str()).collect();
+    orchestrators.dedup();
+    format!(
+        "{} pool transcoder(s) behind {} orchestrator(s), reconciled at the end of the run: the \
+         pixels of the renditions the probe pulled are shown as the probe decoded them (probe), \
+         as the orchestrator's ledger counted and paid them (paid) and as the transcoder claimed \
+         them (claimed), so the accounting error is |paid − probe| ÷ probe and the claim error \
+         (claimed − probe) ÷ probe, both 0 when exact.",
+        rows.len(),
+        orchestrators.len()
+    )
+}
+
+/// A pool transcoder's payout for a table: its wei, or `–`.
+fn payout_wei(row: &PoolTranscoderStats) -> &str {
+    row.payout_wei.as_deref().unwrap_or("–")
+}
+
+/// A count that may be absent, for a table.
+fn fmt_count(v: Option<u64>) -> String {
+    v.map_or_else(|| "–".to_string(), |v| v.to_string())
 }
