@@ -6,25 +6,24 @@
 //! `ITERATIONS` times (default 3); then the segment's source is decoded once and its 4
 //! renditions checked with [`CheckOptions::default`], as many times. Printed: wall time and
 //! process CPU time per segment of both, and the ratios check ÷ transcode (the goal is at most
-//! 0.30). The checker runs on one thread (its decoder uses frame threads); the transcoder runs
-//! one worker per rendition.
+//! 0.30). The renditions are checked on parallel threads ([`check_renditions`], as the
+//! orchestrator checks them); the transcoder runs one worker per rendition.
 //!
 //! It also prints the calibration of [`CheckOptions::min_psnr_db`] at 720p: the PSNR of every
 //! honest rendition, of the same ladder encoded at 1/20 of its bit rates, and of the next
 //! segment's renditions checked against this segment's source.
 //!
-//! Measured on a shared 2-core machine (ci profile, 5 iterations, other builds running):
-//! transcode 1.2-1.9 s wall and 2.2-2.3 s CPU per segment; check 0.44-0.56 s wall and 0.62 s
-//! CPU (source decode ~0.14-0.21 s, renditions 0.12-0.22 / 0.06-0.11 / 0.04-0.06 / 0.03-0.04 s
-//! wall); ratio check/transcode CPU 0.27, wall 0.30-0.34 (the transcoder's wall time uses both
-//! cores for its 4 workers while this checks the renditions one after another; a caller can
-//! check them on parallel threads, as `SourceFrames` is `Sync`).
+//! Measured on a 2-core machine (ci profile, 5 iterations): transcode 1.09-1.13 s wall and
+//! 2.08-2.17 s CPU per segment; check 0.35-0.37 s wall and 0.62-0.66 s CPU (source decode
+//! 0.13-0.14 s); ratio check/transcode CPU 0.29, wall 0.31-0.34.
 //!
 //! Run: `CARGO_TARGET_DIR=$HOME/.cache/lpt-target nice -n 19 cargo bench --profile ci -p node-orchestrator --bench spot_check`
 
 use std::time::{Duration, Instant};
 
-use node_orchestrator::verify::{CheckFailure, CheckOptions, SourceFrames, check_rendition};
+use node_orchestrator::verify::{
+    CheckFailure, CheckOptions, SourceFrames, check_rendition, check_renditions,
+};
 use reference_transcoder::ladder::{Gop, H264Profile};
 use reference_transcoder::{LadderOptions, LadderOutput, LadderTranscoder, Profile, SourceConfig};
 use testkit::bench::{Who, cpu_time};
@@ -111,12 +110,13 @@ fn main() {
     }
     let check_all = |source_ts: &[u8], output: &LadderOutput| {
         let source = SourceFrames::decode(source_ts).expect("source decodes");
-        output
+        let renditions: Vec<(&[u8], &Profile)> = output
             .renditions
             .iter()
             .zip(&ladder)
-            .map(|(r, p)| check_rendition(&source, &r.data, p, &options))
-            .collect::<Vec<_>>()
+            .map(|(r, p)| (&r.data[..], p))
+            .collect();
+        check_renditions(&source, &renditions, &options)
     };
     check_all(warm_up, &output);
     let (wall, cpu) = (Instant::now(), cpu_time(Who::Myself));

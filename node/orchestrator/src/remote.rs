@@ -877,9 +877,16 @@ fn inspect(
     if let Some(min) = min_psnr_db {
         options.min_psnr_db = min;
     }
-    for (data, profile) in renditions.iter().zip(profiles) {
-        verify::check_rendition(&source, data, profile, &options)
-            .map_err(|e| format!("rendition {}: {e}", profile.name))?;
+    let checked: Vec<(&[u8], &Profile)> = renditions
+        .iter()
+        .zip(profiles)
+        .map(|(data, profile)| (&data[..], profile))
+        .collect();
+    for (outcome, profile) in verify::check_renditions(&source, &checked, &options)
+        .into_iter()
+        .zip(profiles)
+    {
+        outcome.map_err(|e| format!("rendition {}: {e}", profile.name))?;
     }
     Ok((counted, CheckVerdict::Passed))
 }

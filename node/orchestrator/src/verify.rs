@@ -20,7 +20,9 @@
 //! 2 s segment's 4-rung ladder against transcoding it.
 //!
 //! Frame matching: at the source's frame rate, rendition frame `j` (presentation order) is
-//! compared with source frame `j`. At another rate it is compared with the best matching of the
+//! compared with source frame `j + k`, where the shift `k` (−1, 0 or 1: a segment cut from a live
+//! stream may start its renditions a frame off its source) is the best of the three on the first
+//! compared frame, then held. At another rate it is compared with the best matching of the
 //! few source frames around the one the ladder transcoder's timestamp frame-rate conversion puts
 //! in output slot `j` (the newest at or before `(j + ½) / rendition fps`; which one exactly
 //! depends on the segment's absolute timestamps), which costs a few more scalings per compared
@@ -102,9 +104,9 @@ pub const DEFAULT_MIN_PSNR_DB: f64 = 21.5;
 
 /// The default [`CheckOptions::compare_every`]: every 4th frame (15 of a 2 s 30 fps segment).
 /// Decoding dominates the cost; comparing every frame instead of every 4th adds the bicubic
-/// scaling and PSNR of 3 × 45 more frames, about 10 % more CPU for a 720p 4-rung ladder (check
-/// ÷ transcode CPU 0.30 instead of 0.27 in `benches/spot_check.rs`). A compared frame's PSNR
-/// stays within ~2 dB of the segment's mean on honest encodes, so 15 frames decide as well.
+/// scaling and PSNR of 3 × 45 more frames, about 10 % more CPU for a 720p 4-rung ladder
+/// (check ÷ transcode CPU about 0.32 instead of 0.29 in `benches/spot_check.rs`). A compared
+/// frame's PSNR stays within ~2 dB of the segment's mean on honest encodes, so 15 frames decide as well.
 pub const DEFAULT_COMPARE_EVERY: u32 = 4;
 
 /// What a passing check found.
@@ -419,8 +421,8 @@ impl SourceFrames {
     }
 
     /// The source frames rendition frame `j` may show (none past the source's end). At the
-    /// source's rate, frame `j` and its neighbours. At another rate, output slot `j` shows the newest source frame
-    /// at or before its middle, `(j + ½) / rendition fps` (the ladder transcoder's frame-rate
+    /// source's rate, frame `j` and its neighbours. At another rate, output slot `j` shows the
+    /// newest source frame at or before its middle, `(j + ½) / rendition fps` (the ladder transcoder's frame-rate
     /// conversion), but where the slots start depends on the segment's absolute timestamps, so
     /// the source frames within `ceil(source fps / rendition fps)` of that one are candidates.
     fn source_candidates(&self, j: u32, rendition_fps: f64) -> std::ops::Range<usize> {
@@ -440,6 +442,36 @@ impl SourceFrames {
         let reach = ratio.ceil().max(1.0) as usize;
         nominal.saturating_sub(reach).min(n)..(nominal + reach + 1).min(n)
     }
+}
+
+/// [`check_rendition`] for every rendition of one segment, each on a thread of its own (the
+/// source's pictures are shared), so checking a ladder takes about as long as its largest rung
+/// rather than all of them in turn; results in the renditions' order.
+pub fn check_renditions(
+    source: &SourceFrames,
+    renditions: &[(&[u8], &Profile)],
+    options: &CheckOptions,
+) -> Vec<Result<CheckReport, CheckFailure>> {
+    std::thread::scope(|scope| {
+        let checks: Vec<_> = renditions
+            .iter()
+            .map(|(data, profile)| {
+                scope.spawn(move || check_rendition(source, data, profile, options))
+            })
+            .collect();
+        checks
+            .into_iter()
+            .zip(renditions)
+            .map(|(check, (_, profile))| {
+                check.join().unwrap_or_else(|_| {
+                    Err(CheckFailure::Undecodable(format!(
+                        "rendition {}: the check panicked",
+                        profile.name
+                    )))
+                })
+            })
+            .collect()
+    })
 }
 
 /// Checks one rendition of the segment `source` was decoded from against `profile`: it
@@ -467,6 +499,10 @@ pub fn check_rendition(
     let same_size = (source.width, source.height) == (pw, ph);
     let (mut frames, mut compared) = (0u32, 0u32);
     let (mut psnr_sum, mut psnr_min) = (0.0f64, f64::INFINITY);
+    // At the source's rate the rendition is the source a whole number of frames off, if at all:
+    // found on the first compared frame, then held, so each later frame is compared once.
+    let same_rate = (rendition_fps - source.fps).abs() < 1e-9;
+    let mut shift: Option<isize> = None;
     let undecodable = |e: String| CheckFailure::Undecodable(format!("{what}: {e}"));
     loop {
         match decoder.next_frame(&mut frame) {
@@ -489,7 +525,13 @@ pub fn check_rendition(
         if j % every != offset {
             continue;
         }
-        let candidates = source.source_candidates(j, rendition_fps);
+        let candidates = match shift {
+            Some(shift) => {
+                let s = (j as isize + shift).clamp(0, source.lumas.len() as isize) as usize;
+                s..(s + 1).min(source.lumas.len())
+            }
+            None => source.source_candidates(j, rendition_fps),
+        };
         if candidates.is_empty() {
             // More frames than the source gives: the frame count check says so.
             continue;
@@ -501,7 +543,7 @@ pub fn check_rendition(
             converted = luma_copy(&frame, &mut converter).map_err(undecodable)?;
             &converted
         };
-        let mut p = f64::NEG_INFINITY;
+        let (mut p, mut best) = (f64::NEG_INFINITY, candidates.start);
         for s in candidates {
             let source_luma = &source.lumas[s];
             let reference = if same_size {
@@ -511,14 +553,20 @@ pub fn check_rendition(
                     .map_err(undecodable)?;
                 &scaled
             };
-            p = p.max(psnr(
+            let this = psnr(
                 distorted.data(0),
                 distorted.stride(0),
                 reference.data(0),
                 reference.stride(0),
                 pw as usize,
                 ph as usize,
-            ));
+            );
+            if this > p {
+                (p, best) = (this, s);
+            }
+        }
+        if same_rate && shift.is_none() {
+            shift = Some(best as isize - j as isize);
         }
         psnr_sum += p;
         psnr_min = psnr_min.min(p);
