@@ -65,7 +65,7 @@ fn version_exits_zero() {
 
 #[test]
 fn every_shipped_scenario_validates_with_a_description() {
-    let scenarios: Vec<PathBuf> = ["scenarios", "scenarios/faults"]
+    let scenarios: Vec<PathBuf> = ["scenarios", "scenarios/faults", "scenarios/pools"]
         .iter()
         .flat_map(|dir| std::fs::read_dir(repo_root().join(dir)).unwrap())
         .map(|e| e.unwrap().path())
@@ -89,6 +89,10 @@ fn every_shipped_scenario_validates_with_a_description() {
     );
     assert!(stdout.contains("Workload `smoke` (constant-streams): 2 streams for 30s."));
     assert!(stdout.contains("Fault injected: Every orchestrator bills 3× the pixels it produced."));
+    assert!(stdout.contains("Fault injected: transcoder-0-1 reports 3× its pixels."));
+    assert!(stdout.contains(
+        "Each orchestrator checks every answer of its transcoders against the source (a transcoder is dropped after 3 refused), and pays them by the pixels it counts, less 10% commission and 1000 wei per payout."
+    ));
     assert!(
         !stdout.contains('\x1b'),
         "no colour when stdout is not a terminal"

@@ -92,12 +92,12 @@ fn an_honest_pool_reconciles_exactly_pays_out_what_was_redeemed_and_starves_the_
     .unwrap();
     let plan = &kept["payout"];
     let redeemed = wei(&plan["redeemed_wei"]);
-    let on_chain: f64 = run
-        .records("redemption")
-        .iter()
-        .filter(|r| r["ok"] == true)
-        .map(|r| r["face_value_wei"].as_f64().unwrap())
-        .sum();
+    // The payment probe's reading of the chain: every redemption from the broadcaster's deposit
+    // (one orchestrator, so all of them its).
+    let payments: Value =
+        serde_json::from_slice(&std::fs::read(run.dir.join("payments.json")).unwrap()).unwrap();
+    assert_eq!(payments["settled"], true, "{payments:#}");
+    let on_chain = payments["redeemed_wei"].as_f64().unwrap();
     assert!(redeemed > 0, "{plan:#}");
     assert!(
         (redeemed as f64 - on_chain).abs() <= on_chain * 1e-12,

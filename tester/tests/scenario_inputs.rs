@@ -116,7 +116,12 @@ fn scenario_corpus_and_regressions() {
 fn shipped_scenarios() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
     let mut seen = 0;
-    for dir in [root.clone(), root.join("faults"), root.join("chaos")] {
+    for dir in [
+        root.clone(),
+        root.join("faults"),
+        root.join("chaos"),
+        root.join("pools"),
+    ] {
         for entry in std::fs::read_dir(&dir).expect("scenarios/") {
             let path = entry.expect("entry").path();
             if path.extension().is_some_and(|e| e == "toml") {

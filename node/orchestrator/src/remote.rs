@@ -9,8 +9,9 @@
 //! Choosing by load alone would give a slow transcoder as much work as a fast one, and every
 //! segment it takes arrives late. So each transcoder's speed is measured on its answers (media
 //! seconds per wall second, the real-time ratio, recent answers weighted most) and work goes to
-//! the one expected to finish first: the lowest (load + 1) ÷ (capacity × ratio). Transcoders
-//! within 50 % of the best count as equal and alternate. A speed not refreshed for
+//! the one expected to finish first: the lowest (load + 1) ÷ (capacity × ratio), a ratio above
+//! [`FAST_ENOUGH`] counting as that. Transcoders within 50 % of the best count as equal and
+//! alternate. A speed not refreshed for
 //! [`SPEED_STALE`] counts as the best known, so a slow transcoder is tried again now and then
 //! and one that got faster wins its share back.
 //!
@@ -80,6 +81,10 @@ const DISCONNECTED: &str = "disconnected";
 
 /// How long a measured speed holds before the transcoder counts as the best known again.
 pub const SPEED_STALE: Duration = Duration::from_secs(15);
+/// The real-time ratio past which a transcoder counts as fast enough: one that turns a segment
+/// around in half its duration adds little latency, and ranking such transcoders by the noise in
+/// their turnaround would starve some of them for nothing.
+pub const FAST_ENOUGH: f64 = 2.0;
 /// Weight of the newest answer in a transcoder's speed.
 const SPEED_WEIGHT: f64 = 0.3;
 /// Scores within this factor of the best count as equal: the turnaround of equal transcoders on
@@ -538,7 +543,7 @@ impl RemotePool {
         let fresh = |t: &Attached| {
             t.speed
                 .filter(|(_, at)| now.duration_since(*at) < SPEED_STALE)
-                .map(|(ratio, _)| ratio)
+                .map(|(ratio, _)| ratio.min(FAST_ENOUGH))
         };
         let best_known = transcoders
             .iter()
@@ -1221,6 +1226,18 @@ mod tests {
             t.speed = Some((0.5, Instant::now() - SPEED_STALE));
         }
         assert_eq!(pool.dispatch(&none).unwrap().name, "slow");
+    }
+
+    #[test]
+    fn transcoders_faster_than_fast_enough_alternate() {
+        let pool = RemotePool::new(Duration::from_secs(60));
+        let (a, _a_stream) = pool.register(1, Some("a")).unwrap();
+        let (b, _b_stream) = pool.register(1, Some("b")).unwrap();
+        pool.measure(a, 2000, Duration::from_millis(250));
+        pool.measure(b, 2000, Duration::from_millis(700));
+        let none = HashSet::new();
+        let picks: Vec<String> = (0..4).map(|_| pool.dispatch(&none).unwrap().name).collect();
+        assert_eq!(picks, ["a", "b", "a", "b"]);
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub fn describe(scenario: &Scenario) -> String {
                 };
                 format!(", paying {price} wei per {} pixel{} with tickets on a local anvil chain", stack.pixels_per_unit, plural(stack.pixels_per_unit as u32))
             }
-        ) + &stack.faults.as_ref().map(describe_faults).unwrap_or_default(),
+        ) + &stack.faults.as_ref().map(describe_faults).unwrap_or_default()
+            + &describe_pool(stack),
         Target::Direct { payment: None } => {
             "It starts no stack: the tester acts as a broadcaster itself, sending unpaid segments (off-chain orchestrators).".to_owned()
         }
@@ -372,6 +373,50 @@ fn describe_faults(faults: &Faults) -> String {
     } else {
         format!(" Fault injected: {who} {}.", what.join(", "))
     }
+}
+
+/// The pool terms and the transcoders' fault switches, when the scenario sets any.
+fn describe_pool(stack: &EmbeddedTarget) -> String {
+    let mut out = String::new();
+    if let Some(pool) = &stack.pool {
+        let checked = match (pool.check_fraction, pool.trust_after) {
+            (f, _) if f >= 1.0 => "every answer".to_owned(),
+            (f, 0) => format!("{:.0}% of the answers", f * 100.0),
+            (f, n) => format!("the first {n} answers of each, then {:.0}%", f * 100.0),
+        };
+        out += &format!(
+            " Each orchestrator checks {checked} of its transcoders against the source (a transcoder is dropped after {} refused), and pays them by the pixels it counts, less {:.0}% commission and {} wei per payout.",
+            pool.drop_after_failures,
+            pool.commission * 100.0,
+            pool.payout_tx_cost_wei
+        );
+    }
+    for ((o, t), faults) in &stack.transcoder_faults {
+        let mut what = Vec::new();
+        if faults.degrade_quality {
+            what.push("encodes at a twentieth of the profile bitrate".to_owned());
+        }
+        if faults.wrong_stream {
+            what.push("answers with its previous segment's renditions".to_owned());
+        }
+        if faults.inflate_pixels != 1.0 {
+            what.push(format!("reports {}× its pixels", faults.inflate_pixels));
+        }
+        if let Some(ratio) = faults.realtime_ratio {
+            what.push(format!("runs at {ratio}× real time"));
+        }
+        if let Some(n) = faults.disconnect_after {
+            what.push(format!("disconnects mid-segment after every {n} answers"));
+        }
+        if !what.is_empty() {
+            out += &format!(
+                " Fault injected: {} {}.",
+                StackNode::Transcoder(*o, *t),
+                what.join(", ")
+            );
+        }
+    }
+    out
 }
 
 fn plural(n: u32) -> &'static str {

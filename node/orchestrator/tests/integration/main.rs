@@ -11,6 +11,7 @@ mod hostile_node;
 mod hostile_payments;
 mod large_bodies;
 mod payments;
+mod pool;
 mod rejections;
 mod remote;
 mod segment_uris;
