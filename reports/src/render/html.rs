@@ -9,7 +9,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use super::{
-    CHAOS_INTRO, ReportContext, chaos_duration, fmt_count, ms_as_s, payout_wei, pool_intro,
+    CHAOS_INTRO, POOL_COLUMNS, ReportContext, chaos_duration, ms_as_s, pool_cells, pool_intro,
     viewer_qoe_intro,
 };
 use crate::breakdowns::{
@@ -652,68 +652,34 @@ fn pool(h: &mut String, ctx: &ReportContext<'_>) {
     }
     heading(h, "transcoder-pool", "Transcoder pool");
     let _ = writeln!(h, "<p>{}</p>", esc(&pool_intro(rows)));
-    let columns = [
-        text("Orchestrator"),
-        text("Transcoder"),
-        num("Accepted"),
-        num("Refused"),
-        num("Lost"),
-        num("Real-time ratio"),
-        num("Share of segments"),
-        num("Pixels (probe)"),
-        num("Pixels (paid)"),
-        num("Pixels (claimed)"),
-        num("Accounting error"),
-        num("Claim error"),
-        num("Payout share"),
-        num("Payout (wei)"),
-        num("Checks"),
-        num("Mean check (ms)"),
-        num("Detected after"),
-        num("Bad delivered"),
-    ];
-    // A faulty value, escaped, in red.
-    let mark = |bad: bool, value: String| {
-        if bad {
-            format!("<span class=\"no\">{}</span>", esc(&value))
-        } else {
-            esc(&value)
-        }
-    };
+    // The first two name the transcoder; the rest are numbers.
+    let columns: Vec<Column<'_>> = POOL_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, title)| if i < 2 { text(title) } else { num(title) })
+        .collect();
     // Eighteen columns do not fit a laptop-width page: the table scrolls rather than the page.
     h.push_str("<div class=\"wide\">");
     table(h, &columns, rows, |h, r| {
         let _ = write!(
             h,
-            "<tr{}><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            if r.is_faulty() { " class=\"bad\"" } else { "" },
-            esc(&r.orchestrator),
-            esc(&r.transcoder),
-            r.segments,
-            mark(r.refused > 0, r.refused.to_string()),
-            mark(r.lost > 0, r.lost.to_string()),
-            fmt_num(r.realtime_ratio),
-            fmt_pct(r.segment_share),
-            r.probe_pixels,
-            mark(r.accounting_faulty(), r.counted_pixels.to_string()),
-            mark(r.claim_faulty(), r.claimed_pixels.to_string()),
-            mark(r.accounting_faulty(), fmt_pct(r.accounting_error)),
-            mark(r.claim_faulty(), fmt_pct(r.claim_error)),
-            fmt_pct(r.payout_share),
-            esc(payout_wei(r)),
-            r.checked,
-            fmt_num(r.check_ms),
-            mark(
-                r.cheater_detected_after.is_some(),
-                fmt_count(r.cheater_detected_after)
-            ),
-            mark(
-                r.bad_segments_delivered > 0,
-                r.bad_segments_delivered.to_string()
-            ),
+            "<tr{}>",
+            if r.is_faulty() { " class=\"bad\"" } else { "" }
         );
+        for (i, (value, faulty)) in pool_cells(r).iter().enumerate() {
+            let class = if i < 2 { " class=\"l\"" } else { "" };
+            // A faulty value in red.
+            if *faulty {
+                let _ = write!(
+                    h,
+                    "<td{class}><span class=\"no\">{}</span></td>",
+                    esc(value)
+                );
+            } else {
+                let _ = write!(h, "<td{class}>{}</td>", esc(value));
+            }
+        }
+        h.push_str("</tr>");
     });
     h.push_str("</div>\n");
 }

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::{
-    CHAOS_INTRO, ReportContext, chaos_duration, fmt_count, ms_as_s, payout_wei, pool_intro,
+    CHAOS_INTRO, POOL_COLUMNS, ReportContext, chaos_duration, ms_as_s, pool_cells, pool_intro,
     viewer_qoe_intro,
 };
 use crate::breakdowns::ViolationStats;
@@ -263,42 +263,20 @@ fn pool(m: &mut String, ctx: &ReportContext<'_>) {
         return;
     }
     let _ = writeln!(m, "## Transcoder pool\n\n{}\n", pool_intro(rows));
-    m.push_str(
-        "| Orchestrator | Transcoder | Accepted | Refused | Lost | Real-time ratio | Share of segments | Pixels (probe) | Pixels (paid) | Pixels (claimed) | Accounting error | Claim error | Payout share | Payout (wei) | Checks | Mean check (ms) | Detected after | Bad delivered |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    let mark = |bad: bool, value: String| {
-        if bad { format!("**{value}**") } else { value }
-    };
+    let _ = writeln!(m, "| {} |", POOL_COLUMNS.join(" | "));
+    let _ = writeln!(m, "|---|---|{}", "---:|".repeat(POOL_COLUMNS.len() - 2));
     for r in rows {
-        let _ = writeln!(
-            m,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            cell(&r.orchestrator),
-            cell(&r.transcoder),
-            r.segments,
-            mark(r.refused > 0, r.refused.to_string()),
-            mark(r.lost > 0, r.lost.to_string()),
-            fmt_num(r.realtime_ratio),
-            fmt_pct(r.segment_share),
-            r.probe_pixels,
-            mark(r.accounting_faulty(), r.counted_pixels.to_string()),
-            mark(r.claim_faulty(), r.claimed_pixels.to_string()),
-            mark(r.accounting_faulty(), fmt_pct(r.accounting_error)),
-            mark(r.claim_faulty(), fmt_pct(r.claim_error)),
-            fmt_pct(r.payout_share),
-            cell(payout_wei(r)),
-            r.checked,
-            fmt_num(r.check_ms),
-            mark(
-                r.cheater_detected_after.is_some(),
-                fmt_count(r.cheater_detected_after)
-            ),
-            mark(
-                r.bad_segments_delivered > 0,
-                r.bad_segments_delivered.to_string()
-            ),
-        );
+        let cells: Vec<String> = pool_cells(r)
+            .into_iter()
+            .map(|(value, faulty)| {
+                if faulty {
+                    format!("**{}**", cell(&value))
+                } else {
+                    cell(&value)
+                }
+            })
+            .collect();
+        let _ = writeln!(m, "| {} |", cells.join(" | "));
     }
     m.push('\n');
 }

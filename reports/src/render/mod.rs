@@ -10,7 +10,7 @@ use crate::journal::JournalStats;
 use crate::leaderboard::Leaderboard;
 use crate::plots::{PlotOutput, SkippedPlot};
 use crate::summary::{LoadedSummary, RunVerdict, ThresholdView};
-use crate::util::fmt_num;
+use crate::util::{fmt_num, fmt_pct};
 
 /// Everything a writer renders.
 pub struct ReportContext<'a> {
@@ -104,9 +104,58 @@ fn pool_intro(rows: &[PoolTranscoderStats]) -> String {
     )
 }
 
-/// A pool transcoder's payout for a table: its wei, or `–`.
-fn payout_wei(row: &PoolTranscoderStats) -> &str {
-    row.payout_wei.as_deref().unwrap_or("–")
+/// The "Transcoder pool" columns, in order (the HTML and Markdown tables share them).
+const POOL_COLUMNS: [&str; 18] = [
+    "Orchestrator",
+    "Transcoder",
+    "Accepted",
+    "Refused",
+    "Lost",
+    "Real-time ratio",
+    "Share of segments",
+    "Pixels (probe)",
+    "Pixels (paid)",
+    "Pixels (claimed)",
+    "Accounting error",
+    "Claim error",
+    "Payout share",
+    "Payout (wei)",
+    "Checks",
+    "Mean check (ms)",
+    "Detected after",
+    "Bad delivered",
+];
+
+/// One pool transcoder's cells under [`POOL_COLUMNS`], unescaped, each with whether it shows
+/// the fault (the renderers mark those).
+fn pool_cells(r: &PoolTranscoderStats) -> [(String, bool); 18] {
+    let plain = |value: String| (value, false);
+    [
+        plain(r.orchestrator.clone()),
+        plain(r.transcoder.clone()),
+        plain(r.segments.to_string()),
+        (r.refused.to_string(), r.refused > 0),
+        (r.lost.to_string(), r.lost > 0),
+        plain(fmt_num(r.realtime_ratio)),
+        plain(fmt_pct(r.segment_share)),
+        plain(r.probe_pixels.to_string()),
+        (r.counted_pixels.to_string(), r.accounting_faulty()),
+        (r.claimed_pixels.to_string(), r.claim_faulty()),
+        (fmt_pct(r.accounting_error), r.accounting_faulty()),
+        (fmt_pct(r.claim_error), r.claim_faulty()),
+        plain(fmt_pct(r.payout_share)),
+        plain(r.payout_wei.as_deref().unwrap_or("–").to_string()),
+        plain(r.checked.to_string()),
+        plain(fmt_num(r.check_ms)),
+        (
+            fmt_count(r.cheater_detected_after),
+            r.cheater_detected_after.is_some(),
+        ),
+        (
+            r.bad_segments_delivered.to_string(),
+            r.bad_segments_delivered > 0,
+        ),
+    ]
 }
 
 /// A count that may be absent, for a table.
