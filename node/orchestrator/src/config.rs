@@ -457,6 +457,7 @@ mod tests {
         assert_eq!(config.payments.price_per_unit, 1200);
         assert_eq!(config.transcode.mode, TranscodeMode::Local);
         assert_eq!(config.chain.unwrap().poll_ms, 1000);
+        assert_eq!(config.pool, crate::pool::PoolConfig::default());
     }
 
     #[test]
