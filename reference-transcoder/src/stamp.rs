@@ -171,11 +171,10 @@ pub fn write_stamp(frame: &mut frame::Video, stamp: FrameStamp) -> Result<(), St
     Ok(())
 }
 
-/// Reads the stamp from a decoded frame of any size whose first plane is 8-bit luma.
-/// Returns `None` when the frame has no stamp or it is damaged.
-pub fn read_stamp(frame: &frame::Video) -> Option<FrameStamp> {
-    let luma_first = matches!(
-        frame.format(),
+/// Whether the first plane of `format` is 8-bit luma, one byte per pixel.
+pub fn luma_is_first_plane(format: Pixel) -> bool {
+    matches!(
+        format,
         Pixel::YUV420P
             | Pixel::YUVJ420P
             | Pixel::YUV422P
@@ -185,8 +184,13 @@ pub fn read_stamp(frame: &frame::Video) -> Option<FrameStamp> {
             | Pixel::NV12
             | Pixel::NV21
             | Pixel::GRAY8
-    );
-    if !luma_first {
+    )
+}
+
+/// Reads the stamp from a decoded frame of any size whose first plane is 8-bit luma.
+/// Returns `None` when the frame has no stamp or it is damaged.
+pub fn read_stamp(frame: &frame::Video) -> Option<FrameStamp> {
+    if !luma_is_first_plane(frame.format()) {
         return None;
     }
     read_stamp_luma(

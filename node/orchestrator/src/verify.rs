@@ -40,6 +40,7 @@ use reference_transcoder::decode::{
     DecodeOptions, DecoderThreads, Demuxer, ReadErrors, VideoDecoder,
 };
 use reference_transcoder::memio::open_container;
+use reference_transcoder::stamp::luma_is_first_plane;
 
 /// Per-frame PSNR of identical pictures (an MSE of 0 would give infinity).
 pub const MAX_PSNR_DB: f64 = 100.0;
@@ -210,22 +211,6 @@ fn open_decoder(ts: &[u8], what: &str) -> Result<VideoDecoder, CheckFailure> {
         .map_err(|e| CheckFailure::Undecodable(format!("{what} cannot be decoded: {e}")))
 }
 
-/// Whether plane 0 of `format` is 8-bit luma, one byte per pixel.
-fn luma_is_plane0(format: Pixel) -> bool {
-    matches!(
-        format,
-        Pixel::YUV420P
-            | Pixel::YUVJ420P
-            | Pixel::YUV422P
-            | Pixel::YUVJ422P
-            | Pixel::YUV444P
-            | Pixel::YUVJ444P
-            | Pixel::NV12
-            | Pixel::NV21
-            | Pixel::GRAY8
-    )
-}
-
 /// A scaler for one input shape.
 struct Scaler {
     input: (Pixel, u32, u32),
@@ -275,7 +260,7 @@ impl Scaler {
 fn luma_copy(frame: &Video, converter: &mut Option<Scaler>) -> Result<Video, String> {
     let (w, h) = (frame.width(), frame.height());
     let mut out = Video::new(Pixel::GRAY8, w, h);
-    if luma_is_plane0(frame.format()) {
+    if luma_is_first_plane(frame.format()) {
         let (src_stride, dst_stride) = (frame.stride(0), out.stride(0));
         let src = frame.data(0);
         let dst = out.data_mut(0);
@@ -537,7 +522,7 @@ pub fn check_rendition(
             continue;
         }
         let converted;
-        let distorted = if luma_is_plane0(frame.format()) {
+        let distorted = if luma_is_first_plane(frame.format()) {
             &frame
         } else {
             converted = luma_copy(&frame, &mut converter).map_err(undecodable)?;
