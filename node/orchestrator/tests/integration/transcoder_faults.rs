@@ -412,9 +412,14 @@ async fn disconnect_after_one_loses_the_second_task_which_is_retried_and_re_regi
 
     // With an honest transcoder beside it, the segment it drops is retried there: every segment
     // is answered, and it is seen leaving (and coming back) once it had its second task. Two
-    // broadcaster sessions send at once, so both transcoders (of capacity 1) get work whatever
-    // their measured speeds.
-    let honest = start_transcoder(transcoder(&session, "honest", TranscoderFaults::default()));
+    // broadcaster sessions send at once, so both transcoders get work whatever their measured
+    // speeds. The honest one has room for two: the dropped segment is retried on it while the
+    // pair's other segment may still be looking for a slot, which would otherwise find none
+    // (OrchestratorBusy, as go answers).
+    let honest = start_transcoder(TranscoderConfig {
+        capacity: 2,
+        ..transcoder(&session, "honest", TranscoderFaults::default())
+    });
     attached(&session, 2).await;
     let mut other = Session::offchain(session.client.uri()).await;
     other.ladder = session.ladder.clone();
