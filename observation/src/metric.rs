@@ -129,6 +129,18 @@ const VIOLATION_TAGS: &[&str] = &[
 
 /// Tags of what a browser player saw.
 const PLAYER_TAGS: &[&str] = &["workload", "stream", "rendition", "sessions"];
+/// Tags of an AI request: the pipeline and model, who answered, why it failed, whether the model
+/// was cold (`start`), and in a concurrency sweep the level it was sent at (`sessions`).
+const AI_TAGS: &[&str] = &[
+    "workload",
+    "pipeline",
+    "model",
+    "orchestrator",
+    "region",
+    "reason",
+    "start",
+    "sessions",
+];
 /// Tags of a pool transcoder's reconciliation.
 const POOL_TAGS: &[&str] = &["orchestrator", "transcoder"];
 
@@ -229,6 +241,69 @@ pub const CATALOG: &[MetricDef] = &[
         tags: SEGMENT_TAGS,
         journal: journal("part", "ok"),
         description: "Low-Latency HLS parts downloaded whole (and, decoded, their pictures read)",
+    },
+    MetricDef {
+        name: "ai_success",
+        kind: Rate,
+        unit: Plain,
+        better: Higher,
+        tags: AI_TAGS,
+        journal: journal("ai", "ok"),
+        description: "AI requests answered 200 with an output that passed validation (tag `reason` names a failure's cause)",
+    },
+    MetricDef {
+        name: "ai_latency",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: AI_TAGS,
+        journal: journal("ai", "latency_ms"),
+        description: "AI request sent → its output's last byte received, media fetched",
+    },
+    MetricDef {
+        name: "ai_cold_latency",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: AI_TAGS,
+        journal: journal_where("ai", "latency_ms", ("start", "cold")),
+        description: "latency of the AI requests sent after the model sat idle (cold starts)",
+    },
+    MetricDef {
+        name: "ai_upload_time",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: AI_TAGS,
+        journal: journal("ai", "upload_ms"),
+        description: "AI request sent → its body handed over",
+    },
+    MetricDef {
+        name: "ai_inference_time",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: AI_TAGS,
+        journal: journal("ai", "inference_ms"),
+        description: "AI request body handed over → the answer's headers: queueing and inference",
+    },
+    MetricDef {
+        name: "ai_download_time",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: AI_TAGS,
+        journal: journal("ai", "download_ms"),
+        description: "AI answer's headers → its last byte, media URLs fetched",
+    },
+    MetricDef {
+        name: "ai_outputs",
+        kind: Counter,
+        unit: Plain,
+        better: Neither,
+        tags: AI_TAGS,
+        journal: journal("ai", "outputs"),
+        description: "outputs AI requests returned (images, video frames, text chunks)",
     },
     MetricDef {
         name: "pool_accounting_error",
@@ -623,13 +698,16 @@ pub const CATALOG: &[MetricDef] = &[
 pub const TAG_KEYS: &[&str] = &[
     "check",
     "event",
+    "model",
     "orchestrator",
+    "pipeline",
     "reason",
     "region",
     "rendition",
     "rule",
     "sessions",
     "severity",
+    "start",
     "stream",
     "transcoder",
     "workload",
@@ -687,5 +765,60 @@ mod tests {
         assert_eq!(tags["rendition"], "P360p30fps16x9");
         let def = lookup("hls_violations").unwrap();
         assert!(tags.keys().all(|k| def.tags.contains(&k.as_str())));
+    }
+
+    #[test]
+    fn an_ai_request_feeds_its_metrics_tagged_with_pipeline_model_and_start() {
+        let cold_failure = crate::record::AiRecord {
+            t_ms: 1,
+            workload: "t2i".into(),
+            pipeline: "text-to-image".into(),
+            model: "lpt/seeded-renderer".into(),
+            orchestrator: None,
+            region: None,
+            request: 0,
+            concurrency: 1,
+            ok: false,
+            reason: Some("wrong_size".into()),
+            error: Some("image 0 is 128x64, asked for 256x128".into()),
+            status: Some(200),
+            start: "cold".into(),
+            latency_ms: 900.0,
+            upload_ms: Some(1.0),
+            inference_ms: Some(850.0),
+            download_ms: Some(49.0),
+            outputs: 2,
+            width: Some(128),
+            height: Some(64),
+            output_bytes: 4000,
+            seed: Some(42),
+            params: r#"{"prompt":"a","width":256,"height":128}"#.into(),
+            response: None,
+        };
+        let samples: Vec<_> = crate::sample::journal_samples(&cold_failure)
+            .map(|(d, v)| (d.name, v))
+            .collect();
+        assert_eq!(
+            samples,
+            [
+                ("ai_success", 0.0),
+                ("ai_latency", 900.0),
+                ("ai_cold_latency", 900.0),
+                ("ai_upload_time", 1.0),
+                ("ai_inference_time", 850.0),
+                ("ai_download_time", 49.0),
+                ("ai_outputs", 2.0),
+            ]
+        );
+        let tags = crate::sample::record_tags(&cold_failure);
+        assert_eq!(tags["pipeline"], "text-to-image");
+        assert_eq!(tags["model"], "lpt/seeded-renderer");
+        assert_eq!(tags["reason"], "wrong_size");
+        assert_eq!(tags["start"], "cold");
+        let warm = crate::record::AiRecord {
+            start: "warm".into(),
+            ..cold_failure
+        };
+        assert!(crate::sample::journal_samples(&warm).all(|(d, _)| d.name != "ai_cold_latency"));
     }
 }

@@ -692,6 +692,73 @@ record_kind! {
     }
 }
 
+record_kind! {
+    /// One request of the AI probe to a gateway or an orchestrator's AI worker (ai-runner's API):
+    /// its latency split, its HTTP outcome and what validating its output found.
+    AiRecord, AiColumns, tag = "ai", version = 1, {
+        /// When it was sent (unix ms).
+        t_ms: i64,
+        /// Workload name.
+        workload: String,
+        /// The pipeline, as its route without the slash (`text-to-image`).
+        pipeline: String,
+        /// The model asked for (`model_id`).
+        model: String,
+        /// The orchestrator or gateway that answered, as the scenario names it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        orchestrator: Option<String>,
+        /// The tester's region label.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// Its number within the workload, from 0.
+        request: u64,
+        /// The sweep level it was sent at, or the requests in flight when it was sent.
+        concurrency: u32,
+        /// Answered 200 with an output that passed validation.
+        ok: bool,
+        /// Why `ok` is false: a stable code (`http_status`, `not_json`, `wrong_size`, …).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// What was wrong, with the start of the error body when there was one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// The HTTP status, when an answer came.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u32>,
+        /// `cold` for the first request after the model sat idle (a cold start), else `warm`.
+        start: String,
+        /// From sending to the last byte of the output, media fetched (ms).
+        latency_ms: f64,
+        /// From sending to the request body handed over (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upload_ms: Option<f64>,
+        /// From the body handed over to the answer's headers: queueing and inference (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inference_ms: Option<f64>,
+        /// From the headers to the last byte, media URLs fetched (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        download_ms: Option<f64>,
+        /// Outputs received (images, frames of a video, chunks of text).
+        outputs: u32,
+        /// The first image's width, when the output is pictures.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        width: Option<u32>,
+        /// The first image's height.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        height: Option<u32>,
+        /// Bytes of output received, media included.
+        output_bytes: u64,
+        /// The seed the answer echoed for its first output.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seed: Option<u64>,
+        /// The request's parameters as compact JSON (inputs' bytes left out).
+        params: String,
+        /// A summary of the answer as compact JSON (`{"images":2,"width":256,…}`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        response: Option<String>,
+    }
+}
+
 /// Any record, as read back from a journal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -719,6 +786,8 @@ pub enum Record {
     Part(PartRecord),
     /// A pool transcoder reconciled.
     Pool(PoolRecord),
+    /// An AI request.
+    Ai(AiRecord),
 }
 
 macro_rules! record_from {
@@ -742,11 +811,12 @@ record_from!(
     Violation(ViolationRecord),
     Player(PlayerRecord),
     Part(PartRecord),
-    Pool(PoolRecord)
+    Pool(PoolRecord),
+    Ai(AiRecord)
 );
 
 /// Every record kind's wire tag, in the order `records.parquet` stacks them.
-pub const RECORD_TYPES: [&str; 12] = [
+pub const RECORD_TYPES: [&str; 13] = [
     SegmentRecord::TYPE,
     CheckRecord::TYPE,
     QualitySample::TYPE,
@@ -759,6 +829,7 @@ pub const RECORD_TYPES: [&str; 12] = [
     PlayerRecord::TYPE,
     PartRecord::TYPE,
     PoolRecord::TYPE,
+    AiRecord::TYPE,
 ];
 
 impl Record {
@@ -777,6 +848,7 @@ impl Record {
             Record::Player(_) => PlayerRecord::TYPE,
             Record::Part(_) => PartRecord::TYPE,
             Record::Pool(_) => PoolRecord::TYPE,
+            Record::Ai(_) => AiRecord::TYPE,
         }
     }
 
@@ -802,6 +874,7 @@ impl Record {
             PlayerRecord::TYPE => Record::Player(typed(text, v)?),
             PartRecord::TYPE => Record::Part(typed(text, v)?),
             PoolRecord::TYPE => Record::Pool(typed(text, v)?),
+            AiRecord::TYPE => Record::Ai(typed(text, v)?),
             other => return Err(RecordParseError::UnknownType(other.to_string())),
         })
     }
@@ -821,6 +894,7 @@ impl Record {
             Record::Player(r) => write_line(r, out),
             Record::Part(r) => write_line(r, out),
             Record::Pool(r) => write_line(r, out),
+            Record::Ai(r) => write_line(r, out),
         }
     }
 }
@@ -865,6 +939,7 @@ pub fn kind_schemas() -> [Schema; RECORD_TYPES.len()] {
         PlayerRecord::schema(),
         PartRecord::schema(),
         PoolRecord::schema(),
+        AiRecord::schema(),
     ]
 }
 

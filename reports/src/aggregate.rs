@@ -296,6 +296,7 @@ pub fn aggregate(frames: &RecordFrames, options: AggregateOptions) -> Res<Aggreg
         violations: violations(&frames.violations)?,
         players: players(&frames.players)?,
         pool: pool(&frames.pool),
+        ai: ai(&frames.ai)?,
         problems,
         plot: PlotData {
             bucket_s,
@@ -778,6 +779,147 @@ fn pool(df: &DataFrame) -> Vec<PoolTranscoderStats> {
         r.segment_share = (total > 0).then(|| r.segments as f64 / total as f64);
     }
     rows
+}
+
+/// The AI probe's requests by workload × pipeline × model × who answered, and by workload ×
+/// concurrency.
+fn ai(df: &DataFrame) -> Res<AiBreakdowns> {
+    if df.height() == 0 {
+        return Ok(AiBreakdowns::default());
+    }
+    let ok = || col("ok").eq(lit(true));
+    let latency = || f64c(column_of("ai_latency"));
+    // Good answers per second from the first sending to the last answer.
+    let throughput = || {
+        let end = (f64c("t_ms") + latency()).max();
+        let span_s = (end - f64c("t_ms").min()) / lit(1000.0);
+        (ok().cast(DataType::Float64).sum() / span_s).alias("throughput")
+    };
+    let keys = [
+        col("workload"),
+        col("pipeline"),
+        col("model"),
+        col("orchestrator").fill_null(lit("unknown")),
+    ];
+    let mut exprs = vec![
+        len().cast(DataType::Float64).alias("requests"),
+        ok().cast(DataType::Float64).sum().alias("ok"),
+        throughput(),
+        f64c(column_of("ai_inference_time"))
+            .mean()
+            .alias("inference_ms_mean"),
+        col("start")
+            .eq(lit("cold"))
+            .cast(DataType::Float64)
+            .sum()
+            .alias("cold_starts"),
+        latency()
+            .filter(col("start").eq(lit("cold")))
+            .max()
+            .alias("cold_latency_ms_max"),
+        col("error")
+            .filter(col("ok").eq(lit(false)))
+            .first()
+            .alias("first_error"),
+    ];
+    exprs.extend(dist_exprs("good_latency_ms", "lat_"));
+    let by_model = df
+        .clone()
+        .lazy()
+        .with_column(
+            when(ok())
+                .then(latency())
+                .otherwise(lit(NULL))
+                .alias("good_latency_ms"),
+        )
+        .sort(["t_ms"], SortMultipleOptions::default())
+        .group_by(keys.clone())
+        .agg(exprs)
+        .sort(
+            ["workload", "pipeline", "model", "orchestrator"],
+            SortMultipleOptions::default(),
+        )
+        .collect()
+        .map_err(ReportError::polars("AI requests by model"))?;
+    let reasons = df
+        .clone()
+        .lazy()
+        .filter(col("ok").eq(lit(false)))
+        .group_by(
+            keys.iter()
+                .cloned()
+                .chain([col("reason").fill_null(lit("unknown"))])
+                .collect::<Vec<_>>(),
+        )
+        .agg([len().cast(DataType::Float64).alias("count")])
+        .collect()
+        .map_err(ReportError::polars("AI failures by reason"))?;
+    let by_model = (0..by_model.height())
+        .map(|row| {
+            let key: [String; 4] = ["workload", "pipeline", "model", "orchestrator"]
+                .map(|k| text(&by_model, k, row).unwrap_or_default());
+            let mut failures: Vec<ReasonCount> = (0..reasons.height())
+                .filter(|&r| {
+                    ["workload", "pipeline", "model", "orchestrator"]
+                        .iter()
+                        .zip(&key)
+                        .all(|(k, v)| text(&reasons, k, r).as_ref() == Some(v))
+                })
+                .map(|r| ReasonCount {
+                    reason: text(&reasons, "reason", r).unwrap_or_default(),
+                    count: count(&reasons, "count", r),
+                })
+                .collect();
+            failures.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
+            let requests = count(&by_model, "requests", row);
+            let ok = count(&by_model, "ok", row);
+            let [workload, pipeline, model, orchestrator] = key;
+            AiStats {
+                workload,
+                pipeline,
+                model,
+                orchestrator,
+                requests,
+                ok,
+                success_rate: (requests > 0).then(|| ok as f64 / requests as f64),
+                throughput: num(&by_model, "throughput", row),
+                latency_ms: read_dist(&by_model, row, "lat_"),
+                inference_ms_mean: num(&by_model, "inference_ms_mean", row),
+                cold_starts: count(&by_model, "cold_starts", row),
+                cold_latency_ms_max: num(&by_model, "cold_latency_ms_max", row),
+                failures,
+                first_error: text(&by_model, "first_error", row),
+            }
+        })
+        .collect();
+    let mut level_exprs = vec![
+        len().cast(DataType::Float64).alias("requests"),
+        ok().cast(DataType::Float64).sum().alias("ok"),
+        throughput(),
+    ];
+    level_exprs.extend(dist_exprs(column_of("ai_latency"), "lat_"));
+    let levels = df
+        .clone()
+        .lazy()
+        .group_by([col("workload"), col("concurrency")])
+        .agg(level_exprs)
+        .sort(["workload", "concurrency"], SortMultipleOptions::default())
+        .collect()
+        .map_err(ReportError::polars("AI requests by concurrency"))?;
+    let by_concurrency = (0..levels.height())
+        .map(|row| AiLevelStats {
+            workload: text(&levels, "workload", row).unwrap_or_default(),
+            concurrency: count(&levels, "concurrency", row) as u32,
+            requests: count(&levels, "requests", row),
+            ok: count(&levels, "ok", row),
+            throughput: num(&levels, "throughput", row),
+            latency_ms: read_dist(&levels, row, "lat_"),
+        })
+        .collect();
+    Ok(AiBreakdowns {
+        by_model,
+        by_concurrency,
+    })
 }
 
 fn uint(df: &DataFrame, name: &str, row: usize) -> Option<u64> {

@@ -350,6 +350,74 @@ impl PlayerBreakdowns {
     }
 }
 
+/// The AI probe's requests: one row per workload × pipeline × model × who answered, and one per
+/// workload × concurrency (the sweep level, or the requests in flight when a rate's request went).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AiBreakdowns {
+    pub by_model: Vec<AiStats>,
+    pub by_concurrency: Vec<AiLevelStats>,
+}
+
+impl AiBreakdowns {
+    /// Whether the run had no `ai` records, so the reports leave the section out.
+    pub fn is_empty(&self) -> bool {
+        self.by_model.is_empty()
+    }
+}
+
+/// One pipeline and model of one `ai` workload, as one gateway or worker answered it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AiStats {
+    pub workload: String,
+    /// The pipeline's route without the slash (`text-to-image`).
+    pub pipeline: String,
+    pub model: String,
+    /// Who answered (`local-ai-worker`, a gateway's host, an orchestrator's address).
+    pub orchestrator: String,
+    /// Requests sent.
+    pub requests: u64,
+    /// Requests answered 200 with an output that passed validation.
+    pub ok: u64,
+    /// `ok ÷ requests`.
+    pub success_rate: Option<f64>,
+    /// Good answers per second, from the first request's sending to the last answer.
+    pub throughput: Option<f64>,
+    /// Latency of the good answers (ms): sending → the output's last byte.
+    pub latency_ms: Distribution,
+    /// Mean time from the request body handed over to the answer's headers (ms).
+    pub inference_ms_mean: Option<f64>,
+    /// Requests sent after the model sat idle.
+    pub cold_starts: u64,
+    /// The slowest of them (ms).
+    pub cold_latency_ms_max: Option<f64>,
+    /// Failed requests by reason, most frequent first.
+    pub failures: Vec<ReasonCount>,
+    /// The first failure's message.
+    pub first_error: Option<String>,
+}
+
+/// Requests failed for one reason.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReasonCount {
+    /// A stable code (`http_status`, `wrong_size`, …).
+    pub reason: String,
+    pub count: u64,
+}
+
+/// The requests of one `ai` workload sent at one concurrency.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AiLevelStats {
+    pub workload: String,
+    /// The sweep level, or the requests in flight when a rate's request was sent.
+    pub concurrency: u32,
+    pub requests: u64,
+    pub ok: u64,
+    /// Good answers per second at this level.
+    pub throughput: Option<f64>,
+    /// Latency of every request at this level (ms).
+    pub latency_ms: Distribution,
+}
+
 /// One remote transcoder of an orchestrator's pool, as the pool probe reconciled it at the end of
 /// the run (its `pool` record): what the orchestrator took from it, and its pixels three ways —
 /// as the probe decoded them, as the orchestrator's ledger counted (billed and paid) them, and as
@@ -489,6 +557,10 @@ pub struct Aggregates {
     /// the run had no `pool` records, and when read from a summary without the key).
     #[serde(default)]
     pub pool: Vec<PoolTranscoderStats>,
+    /// The AI probe's requests (empty when the run had no `ai` records, and when read from a
+    /// summary without the key).
+    #[serde(default)]
+    pub ai: AiBreakdowns,
     /// Content problems found while aggregating, as sentences for the report's "missing" list
     /// (not serialized: `summary.json` has them in `report.missing`).
     #[serde(skip)]

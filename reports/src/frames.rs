@@ -43,6 +43,8 @@ pub struct RecordFrames {
     pub parts: DataFrame,
     /// `pool` records: each pool transcoder reconciled.
     pub pool: DataFrame,
+    /// `ai` records: each request of the AI probe.
+    pub ai: DataFrame,
 }
 
 #[derive(Default)]
@@ -59,6 +61,7 @@ struct Builders {
     players: PlayerColumns,
     parts: PartColumns,
     pool: PoolColumns,
+    ai: AiColumns,
 }
 
 impl Builders {
@@ -76,6 +79,7 @@ impl Builders {
             Record::Player(r) => self.players.push(r),
             Record::Part(r) => self.parts.push(r),
             Record::Pool(r) => self.pool.push(r),
+            Record::Ai(r) => self.ai.push(r),
         }
     }
 
@@ -129,6 +133,7 @@ impl Builders {
                 .pool
                 .finish()
                 .map_err(ReportError::polars("pool table"))?,
+            ai: self.ai.finish().map_err(ReportError::polars("ai table"))?,
         })
     }
 }
@@ -180,6 +185,7 @@ impl RecordFrames {
             (PlayerRecord::TYPE, &self.players),
             (PartRecord::TYPE, &self.parts),
             (PoolRecord::TYPE, &self.pool),
+            (AiRecord::TYPE, &self.ai),
         ]
     }
 

@@ -9,8 +9,8 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use super::{
-    CHAOS_INTRO, POOL_COLUMNS, ReportContext, chaos_duration, ms_as_s, pool_cells, pool_intro,
-    viewer_qoe_intro,
+    AI_COLUMNS, AI_INTRO, AI_LEVEL_COLUMNS, CHAOS_INTRO, POOL_COLUMNS, ReportContext, ai_cells,
+    ai_level_cells, chaos_duration, ms_as_s, pool_cells, pool_intro, viewer_qoe_intro,
 };
 use crate::breakdowns::{
     Distribution, Group, QualityStats, SegmentStats, ViewerQoe, ViolationStats,
@@ -210,6 +210,7 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
     violations(&mut h, ctx);
     viewer_qoe(&mut h, ctx);
     pool(&mut h, ctx);
+    ai(&mut h, ctx);
     payments(&mut h, ctx);
     bench(&mut h, ctx);
     leaderboard(&mut h, ctx);
@@ -682,6 +683,55 @@ fn pool(h: &mut String, ctx: &ReportContext<'_>) {
         h.push_str("</tr>");
     });
     h.push_str("</div>\n");
+}
+
+/// The AI probe's requests, when the run had any: one table by model, one by concurrency, a
+/// failing row marked and its faulty values in red.
+fn ai(h: &mut String, ctx: &ReportContext<'_>) {
+    let ai = &ctx.aggregates.ai;
+    if ai.is_empty() {
+        return;
+    }
+    heading(h, "ai-requests", "AI requests");
+    let _ = writeln!(h, "<p>{}</p>", esc(AI_INTRO));
+    fn rows_of<R>(
+        h: &mut String,
+        titles: &[&str],
+        labels: usize,
+        rows: &[R],
+        cells: impl Fn(&R) -> Vec<(String, bool)>,
+    ) {
+        let columns: Vec<Column<'_>> = titles
+            .iter()
+            .enumerate()
+            .map(|(i, title)| if i < labels { text(title) } else { num(title) })
+            .collect();
+        h.push_str("<div class=\"wide\">");
+        table(h, &columns, rows, |h, r| {
+            let cells = cells(r);
+            let bad = cells.iter().any(|(_, faulty)| *faulty);
+            let _ = write!(h, "<tr{}>", if bad { " class=\"bad\"" } else { "" });
+            for (i, (value, faulty)) in cells.iter().enumerate() {
+                let class = if i < labels { " class=\"l\"" } else { "" };
+                if *faulty {
+                    let _ = write!(
+                        h,
+                        "<td{class}><span class=\"no\">{}</span></td>",
+                        esc(value)
+                    );
+                } else {
+                    let _ = write!(h, "<td{class}>{}</td>", esc(value));
+                }
+            }
+            h.push_str("</tr>");
+        });
+        h.push_str("</div>\n");
+    }
+    rows_of(h, &AI_COLUMNS, 4, &ai.by_model, |r| ai_cells(r).to_vec());
+    h.push_str("<h3>By concurrency</h3>\n");
+    rows_of(h, &AI_LEVEL_COLUMNS, 1, &ai.by_concurrency, |r| {
+        ai_level_cells(r).to_vec()
+    });
 }
 
 /// A distribution in milliseconds as three cells in seconds: p50, p95, max.

@@ -5,8 +5,8 @@
 use std::fmt::Write;
 
 use super::{
-    CHAOS_INTRO, POOL_COLUMNS, ReportContext, chaos_duration, ms_as_s, pool_cells, pool_intro,
-    viewer_qoe_intro,
+    AI_COLUMNS, AI_INTRO, AI_LEVEL_COLUMNS, CHAOS_INTRO, POOL_COLUMNS, ReportContext, ai_cells,
+    ai_level_cells, chaos_duration, ms_as_s, pool_cells, pool_intro, viewer_qoe_intro,
 };
 use crate::breakdowns::ViolationStats;
 use crate::util::{escape_md_cell as cell, fmt_num, fmt_pct};
@@ -117,6 +117,7 @@ pub fn render(ctx: &ReportContext<'_>) -> String {
     violations(&mut m, ctx);
     viewer_qoe(&mut m, ctx);
     pool(&mut m, ctx);
+    ai(&mut m, ctx);
     if !ctx.aggregates.bench.is_empty() {
         m.push_str("## Hardware benchmark\n\n| Sessions | Real-time fraction | Transcode ÷ duration (mean) | p95 |\n|---:|---:|---:|---:|\n");
         for b in &ctx.aggregates.bench {
@@ -254,6 +255,55 @@ fn viewer_qoe(m: &mut String, ctx: &ReportContext<'_>) {
         );
     }
     m.push('\n');
+}
+
+/// The AI probe's requests, when the run had any: the HTML report's tables, faulty values in
+/// bold.
+fn ai(m: &mut String, ctx: &ReportContext<'_>) {
+    let ai = &ctx.aggregates.ai;
+    if ai.is_empty() {
+        return;
+    }
+    fn rows(m: &mut String, titles: &[&str], labels: usize, rows: Vec<Vec<(String, bool)>>) {
+        let _ = writeln!(m, "| {} |", titles.join(" | "));
+        let _ = writeln!(
+            m,
+            "|{}{}",
+            "---|".repeat(labels),
+            "---:|".repeat(titles.len() - labels)
+        );
+        for cells in rows {
+            let cells: Vec<String> = cells
+                .into_iter()
+                .map(|(value, faulty)| {
+                    if faulty {
+                        format!("**{}**", cell(&value))
+                    } else {
+                        cell(&value)
+                    }
+                })
+                .collect();
+            let _ = writeln!(m, "| {} |", cells.join(" | "));
+        }
+        m.push('\n');
+    }
+    let _ = writeln!(m, "## AI requests\n\n{AI_INTRO}\n");
+    rows(
+        m,
+        &AI_COLUMNS,
+        4,
+        ai.by_model.iter().map(|r| ai_cells(r).to_vec()).collect(),
+    );
+    m.push_str("### By concurrency\n\n");
+    rows(
+        m,
+        &AI_LEVEL_COLUMNS,
+        1,
+        ai.by_concurrency
+            .iter()
+            .map(|r| ai_level_cells(r).to_vec())
+            .collect(),
+    );
 }
 
 /// The transcoder pools, when the run had any: the HTML report's table, faulty values in bold.

@@ -5,7 +5,9 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 
-use crate::breakdowns::{Aggregates, ChaosEventStats, PlayerBreakdowns, PoolTranscoderStats};
+use crate::breakdowns::{
+    Aggregates, AiLevelStats, AiStats, ChaosEventStats, PlayerBreakdowns, PoolTranscoderStats,
+};
 use crate::journal::JournalStats;
 use crate::leaderboard::Leaderboard;
 use crate::plots::{PlotOutput, SkippedPlot};
@@ -155,6 +157,87 @@ fn pool_cells(r: &PoolTranscoderStats) -> [(String, bool); 18] {
             r.bad_segments_delivered.to_string(),
             r.bad_segments_delivered > 0,
         ),
+    ]
+}
+
+/// The sentence under the "AI requests" heading.
+const AI_INTRO: &str = "One row per pipeline and model of each AI workload, as one gateway or \
+    worker answered it. A request is good when it was answered 200 with an output that passed \
+    validation (decodes, size, count, seeds, determinism); latency is over good answers, from \
+    sending to the output's last byte with media fetched; inference is from the request body \
+    handed over to the answer's headers, queueing included.";
+
+/// The "AI requests" columns, in order (the HTML and Markdown tables share them).
+const AI_COLUMNS: [&str; 14] = [
+    "Workload",
+    "Pipeline",
+    "Model",
+    "Answered by",
+    "Requests",
+    "Good",
+    "Good answers/s",
+    "Latency p50 (s)",
+    "p95 (s)",
+    "max (s)",
+    "Inference mean (s)",
+    "Cold starts",
+    "Slowest cold (s)",
+    "Failures",
+];
+
+/// One AI row's cells under [`AI_COLUMNS`], unescaped, each with whether it shows a fault.
+fn ai_cells(r: &AiStats) -> [(String, bool); 14] {
+    let plain = |value: String| (value, false);
+    let failures = r
+        .failures
+        .iter()
+        .map(|f| format!("{} × {}", f.reason, f.count))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let failures = match &r.first_error {
+        Some(first) if !failures.is_empty() => format!("{failures} (first: {first})"),
+        _ => failures,
+    };
+    [
+        plain(r.workload.clone()),
+        plain(r.pipeline.clone()),
+        plain(r.model.clone()),
+        plain(r.orchestrator.clone()),
+        plain(r.requests.to_string()),
+        (fmt_pct(r.success_rate), r.ok < r.requests),
+        plain(fmt_num(r.throughput)),
+        plain(ms_as_s(r.latency_ms.p50)),
+        plain(ms_as_s(r.latency_ms.p95)),
+        plain(ms_as_s(r.latency_ms.max)),
+        plain(ms_as_s(r.inference_ms_mean)),
+        plain(r.cold_starts.to_string()),
+        plain(ms_as_s(r.cold_latency_ms_max)),
+        (failures, !r.failures.is_empty()),
+    ]
+}
+
+/// The "AI requests by concurrency" columns.
+const AI_LEVEL_COLUMNS: [&str; 7] = [
+    "Workload",
+    "Concurrency",
+    "Requests",
+    "Good",
+    "Good answers/s",
+    "Latency p50 (s)",
+    "p95 (s)",
+];
+
+/// One concurrency level's cells under [`AI_LEVEL_COLUMNS`].
+fn ai_level_cells(r: &AiLevelStats) -> [(String, bool); 7] {
+    let plain = |value: String| (value, false);
+    [
+        plain(r.workload.clone()),
+        plain(r.concurrency.to_string()),
+        plain(r.requests.to_string()),
+        (r.ok.to_string(), r.ok < r.requests),
+        plain(fmt_num(r.throughput)),
+        plain(ms_as_s(r.latency_ms.p50)),
+        plain(ms_as_s(r.latency_ms.p95)),
     ]
 }
 
