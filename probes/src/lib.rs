@@ -17,6 +17,7 @@
 //! - [`direct`]: one orchestrator tested directly, the tester acting as its broadcaster, every
 //!   failure with a reason.
 
+pub mod ai;
 pub mod checks;
 pub mod chunk;
 pub mod clock;

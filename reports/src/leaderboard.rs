@@ -19,7 +19,12 @@
 //!   shape of `GET /api/aggregated_stats` computed locally by [`aggregate`] exactly as
 //!   leaderboard-serverless does (means per (orchestrator, region), then [`score_of`]), and
 //!   [`extras`] (quality and price, which the public leaderboard does not have) beside them.
+//! - AI probe requests become AI records ([`ai`]): `ai_records` (each a leaderboard-serverless
+//!   `models.Stats` AI record, postable as-is), `ai_aggregated` (the public AI scores per pipeline
+//!   and model), `ai_median_round_trip_time` (the medians those scores are relative to) and
+//!   `ai_ours` (our score). They are added by [`with_ai`] and absent when a run made no AI request.
 
+pub mod ai;
 pub mod extras;
 
 use std::borrow::Cow;
@@ -90,7 +95,7 @@ pub struct LeaderboardScore {
 }
 
 /// The content of `leaderboard.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Leaderboard {
     /// One §7 record per (orchestrator, region).
     pub records: Vec<LeaderboardRecord>,
@@ -99,6 +104,18 @@ pub struct Leaderboard {
     /// orchestrator → region → quality and price (absent from files written before extras).
     #[serde(default)]
     pub extras: ExtrasMap,
+    /// One AI record per (orchestrator, region, pipeline, model, warm or cold).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ai_records: Vec<ai::AiLeaderboardRecord>,
+    /// pipeline → model → orchestrator → region → public AI scores.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ai_aggregated: ai::AiAggregatedScores,
+    /// pipeline → model → the median round trip (s) the public AI scores are relative to.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ai_median_round_trip_time: ai::AiMedians,
+    /// pipeline → model → orchestrator → region → our AI scores.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ai_ours: ai::AiOurScores,
 }
 
 /// The record tables a leaderboard is built from (the `RecordFrames` of a run).
@@ -309,6 +326,7 @@ pub fn build(
         records: Vec::new(),
         aggregated: BTreeMap::new(),
         extras: ExtrasMap::new(),
+        ..Leaderboard::default()
     };
     let secs = |ms: Option<f64>| ms.map(|v| v / 1000.0).unwrap_or(0.0);
     for row in 0..totals.height() {
@@ -341,6 +359,27 @@ pub fn build(
     }
     board.aggregated = aggregate(&board.records);
     board.extras = extras::build(&board.records, inputs)?;
+    Ok(Some(board))
+}
+
+/// Adds the AI records built from the `ai` table (`RecordFrames::ai`) to a leaderboard from
+/// [`build`]: a run with AI requests and no segments gets a leaderboard with no transcoding
+/// record. Requests without a region take `default_region`. `None` when there is neither.
+pub fn with_ai(
+    board: Option<Leaderboard>,
+    ai: &DataFrame,
+    timestamp_s: i64,
+    default_region: Option<&str>,
+) -> Result<Option<Leaderboard>, ReportError> {
+    let built = ai::build(ai, timestamp_s, default_region)?;
+    if built.records.is_empty() {
+        return Ok(board);
+    }
+    let mut board = board.unwrap_or_default();
+    board.ai_records = built.records;
+    board.ai_aggregated = built.aggregated;
+    board.ai_median_round_trip_time = built.medians;
+    board.ai_ours = built.ours;
     Ok(Some(board))
 }
 

@@ -218,7 +218,7 @@ fn render_run(
     missing.extend(journal_stats.describe_problems());
     if journal_present && journal_stats.total_records() == 0 {
         missing.push("the journal holds no usable records (empty run)".to_string());
-    } else if journal_present && frames.segments.height() == 0 {
+    } else if journal_present && frames.segments.height() == 0 && frames.ai.height() == 0 {
         missing.push("no segment records: segment success and latency are unknown".to_string());
     }
 
@@ -284,6 +284,12 @@ fn render_run(
             redemptions: &frames.redemptions,
         },
         timestamp_s,
+    )?;
+    let board = leaderboard::with_ai(
+        board,
+        &frames.ai,
+        timestamp_s,
+        options.default_region.as_deref(),
     )?;
     if let Some(board) = &board {
         let path = run_dir.join(files::LEADERBOARD);

@@ -153,6 +153,13 @@ pub enum NodeCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// A local AI worker serving ai-runner's API with CPU stand-ins for the pipelines that need
+    /// no model weights (text-to-image, image-to-image, upscale), and fault switches.
+    AiWorker {
+        /// Its TOML config (see node/ai-worker/src/config.rs); absent: every default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -345,6 +352,9 @@ fn run_node(node: NodeCommand) -> anyhow::Result<()> {
         NodeCommand::Orchestrator { config } => crate::node_cmd::orchestrator(&config),
         NodeCommand::Broadcaster { config } => {
             tokio::runtime::Runtime::new()?.block_on(crate::node_cmd::broadcaster(&config))
+        }
+        NodeCommand::AiWorker { config } => {
+            tokio::runtime::Runtime::new()?.block_on(crate::node_cmd::ai_worker(config.as_deref()))
         }
         NodeCommand::Transcoder {
             orchestrator,

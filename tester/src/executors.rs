@@ -172,10 +172,13 @@ pub async fn run_workload(
                 .collect();
             capacity(&mut streams, search, &gates, &cancel).await
         }
-        Executor::DirectOrchestrator { .. } => WorkloadResult {
+        Executor::DirectOrchestrator { .. } | Executor::Ai(_) => WorkloadResult {
             completed: false,
             capacity: None,
-            message: Some("the direct-orchestrator executor does not schedule streams".into()),
+            message: Some(format!(
+                "the {} executor does not schedule streams",
+                workload.executor.name()
+            )),
         },
     };
     streams.stop_all().await;

@@ -5,6 +5,7 @@
 //! a run's leaderboard records. Media, protocol, node stack, probes and reports live in their own
 //! crates; `main` only calls [`cli::main`].
 
+pub mod ai;
 pub mod bench;
 pub mod chaos;
 pub mod cli;

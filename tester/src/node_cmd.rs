@@ -65,6 +65,26 @@ pub async fn broadcaster(config_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the local AI worker from its config file (every default without one).
+pub async fn ai_worker(config_path: Option<&Path>) -> anyhow::Result<()> {
+    let config = match config_path {
+        Some(path) => node_ai_worker::AiWorkerConfig::from_file(path)
+            .with_context(|| format!("AI worker config {}", path.display()))?,
+        None => node_ai_worker::AiWorkerConfig::default(),
+    };
+    let running = node_ai_worker::start(config).await?;
+    let stop = StopSignals::install()?;
+    info!(http = %running.addr, "AI worker ready");
+    announce_ready(json!({
+        "event": "ready",
+        "role": "ai-worker",
+        "url": format!("http://{}", running.addr),
+    }))?;
+    stop.wait().await;
+    running.shutdown().await;
+    Ok(())
+}
+
 /// Runs an orchestrator on a runtime of the size its config asks for (`io_threads`).
 pub fn orchestrator(config_path: &Path) -> anyhow::Result<()> {
     let config = node_orchestrator::OrchestratorConfig::from_file(config_path)

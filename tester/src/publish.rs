@@ -30,6 +30,13 @@
 //! - The report puts the public scores (computed locally with the public formula) beside what only
 //!   we measure (VMAF against the reference transcoder, effective price per pixel) and the failure
 //!   reasons, so one screen says both how the leaderboard will rank a node and why.
+//! - AI records (`ai_records`, leaderboard-serverless's `models.Stats` AI form) are posted after
+//!   the transcoding ones, the same way: same route, same signature, same retries, same region
+//!   check and `--region` override, the orchestrator in lowercase. Their public score is the one
+//!   the leaderboard gives the (orchestrator, region) for that pipeline and model
+//!   (`ai_aggregated`, relative to the median round trip of the run's records), shown with ours.
+//!   The headline counts both kinds. Servers without AI support (v1.0.0) accept such a record
+//!   but drop its AI fields.
 
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -40,6 +47,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 use sha2::Sha256;
 
+use reports::leaderboard::ai::{AiLeaderboardRecord, AiOurScore, WEIGHT_RTT, WEIGHT_SUCCESS};
 use reports::leaderboard::{
     LEADERBOARD_FILE, Leaderboard, LeaderboardError, LeaderboardExtras, LeaderboardRecord,
     LeaderboardScore, orchestrator_id, score,
@@ -330,6 +338,21 @@ pub struct RecordOutcome {
     pub extras: Option<LeaderboardExtras>,
     /// The record's failure reasons.
     pub errors: Vec<LeaderboardError>,
+    /// For an AI record: what it measured and our score; `None` for a transcoding record.
+    pub ai: Option<AiOutcome>,
+}
+
+/// What an AI record was about, and our score beside the public one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AiOutcome {
+    /// The pipeline.
+    pub pipeline: String,
+    /// The model.
+    pub model: String,
+    /// Warm requests (false: cold starts).
+    pub model_is_warm: bool,
+    /// Our score of the (pipeline, model, orchestrator, region), when the run has it.
+    pub ours: Option<AiOurScore>,
 }
 
 impl RecordOutcome {
@@ -363,11 +386,23 @@ impl PublishReport {
         self.accepted() == self.records.len()
     }
 
-    /// `"3 of 3 records accepted"`.
+    /// AI records among [`records`](Self::records).
+    pub fn ai_records(&self) -> usize {
+        self.records.iter().filter(|r| r.ai.is_some()).count()
+    }
+
+    /// `"3 of 3 records accepted"`; with AI records, `"5 of 5 records accepted (3 transcoding,
+    /// 2 AI)"`.
     pub fn headline(&self) -> String {
         let total = self.records.len();
+        let ai = self.ai_records();
+        let kinds = if ai == 0 {
+            String::new()
+        } else {
+            format!(" ({} transcoding, {ai} AI)", total - ai)
+        };
         format!(
-            "{} of {total} record{} accepted",
+            "{} of {total} record{} accepted{kinds}",
             self.accepted(),
             if total == 1 { "" } else { "s" }
         )
@@ -384,15 +419,28 @@ impl fmt::Display for PublishReport {
             self.elapsed.as_secs_f64()
         )?;
         for r in &self.records {
+            let what = match &r.ai {
+                Some(ai) => format!(
+                    " {} {} {}",
+                    ai.pipeline,
+                    ai.model,
+                    if ai.model_is_warm { "warm" } else { "cold" }
+                ),
+                None => String::new(),
+            };
             writeln!(
                 f,
-                "  {} ({}): {}",
+                "  {} ({}){what}: {}",
                 r.orchestrator,
                 r.region,
                 outcome_line(r, &self.secret_env)
             )?;
             writeln!(f, "      public score: {}", score_line(r))?;
-            if let Some(ours) = extras_line(r.extras.as_ref()) {
+            let ours = match &r.ai {
+                Some(ai) => ai.ours.as_ref().map(ai_ours_line),
+                None => extras_line(r.extras.as_ref()),
+            };
+            if let Some(ours) = ours {
                 writeln!(f, "      ours: {ours}")?;
             }
             if !r.errors.is_empty() {
@@ -481,9 +529,31 @@ fn outcome_line(r: &RecordOutcome, secret_env: &str) -> String {
 
 fn score_line(r: &RecordOutcome) -> String {
     let s = &r.score;
+    if r.ai.is_some() {
+        return format!(
+            "{:.3} = {WEIGHT_SUCCESS} × success {:.3} + {WEIGHT_RTT} × round-trip score {:.3} \
+             (of the node's records of this pipeline and model)",
+            s.score, s.success_rate, s.round_trip_score
+        );
+    }
     format!(
         "{:.3} = success {:.3} × round-trip score {:.3}",
         s.score, s.success_rate, s.round_trip_score
+    )
+}
+
+fn ai_ours_line(o: &AiOurScore) -> String {
+    let p95 = match o.p95_latency_s {
+        Some(s) => format!("p95 latency {s:.2} s"),
+        None => "no successful request".to_string(),
+    };
+    format!(
+        "{:.3} = success {:.3} × latency score {:.3} ({p95}; {}, {} cold)",
+        o.score,
+        o.success_rate,
+        o.latency_score,
+        counted(o.requests, "request"),
+        o.cold_requests
     )
 }
 
@@ -910,6 +980,113 @@ fn as_posted(original: &LeaderboardRecord, opts: &PublishOptions) -> Leaderboard
     record
 }
 
+/// An AI record as posted, like [`as_posted`].
+fn ai_as_posted(original: &AiLeaderboardRecord, opts: &PublishOptions) -> AiLeaderboardRecord {
+    let mut record = original.clone();
+    if let Some(region) = &opts.region {
+        record.region = region.clone();
+    }
+    record.orchestrator = orchestrator_id(&record.orchestrator).into_owned();
+    record
+}
+
+/// The JSON body of a record.
+fn body_of(
+    record: &impl serde::Serialize,
+    orchestrator: &str,
+    region: &str,
+) -> Result<Vec<u8>, PublishError> {
+    serde_json::to_vec(record).map_err(|source| PublishError::Serialize {
+        orchestrator: orchestrator.to_string(),
+        region: region.to_string(),
+        source,
+    })
+}
+
+/// Every record of the board, transcoding then AI, as (body, outcome before posting).
+fn to_post(
+    board: &Leaderboard,
+    opts: &PublishOptions,
+) -> Result<Vec<(Vec<u8>, RecordOutcome)>, PublishError> {
+    let mut out = Vec::with_capacity(board.records.len() + board.ai_records.len());
+    for original in &board.records {
+        let record = as_posted(original, opts);
+        let extras = board
+            .extras
+            .get(&original.orchestrator)
+            .and_then(|by_region| by_region.get(&original.region))
+            .cloned();
+        out.push((
+            body_of(&record, &record.orchestrator, &record.region)?,
+            RecordOutcome {
+                orchestrator: record.orchestrator.clone(),
+                region: record.region.clone(),
+                delivery: Delivery::NotSent,
+                status: None,
+                attempts: 0,
+                message: String::new(),
+                score: score(&record),
+                extras,
+                errors: record.errors.clone(),
+                ai: None,
+            },
+        ));
+    }
+    for original in &board.ai_records {
+        let record = ai_as_posted(original, opts);
+        let key = orchestrator_id(&original.orchestrator);
+        let (pipeline, model) = (record.pipeline.clone(), record.model.clone());
+        let public = board
+            .ai_aggregated
+            .get(&pipeline)
+            .and_then(|m| m.get(&model))
+            .and_then(|o| o.get(&original.orchestrator).or_else(|| o.get(&*key)))
+            .and_then(|r| r.get(&original.region))
+            .cloned();
+        let median = board
+            .ai_median_round_trip_time
+            .get(&pipeline)
+            .and_then(|m| m.get(&model))
+            .copied()
+            .unwrap_or(0.0);
+        let ours = board
+            .ai_ours
+            .get(&pipeline)
+            .and_then(|m| m.get(&model))
+            .and_then(|o| o.get(&original.orchestrator).or_else(|| o.get(&*key)))
+            .and_then(|r| r.get(&original.region))
+            .cloned();
+        out.push((
+            body_of(&record, &record.orchestrator, &record.region)?,
+            RecordOutcome {
+                orchestrator: record.orchestrator.clone(),
+                region: record.region.clone(),
+                delivery: Delivery::NotSent,
+                status: None,
+                attempts: 0,
+                message: String::new(),
+                // An older file without `ai_aggregated`: this record alone against the median.
+                score: public.unwrap_or_else(|| {
+                    reports::leaderboard::ai::score_of(
+                        record.success_rate,
+                        record.round_trip_time,
+                        median,
+                    )
+                }),
+                extras: None,
+                errors: record.errors.clone(),
+                ai: Some(AiOutcome {
+                    pipeline,
+                    model,
+                    model_is_warm: record.model_is_warm,
+                    ours,
+                }),
+            },
+        ));
+    }
+    Ok(out)
+}
+
 /// Posts every record of `run_dir/leaderboard.json` to `{endpoint}/api/post_stats`, signed with
 /// the secret from the environment variable `opts.secret_env`.
 ///
@@ -920,7 +1097,7 @@ fn as_posted(original: &LeaderboardRecord, opts: &PublishOptions) -> Leaderboard
 pub async fn publish(run_dir: &Path, opts: &PublishOptions) -> Result<PublishReport, PublishError> {
     let url = validate(opts)?;
     let board = read_leaderboard(run_dir)?;
-    if board.records.is_empty() {
+    if board.records.is_empty() && board.ai_records.is_empty() {
         return Err(PublishError::NoRecords {
             path: run_dir.join(LEADERBOARD_FILE),
         });
@@ -935,37 +1112,16 @@ pub async fn publish(run_dir: &Path, opts: &PublishOptions) -> Result<PublishRep
 
     let started = Instant::now();
     let (accepted, listed_by) = accepted_regions(&client, opts, started).await?;
+    let to_post = to_post(&board, opts)?;
     check_regions(
-        board.records.iter().map(|r| as_posted(r, opts).region),
+        to_post.iter().map(|(_, o)| o.region.clone()),
         accepted,
         listed_by,
     )?;
-    let mut outcomes = Vec::with_capacity(board.records.len());
+    let mut outcomes = Vec::with_capacity(to_post.len());
     let mut server_gone = false;
-    for original in &board.records {
-        let record = as_posted(original, opts);
-        let extras = board
-            .extras
-            .get(&original.orchestrator)
-            .and_then(|by_region| by_region.get(&original.region))
-            .cloned();
-        let mut outcome = RecordOutcome {
-            orchestrator: record.orchestrator.clone(),
-            region: record.region.clone(),
-            delivery: Delivery::NotSent,
-            status: None,
-            attempts: 0,
-            message: String::new(),
-            score: score(&record),
-            extras,
-            errors: record.errors.clone(),
-        };
+    for (body, mut outcome) in to_post {
         if !server_gone {
-            let body = serde_json::to_vec(&record).map_err(|source| PublishError::Serialize {
-                orchestrator: record.orchestrator.clone(),
-                region: record.region.clone(),
-                source,
-            })?;
             let signature = secret.sign(&body);
             let post = || {
                 client
@@ -1240,6 +1396,81 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(codes, ["LOCAL"]);
+    }
+
+    #[test]
+    fn ai_records_are_posted_after_transcoding_ones_with_their_public_score() {
+        use reports::leaderboard::ai::{self, AiLeaderboardRecord};
+        let ai_record = |region: &str, warm: bool| AiLeaderboardRecord {
+            region: region.into(),
+            orchestrator: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
+            success_rate: 0.5,
+            round_trip_time: 2.0,
+            errors: vec![LeaderboardError {
+                error_code: "http_status".into(),
+                message: "503".into(),
+                count: 1,
+            }],
+            timestamp: 1_795_309_330,
+            model: "m".into(),
+            model_is_warm: warm,
+            pipeline: "text-to-image".into(),
+            input_parameters: r#"{"prompt":"a bear"}"#.into(),
+            response_payload: String::new(),
+        };
+        let mut board = Leaderboard {
+            records: vec![record("0x1111", "FRA")],
+            ai_records: vec![ai_record("FRA", false), ai_record("FRA", true)],
+            ..Leaderboard::default()
+        };
+        (board.ai_aggregated, board.ai_median_round_trip_time) = ai::aggregate(&board.ai_records);
+        let opts = PublishOptions {
+            region: Some("SIN".into()),
+            ..PublishOptions::new("http://127.0.0.1:1")
+        };
+        let posts = to_post(&board, &opts).unwrap();
+        assert_eq!(posts.len(), 3);
+        assert!(posts[0].1.ai.is_none());
+        let (body, outcome) = &posts[2];
+        let sent: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(
+            sent["orchestrator"],
+            "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+        );
+        assert_eq!(sent["region"], "SIN");
+        assert_eq!(sent["model_is_warm"], true);
+        assert!(sent.get("response_payload").is_none(), "{sent}");
+        assert_eq!(outcome.region, "SIN");
+        assert_eq!(
+            outcome.score,
+            board.ai_aggregated["text-to-image"]["m"]["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]
+                ["FRA"]
+        );
+        let ai = outcome.ai.as_ref().unwrap();
+        assert_eq!(
+            (ai.pipeline.as_str(), ai.model.as_str()),
+            ("text-to-image", "m")
+        );
+        assert!(!posts[1].1.ai.as_ref().unwrap().model_is_warm);
+        let report = PublishReport {
+            url: "http://127.0.0.1:1/api/post_stats".into(),
+            secret_env: DEFAULT_SECRET_ENV.into(),
+            records: posts.into_iter().map(|(_, o)| o).collect(),
+            elapsed: Duration::ZERO,
+        };
+        assert_eq!(
+            report.headline(),
+            "0 of 3 records accepted (1 transcoding, 2 AI)"
+        );
+        let text = report.to_string();
+        assert!(
+            text.contains("(SIN) text-to-image m warm: not sent"),
+            "{text}"
+        );
+        assert!(
+            text.contains(" = 0.65 × success 0.500 + 0.35 × round-trip score "),
+            "{text}"
+        );
     }
 
     #[test]

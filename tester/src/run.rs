@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use reports::JournalWriter;
 
+use crate::ai::{AiContext, run_ai_workload};
 use crate::direct::{DirectContext, run_direct_workload};
 use crate::executors::{LiveLoad, WorkloadResult, run_workload};
 use crate::exit_code::{ExitCode, Failure, WithExitCode};
@@ -434,13 +435,24 @@ async fn execute(
     cancel: CancellationToken,
 ) -> anyhow::Result<Vec<WorkloadResult>> {
     let (stack, target) = bring_up_target(scenario, run_dir).await?;
-    let publishes = scenario
+    let publishes = scenario.workloads.iter().any(|w| w.executor.publishes());
+    let ai_worker = start_ai_worker(scenario, run_dir).await?;
+
+    // A run of AI requests alone sends no video: no source to encode, nothing to score.
+    let sends_video = scenario
         .workloads
         .iter()
-        .any(|w| !matches!(w.executor, Executor::DirectOrchestrator { .. }));
-
-    let (encoded, source) = prepare_source(&scenario.source).await?;
-    let quality = quality_sampler(scenario, &encoded, registry)?;
+        .any(|w| !matches!(w.executor, Executor::Ai(_)));
+    let (encoded, source) = if sends_video {
+        let (encoded, source) = prepare_source(&scenario.source).await?;
+        (Some(encoded), Some(source))
+    } else {
+        (None, None)
+    };
+    let quality = match &encoded {
+        Some(encoded) => quality_sampler(scenario, encoded, registry)?,
+        None => None,
+    };
     let players = launch_players(scenario, target.as_ref()).await?;
     // The payment probe reconciles what the broadcaster paid; direct tests pay from the tester.
     let payments = match &stack {
@@ -449,17 +461,18 @@ async fn execute(
         }
         _ => None,
     };
-    let direct_source = if scenario
-        .workloads
-        .iter()
-        .any(|w| matches!(w.executor, Executor::DirectOrchestrator { .. }))
-    {
-        Some(Arc::new(
-            DirectSource::from_encoded(&encoded, 2.0)
-                .context("cannot cut the source into segments for direct tests")?,
-        ))
-    } else {
-        None
+    let direct_source = match &encoded {
+        Some(encoded)
+            if scenario
+                .workloads
+                .iter()
+                .any(|w| matches!(w.executor, Executor::DirectOrchestrator { .. })) =>
+        {
+            Some(Arc::new(DirectSource::from_encoded(encoded, 2.0).context(
+                "cannot cut the source into segments for direct tests",
+            )?))
+        }
+        _ => None,
     };
     let workloads = Workloads {
         scenario,
@@ -477,6 +490,10 @@ async fn execute(
         players,
         pixels: Arc::new(DeliveredPixels::default()),
         client: probes::http_client().context("cannot build the HTTP client")?,
+        ai_worker: ai_worker
+            .as_ref()
+            .map(|w| w.ready_str("url").map(str::to_owned))
+            .transpose()?,
         run_id: format!(
             "lpt{}",
             SystemTime::now()
@@ -515,7 +532,42 @@ async fn execute(
     if let Some(stack) = stack {
         stack.nodes.stop().await;
     }
+    if let Some(worker) = ai_worker {
+        worker.stop().await;
+    }
     Ok(results)
+}
+
+/// The local AI worker (`lpt node ai-worker`), when an `ai` workload names no gateway: a child
+/// of the run like the stack's nodes, its config and log in the run's `stack/` directory.
+async fn start_ai_worker(
+    scenario: &Scenario,
+    run_dir: &Path,
+) -> anyhow::Result<Option<crate::stack::supervisor::Child>> {
+    let needed = scenario
+        .workloads
+        .iter()
+        .any(|w| matches!(&w.executor, Executor::Ai(ai) if ai.gateway.is_none()));
+    if !needed {
+        return Ok(None);
+    }
+    let dir = stack_dir(run_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("ai-worker.toml");
+    let text = toml::to_string(&scenario.ai_worker).context("the AI worker's config")?;
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    let config = path.to_string_lossy().into_owned();
+    let child = crate::stack::supervisor::Child::spawn(
+        "ai-worker",
+        &current_lpt()?,
+        ["node", "ai-worker", "--config", config.as_str()],
+        &[],
+        &dir,
+        Duration::from_secs(60),
+    )
+    .await
+    .context("the local AI worker did not come up")?;
+    Ok(Some(child))
 }
 
 /// What a run's chaos timeline needs to be measured afterwards.
@@ -810,7 +862,8 @@ struct Workloads<'a> {
     registry: &'a Arc<Registry>,
     journal: &'a JournalWriter,
     target: Option<StreamTarget>,
-    source: Arc<ReplaySource>,
+    /// The stamped source, unless every workload is an `ai` one.
+    source: Option<Arc<ReplaySource>>,
     direct_source: Option<Arc<DirectSource>>,
     sender: Option<DirectSender>,
     embedded_orchestrators: Vec<String>,
@@ -819,6 +872,8 @@ struct Workloads<'a> {
     players: Option<Arc<Players>>,
     pixels: Arc<DeliveredPixels>,
     client: reqwest::Client,
+    /// The local AI worker's base URL, when the run started one.
+    ai_worker: Option<String>,
     run_id: String,
     cancel: CancellationToken,
 }
@@ -848,8 +903,23 @@ impl<'a> Workloads<'a> {
             return async move { run_direct_workload(workload, &run_id, context, cancel).await }
                 .boxed();
         }
-        // The loader refuses stream workloads without a stack to publish to.
-        let Some(target) = self.target.clone() else {
+        if let Executor::Ai(_) = &workload.executor {
+            let context = AiContext {
+                local_worker: self.ai_worker.clone(),
+                observer: Arc::new(MetricsObserver {
+                    registry: self.registry.clone(),
+                    journal: Some(self.journal.clone()),
+                    pixels: self.pixels.clone(),
+                    workload: workload.name.clone(),
+                    load: None,
+                }),
+            };
+            let cancel = self.cancel.clone();
+            return async move { run_ai_workload(workload, context, cancel).await }.boxed();
+        }
+        // The loader refuses stream workloads without a stack to publish to, and a stream
+        // workload means the source was encoded.
+        let (Some(target), Some(source)) = (self.target.clone(), self.source.clone()) else {
             let message = format!(
                 "workload `{}` publishes streams, but the target has none",
                 workload.name
@@ -867,7 +937,7 @@ impl<'a> Workloads<'a> {
         let capacity = matches!(workload.executor, Executor::Capacity(_));
         let runner = Arc::new(ProbeRunner {
             target,
-            source: self.source.clone(),
+            source,
             client: self.client.clone(),
             registry: self.registry.clone(),
             journal: Some(self.journal.clone()),

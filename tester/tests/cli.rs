@@ -65,12 +65,17 @@ fn version_exits_zero() {
 
 #[test]
 fn every_shipped_scenario_validates_with_a_description() {
-    let scenarios: Vec<PathBuf> = ["scenarios", "scenarios/faults", "scenarios/pools"]
-        .iter()
-        .flat_map(|dir| std::fs::read_dir(repo_root().join(dir)).unwrap())
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
+    let scenarios: Vec<PathBuf> = [
+        "scenarios",
+        "scenarios/faults",
+        "scenarios/pools",
+        "scenarios/ai-faults",
+    ]
+    .iter()
+    .flat_map(|dir| std::fs::read_dir(repo_root().join(dir)).unwrap())
+    .map(|e| e.unwrap().path())
+    .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+    .collect();
     assert!(scenarios.len() >= 15, "{scenarios:?}");
     let output = lpt().arg("validate").args(&scenarios).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -90,6 +95,9 @@ fn every_shipped_scenario_validates_with_a_description() {
     assert!(stdout.contains("Workload `smoke` (constant-streams): 2 streams for 30s."));
     assert!(stdout.contains("Fault injected: Every orchestrator bills 3× the pixels it produced."));
     assert!(stdout.contains("Fault injected: transcoder-0-1 reports 3× its pixels."));
+    assert!(stdout.contains(
+        "Workload `errors` (ai): upscale `lpt/lanczos-x4` requests to the run's local AI worker (capacity 1; its faults: every 3rd request answers 500), 1 requests/s for 6s, outputs validated."
+    ));
     assert!(stdout.contains(
         "Each orchestrator checks every answer of its transcoders against the source (a transcoder is dropped after 3 refused), and pays them by the pixels it counts, less 10% commission and 1000 wei per payout."
     ));

@@ -10,6 +10,13 @@
 //! `reports::leaderboard::aggregate` computes locally for the same records. A region v1.0.0
 //! refuses is refused by `publish` before anything is posted, and the server refuses it too.
 //!
+//! AI records (`ai_records`, the `models.Stats` AI form of leaderboard-serverless after v1.0.0)
+//! are then published the same way and must be accepted; v1.0.0 has no AI support, so `raw_stats`
+//! holds their common fields (region, orchestrator, success rate, round trip, errors, timestamp)
+//! and drops the AI ones. The AI-capable versions are not served by the Go module proxy (403 "This
+//! module version is not available") and carry no licence to vendor them, so the AI score is
+//! checked against `score/stats_scorer.go` by `reports/tests/ai_leaderboard.rs` instead.
+//!
 //! Needs Go and Debian's PostgreSQL 15 (`run ci/setup`); a missing one fails the test, never skips
 //! it. As root (CI), PostgreSQL runs as the `postgres` system user: it refuses to run as root.
 //! Every child process is stopped by a guard, also when the test panics.
@@ -43,6 +50,8 @@ const HEALTHY: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 const FLAKY: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
 const UNTIMED: &str = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
 const DOWN: &str = "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65";
+/// Anvil's account 5: the node the AI probe tested.
+const AI_NODE: &str = "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc";
 
 const PG_READY: Duration = Duration::from_secs(60);
 const GO_BUILD: Duration = Duration::from_secs(900);
@@ -496,6 +505,60 @@ fn second_run() -> Vec<Tested> {
     ]
 }
 
+/// Writes a run's `leaderboard.json` holding only AI records (an AI probe run: a cold start and
+/// three warm requests in FRA, one refused; two warm in MDW), as `reports` builds them.
+fn ai_run(dir: &Path, t0_ms: i64) -> Leaderboard {
+    let request = |n: u64, region: &str, cold: bool, latency_ms: f64, ok: bool| -> Record {
+        AiRecord {
+            t_ms: t0_ms + n as i64 * 1000,
+            workload: "ai".into(),
+            pipeline: "text-to-image".into(),
+            model: "ByteDance/SDXL-Lightning".into(),
+            orchestrator: Some(AI_NODE.into()),
+            region: Some(region.into()),
+            request: n,
+            concurrency: 1,
+            ok,
+            reason: (!ok).then(|| "http_status".to_string()),
+            error: (!ok).then(|| "503 Service Unavailable".to_string()),
+            status: Some(if ok { 200 } else { 503 }),
+            start: if cold { "cold" } else { "warm" }.into(),
+            latency_ms,
+            upload_ms: None,
+            inference_ms: None,
+            download_ms: None,
+            outputs: u32::from(ok),
+            width: ok.then_some(512),
+            height: ok.then_some(512),
+            output_bytes: if ok { 250_000 } else { 0 },
+            seed: ok.then_some(n),
+            params: r#"{"model_id":"ByteDance/SDXL-Lightning","prompt":"a bear","width":512}"#
+                .into(),
+            response: ok.then(|| r#"{"images":1,"width":512,"height":512}"#.to_string()),
+        }
+        .into()
+    };
+    let records = [
+        request(0, "FRA", true, 4210.5, true),
+        request(1, "FRA", false, 1020.25, true),
+        request(2, "FRA", false, 1333.0, true),
+        request(3, "FRA", false, 612.0, false),
+        request(4, "MDW", false, 1480.0, true),
+        request(5, "MDW", false, 1510.5, true),
+    ];
+    let frames = reports::frames::RecordFrames::from_records(&records).unwrap();
+    let board = reports::leaderboard::with_ai(None, &frames.ai, t0_ms / 1000 + 10, None)
+        .unwrap()
+        .expect("AI records");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("leaderboard.json"),
+        serde_json::to_vec_pretty(&board).unwrap(),
+    )
+    .unwrap();
+    board
+}
+
 // ---------------------------------------------------------------------------------------------
 // HTTP.
 
@@ -549,6 +612,9 @@ fn lpt_publish_to_leaderboard_serverless_v1_every_record_accepted_and_its_scores
     let (run1, run2) = (runs.path().join("run1"), runs.path().join("run2"));
     let board1 = rendered_run(&run1, "one", first_run(), now_ms - 600_000);
     let board2 = rendered_run(&run2, "two", second_run(), now_ms - 300_000);
+    let run_ai = runs.path().join("ai");
+    let board_ai = ai_run(&run_ai, now_ms - 200_000);
+    assert_eq!(board_ai.ai_records.len(), 3, "FRA cold, FRA warm, MDW warm");
 
     // What lpt writes: lowercase addresses, renditions counted, a round trip of 0 scoring 0.
     let record = |board: &Leaderboard, orch: &str, region: &str| -> LeaderboardRecord {
@@ -779,6 +845,70 @@ fn lpt_publish_to_leaderboard_serverless_v1_every_record_accepted_and_its_scores
             one[&healthy]["FRA"]["score"].as_f64().unwrap(),
             want[&healthy]["FRA"].score
         ));
+
+        // AI records: posted the same way, every one accepted, counted apart.
+        let report = publish(&run_ai, &options(&server)).await.unwrap();
+        println!("{report}");
+        assert!(report.all_accepted(), "{report}");
+        assert_eq!(report.ai_records(), 3);
+        assert_eq!(
+            report.headline(),
+            "3 of 3 records accepted (0 transcoding, 3 AI)"
+        );
+        let text = report.to_string();
+        assert!(
+            text.contains("text-to-image ByteDance/SDXL-Lightning cold: accepted (200 OK"),
+            "{text}"
+        );
+        let ai_node = AI_NODE.to_ascii_lowercase();
+        let public = &board_ai.ai_aggregated["text-to-image"]["ByteDance/SDXL-Lightning"];
+        for r in &report.records {
+            assert_eq!(r.score, public[&ai_node][&r.region], "{report}");
+        }
+        // v1.0.0 stores the fields its Stats has (and zeros for the transcoding ones it lacks).
+        let raw = get_json(
+            &client,
+            &format!("{}/api/raw_stats?orchestrator={ai_node}", server.url),
+        )
+        .await;
+        for region in tester::publish::V1_REGIONS {
+            let mut stored: Vec<Value> = raw[region]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(numbers_as_f64)
+                .collect();
+            let mut posted: Vec<Value> = board_ai
+                .ai_records
+                .iter()
+                .filter(|r| r.region == region)
+                .map(|r| {
+                    assert_eq!(r.orchestrator, ai_node);
+                    numbers_as_f64(serde_json::json!({
+                        "region": r.region,
+                        "orchestrator": r.orchestrator,
+                        "segments_sent": 0,
+                        "segments_received": 0,
+                        "success_rate": r.success_rate,
+                        "seg_duration": 0,
+                        "upload_time": 0,
+                        "download_time": 0,
+                        "transcode_time": 0,
+                        "round_trip_time": r.round_trip_time,
+                        "errors": r.errors.iter().map(|e| serde_json::json!({
+                            "error_code": e.error_code,
+                            "count": e.count,
+                        })).collect::<Vec<_>>(),
+                        "timestamp": r.timestamp,
+                    }))
+                })
+                .collect();
+            let by_rtt = |v: &Value| (v["round_trip_time"].as_f64().unwrap() * 1e6) as i64;
+            stored.sort_by_key(by_rtt);
+            posted.sort_by_key(by_rtt);
+            assert_eq!(stored, posted, "AI {region}: raw_stats vs posted");
+        }
     });
 
     // The server stops on SIGTERM, cleanly.

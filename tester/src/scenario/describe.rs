@@ -23,81 +23,14 @@ pub fn describe(scenario: &Scenario) -> String {
     };
     parts.push(ensure_period(title));
 
-    parts.push(match &scenario.target {
-        Target::Embedded(stack) => format!(
-            "It starts the embedded stack: {} orchestrator{} with {} transcoder{} each and a broadcaster{}.",
-            stack.orchestrators,
-            plural(stack.orchestrators),
-            stack.transcoders_per_orchestrator,
-            plural(stack.transcoders_per_orchestrator),
-            if stack.offline {
-                ", off-chain (price 0, no tickets)".to_owned()
-            } else {
-                let price = if stack.prices.is_empty() {
-                    stack.price_per_unit.to_string()
-                } else {
-                    format!("{:?}", stack.prices)
-                };
-                format!(", paying {price} wei per {} pixel{} with tickets on a local anvil chain", stack.pixels_per_unit, plural(stack.pixels_per_unit as u32))
-            }
-        ) + &stack.faults.as_ref().map(describe_faults).unwrap_or_default()
-            + &describe_pool(stack),
-        Target::Direct { payment: None } => {
-            "It starts no stack: the tester acts as a broadcaster itself, sending unpaid segments (off-chain orchestrators).".to_owned()
-        }
-        Target::Direct {
-            payment: Some(payment),
-        } => format!(
-            "It starts no stack: the tester acts as a broadcaster itself, paying with tickets from its own deposit at TicketBroker {} on {} (key from {}).",
-            payment.ticket_broker,
-            payment.chain_rpc,
-            match &payment.key {
-                KeySource::Env(var) => format!("${var}"),
-                KeySource::File(path) => path.display().to_string(),
-            }
-        ),
-        Target::External {
-            rtmp_url,
-            playback_url,
-            chain_rpc,
-            ..
-        } => format!(
-            "It targets an external stack: publishing to {rtmp_url}, playing back {playback_url}{}.",
-            chain_rpc.as_ref().map(|r| format!(", chain at {r}")).unwrap_or_default()
-        ),
-    });
-
-    parts.push(match &scenario.source {
-        Source::Synthetic(synthetic) => format!(
-            "The source is a synthetic stamped {}×{} {} fps clip of {} with {} GOPs, encoded once and looped.",
-            synthetic.width,
-            synthetic.height,
-            synthetic.fps,
-            format_duration(synthetic.clip),
-            format_duration(synthetic.gop)
-        ),
-        Source::File { path, gop } => format!(
-            "The source is {}, stamped and re-encoded with {} GOPs.",
-            path.display(),
-            format_duration(*gop)
-        ),
-    });
-
-    let ladder: Vec<String> = scenario
-        .ladder
+    // A run of AI requests alone uses neither the target, nor the source, nor the ladder.
+    let only_ai = scenario
+        .workloads
         .iter()
-        .map(|p| {
-            format!(
-                "{} ({}×{}, {} kbps)",
-                p.name,
-                p.width,
-                p.height,
-                p.bitrate / 1000
-            )
-        })
-        .collect();
-    parts.push(format!("Ladder: {}.", ladder.join(", ")));
-
+        .all(|w| matches!(w.executor, Executor::Ai(_)));
+    if !only_ai {
+        describe_video(scenario, &mut parts);
+    }
     for w in &scenario.workloads {
         let start = if w.start_after.is_zero() {
             String::new()
@@ -164,6 +97,7 @@ pub fn describe(scenario: &Scenario) -> String {
                     format_duration(*duration)
                 )
             }
+            Executor::Ai(ai) => describe_ai(ai, &scenario.ai_worker),
         };
         let players = match w.players {
             0 => String::new(),
@@ -428,6 +362,132 @@ fn ensure_period(mut s: String) -> String {
         s.push('.');
     }
     s
+}
+
+/// What an `ai` workload asks, of whom, and how hard.
+fn describe_ai(ai: &AiWorkload, worker: &node_ai_worker::AiWorkerConfig) -> String {
+    let load = match &ai.load {
+        AiLoadSpec::Rate {
+            per_second,
+            duration,
+        } => format!("{per_second} requests/s for {}", format_duration(*duration)),
+        AiLoadSpec::Sweep {
+            levels,
+            step_duration,
+        } => format!(
+            "concurrency {} for {} each",
+            levels
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            format_duration(*step_duration)
+        ),
+    };
+    let whom = match &ai.gateway {
+        Some(url) => format!("gateway {url}"),
+        None => {
+            let faults = node_ai_worker::describe_faults(&worker.faults);
+            let faults = if faults.is_empty() {
+                String::new()
+            } else {
+                format!("; its faults: {}", faults.join(", "))
+            };
+            format!(
+                "the run's local AI worker (capacity {}{faults})",
+                worker.capacity
+            )
+        }
+    };
+    let determinism = if ai.check_determinism {
+        ", each seed sent twice and the pixels compared"
+    } else {
+        ""
+    };
+    format!(
+        "{} `{}` requests to {whom}, {load}, outputs validated{determinism}",
+        ai.pipeline.name(),
+        ai.model
+    )
+}
+
+/// The stack or target, the source and the ladder: what the video workloads use.
+fn describe_video(scenario: &Scenario, parts: &mut Vec<String>) {
+    parts.push(match &scenario.target {
+
+        Target::Embedded(stack) => format!(
+            "It starts the embedded stack: {} orchestrator{} with {} transcoder{} each and a broadcaster{}.",
+            stack.orchestrators,
+            plural(stack.orchestrators),
+            stack.transcoders_per_orchestrator,
+            plural(stack.transcoders_per_orchestrator),
+            if stack.offline {
+                ", off-chain (price 0, no tickets)".to_owned()
+            } else {
+                let price = if stack.prices.is_empty() {
+                    stack.price_per_unit.to_string()
+                } else {
+                    format!("{:?}", stack.prices)
+                };
+                format!(", paying {price} wei per {} pixel{} with tickets on a local anvil chain", stack.pixels_per_unit, plural(stack.pixels_per_unit as u32))
+            }
+        ) + &stack.faults.as_ref().map(describe_faults).unwrap_or_default()
+            + &describe_pool(stack),
+        Target::Direct { payment: None } => {
+            "It starts no stack: the tester acts as a broadcaster itself, sending unpaid segments (off-chain orchestrators).".to_owned()
+        }
+        Target::Direct {
+            payment: Some(payment),
+        } => format!(
+            "It starts no stack: the tester acts as a broadcaster itself, paying with tickets from its own deposit at TicketBroker {} on {} (key from {}).",
+            payment.ticket_broker,
+            payment.chain_rpc,
+            match &payment.key {
+                KeySource::Env(var) => format!("${var}"),
+                KeySource::File(path) => path.display().to_string(),
+            }
+        ),
+        Target::External {
+            rtmp_url,
+            playback_url,
+            chain_rpc,
+            ..
+        } => format!(
+            "It targets an external stack: publishing to {rtmp_url}, playing back {playback_url}{}.",
+            chain_rpc.as_ref().map(|r| format!(", chain at {r}")).unwrap_or_default()
+        ),
+    });
+
+    parts.push(match &scenario.source {
+        Source::Synthetic(synthetic) => format!(
+            "The source is a synthetic stamped {}×{} {} fps clip of {} with {} GOPs, encoded once and looped.",
+            synthetic.width,
+            synthetic.height,
+            synthetic.fps,
+            format_duration(synthetic.clip),
+            format_duration(synthetic.gop)
+        ),
+        Source::File { path, gop } => format!(
+            "The source is {}, stamped and re-encoded with {} GOPs.",
+            path.display(),
+            format_duration(*gop)
+        ),
+    });
+
+    let ladder: Vec<String> = scenario
+        .ladder
+        .iter()
+        .map(|p| {
+            format!(
+                "{} ({}×{}, {} kbps)",
+                p.name,
+                p.width,
+                p.height,
+                p.bitrate / 1000
+            )
+        })
+        .collect();
+    parts.push(format!("Ladder: {}.", ladder.join(", ")));
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ pub struct Scenario {
     pub thresholds: Vec<Threshold>,
     /// Events the run inflicts on the embedded stack (`[[chaos]]`), in file order.
     pub chaos: Vec<ChaosEvent>,
+    /// The local AI worker the run starts for `ai` workloads that name no gateway
+    /// (`[ai_worker]`, the worker's own config keys; absent: its defaults).
+    pub ai_worker: node_ai_worker::AiWorkerConfig,
 }
 
 /// What the probes exercise.
@@ -154,6 +157,8 @@ pub enum Executor {
     },
     /// Long constant load; the reports watch for drift over time.
     Soak { streams: u32, duration: Duration },
+    /// Requests to an AI gateway or worker (ai-runner's API), their outputs validated.
+    Ai(AiWorkload),
 }
 
 impl Executor {
@@ -164,6 +169,7 @@ impl Executor {
             Executor::Capacity(_) => "capacity",
             Executor::DirectOrchestrator { .. } => "direct-orchestrator",
             Executor::Soak { .. } => "soak",
+            Executor::Ai(_) => "ai",
         }
     }
 
@@ -181,7 +187,7 @@ impl Executor {
                 .max()
                 .unwrap_or(0),
             Executor::Capacity(search) => search.max_streams,
-            Executor::DirectOrchestrator { .. } => 0,
+            Executor::DirectOrchestrator { .. } | Executor::Ai(_) => 0,
         }
     }
 
@@ -197,6 +203,65 @@ impl Executor {
                 let steps = added.div_ceil(search.step.max(1)) + 1;
                 search.step_duration * steps
             }
+            Executor::Ai(ai) => ai.load.duration(),
+        }
+    }
+
+    /// Whether it publishes streams (and so needs a stack to publish to).
+    pub fn publishes(&self) -> bool {
+        !matches!(self, Executor::DirectOrchestrator { .. } | Executor::Ai(_))
+    }
+}
+
+/// An `ai` workload: one pipeline and model, asked at a rate or at each level of a concurrency
+/// sweep, every answer validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AiWorkload {
+    /// The pipeline's route without the slash (`text-to-image`).
+    pub pipeline: probes::ai::Pipeline,
+    /// `model_id` of every request.
+    pub model: String,
+    /// The gateway's or AI worker's base URL; `None`: the run's local AI worker.
+    pub gateway: Option<String>,
+    /// The environment variable holding the bearer token, if the gateway wants one.
+    pub token_env: Option<String>,
+    /// Who answers, as records and the leaderboard name it (default: the gateway's host, or
+    /// `local-ai-worker`).
+    pub orchestrator: Option<String>,
+    pub region: String,
+    pub load: AiLoadSpec,
+    /// The request's fields besides `model_id` and the input image (`[workloads.<name>.params]`).
+    pub params: serde_json::Value,
+    /// Width and height of the input image, for pipelines that take one.
+    pub input: Option<(u32, u32)>,
+    /// Send each seed twice and require the same pixels back.
+    pub check_determinism: bool,
+    /// A request after this long without one counts as a cold start.
+    pub cold_after_idle: Duration,
+    /// The most one request may take, media fetched.
+    pub timeout: Duration,
+}
+
+/// How an `ai` workload paces its requests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AiLoadSpec {
+    /// Requests sent on schedule whether earlier ones answered or not (an open model).
+    Rate { per_second: f64, duration: Duration },
+    /// At each level N, N clients send back to back for `step_duration`.
+    Sweep {
+        levels: Vec<u32>,
+        step_duration: Duration,
+    },
+}
+
+impl AiLoadSpec {
+    pub fn duration(&self) -> Duration {
+        match self {
+            AiLoadSpec::Rate { duration, .. } => *duration,
+            AiLoadSpec::Sweep {
+                levels,
+                step_duration,
+            } => *step_duration * levels.len() as u32,
         }
     }
 }

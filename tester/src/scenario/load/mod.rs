@@ -4,6 +4,7 @@
 //! table through the error-collecting [`Reader`], under [`Reader::strict`], so the keys a section
 //! reads are the keys it knows and an unknown key is reported with its position and a hint.
 
+mod ai;
 mod chaos;
 mod faults;
 mod ladder;
@@ -73,7 +74,12 @@ fn read_scenario(
         None => None,
     };
     let ladder = section(reader, root, "ladder").and_then(|t| ladder::read(reader, &t));
-    if reader.item(root, "ladder").is_none() {
+    let ladder = match ladder {
+        // A run of AI workloads alone transcodes nothing.
+        None if reader.item(root, "ladder").is_none() && only_ai_workloads(root) => Some(vec![]),
+        ladder => ladder,
+    };
+    if reader.item(root, "ladder").is_none() && ladder.is_none() {
         reader.require::<()>(root, "ladder", "{ profiles = [\"P240p30fps16x9\"] }", None);
     }
     // Workloads name thresholds, so they are read last; their table is found in file order.
@@ -108,6 +114,10 @@ fn read_scenario(
     };
     // The timeline is checked against the stack and the run's length, so it comes after both.
     let chaos = chaos::read(reader, root, target.as_ref(), &workloads);
+    let ai_worker = match section(reader, root, "ai_worker") {
+        Some(t) => ai::read_worker(reader, &t),
+        None => node_ai_worker::AiWorkerConfig::default(),
+    };
     Some(Scenario {
         name,
         description,
@@ -121,7 +131,23 @@ fn read_scenario(
         payments: payments?,
         thresholds,
         chaos,
+        ai_worker,
     })
+}
+
+/// Whether every workload of the file is an `ai` one (read from the raw table: the ladder is
+/// read before the workloads).
+fn only_ai_workloads(root: &Table<'_>) -> bool {
+    let Some(workloads) = root.table.get("workloads").and_then(|w| w.as_table_like()) else {
+        return false;
+    };
+    !workloads.is_empty()
+        && workloads.iter().all(|(_, w)| {
+            w.as_table_like()
+                .and_then(|w| w.get("executor"))
+                .and_then(|e| e.as_str())
+                == Some("ai")
+        })
 }
 
 /// Why a scenario could not be loaded.

@@ -20,6 +20,7 @@ const EXECUTORS: &[&str] = &[
     "capacity",
     "direct-orchestrator",
     "soak",
+    "ai",
 ];
 
 pub(super) fn read(
@@ -43,16 +44,16 @@ pub(super) fn read(
         let players = reader
             .integer(&w, "players", 0, MAX_PLAYERS_PER_STREAM)
             .unwrap_or(0) as u32;
-        if players > 0 && executor == "direct-orchestrator" {
+        let publishes = !matches!(executor, "direct-orchestrator" | "ai");
+        if players > 0 && !publishes {
             reader.error_at(
                 &w,
                 "players",
-                "players watch a workload's streams; `direct-orchestrator` publishes none"
-                    .to_string(),
+                format!("players watch a workload's streams; `{executor}` publishes none"),
                 Some("move `players` to a stream workload".into()),
             );
         }
-        if executor != "direct-orchestrator" && matches!(target, Some(Target::Direct { .. })) {
+        if publishes && matches!(target, Some(Target::Direct { .. })) {
             reader.error_at(
                 &w,
                 "executor",
@@ -64,6 +65,7 @@ pub(super) fn read(
             "constant-streams" | "soak" => read_constant(reader, &w, executor == "soak"),
             "ramping-streams" => Some(read_ramping(reader, &w)),
             "capacity" => Some(read_capacity(reader, &w, threshold_names)),
+            "ai" => super::ai::read_workload(reader, &w),
             _ => read_direct(reader, &w, target),
         });
         if let Some(executor) = executor {
