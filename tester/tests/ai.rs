@@ -26,24 +26,6 @@ fn by(run: &LptRun, field: &str) -> BTreeMap<String, Vec<Value>> {
     groups
 }
 
-/// Asserts the run exits 99 with exactly `selector`'s threshold failing, named in the output.
-fn fails_on(run: &LptRun, selector: &str) {
-    assert_eq!(run.code, 99, "should fail {selector}:\n{}", run.output);
-    let failed: Vec<&Value> = run.summary["thresholds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["passed"] == false)
-        .collect();
-    assert_eq!(failed.len(), 1, "{}", run.output);
-    assert_eq!(failed[0]["metric"], selector, "{}", run.output);
-    assert!(
-        run.output.contains(&format!("✗ {selector}")),
-        "{}",
-        run.output
-    );
-}
-
 #[test]
 fn each_pipeline_the_local_worker_implements_passes_with_its_outputs_validated() {
     let run = run("scenarios/ai-smoke.toml");
@@ -119,7 +101,7 @@ fn a_concurrency_sweep_tags_each_level_and_queueing_shows_past_the_worker_s_capa
 #[test]
 fn a_slow_worker_fails_the_latency_threshold_with_valid_answers() {
     let run = run("scenarios/ai-faults/slow.toml");
-    fails_on(&run, "ai_latency");
+    run.assert_fails_only("ai_latency");
     for r in run.records("ai") {
         assert_eq!(r["ok"], true, "{r:#}");
         assert!(r["latency_ms"].as_f64().unwrap() >= 1500.0, "{r:#}");
@@ -129,7 +111,7 @@ fn a_slow_worker_fails_the_latency_threshold_with_valid_answers() {
 #[test]
 fn images_of_the_wrong_size_fail_with_the_reason_named() {
     let run = run("scenarios/ai-faults/wrong-size.toml");
-    fails_on(&run, "ai_success");
+    run.assert_fails_only("ai_success");
     let records = run.records("ai");
     assert!(records.len() >= 5, "{}", records.len());
     for r in &records {
@@ -143,7 +125,7 @@ fn images_of_the_wrong_size_fail_with_the_reason_named() {
 #[test]
 fn injected_500s_fail_with_the_status_and_the_worker_s_message() {
     let run = run("scenarios/ai-faults/errors.toml");
-    fails_on(&run, "ai_success");
+    run.assert_fails_only("ai_success");
     let records = run.records("ai");
     let failed: Vec<&Value> = records.iter().filter(|r| r["ok"] == false).collect();
     assert_eq!(failed.len(), records.len() / 3, "{records:#?}");
@@ -160,7 +142,7 @@ fn injected_500s_fail_with_the_status_and_the_worker_s_message() {
 #[test]
 fn cold_starts_fail_the_cold_latency_threshold() {
     let run = run("scenarios/ai-faults/cold-start.toml");
-    fails_on(&run, "ai_cold_latency");
+    run.assert_fails_only("ai_cold_latency");
     let records = run.records("ai");
     assert_eq!(records.len(), 3, "{records:#?}");
     for r in &records {

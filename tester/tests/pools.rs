@@ -28,24 +28,6 @@ fn wei(value: &Value) -> u128 {
         .unwrap()
 }
 
-/// Asserts the run exits 99 with exactly `selector`'s threshold failing, named in the output.
-fn fails_on(run: &LptRun, selector: &str) {
-    assert_eq!(run.code, 99, "should fail {selector}:\n{}", run.output);
-    let failed: Vec<&Value> = run.summary["thresholds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["passed"] == false)
-        .collect();
-    assert_eq!(failed.len(), 1, "{}", run.output);
-    assert_eq!(failed[0]["metric"], selector, "{}", run.output);
-    assert!(
-        run.output.contains(&format!("✗ {selector}")),
-        "{}",
-        run.output
-    );
-}
-
 #[test]
 fn an_honest_pool_reconciles_exactly_pays_out_what_was_redeemed_and_starves_the_slow_one() {
     let run = run("scenarios/pools/honest.toml");
@@ -124,7 +106,7 @@ fn an_honest_pool_reconciles_exactly_pays_out_what_was_redeemed_and_starves_the_
 #[test]
 fn a_pixel_inflating_transcoder_is_paid_for_real_pixels_and_named_by_its_claim() {
     let run = run("scenarios/pools/inflate.toml");
-    fails_on(&run, "pool_claim_error");
+    run.assert_fails_only("pool_claim_error");
     let pool = pool(&run);
     let inflater = &pool["transcoder-0-1"];
     let claim = inflater["claim_error"].as_f64().unwrap();
@@ -136,7 +118,7 @@ fn a_pixel_inflating_transcoder_is_paid_for_real_pixels_and_named_by_its_claim()
 #[test]
 fn a_transcoder_answering_with_another_segment_is_refused_and_none_of_its_answers_delivered() {
     let run = run("scenarios/pools/wrong-stream.toml");
-    fails_on(&run, "refused_segments");
+    run.assert_fails_only("refused_segments");
     let pool = pool(&run);
     let cheat = &pool["transcoder-0-1"];
     // Its first answer is honest (it has no earlier one to send); the second is caught.
@@ -150,7 +132,7 @@ fn a_transcoder_answering_with_another_segment_is_refused_and_none_of_its_answer
 #[test]
 fn a_transcoder_degrading_quality_is_refused_from_its_first_answer() {
     let run = run("scenarios/pools/degrade.toml");
-    fails_on(&run, "refused_segments");
+    run.assert_fails_only("refused_segments");
     let pool = pool(&run);
     let cheat = &pool["transcoder-0-1"];
     assert_eq!(cheat["cheater_detected_after"], 1, "{cheat:#}");
@@ -163,7 +145,7 @@ fn a_transcoder_degrading_quality_is_refused_from_its_first_answer() {
 #[test]
 fn a_slow_transcoder_is_measured_and_given_fewer_segments() {
     let run = run("scenarios/pools/slow.toml");
-    fails_on(&run, "realtime_ratio");
+    run.assert_fails_only("realtime_ratio");
     let pool = pool(&run);
     let slow = pool["transcoder-0-1"]["realtime_ratio"].as_f64().unwrap();
     assert!((0.3..0.6).contains(&slow), "{pool:#?}");
@@ -178,7 +160,7 @@ fn a_slow_transcoder_is_measured_and_given_fewer_segments() {
 #[test]
 fn a_transcoder_disconnecting_mid_segment_is_counted_and_its_segments_redone() {
     let run = run("scenarios/pools/disconnect.toml");
-    fails_on(&run, "transcoder_lost_segments");
+    run.assert_fails_only("transcoder_lost_segments");
     let pool = pool(&run);
     let lost = pool["transcoder-0-1"]["lost"].as_u64().unwrap();
     assert!(lost >= 1, "{pool:#?}");

@@ -98,4 +98,23 @@ impl LptRun {
             .filter(|record| record["type"] == kind)
             .collect()
     }
+
+    /// Asserts the run exited 99 with exactly `selector`'s threshold failing, named in the
+    /// output: how a fault scenario proves its probe caught the fault and nothing else broke.
+    pub fn assert_fails_only(&self, selector: &str) {
+        assert_eq!(self.code, 99, "should fail {selector}:\n{}", self.output);
+        let failed: Vec<&Value> = self.summary["thresholds"]
+            .as_array()
+            .expect("summary.json lists its thresholds")
+            .iter()
+            .filter(|t| t["passed"] == false)
+            .collect();
+        assert_eq!(failed.len(), 1, "{}", self.output);
+        assert_eq!(failed[0]["metric"], selector, "{}", self.output);
+        assert!(
+            self.output.contains(&format!("✗ {selector}")),
+            "{}",
+            self.output
+        );
+    }
 }

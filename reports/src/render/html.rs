@@ -654,22 +654,65 @@ fn pool(h: &mut String, ctx: &ReportContext<'_>) {
     heading(h, "transcoder-pool", "Transcoder pool");
     let _ = writeln!(h, "<p>{}</p>", esc(&pool_intro(rows)));
     // The first two name the transcoder; the rest are numbers.
-    let columns: Vec<Column<'_>> = POOL_COLUMNS
+    marked_table(
+        h,
+        &POOL_COLUMNS,
+        2,
+        rows,
+        |r| r.is_faulty(),
+        |r| pool_cells(r).to_vec(),
+    );
+}
+
+/// The AI probe's requests, when the run had any: one table by model, one by concurrency, a
+/// failing row marked and its faulty values in red.
+fn ai(h: &mut String, ctx: &ReportContext<'_>) {
+    let ai = &ctx.aggregates.ai;
+    if ai.is_empty() {
+        return;
+    }
+    heading(h, "ai-requests", "AI requests");
+    let _ = writeln!(h, "<p>{}</p>", esc(AI_INTRO));
+    let any_faulty = |cells: Vec<(String, bool)>| cells.iter().any(|(_, faulty)| *faulty);
+    marked_table(
+        h,
+        &AI_COLUMNS,
+        4,
+        &ai.by_model,
+        |r| any_faulty(ai_cells(r).to_vec()),
+        |r| ai_cells(r).to_vec(),
+    );
+    h.push_str("<h3>By concurrency</h3>\n");
+    marked_table(
+        h,
+        &AI_LEVEL_COLUMNS,
+        1,
+        &ai.by_concurrency,
+        |r| any_faulty(ai_level_cells(r).to_vec()),
+        |r| ai_level_cells(r).to_vec(),
+    );
+}
+
+/// A table whose first `labels` columns name the row and the rest are numbers, a `bad` row
+/// marked and each faulty cell in red; wide tables scroll rather than the page.
+fn marked_table<R>(
+    h: &mut String,
+    titles: &[&str],
+    labels: usize,
+    rows: &[R],
+    bad: impl Fn(&R) -> bool,
+    cells: impl Fn(&R) -> Vec<(String, bool)>,
+) {
+    let columns: Vec<Column<'_>> = titles
         .iter()
         .enumerate()
-        .map(|(i, title)| if i < 2 { text(title) } else { num(title) })
+        .map(|(i, title)| if i < labels { text(title) } else { num(title) })
         .collect();
-    // Eighteen columns do not fit a laptop-width page: the table scrolls rather than the page.
     h.push_str("<div class=\"wide\">");
     table(h, &columns, rows, |h, r| {
-        let _ = write!(
-            h,
-            "<tr{}>",
-            if r.is_faulty() { " class=\"bad\"" } else { "" }
-        );
-        for (i, (value, faulty)) in pool_cells(r).iter().enumerate() {
-            let class = if i < 2 { " class=\"l\"" } else { "" };
-            // A faulty value in red.
+        let _ = write!(h, "<tr{}>", if bad(r) { " class=\"bad\"" } else { "" });
+        for (i, (value, faulty)) in cells(r).iter().enumerate() {
+            let class = if i < labels { " class=\"l\"" } else { "" };
             if *faulty {
                 let _ = write!(
                     h,
@@ -683,55 +726,6 @@ fn pool(h: &mut String, ctx: &ReportContext<'_>) {
         h.push_str("</tr>");
     });
     h.push_str("</div>\n");
-}
-
-/// The AI probe's requests, when the run had any: one table by model, one by concurrency, a
-/// failing row marked and its faulty values in red.
-fn ai(h: &mut String, ctx: &ReportContext<'_>) {
-    let ai = &ctx.aggregates.ai;
-    if ai.is_empty() {
-        return;
-    }
-    heading(h, "ai-requests", "AI requests");
-    let _ = writeln!(h, "<p>{}</p>", esc(AI_INTRO));
-    fn rows_of<R>(
-        h: &mut String,
-        titles: &[&str],
-        labels: usize,
-        rows: &[R],
-        cells: impl Fn(&R) -> Vec<(String, bool)>,
-    ) {
-        let columns: Vec<Column<'_>> = titles
-            .iter()
-            .enumerate()
-            .map(|(i, title)| if i < labels { text(title) } else { num(title) })
-            .collect();
-        h.push_str("<div class=\"wide\">");
-        table(h, &columns, rows, |h, r| {
-            let cells = cells(r);
-            let bad = cells.iter().any(|(_, faulty)| *faulty);
-            let _ = write!(h, "<tr{}>", if bad { " class=\"bad\"" } else { "" });
-            for (i, (value, faulty)) in cells.iter().enumerate() {
-                let class = if i < labels { " class=\"l\"" } else { "" };
-                if *faulty {
-                    let _ = write!(
-                        h,
-                        "<td{class}><span class=\"no\">{}</span></td>",
-                        esc(value)
-                    );
-                } else {
-                    let _ = write!(h, "<td{class}>{}</td>", esc(value));
-                }
-            }
-            h.push_str("</tr>");
-        });
-        h.push_str("</div>\n");
-    }
-    rows_of(h, &AI_COLUMNS, 4, &ai.by_model, |r| ai_cells(r).to_vec());
-    h.push_str("<h3>By concurrency</h3>\n");
-    rows_of(h, &AI_LEVEL_COLUMNS, 1, &ai.by_concurrency, |r| {
-        ai_level_cells(r).to_vec()
-    });
 }
 
 /// A distribution in milliseconds as three cells in seconds: p50, p95, max.
