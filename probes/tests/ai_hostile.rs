@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -25,11 +25,22 @@ use serde_json::{Value, json};
 struct Server {
     /// Bytes the huge answer handed to the connection.
     huge_sent: Arc<AtomicU64>,
+    /// Set when the server let go of the huge answer (the client went away, or it was all sent).
+    huge_done: Arc<AtomicBool>,
     /// Answers given, for the non-deterministic server.
     counter: Arc<AtomicU64>,
 }
 
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
+/// Sets its flag when dropped: the server's body stream ends when the connection does.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 fn png(width: u32, height: u32, shade: [u8; 3]) -> Vec<u8> {
     let img = image::RgbImage::from_pixel(width.max(1), height.max(1), image::Rgb(shade));
@@ -123,8 +134,10 @@ async fn generate(
         }
         "huge" => {
             let sent = server.huge_sent.clone();
+            let done = SetOnDrop(server.huge_done.clone());
             // 500 MB, never all wanted.
             return streaming(futures_util::stream::iter(0..8000).map(move |_| {
+                let _held_until_the_stream_drops = &done;
                 sent.fetch_add(ZEROS.len() as u64, Ordering::Relaxed);
                 Bytes::from_static(&ZEROS)
             }));
@@ -261,9 +274,16 @@ async fn hostile_answers_fail_with_their_reason() {
     assert!(obs.inference.is_some(), "headers came: {obs:?}");
 
     expect_failure(addr, "huge", reason::TOO_LARGE).await;
-    // The client stopped reading after ~1 MiB: the server could hand over only what the
-    // socket buffers hold, far from its 500 MB.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The client stopped reading after ~1 MiB: once the server lets go of its answer, it has
+    // handed over only what the socket buffers hold, far from its 500 MB.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.huge_done.load(Ordering::Relaxed) {
+        assert!(
+            Instant::now() < deadline,
+            "the server kept sending the huge answer"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let sent = server.huge_sent.load(Ordering::Relaxed);
     assert!(sent < 64 << 20, "server sent {sent} bytes");
 }

@@ -570,18 +570,7 @@ fn transport_failure(e: reqwest::Error) -> AiFailure {
     } else {
         reason::TRANSPORT
     };
-    AiFailure::new(code, error_chain(&e))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    AiFailure::new(code, crate::hls::error_chain(&e))
 }
 
 /// The first [`ERROR_BODY_KEPT`] bytes, lossily UTF-8.

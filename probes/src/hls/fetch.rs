@@ -220,7 +220,8 @@ async fn fetch_inner(
     })
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources, `: `-joined: reqwest's own message names only the outer layer.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

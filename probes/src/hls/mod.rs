@@ -39,6 +39,7 @@
 mod client;
 mod events;
 mod fetch;
+pub(crate) use fetch::error_chain;
 mod follower;
 pub mod low_latency;
 mod parse;

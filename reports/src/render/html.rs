@@ -659,7 +659,7 @@ fn pool(h: &mut String, ctx: &ReportContext<'_>) {
         &POOL_COLUMNS,
         2,
         rows,
-        |r| r.is_faulty(),
+        |r, _| r.is_faulty(),
         |r| pool_cells(r).to_vec(),
     );
 }
@@ -673,34 +673,34 @@ fn ai(h: &mut String, ctx: &ReportContext<'_>) {
     }
     heading(h, "ai-requests", "AI requests");
     let _ = writeln!(h, "<p>{}</p>", esc(AI_INTRO));
-    let any_faulty = |cells: Vec<(String, bool)>| cells.iter().any(|(_, faulty)| *faulty);
-    marked_table(
-        h,
-        &AI_COLUMNS,
-        4,
-        &ai.by_model,
-        |r| any_faulty(ai_cells(r).to_vec()),
-        |r| ai_cells(r).to_vec(),
-    );
+    marked_table(h, &AI_COLUMNS, 4, &ai.by_model, any_faulty, |r| {
+        ai_cells(r).to_vec()
+    });
     h.push_str("<h3>By concurrency</h3>\n");
     marked_table(
         h,
         &AI_LEVEL_COLUMNS,
         1,
         &ai.by_concurrency,
-        |r| any_faulty(ai_level_cells(r).to_vec()),
+        any_faulty,
         |r| ai_level_cells(r).to_vec(),
     );
 }
 
+/// A row is bad when any of its cells shows a fault.
+fn any_faulty<R>(_: &R, cells: &[(String, bool)]) -> bool {
+    cells.iter().any(|(_, faulty)| *faulty)
+}
+
 /// A table whose first `labels` columns name the row and the rest are numbers, a `bad` row
-/// marked and each faulty cell in red; wide tables scroll rather than the page.
+/// (judged from the row and its cells) marked and each faulty cell in red; wide tables scroll
+/// rather than the page.
 fn marked_table<R>(
     h: &mut String,
     titles: &[&str],
     labels: usize,
     rows: &[R],
-    bad: impl Fn(&R) -> bool,
+    bad: impl Fn(&R, &[(String, bool)]) -> bool,
     cells: impl Fn(&R) -> Vec<(String, bool)>,
 ) {
     let columns: Vec<Column<'_>> = titles
@@ -710,8 +710,13 @@ fn marked_table<R>(
         .collect();
     h.push_str("<div class=\"wide\">");
     table(h, &columns, rows, |h, r| {
-        let _ = write!(h, "<tr{}>", if bad(r) { " class=\"bad\"" } else { "" });
-        for (i, (value, faulty)) in cells(r).iter().enumerate() {
+        let cells = cells(r);
+        let _ = write!(
+            h,
+            "<tr{}>",
+            if bad(r, &cells) { " class=\"bad\"" } else { "" }
+        );
+        for (i, (value, faulty)) in cells.iter().enumerate() {
             let class = if i < labels { " class=\"l\"" } else { "" };
             if *faulty {
                 let _ = write!(

@@ -264,38 +264,15 @@ fn ai(m: &mut String, ctx: &ReportContext<'_>) {
     if ai.is_empty() {
         return;
     }
-    fn rows(m: &mut String, titles: &[&str], labels: usize, rows: Vec<Vec<(String, bool)>>) {
-        let _ = writeln!(m, "| {} |", titles.join(" | "));
-        let _ = writeln!(
-            m,
-            "|{}{}",
-            "---|".repeat(labels),
-            "---:|".repeat(titles.len() - labels)
-        );
-        for cells in rows {
-            let cells: Vec<String> = cells
-                .into_iter()
-                .map(|(value, faulty)| {
-                    if faulty {
-                        format!("**{}**", cell(&value))
-                    } else {
-                        cell(&value)
-                    }
-                })
-                .collect();
-            let _ = writeln!(m, "| {} |", cells.join(" | "));
-        }
-        m.push('\n');
-    }
     let _ = writeln!(m, "## AI requests\n\n{AI_INTRO}\n");
-    rows(
+    marked_table(
         m,
         &AI_COLUMNS,
         4,
         ai.by_model.iter().map(|r| ai_cells(r).to_vec()).collect(),
     );
     m.push_str("### By concurrency\n\n");
-    rows(
+    marked_table(
         m,
         &AI_LEVEL_COLUMNS,
         1,
@@ -313,10 +290,26 @@ fn pool(m: &mut String, ctx: &ReportContext<'_>) {
         return;
     }
     let _ = writeln!(m, "## Transcoder pool\n\n{}\n", pool_intro(rows));
-    let _ = writeln!(m, "| {} |", POOL_COLUMNS.join(" | "));
-    let _ = writeln!(m, "|---|---|{}", "---:|".repeat(POOL_COLUMNS.len() - 2));
-    for r in rows {
-        let cells: Vec<String> = pool_cells(r)
+    marked_table(
+        m,
+        &POOL_COLUMNS,
+        2,
+        rows.iter().map(|r| pool_cells(r).to_vec()).collect(),
+    );
+}
+
+/// A table whose first `labels` columns name the row and the rest are numbers (right-aligned),
+/// each faulty cell in bold.
+fn marked_table(m: &mut String, titles: &[&str], labels: usize, rows: Vec<Vec<(String, bool)>>) {
+    let _ = writeln!(m, "| {} |", titles.join(" | "));
+    let _ = writeln!(
+        m,
+        "|{}{}",
+        "---|".repeat(labels),
+        "---:|".repeat(titles.len() - labels)
+    );
+    for cells in rows {
+        let cells: Vec<String> = cells
             .into_iter()
             .map(|(value, faulty)| {
                 if faulty {
