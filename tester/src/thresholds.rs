@@ -326,6 +326,10 @@ impl Threshold {
         let observed = registry
             .merged(self.selector.metric.name, &self.selector.tags)
             .and_then(|sink| sink.aggregate(self.expression.aggregation, registry.elapsed()));
+        let unit = self
+            .expression
+            .aggregation
+            .result_unit(self.selector.metric.unit);
         let (passed, reason) = match observed {
             None => (false, Some("no data".to_owned())),
             Some(value)
@@ -340,9 +344,9 @@ impl Threshold {
                 false,
                 Some(format!(
                     "observed {} is not {} {}",
-                    format_value(value, self.selector.metric.unit),
+                    format_value(value, unit),
                     self.expression.comparison.symbol(),
-                    format_value(self.expression.limit, self.selector.metric.unit)
+                    format_value(self.expression.limit, unit)
                 )),
             ),
         };
@@ -350,7 +354,7 @@ impl Threshold {
             metric: self.selector_text.clone(),
             expression: self.expression.text.clone(),
             observed,
-            unit: self.selector.metric.unit,
+            unit,
             passed,
             reason,
             abort_on_fail: self.abort_on_fail,
@@ -575,5 +579,18 @@ mod tests {
         registry.add("vmaf", &Tags::new(), 72.123456);
         let verdict = threshold("vmaf", "mean > 60").evaluate(&registry);
         assert_eq!(verdict.to_string(), "✓ vmaf mean > 60  (observed 72.12)");
+    }
+
+    #[test]
+    fn a_count_of_a_time_metric_is_shown_as_a_number_not_a_time() {
+        let registry = Registry::new();
+        for latency_ms in [1500.0, 900.0, 2500.0] {
+            registry.add("latency", &Tags::new(), latency_ms);
+        }
+        let count = threshold("latency", "count >= 4").evaluate(&registry);
+        assert_eq!(count.to_string(), "✗ latency count >= 4  (observed 3)");
+        assert_eq!(count.reason.as_deref(), Some("observed 3 is not >= 4"));
+        let max = threshold("latency", "max < 2s").evaluate(&registry);
+        assert_eq!(max.to_string(), "✗ latency max < 2s  (observed 2.5s)");
     }
 }

@@ -356,7 +356,12 @@ fn ten_minutes_of_mixed_failures_keep_every_segment_and_every_payment() {
     ];
     events(&run, &labels);
     let streams = stream_recoveries(&run);
-    assert_eq!(streams.len(), 2 * labels.len(), "{streams:#?}");
+    assert_eq!(
+        streams.len(),
+        2 * labels.len(),
+        "{streams:#?}\n{}",
+        run.output
+    );
     for stream in &streams {
         assert_eq!(stream["recovered"], true, "{stream:#}");
         assert_eq!(stream["segments_lost"], 0, "{stream:#}");

@@ -53,6 +53,8 @@ pub fn run_scenario(lpt: &Path, scenario: &str) -> LptRun {
         .output()
         .expect("lpt runs");
     let output_text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + "\nlpt warnings:\n"
+        + &warnings_of(&String::from_utf8_lossy(&output.stderr))
         + "\nnode warnings:\n"
         + &node_warnings(&dir);
     let summary = std::fs::read_to_string(dir.join("summary.json"))
@@ -87,6 +89,15 @@ pub fn node_warnings(run_dir: &Path) -> String {
         }
     }
     lines.join("\n")
+}
+
+/// The warning and error lines of lpt's own log (at most 30).
+fn warnings_of(log: &str) -> String {
+    log.lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .take(30)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl LptRun {

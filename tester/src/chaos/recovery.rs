@@ -94,6 +94,12 @@ pub fn stream_recovery(segments: &[SegmentRecord], events: &[Occurrence]) -> Vec
     let mut out = Vec::new();
     for (key, stream) in &streams {
         let Some(timeline) = Timeline::of(stream) else {
+            tracing::warn!(
+                stream = %key,
+                segments = stream.by_seq.len(),
+                "no recovery figures for the stream: none of its segments arrived good with a \
+                 duration and a latency"
+            );
             continue;
         };
         for event in events {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use observation::metric::MetricKind;
+use observation::metric::{MetricKind, Unit};
 
 /// Values are multiplied by this before going into a histogram (1/1000 of the unit).
 const RESOLUTION: f64 = 1000.0;
@@ -29,6 +29,17 @@ pub enum Aggregation {
     Rate,
     /// Gauges: the last value set.
     Value,
+}
+
+impl Aggregation {
+    /// The unit of this aggregation's result over a metric measured in `unit`: a count or a rate
+    /// is a plain number whatever the metric measures.
+    pub fn result_unit(self, unit: Unit) -> Unit {
+        match self {
+            Aggregation::Count | Aggregation::Rate => Unit::Plain,
+            _ => unit,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
