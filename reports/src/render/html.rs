@@ -815,6 +815,13 @@ fn bench(h: &mut String, ctx: &ReportContext<'_>) {
 
 fn leaderboard(h: &mut String, ctx: &ReportContext<'_>) {
     let Some(board) = ctx.leaderboard else { return };
+    if !board.records.is_empty() {
+        transcoding_leaderboard(h, board);
+    }
+    ai_leaderboard(h, board);
+}
+
+fn transcoding_leaderboard(h: &mut String, board: &crate::leaderboard::Leaderboard) {
     let columns = [
         text("Orchestrator"),
         text("Region"),
@@ -868,6 +875,74 @@ fn leaderboard(h: &mut String, ctx: &ReportContext<'_>) {
                 fmt_num(quality.map(|q| q.vmaf_mean)),
                 fmt_num(quality.and_then(|q| q.vmaf_deficit)),
                 price.map_or_else(|| "–".to_string(), fmt_price),
+                if failures.is_empty() {
+                    "–"
+                } else {
+                    &failures
+                },
+            );
+        },
+    );
+}
+
+/// One row per AI record as it is posted, with the public score of its orchestrator and region
+/// for the (pipeline, model) beside ours; the scores cover warm and cold records together.
+fn ai_leaderboard(h: &mut String, board: &crate::leaderboard::Leaderboard) {
+    if board.ai_records.is_empty() {
+        return;
+    }
+    let columns = [
+        text("Pipeline"),
+        text("Model"),
+        text("Orchestrator"),
+        text("Region"),
+        text("Start"),
+        num("Success rate"),
+        num("Round trip (s)"),
+        num("Public score"),
+        num("Our p95 (s)"),
+        num("Our score"),
+        text("Failures"),
+    ];
+    table_section(
+        h,
+        "ai-leaderboard",
+        "AI leaderboard records",
+        &columns,
+        &board.ai_records,
+        |h, r| {
+            let public = board
+                .ai_aggregated
+                .get(&r.pipeline)
+                .and_then(|models| models.get(&r.model))
+                .and_then(|orchestrators| orchestrators.get(&r.orchestrator))
+                .and_then(|regions| regions.get(&r.region));
+            let ours = board
+                .ai_ours
+                .get(&r.pipeline)
+                .and_then(|models| models.get(&r.model))
+                .and_then(|orchestrators| orchestrators.get(&r.orchestrator))
+                .and_then(|regions| regions.get(&r.region));
+            let failures = r
+                .errors
+                .iter()
+                .map(|e| esc(&format!("{} ×{}: {}", e.error_code, e.count, e.message)))
+                .collect::<Vec<_>>()
+                .join("<br>");
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td>\
+                 <td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+                esc(&r.pipeline),
+                esc(&r.model),
+                esc(&r.orchestrator),
+                esc(&r.region),
+                if r.model_is_warm { "warm" } else { "cold" },
+                fmt_pct(Some(r.success_rate)),
+                r.round_trip_time,
+                fmt_num(public.map(|s| s.score)),
+                fmt_num(ours.and_then(|o| o.p95_latency_s)),
+                fmt_num(ours.map(|o| o.score)),
                 if failures.is_empty() {
                     "–"
                 } else {
