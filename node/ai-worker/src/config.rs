@@ -15,7 +15,7 @@ pub struct AiWorkerConfig {
     pub listen: SocketAddr,
     /// When set, pipeline requests must carry `Authorization: Bearer <token>`.
     pub bearer_token: Option<String>,
-    /// Requests processed at once.
+    /// Requests processed at once; a `live-video-to-video` job holds one for its whole life.
     pub capacity: u32,
     /// Requests allowed to wait beyond `capacity`; more answer 503.
     pub max_queue: u32,
@@ -29,6 +29,8 @@ pub struct AiWorkerConfig {
     pub models: ModelIds,
     /// Misbehaviour to inject.
     pub faults: AiFaults,
+    /// The `live-video-to-video` job: what it does to the frames it relays.
+    pub live: LiveConfig,
 }
 
 impl Default for AiWorkerConfig {
@@ -43,6 +45,33 @@ impl Default for AiWorkerConfig {
             media: MediaMode::Data,
             models: ModelIds::default(),
             faults: AiFaults::default(),
+            live: LiveConfig::default(),
+        }
+    }
+}
+
+/// `[live]`: the `live-video-to-video` job. It subscribes to the request's Trickle input,
+/// rotates the hue of every frame (chroma only, so the luma frame stamps stay readable),
+/// re-times the video to a constant `output_fps`, and publishes one MPEG-TS segment per input
+/// segment. A job holds one unit of `capacity` for its whole life.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveConfig {
+    /// Frame rate of the published video, 1 to 120.
+    pub output_fps: u32,
+    /// Hue rotation in degrees applied to every frame (FFmpeg's `hue=h=`).
+    pub hue_degrees: f64,
+    /// A job whose input brings nothing for this long (no channel yet, no next segment, or a
+    /// stalled segment) ends and closes its output.
+    pub idle_timeout_secs: f64,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            output_fps: 24,
+            hue_degrees: 120.0,
+            idle_timeout_secs: 30.0,
         }
     }
 }
@@ -65,6 +94,8 @@ pub struct ModelIds {
     pub text_to_image: String,
     pub image_to_image: String,
     pub upscale: String,
+    /// The `model_id` a `live-video-to-video` request must name.
+    pub live_video_to_video: String,
 }
 
 impl Default for ModelIds {
@@ -73,6 +104,7 @@ impl Default for ModelIds {
             text_to_image: "lpt/seeded-renderer".into(),
             image_to_image: "lpt/ffmpeg-filter".into(),
             upscale: "lpt/lanczos-x4".into(),
+            live_video_to_video: "lpt/hue-shift".into(),
         }
     }
 }
@@ -142,10 +174,25 @@ impl AiWorkerConfig {
             ("models.text_to_image", &self.models.text_to_image),
             ("models.image_to_image", &self.models.image_to_image),
             ("models.upscale", &self.models.upscale),
+            (
+                "models.live_video_to_video",
+                &self.models.live_video_to_video,
+            ),
         ] {
             if id.trim().is_empty() {
                 bail!("{field} must not be empty");
             }
+        }
+        let live = &self.live;
+        if !(1..=120).contains(&live.output_fps) {
+            bail!("live.output_fps must be 1 to 120, got {}", live.output_fps);
+        }
+        if !live.hue_degrees.is_finite() || live.hue_degrees.abs() > 3600.0 {
+            bail!("live.hue_degrees must be a finite number of degrees, at most 3600 either way");
+        }
+        if !live.idle_timeout_secs.is_finite() || !(0.1..=3600.0).contains(&live.idle_timeout_secs)
+        {
+            bail!("live.idle_timeout_secs must be 0.1 to 3600 seconds");
         }
         let f = &self.faults;
         if !f.idle_secs.is_finite() || f.idle_secs < 0.0 {
@@ -229,6 +276,25 @@ mod tests {
         let mut c = AiWorkerConfig::default();
         c.faults.idle_secs = f64::NAN;
         assert!(c.validate().unwrap_err().to_string().contains("idle_secs"));
+        let mut c = AiWorkerConfig::default();
+        c.live.output_fps = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("output_fps"));
+        c.live.output_fps = 121;
+        assert!(c.validate().unwrap_err().to_string().contains("output_fps"));
+        assert!(toml::from_str::<AiWorkerConfig>("[live]\nfps = 3").is_err());
+    }
+
+    #[test]
+    fn live_section_reads_and_round_trips() {
+        let c: AiWorkerConfig =
+            toml::from_str("[live]\noutput_fps = 30\n[models]\nlive_video_to_video = \"m\"\n")
+                .unwrap();
+        assert_eq!(c.live.output_fps, 30);
+        assert_eq!(c.live.hue_degrees, 120.0);
+        assert_eq!(c.models.live_video_to_video, "m");
+        c.validate().unwrap();
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<AiWorkerConfig>(&text).unwrap(), c);
     }
 
     #[test]

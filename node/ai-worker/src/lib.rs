@@ -3,12 +3,14 @@
 //!
 //! It does real CPU work for the pipelines that need no weights: `text-to-image` with a seeded
 //! deterministic renderer, `image-to-image` through an FFmpeg filter graph, and `upscale` with
-//! libswscale's Lanczos. The other ai-runner routes answer 501. Faults (delay, wrong size,
+//! libswscale's Lanczos, and `live-video-to-video` relaying Trickle segments through a hue
+//! filter (see `live.rs`). The other ai-runner routes answer 501. Faults (delay, wrong size,
 //! every-Nth error, cold start) can be injected to test a probe's judgement.
 
 mod config;
 mod error;
 mod imaging;
+mod live;
 mod media;
 mod multipart;
 mod render;
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{AiFaults, AiWorkerConfig, MediaMode, ModelIds, describe_faults};
+pub use config::{AiFaults, AiWorkerConfig, LiveConfig, MediaMode, ModelIds, describe_faults};
 pub use server::WorkerStats;
 
 /// A worker that is listening.
@@ -58,6 +60,7 @@ pub async fn start(config: AiWorkerConfig) -> anyhow::Result<RunningAiWorker> {
 impl RunningAiWorker {
     /// Stops accepting connections and waits (at most a few seconds) for open ones to finish.
     pub async fn shutdown(mut self) {
+        self.shared.stop_live();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(true);
         }
@@ -75,6 +78,7 @@ impl Drop for RunningAiWorker {
         // Dropped without `shutdown`: don't leave a server running in the background. Aborting
         // the loop drops its JoinSet, which aborts every connection task too.
         if self.stop.is_some() {
+            self.shared.stop_live();
             self.task.abort();
         }
     }

@@ -22,11 +22,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use crate::config::{AiWorkerConfig, MediaMode};
 use crate::error::ApiError;
 use crate::imaging;
+use crate::live;
 use crate::media::MediaStore;
 use crate::multipart;
 use crate::render;
@@ -58,6 +59,7 @@ pub(crate) enum Pipeline {
     TextToImage,
     ImageToImage,
     Upscale,
+    LiveVideoToVideo,
     Unimplemented(&'static str),
 }
 
@@ -67,26 +69,29 @@ impl Pipeline {
             Pipeline::TextToImage => "text-to-image",
             Pipeline::ImageToImage => "image-to-image",
             Pipeline::Upscale => "upscale",
+            Pipeline::LiveVideoToVideo => "live-video-to-video",
             Pipeline::Unimplemented(name) => name,
         }
     }
 }
 
-const UNIMPLEMENTED: [&str; 7] = [
+const UNIMPLEMENTED: [&str; 6] = [
     "image-to-video",
     "audio-to-text",
     "segment-anything-2",
     "llm",
     "image-to-text",
     "text-to-speech",
-    "live-video-to-video",
 ];
 
 pub(crate) struct Shared {
     config: AiWorkerConfig,
     base_url: String,
     admitted: Arc<Semaphore>,
-    processing: Semaphore,
+    /// Shared with live jobs, which hold a unit for their whole life.
+    processing: Arc<Semaphore>,
+    /// Tells running live jobs the worker is stopping.
+    live_stop: watch::Sender<bool>,
     stats: Mutex<WorkerStats>,
     last_request: Mutex<Option<Instant>>,
     processed: AtomicU64,
@@ -106,7 +111,8 @@ impl Shared {
         Shared {
             base_url: format!("http://{addr}"),
             admitted: Arc::new(Semaphore::new(admitted)),
-            processing: Semaphore::new(capacity),
+            processing: Arc::new(Semaphore::new(capacity)),
+            live_stop: watch::Sender::new(false),
             stats: Mutex::default(),
             last_request: Mutex::default(),
             processed: AtomicU64::new(0),
@@ -114,6 +120,11 @@ impl Shared {
             media: Mutex::default(),
             config,
         }
+    }
+
+    /// Ends every running live job (each closes its output channel).
+    pub(crate) fn stop_live(&self) {
+        self.live_stop.send_replace(true);
     }
 
     pub(crate) fn stats(&self) -> WorkerStats {
@@ -129,7 +140,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/media/{file}", get(media))
         .route("/text-to-image", post(text_to_image))
         .route("/image-to-image", post(image_to_image))
-        .route("/upscale", post(upscale));
+        .route("/upscale", post(upscale))
+        .route("/live-video-to-video", post(live_video_to_video));
     for name in UNIMPLEMENTED {
         router = router.route(
             &format!("/{name}"),
@@ -159,6 +171,10 @@ async fn image_to_image(State(s): State<Arc<Shared>>, req: Request) -> Response 
 
 async fn upscale(State(s): State<Arc<Shared>>, req: Request) -> Response {
     s.handle(Pipeline::Upscale, req).await
+}
+
+async fn live_video_to_video(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    s.handle(Pipeline::LiveVideoToVideo, req).await
 }
 
 async fn media(State(s): State<Arc<Shared>>, Path(file): Path<String>) -> Response {
@@ -284,6 +300,9 @@ impl Shared {
                     format!("request body not received within {BODY_TIMEOUT:?}"),
                 )
             })??;
+        if pipeline == Pipeline::LiveVideoToVideo {
+            return self.start_live(&body);
+        }
         let job = self.parse(pipeline, &parts.headers, &body)?;
         drop(body);
         let _permit = self
@@ -292,6 +311,44 @@ impl Shared {
             .await
             .map_err(|_| ApiError::internal("worker is shutting down"))?;
         self.process(job).await
+    }
+
+    /// Checks a live request, takes a unit of capacity for the job's life (503 when none is
+    /// free: a live job cannot wait in the queue) and starts it; answers at once, as ai-runner.
+    fn start_live(&self, body: &[u8]) -> Result<Response, ApiError> {
+        let params = live::parse(body, &self.config.models.live_video_to_video)?;
+        let Ok(permit) = self.processing.clone().try_acquire_owned() else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy: every capacity slot is taken",
+            ));
+        };
+        let n = self.processed.fetch_add(1, Ordering::SeqCst) + 1;
+        lock(&self.stats).processed = n;
+        let request_id = live::request_id();
+        tracing::info!(
+            %request_id,
+            subscribe_url = %params.subscribe_url,
+            publish_url = %params.publish_url,
+            gateway_request_id = ?params.gateway_request_id,
+            stream_id = ?params.stream_id,
+            manifest_id = ?params.manifest_id,
+            has_params = params.params.is_some(),
+            "live job starting"
+        );
+        let answer = live::response(&params, &request_id);
+        live::spawn(
+            live::LiveJob {
+                request_id,
+                subscribe_url: params.subscribe_url,
+                publish_url: params.publish_url,
+                config: self.config.live.clone(),
+                max_pixels: self.config.max_pixels,
+            },
+            permit,
+            self.live_stop.subscribe(),
+        );
+        Ok(Json(answer).into_response())
     }
 
     fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -379,7 +436,7 @@ impl Shared {
             Pipeline::TextToImage => &models.text_to_image,
             Pipeline::ImageToImage => &models.image_to_image,
             Pipeline::Upscale => &models.upscale,
-            Pipeline::Unimplemented(_) => return Ok(()),
+            Pipeline::LiveVideoToVideo | Pipeline::Unimplemented(_) => return Ok(()),
         };
         // ai-runner treats an empty model_id as "whatever this pipeline serves".
         if given.is_empty() || given == served {
@@ -459,7 +516,9 @@ impl Shared {
                     count: image_count(count)?,
                 })
             }
-            Pipeline::Unimplemented(_) => Err(ApiError::internal("unreachable pipeline")),
+            Pipeline::LiveVideoToVideo | Pipeline::Unimplemented(_) => {
+                Err(ApiError::internal("unreachable pipeline"))
+            }
         }
     }
 

@@ -64,6 +64,19 @@ pub mod reason {
     pub const EMPTY_OUTPUT: &str = "empty_output";
     /// The request was not sent: the client's in-flight cap was reached.
     pub const CLIENT_OVERLOADED: &str = "client_overloaded";
+    /// Live: no output segment within the start timeout (or an output with no frame).
+    pub const NO_OUTPUT: &str = "no_output";
+    /// Live: output frames decode but none carries a readable stamp.
+    pub const STAMPS_UNREADABLE: &str = "stamps_unreadable";
+    /// Live: the output's frame rate is more than 5 % below the target.
+    pub const LOW_FPS: &str = "low_fps";
+    /// Live: the output channel ended while the input was still being sent.
+    pub const OUTPUT_ENDED_EARLY: &str = "output_ended_early";
+    /// Live: the output went silent for the stall limit while the input was still being sent.
+    pub const OUTPUT_STALLED: &str = "output_stalled";
+    /// Live: the probe's own side failed (its Trickle server, the source, the plan): not the
+    /// target's fault.
+    pub const PROBE_FAILED: &str = "probe_failed";
 
     /// Every code above.
     pub const ALL: &[&str] = &[
@@ -84,6 +97,12 @@ pub mod reason {
         VIDEO_FRAMES,
         EMPTY_OUTPUT,
         CLIENT_OVERLOADED,
+        NO_OUTPUT,
+        STAMPS_UNREADABLE,
+        LOW_FPS,
+        OUTPUT_ENDED_EARLY,
+        OUTPUT_STALLED,
+        PROBE_FAILED,
     ];
 }
 

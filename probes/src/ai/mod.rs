@@ -7,10 +7,13 @@
 //! - [`validate`]: the answer checked against what was asked (count, size, seed, determinism,
 //!   timestamps, video frames) and summarised for records;
 //! - [`load`]: a plan (rate or concurrency sweep) run against a target, one
-//!   [`AiObservation`] per request.
+//!   [`AiObservation`] per request;
+//! - [`live`]: a live video-to-video job fed a stamped source in real time over Trickle
+//!   channels the probe hosts, its output's latency, frame rate and stalls measured.
 
 pub mod api;
 pub mod client;
+pub mod live;
 pub mod load;
 pub mod validate;
 
@@ -19,5 +22,6 @@ pub use client::{
     AiAnswer, AiError, AiFailure, AiLimits, AiOutcome, AiRequest, AiResponse, AiTarget, AiTimings,
     http_client, reason, send_request,
 };
+pub use live::{LiveObservation, LivePlan, PlayerModel, run_live};
 pub use load::{AiLoad, AiObservation, AiPlan, run_plan, run_plan_with};
 pub use validate::{AiExpect, Expectation, Validated, validate};
