@@ -911,18 +911,8 @@ fn ai_leaderboard(h: &mut String, board: &crate::leaderboard::Leaderboard) {
         &columns,
         &board.ai_records,
         |h, r| {
-            let public = board
-                .ai_aggregated
-                .get(&r.pipeline)
-                .and_then(|models| models.get(&r.model))
-                .and_then(|orchestrators| orchestrators.get(&r.orchestrator))
-                .and_then(|regions| regions.get(&r.region));
-            let ours = board
-                .ai_ours
-                .get(&r.pipeline)
-                .and_then(|models| models.get(&r.model))
-                .and_then(|orchestrators| orchestrators.get(&r.orchestrator))
-                .and_then(|regions| regions.get(&r.region));
+            let public = scores_of(&board.ai_aggregated, r);
+            let ours = scores_of(&board.ai_ours, r);
             let failures = r
                 .errors
                 .iter()
@@ -951,6 +941,18 @@ fn ai_leaderboard(h: &mut String, board: &crate::leaderboard::Leaderboard) {
             );
         },
     );
+}
+
+/// What a pipeline → model → orchestrator → region map of AI scores holds for record `r`.
+fn scores_of<'a, V>(
+    scores: &'a BTreeMap<String, BTreeMap<String, BTreeMap<String, BTreeMap<String, V>>>>,
+    r: &crate::leaderboard::ai::AiLeaderboardRecord,
+) -> Option<&'a V> {
+    scores
+        .get(&r.pipeline)?
+        .get(&r.model)?
+        .get(&r.orchestrator)?
+        .get(&r.region)
 }
 
 fn metrics(h: &mut String, ctx: &ReportContext<'_>) {
