@@ -141,6 +141,15 @@ const AI_TAGS: &[&str] = &[
     "start",
     "sessions",
 ];
+/// Tags of a live video-to-video job: the pipeline and model, who answered, why it failed.
+const AI_LIVE_TAGS: &[&str] = &[
+    "workload",
+    "pipeline",
+    "model",
+    "orchestrator",
+    "region",
+    "reason",
+];
 /// Tags of a pool transcoder's reconciliation.
 const POOL_TAGS: &[&str] = &["orchestrator", "transcoder"];
 
@@ -304,6 +313,51 @@ pub const CATALOG: &[MetricDef] = &[
         tags: AI_TAGS,
         journal: journal("ai", "outputs"),
         description: "outputs AI requests returned (images, video frames, text chunks)",
+    },
+    MetricDef {
+        name: "ai_live_success",
+        kind: Rate,
+        unit: Plain,
+        better: Higher,
+        tags: AI_LIVE_TAGS,
+        journal: journal("ai_live", "ok"),
+        description: "live video-to-video jobs that started, kept the target frame rate and did not stall for good (tag `reason` names a failure's cause)",
+    },
+    MetricDef {
+        name: "ai_live_fps",
+        kind: Trend,
+        unit: Plain,
+        better: Higher,
+        tags: AI_LIVE_TAGS,
+        journal: journal("ai_live", "output_fps"),
+        description: "live video-to-video output frames delivered per wall-clock second, first output segment excluded (one sample per job)",
+    },
+    MetricDef {
+        name: "ai_live_time_to_first_frame",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: AI_LIVE_TAGS,
+        journal: journal("ai_live", "time_to_first_frame_ms"),
+        description: "live video-to-video: first input byte sent → first decoded output frame arrived",
+    },
+    MetricDef {
+        name: "ai_live_frame_latency",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: AI_LIVE_TAGS,
+        journal: journal("ai_live", "latency_p95_ms"),
+        description: "live video-to-video: 95th percentile over a job's output frames of arrival − its stamped input frame's sending (one sample per job)",
+    },
+    MetricDef {
+        name: "ai_live_stall_time",
+        kind: Trend,
+        unit: Milliseconds,
+        better: Lower,
+        tags: AI_LIVE_TAGS,
+        journal: journal("ai_live", "stall_time_ms"),
+        description: "live video-to-video: total stall time of a player fed by the output (one sample per job)",
     },
     MetricDef {
         name: "pool_accounting_error",

@@ -759,6 +759,67 @@ record_kind! {
     }
 }
 
+record_kind! {
+    /// One live video-to-video job of the AI probe: a stamped source streamed to a worker or a
+    /// gateway over Trickle for the workload's duration, its output read back and measured as a
+    /// viewer would live it (time to first frame, sustained frame rate, frame latency, stalls).
+    AiLiveRecord, AiLiveColumns, tag = "ai_live", version = 1, {
+        /// When the job was started (unix ms).
+        t_ms: i64,
+        /// Workload name.
+        workload: String,
+        /// The pipeline, as its route without the slash (`live-video-to-video`).
+        pipeline: String,
+        /// The model asked for (`model_id`).
+        model: String,
+        /// The orchestrator or gateway that answered, as the scenario names it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        orchestrator: Option<String>,
+        /// The tester's region label.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// The job started, its output kept the target frame rate and never stalled for good.
+        ok: bool,
+        /// Why `ok` is false: a stable code (`low_fps`, `no_output`, `output_stalled`, …).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// What was wrong.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// First input byte sent → first decoded output frame arrived (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time_to_first_frame_ms: Option<f64>,
+        /// Output frames delivered per wall-clock second over the steady window.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output_fps: Option<f64>,
+        /// The frame rate the output had to sustain.
+        target_fps: f64,
+        /// Frames of the input segments sent completely.
+        frames_sent: u64,
+        /// Frames decoded from the output.
+        frames_received: u64,
+        /// Output frames whose stamp could not be read.
+        unreadable_stamps: u64,
+        /// Median output frame latency: its arrival − its input frame's sending (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        latency_p50_ms: Option<f64>,
+        /// 95th percentile of the output frame latency (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        latency_p95_ms: Option<f64>,
+        /// The largest output frame latency (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        latency_max_ms: Option<f64>,
+        /// Stalls of a player fed by the output (one segment of holdback).
+        stalls: u32,
+        /// Their total length (ms).
+        stall_time_ms: f64,
+        /// Input segments sent completely.
+        segments_in: u32,
+        /// Output segments read.
+        segments_out: u32,
+    }
+}
+
 /// Any record, as read back from a journal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -788,6 +849,8 @@ pub enum Record {
     Pool(PoolRecord),
     /// An AI request.
     Ai(AiRecord),
+    /// A live video-to-video job.
+    AiLive(AiLiveRecord),
 }
 
 macro_rules! record_from {
@@ -812,11 +875,12 @@ record_from!(
     Player(PlayerRecord),
     Part(PartRecord),
     Pool(PoolRecord),
-    Ai(AiRecord)
+    Ai(AiRecord),
+    AiLive(AiLiveRecord)
 );
 
 /// Every record kind's wire tag, in the order `records.parquet` stacks them.
-pub const RECORD_TYPES: [&str; 13] = [
+pub const RECORD_TYPES: [&str; 14] = [
     SegmentRecord::TYPE,
     CheckRecord::TYPE,
     QualitySample::TYPE,
@@ -830,6 +894,7 @@ pub const RECORD_TYPES: [&str; 13] = [
     PartRecord::TYPE,
     PoolRecord::TYPE,
     AiRecord::TYPE,
+    AiLiveRecord::TYPE,
 ];
 
 impl Record {
@@ -849,6 +914,7 @@ impl Record {
             Record::Part(_) => PartRecord::TYPE,
             Record::Pool(_) => PoolRecord::TYPE,
             Record::Ai(_) => AiRecord::TYPE,
+            Record::AiLive(_) => AiLiveRecord::TYPE,
         }
     }
 
@@ -875,6 +941,7 @@ impl Record {
             PartRecord::TYPE => Record::Part(typed(text, v)?),
             PoolRecord::TYPE => Record::Pool(typed(text, v)?),
             AiRecord::TYPE => Record::Ai(typed(text, v)?),
+            AiLiveRecord::TYPE => Record::AiLive(typed(text, v)?),
             other => return Err(RecordParseError::UnknownType(other.to_string())),
         })
     }
@@ -895,6 +962,7 @@ impl Record {
             Record::Part(r) => write_line(r, out),
             Record::Pool(r) => write_line(r, out),
             Record::Ai(r) => write_line(r, out),
+            Record::AiLive(r) => write_line(r, out),
         }
     }
 }
@@ -940,6 +1008,7 @@ pub fn kind_schemas() -> [Schema; RECORD_TYPES.len()] {
         PartRecord::schema(),
         PoolRecord::schema(),
         AiRecord::schema(),
+        AiLiveRecord::schema(),
     ]
 }
 

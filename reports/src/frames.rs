@@ -45,6 +45,8 @@ pub struct RecordFrames {
     pub pool: DataFrame,
     /// `ai` records: each request of the AI probe.
     pub ai: DataFrame,
+    /// `ai_live` records: each live video-to-video job of the AI probe.
+    pub ai_live: DataFrame,
 }
 
 #[derive(Default)]
@@ -62,6 +64,7 @@ struct Builders {
     parts: PartColumns,
     pool: PoolColumns,
     ai: AiColumns,
+    ai_live: AiLiveColumns,
 }
 
 impl Builders {
@@ -80,6 +83,7 @@ impl Builders {
             Record::Part(r) => self.parts.push(r),
             Record::Pool(r) => self.pool.push(r),
             Record::Ai(r) => self.ai.push(r),
+            Record::AiLive(r) => self.ai_live.push(r),
         }
     }
 
@@ -134,6 +138,10 @@ impl Builders {
                 .finish()
                 .map_err(ReportError::polars("pool table"))?,
             ai: self.ai.finish().map_err(ReportError::polars("ai table"))?,
+            ai_live: self
+                .ai_live
+                .finish()
+                .map_err(ReportError::polars("ai_live table"))?,
         })
     }
 }
@@ -186,6 +194,7 @@ impl RecordFrames {
             (PartRecord::TYPE, &self.parts),
             (PoolRecord::TYPE, &self.pool),
             (AiRecord::TYPE, &self.ai),
+            (AiLiveRecord::TYPE, &self.ai_live),
         ]
     }
 

@@ -6,13 +6,21 @@
 //! and turns each observation into an `ai` record: the catalogue's `ai_*` metrics come from its
 //! columns, tagged with the pipeline, model, who answered, why a request failed, cold or warm,
 //! and in a sweep the level (`sessions`).
+//!
+//! A `live-video-to-video` workload is one live job instead: it generates a stamped source as
+//! long as the workload (off the runtime), streams it with `probes::ai::live` and turns the
+//! observation into one `ai_live` record (the `ai_live_*` metrics).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use observation::record::AiRecord;
-use probes::ai::{AiLimits, AiLoad, AiObservation, AiPlan, AiTarget, Pipeline, run_plan};
+use observation::record::{AiLiveRecord, AiRecord};
+use probes::ai::{
+    AiLimits, AiLoad, AiObservation, AiPlan, AiTarget, LiveObservation, LivePlan, Pipeline,
+    run_live, run_plan,
+};
+use reference_transcoder::source::SourceConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -24,7 +32,12 @@ use crate::streams::MetricsObserver;
 /// Who answers when a workload names no gateway.
 pub const LOCAL_WORKER_LABEL: &str = "local-ai-worker";
 
-/// The input picture's size when a workload that needs one does not say.
+/// The live source's frame rate.
+const LIVE_SOURCE_FPS: u32 = 30;
+/// The stream id stamped into every frame of the live source.
+const LIVE_STREAM_ID: u32 = 0x4C50_4C56;
+
+/// The input picture's size (and the live source's) when a workload that needs one does not say.
 const DEFAULT_INPUT: (u32, u32) = (256, 144);
 
 /// What an `ai` workload needs from the run.
@@ -56,6 +69,14 @@ pub async fn run_ai_workload(
         Ok(target) => target,
         Err(message) => return failed(message),
     };
+    if let AiLoadSpec::Live {
+        duration,
+        target_fps,
+    } = ai.load
+    {
+        return run_live_workload(workload, ai, target, context, duration, target_fps, cancel)
+            .await;
+    }
     let plan = match plan_of(ai) {
         Ok(plan) => plan,
         Err(message) => return failed(message),
@@ -98,6 +119,125 @@ pub async fn run_ai_workload(
             message: None,
         },
         Err(error) => failed(format!("{error}")),
+    }
+}
+
+/// One live video-to-video job: a stamped source generated for `duration`, streamed to the
+/// worker in real time by `probes::ai::live`, its observation one `ai_live` record.
+async fn run_live_workload(
+    workload: &Workload,
+    ai: &AiWorkload,
+    target: AiTarget,
+    context: AiContext,
+    duration: Duration,
+    target_fps: f64,
+    cancel: CancellationToken,
+) -> WorkloadResult {
+    let (width, height) = ai.input.unwrap_or(DEFAULT_INPUT);
+    let config = SourceConfig {
+        width,
+        height,
+        fps_num: LIVE_SOURCE_FPS,
+        fps_den: 1,
+        duration_secs: duration.as_secs_f64(),
+        gop_secs: 1.0,
+        stream_id: LIVE_STREAM_ID,
+        video_bitrate: Some(300_000),
+        x264_preset: "ultrafast".into(),
+        audio: false,
+        noise: 0,
+        ..SourceConfig::default()
+    };
+    info!(
+        workload = %workload.name,
+        "encoding the {width}×{height} live source ({:.0} s)",
+        duration.as_secs_f64()
+    );
+    let source = tokio::select! {
+        source = tokio::task::spawn_blocking(move || reference_transcoder::source::generate(&config)) => source,
+        () = cancel.cancelled() => return failed("interrupted".into()),
+    };
+    let source = match source {
+        Ok(Ok(source)) => source,
+        Ok(Err(error)) => return failed(format!("cannot make the live source: {error}")),
+        Err(error) => return failed(format!("the live source encoder panicked: {error}")),
+    };
+    let mut plan = LivePlan::new(target.base_url.clone(), ai.model.clone(), target_fps);
+    if let serde_json::Value::Object(params) = &ai.params {
+        plan.params = params.clone();
+    }
+    plan.token = target.bearer.clone();
+    plan.request.deadline = ai.timeout;
+    info!(
+        workload = %workload.name,
+        pipeline = ai.pipeline.name(),
+        model = %ai.model,
+        url = %target.base_url,
+        target_fps,
+        "live AI job starting"
+    );
+    let observation = tokio::select! {
+        o = run_live(&plan, &source) => o,
+        () = cancel.cancelled() => return failed("interrupted".into()),
+    };
+    info!(
+        workload = %workload.name,
+        ok = observation.ok,
+        reason = observation.reason.as_deref().unwrap_or(""),
+        output_fps = observation.output_fps.unwrap_or(0.0),
+        frames_received = observation.frames_received,
+        "live AI job ended"
+    );
+    let record = live_record_of(
+        &workload.name,
+        &ai.region,
+        ai.pipeline,
+        target.orchestrator,
+        observation,
+    );
+    context.observer.registry.add_record(&record, &Tags::new());
+    context.observer.record(record);
+    WorkloadResult {
+        completed: true,
+        capacity: None,
+        message: None,
+    }
+}
+
+/// One live job's observation as its journal record.
+fn live_record_of(
+    workload: &str,
+    region: &str,
+    pipeline: Pipeline,
+    orchestrator: Option<String>,
+    o: LiveObservation,
+) -> AiLiveRecord {
+    AiLiveRecord {
+        t_ms: o
+            .started
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+        workload: workload.to_owned(),
+        pipeline: pipeline.name().to_owned(),
+        model: o.model_id,
+        orchestrator,
+        region: Some(region.to_owned()),
+        ok: o.ok,
+        reason: o.reason,
+        error: o.message,
+        time_to_first_frame_ms: o.time_to_first_frame.map(millis),
+        output_fps: o.output_fps,
+        target_fps: o.target_fps,
+        frames_sent: o.frames_sent,
+        frames_received: o.frames_received,
+        unreadable_stamps: o.unreadable_stamps,
+        latency_p50_ms: o.latency_p50_ms,
+        latency_p95_ms: o.latency_p95_ms,
+        latency_max_ms: o.latency_max_ms,
+        stalls: o.stalls,
+        stall_time_ms: millis(o.stall_time),
+        segments_in: o.segments_in,
+        segments_out: o.segments_out,
     }
 }
 
@@ -152,6 +292,9 @@ fn plan_of(ai: &AiWorkload) -> Result<AiPlan, String> {
             levels: levels.clone(),
             per_level: *step_duration,
         },
+        AiLoadSpec::Live { .. } => {
+            return Err("a live workload is run by `run_live_workload`".into());
+        }
     };
     let input_image = if takes_image(ai.pipeline) {
         let (width, height) = ai.input.unwrap_or(DEFAULT_INPUT);

@@ -1,8 +1,8 @@
 //! The AI scenarios (`scenarios/ai-*.toml`, `scenarios/ai-faults/`), run end to end: `lpt run`
 //! starts the local AI worker (`lpt node ai-worker`), the AI probe asks it over HTTP and
 //! validates every answer; each pipeline the worker implements passes, the sweep's levels are
-//! told apart, and each fault switch fails exactly the threshold written to catch it, with the
-//! reason in the records.
+//! told apart, a live video-to-video job sustains its frame rate, and each fault switch fails
+//! exactly the threshold written to catch it, with the reason in the records.
 
 use std::collections::BTreeMap;
 
@@ -150,4 +150,44 @@ fn cold_starts_fail_the_cold_latency_threshold() {
         assert_eq!(r["start"], "cold", "{r:#}");
         assert!(r["latency_ms"].as_f64().unwrap() >= 2000.0, "{r:#}");
     }
+}
+
+#[test]
+fn a_live_job_on_the_local_worker_sustains_its_frame_rate() {
+    let run = run("scenarios/ai-live.toml");
+    assert_eq!(run.code, 0, "{}", run.output);
+    let records = run.records("ai_live");
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let r = &records[0];
+    assert_eq!(r["ok"], true, "{r:#}");
+    assert_eq!(r["pipeline"], "live-video-to-video", "{r:#}");
+    assert_eq!(r["model"], "lpt/hue-shift", "{r:#}");
+    assert_eq!(r["orchestrator"], "local-ai-worker", "{r:#}");
+    let fps = r["output_fps"].as_f64().unwrap();
+    assert!((fps - 24.0).abs() <= 24.0 * 0.05, "{r:#}");
+    assert!(r["frames_received"].as_u64().unwrap() > 0, "{r:#}");
+    assert!(
+        r["time_to_first_frame_ms"].as_f64().unwrap() < 3000.0,
+        "{r:#}"
+    );
+    assert_eq!(r["unreadable_stamps"], 0, "{r:#}");
+    assert!(
+        run.records("ai").is_empty(),
+        "a live job writes no `ai` record"
+    );
+    testkit::schema::assert_valid(&run.summary, observation::summary::SCHEMA_PATH);
+}
+
+#[test]
+fn a_live_job_below_its_target_rate_fails_the_fps_threshold_as_low_fps() {
+    let run = run("scenarios/ai-faults/live-slow.toml");
+    run.assert_fails_only("ai_live_fps");
+    let records = run.records("ai_live");
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let r = &records[0];
+    assert_eq!(r["ok"], false, "{r:#}");
+    assert_eq!(r["reason"], "low_fps", "{r:#}");
+    let fps = r["output_fps"].as_f64().unwrap();
+    assert!((fps - 12.0).abs() <= 12.0 * 0.1, "{r:#}");
+    assert!(r["frames_received"].as_u64().unwrap() > 0, "{r:#}");
 }

@@ -943,9 +943,13 @@ fn ai_leaderboard(h: &mut String, board: &crate::leaderboard::Leaderboard) {
     );
 }
 
-/// What a pipeline → model → orchestrator → region map of AI scores holds for record `r`.
+/// AI scores keyed pipeline → model → orchestrator → region.
+type ByPipelineModelOrchestratorRegion<V> =
+    BTreeMap<String, BTreeMap<String, BTreeMap<String, BTreeMap<String, V>>>>;
+
+/// What a map of AI scores holds for record `r`.
 fn scores_of<'a, V>(
-    scores: &'a BTreeMap<String, BTreeMap<String, BTreeMap<String, BTreeMap<String, V>>>>,
+    scores: &'a ByPipelineModelOrchestratorRegion<V>,
     r: &crate::leaderboard::ai::AiLeaderboardRecord,
 ) -> Option<&'a V> {
     scores

@@ -383,6 +383,13 @@ fn describe_ai(ai: &AiWorkload, worker: &node_ai_worker::AiWorkerConfig) -> Stri
                 .join(", "),
             format_duration(*step_duration)
         ),
+        AiLoadSpec::Live {
+            duration,
+            target_fps,
+        } => format!(
+            "a stamped source streamed for {}, {target_fps} fps asked back",
+            format_duration(*duration)
+        ),
     };
     let whom = match &ai.gateway {
         Some(url) => format!("gateway {url}"),
@@ -399,6 +406,21 @@ fn describe_ai(ai: &AiWorkload, worker: &node_ai_worker::AiWorkerConfig) -> Stri
             )
         }
     };
+    if let AiLoadSpec::Live { .. } = &ai.load {
+        let whom = if ai.gateway.is_none() {
+            whom.replace(
+                "(capacity",
+                &format!("(live output {} fps, capacity", worker.live.output_fps),
+            )
+        } else {
+            whom
+        };
+        return format!(
+            "a `{}` job with `{}` on {whom}: {load}, its frame rate, latency and stalls measured",
+            ai.pipeline.name(),
+            ai.model,
+        );
+    }
     let determinism = if ai.check_determinism {
         ", each seed sent twice and the pixels compared"
     } else {

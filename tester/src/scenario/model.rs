@@ -252,6 +252,9 @@ pub enum AiLoadSpec {
         levels: Vec<u32>,
         step_duration: Duration,
     },
+    /// `live-video-to-video`: one job fed a stamped source in real time for `duration`, its
+    /// output required to keep `target_fps`.
+    Live { duration: Duration, target_fps: f64 },
 }
 
 impl AiLoadSpec {
@@ -262,6 +265,7 @@ impl AiLoadSpec {
                 levels,
                 step_duration,
             } => *step_duration * levels.len() as u32,
+            AiLoadSpec::Live { duration, .. } => *duration,
         }
     }
 }

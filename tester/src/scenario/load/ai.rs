@@ -1,10 +1,10 @@
 //! `executor = "ai"` workloads and `[ai_worker]`: what the AI probe asks of a gateway or an AI
 //! worker, and the switches of the local AI worker the run starts when a workload names no
-//! gateway (the worker's own config keys, [`AiWorkerConfig`]).
+//! gateway (the worker's own config keys, [`AiWorkerConfig`], `[ai_worker.live]` included).
 
 use std::time::Duration;
 
-use node_ai_worker::{AiFaults, AiWorkerConfig, MediaMode};
+use node_ai_worker::{AiFaults, AiWorkerConfig, LiveConfig, MediaMode};
 use probes::ai::Pipeline;
 use toml_edit::{Item, Value};
 
@@ -16,6 +16,8 @@ use crate::hint::closest;
 const MAX_RATE: f64 = 10_000.0;
 /// The highest concurrency level of a sweep.
 const MAX_LEVEL: i64 = 4096;
+/// The highest output frame rate a live workload may ask for.
+const MAX_TARGET_FPS: f64 = 240.0;
 /// The largest input image side.
 const MAX_INPUT_SIDE: i64 = 4096;
 
@@ -38,7 +40,12 @@ pub(super) fn read_workload(reader: &mut Reader<'_>, w: &Table<'_>) -> Option<Ex
     let token_env = reader.string(w, "token_env");
     let orchestrator = reader.string(w, "orchestrator");
     let region = reader.string(w, "region").unwrap_or_else(|| "LOCAL".into());
-    let load = read_load(reader, w);
+    let live = pipeline == Some(Pipeline::LiveVideoToVideo);
+    let load = if live {
+        read_live_load(reader, w)
+    } else {
+        read_load(reader, w)
+    };
     let params = match reader.item(w, "params") {
         Some(item) => to_json(reader, w, item),
         None => Some(serde_json::Value::Object(Default::default())),
@@ -95,8 +102,46 @@ fn read_pipeline(reader: &mut Reader<'_>, w: &Table<'_>) -> Option<Pipeline> {
     }
 }
 
+/// `live-video-to-video`: `duration` (how long the source streams) + `target_fps` (the output
+/// rate to sustain); no `rate`, `concurrency` or `step_duration`.
+fn read_live_load(reader: &mut Reader<'_>, w: &Table<'_>) -> Option<AiLoadSpec> {
+    for key in ["rate", "concurrency", "step_duration"] {
+        if reader.item(w, key).is_some() {
+            reader.error_at(
+                w,
+                key,
+                format!(
+                    "a `live-video-to-video` workload streams for `duration`, it has no `{key}`"
+                ),
+                Some("remove it; set `duration` and `target_fps`".into()),
+            );
+        }
+    }
+    let duration = reader.duration(w, "duration");
+    let target_fps = reader.number(w, "target_fps", 1.0, MAX_TARGET_FPS);
+    let duration = reader.require(w, "duration", "\"20s\"", duration);
+    let target_fps = reader.require(w, "target_fps", "24", target_fps);
+    let duration = duration?;
+    if duration.is_zero() {
+        reader.error_at(w, "duration", "a live job streams for more than 0s", None);
+        return None;
+    }
+    Some(AiLoadSpec::Live {
+        duration,
+        target_fps: target_fps?,
+    })
+}
+
 /// `rate` + `duration`, or `concurrency = [1, 4, 16]` + `step_duration`.
 fn read_load(reader: &mut Reader<'_>, w: &Table<'_>) -> Option<AiLoadSpec> {
+    if reader.item(w, "target_fps").is_some() {
+        reader.error_at(
+            w,
+            "target_fps",
+            "`target_fps` is for `live-video-to-video` workloads only",
+            Some("remove it, or set `pipeline = \"live-video-to-video\"`".into()),
+        );
+    }
     let rate = reader.number(w, "rate", 0.001, MAX_RATE);
     let duration = reader.duration(w, "duration");
     let levels = reader.array(w, "concurrency");
@@ -238,6 +283,21 @@ pub(super) fn read_worker(reader: &mut Reader<'_>, t: &Table<'_>) -> AiWorkerCon
                 .duration(t, "idle")
                 .map_or(default.faults.idle_secs, |d| d.as_secs_f64()),
         };
+        let live = match reader.item(t, "live") {
+            Some(item) => match reader.as_table(item, &join(t.path(), "live")) {
+                Some(table) => reader.strict(&table, |reader| LiveConfig {
+                    output_fps: reader
+                        .integer(&table, "output_fps", 1, 120)
+                        .map_or(default.live.output_fps, |n| n as u32),
+                    hue_degrees: reader
+                        .number(&table, "hue_degrees", -3600.0, 3600.0)
+                        .unwrap_or(default.live.hue_degrees),
+                    ..default.live.clone()
+                }),
+                None => default.live.clone(),
+            },
+            None => default.live.clone(),
+        };
         AiWorkerConfig {
             capacity: reader
                 .integer(t, "capacity", 1, 1024)
@@ -247,6 +307,7 @@ pub(super) fn read_worker(reader: &mut Reader<'_>, t: &Table<'_>) -> AiWorkerCon
                 .map_or(default.max_queue, |n| n as u32),
             media,
             faults,
+            live,
             ..default
         }
     })
@@ -355,5 +416,82 @@ params = { model_id = "x" }
             )),
             "{errors:#?}"
         );
+    }
+
+    #[test]
+    fn a_live_workload_reads_its_duration_target_fps_and_the_worker_s_live_table() {
+        let text = r#"[target]
+kind = "direct"
+
+[ai_worker.live]
+output_fps = 12
+hue_degrees = 90.0
+
+[workloads.live]
+executor = "ai"
+pipeline = "live-video-to-video"
+model = "lpt/hue-shift"
+duration = "20s"
+target_fps = 24
+"#;
+        let scenario = parse(Path::new("live.toml"), text).unwrap();
+        assert_eq!(scenario.ai_worker.live.output_fps, 12);
+        assert_eq!(scenario.ai_worker.live.hue_degrees, 90.0);
+        let Executor::Ai(ai) = &scenario.workloads[0].executor else {
+            panic!("{:?}", scenario.workloads[0].executor);
+        };
+        assert_eq!(ai.pipeline, Pipeline::LiveVideoToVideo);
+        assert_eq!(
+            ai.load,
+            AiLoadSpec::Live {
+                duration: Duration::from_secs(20),
+                target_fps: 24.0,
+            }
+        );
+        assert_eq!(
+            scenario.workloads[0].executor.max_duration(),
+            Duration::from_secs(20)
+        );
+    }
+
+    #[test]
+    fn live_and_batch_keys_are_refused_where_they_do_not_belong() {
+        let text = r#"[target]
+kind = "direct"
+
+[ai_worker.live]
+fps = 12
+
+[workloads.live]
+executor = "ai"
+pipeline = "live-video-to-video"
+model = "lpt/hue-shift"
+rate = 1.0
+duration = "20s"
+
+[workloads.batch]
+executor = "ai"
+pipeline = "text-to-image"
+model = "m"
+rate = 1.0
+duration = "5s"
+target_fps = 24
+"#;
+        let Err(diagnostics) = parse(Path::new("live.toml"), text) else {
+            panic!("accepted:\n{text}");
+        };
+        let errors: Vec<String> = diagnostics.0.iter().map(ToString::to_string).collect();
+        let expected = [
+            "live.toml:5:1: `ai_worker.live.fps`: unknown key `fps`",
+            "live.toml:11:8: `workloads.live.rate`: a `live-video-to-video` workload streams for `duration`, it has no `rate`",
+            "live.toml:7:1: `workloads.live.target_fps`: missing required key `target_fps`",
+            "live.toml:20:14: `workloads.batch.target_fps`: `target_fps` is for `live-video-to-video` workloads only",
+        ];
+        for want in expected {
+            assert!(
+                errors.iter().any(|e| e.starts_with(want)),
+                "wanted: {want}\nall: {errors:#?}"
+            );
+        }
     }
 }
