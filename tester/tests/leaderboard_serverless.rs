@@ -15,7 +15,7 @@
 //! holds their common fields (region, orchestrator, success rate, round trip, errors, timestamp)
 //! and drops the AI ones. The AI-capable versions are not served by the Go module proxy (403 "This
 //! module version is not available") and carry no licence to vendor them, so the AI score is
-//! checked against `score/stats_scorer.go` by `reports/tests/ai_leaderboard.rs` instead.
+//! checked against `score/stats_scorer.go` by `reports/tests/integration/ai_leaderboard.rs` instead.
 //!
 //! Needs Go and Debian's PostgreSQL 15 (`run ci/setup`); a missing one fails the test, never skips
 //! it. As root (CI), PostgreSQL runs as the `postgres` system user: it refuses to run as root.

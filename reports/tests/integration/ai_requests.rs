@@ -2,10 +2,6 @@
 //! workload × pipeline × model × who answered and by concurrency, in `summary.json`,
 //! `report.html` and `summary.md`, a failing row marked, and only when the run had AI requests.
 
-// Each test target uses its own part of the shared fixtures.
-#[allow(dead_code)]
-mod common;
-
 use observation::record::*;
 use observation::summary::SUMMARY_FILE;
 use reports::aggregate::{AggregateOptions, aggregate};
@@ -13,7 +9,7 @@ use reports::frames::RecordFrames;
 use reports::{ReportOptions, finish_run};
 use serde_json::Value;
 
-use common::{T0, base_summary, fixed_records, write_journal};
+use crate::common::{T0, base_summary, fixed_records, write_journal};
 
 /// Request `request` of workload `t2i`, sent `request` seconds into the run and answered well
 /// in `latency_ms`: tests change the fields they need.

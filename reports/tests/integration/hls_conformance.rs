@@ -2,10 +2,6 @@
 //! first record as the example, MUST before SHOULD then by count) and shown in `summary.json`,
 //! `report.html` and `summary.md` only when a rule was broken.
 
-// Each test target uses its own part of the shared fixtures.
-#[allow(dead_code)]
-mod common;
-
 use observation::record::*;
 use observation::summary::SUMMARY_FILE;
 use polars::prelude::*;
@@ -15,7 +11,7 @@ use reports::frames::RecordFrames;
 use reports::{ReportOptions, finish_run};
 use serde_json::{Value, json};
 
-use common::{R360, T0, base_summary, fixed_records, write_journal};
+use crate::common::{R360, T0, base_summary, fixed_records, write_journal};
 
 const STALE: &str = "HLS-PLAYLIST-STALE";
 const PEAK: &str = "HLS-VARIANT-PEAK-BITRATE";

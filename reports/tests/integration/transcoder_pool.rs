@@ -3,10 +3,6 @@
 //! in `summary.json`, `report.html` and `summary.md`, a faulty transcoder's row and values
 //! marked, and only when the run had pool records.
 
-// Each test target uses its own part of the shared fixtures.
-#[allow(dead_code)]
-mod common;
-
 use observation::record::*;
 use observation::summary::SUMMARY_FILE;
 use reports::aggregate::{AggregateOptions, aggregate};
@@ -14,7 +10,7 @@ use reports::frames::RecordFrames;
 use reports::{ReportOptions, finish_run};
 use serde_json::{Value, json};
 
-use common::{T0, base_summary, fixed_records, write_journal};
+use crate::common::{T0, base_summary, fixed_records, write_journal};
 
 /// A `pool` record of `transcoder` behind `orchestrator`, reconciled 30 s into the run, with
 /// nothing counted yet: tests fill in the fields they need (`..pool(…)`).

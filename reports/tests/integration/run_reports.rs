@@ -2,8 +2,6 @@
 //! against hand-computed values, every artifact of `finalize_run` parsed back, comparison
 //! verdicts, and bad input (torn journal, unknown versions, empty run, different scenarios).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -19,7 +17,7 @@ use reports::plots::PLOT_STEMS;
 use reports::*;
 use serde_json::{Value, json};
 
-use common::*;
+use crate::common::*;
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap())

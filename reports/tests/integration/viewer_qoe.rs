@@ -4,10 +4,6 @@
 //! failure) and shown in `summary.json`, `report.html` and `summary.md` only when the run had
 //! players.
 
-// Each test target uses its own part of the shared fixtures.
-#[allow(dead_code)]
-mod common;
-
 use observation::record::*;
 use observation::summary::SUMMARY_FILE;
 use polars::prelude::*;
@@ -17,7 +13,7 @@ use reports::frames::RecordFrames;
 use reports::{ReportOptions, finish_run};
 use serde_json::{Value, json};
 
-use common::{R360, T0, base_summary, fixed_records, write_journal};
+use crate::common::{R360, T0, base_summary, fixed_records, write_journal};
 
 const FRAG_404: &str = "networkError: fragLoadError (HTTP 404) at https://cdn.example/s2/720p/5.ts";
 

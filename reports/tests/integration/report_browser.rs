@@ -3,8 +3,6 @@
 //! without the network and without a failed resource, draws every plot, and shows the run's name
 //! and verdict in the page's own colours. Without Chromium the test fails: `ci/setup` installs it.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -13,7 +11,7 @@ use reports::plots::PLOT_STEMS;
 use reports::{ReportOptions, files, finish_run};
 use serde::Deserialize;
 
-use common::{base_summary, fixed_records, write_journal};
+use crate::common::{base_summary, fixed_records, write_journal};
 
 /// The fixed records have latencies, segments, VMAF scores and bench steps, so the report draws
 /// every plot there is: both latency plots, success over time, VMAF, and both bench plots.
