@@ -121,7 +121,8 @@ pub struct BroadcasterConfig {
     pub max_price_per_unit: Option<u64>,
     /// Pixels per unit of `max_price_per_unit`.
     pub pixels_per_unit: u64,
-    /// Most orchestrators tried for one segment before it is declared failed.
+    /// Most failed attempts at one segment before it is declared failed. A refused payment is
+    /// not counted the first time each orchestrator refuses: a fresh session with it is tried.
     pub max_attempts: u32,
     /// Segments kept in each media playlist.
     pub hls_window: usize,

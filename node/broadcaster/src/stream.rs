@@ -795,7 +795,12 @@ impl Broadcaster {
         }
         let mut tried = Vec::new();
         let mut delivered = Vec::new();
-        for _ in 0..self.config.max_attempts {
+        // A refused payment is B's stale view, not O's failure: it does not use up an attempt,
+        // so an orchestrator crash met right after one still leaves the segment its failover.
+        // Each orchestrator gets that benefit once, which bounds the loop.
+        let mut failures = 0;
+        let mut refused_by: Vec<String> = Vec::new();
+        while failures < self.config.max_attempts {
             // Per attempt: a failover target may have sat idle while its params lapsed.
             if let Some(payer) = &self.payer {
                 self.pool.forget_expiring_params(payer.block());
@@ -835,15 +840,22 @@ impl Broadcaster {
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!("segment {manifest_id}/{} on {}: {e}", seg.seq, session.uri);
-                    if e.is_payment_refusal() {
+                    tracing::warn!(
+                        "segment {manifest_id}/{} on {} (attempt {}, {failures} failed): {e}",
+                        seg.seq,
+                        session.uri,
+                        record.attempts.len() + 1
+                    );
+                    if e.is_payment_refusal() && !refused_by.contains(&session.uri) {
                         // B's payment was stale (params lapsed, credit book out of step with O's):
                         // not O's fault, so no cooldown; a fresh session (fresh params, zero
                         // credit on both sides) is discovered and O may be tried again.
                         self.pool.forget(&session.uri, &e.to_string());
                         tried.pop();
+                        refused_by.push(session.uri.clone());
                     } else {
                         self.pool.failed(&session.uri, &e.to_string());
+                        failures += 1;
                     }
                     attempt.error_kind = Some(e.kind().into());
                     attempt.error = Some(e.to_string());

@@ -423,3 +423,59 @@ async fn an_oversized_rendition_is_cut_off_at_the_cap() {
     assert!(produced < 16, "{produced} MiB produced");
     b.shutdown().await;
 }
+
+/// A fake orchestrator refusing the payment of its first `refusals` segments with go-livepeer's
+/// 400 (B's ticket params lapsed), then transcoding; and how many segments it was sent.
+async fn refusing_payment(refusals: usize) -> (FakeOrchestrator, Arc<AtomicUsize>) {
+    let posts = Arc::new(AtomicUsize::new(0));
+    let counted = posts.clone();
+    let o = fake_orchestrator(FakeDiscovery::default(), move |uri| {
+        let result = result_at(&format!("{uri}/0.ts"));
+        Router::new()
+            .route(
+                "/segment",
+                post(move |_: Bytes| async move {
+                    if counted.fetch_add(1, Ordering::SeqCst) < refusals {
+                        (
+                            axum::http::StatusCode::BAD_REQUEST,
+                            "ticket params expired".as_bytes().to_vec(),
+                        )
+                    } else {
+                        (axum::http::StatusCode::OK, result)
+                    }
+                }),
+            )
+            .route(
+                "/0.ts",
+                get(|| async { Bytes::from(vec![0x47u8; 188 * 10]) }),
+            )
+    })
+    .await;
+    (o, posts)
+}
+
+/// A refused payment is B's stale view, not the orchestrator's failure: the segment goes to the
+/// same orchestrator on a fresh session without using up an attempt, so with one attempt allowed
+/// it is still delivered. An orchestrator refusing again has that counted as its failure, so the
+/// retries stay bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_payment_is_retried_on_a_fresh_session_without_using_an_attempt() {
+    let (once, posts) = refusing_payment(1).await;
+    let b = offchain(vec![once.uri.clone()], |c| c.max_attempts = 1).await;
+    let (record, _) = transcode_one(&b, "refused-once", &segment(188 * 100)).await;
+    assert_eq!(record.outcome, "ok", "{record:#?}");
+    assert_eq!(record.attempts.len(), 2, "{record:#?}");
+    let refusal = record.attempts[0].error.clone().unwrap_or_default();
+    assert!(refusal.contains("ticket params expired"), "{record:#?}");
+    assert_eq!(record.attempts[1].error, None, "{record:#?}");
+    assert_eq!(posts.load(Ordering::SeqCst), 2);
+    b.shutdown().await;
+
+    let (always, posts) = refusing_payment(usize::MAX).await;
+    let b = offchain(vec![always.uri.clone()], |c| c.max_attempts = 1).await;
+    let (record, _) = transcode_one(&b, "refused-always", &segment(188 * 100)).await;
+    assert_eq!(record.outcome, "failed", "{record:#?}");
+    assert_eq!(record.attempts.len(), 2, "{record:#?}");
+    assert_eq!(posts.load(Ordering::SeqCst), 2);
+    b.shutdown().await;
+}
