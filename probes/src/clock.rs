@@ -33,6 +33,12 @@ pub fn now_unix_ms() -> UnixMs {
     now_unix_ms_f64() as UnixMs
 }
 
+/// The Unix time of a wall-clock time (0 for one before the epoch).
+pub fn system_time_to_unix_ms(time: SystemTime) -> UnixMs {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as UnixMs)
+}
+
 /// The Unix time of a monotonic instant (instants before the anchor map before it).
 pub fn instant_to_unix_ms(instant: Instant) -> UnixMs {
     let (at, wall) = anchor();

@@ -12,7 +12,7 @@
 //! observation into one `ai_live` record (the `ai_live_*` metrics).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use observation::record::{AiLiveRecord, AiRecord};
@@ -20,6 +20,7 @@ use probes::ai::{
     AiLimits, AiLoad, AiObservation, AiPlan, AiTarget, LiveObservation, LivePlan, Pipeline,
     run_live, run_plan,
 };
+use probes::clock::system_time_to_unix_ms;
 use reference_transcoder::source::SourceConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -213,10 +214,7 @@ fn live_record_of(
     o: LiveObservation,
 ) -> AiLiveRecord {
     AiLiveRecord {
-        t_ms: o
-            .started
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
+        t_ms: system_time_to_unix_ms(o.started),
         workload: workload.to_owned(),
         pipeline: pipeline.name().to_owned(),
         model: o.model_id,
@@ -369,10 +367,7 @@ fn millis(d: Duration) -> f64 {
 /// One observation as its journal record.
 fn record_of(workload: &str, region: &str, o: AiObservation) -> AiRecord {
     AiRecord {
-        t_ms: o
-            .started
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
+        t_ms: system_time_to_unix_ms(o.started),
         workload: workload.to_owned(),
         pipeline: o.pipeline.name().to_owned(),
         model: o.model,

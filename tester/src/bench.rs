@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::Context;
+use probes::clock::system_time_to_unix_ms;
 use reference_transcoder::bench::{
     BenchMode, BenchOptions, BenchSummary, BenchedSegment, run_bench,
 };
@@ -146,7 +147,7 @@ pub fn bench(command: &BenchCommand, terminal: Terminal) -> Result<ExitCode, Fai
     let result = run_bench(&options, |record| {
         observe(&registry, record);
         let appended = journal.append(observation::record::BenchSegmentRecord {
-            t_ms: unix_ms(started) + (record.started_secs * 1e3) as i64,
+            t_ms: system_time_to_unix_ms(started) + (record.started_secs * 1e3) as i64,
             sessions: record.load,
             session: record.session,
             seq: u64::from(record.seq),
@@ -233,11 +234,6 @@ pub fn bench(command: &BenchCommand, terminal: Terminal) -> Result<ExitCode, Fai
         }
         Err(error) => Err(Failure::new(ExitCode::NotRun, error)),
     }
-}
-
-fn unix_ms(time: SystemTime) -> i64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn observe(registry: &Registry, record: &BenchedSegment) {

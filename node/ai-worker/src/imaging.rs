@@ -6,10 +6,11 @@ use std::io::Cursor;
 use std::sync::OnceLock;
 
 use ffmpeg_next::format::Pixel;
+use ffmpeg_next::frame;
 use ffmpeg_next::software::scaling;
-use ffmpeg_next::{filter, frame};
 
 use crate::error::ApiError;
+use crate::filter_graph;
 use crate::render::fnv1a;
 
 /// An RGB8 picture.
@@ -169,35 +170,20 @@ pub fn filter_image(
         "format=yuv444p,hue=h={hue:.3}:s={saturation:.3},eq=contrast={contrast:.3},\
          noise=all_seed={noise_seed}:alls={noise:.3}:allf=u{scale},format=rgb24"
     );
-    let mut graph = filter::Graph::new();
-    let buffer = filter::find("buffer").ok_or_else(|| ApiError::internal("no buffer filter"))?;
-    let sink =
-        filter::find("buffersink").ok_or_else(|| ApiError::internal("no buffersink filter"))?;
     let args = format!(
         "video_size={}x{}:pix_fmt=rgb24:time_base=1/25:pixel_aspect=1/1",
         img.width, img.height
     );
-    graph
-        .add(&buffer, "in", &args)
-        .map_err(ff("adding the source"))?;
-    graph.add(&sink, "out", "").map_err(ff("adding the sink"))?;
-    graph
-        .output("in", 0)
-        .and_then(|p| p.input("out", 0))
-        .and_then(|p| p.parse(&spec))
-        .map_err(ff("parsing the filter graph"))?;
-    graph
-        .validate()
-        .map_err(ff("configuring the filter graph"))?;
+    let mut graph = filter_graph::chain(&args, &spec).map_err(ApiError::internal)?;
     let input = to_frame(img)?;
     let mut src = graph
-        .get("in")
+        .get(filter_graph::SOURCE)
         .ok_or_else(|| ApiError::internal("filter graph lost its source"))?;
     src.source().add(&input).map_err(ff("feeding the frame"))?;
     src.source().flush().map_err(ff("ending the input"))?;
     let mut out = frame::Video::empty();
     graph
-        .get("out")
+        .get(filter_graph::SINK)
         .ok_or_else(|| ApiError::internal("filter graph lost its sink"))?
         .sink()
         .frame(&mut out)

@@ -9,6 +9,7 @@
 
 mod config;
 mod error;
+mod filter_graph;
 mod imaging;
 mod live;
 mod media;

@@ -31,6 +31,7 @@ use trickle::{Publisher, Subscriber, TrickleError};
 
 use crate::config::LiveConfig;
 use crate::error::ApiError;
+use crate::filter_graph;
 
 /// Largest input segment a job reads (and so the most it holds per segment).
 pub const MAX_SEGMENT_BYTES: usize = 32 * 1024 * 1024;
@@ -360,28 +361,14 @@ impl Pipeline {
             TS_TIME_BASE
         };
         let pix_fmt: ffmpeg_next::ffi::AVPixelFormat = first.format().into();
-        let mut graph = filter::Graph::new();
-        let buffer = filter::find("buffer").ok_or("no buffer filter")?;
-        let sink = filter::find("buffersink").ok_or("no buffersink filter")?;
         let args = format!(
             "video_size={width}x{height}:pix_fmt={}:time_base={}/{}:pixel_aspect=1/1",
             pix_fmt as i32,
             in_time_base.numerator(),
             in_time_base.denominator()
         );
-        graph
-            .add(&buffer, "in", &args)
-            .map_err(ff("adding the source"))?;
-        graph.add(&sink, "out", "").map_err(ff("adding the sink"))?;
         let spec = format!("hue=h={:.3},fps={},format=yuv420p", s.hue, s.fps);
-        graph
-            .output("in", 0)
-            .and_then(|p| p.input("out", 0))
-            .and_then(|p| p.parse(&spec))
-            .map_err(ff("parsing the filter graph"))?;
-        graph
-            .validate()
-            .map_err(ff("configuring the filter graph"))?;
+        let graph = filter_graph::chain(&args, &spec)?;
 
         let codec =
             ffmpeg_next::encoder::find_by_name("libx264").ok_or("FFmpeg has no libx264 encoder")?;
@@ -467,7 +454,7 @@ impl Pipeline {
         let mut copy = input.clone();
         copy.set_pts(Some(shifted));
         self.graph
-            .get("in")
+            .get(filter_graph::SOURCE)
             .ok_or("filter graph lost its source")?
             .source()
             .add(&copy)
@@ -475,7 +462,7 @@ impl Pipeline {
         loop {
             let got = self
                 .graph
-                .get("out")
+                .get(filter_graph::SINK)
                 .ok_or("filter graph lost its sink")?
                 .sink()
                 .frame(&mut self.filtered);

@@ -13,10 +13,11 @@ pub mod recovery;
 pub mod redemptions;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use observation::record::ChaosRecord;
+use probes::clock::now_unix_ms;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -73,7 +74,7 @@ pub async fn run_timeline(
                 _ = tokio::time::sleep_until(started + at) => {}
                 _ = cancel.cancelled() => return None,
             }
-            let start_ms = unix_ms();
+            let start_ms = now_unix_ms();
             info!(event = %label, "chaos event");
             let outcome = tokio::select! {
                 outcome = carry_out(&action, &stack, chain.as_ref()) => outcome,
@@ -90,7 +91,7 @@ pub async fn run_timeline(
                 }
                 _ => {}
             }
-            let end_ms = unix_ms();
+            let end_ms = now_unix_ms();
             let (ok, message) = match &outcome {
                 Ok(done) => (true, done.clone()),
                 Err(error) => {
@@ -125,12 +126,6 @@ pub async fn run_timeline(
         .into_iter()
         .flatten()
         .collect()
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Does what `action` says; the text says what was done.
