@@ -27,6 +27,10 @@
 //!   them, straight from the records (the pool probe writes one per transcoder at the end of a
 //!   run; a pair reconciled twice keeps its latest); the one figure added is each transcoder's
 //!   share of the segments its orchestrator accepted from the pool.
+//! - The AI probe's live video-to-video jobs (`ai_live` records) are one row per workload ×
+//!   pipeline × model × who answered, like its requests. A job's frame rate and p95 latency are
+//!   already summaries of its frames, so a row keeps the worst job's (lowest fps, highest p95)
+//!   rather than a mean of them, which would hide one job falling behind.
 //! - The segment and quality statistics find their columns (latency, round trip, success,
 //!   download time, VMAF, PSNR) through the metric table (`observation::metric`), the same
 //!   columns the live metrics are fed from, so a breakdown's latency is the `latency` metric's
@@ -296,7 +300,10 @@ pub fn aggregate(frames: &RecordFrames, options: AggregateOptions) -> Res<Aggreg
         violations: violations(&frames.violations)?,
         players: players(&frames.players)?,
         pool: pool(&frames.pool),
-        ai: ai(&frames.ai)?,
+        ai: AiBreakdowns {
+            live: ai_live(&frames.ai_live)?,
+            ..ai(&frames.ai)?
+        },
         problems,
         plot: PlotData {
             bucket_s,
@@ -795,12 +802,6 @@ fn ai(df: &DataFrame) -> Res<AiBreakdowns> {
         let span_s = (end - f64c("t_ms").min()) / lit(1000.0);
         (ok().cast(DataType::Float64).sum() / span_s).alias("throughput")
     };
-    let keys = [
-        col("workload"),
-        col("pipeline"),
-        col("model"),
-        col("orchestrator").fill_null(lit("unknown")),
-    ];
     let mut exprs = vec![
         len().cast(DataType::Float64).alias("requests"),
         ok().cast(DataType::Float64).sum().alias("ok"),
@@ -833,44 +834,16 @@ fn ai(df: &DataFrame) -> Res<AiBreakdowns> {
                 .alias("good_latency_ms"),
         )
         .sort(["t_ms"], SortMultipleOptions::default())
-        .group_by(keys.clone())
+        .group_by(ai_keys())
         .agg(exprs)
-        .sort(
-            ["workload", "pipeline", "model", "orchestrator"],
-            SortMultipleOptions::default(),
-        )
+        .sort(AI_KEYS, SortMultipleOptions::default())
         .collect()
         .map_err(ReportError::polars("AI requests by model"))?;
-    let reasons = df
-        .clone()
-        .lazy()
-        .filter(col("ok").eq(lit(false)))
-        .group_by(
-            keys.iter()
-                .cloned()
-                .chain([col("reason").fill_null(lit("unknown"))])
-                .collect::<Vec<_>>(),
-        )
-        .agg([len().cast(DataType::Float64).alias("count")])
-        .collect()
-        .map_err(ReportError::polars("AI failures by reason"))?;
+    let reasons = ai_reasons(df, "AI failures by reason")?;
     let by_model = (0..by_model.height())
         .map(|row| {
-            let key: [String; 4] = ["workload", "pipeline", "model", "orchestrator"]
-                .map(|k| text(&by_model, k, row).unwrap_or_default());
-            let mut failures: Vec<ReasonCount> = (0..reasons.height())
-                .filter(|&r| {
-                    ["workload", "pipeline", "model", "orchestrator"]
-                        .iter()
-                        .zip(&key)
-                        .all(|(k, v)| text(&reasons, k, r).as_ref() == Some(v))
-                })
-                .map(|r| ReasonCount {
-                    reason: text(&reasons, "reason", r).unwrap_or_default(),
-                    count: count(&reasons, "count", r),
-                })
-                .collect();
-            failures.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
+            let key = ai_key(&by_model, row);
+            let failures = ai_failures(&reasons, &key);
             let requests = count(&by_model, "requests", row);
             let ok = count(&by_model, "ok", row);
             let [workload, pipeline, model, orchestrator] = key;
@@ -919,7 +892,128 @@ fn ai(df: &DataFrame) -> Res<AiBreakdowns> {
     Ok(AiBreakdowns {
         by_model,
         by_concurrency,
+        live: Vec::new(),
     })
+}
+
+/// The key columns of an AI row, in order.
+const AI_KEYS: [&str; 4] = ["workload", "pipeline", "model", "orchestrator"];
+
+/// [`AI_KEYS`] as group keys; who answered is `unknown` when a record names no one, so such
+/// records still get a row.
+fn ai_keys() -> Vec<Expr> {
+    vec![
+        col("workload"),
+        col("pipeline"),
+        col("model"),
+        col("orchestrator").fill_null(lit("unknown")),
+    ]
+}
+
+/// One result row's [`AI_KEYS`] values.
+fn ai_key(df: &DataFrame, row: usize) -> [String; 4] {
+    AI_KEYS.map(|k| text(df, k, row).unwrap_or_default())
+}
+
+/// The failed records of an `ai` or `ai_live` table counted by [`AI_KEYS`] and reason (`unknown`
+/// when a record gives none); `what` names the query in an error.
+fn ai_reasons(df: &DataFrame, what: &str) -> Res<DataFrame> {
+    let mut keys = ai_keys();
+    keys.push(col("reason").fill_null(lit("unknown")));
+    df.clone()
+        .lazy()
+        .filter(col("ok").eq(lit(false)))
+        .group_by(keys)
+        .agg([len().cast(DataType::Float64).alias("count")])
+        .collect()
+        .map_err(ReportError::polars(what))
+}
+
+/// The failures of the group `key` from [`ai_reasons`]' result: most frequent first, ties by
+/// reason.
+fn ai_failures(reasons: &DataFrame, key: &[String; 4]) -> Vec<ReasonCount> {
+    let mut failures: Vec<ReasonCount> = (0..reasons.height())
+        .filter(|&r| {
+            AI_KEYS
+                .iter()
+                .zip(key)
+                .all(|(k, v)| text(reasons, k, r).as_ref() == Some(v))
+        })
+        .map(|r| ReasonCount {
+            reason: text(reasons, "reason", r).unwrap_or_default(),
+            count: count(reasons, "count", r),
+        })
+        .collect();
+    failures.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
+    failures
+}
+
+/// The AI probe's live video-to-video jobs by workload × pipeline × model × who answered.
+fn ai_live(df: &DataFrame) -> Res<Vec<AiLiveStats>> {
+    if df.height() == 0 {
+        return Ok(Vec::new());
+    }
+    let sum = |column: &str| f64c(column).sum().alias(column);
+    let mut exprs = vec![
+        len().cast(DataType::Float64).alias("jobs"),
+        col("ok").cast(DataType::Float64).sum().alias("ok"),
+        f64c(column_of("ai_live_fps")).min().alias("output_fps_min"),
+        f64c("target_fps").max().alias("target_fps"),
+        f64c(column_of("ai_live_frame_latency"))
+            .max()
+            .alias("latency_p95_ms_max"),
+        sum("stalls"),
+        f64c(column_of("ai_live_stall_time"))
+            .sum()
+            .alias("stall_time_ms"),
+        sum("unreadable_stamps"),
+        // The table is sorted by time, so the first failed job's error is the earliest.
+        col("error")
+            .filter(col("ok").eq(lit(false)))
+            .first()
+            .alias("first_error"),
+    ];
+    exprs.extend(dist_exprs(
+        column_of("ai_live_time_to_first_frame"),
+        "ttff_",
+    ));
+    let rows = df
+        .clone()
+        .lazy()
+        .sort(["t_ms"], SortMultipleOptions::default())
+        .group_by(ai_keys())
+        .agg(exprs)
+        .sort(AI_KEYS, SortMultipleOptions::default())
+        .collect()
+        .map_err(ReportError::polars("AI live jobs by model"))?;
+    let reasons = ai_reasons(df, "AI live failures by reason")?;
+    Ok((0..rows.height())
+        .map(|row| {
+            let key = ai_key(&rows, row);
+            let failures = ai_failures(&reasons, &key);
+            let jobs = count(&rows, "jobs", row);
+            let ok = count(&rows, "ok", row);
+            let [workload, pipeline, model, orchestrator] = key;
+            AiLiveStats {
+                workload,
+                pipeline,
+                model,
+                orchestrator,
+                jobs,
+                ok,
+                success_rate: (jobs > 0).then(|| ok as f64 / jobs as f64),
+                time_to_first_frame_ms: read_dist(&rows, row, "ttff_"),
+                output_fps_min: num(&rows, "output_fps_min", row),
+                target_fps: num(&rows, "target_fps", row),
+                latency_p95_ms_max: num(&rows, "latency_p95_ms_max", row),
+                stalls: count(&rows, "stalls", row),
+                stall_time_ms: num(&rows, "stall_time_ms", row).unwrap_or(0.0),
+                unreadable_stamps: count(&rows, "unreadable_stamps", row),
+                failures,
+                first_error: text(&rows, "first_error", row),
+            }
+        })
+        .collect())
 }
 
 fn uint(df: &DataFrame, name: &str, row: usize) -> Option<u64> {

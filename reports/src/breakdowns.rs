@@ -351,17 +351,22 @@ impl PlayerBreakdowns {
 }
 
 /// The AI probe's requests: one row per workload × pipeline × model × who answered, and one per
-/// workload × concurrency (the sweep level, or the requests in flight when a rate's request went).
+/// workload × concurrency (the sweep level, or the requests in flight when a rate's request went);
+/// and its live video-to-video jobs, one row per workload × pipeline × model × who answered.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AiBreakdowns {
     pub by_model: Vec<AiStats>,
     pub by_concurrency: Vec<AiLevelStats>,
+    /// The live jobs (`ai_live` records); absent from `summary.json` when the run had none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live: Vec<AiLiveStats>,
 }
 
 impl AiBreakdowns {
-    /// Whether the run had no `ai` records, so the reports leave the section out.
+    /// Whether the run had neither `ai` nor `ai_live` records, so the reports leave both
+    /// sections out.
     pub fn is_empty(&self) -> bool {
-        self.by_model.is_empty()
+        self.by_model.is_empty() && self.live.is_empty()
     }
 }
 
@@ -396,7 +401,44 @@ pub struct AiStats {
     pub first_error: Option<String>,
 }
 
-/// Requests failed for one reason.
+/// The live video-to-video jobs of one pipeline and model of one `ai` workload, as one gateway or
+/// worker answered them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AiLiveStats {
+    pub workload: String,
+    /// The pipeline's route without the slash (`live-video-to-video`).
+    pub pipeline: String,
+    pub model: String,
+    /// Who answered (a gateway's host, an orchestrator's name), `unknown` when the records
+    /// name none.
+    pub orchestrator: String,
+    /// Jobs started.
+    pub jobs: u64,
+    /// Jobs that kept the target frame rate and never stalled for good.
+    pub ok: u64,
+    /// `ok ÷ jobs`.
+    pub success_rate: Option<f64>,
+    /// First input byte sent → first output frame (ms), over the jobs that had one.
+    pub time_to_first_frame_ms: Distribution,
+    /// The lowest output frame rate of any job.
+    pub output_fps_min: Option<f64>,
+    /// The frame rate the output had to sustain (the highest over the jobs).
+    pub target_fps: Option<f64>,
+    /// The worst job's 95th percentile output frame latency (ms).
+    pub latency_p95_ms_max: Option<f64>,
+    /// Stalls of a player fed by the outputs, summed over the jobs.
+    pub stalls: u64,
+    /// Their total length (ms).
+    pub stall_time_ms: f64,
+    /// Output frames whose stamp could not be read, summed over the jobs.
+    pub unreadable_stamps: u64,
+    /// Failed jobs by reason, most frequent first.
+    pub failures: Vec<ReasonCount>,
+    /// The earliest failed job's error.
+    pub first_error: Option<String>,
+}
+
+/// Requests, or live jobs, failed for one reason.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReasonCount {
     /// A stable code (`http_status`, `wrong_size`, …).

@@ -218,7 +218,11 @@ fn render_run(
     missing.extend(journal_stats.describe_problems());
     if journal_present && journal_stats.total_records() == 0 {
         missing.push("the journal holds no usable records (empty run)".to_string());
-    } else if journal_present && frames.segments.height() == 0 && frames.ai.height() == 0 {
+    } else if journal_present
+        && frames.segments.height() == 0
+        && frames.ai.height() == 0
+        && frames.ai_live.height() == 0
+    {
         missing.push("no segment records: segment success and latency are unknown".to_string());
     }
 

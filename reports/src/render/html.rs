@@ -9,8 +9,9 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use super::{
-    AI_COLUMNS, AI_INTRO, AI_LEVEL_COLUMNS, CHAOS_INTRO, POOL_COLUMNS, ReportContext, ai_cells,
-    ai_level_cells, chaos_duration, ms_as_s, pool_cells, pool_intro, viewer_qoe_intro,
+    AI_COLUMNS, AI_INTRO, AI_LEVEL_COLUMNS, AI_LIVE_COLUMNS, AI_LIVE_INTRO, CHAOS_INTRO,
+    POOL_COLUMNS, ReportContext, ai_cells, ai_level_cells, ai_live_cells, chaos_duration, ms_as_s,
+    pool_cells, pool_intro, viewer_qoe_intro,
 };
 use crate::breakdowns::{
     Distribution, Group, QualityStats, SegmentStats, ViewerQoe, ViolationStats,
@@ -664,11 +665,17 @@ fn pool(h: &mut String, ctx: &ReportContext<'_>) {
     );
 }
 
-/// The AI probe's requests, when the run had any: one table by model, one by concurrency, a
-/// failing row marked and its faulty values in red.
+/// The AI probe's requests and live jobs, each when the run had any, a failing row marked and
+/// its faulty values in red.
 fn ai(h: &mut String, ctx: &ReportContext<'_>) {
+    ai_requests(h, ctx);
+    ai_live(h, ctx);
+}
+
+/// The AI probe's requests, when the run had any: one table by model, one by concurrency.
+fn ai_requests(h: &mut String, ctx: &ReportContext<'_>) {
     let ai = &ctx.aggregates.ai;
-    if ai.is_empty() {
+    if ai.by_model.is_empty() {
         return;
     }
     heading(h, "ai-requests", "AI requests");
@@ -685,6 +692,19 @@ fn ai(h: &mut String, ctx: &ReportContext<'_>) {
         any_faulty,
         |r| ai_level_cells(r).to_vec(),
     );
+}
+
+/// The AI probe's live video-to-video jobs, when the run had any: one row per model.
+fn ai_live(h: &mut String, ctx: &ReportContext<'_>) {
+    let live = &ctx.aggregates.ai.live;
+    if live.is_empty() {
+        return;
+    }
+    heading(h, "ai-live", "AI live video-to-video");
+    let _ = writeln!(h, "<p>{}</p>", esc(AI_LIVE_INTRO));
+    marked_table(h, &AI_LIVE_COLUMNS, 4, live, any_faulty, |r| {
+        ai_live_cells(r).to_vec()
+    });
 }
 
 /// A row is bad when any of its cells shows a fault.

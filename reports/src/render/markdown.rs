@@ -5,8 +5,9 @@
 use std::fmt::Write;
 
 use super::{
-    AI_COLUMNS, AI_INTRO, AI_LEVEL_COLUMNS, CHAOS_INTRO, POOL_COLUMNS, ReportContext, ai_cells,
-    ai_level_cells, chaos_duration, ms_as_s, pool_cells, pool_intro, viewer_qoe_intro,
+    AI_COLUMNS, AI_INTRO, AI_LEVEL_COLUMNS, AI_LIVE_COLUMNS, AI_LIVE_INTRO, CHAOS_INTRO,
+    POOL_COLUMNS, ReportContext, ai_cells, ai_level_cells, ai_live_cells, chaos_duration, ms_as_s,
+    pool_cells, pool_intro, viewer_qoe_intro,
 };
 use crate::breakdowns::ViolationStats;
 use crate::util::{escape_md_cell as cell, fmt_num, fmt_pct};
@@ -257,11 +258,17 @@ fn viewer_qoe(m: &mut String, ctx: &ReportContext<'_>) {
     m.push('\n');
 }
 
-/// The AI probe's requests, when the run had any: the HTML report's tables, faulty values in
-/// bold.
+/// The AI probe's requests and live jobs, each when the run had any: the HTML report's tables,
+/// faulty values in bold.
 fn ai(m: &mut String, ctx: &ReportContext<'_>) {
+    ai_requests(m, ctx);
+    ai_live(m, ctx);
+}
+
+/// The AI probe's requests, when the run had any.
+fn ai_requests(m: &mut String, ctx: &ReportContext<'_>) {
     let ai = &ctx.aggregates.ai;
-    if ai.is_empty() {
+    if ai.by_model.is_empty() {
         return;
     }
     let _ = writeln!(m, "## AI requests\n\n{AI_INTRO}\n");
@@ -280,6 +287,21 @@ fn ai(m: &mut String, ctx: &ReportContext<'_>) {
             .iter()
             .map(|r| ai_level_cells(r).to_vec())
             .collect(),
+    );
+}
+
+/// The AI probe's live video-to-video jobs, when the run had any.
+fn ai_live(m: &mut String, ctx: &ReportContext<'_>) {
+    let live = &ctx.aggregates.ai.live;
+    if live.is_empty() {
+        return;
+    }
+    let _ = writeln!(m, "## AI live video-to-video\n\n{AI_LIVE_INTRO}\n");
+    marked_table(
+        m,
+        &AI_LIVE_COLUMNS,
+        4,
+        live.iter().map(|r| ai_live_cells(r).to_vec()).collect(),
     );
 }
 

@@ -6,7 +6,8 @@ pub mod junit;
 pub mod markdown;
 
 use crate::breakdowns::{
-    Aggregates, AiLevelStats, AiStats, ChaosEventStats, PlayerBreakdowns, PoolTranscoderStats,
+    Aggregates, AiLevelStats, AiLiveStats, AiStats, ChaosEventStats, PlayerBreakdowns,
+    PoolTranscoderStats, ReasonCount,
 };
 use crate::journal::JournalStats;
 use crate::leaderboard::Leaderboard;
@@ -185,19 +186,23 @@ const AI_COLUMNS: [&str; 14] = [
     "Failures",
 ];
 
-/// One AI row's cells under [`AI_COLUMNS`], unescaped, each with whether it shows a fault.
-fn ai_cells(r: &AiStats) -> [(String, bool); 14] {
-    let plain = |value: String| (value, false);
-    let failures = r
-        .failures
+/// Failures by reason for a table cell, `reason × count` each, with the first error after them.
+fn failures_cell(failures: &[ReasonCount], first_error: Option<&str>) -> String {
+    let counts = failures
         .iter()
         .map(|f| format!("{} × {}", f.reason, f.count))
         .collect::<Vec<_>>()
         .join(", ");
-    let failures = match &r.first_error {
-        Some(first) if !failures.is_empty() => format!("{failures} (first: {first})"),
-        _ => failures,
-    };
+    match first_error {
+        Some(first) if !counts.is_empty() => format!("{counts} (first: {first})"),
+        _ => counts,
+    }
+}
+
+/// One AI row's cells under [`AI_COLUMNS`], unescaped, each with whether it shows a fault.
+fn ai_cells(r: &AiStats) -> [(String, bool); 14] {
+    let plain = |value: String| (value, false);
+    let failures = failures_cell(&r.failures, r.first_error.as_deref());
     [
         plain(r.workload.clone()),
         plain(r.pipeline.clone()),
@@ -213,6 +218,59 @@ fn ai_cells(r: &AiStats) -> [(String, bool); 14] {
         plain(r.cold_starts.to_string()),
         plain(ms_as_s(r.cold_latency_ms_max)),
         (failures, !r.failures.is_empty()),
+    ]
+}
+
+/// The sentence under the "AI live video-to-video" heading.
+const AI_LIVE_INTRO: &str = "One row per pipeline and model of each live AI workload, as one \
+    gateway or worker answered it. A job is good when it started, its output kept the target \
+    frame rate and it never stalled for good; TTFF is the first input byte sent → the first \
+    output frame decoded; the lowest frame rate and the worst p95 frame latency (a stamped input \
+    frame sent → its output frame back) are the worst job's; stalls are those of a player fed by \
+    the output, summed over the jobs.";
+
+/// The "AI live video-to-video" columns, in order (the HTML and Markdown tables share them).
+const AI_LIVE_COLUMNS: [&str; 15] = [
+    "Workload",
+    "Pipeline",
+    "Model",
+    "Answered by",
+    "Jobs",
+    "Good",
+    "TTFF p50 (s)",
+    "TTFF max (s)",
+    "Lowest fps",
+    "Target fps",
+    "Worst p95 latency (s)",
+    "Stalls",
+    "Stall time (s)",
+    "Unreadable stamps",
+    "Failures",
+];
+
+/// One live AI row's cells under [`AI_LIVE_COLUMNS`], unescaped, each with whether it shows a
+/// fault.
+fn ai_live_cells(r: &AiLiveStats) -> [(String, bool); 15] {
+    let plain = |value: String| (value, false);
+    [
+        plain(r.workload.clone()),
+        plain(r.pipeline.clone()),
+        plain(r.model.clone()),
+        plain(r.orchestrator.clone()),
+        plain(r.jobs.to_string()),
+        (fmt_pct(r.success_rate), r.ok < r.jobs),
+        plain(ms_as_s(r.time_to_first_frame_ms.p50)),
+        plain(ms_as_s(r.time_to_first_frame_ms.max)),
+        plain(fmt_num(r.output_fps_min)),
+        plain(fmt_num(r.target_fps)),
+        plain(ms_as_s(r.latency_p95_ms_max)),
+        plain(r.stalls.to_string()),
+        plain(ms_as_s(Some(r.stall_time_ms))),
+        plain(r.unreadable_stamps.to_string()),
+        (
+            failures_cell(&r.failures, r.first_error.as_deref()),
+            !r.failures.is_empty(),
+        ),
     ]
 }
 

@@ -5,6 +5,7 @@
 mod common;
 
 mod ai_leaderboard;
+mod ai_live;
 mod ai_requests;
 mod hls_conformance;
 mod report_browser;
