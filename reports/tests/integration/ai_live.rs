@@ -6,10 +6,9 @@ use observation::record::*;
 use observation::summary::SUMMARY_FILE;
 use reports::aggregate::{AggregateOptions, aggregate};
 use reports::frames::RecordFrames;
-use reports::{ReportOptions, finish_run};
 use serde_json::Value;
 
-use crate::common::{T0, base_summary, fixed_records, write_journal};
+use crate::common::{T0, finished_smoke_run};
 
 /// The failed job's error.
 const LOW_FPS: &str = "output at 12.0 fps, below the 24 fps target";
@@ -135,24 +134,8 @@ fn live_jobs_are_aggregated_by_model() {
 
 #[test]
 fn live_jobs_are_reported_only_when_the_run_had_some() {
-    let quiet = tempfile::tempdir().unwrap();
-    write_journal(quiet.path(), &fixed_records());
-    finish_run(
-        quiet.path(),
-        &base_summary("smoke"),
-        &ReportOptions::default(),
-    )
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut all = fixed_records();
-    all.extend(records());
-    write_journal(dir.path(), &all);
-    finish_run(
-        dir.path(),
-        &base_summary("smoke"),
-        &ReportOptions::default(),
-    )
-    .unwrap();
+    let (quiet, _) = finished_smoke_run([]);
+    let (dir, _) = finished_smoke_run(records());
 
     let summary: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join(SUMMARY_FILE)).unwrap()).unwrap();

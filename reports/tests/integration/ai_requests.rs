@@ -6,10 +6,9 @@ use observation::record::*;
 use observation::summary::SUMMARY_FILE;
 use reports::aggregate::{AggregateOptions, aggregate};
 use reports::frames::RecordFrames;
-use reports::{ReportOptions, finish_run};
 use serde_json::Value;
 
-use crate::common::{T0, base_summary, fixed_records, write_journal};
+use crate::common::{T0, finished_smoke_run};
 
 /// Request `request` of workload `t2i`, sent `request` seconds into the run and answered well
 /// in `latency_ms`: tests change the fields they need.
@@ -142,24 +141,8 @@ fn requests_are_aggregated_by_model_and_by_concurrency() {
 
 #[test]
 fn ai_requests_are_reported_in_every_artifact_only_when_the_run_had_some() {
-    let quiet = tempfile::tempdir().unwrap();
-    write_journal(quiet.path(), &fixed_records());
-    finish_run(
-        quiet.path(),
-        &base_summary("smoke"),
-        &ReportOptions::default(),
-    )
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut all = fixed_records();
-    all.extend(records());
-    write_journal(dir.path(), &all);
-    finish_run(
-        dir.path(),
-        &base_summary("smoke"),
-        &ReportOptions::default(),
-    )
-    .unwrap();
+    let (quiet, _) = finished_smoke_run([]);
+    let (dir, _) = finished_smoke_run(records());
 
     let read = |path: &std::path::Path| -> Value {
         let summary: Value =

@@ -8,10 +8,9 @@ use polars::prelude::*;
 use reports::aggregate::{AggregateOptions, aggregate};
 use reports::breakdowns::ViolationStats;
 use reports::frames::RecordFrames;
-use reports::{ReportOptions, finish_run};
 use serde_json::{Value, json};
 
-use crate::common::{R360, T0, base_summary, fixed_records, write_journal};
+use crate::common::{R360, T0, finished_smoke_run};
 
 const STALE: &str = "HLS-PLAYLIST-STALE";
 const PEAK: &str = "HLS-VARIANT-PEAK-BITRATE";
@@ -153,25 +152,9 @@ fn violations_are_one_row_per_rule_must_first_then_by_count() {
 
 #[test]
 fn violations_are_listed_in_every_report_only_when_a_rule_broke() {
-    let quiet = tempfile::tempdir().unwrap();
-    write_journal(quiet.path(), &fixed_records());
-    finish_run(
-        quiet.path(),
-        &base_summary("smoke"),
-        &ReportOptions::default(),
-    )
-    .unwrap();
+    let (quiet, _) = finished_smoke_run([]);
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut records = fixed_records();
-    records.extend(violations());
-    write_journal(dir.path(), &records);
-    let out = finish_run(
-        dir.path(),
-        &base_summary("smoke"),
-        &ReportOptions::default(),
-    )
-    .unwrap();
+    let (dir, out) = finished_smoke_run(violations());
     assert_eq!(out.aggregates.violations.len(), 4);
 
     let summary: Value =

@@ -7,10 +7,9 @@ use observation::record::*;
 use observation::summary::SUMMARY_FILE;
 use reports::aggregate::{AggregateOptions, aggregate};
 use reports::frames::RecordFrames;
-use reports::{ReportOptions, finish_run};
 use serde_json::{Value, json};
 
-use crate::common::{T0, base_summary, fixed_records, write_journal};
+use crate::common::{T0, finished_smoke_run};
 
 /// A `pool` record of `transcoder` behind `orchestrator`, reconciled 30 s into the run, with
 /// nothing counted yet: tests fill in the fields they need (`..pool(…)`).
@@ -187,25 +186,9 @@ const INTRO: &str = "3 pool transcoder(s) behind 2 orchestrator(s), reconciled a
 
 #[test]
 fn the_pool_is_reported_in_every_artifact_only_when_the_run_had_one() {
-    let quiet = tempfile::tempdir().unwrap();
-    write_journal(quiet.path(), &fixed_records());
-    finish_run(
-        quiet.path(),
-        &base_summary("smoke"),
-        &ReportOptions::default(),
-    )
-    .unwrap();
+    let (quiet, _) = finished_smoke_run([]);
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut records = fixed_records();
-    records.extend(pool_records());
-    write_journal(dir.path(), &records);
-    let out = finish_run(
-        dir.path(),
-        &base_summary("smoke"),
-        &ReportOptions::default(),
-    )
-    .unwrap();
+    let (dir, out) = finished_smoke_run(pool_records());
     assert_eq!(out.aggregates.pool.len(), 3);
 
     // summary.json: valid, every row with every field; an empty list in a run without a pool.

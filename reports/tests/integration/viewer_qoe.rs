@@ -10,10 +10,9 @@ use polars::prelude::*;
 use reports::aggregate::{AggregateOptions, aggregate};
 use reports::breakdowns::{Group, ViewerQoe};
 use reports::frames::RecordFrames;
-use reports::{ReportOptions, finish_run};
 use serde_json::{Value, json};
 
-use crate::common::{R360, T0, base_summary, fixed_records, write_journal};
+use crate::common::{R360, T0, finished_smoke_run};
 
 const FRAG_404: &str = "networkError: fragLoadError (HTTP 404) at https://cdn.example/s2/720p/5.ts";
 
@@ -292,18 +291,9 @@ const INTRO: &str = "4 browser player(s) (hls.js in headless Chromium) on 2 stre
 
 #[test]
 fn viewer_qoe_is_reported_in_every_artifact_only_when_the_run_had_players() {
-    let quiet = tempfile::tempdir().unwrap();
-    write_journal(quiet.path(), &fixed_records());
-    finish_run(
-        quiet.path(),
-        &base_summary("smoke"),
-        &ReportOptions::default(),
-    )
-    .unwrap();
+    let (quiet, _) = finished_smoke_run([]);
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut records = fixed_records();
-    records.extend(players());
+    let mut records = players();
     // One conformance finding, so the HLS conformance table is there to come before this one.
     records.push(
         ViolationRecord {
@@ -320,13 +310,7 @@ fn viewer_qoe_is_reported_in_every_artifact_only_when_the_run_had_players() {
         }
         .into(),
     );
-    write_journal(dir.path(), &records);
-    let out = finish_run(
-        dir.path(),
-        &base_summary("smoke"),
-        &ReportOptions::default(),
-    )
-    .unwrap();
+    let (dir, out) = finished_smoke_run(records);
     assert_eq!(out.aggregates.players.totals(), (4, 3, 1));
 
     // summary.json: valid, with both breakdowns; none in a run without players.

@@ -1,12 +1,13 @@
-//! Fixtures shared by the reports crate's test targets: a fixed record set whose aggregates
-//! `reports.rs` computes by hand (and whose report draws every plot), the summary a tester
-//! hands to `finish_run` for it, and a journal written from records.
+//! Fixtures shared by the reports crate's tests: a fixed record set whose aggregates
+//! `run_reports.rs` computes by hand (and whose report draws every plot), the summary a tester
+//! hands to `finish_run` for it, a journal written from records, and a finished smoke run.
 
 use std::path::Path;
 
 use observation::record::*;
-use reports::JournalWriter;
+use reports::{JournalWriter, ReportOptions, ReportOutcome, finish_run};
 use serde_json::{Value, json};
+use tempfile::TempDir;
 
 pub const T0: i64 = 1_795_309_323_000;
 
@@ -202,4 +203,20 @@ pub fn write_journal(dir: &Path, records: &[Record]) {
         w.append(r.clone()).unwrap();
     }
     w.sync().unwrap();
+}
+
+/// A finished smoke run of the fixed records and `extra`, in its own directory, with the
+/// reports' outcome.
+pub fn finished_smoke_run(extra: impl IntoIterator<Item = Record>) -> (TempDir, ReportOutcome) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = fixed_records();
+    records.extend(extra);
+    write_journal(dir.path(), &records);
+    let out = finish_run(
+        dir.path(),
+        &base_summary("smoke"),
+        &ReportOptions::default(),
+    )
+    .unwrap();
+    (dir, out)
 }
