@@ -280,15 +280,8 @@ fn aggregates_equal_hand_computed_values() {
 
 #[test]
 fn every_artifact_exists_and_parses_after_finalize() {
-    let dir = tempfile::tempdir().unwrap();
     let records = fixed_records();
-    write_journal(dir.path(), &records);
-    let out = finish_run(
-        dir.path(),
-        &base_summary("smoke"),
-        &ReportOptions::default(),
-    )
-    .unwrap();
+    let (dir, out) = finished_run(&records);
     assert_eq!(out.summary_source, SummarySource::Tester);
     assert_eq!(out.records, records.len());
     assert_eq!(out.verdict.passed, Some(false));
@@ -983,26 +976,12 @@ fn chaos_events_get_their_recovery_figures_by_label_and_start_time() {
 
 #[test]
 fn chaos_events_are_listed_in_every_report_and_marked_on_the_time_plots() {
-    let quiet = tempfile::tempdir().unwrap();
-    write_journal(quiet.path(), &steady_segments());
-    let quiet_out = finish_run(
-        quiet.path(),
-        &base_summary("smoke"),
-        &ReportOptions::default(),
-    )
-    .unwrap();
+    let (quiet, quiet_out) = finished_run(&steady_segments());
     assert!(quiet_out.aggregates.chaos.is_empty());
 
-    let dir = tempfile::tempdir().unwrap();
     let mut records = steady_segments();
     records.extend(chaos_records());
-    write_journal(dir.path(), &records);
-    let out = finish_run(
-        dir.path(),
-        &base_summary("smoke"),
-        &ReportOptions::default(),
-    )
-    .unwrap();
+    let (dir, out) = finished_run(&records);
     assert!(out.missing.is_empty(), "{:?}", out.missing);
 
     let summary = read_json(&dir.path().join(SUMMARY_FILE));

@@ -205,13 +205,10 @@ pub fn write_journal(dir: &Path, records: &[Record]) {
     w.sync().unwrap();
 }
 
-/// A finished smoke run of the fixed records and `extra`, in its own directory, with the
-/// reports' outcome.
-pub fn finished_smoke_run(extra: impl IntoIterator<Item = Record>) -> (TempDir, ReportOutcome) {
+/// A finished smoke run of `records`, in its own directory, with the reports' outcome.
+pub fn finished_run(records: &[Record]) -> (TempDir, ReportOutcome) {
     let dir = tempfile::tempdir().unwrap();
-    let mut records = fixed_records();
-    records.extend(extra);
-    write_journal(dir.path(), &records);
+    write_journal(dir.path(), records);
     let out = finish_run(
         dir.path(),
         &base_summary("smoke"),
@@ -219,4 +216,11 @@ pub fn finished_smoke_run(extra: impl IntoIterator<Item = Record>) -> (TempDir, 
     )
     .unwrap();
     (dir, out)
+}
+
+/// A finished smoke run of the fixed records and `extra`.
+pub fn finished_smoke_run(extra: impl IntoIterator<Item = Record>) -> (TempDir, ReportOutcome) {
+    let mut records = fixed_records();
+    records.extend(extra);
+    finished_run(&records)
 }
